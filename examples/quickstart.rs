@@ -1,0 +1,2 @@
+//! Quickstart (filled in later).
+fn main() {}

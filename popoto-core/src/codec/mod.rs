@@ -1,0 +1,76 @@
+//! Values as Popoto 1.10.1 stores them: msgpack bytes, key segments and sorted-set scores.
+//!
+//! Three traits, each implemented for the Rust types that have a Popoto counterpart:
+//! [`Value`] (hash field bytes, including Popoto's tagged datetime/date/time/Decimal/set/tuple
+//! maps), [`KeySegment`] (the `str()` rendering of a key value, before escaping) and [`Score`]
+//! (the sorted-set score). Any other serde type is stored through `rmp-serde` (see
+//! [`crate::__private`]).
+
+use crate::error::{DecodeError, EncodeError};
+
+/// A field type with a Popoto byte encoding of its own (tagged types, tolerant number decoding).
+pub trait Value: Sized {
+    /// Appends the msgpack bytes popoto would write for this value.
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError>;
+    /// Decodes bytes popoto (or its Lua scripts) may have written.
+    fn decode(bytes: &[u8]) -> Result<Self, DecodeError>;
+}
+
+/// A value that can be part of a Redis key: rendered as Python's `str()` would, before escaping.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a key or partition value",
+    label = "key and partition fields need a type Popoto can put in a key",
+    note = "key values are strings, integers, floats, bools, Decimal, dates, times, datetimes, or Option of those"
+)]
+pub trait KeySegment {
+    /// Appends the unescaped rendering (`str`, decimal int, Python float repr, `True`/`False`,
+    /// `None`, ISO date, `str(time)`, canonical UTC datetime `...T...Z`).
+    fn render(&self, out: &mut String);
+}
+
+/// A value with a sorted-set score, computed as popoto's `convert_to_numeric`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no sorted-set score",
+    label = "`sorted` needs a numeric, date, time or datetime type",
+    note = "scores exist for integers, floats, Decimal, NaiveDate, NaiveTime, NaiveDateTime and DateTime"
+)]
+pub trait Score {
+    /// The score popoto would ZADD for this value.
+    fn score(&self) -> f64;
+}
+
+/// A field type that can hold a tenant id (`#[popoto(tenant)]`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot hold a tenant id",
+    label = "the tenant field must be a `String`"
+)]
+pub trait TenantValue {
+    /// The tenant id held by the field.
+    fn tenant_id(&self) -> &str;
+    /// Sets the field to the given tenant id.
+    fn set_tenant_id(&mut self, id: &str);
+}
+
+impl TenantValue for String {
+    fn tenant_id(&self) -> &str {
+        self
+    }
+    fn set_tenant_id(&mut self, id: &str) {
+        self.clear();
+        self.push_str(id);
+    }
+}
+
+/// Encodes any serde value with `rmp-serde` as msgpack-python would (structs as maps, bytes as bin).
+pub fn encode_serde<T: serde::Serialize + ?Sized>(
+    v: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let mut ser = rmp_serde::Serializer::new(out).with_struct_map();
+    v.serialize(&mut ser).map_err(EncodeError::new)
+}
+
+/// Decodes any serde value from msgpack bytes.
+pub fn decode_serde<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    rmp_serde::from_slice(bytes).map_err(DecodeError::new)
+}

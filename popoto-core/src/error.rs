@@ -1,0 +1,220 @@
+//! The one error type of popoto.
+
+use std::fmt;
+
+/// Result alias used throughout popoto.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in popoto; variants name the model, field and key they concern.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Redis refused a command or the connection failed while an operation was in flight.
+    #[error("redis error during {op} on model {model}: {source}")]
+    Redis {
+        /// Operation that was running (`create`, `query`, ...).
+        op: &'static str,
+        /// Model concerned.
+        model: &'static str,
+        /// The client's error.
+        #[source]
+        source: redis::RedisError,
+    },
+    /// No connection could be checked out of the pool.
+    #[error("no redis connection for {op} on model {model}: {reason}")]
+    Pool {
+        /// Operation that was running.
+        op: &'static str,
+        /// Model concerned.
+        model: &'static str,
+        /// What the pool said.
+        reason: String,
+    },
+    /// The connection URL or pool configuration is invalid.
+    #[error("invalid connection configuration: {0}")]
+    Config(String),
+    /// A unique key value is already taken by another instance.
+    #[error(
+        "unique key violation on {model}.{field}: value {value:?} is already used by {existing}"
+    )]
+    UniqueViolation {
+        /// Model concerned.
+        model: &'static str,
+        /// The unique field.
+        field: &'static str,
+        /// The value rendered as in the key.
+        value: String,
+        /// Instance key that holds the value.
+        existing: String,
+    },
+    /// `create` or a key move targeted a key that already exists.
+    #[error("{model} instance {key} already exists")]
+    AlreadyExists {
+        /// Model concerned.
+        model: &'static str,
+        /// Instance key.
+        key: String,
+    },
+    /// The instance does not exist.
+    #[error("{model} instance {key} not found")]
+    NotFound {
+        /// Model concerned.
+        model: &'static str,
+        /// Instance key.
+        key: String,
+    },
+    /// A value read from Redis could not be decoded into the field's type.
+    #[error("cannot decode {model}.{field} at key {key}: {reason}")]
+    Decode {
+        /// Model concerned.
+        model: &'static str,
+        /// Instance (or index) key that was read.
+        key: String,
+        /// Field (hash field) that failed.
+        field: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A field value cannot be stored (NaN score, unsupported value, ...).
+    #[error("cannot store {model}.{field}: {reason}")]
+    InvalidValue {
+        /// Model concerned.
+        model: &'static str,
+        /// Field concerned.
+        field: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A tenant-partitioned model was used without a tenant scope.
+    #[error("model {model} is partitioned by tenant: use a tenant handle (db.tenant(id)) or the admin handle")]
+    NoTenant {
+        /// Model concerned.
+        model: &'static str,
+    },
+    /// A value's tenant field disagrees with the tenant scope in use.
+    #[error("{model}.{field} is {found:?} but the scope is tenant {expected:?}")]
+    TenantMismatch {
+        /// Model concerned.
+        model: &'static str,
+        /// The tenant field.
+        field: &'static str,
+        /// Tenant of the scope.
+        expected: String,
+        /// Tenant found in the value or key.
+        found: String,
+    },
+    /// A tenant id is empty, too long or contains control characters.
+    #[error("invalid tenant id {tenant:?}: {reason}")]
+    InvalidTenant {
+        /// The refused id.
+        tenant: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// A query on a partitioned sorted field lacks a partition value.
+    #[error("query on {model}.{field} needs a value for partition field {partition_field}")]
+    MissingPartition {
+        /// Model concerned.
+        model: &'static str,
+        /// The sorted (or confidence) field.
+        field: &'static str,
+        /// The partition field without a value.
+        partition_field: &'static str,
+    },
+    /// The instance changed on the server between the read of its partition values and the write.
+    #[error(
+        "{model} instance {key} kept changing concurrently; gave up after {attempts} attempts"
+    )]
+    Contention {
+        /// Model concerned.
+        model: &'static str,
+        /// Instance key.
+        key: String,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// Some instances of a bulk write failed; the others were written (each all-or-nothing).
+    #[error("{} of {total} {model} instances failed in a bulk write; first: {}", failed.len(), failed.first().map(|f| f.1.to_string()).unwrap_or_default())]
+    Bulk {
+        /// Model concerned.
+        model: &'static str,
+        /// Number of instances submitted.
+        total: usize,
+        /// Index in the input and the error of every failed instance.
+        failed: Vec<(usize, Error)>,
+    },
+    /// A key read from Redis does not have the shape of the model's instance keys.
+    #[error("{model}: malformed instance key {key:?}: {reason}")]
+    MalformedKey {
+        /// Model concerned.
+        model: &'static str,
+        /// The key.
+        key: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The server answered something popoto's scripts never return.
+    #[error("unexpected reply during {op} on {model}: {detail}")]
+    Protocol {
+        /// Operation that was running.
+        op: &'static str,
+        /// Model concerned.
+        model: &'static str,
+        /// What was received.
+        detail: String,
+    },
+}
+
+impl Error {
+    /// Whether this error came from the connection (the call may be retried once Redis is back).
+    pub fn is_connection_error(&self) -> bool {
+        match self {
+            Error::Redis { source, .. } => {
+                source.is_io_error()
+                    || source.is_connection_dropped()
+                    || source.is_connection_refusal()
+                    || source.is_timeout()
+            }
+            Error::Pool { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// Why a single value could not be decoded (wrapped into [`Error::Decode`] with model, key, field).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError(pub String);
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+impl DecodeError {
+    /// Builds a decode error from anything printable.
+    pub fn new(msg: impl fmt::Display) -> Self {
+        DecodeError(msg.to_string())
+    }
+}
+
+/// Why a single value could not be encoded (wrapped into [`Error::InvalidValue`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodeError(pub String);
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for EncodeError {}
+
+impl EncodeError {
+    /// Builds an encode error from anything printable.
+    pub fn new(msg: impl fmt::Display) -> Self {
+        EncodeError(msg.to_string())
+    }
+}

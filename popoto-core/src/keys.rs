@@ -1,0 +1,254 @@
+//! The Redis layout of popoto 1.10.1: the only code that builds key strings and MATCH patterns.
+//!
+//! Every segment goes through [`escape`] (Popoto's `DB_key.clean`), so a value can never add a
+//! `:` separator or a glob metacharacter to a key. Confidence partition segments are the one
+//! exception Popoto makes (they are not escaped); [`confidence_key`] refuses values that would
+//! make such a key ambiguous instead.
+
+use std::borrow::Cow;
+
+use crate::error::{Error, Result};
+use crate::model::{FieldKind, ModelMeta};
+
+/// Popoto's escape token for `:`.
+const COLON: &str = "{&#58;}";
+/// Characters escaped with a `/` prefix (besides `/` itself).
+const SLASHED: &[char] = &['\'', '?', '*', '^', '[', ']', '-'];
+
+/// Escapes one key segment exactly as Popoto's `DB_key.clean`.
+pub fn escape(raw: &str) -> Cow<'_, str> {
+    if !raw.contains(|c| c == '/' || c == ':' || SLASHED.contains(&c)) && !raw.contains(COLON) {
+        return Cow::Borrowed(raw);
+    }
+    let mut out = String::with_capacity(raw.len() + 8);
+    let mut rest = raw;
+    while let Some(c) = rest.chars().next() {
+        if rest.starts_with(COLON) {
+            out.push('/');
+            out.push_str(COLON);
+            rest = &rest[COLON.len()..];
+            continue;
+        }
+        match c {
+            '/' => out.push_str("//"),
+            ':' => out.push_str(COLON),
+            c if SLASHED.contains(&c) => {
+                out.push('/');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    Cow::Owned(out)
+}
+
+/// Reverses [`escape`] (Popoto's `DB_key.unclean`): a single left-to-right scan.
+pub fn unescape(seg: &str) -> Cow<'_, str> {
+    if !seg.contains('/') && !seg.contains(COLON) {
+        return Cow::Borrowed(seg);
+    }
+    let mut out = String::with_capacity(seg.len());
+    let mut rest = seg;
+    while let Some(c) = rest.chars().next() {
+        if c == '/' {
+            if let Some(next) = rest[1..].chars().next() {
+                if next == '/' || next == '{' || SLASHED.contains(&next) {
+                    out.push(next);
+                    rest = &rest[1 + next.len_utf8()..];
+                    continue;
+                }
+            }
+        } else if rest.starts_with(COLON) {
+            out.push(':');
+            rest = &rest[COLON.len()..];
+            continue;
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    Cow::Owned(out)
+}
+
+/// Escapes Redis glob metacharacters (`*?[]\^-`) so that a pattern matches the text literally.
+pub fn glob_escape(text: &str) -> Cow<'_, str> {
+    const META: &[char] = &['*', '?', '[', ']', '\\', '^', '-'];
+    if !text.contains(META) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 4);
+    for c in text.chars() {
+        if META.contains(&c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    Cow::Owned(out)
+}
+
+fn push_seg(out: &mut String, raw: &str) {
+    out.push(':');
+    out.push_str(&escape(raw));
+}
+
+/// `<Model>:<seg(k1)>:<seg(k2)>...` from unescaped segments in key-field order.
+pub fn instance_key(meta: &ModelMeta, segments: &[String]) -> String {
+    let mut out = String::with_capacity(
+        meta.name.len() + segments.iter().map(|s| s.len() + 1).sum::<usize>(),
+    );
+    out.push_str(&escape(meta.name));
+    for s in segments {
+        push_seg(&mut out, s);
+    }
+    out
+}
+
+/// Splits an instance key into its unescaped segments, checking model name and arity.
+pub fn parse_instance_key(meta: &'static ModelMeta, key: &str) -> Result<Vec<String>> {
+    let malformed = |reason: &str| Error::MalformedKey {
+        model: meta.name,
+        key: key.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let mut parts = key.split(':');
+    let name = parts.next().unwrap_or_default();
+    if name != escape(meta.name) {
+        return Err(malformed(
+            "the key does not start with the model's class name",
+        ));
+    }
+    let segments: Vec<String> = parts.map(|p| unescape(p).into_owned()).collect();
+    let expected = meta.key_fields.len();
+    if segments.len() != expected {
+        return Err(malformed(&format!(
+            "expected {expected} key segments, found {}",
+            segments.len()
+        )));
+    }
+    Ok(segments)
+}
+
+/// `$Class:<Model>`: the set of every instance key.
+pub fn class_key(meta: &ModelMeta) -> String {
+    format!("$Class:{}", escape(meta.name))
+}
+
+fn field_base(meta: &ModelMeta, field: usize) -> String {
+    let f = &meta.fields[field];
+    let prefix = f.kind.prefix().unwrap_or("$F");
+    format!("{prefix}:{}:{}", escape(meta.name), escape(f.name))
+}
+
+/// `$KeyF:<Model>:<field>:<seg(v)>` (or `$UniqueKeyF:...`): the value set of a key field.
+pub fn value_set_key(meta: &ModelMeta, field: usize, value: &str) -> String {
+    let mut out = field_base(meta, field);
+    push_seg(&mut out, value);
+    out
+}
+
+/// `$SortF:<Model>:<field>[:<seg(p1)>...]`: the zset of a sorted field in one partition.
+pub fn sorted_key(meta: &ModelMeta, field: usize, partition: &[&str]) -> String {
+    let mut out = field_base(meta, field);
+    for p in partition {
+        push_seg(&mut out, p);
+    }
+    out
+}
+
+/// Glob matching every partition zset of a sorted field and its unpartitioned key.
+pub fn sorted_pattern(meta: &ModelMeta, field: usize) -> String {
+    format!("{}*", glob_escape(&field_base(meta, field)))
+}
+
+/// `$ConfidencF:<Model>:<field>:data[:<p1>...]`, with Popoto's unescaped partition segments.
+///
+/// Refuses a partition value that would make the key ambiguous: one containing `:` (it would
+/// read as two segments) or, with several partition fields, one that is empty.
+pub fn confidence_key(
+    meta: &'static ModelMeta,
+    field: usize,
+    partition: &[&str],
+) -> Result<String> {
+    let f = &meta.fields[field];
+    debug_assert!(matches!(f.kind, FieldKind::Confidence { .. }));
+    let mut out = format!("{}:data", field_base(meta, field));
+    for (i, p) in partition.iter().enumerate() {
+        if p.contains(':') || (partition.len() > 1 && p.is_empty()) {
+            let pf = f.partition_by.get(i).map_or("?", |&j| meta.fields[j].name);
+            return Err(Error::InvalidValue {
+                model: meta.name,
+                field: meta.fields.get(f.partition_by.get(i).copied().unwrap_or(field)).map_or(pf, |x| x.name),
+                reason: format!(
+                    "partition value {p:?} would make the companion key of {} ambiguous (Popoto does not escape it)",
+                    f.name
+                ),
+            });
+        }
+        out.push(':');
+        out.push_str(p);
+    }
+    Ok(out)
+}
+
+/// MATCH pattern for every instance key of a model (SCAN).
+pub fn instance_pattern(meta: &ModelMeta) -> String {
+    format!("{}:*", glob_escape(&escape(meta.name)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_matches_popoto_examples() {
+        let cases = [
+            ("a:b", "a{&#58;}b"),
+            ("a-b", "a/-b"),
+            ("x*y?", "x/*y/?"),
+            ("[q]^'", "/[q/]/^/'"),
+            ("s/lash", "s//lash"),
+            ("{&#58;}", "/{&#58;}"),
+            ("umbrella:eu-1", "umbrella{&#58;}eu/-1"),
+            ("-1", "/-1"),
+            ("1e-05", "1e/-05"),
+            ("2024-01-15", "2024/-01/-15"),
+            (
+                "2024-01-15T10:30:00.000000Z",
+                "2024/-01/-15T10{&#58;}30{&#58;}00.000000Z",
+            ),
+            ("10:30:00", "10{&#58;}30{&#58;}00"),
+            ("plain", "plain"),
+            ("h\u{e9}llo {x} & # \\", "h\u{e9}llo {x} & # \\"),
+        ];
+        for (raw, seg) in cases {
+            assert_eq!(escape(raw), seg, "escape({raw:?})");
+            assert_eq!(unescape(seg), raw, "unescape({seg:?})");
+        }
+    }
+
+    #[test]
+    fn escaped_segments_never_contain_separators_or_globs() {
+        for raw in [
+            "a:b:c",
+            "*",
+            "?",
+            "[ab]",
+            "^x",
+            "a-b",
+            "{&#58;}:{&#58;}",
+            "//::",
+        ] {
+            let e = escape(raw);
+            assert!(!e.contains(':'), "{e}");
+            assert_eq!(unescape(&e), raw);
+        }
+    }
+
+    #[test]
+    fn glob_escape_escapes_metacharacters() {
+        assert_eq!(glob_escape("a*"), "a\\*");
+        assert_eq!(glob_escape("[ab]"), "\\[ab\\]");
+        assert_eq!(glob_escape("a\\"), "a\\\\");
+        assert_eq!(glob_escape("plain:x"), "plain:x");
+    }
+}

@@ -1,0 +1,8 @@
+//! popoto: a Redis ORM whose keys and indexes are partitioned per tenant, byte-compatible with
+//! the Python ORM Popoto 1.10.1 so Rust and Python services can share one Redis.
+#![doc = include_str!("../README.md")]
+
+pub use popoto_core::*;
+
+#[cfg(feature = "derive")]
+pub use popoto_derive::Model;
