@@ -143,6 +143,16 @@ pub enum Error {
         /// Index in the input and the error of every failed instance.
         failed: Vec<(usize, Error)>,
     },
+    /// A key popoto must write holds another Redis type; nothing was written.
+    #[error("{model}: key {key} holds a {found}, not what popoto stores there; nothing was written")]
+    WrongType {
+        /// Model concerned.
+        model: &'static str,
+        /// The key.
+        key: String,
+        /// Redis type found.
+        found: String,
+    },
     /// A key read from Redis does not have the shape of the model's instance keys.
     #[error("{model}: malformed instance key {key:?}: {reason}")]
     MalformedKey {

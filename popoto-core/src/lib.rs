@@ -3,16 +3,25 @@
 //! Users depend on the `popoto` facade crate; this crate's API is re-exported there and only
 //! that crate follows semantic versioning.
 
+pub mod backend;
 pub mod codec;
+pub mod db;
 pub mod error;
 pub mod keys;
 pub mod model;
+mod plan;
+pub mod query;
+pub mod tenant;
 
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
 
+pub use backend::{Backend, BackendConfig};
+pub use db::{Db, Session};
 pub use error::{Error, Result};
+pub use query::{Filter, Query};
+pub use tenant::{Scope, TenantId};
 pub use model::{
     ConfidenceField, Field, FieldHandle, FieldKind, FieldMeta, Key, KeyField, Model, ModelMeta,
     Record, SortedField,

@@ -132,10 +132,31 @@ pub trait Model: Sized + Send + Sync + 'static {
 }
 
 /// The key values of one instance, rendered, in instance-key order. Built by `Model::key_of`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key<M> {
     segments: Vec<String>,
     _model: PhantomData<fn() -> M>,
+}
+
+impl<M> Clone for Key<M> {
+    fn clone(&self) -> Self {
+        Key { segments: self.segments.clone(), _model: PhantomData }
+    }
+}
+impl<M> PartialEq for Key<M> {
+    fn eq(&self, other: &Self) -> bool {
+        self.segments == other.segments
+    }
+}
+impl<M> Eq for Key<M> {}
+impl<M> std::hash::Hash for Key<M> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.segments.hash(state)
+    }
+}
+impl<M> std::fmt::Debug for Key<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Key").field(&self.segments).finish()
+    }
 }
 
 impl<M: Model> Key<M> {

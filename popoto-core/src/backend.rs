@@ -1,0 +1,231 @@
+//! Connections: a deadpool pool of multiplexed redis-rs connections, and script execution.
+//!
+//! deadpool-redis' manager PINGs on every checkout, a second round trip per operation that
+//! halves throughput; this manager instead drops a connection once a call on it failed at the
+//! connection level, so after a Redis restart the next checkout dials a fresh one.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use deadpool::managed::{self, Metrics, Pool, RecycleError, RecycleResult};
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, ErrorKind, RedisError, RedisResult, ServerErrorKind};
+
+use crate::error::{Error, Result};
+
+/// The script that applies one instance write (see `plan.rs`).
+pub(crate) static APPLY: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("lua/apply.lua")));
+
+/// Connection settings of a backend.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct BackendConfig {
+    /// Redis URL (`redis://host:port/db`).
+    pub url: String,
+    /// Maximum number of pooled connections (each one multiplexes concurrent calls).
+    pub max_connections: usize,
+    /// How long a call waits for its reply before failing.
+    pub response_timeout: Duration,
+    /// How long dialing a connection may take.
+    pub connect_timeout: Duration,
+}
+
+impl BackendConfig {
+    /// Defaults for `url`: 16 connections, 30 s response timeout, 2 s connect timeout.
+    pub fn new(url: impl Into<String>) -> Self {
+        BackendConfig {
+            url: url.into(),
+            max_connections: 16,
+            response_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A pooled connection with a flag set when a call on it failed at the connection level.
+pub(crate) struct Conn {
+    inner: MultiplexedConnection,
+    broken: AtomicBool,
+}
+
+/// deadpool manager for [`Conn`].
+pub(crate) struct Manager {
+    client: redis::Client,
+    config: AsyncConnectionConfig,
+}
+
+impl managed::Manager for Manager {
+    type Type = Conn;
+    type Error = RedisError;
+
+    async fn create(&self) -> RedisResult<Conn> {
+        let inner = self.client.get_multiplexed_async_connection_with_config(&self.config).await?;
+        Ok(Conn { inner, broken: AtomicBool::new(false) })
+    }
+
+    async fn recycle(&self, conn: &mut Conn, _: &Metrics) -> RecycleResult<RedisError> {
+        if conn.broken.load(Ordering::Relaxed) {
+            Err(RecycleError::message("connection failed earlier"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// One Redis server (or logical database) and its connection pool.
+#[derive(Clone)]
+pub struct Backend {
+    pool: Pool<Manager>,
+    url: Arc<str>,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend").field("url", &self.url).finish_non_exhaustive()
+    }
+}
+
+/// Whether an error means the connection itself is unusable.
+pub(crate) fn is_connection_error(e: &RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
+}
+
+fn is_noscript(e: &RedisError) -> bool {
+    e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
+}
+
+impl Backend {
+    /// Builds a backend; no connection is dialed until the first call.
+    pub fn new(config: BackendConfig) -> Result<Self> {
+        let client = redis::Client::open(config.url.as_str()).map_err(|e| Error::Config(e.to_string()))?;
+        let conn_config = AsyncConnectionConfig::new()
+            .set_response_timeout(Some(config.response_timeout))
+            .set_connection_timeout(Some(config.connect_timeout));
+        let manager = Manager { client, config: conn_config };
+        let pool = Pool::builder(manager)
+            .max_size(config.max_connections.max(1))
+            .runtime(deadpool::Runtime::Tokio1)
+            .wait_timeout(Some(config.connect_timeout + config.response_timeout))
+            .create_timeout(Some(config.connect_timeout))
+            .build()
+            .map_err(|e| Error::Config(e.to_string()))?;
+        Ok(Backend { pool, url: config.url.into() })
+    }
+
+    /// The URL this backend connects to, password removed.
+    pub fn url(&self) -> String {
+        match self.url.split_once('@') {
+            Some((scheme_user, host)) => {
+                let scheme = scheme_user.split("://").next().unwrap_or("redis");
+                format!("{scheme}://***@{host}")
+            }
+            None => self.url.to_string(),
+        }
+    }
+
+    /// Runs `f` on a pooled connection, marking the connection broken on a connection error.
+    pub(crate) async fn with_conn<T, F>(&self, op: &'static str, model: &'static str, f: F) -> Result<T>
+    where
+        F: AsyncFnOnce(&mut MultiplexedConnection) -> RedisResult<T>,
+    {
+        let mut obj = self.pool.get().await.map_err(|e| Error::Pool { op, model, reason: e.to_string() })?;
+        let result = f(&mut obj.inner).await;
+        match result {
+            Ok(v) => Ok(v),
+            Err(source) => {
+                if is_connection_error(&source) {
+                    obj.broken.store(true, Ordering::Relaxed);
+                }
+                Err(Error::Redis { op, model, source })
+            }
+        }
+    }
+
+    /// Runs one command.
+    pub(crate) async fn query<T: redis::FromRedisValue>(
+        &self,
+        op: &'static str,
+        model: &'static str,
+        cmd: &redis::Cmd,
+    ) -> Result<T> {
+        self.with_conn(op, model, async |c| cmd.query_async(c).await).await
+    }
+
+    /// Runs a pipeline (not a transaction) and returns every reply.
+    pub(crate) async fn pipeline<T: redis::FromRedisValue>(
+        &self,
+        op: &'static str,
+        model: &'static str,
+        pipe: &redis::Pipeline,
+    ) -> Result<T> {
+        self.with_conn(op, model, async |c| pipe.query_async(c).await).await
+    }
+
+    /// Runs a script (EVALSHA, loading it on NOSCRIPT).
+    pub(crate) async fn eval(
+        &self,
+        op: &'static str,
+        model: &'static str,
+        script: &redis::Script,
+        keys: &[String],
+        args: &[Vec<u8>],
+    ) -> Result<redis::Value> {
+        let cmd = evalsha(script, keys, args);
+        self.with_conn(op, model, async |c| match cmd.query_async(c).await {
+            Err(e) if is_noscript(&e) => {
+                script.prepare_invoke().load_async(c).await?;
+                cmd.query_async(c).await
+            }
+            other => other,
+        })
+        .await
+    }
+
+    /// Runs many script calls in pipelined batches; one result per call, in order.
+    pub(crate) async fn eval_many(
+        &self,
+        op: &'static str,
+        model: &'static str,
+        script: &redis::Script,
+        calls: &[(Vec<String>, Vec<Vec<u8>>)],
+    ) -> Result<Vec<RedisResult<redis::Value>>> {
+        self.with_conn(op, model, async |c| {
+            script.prepare_invoke().load_async(c).await?;
+            let mut out = Vec::with_capacity(calls.len());
+            for chunk in calls.chunks(1000) {
+                let mut pipe = redis::pipe();
+                pipe.ignore_errors();
+                for (keys, args) in chunk {
+                    pipe.add_command(evalsha(script, keys, args));
+                }
+                let mut replies: Vec<RedisResult<redis::Value>> = pipe.query_async(c).await?;
+                if let Some(e) = replies.iter().find_map(|r| r.as_ref().err()) {
+                    if is_connection_error(e) {
+                        return Err(e.clone());
+                    }
+                }
+                // A restart between SCRIPT LOAD and the pipeline: reload and redo only those.
+                if replies.iter().any(|r| matches!(r, Err(e) if is_noscript(e))) {
+                    script.prepare_invoke().load_async(c).await?;
+                    for (i, r) in replies.iter_mut().enumerate() {
+                        if matches!(r, Err(e) if is_noscript(e)) {
+                            let (keys, args) = &chunk[i];
+                            *r = evalsha(script, keys, args).query_async(c).await;
+                        }
+                    }
+                }
+                out.extend(replies);
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+fn evalsha(script: &redis::Script, keys: &[String], args: &[Vec<u8>]) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(keys.len()).arg(keys).arg(args);
+    cmd
+}

@@ -1,0 +1,641 @@
+//! `Db` and scoped sessions: the write and read paths of single instances.
+
+use std::collections::HashMap;
+use std::ops::Deref;
+
+use tracing::Instrument;
+
+use crate::backend::{Backend, BackendConfig, APPLY};
+use crate::error::{Error, Result};
+use crate::keys;
+use crate::model::{FieldKind, Key, Model, ModelMeta, Record};
+use crate::plan::{movable_partition_fields, Check, Instance, Outcome, Plan, Write};
+use crate::query::Query;
+use crate::tenant::{Scope, TenantId};
+
+/// How often a write is retried when its instance changed between read and write.
+const MAX_ATTEMPTS: u32 = 8;
+
+/// A connection to Redis: the root handle. Derefs to an unscoped [`Session`].
+#[derive(Clone, Debug)]
+pub struct Db {
+    root: Session,
+}
+
+impl Db {
+    /// Connects to `url` (`redis://host:port/db`) with default pool settings.
+    ///
+    /// No connection is dialed until the first call; a bad URL is an error at once.
+    pub async fn connect(url: &str) -> Result<Db> {
+        Db::with_config(BackendConfig::new(url))
+    }
+
+    /// Connects with explicit settings.
+    pub fn with_config(config: BackendConfig) -> Result<Db> {
+        Ok(Db::from_backend(Backend::new(config)?))
+    }
+
+    /// Wraps an existing backend.
+    pub fn from_backend(backend: Backend) -> Db {
+        Db { root: Session { backend, scope: Scope::Unscoped } }
+    }
+
+    /// A handle confined to one tenant: every read and write of a tenant model goes to it.
+    pub fn tenant(&self, id: impl AsRef<str>) -> Result<Session> {
+        Ok(self.scoped(Scope::Tenant(TenantId::new(id)?)))
+    }
+
+    /// A handle confined to an already validated tenant.
+    pub fn tenant_id(&self, id: &TenantId) -> Session {
+        self.scoped(Scope::Tenant(id.clone()))
+    }
+
+    /// The admin handle: reads and writes across tenants.
+    pub fn admin(&self) -> Session {
+        self.scoped(Scope::Admin)
+    }
+
+    fn scoped(&self, scope: Scope) -> Session {
+        Session { backend: self.root.backend.clone(), scope }
+    }
+}
+
+impl Deref for Db {
+    type Target = Session;
+    fn deref(&self) -> &Session {
+        &self.root
+    }
+}
+
+/// A handle with a [`Scope`]: unscoped (from [`Db`]), one tenant, or admin.
+#[derive(Clone, Debug)]
+pub struct Session {
+    backend: Backend,
+    scope: Scope,
+}
+
+/// The outcome of reading an instance's movable partition values before a write.
+struct Stored {
+    /// Raw bytes of each movable partition field (`None`: absent).
+    raw: Vec<(usize, Option<Vec<u8>>)>,
+}
+
+impl Session {
+    /// The scope of this handle.
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    /// The backend this handle talks to.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    fn span<M: Model>(&self, op: &'static str) -> tracing::Span {
+        tracing::debug_span!(
+            "popoto",
+            op,
+            model = M::META.name,
+            tenant = self.scope.label(),
+            commands = tracing::field::Empty
+        )
+    }
+
+    /// Checks that this scope may use model `M` at all.
+    pub(crate) fn check_model<M: Model>(&self) -> Result<()> {
+        if M::META.tenant.is_some() && self.scope == Scope::Unscoped {
+            return Err(Error::NoTenant { model: M::META.name });
+        }
+        Ok(())
+    }
+
+    /// Fills an empty tenant field from the scope and refuses a value of another tenant.
+    fn scope_value<M: Model>(&self, value: &mut M) -> Result<()> {
+        self.check_model::<M>()?;
+        if let (Scope::Tenant(t), Some(field)) = (&self.scope, M::META.tenant) {
+            match value.tenant_id() {
+                Some("") => value.set_tenant_id(t.as_str()),
+                Some(found) if found != t.as_str() => {
+                    return Err(Error::TenantMismatch {
+                        model: M::META.name,
+                        field: M::META.fields[field].name,
+                        expected: t.to_string(),
+                        found: found.to_owned(),
+                    })
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses a value of another tenant (without filling anything).
+    fn check_value<M: Model>(&self, value: &M) -> Result<()> {
+        self.check_model::<M>()?;
+        if let (Scope::Tenant(t), Some(field)) = (&self.scope, M::META.tenant) {
+            let found = value.tenant_id().unwrap_or_default();
+            if found != t.as_str() {
+                return Err(Error::TenantMismatch {
+                    model: M::META.name,
+                    field: M::META.fields[field].name,
+                    expected: t.to_string(),
+                    found: found.to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses a key of another tenant.
+    pub(crate) fn check_key<M: Model>(&self, key: &Key<M>) -> Result<()> {
+        self.check_model::<M>()?;
+        if let (Scope::Tenant(t), Some(field)) = (&self.scope, M::META.tenant) {
+            let found = key.tenant().unwrap_or_default();
+            if found != t.as_str() {
+                return Err(Error::TenantMismatch {
+                    model: M::META.name,
+                    field: M::META.fields[field].name,
+                    expected: t.to_string(),
+                    found: found.to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- writes
+
+    /// Creates an instance: fills empty auto keys (and the tenant field from a tenant scope),
+    /// refuses an existing key ([`Error::AlreadyExists`]) or a taken unique value
+    /// ([`Error::UniqueViolation`]), and writes the hash and all its index entries atomically.
+    pub async fn create<M: Model>(&self, value: M) -> Result<M> {
+        self.create_keyed(value).await.map(|(_, v)| v)
+    }
+
+    /// [`Session::create`], also returning the key (the only handle on a model whose key is
+    /// Popoto's hidden `_auto_key`).
+    pub async fn create_keyed<M: Model>(&self, mut value: M) -> Result<(Key<M>, M)> {
+        self.scope_value(&mut value)?;
+        value.fill_auto_keys();
+        let span = self.span::<M>("create");
+        async {
+            let record = value.to_record()?;
+            let hidden = M::META.has_hidden_key().then(crate::__private::new_auto_key);
+            let segments = key_segments::<M>(&record, hidden.as_deref());
+            let key = Key::from_segments(segments);
+            self.write(Mode::Create, &key, &record, hidden.as_deref()).await?;
+            Ok((key, value))
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Inserts or updates an instance (all its fields and index entries, atomically), moving
+    /// sorted-set members and confidence entries when a non-key partition value changed.
+    ///
+    /// Auto keys must be set (use [`Session::create`] for new instances with generated keys).
+    pub async fn save<M: Model>(&self, value: &M) -> Result<()> {
+        self.check_value(value)?;
+        let record = value.to_record()?;
+        let key = self.key_of_record::<M>(&record)?;
+        self.write(Mode::Save, &key, &record, None).instrument(self.span::<M>("save")).await.map(|_| ())
+    }
+
+    /// Inserts or updates the instance stored at `key` (for models with a hidden auto key).
+    pub async fn save_at<M: Model>(&self, key: &Key<M>, value: &M) -> Result<()> {
+        self.check_key(key)?;
+        self.check_value(value)?;
+        let record = value.to_record()?;
+        let hidden = M::META.has_hidden_key().then(|| key.segments().first().cloned()).flatten();
+        if key_segments::<M>(&record, hidden.as_deref()) != key.segments() {
+            return Err(Error::InvalidValue {
+                model: M::META.name,
+                field: "<key>",
+                reason: format!("the value's key fields do not match key {}", key.redis_key()),
+            });
+        }
+        self.write(Mode::Save, key, &record, hidden.as_deref()).instrument(self.span::<M>("save")).await.map(|_| ())
+    }
+
+    /// Changes key fields: moves the hash (foreign fields included), every index entry and the
+    /// confidence entries from `old`'s key to `new`'s, atomically. `old` must exist; `new`'s key
+    /// must not.
+    pub async fn move_key<M: Model>(&self, old: &M, mut new: M) -> Result<M> {
+        self.check_value(old)?;
+        self.scope_value(&mut new)?;
+        new.fill_auto_keys();
+        let span = self.span::<M>("move_key");
+        async {
+            let old_record = old.to_record()?;
+            let new_record = new.to_record()?;
+            let old_key = self.key_of_record::<M>(&old_record)?;
+            let new_key = self.key_of_record::<M>(&new_record)?;
+            if old_key == new_key {
+                self.write(Mode::Save, &new_key, &new_record, None).await?;
+                return Ok(new);
+            }
+            self.relocate(&old_key, &old_record, &new_key, &new_record).await?;
+            Ok(new)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Deletes an instance and all its index and confidence entries; `false` if it did not exist.
+    pub async fn delete<M: Model>(&self, value: &M) -> Result<bool> {
+        self.check_value(value)?;
+        let record = value.to_record()?;
+        let key = self.key_of_record::<M>(&record)?;
+        self.delete_key(&key).await
+    }
+
+    /// Deletes the instance at `key`; `false` if it did not exist.
+    pub async fn delete_key<M: Model>(&self, key: &Key<M>) -> Result<bool> {
+        self.check_key(key)?;
+        let span = self.span::<M>("delete");
+        async {
+            let meta = M::META;
+            let redis_key = key.redis_key();
+            let mut record = Record { segments: vec![None; meta.fields.len()], ..Record::default() };
+            for (pos, &i) in meta.key_fields.iter().enumerate() {
+                record.segments[i] = key.segments().get(pos).cloned();
+            }
+            let hidden = meta.has_hidden_key().then(|| key.segments().first().map(String::as_str)).flatten();
+            for attempt in 1..=MAX_ATTEMPTS {
+                let stored = self.read_stored::<M>(&redis_key).await?;
+                let mut plan = Plan::default();
+                let k = plan.key(redis_key.clone());
+                plan.writes.push(Write::Del { key: k });
+                for (f, raw) in &stored.raw {
+                    plan.checks.push(Check::Field {
+                        key: k,
+                        field: meta.fields[*f].name.to_owned(),
+                        value: raw.clone(),
+                    });
+                    record.segments[*f] = match raw {
+                        Some(raw) => Some(M::segment_from_stored(&redis_key, *f, raw)?),
+                        None => Some("None".to_owned()),
+                    };
+                }
+                let inst = Instance { meta, key: redis_key.clone(), record: &record, hidden_key: hidden };
+                inst.remove_indexes(&mut plan, true)?;
+                plan.add_type_checks();
+                match self.apply::<M>("delete", &plan).await? {
+                    Outcome::Applied(n) => return Ok(n > 0),
+                    Outcome::Changed if attempt < MAX_ATTEMPTS => continue,
+                    other => return Err(self.outcome_error::<M>(other, &record, &redis_key, attempt)),
+                }
+            }
+            Err(Error::Contention { model: meta.name, key: redis_key, attempts: MAX_ATTEMPTS })
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Creates many instances in pipelined batches; each one is written atomically on its own.
+    ///
+    /// On failure of some, the others are still written and [`Error::Bulk`] lists the failed ones.
+    pub async fn create_many<M: Model>(&self, values: Vec<M>) -> Result<Vec<M>> {
+        self.write_many(Mode::Create, values).instrument(self.span::<M>("create_many")).await
+    }
+
+    /// Saves (inserts or updates) many instances in pipelined batches, each atomically.
+    ///
+    /// Models with non-key partition fields read their stored partition values first (one
+    /// pipelined round trip per batch).
+    pub async fn save_many<M: Model>(&self, values: Vec<M>) -> Result<Vec<M>> {
+        self.write_many(Mode::Save, values).instrument(self.span::<M>("save_many")).await
+    }
+
+    // ---------------------------------------------------------------- reads
+
+    /// Reads one instance by key.
+    pub async fn get<M: Model>(&self, key: &Key<M>) -> Result<Option<M>> {
+        self.check_key(key)?;
+        let redis_key = key.redis_key();
+        let span = self.span::<M>("get");
+        span.record("commands", 1);
+        async {
+            let fields: Vec<(Vec<u8>, Vec<u8>)> =
+                self.backend.query("get", M::META.name, redis::cmd("HGETALL").arg(&redis_key)).await?;
+            if fields.is_empty() {
+                return Ok(None);
+            }
+            M::from_hash(&redis_key, fields).map(Some)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Whether an instance exists at `key`.
+    pub async fn exists<M: Model>(&self, key: &Key<M>) -> Result<bool> {
+        self.check_key(key)?;
+        let redis_key = key.redis_key();
+        self.backend
+            .query("exists", M::META.name, redis::cmd("EXISTS").arg(&redis_key))
+            .instrument(self.span::<M>("exists"))
+            .await
+    }
+
+    /// A query on model `M` within this scope.
+    pub fn query<M: Model>(&self) -> Query<'_, M> {
+        Query::new(self)
+    }
+
+    // ---------------------------------------------------------------- internals
+
+    fn key_of_record<M: Model>(&self, record: &Record) -> Result<Key<M>> {
+        if M::META.has_hidden_key() {
+            return Err(Error::InvalidValue {
+                model: M::META.name,
+                field: "_auto_key",
+                reason: "the model's key is Popoto's hidden _auto_key: use create_keyed/save_at/delete_key".into(),
+            });
+        }
+        for &i in M::META.key_fields {
+            if M::META.fields[i].kind == FieldKind::AutoKey
+                && record.segments.get(i).and_then(|s| s.as_deref()).is_none_or(str::is_empty)
+            {
+                return Err(Error::InvalidValue {
+                    model: M::META.name,
+                    field: M::META.fields[i].name,
+                    reason: "the auto key is empty: use create to generate it".into(),
+                });
+            }
+        }
+        Ok(Key::from_segments(key_segments::<M>(record, None)))
+    }
+
+    /// Reads the stored bytes of the movable partition fields (no command if there are none).
+    async fn read_stored<M: Model>(&self, redis_key: &str) -> Result<Stored> {
+        let movable = movable_partition_fields(M::META);
+        if movable.is_empty() {
+            return Ok(Stored { raw: Vec::new() });
+        }
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(redis_key);
+        for &f in &movable {
+            cmd.arg(M::META.fields[f].name);
+        }
+        let raw: Vec<Option<Vec<u8>>> = self.backend.query("read partitions", M::META.name, &cmd).await?;
+        Ok(Stored { raw: movable.into_iter().zip(raw).collect() })
+    }
+
+    /// Builds the plan of a create or save, given the stored partition values.
+    fn write_plan<M: Model>(
+        mode: Mode,
+        key: &Key<M>,
+        record: &Record,
+        hidden: Option<&str>,
+        stored: &Stored,
+    ) -> Result<Plan> {
+        let meta = M::META;
+        let redis_key = key.redis_key();
+        let inst = Instance { meta, key: redis_key.clone(), record, hidden_key: hidden };
+        let mut plan = Plan::default();
+        let k = plan.key(redis_key.clone());
+        if mode == Mode::Create {
+            plan.checks.push(Check::Absent(k));
+        }
+        inst.unique_checks(&mut plan, None);
+        // Moves out of partitions whose (non-key) partition value changed.
+        let mut old_segments: HashMap<usize, String> = HashMap::new();
+        for (f, raw) in &stored.raw {
+            plan.checks.push(Check::Field { key: k, field: meta.fields[*f].name.to_owned(), value: raw.clone() });
+            if let Some(raw) = raw {
+                old_segments.insert(*f, M::segment_from_stored(&redis_key, *f, raw)?);
+            }
+        }
+        let mut moves = Vec::new();
+        if !old_segments.is_empty() {
+            let mut old = record.clone();
+            for (f, s) in &old_segments {
+                old.segments[*f] = Some(s.clone());
+            }
+            let old_inst = Instance { meta, key: redis_key.clone(), record: &old, hidden_key: hidden };
+            for (i, f) in meta.fields.iter().enumerate() {
+                if !f.partition_by.iter().any(|p| old_segments.contains_key(p)) {
+                    continue;
+                }
+                match f.kind {
+                    FieldKind::Sorted => {
+                        let (from, to) = (old_inst.sorted_key(i), inst.sorted_key(i));
+                        if from != to {
+                            let z = plan.key(from);
+                            moves.push(Write::ZRem { key: z, member: redis_key.clone() });
+                        }
+                    }
+                    FieldKind::Confidence { .. } => {
+                        let (from, to) = (old_inst.confidence_key(i)?, inst.confidence_key(i)?);
+                        if from != to {
+                            let (from, to) = (plan.key(from), plan.key(to));
+                            moves.push(Write::HMove {
+                                from,
+                                from_field: redis_key.clone(),
+                                to,
+                                to_field: redis_key.clone(),
+                            });
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        plan.writes.push(Write::HSet { key: k, pairs: inst.hash_pairs() });
+        plan.writes.extend(moves);
+        inst.add_indexes(&mut plan)?;
+        plan.add_type_checks();
+        Ok(plan)
+    }
+
+    async fn write<M: Model>(&self, mode: Mode, key: &Key<M>, record: &Record, hidden: Option<&str>) -> Result<i64> {
+        let redis_key = key.redis_key();
+        for attempt in 1..=MAX_ATTEMPTS {
+            let stored = if mode == Mode::Save {
+                self.read_stored::<M>(&redis_key).await?
+            } else {
+                Stored { raw: movable_partition_fields(M::META).into_iter().map(|f| (f, None)).collect() }
+            };
+            let plan = Self::write_plan(mode, key, record, hidden, &stored)?;
+            match self.apply::<M>(mode.op(), &plan).await? {
+                Outcome::Applied(n) => return Ok(n),
+                Outcome::Changed if attempt < MAX_ATTEMPTS => continue,
+                other => return Err(self.outcome_error::<M>(other, record, &redis_key, attempt)),
+            }
+        }
+        Err(Error::Contention { model: M::META.name, key: redis_key, attempts: MAX_ATTEMPTS })
+    }
+
+    async fn relocate<M: Model>(
+        &self,
+        old_key: &Key<M>,
+        old_record: &Record,
+        new_key: &Key<M>,
+        new_record: &Record,
+    ) -> Result<()> {
+        let meta = M::META;
+        let (old_redis, new_redis) = (old_key.redis_key(), new_key.redis_key());
+        for attempt in 1..=MAX_ATTEMPTS {
+            let stored = self.read_stored::<M>(&old_redis).await?;
+            let mut old = old_record.clone();
+            let mut plan = Plan::default();
+            let ko = plan.key(old_redis.clone());
+            let kn = plan.key(new_redis.clone());
+            plan.checks.push(Check::Present(ko));
+            plan.checks.push(Check::Absent(kn));
+            for (f, raw) in &stored.raw {
+                plan.checks.push(Check::Field { key: ko, field: meta.fields[*f].name.to_owned(), value: raw.clone() });
+                if let Some(raw) = raw {
+                    old.segments[*f] = Some(M::segment_from_stored(&old_redis, *f, raw)?);
+                }
+            }
+            let old_inst = Instance { meta, key: old_redis.clone(), record: &old, hidden_key: None };
+            let new_inst = Instance { meta, key: new_redis.clone(), record: new_record, hidden_key: None };
+            new_inst.unique_checks(&mut plan, Some(&old_redis));
+            plan.writes.push(Write::Rename { from: ko, to: kn });
+            plan.writes.push(Write::HSet { key: kn, pairs: new_inst.hash_pairs() });
+            old_inst.remove_indexes(&mut plan, false)?;
+            for (i, f) in meta.fields.iter().enumerate() {
+                if let FieldKind::Confidence { .. } = f.kind {
+                    let from = plan.key(old_inst.confidence_key(i)?);
+                    let to = plan.key(new_inst.confidence_key(i)?);
+                    plan.writes.push(Write::HMove {
+                        from,
+                        from_field: old_redis.clone(),
+                        to,
+                        to_field: new_redis.clone(),
+                    });
+                }
+            }
+            new_inst.add_indexes(&mut plan)?;
+            plan.add_type_checks();
+            match self.apply::<M>("move_key", &plan).await? {
+                Outcome::Applied(_) => return Ok(()),
+                Outcome::Changed if attempt < MAX_ATTEMPTS => continue,
+                Outcome::Exists(k) => return Err(Error::AlreadyExists { model: meta.name, key: k }),
+                other => return Err(self.outcome_error::<M>(other, new_record, &new_redis, attempt)),
+            }
+        }
+        Err(Error::Contention { model: meta.name, key: old_redis, attempts: MAX_ATTEMPTS })
+    }
+
+    async fn write_many<M: Model>(&self, mode: Mode, mut values: Vec<M>) -> Result<Vec<M>> {
+        let meta = M::META;
+        let mut prepared = Vec::with_capacity(values.len());
+        for v in &mut values {
+            if mode == Mode::Create {
+                self.scope_value(v)?;
+                v.fill_auto_keys();
+            } else {
+                self.check_value(v)?;
+            }
+            let record = v.to_record()?;
+            let hidden = (meta.has_hidden_key() && mode == Mode::Create).then(crate::__private::new_auto_key);
+            let key: Key<M> = match &hidden {
+                Some(h) => Key::from_segments(key_segments::<M>(&record, Some(h))),
+                None => self.key_of_record::<M>(&record)?,
+            };
+            prepared.push((key, record, hidden));
+        }
+        let movable = movable_partition_fields(meta);
+        // Stored partition values of every instance, read in one pipeline (saves only).
+        let stored: Vec<Stored> = if mode == Mode::Save && !movable.is_empty() {
+            let mut pipe = redis::pipe();
+            for (key, _, _) in &prepared {
+                pipe.cmd("HMGET").arg(key.redis_key()).arg(movable.iter().map(|&f| meta.fields[f].name).collect::<Vec<_>>());
+            }
+            let raw: Vec<Vec<Option<Vec<u8>>>> = self.backend.pipeline("save_many", meta.name, &pipe).await?;
+            raw.into_iter().map(|r| Stored { raw: movable.iter().copied().zip(r).collect() }).collect()
+        } else {
+            prepared.iter().map(|_| Stored { raw: movable.iter().map(|&f| (f, None)).collect() }).collect()
+        };
+        let mut calls = Vec::with_capacity(prepared.len());
+        for ((key, record, hidden), stored) in prepared.iter().zip(&stored) {
+            let plan = Self::write_plan(mode, key, record, hidden.as_deref(), stored)?;
+            calls.push((plan.keys.clone(), plan.args()));
+        }
+        tracing::Span::current().record("commands", calls.len());
+        let replies = self.backend.eval_many(mode.op(), meta.name, &APPLY, &calls).await?;
+        let mut failed = Vec::new();
+        for (i, reply) in replies.into_iter().enumerate() {
+            let (key, record, hidden) = &prepared[i];
+            let outcome = reply
+                .map_err(|source| Error::Redis { op: mode.op(), model: meta.name, source })
+                .and_then(|v| Plan::outcome(meta, mode.op(), v));
+            match outcome {
+                Ok(Outcome::Applied(_)) => {}
+                Ok(Outcome::Changed) => {
+                    // Changed concurrently since the pipelined read: redo this one alone.
+                    if let Err(e) = self.write(mode, key, record, hidden.as_deref()).await {
+                        failed.push((i, e));
+                    }
+                }
+                Ok(other) => failed.push((i, self.outcome_error::<M>(other, record, &key.redis_key(), 1))),
+                Err(e) => failed.push((i, e)),
+            }
+        }
+        if failed.is_empty() {
+            Ok(values)
+        } else {
+            Err(Error::Bulk { model: meta.name, total: values.len(), failed })
+        }
+    }
+
+    async fn apply<M: Model>(&self, op: &'static str, plan: &Plan) -> Result<Outcome> {
+        tracing::Span::current().record("commands", plan.command_count());
+        let reply = self.backend.eval(op, M::META.name, &APPLY, &plan.keys, &plan.args()).await?;
+        Plan::outcome(M::META, op, reply)
+    }
+
+    fn outcome_error<M: Model>(&self, outcome: Outcome, record: &Record, key: &str, attempts: u32) -> Error {
+        let meta: &'static ModelMeta = M::META;
+        match outcome {
+            Outcome::Exists(k) => Error::AlreadyExists { model: meta.name, key: k },
+            Outcome::Missing(k) => Error::NotFound { model: meta.name, key: k },
+            Outcome::Unique { field, existing } => Error::UniqueViolation {
+                model: meta.name,
+                field: meta.fields.get(field).map_or("?", |f| f.name),
+                value: record.segments.get(field).cloned().flatten().unwrap_or_default(),
+                existing,
+            },
+            Outcome::WrongType { key, found } => Error::WrongType { model: meta.name, key, found },
+            Outcome::Changed => Error::Contention { model: meta.name, key: key.to_owned(), attempts },
+            Outcome::Applied(_) => Error::Protocol { op: "write", model: meta.name, detail: "applied".into() },
+        }
+    }
+}
+
+/// Key segments of a record in instance-key order.
+fn key_segments<M: Model>(record: &Record, hidden: Option<&str>) -> Vec<String> {
+    M::META
+        .key_fields
+        .iter()
+        .map(|&i| {
+            if M::META.fields[i].hidden {
+                hidden.unwrap_or_default().to_owned()
+            } else {
+                record.segments.get(i).cloned().flatten().unwrap_or_default()
+            }
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Create,
+    Save,
+}
+
+impl Mode {
+    fn op(self) -> &'static str {
+        match self {
+            Mode::Create => "create",
+            Mode::Save => "save",
+        }
+    }
+}
+
+/// The Redis key of model `M`'s class set (for callers that need to inspect it).
+pub fn class_key<M: Model>() -> String {
+    keys::class_key(M::META)
+}

@@ -1,0 +1,69 @@
+-- popoto-rs: apply one instance write atomically.
+-- KEYS: every key the write touches. ARGV[1]: number of check ops; then the ops.
+-- Checks run first and write nothing; a failed check returns {code, ...} before any write, so an
+-- instance and its index entries are written all or nothing. Key operands are indices into KEYS.
+-- Reply: {'ok', <reply of the first write>} or {'<failed check>', ...}.
+local argv = ARGV
+local nchecks = tonumber(argv[1])
+local i = 2
+local function k() local x = KEYS[tonumber(argv[i])]; i = i + 1; return x end
+local function a() local x = argv[i]; i = i + 1; return x end
+
+for _ = 1, nchecks do
+  local op = a()
+  if op == 'A' then -- key must be absent
+    local key = k()
+    if redis.call('EXISTS', key) == 1 then return {'exists', key} end
+  elseif op == 'P' then -- key must be present
+    local key = k()
+    if redis.call('EXISTS', key) == 0 then return {'missing', key} end
+  elseif op == 'U' then -- set may hold no member other than the given ones
+    local key = k(); local tag = a(); local m1 = a(); local m2 = a()
+    local n = redis.call('SCARD', key)
+    if n > 0 then
+      for _, m in ipairs(redis.call('SMEMBERS', key)) do
+        if m ~= m1 and m ~= m2 then return {'unique', tag, m} end
+      end
+    end
+  elseif op == 'G' then -- hash field must hold the given bytes
+    local key = k(); local f = a(); local v = a()
+    if redis.call('HGET', key, f) ~= v then return {'changed', key} end
+  elseif op == 'N' then -- hash field must be absent
+    local key = k(); local f = a()
+    if redis.call('HEXISTS', key, f) == 1 then return {'changed', key} end
+  elseif op == 'T' then -- key must be absent or of the given type
+    local key = k(); local t = a()
+    local found = redis.call('TYPE', key).ok
+    if found ~= 'none' and found ~= t then return {'wrongtype', key, found} end
+  else
+    return redis.error_reply('popoto: unknown check ' .. tostring(op))
+  end
+end
+
+local first = nil
+local function note(r) if first == nil then first = r end end
+local n = #argv
+while i <= n do
+  local op = a()
+  if op == 'HSET' then
+    local key = k(); local cnt = tonumber(a())
+    note(redis.call('HSET', key, unpack(argv, i, i + 2 * cnt - 1)))
+    i = i + 2 * cnt
+  elseif op == 'SADD' then local key = k(); note(redis.call('SADD', key, a()))
+  elseif op == 'SREM' then local key = k(); note(redis.call('SREM', key, a()))
+  elseif op == 'ZADD' then local key = k(); local s = a(); note(redis.call('ZADD', key, s, a()))
+  elseif op == 'ZREM' then local key = k(); note(redis.call('ZREM', key, a()))
+  elseif op == 'DEL' then note(redis.call('DEL', k()))
+  elseif op == 'HSETNX' then local key = k(); local f = a(); note(redis.call('HSETNX', key, f, a()))
+  elseif op == 'HDEL' then local key = k(); note(redis.call('HDEL', key, a()))
+  elseif op == 'HMOVE' then -- move one hash entry (key, field) to (key, field), keeping its bytes
+    local src = k(); local f1 = a(); local dst = k(); local f2 = a()
+    local v = redis.call('HGET', src, f1)
+    if v then redis.call('HDEL', src, f1); redis.call('HSET', dst, f2, v) end
+    note(v and 1 or 0)
+  elseif op == 'RENAME' then local src = k(); note(redis.call('RENAME', src, k()))
+  else
+    return redis.error_reply('popoto: unknown op ' .. tostring(op))
+  end
+end
+return {'ok', first or 0}

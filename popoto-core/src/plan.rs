@@ -1,0 +1,390 @@
+//! Writes as data: every instance write is a [`Plan`] of checks and commands that one Lua script
+//! (`lua/apply.lua`) applies atomically. Plans are built without a server and unit-tested.
+
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+use crate::keys;
+use crate::model::{FieldKind, ModelMeta, Record};
+
+/// A check run before any write; the first failing one aborts the plan.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Check {
+    /// The key must not exist.
+    Absent(usize),
+    /// The key must exist.
+    Present(usize),
+    /// The set may hold no member besides `allowed` (a unique key's value set); `field` names it.
+    Unique { set: usize, field: usize, allowed: [String; 2] },
+    /// The hash field must hold these bytes (`None`: must be absent).
+    Field { key: usize, field: String, value: Option<Vec<u8>> },
+    /// The key must be absent or of this Redis type.
+    Type { key: usize, ty: &'static str },
+}
+
+/// A write command; key operands are indices into [`Plan::keys`].
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Write {
+    HSet { key: usize, pairs: Vec<(String, Vec<u8>)> },
+    SAdd { key: usize, member: String },
+    SRem { key: usize, member: String },
+    ZAdd { key: usize, score: f64, member: String },
+    ZRem { key: usize, member: String },
+    Del { key: usize },
+    HSetNx { key: usize, field: String, value: Vec<u8> },
+    HDel { key: usize, field: String },
+    HMove { from: usize, from_field: String, to: usize, to_field: String },
+    Rename { from: usize, to: usize },
+}
+
+/// Checks and writes of one atomic instance write.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Plan {
+    pub keys: Vec<String>,
+    index: HashMap<String, usize>,
+    pub checks: Vec<Check>,
+    pub writes: Vec<Write>,
+}
+
+/// What a failed check reported.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Outcome {
+    /// All writes applied; the reply of the first write (HSET: new fields, DEL: keys removed).
+    Applied(i64),
+    /// `Check::Absent` failed on this key.
+    Exists(String),
+    /// `Check::Present` failed on this key.
+    Missing(String),
+    /// `Check::Unique` failed: field index and the member holding the value.
+    Unique { field: usize, existing: String },
+    /// `Check::Field` failed: the instance changed since its partition values were read.
+    Changed,
+    /// `Check::Type` failed.
+    WrongType { key: String, found: String },
+}
+
+impl Plan {
+    /// Interns a key and returns its index.
+    pub fn key(&mut self, key: String) -> usize {
+        if let Some(&i) = self.index.get(&key) {
+            return i;
+        }
+        let i = self.keys.len();
+        self.index.insert(key.clone(), i);
+        self.keys.push(key);
+        i
+    }
+
+    /// Number of Redis commands the plan runs on the server (checks and writes).
+    pub fn command_count(&self) -> usize {
+        self.checks.len() + self.writes.len()
+    }
+
+    /// Adds a type check for every key written, so a wrong type fails before any write.
+    pub fn add_type_checks(&mut self) {
+        let mut seen: Vec<(usize, &'static str)> = Vec::new();
+        for w in &self.writes {
+            let typed = match w {
+                Write::HSet { key, .. } | Write::HSetNx { key, .. } | Write::HDel { key, .. } => Some((*key, "hash")),
+                Write::SAdd { key, .. } | Write::SRem { key, .. } => Some((*key, "set")),
+                Write::ZAdd { key, .. } | Write::ZRem { key, .. } => Some((*key, "zset")),
+                Write::HMove { to, .. } => Some((*to, "hash")),
+                Write::Del { .. } | Write::Rename { .. } => None,
+            };
+            if let Some(t) = typed {
+                if !seen.iter().any(|s| s.0 == t.0) {
+                    seen.push(t);
+                }
+            }
+        }
+        self.checks.extend(seen.into_iter().map(|(key, ty)| Check::Type { key, ty }));
+    }
+
+    /// The script's ARGV.
+    pub fn args(&self) -> Vec<Vec<u8>> {
+        let mut out: Vec<Vec<u8>> = Vec::with_capacity(1 + self.checks.len() * 3 + self.writes.len() * 4);
+        let idx = |i: usize| (i + 1).to_string().into_bytes();
+        out.push(self.checks.len().to_string().into_bytes());
+        for c in &self.checks {
+            match c {
+                Check::Absent(k) => out.extend([b"A".to_vec(), idx(*k)]),
+                Check::Present(k) => out.extend([b"P".to_vec(), idx(*k)]),
+                Check::Unique { set, field, allowed } => out.extend([
+                    b"U".to_vec(),
+                    idx(*set),
+                    field.to_string().into_bytes(),
+                    allowed[0].clone().into_bytes(),
+                    allowed[1].clone().into_bytes(),
+                ]),
+                Check::Field { key, field, value: Some(v) } => {
+                    out.extend([b"G".to_vec(), idx(*key), field.clone().into_bytes(), v.clone()])
+                }
+                Check::Field { key, field, value: None } => {
+                    out.extend([b"N".to_vec(), idx(*key), field.clone().into_bytes()])
+                }
+                Check::Type { key, ty } => out.extend([b"T".to_vec(), idx(*key), ty.as_bytes().to_vec()]),
+            }
+        }
+        for w in &self.writes {
+            match w {
+                Write::HSet { key, pairs } => {
+                    out.extend([b"HSET".to_vec(), idx(*key), pairs.len().to_string().into_bytes()]);
+                    for (f, v) in pairs {
+                        out.push(f.clone().into_bytes());
+                        out.push(v.clone());
+                    }
+                }
+                Write::SAdd { key, member } => out.extend([b"SADD".to_vec(), idx(*key), member.clone().into_bytes()]),
+                Write::SRem { key, member } => out.extend([b"SREM".to_vec(), idx(*key), member.clone().into_bytes()]),
+                Write::ZAdd { key, score, member } => out.extend([
+                    b"ZADD".to_vec(),
+                    idx(*key),
+                    score_arg(*score).into_bytes(),
+                    member.clone().into_bytes(),
+                ]),
+                Write::ZRem { key, member } => out.extend([b"ZREM".to_vec(), idx(*key), member.clone().into_bytes()]),
+                Write::Del { key } => out.extend([b"DEL".to_vec(), idx(*key)]),
+                Write::HSetNx { key, field, value } => {
+                    out.extend([b"HSETNX".to_vec(), idx(*key), field.clone().into_bytes(), value.clone()])
+                }
+                Write::HDel { key, field } => out.extend([b"HDEL".to_vec(), idx(*key), field.clone().into_bytes()]),
+                Write::HMove { from, from_field, to, to_field } => out.extend([
+                    b"HMOVE".to_vec(),
+                    idx(*from),
+                    from_field.clone().into_bytes(),
+                    idx(*to),
+                    to_field.clone().into_bytes(),
+                ]),
+                Write::Rename { from, to } => out.extend([b"RENAME".to_vec(), idx(*from), idx(*to)]),
+            }
+        }
+        out
+    }
+
+    /// Parses the script's reply.
+    pub fn outcome(meta: &'static ModelMeta, op: &'static str, reply: redis::Value) -> Result<Outcome> {
+        let protocol = |detail: String| Error::Protocol { op, model: meta.name, detail };
+        let redis::Value::Array(items) = reply else {
+            return Err(protocol(format!("{reply:?}")));
+        };
+        let text = |i: usize| -> Result<String> {
+            match items.get(i) {
+                Some(redis::Value::BulkString(b)) => {
+                    String::from_utf8(b.clone()).map_err(|_| protocol("non-UTF-8 reply".into()))
+                }
+                Some(redis::Value::SimpleString(s)) => Ok(s.clone()),
+                Some(redis::Value::Int(n)) => Ok(n.to_string()),
+                other => Err(protocol(format!("{other:?}"))),
+            }
+        };
+        match text(0)?.as_str() {
+            "ok" => Ok(Outcome::Applied(match items.get(1) {
+                Some(redis::Value::Int(n)) => *n,
+                _ => 0,
+            })),
+            "exists" => Ok(Outcome::Exists(text(1)?)),
+            "missing" => Ok(Outcome::Missing(text(1)?)),
+            "unique" => Ok(Outcome::Unique {
+                field: text(1)?.parse().map_err(|_| protocol("bad unique tag".into()))?,
+                existing: text(2)?,
+            }),
+            "changed" => Ok(Outcome::Changed),
+            "wrongtype" => Ok(Outcome::WrongType { key: text(1)?, found: text(2)? }),
+            other => Err(protocol(format!("unknown reply {other:?}"))),
+        }
+    }
+}
+
+/// A score as a Redis argument: shortest round-trip decimal, `inf`/`-inf` for infinities.
+pub(crate) fn score_arg(score: f64) -> String {
+    if score.is_infinite() {
+        if score > 0.0 { "+inf".into() } else { "-inf".into() }
+    } else {
+        format!("{score}")
+    }
+}
+
+/// Msgpack bytes of a fresh confidence entry, as popoto's `on_save` HSETNX writes them.
+pub(crate) fn initial_confidence(initial: f64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.push(0x84);
+    for (name, last) in [("confidence", false), ("evidence_count", true), ("corroborations", true), ("contradictions", true)] {
+        out.push(0xa0 | name.len() as u8);
+        out.extend_from_slice(name.as_bytes());
+        if last {
+            out.push(0x00);
+        } else {
+            out.push(0xcb);
+            out.extend_from_slice(&initial.to_bits().to_be_bytes());
+        }
+    }
+    out
+}
+
+/// The rendered state of one instance: its key and the record, with partitions resolved.
+pub(crate) struct Instance<'r> {
+    pub meta: &'static ModelMeta,
+    pub key: String,
+    pub record: &'r Record,
+    /// Segment of the hidden `_auto_key`, for models that have one.
+    pub hidden_key: Option<&'r str>,
+}
+
+impl Instance<'_> {
+    /// The segment of field `i` (hidden key included).
+    fn segment(&self, i: usize) -> &str {
+        if self.meta.fields[i].hidden {
+            return self.hidden_key.unwrap_or_default();
+        }
+        self.record.segments.get(i).and_then(|s| s.as_deref()).unwrap_or_default()
+    }
+
+    /// Partition segments of field `i`.
+    pub fn partition(&self, i: usize) -> Vec<&str> {
+        self.meta.fields[i].partition_by.iter().map(|&p| self.segment(p)).collect()
+    }
+
+    /// The zset of sorted field `i` for this instance.
+    pub fn sorted_key(&self, i: usize) -> String {
+        keys::sorted_key(self.meta, i, &self.partition(i))
+    }
+
+    /// The companion hash of confidence field `i` for this instance.
+    pub fn confidence_key(&self, i: usize) -> Result<String> {
+        keys::confidence_key(self.meta, i, &self.partition(i))
+    }
+
+    /// Every hash field and value to HSET.
+    pub fn hash_pairs(&self) -> Vec<(String, Vec<u8>)> {
+        let mut pairs: Vec<(String, Vec<u8>)> = self
+            .meta
+            .fields
+            .iter()
+            .zip(&self.record.values)
+            .map(|(f, v)| (f.name.to_owned(), v.clone()))
+            .collect();
+        if let Some(h) = self.hidden_key {
+            let mut v = Vec::with_capacity(h.len() + 2);
+            crate::codec::encode_serde(h, &mut v).ok();
+            pairs.push(("_auto_key".to_owned(), v));
+        }
+        pairs
+    }
+
+    /// Adds the index entries of this instance (popoto's `on_save` of every field).
+    pub fn add_indexes(&self, plan: &mut Plan) -> Result<()> {
+        let class = plan.key(keys::class_key(self.meta));
+        plan.writes.push(Write::SAdd { key: class, member: self.key.clone() });
+        for (i, f) in self.meta.fields.iter().enumerate() {
+            match f.kind {
+                FieldKind::Key | FieldKind::UniqueKey => {
+                    let set = plan.key(keys::value_set_key(self.meta, i, self.segment(i)));
+                    plan.writes.push(Write::SAdd { key: set, member: self.key.clone() });
+                }
+                FieldKind::Sorted => {
+                    let z = plan.key(self.sorted_key(i));
+                    let score = self.record.scores.get(i).copied().flatten().unwrap_or_default();
+                    plan.writes.push(Write::ZAdd { key: z, score, member: self.key.clone() });
+                }
+                FieldKind::Confidence { initial, .. } => {
+                    let h = plan.key(self.confidence_key(i)?);
+                    plan.writes.push(Write::HSetNx {
+                        key: h,
+                        field: self.key.clone(),
+                        value: initial_confidence(initial),
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the index entries of this instance (popoto's `on_delete`); the companion entry
+    /// is left to the caller (deleted or moved).
+    pub fn remove_indexes(&self, plan: &mut Plan, with_confidence: bool) -> Result<()> {
+        let class = plan.key(keys::class_key(self.meta));
+        plan.writes.push(Write::SRem { key: class, member: self.key.clone() });
+        for (i, f) in self.meta.fields.iter().enumerate() {
+            match f.kind {
+                FieldKind::Key | FieldKind::UniqueKey => {
+                    let set = plan.key(keys::value_set_key(self.meta, i, self.segment(i)));
+                    plan.writes.push(Write::SRem { key: set, member: self.key.clone() });
+                }
+                FieldKind::Sorted => {
+                    let z = plan.key(self.sorted_key(i));
+                    plan.writes.push(Write::ZRem { key: z, member: self.key.clone() });
+                }
+                FieldKind::Confidence { .. } if with_confidence => {
+                    let h = plan.key(self.confidence_key(i)?);
+                    plan.writes.push(Write::HDel { key: h, field: self.key.clone() });
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Uniqueness checks of every unique key field; `also` is another key allowed to hold them.
+    pub fn unique_checks(&self, plan: &mut Plan, also: Option<&str>) {
+        for (i, f) in self.meta.fields.iter().enumerate() {
+            if f.kind == FieldKind::UniqueKey {
+                let set = plan.key(keys::value_set_key(self.meta, i, self.segment(i)));
+                plan.checks.push(Check::Unique {
+                    set,
+                    field: i,
+                    allowed: [self.key.clone(), also.unwrap_or(&self.key).to_owned()],
+                });
+            }
+        }
+    }
+}
+
+/// Indices of fields that partition some index but are not key fields: an update can move them.
+pub(crate) fn movable_partition_fields(meta: &ModelMeta) -> Vec<usize> {
+    let mut out: Vec<usize> = Vec::new();
+    for f in meta.fields {
+        for &p in f.partition_by {
+            if !meta.fields[p].kind.is_key() && !out.contains(&p) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initial_confidence_matches_popoto_bytes() {
+        let hex: String = initial_confidence(0.5).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            "84aa636f6e666964656e6365cb3fe0000000000000ae65766964656e63655f636f756e7400ae636f72726f626f726174696f6e7300ae636f6e74726164696374696f6e7300"
+        );
+    }
+
+    #[test]
+    fn keys_are_interned_and_args_reference_them() {
+        let mut p = Plan::default();
+        let a = p.key("A".into());
+        let b = p.key("B".into());
+        assert_eq!(p.key("A".into()), a);
+        p.checks.push(Check::Absent(b));
+        p.writes.push(Write::SAdd { key: a, member: "m".into() });
+        p.add_type_checks();
+        let args: Vec<String> = p.args().into_iter().map(|a| String::from_utf8(a).unwrap_or_default()).collect();
+        assert_eq!(args, ["2", "A", "2", "T", "1", "set", "SADD", "1", "m"]);
+    }
+
+    #[test]
+    fn score_args_round_trip() {
+        for s in [0.1, 1.5, -0.0, 1e300, 5e-324, 1704067200.0] {
+            assert_eq!(score_arg(s).parse::<f64>().ok(), Some(s));
+        }
+        assert_eq!(score_arg(f64::INFINITY), "+inf");
+        assert_eq!(score_arg(f64::NEG_INFINITY), "-inf");
+    }
+}
