@@ -4,7 +4,7 @@
 //! halves throughput; this manager instead drops a connection once a call on it failed at the
 //! connection level, so after a Redis restart the next checkout dials a fresh one.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -79,6 +79,7 @@ impl managed::Manager for Manager {
 pub struct Backend {
     pool: Pool<Manager>,
     url: Arc<str>,
+    round_trips: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -111,7 +112,7 @@ impl Backend {
             .create_timeout(Some(config.connect_timeout))
             .build()
             .map_err(|e| Error::Config(e.to_string()))?;
-        Ok(Backend { pool, url: config.url.into() })
+        Ok(Backend { pool, url: config.url.into(), round_trips: Arc::new(AtomicU64::new(0)) })
     }
 
     /// The URL this backend connects to, password removed.
@@ -125,12 +126,18 @@ impl Backend {
         }
     }
 
+    /// Number of round trips (commands or pipelines sent) since the backend was built.
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips.load(Ordering::Relaxed)
+    }
+
     /// Runs `f` on a pooled connection, marking the connection broken on a connection error.
     pub(crate) async fn with_conn<T, F>(&self, op: &'static str, model: &'static str, f: F) -> Result<T>
     where
         F: AsyncFnOnce(&mut MultiplexedConnection) -> RedisResult<T>,
     {
         let mut obj = self.pool.get().await.map_err(|e| Error::Pool { op, model, reason: e.to_string() })?;
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
         let result = f(&mut obj.inner).await;
         match result {
             Ok(v) => Ok(v),

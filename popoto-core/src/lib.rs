@@ -12,6 +12,8 @@ pub mod model;
 mod plan;
 pub mod query;
 pub mod tenant;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 #[doc(hidden)]
 #[path = "private.rs"]

@@ -1,0 +1,87 @@
+//! Shared test models and helpers.
+#![allow(dead_code)]
+
+use popoto::testing::TestRedis;
+use popoto::{Db, Model};
+
+/// Episodes of a project: tenant key, auto key, a per-tenant sorted score and a global rank.
+#[derive(Model, Debug, Clone, PartialEq, Default)]
+pub struct Episode {
+    #[popoto(key, tenant)]
+    pub project_id: String,
+    #[popoto(auto_key)]
+    pub episode_id: String,
+    pub title: String,
+    #[popoto(sorted, partition_by = "project_id")]
+    pub score: f64,
+    #[popoto(sorted)]
+    pub rank: i64,
+}
+
+/// Items with a unique sku and a sorted level partitioned by tenant and a plain region field.
+#[derive(Model, Debug, Clone, PartialEq, Default)]
+pub struct Item {
+    #[popoto(key, tenant)]
+    pub tenant: String,
+    #[popoto(unique_key)]
+    pub sku: String,
+    pub region: String,
+    #[popoto(sorted, partition_by("tenant", "region"))]
+    pub level: i64,
+    pub note: Option<String>,
+}
+
+/// An untenanted model without key fields: Popoto's hidden `_auto_key`.
+#[derive(Model, Debug, Clone, PartialEq, Default)]
+pub struct Note {
+    pub text: String,
+    pub stars: u8,
+}
+
+/// Starts a private server and connects a `Db` to it.
+pub async fn setup() -> (TestRedis, Db) {
+    let server = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
+    let db = server.db().await;
+    (server, db)
+}
+
+/// Every key on the server, sorted.
+pub fn all_keys(server: &TestRedis) -> Vec<String> {
+    let mut conn = server.raw();
+    let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap_or_default();
+    keys.sort();
+    keys
+}
+
+/// Members of a set, sorted.
+pub fn smembers(server: &TestRedis, key: &str) -> Vec<String> {
+    let mut conn = server.raw();
+    let mut m: Vec<String> = redis::cmd("SMEMBERS").arg(key).query(&mut conn).unwrap_or_default();
+    m.sort();
+    m
+}
+
+/// Members of a zset with scores, by score.
+pub fn zrange(server: &TestRedis, key: &str) -> Vec<(String, f64)> {
+    let mut conn = server.raw();
+    redis::cmd("ZRANGE").arg(key).arg(0).arg(-1).arg("WITHSCORES").query(&mut conn).unwrap_or_default()
+}
+
+/// A hash as (field, raw bytes), sorted by field.
+pub fn hgetall(server: &TestRedis, key: &str) -> Vec<(String, Vec<u8>)> {
+    let mut conn = server.raw();
+    let mut h: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL").arg(key).query(&mut conn).unwrap_or_default();
+    h.sort();
+    h
+}
+
+/// Runs a raw command on the server.
+pub fn raw_cmd<T: redis::FromRedisValue>(server: &TestRedis, cmd: &redis::Cmd) -> T {
+    let mut conn = server.raw();
+    cmd.query(&mut conn).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// An episode of `project` (the tenant field is filled by a tenant handle when left empty).
+pub fn episode(project: &str, title: &str, score: f64, rank: i64) -> Episode {
+    Episode { project_id: project.into(), title: title.into(), score, rank, ..Default::default() }
+}
