@@ -162,8 +162,9 @@ pub fn sorted_pattern(meta: &ModelMeta, field: usize) -> String {
 
 /// `$ConfidencF:<Model>:<field>:data[:<p1>...]`, with Popoto's unescaped partition segments.
 ///
-/// Refuses a partition value that would make the key ambiguous: one containing `:` (it would
-/// read as two segments) or, with several partition fields, one that is empty.
+/// With several partition fields, refuses a value that would make the key ambiguous: one
+/// containing `:` (it would read as two segments) or an empty one. With one partition field the
+/// key stays unambiguous, so any value is accepted (popoto writes `...:data:umbrella:eu-1`).
 pub fn confidence_key(
     meta: &'static ModelMeta,
     field: usize,
@@ -173,11 +174,14 @@ pub fn confidence_key(
     debug_assert!(matches!(f.kind, FieldKind::Confidence { .. }));
     let mut out = format!("{}:data", field_base(meta, field));
     for (i, p) in partition.iter().enumerate() {
-        if p.contains(':') || (partition.len() > 1 && p.is_empty()) {
-            let pf = f.partition_by.get(i).map_or("?", |&j| meta.fields[j].name);
+        if partition.len() > 1 && (p.contains(':') || p.is_empty()) {
+            let pf = f
+                .partition_by
+                .get(i)
+                .map_or(f.name, |&j| meta.fields[j].name);
             return Err(Error::InvalidValue {
                 model: meta.name,
-                field: meta.fields.get(f.partition_by.get(i).copied().unwrap_or(field)).map_or(pf, |x| x.name),
+                field: pf,
                 reason: format!(
                     "partition value {p:?} would make the companion key of {} ambiguous (Popoto does not escape it)",
                     f.name
@@ -188,6 +192,20 @@ pub fn confidence_key(
         out.push_str(p);
     }
     Ok(out)
+}
+
+/// MATCH pattern for instance keys whose key fields have the given values (`*` elsewhere);
+/// every value is escaped twice: as a key segment, then for the glob.
+pub fn instance_match<'a>(meta: &ModelMeta, value: &dyn Fn(usize) -> Option<&'a str>) -> String {
+    let mut out = glob_escape(&escape(meta.name)).into_owned();
+    for &i in meta.key_fields {
+        out.push(':');
+        match value(i) {
+            Some(v) => out.push_str(&glob_escape(&escape(v))),
+            None => out.push('*'),
+        }
+    }
+    out
 }
 
 /// MATCH pattern for every instance key of a model (SCAN).

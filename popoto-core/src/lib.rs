@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod codec;
+pub mod confidence;
 pub mod db;
 pub mod error;
 pub mod keys;
@@ -20,11 +21,12 @@ pub mod testing;
 pub mod __private;
 
 pub use backend::{Backend, BackendConfig};
+pub use confidence::{Confidence, ConfidenceScan, ConfidenceState};
 pub use db::{Db, Session};
 pub use error::{Error, Result};
-pub use query::{Filter, Query};
-pub use tenant::{Scope, TenantId};
 pub use model::{
     ConfidenceField, Field, FieldHandle, FieldKind, FieldMeta, Key, KeyField, Model, ModelMeta,
     Record, SortedField,
 };
+pub use query::{Filter, Query};
+pub use tenant::{Scope, TenantId};

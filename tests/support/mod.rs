@@ -48,7 +48,10 @@ pub async fn setup() -> (TestRedis, Db) {
 /// Every key on the server, sorted.
 pub fn all_keys(server: &TestRedis) -> Vec<String> {
     let mut conn = server.raw();
-    let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap_or_default();
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query(&mut conn)
+        .unwrap_or_default();
     keys.sort();
     keys
 }
@@ -56,7 +59,10 @@ pub fn all_keys(server: &TestRedis) -> Vec<String> {
 /// Members of a set, sorted.
 pub fn smembers(server: &TestRedis, key: &str) -> Vec<String> {
     let mut conn = server.raw();
-    let mut m: Vec<String> = redis::cmd("SMEMBERS").arg(key).query(&mut conn).unwrap_or_default();
+    let mut m: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(key)
+        .query(&mut conn)
+        .unwrap_or_default();
     m.sort();
     m
 }
@@ -64,13 +70,22 @@ pub fn smembers(server: &TestRedis, key: &str) -> Vec<String> {
 /// Members of a zset with scores, by score.
 pub fn zrange(server: &TestRedis, key: &str) -> Vec<(String, f64)> {
     let mut conn = server.raw();
-    redis::cmd("ZRANGE").arg(key).arg(0).arg(-1).arg("WITHSCORES").query(&mut conn).unwrap_or_default()
+    redis::cmd("ZRANGE")
+        .arg(key)
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query(&mut conn)
+        .unwrap_or_default()
 }
 
 /// A hash as (field, raw bytes), sorted by field.
 pub fn hgetall(server: &TestRedis, key: &str) -> Vec<(String, Vec<u8>)> {
     let mut conn = server.raw();
-    let mut h: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL").arg(key).query(&mut conn).unwrap_or_default();
+    let mut h: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
+        .arg(key)
+        .query(&mut conn)
+        .unwrap_or_default();
     h.sort();
     h
 }
@@ -83,5 +98,58 @@ pub fn raw_cmd<T: redis::FromRedisValue>(server: &TestRedis, cmd: &redis::Cmd) -
 
 /// An episode of `project` (the tenant field is filled by a tenant handle when left empty).
 pub fn episode(project: &str, title: &str, score: f64, rank: i64) -> Episode {
-    Episode { project_id: project.into(), title: title.into(), score, rank, ..Default::default() }
+    Episode {
+        project_id: project.into(),
+        title: title.into(),
+        score,
+        rank,
+        ..Default::default()
+    }
+}
+
+/// Popoto's Memory: a unique key and a confidence field partitioned by tenant.
+#[derive(Model, Debug, Clone, PartialEq, Default)]
+pub struct Memory {
+    #[popoto(key, tenant)]
+    pub project: String,
+    #[popoto(unique_key)]
+    pub key: String,
+    pub content: String,
+    #[popoto(confidence(initial = 0.5, evidence_cap = 20), partition_by = "project")]
+    pub certainty: f64,
+}
+
+/// A confidence field without partition (one companion hash for all tenants), odd parameters.
+#[derive(Model, Debug, Clone, PartialEq, Default)]
+pub struct Belief {
+    #[popoto(key, tenant)]
+    pub owner: String,
+    #[popoto(key)]
+    pub name: String,
+    #[popoto(confidence(initial = 0.25, evidence_cap = 3))]
+    pub strength: f64,
+}
+
+/// A confidence field partitioned by a plain field that can change on save.
+#[derive(Model, Debug, Clone, PartialEq, Default)]
+pub struct Claim {
+    #[popoto(key, tenant)]
+    pub project: String,
+    #[popoto(key)]
+    pub id: String,
+    pub topic: String,
+    #[popoto(confidence, partition_by = "topic")]
+    pub belief: f64,
+}
+
+/// A confidence field partitioned by two fields: Popoto's unescaped segments are ambiguous.
+#[derive(Model, Debug, Clone, PartialEq, Default)]
+pub struct Poll {
+    #[popoto(key, tenant)]
+    pub project: String,
+    #[popoto(key)]
+    pub id: String,
+    pub region: String,
+    #[popoto(confidence, partition_by("project", "region"))]
+    pub trust: f64,
 }

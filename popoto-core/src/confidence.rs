@@ -1,0 +1,464 @@
+//! Confidence fields: Bayesian confidence metadata in Popoto's companion hash.
+//!
+//! `$ConfidencF:<Model>:<field>:data[:<partition>...]` maps each instance key to a msgpack map
+//! {confidence, evidence_count, corroborations, contradictions}. Updates run server-side in one
+//! Lua script implementing popoto 1.10.1's capped formula; reads never load a whole hash.
+
+use std::sync::LazyLock;
+
+use serde::Deserialize;
+use tracing::Instrument;
+
+use crate::db::Session;
+use crate::error::{Error, Result};
+use crate::keys;
+use crate::model::{ConfidenceField, FieldKind, Key, Model, ModelMeta, Record};
+use crate::tenant::Scope;
+
+static UPDATE: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("lua/confidence.lua")));
+
+/// The four values of a confidence entry.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConfidenceState {
+    /// Current confidence in [0, 1].
+    pub confidence: f64,
+    /// Number of signals received.
+    pub evidence_count: u64,
+    /// Signals >= 0.5.
+    pub corroborations: u64,
+    /// Signals < 0.5.
+    pub contradictions: u64,
+}
+
+impl ConfidenceState {
+    /// The state of an instance that has received no signal.
+    pub fn initial(initial: f64) -> Self {
+        ConfidenceState {
+            confidence: initial,
+            evidence_count: 0,
+            corroborations: 0,
+            contradictions: 0,
+        }
+    }
+
+    /// Decodes an entry as popoto or its Lua script wrote it (either key order, int/float32/
+    /// float64 confidence, positional arrays); missing values take the initial state's.
+    pub fn decode(bytes: &[u8], initial: f64) -> std::result::Result<Self, String> {
+        #[derive(Deserialize)]
+        struct Raw {
+            confidence: Option<f64>,
+            evidence_count: Option<u64>,
+            corroborations: Option<u64>,
+            contradictions: Option<u64>,
+        }
+        let raw: Raw = rmp_serde::from_slice(bytes).map_err(|e| e.to_string())?;
+        Ok(ConfidenceState {
+            confidence: raw.confidence.unwrap_or(initial),
+            evidence_count: raw.evidence_count.unwrap_or(0),
+            corroborations: raw.corroborations.unwrap_or(0),
+            contradictions: raw.contradictions.unwrap_or(0),
+        })
+    }
+}
+
+fn field_params(meta: &'static ModelMeta, field: usize) -> (f64, u32) {
+    match meta.fields[field].kind {
+        FieldKind::Confidence {
+            initial,
+            evidence_cap,
+        } => (initial, evidence_cap),
+        _ => (0.5, 20),
+    }
+}
+
+/// Partition segments of confidence field `field` for a rendered instance.
+fn partition_of(meta: &'static ModelMeta, field: usize, record: &Record) -> Vec<String> {
+    meta.fields[field]
+        .partition_by
+        .iter()
+        .map(|&p| {
+            record
+                .segments
+                .get(p)
+                .cloned()
+                .flatten()
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// The companion hash key of `value`'s confidence field (its current partition values).
+pub fn companion_key_of<M: Model>(value: &M, field: ConfidenceField<M, f64>) -> Result<String> {
+    let record = value.to_record()?;
+    let segs = partition_of(M::META, field.index(), &record);
+    keys::confidence_key(
+        M::META,
+        field.index(),
+        &segs.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+}
+
+/// The companion hash key for explicit partition values (in `partition_by` order).
+pub fn companion_key<M: Model>(
+    field: ConfidenceField<M, f64>,
+    partition: &[&str],
+) -> Result<String> {
+    let f = M::META.field(field.index());
+    if partition.len() != f.partition_by.len() {
+        let missing = f
+            .partition_by
+            .get(partition.len())
+            .map_or(f.name, |&p| M::META.fields[p].name);
+        return Err(Error::MissingPartition {
+            model: M::META.name,
+            field: f.name,
+            partition_field: missing,
+        });
+    }
+    keys::confidence_key(M::META, field.index(), partition)
+}
+
+/// Confidence of one instance through a session: `session.confidence(&value, M::field())`.
+pub struct Confidence<'s, M: Model> {
+    session: &'s Session,
+    field: usize,
+    member: String,
+    companion: String,
+    _m: std::marker::PhantomData<fn() -> M>,
+}
+
+impl Session {
+    /// The confidence field `field` of instance `value`.
+    pub fn confidence<M: Model>(
+        &self,
+        value: &M,
+        field: ConfidenceField<M, f64>,
+    ) -> Result<Confidence<'_, M>> {
+        self.check_model::<M>()?;
+        if let (Scope::Tenant(t), Some(tf)) = (self.scope(), M::META.tenant) {
+            let found = value.tenant_id().unwrap_or_default();
+            if found != t.as_str() {
+                return Err(Error::TenantMismatch {
+                    model: M::META.name,
+                    field: M::META.fields[tf].name,
+                    expected: t.to_string(),
+                    found: found.to_owned(),
+                });
+            }
+        }
+        let record = value.to_record()?;
+        let segments: Vec<String> = M::META
+            .key_fields
+            .iter()
+            .map(|&i| {
+                record
+                    .segments
+                    .get(i)
+                    .cloned()
+                    .flatten()
+                    .unwrap_or_default()
+            })
+            .collect();
+        let member = Key::<M>::from_segments(segments).redis_key();
+        Ok(Confidence {
+            session: self,
+            field: field.index(),
+            member,
+            companion: companion_key_of(value, field)?,
+            _m: Default::default(),
+        })
+    }
+}
+
+impl<M: Model> Confidence<'_, M> {
+    fn span(&self, op: &'static str) -> tracing::Span {
+        tracing::debug_span!(
+            "popoto",
+            op,
+            model = M::META.name,
+            tenant = self.session.scope().label(),
+            commands = 1
+        )
+    }
+
+    /// The companion hash key of this entry.
+    pub fn companion_key(&self) -> &str {
+        &self.companion
+    }
+
+    /// Applies one signal in [0, 1] server-side and returns the new state.
+    ///
+    /// The arithmetic is popoto 1.10.1's: `c' = clamp(c + (s - c) / (min(n + 1, cap) + 1))`.
+    pub async fn update(&self, signal: f64) -> Result<ConfidenceState> {
+        let meta = M::META;
+        let fname = meta.fields[self.field].name;
+        if !(0.0..=1.0).contains(&signal) {
+            return Err(Error::InvalidValue {
+                model: meta.name,
+                field: fname,
+                reason: format!("a confidence signal must be within [0, 1], got {signal}"),
+            });
+        }
+        let (initial, cap) = field_params(meta, self.field);
+        let args = [
+            self.member.clone().into_bytes(),
+            format!("{signal:?}").into_bytes(),
+            format!("{initial:?}").into_bytes(),
+            cap.to_string().into_bytes(),
+        ];
+        let keys = [self.companion.clone(), self.member.clone()];
+        let reply = self
+            .session
+            .backend()
+            .eval("confidence update", meta.name, &UPDATE, &keys, &args)
+            .instrument(self.span("confidence_update"))
+            .await?;
+        let protocol = |detail: String| Error::Protocol {
+            op: "confidence update",
+            model: meta.name,
+            detail,
+        };
+        let items: Vec<String> =
+            redis::from_redis_value(reply).map_err(|e| protocol(e.to_string()))?;
+        match items.first().map(String::as_str) {
+            Some("missing") => Err(Error::NotFound {
+                model: meta.name,
+                key: self.member.clone(),
+            }),
+            Some("ok") if items.len() == 5 => {
+                let num = |i: usize| items[i].parse::<u64>().map_err(|e| protocol(e.to_string()));
+                Ok(ConfidenceState {
+                    confidence: items[1]
+                        .parse::<f64>()
+                        .map_err(|e| protocol(e.to_string()))?,
+                    evidence_count: num(2)?,
+                    corroborations: num(3)?,
+                    contradictions: num(4)?,
+                })
+            }
+            _ => Err(protocol(format!("{items:?}"))),
+        }
+    }
+
+    /// The four values (the initial state when the entry is missing).
+    pub async fn state(&self) -> Result<ConfidenceState> {
+        let meta = M::META;
+        let (initial, _) = field_params(meta, self.field);
+        let raw: Option<Vec<u8>> = self
+            .session
+            .backend()
+            .query(
+                "confidence get",
+                meta.name,
+                redis::cmd("HGET").arg(&self.companion).arg(&self.member),
+            )
+            .instrument(self.span("confidence_get"))
+            .await?;
+        match raw {
+            None => Ok(ConfidenceState::initial(initial)),
+            Some(bytes) => {
+                ConfidenceState::decode(&bytes, initial).map_err(|reason| Error::Decode {
+                    model: meta.name,
+                    key: self.companion.clone(),
+                    field: self.member.clone(),
+                    reason,
+                })
+            }
+        }
+    }
+
+    /// The confidence value alone.
+    pub async fn get(&self) -> Result<f64> {
+        Ok(self.state().await?.confidence)
+    }
+}
+
+/// A filtered read of a confidence field's companion hash, by HSCAN with a cursor.
+///
+/// The hash is the tenant's partition when the partition values are known (a tenant handle
+/// supplies the tenant's), else the unpartitioned one. Members are matched by a MATCH pattern
+/// built from key-field values with glob metacharacters escaped, then checked exactly on the
+/// client, so a tenant named `a*` or `[ab]` sees only its own entries.
+pub struct ConfidenceScan<'s, M: Model> {
+    session: &'s Session,
+    field: usize,
+    known: Vec<(usize, String)>,
+    legacy: bool,
+    raw_pattern: Option<String>,
+    count: usize,
+    _m: std::marker::PhantomData<fn() -> M>,
+}
+
+impl Session {
+    /// A filtered read of confidence field `field`.
+    pub fn confidence_scan<M: Model>(
+        &self,
+        field: ConfidenceField<M, f64>,
+    ) -> ConfidenceScan<'_, M> {
+        ConfidenceScan {
+            session: self,
+            field: field.index(),
+            known: Vec::new(),
+            legacy: false,
+            raw_pattern: None,
+            count: 1000,
+            _m: Default::default(),
+        }
+    }
+}
+
+impl<'s, M: Model> ConfidenceScan<'s, M> {
+    /// Restricts to instances whose field `handle` (a key or partition field) equals `value`.
+    pub fn with<T: crate::codec::KeySegment>(
+        mut self,
+        handle: impl crate::model::FieldHandle<M, T>,
+        value: impl Into<T>,
+    ) -> Self {
+        self.known.push((
+            handle.field_index(),
+            crate::model::render_segment(&value.into()),
+        ));
+        self
+    }
+
+    /// Reads the unpartitioned (legacy) hash even for a partitioned field.
+    pub fn legacy(mut self) -> Self {
+        self.legacy = true;
+        self
+    }
+
+    /// Entries per HSCAN call (a hint to Redis; default 1000).
+    pub fn batch(mut self, count: usize) -> Self {
+        self.count = count.max(1);
+        self
+    }
+
+    /// Matches member names with a raw Redis glob, unescaped: admin handles only.
+    pub fn raw_pattern(mut self, pattern: impl Into<String>) -> Result<Self> {
+        if self.session.scope() != &Scope::Admin {
+            return Err(Error::InvalidValue {
+                model: M::META.name,
+                field: M::META.fields[self.field].name,
+                reason: "a raw HSCAN pattern is available to the admin handle only".into(),
+            });
+        }
+        self.raw_pattern = Some(pattern.into());
+        Ok(self)
+    }
+
+    /// Known values, the tenant's included; a value of another tenant is refused.
+    fn known(&self) -> Result<Vec<(usize, String)>> {
+        let meta = M::META;
+        self.session.check_model::<M>()?;
+        let mut known = self.known.clone();
+        if let (Scope::Tenant(t), Some(tf)) = (self.session.scope(), meta.tenant) {
+            if let Some((_, v)) = known.iter().find(|(f, v)| *f == tf && v != t.as_str()) {
+                return Err(Error::TenantMismatch {
+                    model: meta.name,
+                    field: meta.fields[tf].name,
+                    expected: t.to_string(),
+                    found: v.clone(),
+                });
+            }
+            known.push((tf, t.to_string()));
+        }
+        Ok(known)
+    }
+
+    /// The hash to scan and the MATCH pattern.
+    fn target(&self, known: &[(usize, String)]) -> Result<(String, String)> {
+        let meta = M::META;
+        let f = meta.field(self.field);
+        let value = |i: usize| known.iter().find(|(k, _)| *k == i).map(|(_, v)| v.as_str());
+        let hash = if self.legacy || f.partition_by.is_empty() {
+            keys::confidence_key(meta, self.field, &[])?
+        } else {
+            let mut part = Vec::with_capacity(f.partition_by.len());
+            for &p in f.partition_by {
+                part.push(value(p).ok_or(Error::MissingPartition {
+                    model: meta.name,
+                    field: f.name,
+                    partition_field: meta.fields[p].name,
+                })?);
+            }
+            keys::confidence_key(meta, self.field, &part)?
+        };
+        let pattern = match &self.raw_pattern {
+            Some(p) => p.clone(),
+            None => keys::instance_match(meta, &|i| value(i)),
+        };
+        Ok((hash, pattern))
+    }
+
+    /// One HSCAN call from `cursor`; returns the next cursor (0 when done) and the entries.
+    pub async fn page(&self, cursor: u64) -> Result<(u64, Vec<(Key<M>, ConfidenceState)>)> {
+        let meta = M::META;
+        let known = self.known()?;
+        let (hash, pattern) = self.target(&known)?;
+        let (initial, _) = field_params(meta, self.field);
+        let cmd = redis::cmd("HSCAN")
+            .arg(&hash)
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(self.count)
+            .clone();
+        let (next, flat): (u64, Vec<(Vec<u8>, Vec<u8>)>) = self
+            .session
+            .backend()
+            .query("confidence scan", meta.name, &cmd)
+            .instrument(tracing::debug_span!(
+                "popoto",
+                op = "confidence_scan",
+                model = meta.name,
+                tenant = self.session.scope().label(),
+                commands = 1
+            ))
+            .await?;
+        let mut out = Vec::with_capacity(flat.len());
+        for (member, value) in flat {
+            let Ok(member) = String::from_utf8(member) else {
+                continue;
+            };
+            // Exact check: the pattern is a prefilter (`*` may span segments).
+            let Ok(key) = Key::<M>::parse(&member) else {
+                continue;
+            };
+            let matches = self.raw_pattern.is_some()
+                || known
+                    .iter()
+                    .all(|(f, v)| match meta.key_fields.iter().position(|k| k == f) {
+                        Some(pos) => key.segments().get(pos) == Some(v),
+                        None => true,
+                    });
+            if !matches {
+                continue;
+            }
+            let state =
+                ConfidenceState::decode(&value, initial).map_err(|reason| Error::Decode {
+                    model: meta.name,
+                    key: hash.clone(),
+                    field: member.clone(),
+                    reason,
+                })?;
+            out.push((key, state));
+        }
+        Ok((next, out))
+    }
+
+    /// Every matching entry, page by page.
+    pub async fn fetch_all(&self) -> Result<Vec<(Key<M>, ConfidenceState)>> {
+        let mut cursor = 0;
+        let mut out = Vec::new();
+        loop {
+            let (next, mut entries) = self.page(cursor).await?;
+            out.append(&mut entries);
+            if next == 0 {
+                return Ok(out);
+            }
+            cursor = next;
+        }
+    }
+}

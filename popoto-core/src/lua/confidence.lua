@@ -1,0 +1,38 @@
+-- popoto-rs: one capped Bayesian confidence update, atomically (popoto 1.10.1's formula).
+-- KEYS[1]: companion hash; KEYS[2]: the instance hash (must exist).
+-- ARGV: member, signal, initial confidence, evidence cap.
+-- Stores the entry as Python popoto's own writer does: a msgpack map in the key order
+-- confidence, evidence_count, corroborations, contradictions, confidence always float64.
+-- Reply: {'missing'} or {'ok', confidence (%.17g), evidence_count, corroborations, contradictions}.
+if redis.call('EXISTS', KEYS[2]) == 0 then return {'missing'} end
+local member = ARGV[1]
+local signal = tonumber(ARGV[2])
+local initial = tonumber(ARGV[3])
+local cap = tonumber(ARGV[4])
+
+local c, n, pro, con = initial, 0, 0, 0
+local raw = redis.call('HGET', KEYS[1], member)
+if raw then
+  local ok, t = pcall(cmsgpack.unpack, raw)
+  if ok and type(t) == 'table' then
+    c = tonumber(t['confidence'] or t[1]) or initial
+    n = tonumber(t['evidence_count'] or t[2]) or 0
+    pro = tonumber(t['corroborations'] or t[3]) or 0
+    con = tonumber(t['contradictions'] or t[4]) or 0
+  end
+end
+
+-- Running mean of {prior, signals} while the evidence is under the cap, fixed gain after it.
+local weight = math.min(n + 1, cap)
+local updated = c + (signal - c) / (weight + 1)
+updated = math.max(0, math.min(1, updated))
+n = n + 1
+if signal >= 0.5 then pro = pro + 1 else con = con + 1 end
+
+local packed = '\132'
+  .. cmsgpack.pack('confidence') .. struct.pack('>Bd', 0xcb, updated)
+  .. cmsgpack.pack('evidence_count') .. cmsgpack.pack(n)
+  .. cmsgpack.pack('corroborations') .. cmsgpack.pack(pro)
+  .. cmsgpack.pack('contradictions') .. cmsgpack.pack(con)
+redis.call('HSET', KEYS[1], member, packed)
+return {'ok', string.format('%.17g', updated), tostring(n), tostring(pro), tostring(con)}
