@@ -25,12 +25,29 @@ pub async fn run(db: &Db) -> popoto::Result<String> {
     let mut out = String::new();
     let acme = db.tenant("acme")?;
     let globex = db.tenant("globex")?;
-    let kickoff = acme.create(Episode { title: "kickoff".into(), score: 0.8, ..Default::default() }).await?;
+    let kickoff = acme
+        .create(Episode {
+            title: "kickoff".into(),
+            score: 0.8,
+            ..Default::default()
+        })
+        .await?;
     out += &format!("created {kickoff:?}\n");
     for (title, score) in [("retro", 0.4), ("launch", 0.95)] {
-        acme.create(Episode { title: title.into(), score, ..Default::default() }).await?;
+        acme.create(Episode {
+            title: title.into(),
+            score,
+            ..Default::default()
+        })
+        .await?;
     }
-    globex.create(Episode { title: "other tenant".into(), score: 0.99, ..Default::default() }).await?;
+    globex
+        .create(Episode {
+            title: "other tenant".into(),
+            score: 0.99,
+            ..Default::default()
+        })
+        .await?;
 
     let hot = acme
         .query::<Episode>()
@@ -41,7 +58,10 @@ pub async fn run(db: &Db) -> popoto::Result<String> {
         .await?;
     let titles: Vec<&str> = hot.iter().map(|e| e.title.as_str()).collect();
     out += &format!("acme episodes with score >= 0.7: {titles:?}\n");
-    out += &format!("acme has {} episodes\n", acme.query::<Episode>().count().await?);
+    out += &format!(
+        "acme has {} episodes\n",
+        acme.query::<Episode>().count().await?
+    );
     Ok(out)
 }
 

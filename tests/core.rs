@@ -10,9 +10,15 @@ async fn create_writes_popoto_layout_and_get_reads_it_back() {
     let (server, db) = setup().await;
     let acme = db.tenant("acme").unwrap();
     let ep = acme.create(episode("", "kickoff", 0.8, 3)).await.unwrap();
-    assert_eq!(ep.project_id, "acme", "the tenant handle fills the tenant field");
+    assert_eq!(
+        ep.project_id, "acme",
+        "the tenant handle fills the tenant field"
+    );
     assert_eq!(ep.episode_id.len(), 32);
-    assert!(ep.episode_id.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+    assert!(ep
+        .episode_id
+        .chars()
+        .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
 
     let key = format!("Episode:{}:acme", ep.episode_id);
     let mut expected = vec![
@@ -25,12 +31,21 @@ async fn create_writes_popoto_layout_and_get_reads_it_back() {
     expected.sort();
     assert_eq!(all_keys(&server), expected);
     assert_eq!(smembers(&server, "$Class:Episode"), [key.clone()]);
-    assert_eq!(smembers(&server, "$KeyF:Episode:project_id:acme"), [key.clone()]);
-    assert_eq!(zrange(&server, "$SortF:Episode:score:acme"), [(key.clone(), 0.8)]);
+    assert_eq!(
+        smembers(&server, "$KeyF:Episode:project_id:acme"),
+        [key.clone()]
+    );
+    assert_eq!(
+        zrange(&server, "$SortF:Episode:score:acme"),
+        [(key.clone(), 0.8)]
+    );
     assert_eq!(zrange(&server, "$SortF:Episode:rank"), [(key.clone(), 3.0)]);
     let hash = hgetall(&server, &key);
     let fields: Vec<&str> = hash.iter().map(|(f, _)| f.as_str()).collect();
-    assert_eq!(fields, ["episode_id", "project_id", "rank", "score", "title"]);
+    assert_eq!(
+        fields,
+        ["episode_id", "project_id", "rank", "score", "title"]
+    );
     assert_eq!(hash[1].1, b"\xa4acme");
     assert_eq!(hash[2].1, [0x03]);
     assert_eq!(hash[4].1, b"\xa7kickoff");
@@ -42,8 +57,14 @@ async fn create_writes_popoto_layout_and_get_reads_it_back() {
     assert!(acme.delete(&ep).await.unwrap());
     assert!(!acme.exists(&k).await.unwrap());
     assert_eq!(acme.get(&k).await.unwrap(), None);
-    assert!(all_keys(&server).is_empty(), "delete removes the hash and every index entry");
-    assert!(!acme.delete(&ep).await.unwrap(), "deleting twice reports absence");
+    assert!(
+        all_keys(&server).is_empty(),
+        "delete removes the hash and every index entry"
+    );
+    assert!(
+        !acme.delete(&ep).await.unwrap(),
+        "deleting twice reports absence"
+    );
 }
 
 #[tokio::test]
@@ -52,8 +73,14 @@ async fn tenant_values_are_escaped_in_keys() {
     let t = db.tenant("umbrella:eu-1").unwrap();
     let ep = t.create(episode("", "x", 1.0, 1)).await.unwrap();
     let key = format!("Episode:{}:umbrella{{&#58;}}eu/-1", ep.episode_id);
-    assert_eq!(smembers(&server, "$KeyF:Episode:project_id:umbrella{&#58;}eu/-1"), [key.clone()]);
-    assert_eq!(zrange(&server, "$SortF:Episode:score:umbrella{&#58;}eu/-1"), [(key.clone(), 1.0)]);
+    assert_eq!(
+        smembers(&server, "$KeyF:Episode:project_id:umbrella{&#58;}eu/-1"),
+        [key.clone()]
+    );
+    assert_eq!(
+        zrange(&server, "$SortF:Episode:score:umbrella{&#58;}eu/-1"),
+        [(key.clone(), 1.0)]
+    );
     let k: Key<Episode> = Key::parse(&key).unwrap();
     assert_eq!(k.segments()[1], "umbrella:eu-1");
     assert_eq!(t.get(&k).await.unwrap().unwrap().title, "x");
@@ -64,7 +91,10 @@ async fn create_refuses_an_existing_key() {
     let (_server, db) = setup().await;
     let acme = db.tenant("acme").unwrap();
     let ep = acme.create(episode("", "a", 1.0, 1)).await.unwrap();
-    let again = Episode { title: "b".into(), ..ep.clone() };
+    let again = Episode {
+        title: "b".into(),
+        ..ep.clone()
+    };
     match acme.create(again).await {
         Err(Error::AlreadyExists { model, key }) => {
             assert_eq!(model, "Episode");
@@ -73,7 +103,11 @@ async fn create_refuses_an_existing_key() {
         other => panic!("expected AlreadyExists, got {other:?}"),
     }
     let k = Episode::key_of("acme", ep.episode_id.clone());
-    assert_eq!(acme.get(&k).await.unwrap().unwrap().title, "a", "the failed create wrote nothing");
+    assert_eq!(
+        acme.get(&k).await.unwrap().unwrap().title,
+        "a",
+        "the failed create wrote nothing"
+    );
 }
 
 #[tokio::test]
@@ -81,19 +115,46 @@ async fn unique_keys_are_enforced_on_the_server_and_name_model_field_value() {
     let (server, db) = setup().await;
     let acme = db.tenant("acme").unwrap();
     let globex = db.tenant("globex").unwrap();
-    acme.create(Item { sku: "a-1".into(), region: "eu".into(), level: 1, ..Default::default() }).await.unwrap();
+    acme.create(Item {
+        sku: "a-1".into(),
+        region: "eu".into(),
+        level: 1,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let before = all_keys(&server);
-    let dup = Item { sku: "a-1".into(), region: "us".into(), level: 2, ..Default::default() };
+    let dup = Item {
+        sku: "a-1".into(),
+        region: "us".into(),
+        level: 2,
+        ..Default::default()
+    };
     match globex.create(dup.clone()).await {
-        Err(Error::UniqueViolation { model, field, value, existing }) => {
+        Err(Error::UniqueViolation {
+            model,
+            field,
+            value,
+            existing,
+        }) => {
             assert_eq!((model, field, value.as_str()), ("Item", "sku", "a-1"));
             assert_eq!(existing, "Item:a/-1:acme");
         }
         other => panic!("expected UniqueViolation, got {other:?}"),
     }
-    assert_eq!(all_keys(&server), before, "nothing of the refused instance was written");
+    assert_eq!(
+        all_keys(&server),
+        before,
+        "nothing of the refused instance was written"
+    );
     // Saving the holder itself again is fine.
-    let mut same = Item { tenant: "acme".into(), sku: "a-1".into(), region: "eu".into(), level: 5, note: None };
+    let mut same = Item {
+        tenant: "acme".into(),
+        sku: "a-1".into(),
+        region: "eu".into(),
+        level: 5,
+        note: None,
+    };
     acme.save(&same).await.unwrap();
     same.level = 6;
     acme.save(&same).await.unwrap();
@@ -104,21 +165,53 @@ async fn save_updates_and_moves_members_when_a_partition_value_changes() {
     let (server, db) = setup().await;
     let acme = db.tenant("acme").unwrap();
     let mut item = acme
-        .create(Item { sku: "s1".into(), region: "eu".into(), level: 3, note: Some("n".into()), ..Default::default() })
+        .create(Item {
+            sku: "s1".into(),
+            region: "eu".into(),
+            level: 3,
+            note: Some("n".into()),
+            ..Default::default()
+        })
         .await
         .unwrap();
-    assert_eq!(zrange(&server, "$SortF:Item:level:acme:eu"), [("Item:s1:acme".to_string(), 3.0)]);
+    assert_eq!(
+        zrange(&server, "$SortF:Item:level:acme:eu"),
+        [("Item:s1:acme".to_string(), 3.0)]
+    );
     item.region = "us".into();
     item.level = 7;
     item.note = None;
     acme.save(&item).await.unwrap();
-    assert!(zrange(&server, "$SortF:Item:level:acme:eu").is_empty(), "moved out of the old partition");
-    assert_eq!(zrange(&server, "$SortF:Item:level:acme:us"), [("Item:s1:acme".to_string(), 7.0)]);
-    let got = acme.get(&Item::key_of("acme", "s1")).await.unwrap().unwrap();
+    assert!(
+        zrange(&server, "$SortF:Item:level:acme:eu").is_empty(),
+        "moved out of the old partition"
+    );
+    assert_eq!(
+        zrange(&server, "$SortF:Item:level:acme:us"),
+        [("Item:s1:acme".to_string(), 7.0)]
+    );
+    let got = acme
+        .get(&Item::key_of("acme", "s1"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got, item);
-    assert_eq!(hgetall(&server, "Item:s1:acme").iter().find(|(f, _)| f == "note").unwrap().1, [0xc0]);
+    assert_eq!(
+        hgetall(&server, "Item:s1:acme")
+            .iter()
+            .find(|(f, _)| f == "note")
+            .unwrap()
+            .1,
+        [0xc0]
+    );
     // Saving an instance that does not exist yet inserts it.
-    let fresh = Item { tenant: "acme".into(), sku: "s2".into(), region: "eu".into(), level: 1, note: None };
+    let fresh = Item {
+        tenant: "acme".into(),
+        sku: "s2".into(),
+        region: "eu".into(),
+        level: 1,
+        note: None,
+    };
     acme.save(&fresh).await.unwrap();
     assert_eq!(acme.query::<Item>().count().await.unwrap(), 2);
 }
@@ -127,23 +220,75 @@ async fn save_updates_and_moves_members_when_a_partition_value_changes() {
 async fn move_key_moves_hash_and_indexes_atomically() {
     let (server, db) = setup().await;
     let acme = db.tenant("acme").unwrap();
-    let old = acme.create(Item { sku: "old".into(), region: "eu".into(), level: 2, ..Default::default() }).await.unwrap();
+    let old = acme
+        .create(Item {
+            sku: "old".into(),
+            region: "eu".into(),
+            level: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     // A foreign field written by another service survives the move.
-    raw_cmd::<i64>(&server, redis::cmd("HSET").arg("Item:old:acme").arg("foreign").arg("x"));
-    let new = Item { sku: "new".into(), ..old.clone() };
+    raw_cmd::<i64>(
+        &server,
+        redis::cmd("HSET")
+            .arg("Item:old:acme")
+            .arg("foreign")
+            .arg("x"),
+    );
+    let new = Item {
+        sku: "new".into(),
+        ..old.clone()
+    };
     acme.move_key(&old, new.clone()).await.unwrap();
-    assert!(acme.get(&Item::key_of("acme", "old")).await.unwrap().is_none());
-    assert_eq!(acme.get(&Item::key_of("acme", "new")).await.unwrap(), Some(new.clone()));
+    assert!(acme
+        .get(&Item::key_of("acme", "old"))
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        acme.get(&Item::key_of("acme", "new")).await.unwrap(),
+        Some(new.clone())
+    );
     assert_eq!(smembers(&server, "$Class:Item"), ["Item:new:acme"]);
-    assert_eq!(smembers(&server, "$KeyF:Item:tenant:acme"), ["Item:new:acme"]);
+    assert_eq!(
+        smembers(&server, "$KeyF:Item:tenant:acme"),
+        ["Item:new:acme"]
+    );
     assert!(smembers(&server, "$UniqueKeyF:Item:sku:old").is_empty());
-    assert_eq!(smembers(&server, "$UniqueKeyF:Item:sku:new"), ["Item:new:acme"]);
-    assert_eq!(zrange(&server, "$SortF:Item:level:acme:eu"), [("Item:new:acme".to_string(), 2.0)]);
-    assert!(hgetall(&server, "Item:new:acme").iter().any(|(f, _)| f == "foreign"));
+    assert_eq!(
+        smembers(&server, "$UniqueKeyF:Item:sku:new"),
+        ["Item:new:acme"]
+    );
+    assert_eq!(
+        zrange(&server, "$SortF:Item:level:acme:eu"),
+        [("Item:new:acme".to_string(), 2.0)]
+    );
+    assert!(hgetall(&server, "Item:new:acme")
+        .iter()
+        .any(|(f, _)| f == "foreign"));
     // Moving onto an existing key is refused and changes nothing.
-    let other = acme.create(Item { sku: "other".into(), region: "eu".into(), level: 1, ..Default::default() }).await.unwrap();
+    let other = acme
+        .create(Item {
+            sku: "other".into(),
+            region: "eu".into(),
+            level: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let before = all_keys(&server);
-    let err = acme.move_key(&new, Item { sku: "other".into(), ..new.clone() }).await.unwrap_err();
+    let err = acme
+        .move_key(
+            &new,
+            Item {
+                sku: "other".into(),
+                ..new.clone()
+            },
+        )
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::AlreadyExists { .. }), "{err:?}");
     assert_eq!(all_keys(&server), before);
     assert!(acme.exists(&Item::key_of("acme", other.sku)).await.unwrap());
@@ -154,15 +299,25 @@ async fn a_write_that_would_fail_midway_writes_nothing() {
     let (server, db) = setup().await;
     let acme = db.tenant("acme").unwrap();
     // Another program left a string where the rank zset lives.
-    raw_cmd::<()>(&server, redis::cmd("SET").arg("$SortF:Episode:rank").arg("oops"));
+    raw_cmd::<()>(
+        &server,
+        redis::cmd("SET").arg("$SortF:Episode:rank").arg("oops"),
+    );
     let err = acme.create(episode("", "t", 1.0, 1)).await.unwrap_err();
     match err {
         Error::WrongType { model, key, found } => {
-            assert_eq!((model, key.as_str(), found.as_str()), ("Episode", "$SortF:Episode:rank", "string"));
+            assert_eq!(
+                (model, key.as_str(), found.as_str()),
+                ("Episode", "$SortF:Episode:rank", "string")
+            );
         }
         other => panic!("expected WrongType, got {other:?}"),
     }
-    assert_eq!(all_keys(&server), ["$SortF:Episode:rank"], "no hash and no index entry was written");
+    assert_eq!(
+        all_keys(&server),
+        ["$SortF:Episode:rank"],
+        "no hash and no index entry was written"
+    );
 }
 
 #[tokio::test]
@@ -170,29 +325,53 @@ async fn bulk_create_pipelines_and_reports_failures_per_instance() {
     let (server, db) = setup().await;
     let acme = db.tenant("acme").unwrap();
     let items: Vec<Item> = (0..1500)
-        .map(|i| Item { sku: format!("s{i}"), region: "eu".into(), level: i, ..Default::default() })
+        .map(|i| Item {
+            sku: format!("s{i}"),
+            region: "eu".into(),
+            level: i,
+            ..Default::default()
+        })
         .collect();
     let before = db.backend().round_trips();
     let created = acme.create_many(items).await.unwrap();
-    assert!(db.backend().round_trips() - before <= 3, "pipelined: one round trip per batch of 1000");
+    assert!(
+        db.backend().round_trips() - before <= 3,
+        "pipelined: one round trip per batch of 1000"
+    );
     assert_eq!(created.len(), 1500);
     assert_eq!(acme.query::<Item>().count().await.unwrap(), 1500);
     assert_eq!(smembers(&server, "$Class:Item").len(), 1500);
 
     let mut batch: Vec<Item> = (1500..1510)
-        .map(|i| Item { sku: format!("s{i}"), region: "eu".into(), level: i, ..Default::default() })
+        .map(|i| Item {
+            sku: format!("s{i}"),
+            region: "eu".into(),
+            level: i,
+            ..Default::default()
+        })
         .collect();
     batch[3].sku = "s7".into(); // taken
     match acme.create_many(batch).await {
-        Err(Error::Bulk { model, total, failed }) => {
+        Err(Error::Bulk {
+            model,
+            total,
+            failed,
+        }) => {
             assert_eq!((model, total), ("Item", 10));
             assert_eq!(failed.len(), 1);
             assert_eq!(failed[0].0, 3);
-            assert!(matches!(failed[0].1, Error::AlreadyExists { .. } | Error::UniqueViolation { .. }));
+            assert!(matches!(
+                failed[0].1,
+                Error::AlreadyExists { .. } | Error::UniqueViolation { .. }
+            ));
         }
         other => panic!("expected Bulk, got {other:?}"),
     }
-    assert_eq!(acme.query::<Item>().count().await.unwrap(), 1509, "the other nine were written");
+    assert_eq!(
+        acme.query::<Item>().count().await.unwrap(),
+        1509,
+        "the other nine were written"
+    );
 }
 
 #[tokio::test]
@@ -200,7 +379,12 @@ async fn save_many_moves_partitions_too() {
     let (server, db) = setup().await;
     let acme = db.tenant("acme").unwrap();
     let items: Vec<Item> = (0..20)
-        .map(|i| Item { sku: format!("s{i}"), region: "eu".into(), level: i, ..Default::default() })
+        .map(|i| Item {
+            sku: format!("s{i}"),
+            region: "eu".into(),
+            level: i,
+            ..Default::default()
+        })
         .collect();
     let mut items = acme.create_many(items).await.unwrap();
     for it in items.iter_mut().take(5) {
@@ -214,17 +398,32 @@ async fn save_many_moves_partitions_too() {
 #[tokio::test]
 async fn hidden_auto_key_models_work_through_keys() {
     let (server, db) = setup().await;
-    let (key, note) = db.create_keyed(Note { text: "hi".into(), stars: 4 }).await.unwrap();
+    let (key, note) = db
+        .create_keyed(Note {
+            text: "hi".into(),
+            stars: 4,
+        })
+        .await
+        .unwrap();
     let redis_key = key.redis_key();
     assert!(redis_key.starts_with("Note:") && redis_key.len() == 5 + 32);
     let hash = hgetall(&server, &redis_key);
     let auto = hash.iter().find(|(f, _)| f == "_auto_key").unwrap();
     assert_eq!(auto.1[0], 0xd9);
     assert_eq!(db.get(&key).await.unwrap(), Some(note.clone()));
-    let updated = Note { stars: 5, ..note.clone() };
+    let updated = Note {
+        stars: 5,
+        ..note.clone()
+    };
     db.save_at(&key, &updated).await.unwrap();
     assert_eq!(db.get(&key).await.unwrap(), Some(updated.clone()));
-    assert!(matches!(db.save(&updated).await, Err(Error::InvalidValue { field: "_auto_key", .. })));
+    assert!(matches!(
+        db.save(&updated).await,
+        Err(Error::InvalidValue {
+            field: "_auto_key",
+            ..
+        })
+    ));
     assert_eq!(db.query::<Note>().fetch().await.unwrap(), [updated]);
     assert!(db.delete_key(&key).await.unwrap());
     assert!(all_keys(&server).is_empty());
@@ -234,22 +433,50 @@ async fn hidden_auto_key_models_work_through_keys() {
 async fn tenant_models_fail_closed() {
     let (_server, db) = setup().await;
     let acme = db.tenant("acme").unwrap();
-    assert!(matches!(db.create(episode("acme", "x", 1.0, 1)).await, Err(Error::NoTenant { model: "Episode" })));
-    assert!(matches!(db.query::<Episode>().count().await, Err(Error::NoTenant { .. })));
+    assert!(matches!(
+        db.create(episode("acme", "x", 1.0, 1)).await,
+        Err(Error::NoTenant { model: "Episode" })
+    ));
+    assert!(matches!(
+        db.query::<Episode>().count().await,
+        Err(Error::NoTenant { .. })
+    ));
     let ep = acme.create(episode("", "x", 1.0, 1)).await.unwrap();
-    assert!(matches!(db.get(&Episode::key_of("acme", ep.episode_id.clone())).await, Err(Error::NoTenant { .. })));
+    assert!(matches!(
+        db.get(&Episode::key_of("acme", ep.episode_id.clone()))
+            .await,
+        Err(Error::NoTenant { .. })
+    ));
     match acme.create(episode("globex", "x", 1.0, 1)).await {
-        Err(Error::TenantMismatch { model, field, expected, found }) => {
-            assert_eq!((model, field, expected.as_str(), found.as_str()), ("Episode", "project_id", "acme", "globex"));
+        Err(Error::TenantMismatch {
+            model,
+            field,
+            expected,
+            found,
+        }) => {
+            assert_eq!(
+                (model, field, expected.as_str(), found.as_str()),
+                ("Episode", "project_id", "acme", "globex")
+            );
         }
         other => panic!("expected TenantMismatch, got {other:?}"),
     }
     let globex = db.tenant("globex").unwrap();
     let k = Episode::key_of("acme", ep.episode_id.clone());
-    assert!(matches!(globex.get(&k).await, Err(Error::TenantMismatch { .. })));
-    assert!(matches!(globex.delete(&ep).await, Err(Error::TenantMismatch { .. })));
     assert!(matches!(
-        globex.query::<Episode>().filter(Episode::project_id().eq("acme")).fetch().await,
+        globex.get(&k).await,
+        Err(Error::TenantMismatch { .. })
+    ));
+    assert!(matches!(
+        globex.delete(&ep).await,
+        Err(Error::TenantMismatch { .. })
+    ));
+    assert!(matches!(
+        globex
+            .query::<Episode>()
+            .filter(Episode::project_id().eq("acme"))
+            .fetch()
+            .await,
         Err(Error::TenantMismatch { .. })
     ));
     assert_eq!(db.admin().get(&k).await.unwrap(), Some(ep));
@@ -262,18 +489,47 @@ async fn undecodable_values_are_typed_errors_naming_key_and_field() {
     let acme = db.tenant("acme").unwrap();
     let ep = acme.create(episode("", "x", 1.0, 1)).await.unwrap();
     let key = format!("Episode:{}:acme", ep.episode_id);
-    raw_cmd::<i64>(&server, redis::cmd("HSET").arg(&key).arg("rank").arg(b"\xa3abc".as_slice()));
-    match acme.get(&Episode::key_of("acme", ep.episode_id.clone())).await {
-        Err(Error::Decode { model, key: k, field, .. }) => {
-            assert_eq!((model, k.as_str(), field.as_str()), ("Episode", key.as_str(), "rank"));
+    raw_cmd::<i64>(
+        &server,
+        redis::cmd("HSET")
+            .arg(&key)
+            .arg("rank")
+            .arg(b"\xa3abc".as_slice()),
+    );
+    match acme
+        .get(&Episode::key_of("acme", ep.episode_id.clone()))
+        .await
+    {
+        Err(Error::Decode {
+            model,
+            key: k,
+            field,
+            ..
+        }) => {
+            assert_eq!(
+                (model, k.as_str(), field.as_str()),
+                ("Episode", key.as_str(), "rank")
+            );
         }
         other => panic!("expected Decode, got {other:?}"),
     }
     for garbage in [&b""[..], b"\xc1", b"\xcb\x00", b"\xd9\xff", b"\x92\x01"] {
-        raw_cmd::<i64>(&server, redis::cmd("HSET").arg(&key).arg("score").arg(garbage));
-        raw_cmd::<i64>(&server, redis::cmd("HSET").arg(&key).arg("rank").arg(b"\x01".as_slice()));
+        raw_cmd::<i64>(
+            &server,
+            redis::cmd("HSET").arg(&key).arg("score").arg(garbage),
+        );
+        raw_cmd::<i64>(
+            &server,
+            redis::cmd("HSET")
+                .arg(&key)
+                .arg("rank")
+                .arg(b"\x01".as_slice()),
+        );
         let r = acme.query::<Episode>().fetch().await;
-        assert!(matches!(r, Err(Error::Decode { ref field, .. }) if field == "score"), "{garbage:?}: {r:?}");
+        assert!(
+            matches!(r, Err(Error::Decode { ref field, .. }) if field == "score"),
+            "{garbage:?}: {r:?}"
+        );
     }
 }
 
@@ -285,14 +541,31 @@ async fn readers_accept_what_popoto_may_have_written() {
     let key = format!("Episode:{}:acme", ep.episode_id);
     let k = Episode::key_of("acme", ep.episode_id.clone());
     // Lua-written numbers: an int and a float32 for a float field.
-    raw_cmd::<i64>(&server, redis::cmd("HSET").arg(&key).arg("score").arg(b"\x03".as_slice()));
+    raw_cmd::<i64>(
+        &server,
+        redis::cmd("HSET")
+            .arg(&key)
+            .arg("score")
+            .arg(b"\x03".as_slice()),
+    );
     assert_eq!(acme.get(&k).await.unwrap().unwrap().score, 3.0);
-    raw_cmd::<i64>(&server, redis::cmd("HSET").arg(&key).arg("score").arg(b"\xca\x40\x20\x00\x00".as_slice()));
+    raw_cmd::<i64>(
+        &server,
+        redis::cmd("HSET")
+            .arg(&key)
+            .arg("score")
+            .arg(b"\xca\x40\x20\x00\x00".as_slice()),
+    );
     assert_eq!(acme.get(&k).await.unwrap().unwrap().score, 2.5);
     // Extra fields (and legacy NUL-named ones) are ignored; a missing field takes its default.
     raw_cmd::<i64>(
         &server,
-        redis::cmd("HSET").arg(&key).arg("extra").arg("zz").arg(b"title\x00idxset".as_slice()).arg("zz"),
+        redis::cmd("HSET")
+            .arg(&key)
+            .arg("extra")
+            .arg("zz")
+            .arg(b"title\x00idxset".as_slice())
+            .arg("zz"),
     );
     raw_cmd::<i64>(&server, redis::cmd("HDEL").arg(&key).arg("title"));
     let got = acme.get(&k).await.unwrap().unwrap();
@@ -316,7 +589,10 @@ async fn connections_recover_after_a_redis_restart() {
                 ok = Some(ep);
                 break;
             }
-            Err(e) => assert!(e.is_connection_error(), "only stale connections may fail: {e}"),
+            Err(e) => assert!(
+                e.is_connection_error(),
+                "only stale connections may fail: {e}"
+            ),
         }
     }
     assert!(ok.is_some(), "later calls succeed");

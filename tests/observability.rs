@@ -39,7 +39,10 @@ impl<S: tracing::Subscriber> Layer<S> for Recorder {
         attrs.record(&mut Collect(&mut fields));
         let mut all = self.spans.0.lock().unwrap();
         all.push(fields);
-        self.ids.lock().unwrap().push((id.into_u64(), all.len() - 1));
+        self.ids
+            .lock()
+            .unwrap()
+            .push((id.into_u64(), all.len() - 1));
     }
     fn on_record(&self, id: &Id, values: &Record<'_>, _ctx: Context<'_, S>) {
         let ids = self.ids.lock().unwrap();
@@ -51,22 +54,39 @@ impl<S: tracing::Subscriber> Layer<S> for Recorder {
 }
 
 fn field<'a>(span: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    span.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    span.iter()
+        .rev()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
 }
 
 #[test]
 fn operations_have_spans_with_model_tenant_and_command_count_but_no_values() {
     let spans = Spans::default();
-    let subscriber =
-        tracing_subscriber::registry().with(Recorder { spans: spans.clone(), ids: Mutex::new(Vec::new()) });
+    let subscriber = tracing_subscriber::registry().with(Recorder {
+        spans: spans.clone(),
+        ids: Mutex::new(Vec::new()),
+    });
     let _guard = tracing::subscriber::set_default(subscriber);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let (_server, db) = setup().await;
         let acme = db.tenant("acme").unwrap();
-        let ep = acme.create(episode("", "secret-title", 0.5, 7)).await.unwrap();
-        acme.get(&Episode::key_of("acme", ep.episode_id.clone())).await.unwrap();
-        acme.query::<Episode>().filter(Episode::score().gte(0.1)).fetch().await.unwrap();
+        let ep = acme
+            .create(episode("", "secret-title", 0.5, 7))
+            .await
+            .unwrap();
+        acme.get(&Episode::key_of("acme", ep.episode_id.clone()))
+            .await
+            .unwrap();
+        acme.query::<Episode>()
+            .filter(Episode::score().gte(0.1))
+            .fetch()
+            .await
+            .unwrap();
         acme.delete(&ep).await.unwrap();
     });
     let all = spans.0.lock().unwrap();
@@ -75,10 +95,21 @@ fn operations_have_spans_with_model_tenant_and_command_count_but_no_values() {
     for s in all.iter() {
         assert_eq!(field(s, "model"), Some("Episode"), "{s:?}");
         assert_eq!(field(s, "tenant"), Some("acme"), "{s:?}");
-        let commands: usize = field(s, "commands").and_then(|c| c.parse().ok()).unwrap_or(0);
+        let commands: usize = field(s, "commands")
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
         assert!(commands >= 1, "commands recorded: {s:?}");
-        assert!(!s.iter().any(|(_, v)| v.contains("secret") || v.contains("0.5")), "no values: {s:?}");
+        assert!(
+            !s.iter()
+                .any(|(_, v)| v.contains("secret") || v.contains("0.5")),
+            "no values: {s:?}"
+        );
     }
     // create: 5 index/hash writes (HSET, SADD x2, ZADD x2) plus checks.
-    assert!(field(&all[0], "commands").and_then(|c| c.parse::<usize>().ok()).unwrap_or(0) >= 5);
+    assert!(
+        field(&all[0], "commands")
+            .and_then(|c| c.parse::<usize>().ok())
+            .unwrap_or(0)
+            >= 5
+    );
 }

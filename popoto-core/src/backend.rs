@@ -61,8 +61,14 @@ impl managed::Manager for Manager {
     type Error = RedisError;
 
     async fn create(&self) -> RedisResult<Conn> {
-        let inner = self.client.get_multiplexed_async_connection_with_config(&self.config).await?;
-        Ok(Conn { inner, broken: AtomicBool::new(false) })
+        let inner = self
+            .client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await?;
+        Ok(Conn {
+            inner,
+            broken: AtomicBool::new(false),
+        })
     }
 
     async fn recycle(&self, conn: &mut Conn, _: &Metrics) -> RecycleResult<RedisError> {
@@ -84,7 +90,9 @@ pub struct Backend {
 
 impl std::fmt::Debug for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Backend").field("url", &self.url).finish_non_exhaustive()
+        f.debug_struct("Backend")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -100,11 +108,15 @@ fn is_noscript(e: &RedisError) -> bool {
 impl Backend {
     /// Builds a backend; no connection is dialed until the first call.
     pub fn new(config: BackendConfig) -> Result<Self> {
-        let client = redis::Client::open(config.url.as_str()).map_err(|e| Error::Config(e.to_string()))?;
+        let client =
+            redis::Client::open(config.url.as_str()).map_err(|e| Error::Config(e.to_string()))?;
         let conn_config = AsyncConnectionConfig::new()
             .set_response_timeout(Some(config.response_timeout))
             .set_connection_timeout(Some(config.connect_timeout));
-        let manager = Manager { client, config: conn_config };
+        let manager = Manager {
+            client,
+            config: conn_config,
+        };
         let pool = Pool::builder(manager)
             .max_size(config.max_connections.max(1))
             .runtime(deadpool::Runtime::Tokio1)
@@ -112,7 +124,11 @@ impl Backend {
             .create_timeout(Some(config.connect_timeout))
             .build()
             .map_err(|e| Error::Config(e.to_string()))?;
-        Ok(Backend { pool, url: config.url.into(), round_trips: Arc::new(AtomicU64::new(0)) })
+        Ok(Backend {
+            pool,
+            url: config.url.into(),
+            round_trips: Arc::new(AtomicU64::new(0)),
+        })
     }
 
     /// The URL this backend connects to, password removed.
@@ -132,11 +148,20 @@ impl Backend {
     }
 
     /// Runs `f` on a pooled connection, marking the connection broken on a connection error.
-    pub(crate) async fn with_conn<T, F>(&self, op: &'static str, model: &'static str, f: F) -> Result<T>
+    pub(crate) async fn with_conn<T, F>(
+        &self,
+        op: &'static str,
+        model: &'static str,
+        f: F,
+    ) -> Result<T>
     where
         F: AsyncFnOnce(&mut MultiplexedConnection) -> RedisResult<T>,
     {
-        let mut obj = self.pool.get().await.map_err(|e| Error::Pool { op, model, reason: e.to_string() })?;
+        let mut obj = self.pool.get().await.map_err(|e| Error::Pool {
+            op,
+            model,
+            reason: e.to_string(),
+        })?;
         self.round_trips.fetch_add(1, Ordering::Relaxed);
         let result = f(&mut obj.inner).await;
         match result {
@@ -157,7 +182,8 @@ impl Backend {
         model: &'static str,
         cmd: &redis::Cmd,
     ) -> Result<T> {
-        self.with_conn(op, model, async |c| cmd.query_async(c).await).await
+        self.with_conn(op, model, async |c| cmd.query_async(c).await)
+            .await
     }
 
     /// Runs a pipeline (not a transaction) and returns every reply.
@@ -167,7 +193,8 @@ impl Backend {
         model: &'static str,
         pipe: &redis::Pipeline,
     ) -> Result<T> {
-        self.with_conn(op, model, async |c| pipe.query_async(c).await).await
+        self.with_conn(op, model, async |c| pipe.query_async(c).await)
+            .await
     }
 
     /// Runs a script (EVALSHA, loading it on NOSCRIPT).
@@ -214,7 +241,10 @@ impl Backend {
                     }
                 }
                 // A restart between SCRIPT LOAD and the pipeline: reload and redo only those.
-                if replies.iter().any(|r| matches!(r, Err(e) if is_noscript(e))) {
+                if replies
+                    .iter()
+                    .any(|r| matches!(r, Err(e) if is_noscript(e)))
+                {
                     script.prepare_invoke().load_async(c).await?;
                     for (i, r) in replies.iter_mut().enumerate() {
                         if matches!(r, Err(e) if is_noscript(e)) {
@@ -233,6 +263,9 @@ impl Backend {
 
 fn evalsha(script: &redis::Script, keys: &[String], args: &[Vec<u8>]) -> redis::Cmd {
     let mut cmd = redis::cmd("EVALSHA");
-    cmd.arg(script.get_hash()).arg(keys.len()).arg(keys).arg(args);
+    cmd.arg(script.get_hash())
+        .arg(keys.len())
+        .arg(keys)
+        .arg(args);
     cmd
 }

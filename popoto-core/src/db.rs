@@ -37,7 +37,12 @@ impl Db {
 
     /// Wraps an existing backend.
     pub fn from_backend(backend: Backend) -> Db {
-        Db { root: Session { backend, scope: Scope::Unscoped } }
+        Db {
+            root: Session {
+                backend,
+                scope: Scope::Unscoped,
+            },
+        }
     }
 
     /// A handle confined to one tenant: every read and write of a tenant model goes to it.
@@ -56,7 +61,10 @@ impl Db {
     }
 
     fn scoped(&self, scope: Scope) -> Session {
-        Session { backend: self.root.backend.clone(), scope }
+        Session {
+            backend: self.root.backend.clone(),
+            scope,
+        }
     }
 }
 
@@ -104,7 +112,9 @@ impl Session {
     /// Checks that this scope may use model `M` at all.
     pub(crate) fn check_model<M: Model>(&self) -> Result<()> {
         if M::META.tenant.is_some() && self.scope == Scope::Unscoped {
-            return Err(Error::NoTenant { model: M::META.name });
+            return Err(Error::NoTenant {
+                model: M::META.name,
+            });
         }
         Ok(())
     }
@@ -180,10 +190,13 @@ impl Session {
         let span = self.span::<M>("create");
         async {
             let record = value.to_record()?;
-            let hidden = M::META.has_hidden_key().then(crate::__private::new_auto_key);
+            let hidden = M::META
+                .has_hidden_key()
+                .then(crate::__private::new_auto_key);
             let segments = key_segments::<M>(&record, hidden.as_deref());
             let key = Key::from_segments(segments);
-            self.write(Mode::Create, &key, &record, hidden.as_deref()).await?;
+            self.write(Mode::Create, &key, &record, hidden.as_deref())
+                .await?;
             Ok((key, value))
         }
         .instrument(span)
@@ -198,7 +211,10 @@ impl Session {
         self.check_value(value)?;
         let record = value.to_record()?;
         let key = self.key_of_record::<M>(&record)?;
-        self.write(Mode::Save, &key, &record, None).instrument(self.span::<M>("save")).await.map(|_| ())
+        self.write(Mode::Save, &key, &record, None)
+            .instrument(self.span::<M>("save"))
+            .await
+            .map(|_| ())
     }
 
     /// Inserts or updates the instance stored at `key` (for models with a hidden auto key).
@@ -206,15 +222,24 @@ impl Session {
         self.check_key(key)?;
         self.check_value(value)?;
         let record = value.to_record()?;
-        let hidden = M::META.has_hidden_key().then(|| key.segments().first().cloned()).flatten();
+        let hidden = M::META
+            .has_hidden_key()
+            .then(|| key.segments().first().cloned())
+            .flatten();
         if key_segments::<M>(&record, hidden.as_deref()) != key.segments() {
             return Err(Error::InvalidValue {
                 model: M::META.name,
                 field: "<key>",
-                reason: format!("the value's key fields do not match key {}", key.redis_key()),
+                reason: format!(
+                    "the value's key fields do not match key {}",
+                    key.redis_key()
+                ),
             });
         }
-        self.write(Mode::Save, key, &record, hidden.as_deref()).instrument(self.span::<M>("save")).await.map(|_| ())
+        self.write(Mode::Save, key, &record, hidden.as_deref())
+            .instrument(self.span::<M>("save"))
+            .await
+            .map(|_| ())
     }
 
     /// Changes key fields: moves the hash (foreign fields included), every index entry and the
@@ -234,7 +259,8 @@ impl Session {
                 self.write(Mode::Save, &new_key, &new_record, None).await?;
                 return Ok(new);
             }
-            self.relocate(&old_key, &old_record, &new_key, &new_record).await?;
+            self.relocate(&old_key, &old_record, &new_key, &new_record)
+                .await?;
             Ok(new)
         }
         .instrument(span)
@@ -256,11 +282,17 @@ impl Session {
         async {
             let meta = M::META;
             let redis_key = key.redis_key();
-            let mut record = Record { segments: vec![None; meta.fields.len()], ..Record::default() };
+            let mut record = Record {
+                segments: vec![None; meta.fields.len()],
+                ..Record::default()
+            };
             for (pos, &i) in meta.key_fields.iter().enumerate() {
                 record.segments[i] = key.segments().get(pos).cloned();
             }
-            let hidden = meta.has_hidden_key().then(|| key.segments().first().map(String::as_str)).flatten();
+            let hidden = meta
+                .has_hidden_key()
+                .then(|| key.segments().first().map(String::as_str))
+                .flatten();
             for attempt in 1..=MAX_ATTEMPTS {
                 let stored = self.read_stored::<M>(&redis_key).await?;
                 let mut plan = Plan::default();
@@ -277,16 +309,27 @@ impl Session {
                         None => Some("None".to_owned()),
                     };
                 }
-                let inst = Instance { meta, key: redis_key.clone(), record: &record, hidden_key: hidden };
+                let inst = Instance {
+                    meta,
+                    key: redis_key.clone(),
+                    record: &record,
+                    hidden_key: hidden,
+                };
                 inst.remove_indexes(&mut plan, true)?;
                 plan.add_type_checks();
                 match self.apply::<M>("delete", &plan).await? {
                     Outcome::Applied(n) => return Ok(n > 0),
                     Outcome::Changed if attempt < MAX_ATTEMPTS => continue,
-                    other => return Err(self.outcome_error::<M>(other, &record, &redis_key, attempt)),
+                    other => {
+                        return Err(self.outcome_error::<M>(other, &record, &redis_key, attempt))
+                    }
                 }
             }
-            Err(Error::Contention { model: meta.name, key: redis_key, attempts: MAX_ATTEMPTS })
+            Err(Error::Contention {
+                model: meta.name,
+                key: redis_key,
+                attempts: MAX_ATTEMPTS,
+            })
         }
         .instrument(span)
         .await
@@ -296,7 +339,9 @@ impl Session {
     ///
     /// On failure of some, the others are still written and [`Error::Bulk`] lists the failed ones.
     pub async fn create_many<M: Model>(&self, values: Vec<M>) -> Result<Vec<M>> {
-        self.write_many(Mode::Create, values).instrument(self.span::<M>("create_many")).await
+        self.write_many(Mode::Create, values)
+            .instrument(self.span::<M>("create_many"))
+            .await
     }
 
     /// Saves (inserts or updates) many instances in pipelined batches, each atomically.
@@ -304,7 +349,9 @@ impl Session {
     /// Models with non-key partition fields read their stored partition values first (one
     /// pipelined round trip per batch).
     pub async fn save_many<M: Model>(&self, values: Vec<M>) -> Result<Vec<M>> {
-        self.write_many(Mode::Save, values).instrument(self.span::<M>("save_many")).await
+        self.write_many(Mode::Save, values)
+            .instrument(self.span::<M>("save_many"))
+            .await
     }
 
     // ---------------------------------------------------------------- reads
@@ -316,8 +363,10 @@ impl Session {
         let span = self.span::<M>("get");
         span.record("commands", 1);
         async {
-            let fields: Vec<(Vec<u8>, Vec<u8>)> =
-                self.backend.query("get", M::META.name, redis::cmd("HGETALL").arg(&redis_key)).await?;
+            let fields: Vec<(Vec<u8>, Vec<u8>)> = self
+                .backend
+                .query("get", M::META.name, redis::cmd("HGETALL").arg(&redis_key))
+                .await?;
             if fields.is_empty() {
                 return Ok(None);
             }
@@ -354,7 +403,11 @@ impl Session {
         }
         for &i in M::META.key_fields {
             if M::META.fields[i].kind == FieldKind::AutoKey
-                && record.segments.get(i).and_then(|s| s.as_deref()).is_none_or(str::is_empty)
+                && record
+                    .segments
+                    .get(i)
+                    .and_then(|s| s.as_deref())
+                    .is_none_or(str::is_empty)
             {
                 return Err(Error::InvalidValue {
                     model: M::META.name,
@@ -377,8 +430,13 @@ impl Session {
         for &f in &movable {
             cmd.arg(M::META.fields[f].name);
         }
-        let raw: Vec<Option<Vec<u8>>> = self.backend.query("read partitions", M::META.name, &cmd).await?;
-        Ok(Stored { raw: movable.into_iter().zip(raw).collect() })
+        let raw: Vec<Option<Vec<u8>>> = self
+            .backend
+            .query("read partitions", M::META.name, &cmd)
+            .await?;
+        Ok(Stored {
+            raw: movable.into_iter().zip(raw).collect(),
+        })
     }
 
     /// Builds the plan of a create or save, given the stored partition values.
@@ -391,7 +449,12 @@ impl Session {
     ) -> Result<Plan> {
         let meta = M::META;
         let redis_key = key.redis_key();
-        let inst = Instance { meta, key: redis_key.clone(), record, hidden_key: hidden };
+        let inst = Instance {
+            meta,
+            key: redis_key.clone(),
+            record,
+            hidden_key: hidden,
+        };
         let mut plan = Plan::default();
         let k = plan.key(redis_key.clone());
         if mode == Mode::Create {
@@ -401,7 +464,11 @@ impl Session {
         // Moves out of partitions whose (non-key) partition value changed.
         let mut old_segments: HashMap<usize, String> = HashMap::new();
         for (f, raw) in &stored.raw {
-            plan.checks.push(Check::Field { key: k, field: meta.fields[*f].name.to_owned(), value: raw.clone() });
+            plan.checks.push(Check::Field {
+                key: k,
+                field: meta.fields[*f].name.to_owned(),
+                value: raw.clone(),
+            });
             if let Some(raw) = raw {
                 old_segments.insert(*f, M::segment_from_stored(&redis_key, *f, raw)?);
             }
@@ -412,7 +479,12 @@ impl Session {
             for (f, s) in &old_segments {
                 old.segments[*f] = Some(s.clone());
             }
-            let old_inst = Instance { meta, key: redis_key.clone(), record: &old, hidden_key: hidden };
+            let old_inst = Instance {
+                meta,
+                key: redis_key.clone(),
+                record: &old,
+                hidden_key: hidden,
+            };
             for (i, f) in meta.fields.iter().enumerate() {
                 if !f.partition_by.iter().any(|p| old_segments.contains_key(p)) {
                     continue;
@@ -422,7 +494,10 @@ impl Session {
                         let (from, to) = (old_inst.sorted_key(i), inst.sorted_key(i));
                         if from != to {
                             let z = plan.key(from);
-                            moves.push(Write::ZRem { key: z, member: redis_key.clone() });
+                            moves.push(Write::ZRem {
+                                key: z,
+                                member: redis_key.clone(),
+                            });
                         }
                     }
                     FieldKind::Confidence { .. } => {
@@ -441,20 +516,34 @@ impl Session {
                 }
             }
         }
-        plan.writes.push(Write::HSet { key: k, pairs: inst.hash_pairs() });
+        plan.writes.push(Write::HSet {
+            key: k,
+            pairs: inst.hash_pairs(),
+        });
         plan.writes.extend(moves);
         inst.add_indexes(&mut plan)?;
         plan.add_type_checks();
         Ok(plan)
     }
 
-    async fn write<M: Model>(&self, mode: Mode, key: &Key<M>, record: &Record, hidden: Option<&str>) -> Result<i64> {
+    async fn write<M: Model>(
+        &self,
+        mode: Mode,
+        key: &Key<M>,
+        record: &Record,
+        hidden: Option<&str>,
+    ) -> Result<i64> {
         let redis_key = key.redis_key();
         for attempt in 1..=MAX_ATTEMPTS {
             let stored = if mode == Mode::Save {
                 self.read_stored::<M>(&redis_key).await?
             } else {
-                Stored { raw: movable_partition_fields(M::META).into_iter().map(|f| (f, None)).collect() }
+                Stored {
+                    raw: movable_partition_fields(M::META)
+                        .into_iter()
+                        .map(|f| (f, None))
+                        .collect(),
+                }
             };
             let plan = Self::write_plan(mode, key, record, hidden, &stored)?;
             match self.apply::<M>(mode.op(), &plan).await? {
@@ -463,7 +552,11 @@ impl Session {
                 other => return Err(self.outcome_error::<M>(other, record, &redis_key, attempt)),
             }
         }
-        Err(Error::Contention { model: M::META.name, key: redis_key, attempts: MAX_ATTEMPTS })
+        Err(Error::Contention {
+            model: M::META.name,
+            key: redis_key,
+            attempts: MAX_ATTEMPTS,
+        })
     }
 
     async fn relocate<M: Model>(
@@ -484,16 +577,33 @@ impl Session {
             plan.checks.push(Check::Present(ko));
             plan.checks.push(Check::Absent(kn));
             for (f, raw) in &stored.raw {
-                plan.checks.push(Check::Field { key: ko, field: meta.fields[*f].name.to_owned(), value: raw.clone() });
+                plan.checks.push(Check::Field {
+                    key: ko,
+                    field: meta.fields[*f].name.to_owned(),
+                    value: raw.clone(),
+                });
                 if let Some(raw) = raw {
                     old.segments[*f] = Some(M::segment_from_stored(&old_redis, *f, raw)?);
                 }
             }
-            let old_inst = Instance { meta, key: old_redis.clone(), record: &old, hidden_key: None };
-            let new_inst = Instance { meta, key: new_redis.clone(), record: new_record, hidden_key: None };
+            let old_inst = Instance {
+                meta,
+                key: old_redis.clone(),
+                record: &old,
+                hidden_key: None,
+            };
+            let new_inst = Instance {
+                meta,
+                key: new_redis.clone(),
+                record: new_record,
+                hidden_key: None,
+            };
             new_inst.unique_checks(&mut plan, Some(&old_redis));
             plan.writes.push(Write::Rename { from: ko, to: kn });
-            plan.writes.push(Write::HSet { key: kn, pairs: new_inst.hash_pairs() });
+            plan.writes.push(Write::HSet {
+                key: kn,
+                pairs: new_inst.hash_pairs(),
+            });
             old_inst.remove_indexes(&mut plan, false)?;
             for (i, f) in meta.fields.iter().enumerate() {
                 if let FieldKind::Confidence { .. } = f.kind {
@@ -512,11 +622,22 @@ impl Session {
             match self.apply::<M>("move_key", &plan).await? {
                 Outcome::Applied(_) => return Ok(()),
                 Outcome::Changed if attempt < MAX_ATTEMPTS => continue,
-                Outcome::Exists(k) => return Err(Error::AlreadyExists { model: meta.name, key: k }),
-                other => return Err(self.outcome_error::<M>(other, new_record, &new_redis, attempt)),
+                Outcome::Exists(k) => {
+                    return Err(Error::AlreadyExists {
+                        model: meta.name,
+                        key: k,
+                    })
+                }
+                other => {
+                    return Err(self.outcome_error::<M>(other, new_record, &new_redis, attempt))
+                }
             }
         }
-        Err(Error::Contention { model: meta.name, key: old_redis, attempts: MAX_ATTEMPTS })
+        Err(Error::Contention {
+            model: meta.name,
+            key: old_redis,
+            attempts: MAX_ATTEMPTS,
+        })
     }
 
     async fn write_many<M: Model>(&self, mode: Mode, mut values: Vec<M>) -> Result<Vec<M>> {
@@ -530,7 +651,8 @@ impl Session {
                 self.check_value(v)?;
             }
             let record = v.to_record()?;
-            let hidden = (meta.has_hidden_key() && mode == Mode::Create).then(crate::__private::new_auto_key);
+            let hidden = (meta.has_hidden_key() && mode == Mode::Create)
+                .then(crate::__private::new_auto_key);
             let key: Key<M> = match &hidden {
                 Some(h) => Key::from_segments(key_segments::<M>(&record, Some(h))),
                 None => self.key_of_record::<M>(&record)?,
@@ -542,12 +664,27 @@ impl Session {
         let stored: Vec<Stored> = if mode == Mode::Save && !movable.is_empty() {
             let mut pipe = redis::pipe();
             for (key, _, _) in &prepared {
-                pipe.cmd("HMGET").arg(key.redis_key()).arg(movable.iter().map(|&f| meta.fields[f].name).collect::<Vec<_>>());
+                pipe.cmd("HMGET").arg(key.redis_key()).arg(
+                    movable
+                        .iter()
+                        .map(|&f| meta.fields[f].name)
+                        .collect::<Vec<_>>(),
+                );
             }
-            let raw: Vec<Vec<Option<Vec<u8>>>> = self.backend.pipeline("save_many", meta.name, &pipe).await?;
-            raw.into_iter().map(|r| Stored { raw: movable.iter().copied().zip(r).collect() }).collect()
+            let raw: Vec<Vec<Option<Vec<u8>>>> =
+                self.backend.pipeline("save_many", meta.name, &pipe).await?;
+            raw.into_iter()
+                .map(|r| Stored {
+                    raw: movable.iter().copied().zip(r).collect(),
+                })
+                .collect()
         } else {
-            prepared.iter().map(|_| Stored { raw: movable.iter().map(|&f| (f, None)).collect() }).collect()
+            prepared
+                .iter()
+                .map(|_| Stored {
+                    raw: movable.iter().map(|&f| (f, None)).collect(),
+                })
+                .collect()
         };
         let mut calls = Vec::with_capacity(prepared.len());
         for ((key, record, hidden), stored) in prepared.iter().zip(&stored) {
@@ -555,12 +692,19 @@ impl Session {
             calls.push((plan.keys.clone(), plan.args()));
         }
         tracing::Span::current().record("commands", calls.len());
-        let replies = self.backend.eval_many(mode.op(), meta.name, &APPLY, &calls).await?;
+        let replies = self
+            .backend
+            .eval_many(mode.op(), meta.name, &APPLY, &calls)
+            .await?;
         let mut failed = Vec::new();
         for (i, reply) in replies.into_iter().enumerate() {
             let (key, record, hidden) = &prepared[i];
             let outcome = reply
-                .map_err(|source| Error::Redis { op: mode.op(), model: meta.name, source })
+                .map_err(|source| Error::Redis {
+                    op: mode.op(),
+                    model: meta.name,
+                    source,
+                })
                 .and_then(|v| Plan::outcome(meta, mode.op(), v));
             match outcome {
                 Ok(Outcome::Applied(_)) => {}
@@ -570,37 +714,76 @@ impl Session {
                         failed.push((i, e));
                     }
                 }
-                Ok(other) => failed.push((i, self.outcome_error::<M>(other, record, &key.redis_key(), 1))),
+                Ok(other) => failed.push((
+                    i,
+                    self.outcome_error::<M>(other, record, &key.redis_key(), 1),
+                )),
                 Err(e) => failed.push((i, e)),
             }
         }
         if failed.is_empty() {
             Ok(values)
         } else {
-            Err(Error::Bulk { model: meta.name, total: values.len(), failed })
+            Err(Error::Bulk {
+                model: meta.name,
+                total: values.len(),
+                failed,
+            })
         }
     }
 
     async fn apply<M: Model>(&self, op: &'static str, plan: &Plan) -> Result<Outcome> {
         tracing::Span::current().record("commands", plan.command_count());
-        let reply = self.backend.eval(op, M::META.name, &APPLY, &plan.keys, &plan.args()).await?;
+        let reply = self
+            .backend
+            .eval(op, M::META.name, &APPLY, &plan.keys, &plan.args())
+            .await?;
         Plan::outcome(M::META, op, reply)
     }
 
-    fn outcome_error<M: Model>(&self, outcome: Outcome, record: &Record, key: &str, attempts: u32) -> Error {
+    fn outcome_error<M: Model>(
+        &self,
+        outcome: Outcome,
+        record: &Record,
+        key: &str,
+        attempts: u32,
+    ) -> Error {
         let meta: &'static ModelMeta = M::META;
         match outcome {
-            Outcome::Exists(k) => Error::AlreadyExists { model: meta.name, key: k },
-            Outcome::Missing(k) => Error::NotFound { model: meta.name, key: k },
+            Outcome::Exists(k) => Error::AlreadyExists {
+                model: meta.name,
+                key: k,
+            },
+            Outcome::Missing(k) => Error::NotFound {
+                model: meta.name,
+                key: k,
+            },
             Outcome::Unique { field, existing } => Error::UniqueViolation {
                 model: meta.name,
                 field: meta.fields.get(field).map_or("?", |f| f.name),
-                value: record.segments.get(field).cloned().flatten().unwrap_or_default(),
+                value: record
+                    .segments
+                    .get(field)
+                    .cloned()
+                    .flatten()
+                    .unwrap_or_default(),
                 existing,
             },
-            Outcome::WrongType { key, found } => Error::WrongType { model: meta.name, key, found },
-            Outcome::Changed => Error::Contention { model: meta.name, key: key.to_owned(), attempts },
-            Outcome::Applied(_) => Error::Protocol { op: "write", model: meta.name, detail: "applied".into() },
+            Outcome::WrongType { key, found } => Error::WrongType {
+                model: meta.name,
+                key,
+                found,
+            },
+            Outcome::Changed => Error::Contention {
+                model: meta.name,
+                key: key.to_owned(),
+                attempts,
+            },
+            Outcome::Applied(_) => Error::Protocol {
+                op: "write",
+                model: meta.name,
+                detail: "applied".into(),
+            },
         }
     }
 }
@@ -614,7 +797,12 @@ fn key_segments<M: Model>(record: &Record, hidden: Option<&str>) -> Vec<String> 
             if M::META.fields[i].hidden {
                 hidden.unwrap_or_default().to_owned()
             } else {
-                record.segments.get(i).cloned().flatten().unwrap_or_default()
+                record
+                    .segments
+                    .get(i)
+                    .cloned()
+                    .flatten()
+                    .unwrap_or_default()
             }
         })
         .collect()

@@ -144,7 +144,9 @@ pub enum Error {
         failed: Vec<(usize, Error)>,
     },
     /// A key popoto must write holds another Redis type; nothing was written.
-    #[error("{model}: key {key} holds a {found}, not what popoto stores there; nothing was written")]
+    #[error(
+        "{model}: key {key} holds a {found}, not what popoto stores there; nothing was written"
+    )]
     WrongType {
         /// Model concerned.
         model: &'static str,

@@ -139,7 +139,10 @@ pub struct Key<M> {
 
 impl<M> Clone for Key<M> {
     fn clone(&self) -> Self {
-        Key { segments: self.segments.clone(), _model: PhantomData }
+        Key {
+            segments: self.segments.clone(),
+            _model: PhantomData,
+        }
     }
 }
 impl<M> PartialEq for Key<M> {

@@ -15,9 +15,17 @@ pub(crate) enum Check {
     /// The key must exist.
     Present(usize),
     /// The set may hold no member besides `allowed` (a unique key's value set); `field` names it.
-    Unique { set: usize, field: usize, allowed: [String; 2] },
+    Unique {
+        set: usize,
+        field: usize,
+        allowed: [String; 2],
+    },
     /// The hash field must hold these bytes (`None`: must be absent).
-    Field { key: usize, field: String, value: Option<Vec<u8>> },
+    Field {
+        key: usize,
+        field: String,
+        value: Option<Vec<u8>>,
+    },
     /// The key must be absent or of this Redis type.
     Type { key: usize, ty: &'static str },
 }
@@ -25,16 +33,49 @@ pub(crate) enum Check {
 /// A write command; key operands are indices into [`Plan::keys`].
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Write {
-    HSet { key: usize, pairs: Vec<(String, Vec<u8>)> },
-    SAdd { key: usize, member: String },
-    SRem { key: usize, member: String },
-    ZAdd { key: usize, score: f64, member: String },
-    ZRem { key: usize, member: String },
-    Del { key: usize },
-    HSetNx { key: usize, field: String, value: Vec<u8> },
-    HDel { key: usize, field: String },
-    HMove { from: usize, from_field: String, to: usize, to_field: String },
-    Rename { from: usize, to: usize },
+    HSet {
+        key: usize,
+        pairs: Vec<(String, Vec<u8>)>,
+    },
+    SAdd {
+        key: usize,
+        member: String,
+    },
+    SRem {
+        key: usize,
+        member: String,
+    },
+    ZAdd {
+        key: usize,
+        score: f64,
+        member: String,
+    },
+    ZRem {
+        key: usize,
+        member: String,
+    },
+    Del {
+        key: usize,
+    },
+    HSetNx {
+        key: usize,
+        field: String,
+        value: Vec<u8>,
+    },
+    HDel {
+        key: usize,
+        field: String,
+    },
+    HMove {
+        from: usize,
+        from_field: String,
+        to: usize,
+        to_field: String,
+    },
+    Rename {
+        from: usize,
+        to: usize,
+    },
 }
 
 /// Checks and writes of one atomic instance write.
@@ -85,7 +126,9 @@ impl Plan {
         let mut seen: Vec<(usize, &'static str)> = Vec::new();
         for w in &self.writes {
             let typed = match w {
-                Write::HSet { key, .. } | Write::HSetNx { key, .. } | Write::HDel { key, .. } => Some((*key, "hash")),
+                Write::HSet { key, .. } | Write::HSetNx { key, .. } | Write::HDel { key, .. } => {
+                    Some((*key, "hash"))
+                }
                 Write::SAdd { key, .. } | Write::SRem { key, .. } => Some((*key, "set")),
                 Write::ZAdd { key, .. } | Write::ZRem { key, .. } => Some((*key, "zset")),
                 Write::HMove { to, .. } => Some((*to, "hash")),
@@ -97,73 +140,120 @@ impl Plan {
                 }
             }
         }
-        self.checks.extend(seen.into_iter().map(|(key, ty)| Check::Type { key, ty }));
+        self.checks
+            .extend(seen.into_iter().map(|(key, ty)| Check::Type { key, ty }));
     }
 
     /// The script's ARGV.
     pub fn args(&self) -> Vec<Vec<u8>> {
-        let mut out: Vec<Vec<u8>> = Vec::with_capacity(1 + self.checks.len() * 3 + self.writes.len() * 4);
+        let mut out: Vec<Vec<u8>> =
+            Vec::with_capacity(1 + self.checks.len() * 3 + self.writes.len() * 4);
         let idx = |i: usize| (i + 1).to_string().into_bytes();
         out.push(self.checks.len().to_string().into_bytes());
         for c in &self.checks {
             match c {
                 Check::Absent(k) => out.extend([b"A".to_vec(), idx(*k)]),
                 Check::Present(k) => out.extend([b"P".to_vec(), idx(*k)]),
-                Check::Unique { set, field, allowed } => out.extend([
+                Check::Unique {
+                    set,
+                    field,
+                    allowed,
+                } => out.extend([
                     b"U".to_vec(),
                     idx(*set),
                     field.to_string().into_bytes(),
                     allowed[0].clone().into_bytes(),
                     allowed[1].clone().into_bytes(),
                 ]),
-                Check::Field { key, field, value: Some(v) } => {
-                    out.extend([b"G".to_vec(), idx(*key), field.clone().into_bytes(), v.clone()])
+                Check::Field {
+                    key,
+                    field,
+                    value: Some(v),
+                } => out.extend([
+                    b"G".to_vec(),
+                    idx(*key),
+                    field.clone().into_bytes(),
+                    v.clone(),
+                ]),
+                Check::Field {
+                    key,
+                    field,
+                    value: None,
+                } => out.extend([b"N".to_vec(), idx(*key), field.clone().into_bytes()]),
+                Check::Type { key, ty } => {
+                    out.extend([b"T".to_vec(), idx(*key), ty.as_bytes().to_vec()])
                 }
-                Check::Field { key, field, value: None } => {
-                    out.extend([b"N".to_vec(), idx(*key), field.clone().into_bytes()])
-                }
-                Check::Type { key, ty } => out.extend([b"T".to_vec(), idx(*key), ty.as_bytes().to_vec()]),
             }
         }
         for w in &self.writes {
             match w {
                 Write::HSet { key, pairs } => {
-                    out.extend([b"HSET".to_vec(), idx(*key), pairs.len().to_string().into_bytes()]);
+                    out.extend([
+                        b"HSET".to_vec(),
+                        idx(*key),
+                        pairs.len().to_string().into_bytes(),
+                    ]);
                     for (f, v) in pairs {
                         out.push(f.clone().into_bytes());
                         out.push(v.clone());
                     }
                 }
-                Write::SAdd { key, member } => out.extend([b"SADD".to_vec(), idx(*key), member.clone().into_bytes()]),
-                Write::SRem { key, member } => out.extend([b"SREM".to_vec(), idx(*key), member.clone().into_bytes()]),
+                Write::SAdd { key, member } => {
+                    out.extend([b"SADD".to_vec(), idx(*key), member.clone().into_bytes()])
+                }
+                Write::SRem { key, member } => {
+                    out.extend([b"SREM".to_vec(), idx(*key), member.clone().into_bytes()])
+                }
                 Write::ZAdd { key, score, member } => out.extend([
                     b"ZADD".to_vec(),
                     idx(*key),
                     score_arg(*score).into_bytes(),
                     member.clone().into_bytes(),
                 ]),
-                Write::ZRem { key, member } => out.extend([b"ZREM".to_vec(), idx(*key), member.clone().into_bytes()]),
-                Write::Del { key } => out.extend([b"DEL".to_vec(), idx(*key)]),
-                Write::HSetNx { key, field, value } => {
-                    out.extend([b"HSETNX".to_vec(), idx(*key), field.clone().into_bytes(), value.clone()])
+                Write::ZRem { key, member } => {
+                    out.extend([b"ZREM".to_vec(), idx(*key), member.clone().into_bytes()])
                 }
-                Write::HDel { key, field } => out.extend([b"HDEL".to_vec(), idx(*key), field.clone().into_bytes()]),
-                Write::HMove { from, from_field, to, to_field } => out.extend([
+                Write::Del { key } => out.extend([b"DEL".to_vec(), idx(*key)]),
+                Write::HSetNx { key, field, value } => out.extend([
+                    b"HSETNX".to_vec(),
+                    idx(*key),
+                    field.clone().into_bytes(),
+                    value.clone(),
+                ]),
+                Write::HDel { key, field } => {
+                    out.extend([b"HDEL".to_vec(), idx(*key), field.clone().into_bytes()])
+                }
+                Write::HMove {
+                    from,
+                    from_field,
+                    to,
+                    to_field,
+                } => out.extend([
                     b"HMOVE".to_vec(),
                     idx(*from),
                     from_field.clone().into_bytes(),
                     idx(*to),
                     to_field.clone().into_bytes(),
                 ]),
-                Write::Rename { from, to } => out.extend([b"RENAME".to_vec(), idx(*from), idx(*to)]),
+                Write::Rename { from, to } => {
+                    out.extend([b"RENAME".to_vec(), idx(*from), idx(*to)])
+                }
             }
         }
         out
     }
 
     /// Parses the script's reply.
-    pub fn outcome(meta: &'static ModelMeta, op: &'static str, reply: redis::Value) -> Result<Outcome> {
-        let protocol = |detail: String| Error::Protocol { op, model: meta.name, detail };
+    pub fn outcome(
+        meta: &'static ModelMeta,
+        op: &'static str,
+        reply: redis::Value,
+    ) -> Result<Outcome> {
+        let protocol = |detail: String| Error::Protocol {
+            op,
+            model: meta.name,
+            detail,
+        };
         let redis::Value::Array(items) = reply else {
             return Err(protocol(format!("{reply:?}")));
         };
@@ -185,11 +275,16 @@ impl Plan {
             "exists" => Ok(Outcome::Exists(text(1)?)),
             "missing" => Ok(Outcome::Missing(text(1)?)),
             "unique" => Ok(Outcome::Unique {
-                field: text(1)?.parse().map_err(|_| protocol("bad unique tag".into()))?,
+                field: text(1)?
+                    .parse()
+                    .map_err(|_| protocol("bad unique tag".into()))?,
                 existing: text(2)?,
             }),
             "changed" => Ok(Outcome::Changed),
-            "wrongtype" => Ok(Outcome::WrongType { key: text(1)?, found: text(2)? }),
+            "wrongtype" => Ok(Outcome::WrongType {
+                key: text(1)?,
+                found: text(2)?,
+            }),
             other => Err(protocol(format!("unknown reply {other:?}"))),
         }
     }
@@ -198,7 +293,11 @@ impl Plan {
 /// A score as a Redis argument: shortest round-trip decimal, `inf`/`-inf` for infinities.
 pub(crate) fn score_arg(score: f64) -> String {
     if score.is_infinite() {
-        if score > 0.0 { "+inf".into() } else { "-inf".into() }
+        if score > 0.0 {
+            "+inf".into()
+        } else {
+            "-inf".into()
+        }
     } else {
         format!("{score}")
     }
@@ -208,7 +307,12 @@ pub(crate) fn score_arg(score: f64) -> String {
 pub(crate) fn initial_confidence(initial: f64) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     out.push(0x84);
-    for (name, last) in [("confidence", false), ("evidence_count", true), ("corroborations", true), ("contradictions", true)] {
+    for (name, last) in [
+        ("confidence", false),
+        ("evidence_count", true),
+        ("corroborations", true),
+        ("contradictions", true),
+    ] {
         out.push(0xa0 | name.len() as u8);
         out.extend_from_slice(name.as_bytes());
         if last {
@@ -236,12 +340,20 @@ impl Instance<'_> {
         if self.meta.fields[i].hidden {
             return self.hidden_key.unwrap_or_default();
         }
-        self.record.segments.get(i).and_then(|s| s.as_deref()).unwrap_or_default()
+        self.record
+            .segments
+            .get(i)
+            .and_then(|s| s.as_deref())
+            .unwrap_or_default()
     }
 
     /// Partition segments of field `i`.
     pub fn partition(&self, i: usize) -> Vec<&str> {
-        self.meta.fields[i].partition_by.iter().map(|&p| self.segment(p)).collect()
+        self.meta.fields[i]
+            .partition_by
+            .iter()
+            .map(|&p| self.segment(p))
+            .collect()
     }
 
     /// The zset of sorted field `i` for this instance.
@@ -274,17 +386,33 @@ impl Instance<'_> {
     /// Adds the index entries of this instance (popoto's `on_save` of every field).
     pub fn add_indexes(&self, plan: &mut Plan) -> Result<()> {
         let class = plan.key(keys::class_key(self.meta));
-        plan.writes.push(Write::SAdd { key: class, member: self.key.clone() });
+        plan.writes.push(Write::SAdd {
+            key: class,
+            member: self.key.clone(),
+        });
         for (i, f) in self.meta.fields.iter().enumerate() {
             match f.kind {
                 FieldKind::Key | FieldKind::UniqueKey => {
                     let set = plan.key(keys::value_set_key(self.meta, i, self.segment(i)));
-                    plan.writes.push(Write::SAdd { key: set, member: self.key.clone() });
+                    plan.writes.push(Write::SAdd {
+                        key: set,
+                        member: self.key.clone(),
+                    });
                 }
                 FieldKind::Sorted => {
                     let z = plan.key(self.sorted_key(i));
-                    let score = self.record.scores.get(i).copied().flatten().unwrap_or_default();
-                    plan.writes.push(Write::ZAdd { key: z, score, member: self.key.clone() });
+                    let score = self
+                        .record
+                        .scores
+                        .get(i)
+                        .copied()
+                        .flatten()
+                        .unwrap_or_default();
+                    plan.writes.push(Write::ZAdd {
+                        key: z,
+                        score,
+                        member: self.key.clone(),
+                    });
                 }
                 FieldKind::Confidence { initial, .. } => {
                     let h = plan.key(self.confidence_key(i)?);
@@ -304,20 +432,32 @@ impl Instance<'_> {
     /// is left to the caller (deleted or moved).
     pub fn remove_indexes(&self, plan: &mut Plan, with_confidence: bool) -> Result<()> {
         let class = plan.key(keys::class_key(self.meta));
-        plan.writes.push(Write::SRem { key: class, member: self.key.clone() });
+        plan.writes.push(Write::SRem {
+            key: class,
+            member: self.key.clone(),
+        });
         for (i, f) in self.meta.fields.iter().enumerate() {
             match f.kind {
                 FieldKind::Key | FieldKind::UniqueKey => {
                     let set = plan.key(keys::value_set_key(self.meta, i, self.segment(i)));
-                    plan.writes.push(Write::SRem { key: set, member: self.key.clone() });
+                    plan.writes.push(Write::SRem {
+                        key: set,
+                        member: self.key.clone(),
+                    });
                 }
                 FieldKind::Sorted => {
                     let z = plan.key(self.sorted_key(i));
-                    plan.writes.push(Write::ZRem { key: z, member: self.key.clone() });
+                    plan.writes.push(Write::ZRem {
+                        key: z,
+                        member: self.key.clone(),
+                    });
                 }
                 FieldKind::Confidence { .. } if with_confidence => {
                     let h = plan.key(self.confidence_key(i)?);
-                    plan.writes.push(Write::HDel { key: h, field: self.key.clone() });
+                    plan.writes.push(Write::HDel {
+                        key: h,
+                        field: self.key.clone(),
+                    });
                 }
                 _ => {}
             }
@@ -359,7 +499,10 @@ mod tests {
 
     #[test]
     fn initial_confidence_matches_popoto_bytes() {
-        let hex: String = initial_confidence(0.5).iter().map(|b| format!("{b:02x}")).collect();
+        let hex: String = initial_confidence(0.5)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         assert_eq!(
             hex,
             "84aa636f6e666964656e6365cb3fe0000000000000ae65766964656e63655f636f756e7400ae636f72726f626f726174696f6e7300ae636f6e74726164696374696f6e7300"
@@ -373,9 +516,16 @@ mod tests {
         let b = p.key("B".into());
         assert_eq!(p.key("A".into()), a);
         p.checks.push(Check::Absent(b));
-        p.writes.push(Write::SAdd { key: a, member: "m".into() });
+        p.writes.push(Write::SAdd {
+            key: a,
+            member: "m".into(),
+        });
         p.add_type_checks();
-        let args: Vec<String> = p.args().into_iter().map(|a| String::from_utf8(a).unwrap_or_default()).collect();
+        let args: Vec<String> = p
+            .args()
+            .into_iter()
+            .map(|a| String::from_utf8(a).unwrap_or_default())
+            .collect();
         assert_eq!(args, ["2", "A", "2", "T", "1", "set", "SADD", "1", "m"]);
     }
 

@@ -45,9 +45,19 @@ impl Bound {
 
 #[derive(Debug, Clone, PartialEq)]
 enum FilterKind {
-    KeyEq { field: usize, segment: String },
-    KeyIn { field: usize, segments: Vec<String> },
-    Range { field: usize, min: Bound, max: Bound },
+    KeyEq {
+        field: usize,
+        segment: String,
+    },
+    KeyIn {
+        field: usize,
+        segments: Vec<String>,
+    },
+    Range {
+        field: usize,
+        min: Bound,
+        max: Bound,
+    },
 }
 
 /// A filter on an indexed field of model `M`, built from its typed handle.
@@ -59,26 +69,42 @@ pub struct Filter<M> {
 
 impl<M> Filter<M> {
     fn new(kind: FilterKind) -> Self {
-        Filter { kind, _m: PhantomData }
+        Filter {
+            kind,
+            _m: PhantomData,
+        }
     }
 }
 
 impl<M: Model, T: KeySegment> KeyField<M, T> {
     /// Instances whose key field equals `value` (`$KeyF` set).
     pub fn eq(&self, value: impl Into<T>) -> Filter<M> {
-        Filter::new(FilterKind::KeyEq { field: self.index(), segment: render_segment(&value.into()) })
+        Filter::new(FilterKind::KeyEq {
+            field: self.index(),
+            segment: render_segment(&value.into()),
+        })
     }
 
     /// Instances whose key field is one of `values` (union of `$KeyF` sets).
     pub fn is_in<V: Into<T>>(&self, values: impl IntoIterator<Item = V>) -> Filter<M> {
-        let segments = values.into_iter().map(|v| render_segment(&v.into())).collect();
-        Filter::new(FilterKind::KeyIn { field: self.index(), segments })
+        let segments = values
+            .into_iter()
+            .map(|v| render_segment(&v.into()))
+            .collect();
+        Filter::new(FilterKind::KeyIn {
+            field: self.index(),
+            segments,
+        })
     }
 }
 
 impl<M: Model, T: Score> SortedField<M, T> {
     fn range(&self, min: Bound, max: Bound) -> Filter<M> {
-        Filter::new(FilterKind::Range { field: self.index(), min, max })
+        Filter::new(FilterKind::Range {
+            field: self.index(),
+            min,
+            max,
+        })
     }
 
     /// Score equal to `value`'s.
@@ -109,7 +135,10 @@ impl<M: Model, T: Score> SortedField<M, T> {
 
     /// Score between `low`'s and `high`'s, both included.
     pub fn between(&self, low: impl Into<T>, high: impl Into<T>) -> Filter<M> {
-        self.range(Bound::Incl(low.into().score()), Bound::Incl(high.into().score()))
+        self.range(
+            Bound::Incl(low.into().score()),
+            Bound::Incl(high.into().score()),
+        )
     }
 }
 
@@ -125,7 +154,12 @@ enum Order {
 enum Source {
     Set(String),
     Union(Vec<String>),
-    Range { field: usize, zset: String, min: Bound, max: Bound },
+    Range {
+        field: usize,
+        zset: String,
+        min: Bound,
+        max: Bound,
+    },
 }
 
 type Predicate<'s, M> = Box<dyn Fn(&M) -> bool + Send + Sync + 's>;
@@ -143,7 +177,15 @@ pub struct Query<'s, M: Model> {
 
 impl<'s, M: Model> Query<'s, M> {
     pub(crate) fn new(session: &'s Session) -> Self {
-        Query { session, filters: Vec::new(), partitions: Vec::new(), order: None, limit: None, offset: 0, predicate: None }
+        Query {
+            session,
+            filters: Vec::new(),
+            partitions: Vec::new(),
+            order: None,
+            limit: None,
+            offset: 0,
+            predicate: None,
+        }
     }
 
     /// Adds a filter; several filters intersect.
@@ -154,8 +196,13 @@ impl<'s, M: Model> Query<'s, M> {
 
     /// Gives the value of a partition field for ranges and ordering on partitioned sorted fields
     /// (the tenant field is bound by a tenant handle; key-field equality filters count too).
-    pub fn partition<T: KeySegment>(mut self, field: impl FieldHandle<M, T>, value: impl Into<T>) -> Self {
-        self.partitions.push((field.field_index(), render_segment(&value.into())));
+    pub fn partition<T: KeySegment>(
+        mut self,
+        field: impl FieldHandle<M, T>,
+        value: impl Into<T>,
+    ) -> Self {
+        self.partitions
+            .push((field.field_index(), render_segment(&value.into())));
         self
     }
 
@@ -202,7 +249,12 @@ impl<'s, M: Model> Query<'s, M> {
 
     /// Runs the query and returns the instances.
     pub async fn fetch(self) -> Result<Vec<M>> {
-        Ok(self.fetch_keyed().await?.into_iter().map(|(_, m)| m).collect())
+        Ok(self
+            .fetch_keyed()
+            .await?
+            .into_iter()
+            .map(|(_, m)| m)
+            .collect())
     }
 
     /// Runs the query and returns each instance with its key.
@@ -233,7 +285,12 @@ impl<'s, M: Model> Query<'s, M> {
     /// Runs the query and returns only the keys (no hash is loaded unless a predicate needs it).
     pub async fn fetch_keys(self) -> Result<Vec<Key<M>>> {
         if self.predicate.is_some() {
-            return Ok(self.fetch_keyed().await?.into_iter().map(|(k, _)| k).collect());
+            return Ok(self
+                .fetch_keyed()
+                .await?
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect());
         }
         let span = self.span("keys");
         async {
@@ -251,7 +308,11 @@ impl<'s, M: Model> Query<'s, M> {
     /// key sets) unless a client-side predicate forces loading; ignores limit and offset.
     pub async fn count(self) -> Result<usize> {
         if self.predicate.is_some() {
-            let q = Query { limit: None, offset: 0, ..self };
+            let q = Query {
+                limit: None,
+                offset: 0,
+                ..self
+            };
             return Ok(q.fetch_keyed().await?.len());
         }
         let span = self.span("count");
@@ -262,12 +323,16 @@ impl<'s, M: Model> Query<'s, M> {
             if let [only] = plan.as_slice() {
                 let cmd = match only {
                     Source::Set(k) => redis::cmd("SCARD").arg(k).clone(),
-                    Source::Range { zset, min, max, .. } => {
-                        redis::cmd("ZCOUNT").arg(zset).arg(min.arg(true)).arg(max.arg(false)).clone()
-                    }
+                    Source::Range { zset, min, max, .. } => redis::cmd("ZCOUNT")
+                        .arg(zset)
+                        .arg(min.arg(true))
+                        .arg(max.arg(false))
+                        .clone(),
                     Source::Union(ks) if ks.is_empty() => return Ok(0),
                     Source::Union(ks) => {
-                        let members: Vec<Vec<u8>> = backend.query("count", M::META.name, redis::cmd("SUNION").arg(ks)).await?;
+                        let members: Vec<Vec<u8>> = backend
+                            .query("count", M::META.name, redis::cmd("SUNION").arg(ks))
+                            .await?;
                         return Ok(members.len());
                     }
                 };
@@ -295,7 +360,11 @@ impl<'s, M: Model> Query<'s, M> {
             found: found.to_owned(),
         };
         // Explicit values of partition fields: `partition(..)` and key equality filters.
-        let mut known: Vec<(usize, &str)> = self.partitions.iter().map(|(f, s)| (*f, s.as_str())).collect();
+        let mut known: Vec<(usize, &str)> = self
+            .partitions
+            .iter()
+            .map(|(f, s)| (*f, s.as_str()))
+            .collect();
         for f in &self.filters {
             if let FilterKind::KeyEq { field, segment } = f {
                 known.push((*field, segment));
@@ -325,7 +394,12 @@ impl<'s, M: Model> Query<'s, M> {
                             }
                         }
                     }
-                    sources.push(Source::Union(segments.iter().map(|s| keys::value_set_key(meta, *field, s)).collect()));
+                    sources.push(Source::Union(
+                        segments
+                            .iter()
+                            .map(|s| keys::value_set_key(meta, *field, s))
+                            .collect(),
+                    ));
                 }
                 FilterKind::Range { field, min, max } => {
                     for b in [min, max] {
@@ -338,8 +412,14 @@ impl<'s, M: Model> Query<'s, M> {
                         }
                     }
                     let zset = self.zset(*field, &known)?;
-                    tenant_covered |= tenant.is_some_and(|(tf, _)| meta.fields[*field].partition_by.contains(&tf));
-                    sources.push(Source::Range { field: *field, zset, min: *min, max: *max });
+                    tenant_covered |= tenant
+                        .is_some_and(|(tf, _)| meta.fields[*field].partition_by.contains(&tf));
+                    sources.push(Source::Range {
+                        field: *field,
+                        zset,
+                        min: *min,
+                        max: *max,
+                    });
                 }
             }
         }
@@ -376,21 +456,46 @@ impl<'s, M: Model> Query<'s, M> {
     }
 
     /// Candidate keys in the query's order; with `paged`, offset and limit applied.
-    async fn select(&self, sources: &[Source], paged: bool, commands: &mut usize) -> Result<Vec<String>> {
+    async fn select(
+        &self,
+        sources: &[Source],
+        paged: bool,
+        commands: &mut usize,
+    ) -> Result<Vec<String>> {
         let backend = self.session.backend();
         let name = M::META.name;
-        let (offset, limit) = if paged { (self.offset, self.limit) } else { (0, None) };
+        let (offset, limit) = if paged {
+            (self.offset, self.limit)
+        } else {
+            (0, None)
+        };
         // One range, ordered by its own field (or not at all): let Redis order and page it.
-        if let [Source::Range { field, zset, min, max }] = sources {
+        if let [Source::Range {
+            field,
+            zset,
+            min,
+            max,
+        }] = sources
+        {
             if self.order.is_none_or(|(f, _)| f == *field) {
                 let desc = matches!(self.order, Some((_, Order::Desc)));
                 let mut cmd = if desc {
-                    redis::cmd("ZREVRANGEBYSCORE").arg(zset).arg(max.arg(false)).arg(min.arg(true)).clone()
+                    redis::cmd("ZREVRANGEBYSCORE")
+                        .arg(zset)
+                        .arg(max.arg(false))
+                        .arg(min.arg(true))
+                        .clone()
                 } else {
-                    redis::cmd("ZRANGEBYSCORE").arg(zset).arg(min.arg(true)).arg(max.arg(false)).clone()
+                    redis::cmd("ZRANGEBYSCORE")
+                        .arg(zset)
+                        .arg(min.arg(true))
+                        .arg(max.arg(false))
+                        .clone()
                 };
                 if offset > 0 || limit.is_some() {
-                    cmd.arg("LIMIT").arg(offset).arg(limit.map_or(-1, |l| l as i64));
+                    cmd.arg("LIMIT")
+                        .arg(offset)
+                        .arg(limit.map_or(-1, |l| l as i64));
                 }
                 *commands += 1;
                 let keys: Vec<Vec<u8>> = backend.query("query", name, &cmd).await?;
@@ -403,9 +508,11 @@ impl<'s, M: Model> Query<'s, M> {
                 Source::Set(k) => pipe.cmd("SMEMBERS").arg(k),
                 Source::Union(ks) if ks.is_empty() => return Ok(Vec::new()),
                 Source::Union(ks) => pipe.cmd("SUNION").arg(ks),
-                Source::Range { zset, min, max, .. } => {
-                    pipe.cmd("ZRANGEBYSCORE").arg(zset).arg(min.arg(true)).arg(max.arg(false))
-                }
+                Source::Range { zset, min, max, .. } => pipe
+                    .cmd("ZRANGEBYSCORE")
+                    .arg(zset)
+                    .arg(min.arg(true))
+                    .arg(max.arg(false)),
             };
         }
         *commands += sources.len();
@@ -418,7 +525,9 @@ impl<'s, M: Model> Query<'s, M> {
         };
         let driver = (0..sources.len()).find(|&i| ordered_by(i));
         let driver_index = driver.unwrap_or_else(|| {
-            (0..lists.len()).min_by_key(|&i| lists[i].len()).unwrap_or_default()
+            (0..lists.len())
+                .min_by_key(|&i| lists[i].len())
+                .unwrap_or_default()
         });
         let others: Vec<HashSet<&[u8]>> = lists
             .iter()
@@ -442,7 +551,9 @@ impl<'s, M: Model> Query<'s, M> {
                     Vec::new()
                 } else {
                     *commands += 1;
-                    backend.query("query", name, redis::cmd("ZMSCORE").arg(&zset).arg(&keys)).await?
+                    backend
+                        .query("query", name, redis::cmd("ZMSCORE").arg(&zset).arg(&keys))
+                        .await?
                 };
                 let mut scored: Vec<(Option<f64>, String)> = scores.into_iter().zip(keys).collect();
                 scored.sort_by(|a, b| {
@@ -465,7 +576,11 @@ impl<'s, M: Model> Query<'s, M> {
     }
 
     fn known_partitions(&self) -> Vec<(usize, &str)> {
-        let mut known: Vec<(usize, &str)> = self.partitions.iter().map(|(f, s)| (*f, s.as_str())).collect();
+        let mut known: Vec<(usize, &str)> = self
+            .partitions
+            .iter()
+            .map(|(f, s)| (*f, s.as_str()))
+            .collect();
         for f in &self.filters {
             if let FilterKind::KeyEq { field, segment } = f {
                 known.push((*field, segment));
@@ -487,7 +602,11 @@ impl<'s, M: Model> Query<'s, M> {
             pipe.cmd("HGETALL").arg(k);
         }
         *commands += keys.len();
-        let hashes: Vec<Vec<(Vec<u8>, Vec<u8>)>> = self.session.backend().pipeline("query", M::META.name, &pipe).await?;
+        let hashes: Vec<Vec<(Vec<u8>, Vec<u8>)>> = self
+            .session
+            .backend()
+            .pipeline("query", M::META.name, &pipe)
+            .await?;
         let mut rows = Vec::with_capacity(keys.len());
         for (k, fields) in keys.into_iter().zip(hashes) {
             if fields.is_empty() {

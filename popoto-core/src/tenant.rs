@@ -28,7 +28,10 @@ impl TenantId {
             None
         };
         match reason {
-            Some(reason) => Err(Error::InvalidTenant { tenant: id.chars().take(64).collect(), reason }),
+            Some(reason) => Err(Error::InvalidTenant {
+                tenant: id.chars().take(64).collect(),
+                reason,
+            }),
             None => Ok(TenantId(id.into())),
         }
     }
@@ -103,9 +106,18 @@ mod tests {
     fn tenant_ids_are_validated() {
         assert!(TenantId::new("acme").is_ok());
         assert!(TenantId::new("umbrella:eu-1").is_ok());
-        assert!(matches!(TenantId::new(""), Err(Error::InvalidTenant { .. })));
-        assert!(matches!(TenantId::new("a\nb"), Err(Error::InvalidTenant { .. })));
-        assert!(matches!(TenantId::new("x".repeat(257)), Err(Error::InvalidTenant { .. })));
+        assert!(matches!(
+            TenantId::new(""),
+            Err(Error::InvalidTenant { .. })
+        ));
+        assert!(matches!(
+            TenantId::new("a\nb"),
+            Err(Error::InvalidTenant { .. })
+        ));
+        assert!(matches!(
+            TenantId::new("x".repeat(257)),
+            Err(Error::InvalidTenant { .. })
+        ));
         assert!(TenantId::new("x".repeat(256)).is_ok());
     }
 

@@ -41,17 +41,34 @@ impl TestRedis {
     /// Starts a private server (or connects the external one).
     pub fn start() -> Result<TestRedis, TestServerError> {
         if let Ok(url) = std::env::var("POPOTO_TEST_REDIS_URL") {
-            let client = redis::Client::open(url.as_str()).map_err(|e| err(format!("bad POPOTO_TEST_REDIS_URL: {e}"), ""))?;
-            let mut conn = client.get_connection().map_err(|e| err(format!("cannot reach {url}: {e}"), ""))?;
-            redis::cmd("FLUSHDB").exec(&mut conn).map_err(|e| err(format!("FLUSHDB on {url}: {e}"), ""))?;
-            return Ok(TestRedis { child: None, port: 0, dir: None, url, external: true });
+            let client = redis::Client::open(url.as_str())
+                .map_err(|e| err(format!("bad POPOTO_TEST_REDIS_URL: {e}"), ""))?;
+            let mut conn = client
+                .get_connection()
+                .map_err(|e| err(format!("cannot reach {url}: {e}"), ""))?;
+            redis::cmd("FLUSHDB")
+                .exec(&mut conn)
+                .map_err(|e| err(format!("FLUSHDB on {url}: {e}"), ""))?;
+            return Ok(TestRedis {
+                child: None,
+                port: 0,
+                dir: None,
+                url,
+                external: true,
+            });
         }
         let mut dir = Some(tempfile::tempdir().map_err(|e| err(format!("temp dir: {e}"), ""))?);
         let mut last = None;
         for _ in 0..5 {
             let port = free_port().map_err(|e| err(format!("no free port: {e}"), ""))?;
             let url = format!("redis://127.0.0.1:{port}/0");
-            let mut server = TestRedis { child: None, port, dir: dir.take(), url, external: false };
+            let mut server = TestRedis {
+                child: None,
+                port,
+                dir: dir.take(),
+                url,
+                external: false,
+            };
             match server.spawn() {
                 Ok(()) => return Ok(server),
                 // A port taken between probing and binding: try another one.
@@ -66,28 +83,60 @@ impl TestRedis {
     }
 
     fn log_path(&self) -> PathBuf {
-        self.dir.as_ref().map(|d| d.path().join("redis.log")).unwrap_or_default()
+        self.dir
+            .as_ref()
+            .map(|d| d.path().join("redis.log"))
+            .unwrap_or_default()
     }
 
     /// Spawns the server on `self.port` and waits for it to accept connections.
     fn spawn(&mut self) -> Result<(), TestServerError> {
         let bin = std::env::var("POPOTO_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
-        let dir = self.dir.as_ref().map(|d| d.path().to_path_buf()).unwrap_or_default();
+        let dir = self
+            .dir
+            .as_ref()
+            .map(|d| d.path().to_path_buf())
+            .unwrap_or_default();
         let mut child = Command::new(&bin)
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(["--dir", &dir.to_string_lossy(), "--logfile", "", "--daemonize", "no"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args([
+                "--dir",
+                &dir.to_string_lossy(),
+                "--logfile",
+                "",
+                "--daemonize",
+                "no",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| err(format!("cannot run {bin}: {e} (is redis-server 6.2+ on PATH?)"), ""))?;
+            .map_err(|e| {
+                err(
+                    format!("cannot run {bin}: {e} (is redis-server 6.2+ on PATH?)"),
+                    "",
+                )
+            })?;
         let stdout = child.stdout.take();
         let log_path = self.log_path();
         let (tx, rx) = mpsc::channel::<bool>();
         // Copies the server's log to a file and reports readiness (or exit) once.
         std::thread::spawn(move || {
             let Some(stdout) = stdout else { return };
-            let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).ok();
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log_path)
+                .ok();
             let mut told = false;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(f) = file.as_mut() {
@@ -107,7 +156,10 @@ impl TestRedis {
             Ok(true) => Ok(()),
             Ok(false) | Err(_) => {
                 self.kill();
-                Err(err(format!("redis-server on port {} did not become ready", self.port), &self.log()))
+                Err(err(
+                    format!("redis-server on port {} did not become ready", self.port),
+                    &self.log(),
+                ))
             }
         }
     }
@@ -159,7 +211,10 @@ impl TestRedis {
     /// Kills the server and starts a new, empty one on the same port.
     pub fn restart(&mut self) -> Result<(), TestServerError> {
         if self.external {
-            return Err(err("cannot restart an external server (POPOTO_TEST_REDIS_URL)".into(), ""));
+            return Err(err(
+                "cannot restart an external server (POPOTO_TEST_REDIS_URL)".into(),
+                "",
+            ));
         }
         self.kill();
         self.spawn()
@@ -173,5 +228,8 @@ impl Drop for TestRedis {
 }
 
 fn err(message: String, log: &str) -> TestServerError {
-    TestServerError { message, log: log.to_owned() }
+    TestServerError {
+        message,
+        log: log.to_owned(),
+    }
 }
