@@ -332,10 +332,10 @@ async fn bulk_create_pipelines_and_reports_failures_per_instance() {
             ..Default::default()
         })
         .collect();
-    let before = db.backend().round_trips();
+    let before = db.backend().await.unwrap().round_trips();
     let created = acme.create_many(items).await.unwrap();
     assert!(
-        db.backend().round_trips() - before <= 3,
+        db.backend().await.unwrap().round_trips() - before <= 3,
         "pipelined: one round trip per batch of 1000"
     );
     assert_eq!(created.len(), 1500);

@@ -211,6 +211,7 @@ impl<M: Model> Confidence<'_, M> {
         let reply = self
             .session
             .backend()
+            .await?
             .eval("confidence update", meta.name, &UPDATE, &keys, &args)
             .instrument(self.span("confidence_update"))
             .await?;
@@ -248,6 +249,7 @@ impl<M: Model> Confidence<'_, M> {
         let raw: Option<Vec<u8>> = self
             .session
             .backend()
+            .await?
             .query(
                 "confidence get",
                 meta.name,
@@ -408,6 +410,7 @@ impl<'s, M: Model> ConfidenceScan<'s, M> {
         let (next, flat): (u64, Vec<(Vec<u8>, Vec<u8>)>) = self
             .session
             .backend()
+            .await?
             .query("confidence scan", meta.name, &cmd)
             .instrument(tracing::debug_span!(
                 "popoto",

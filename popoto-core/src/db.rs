@@ -39,7 +39,7 @@ impl Db {
     pub fn from_backend(backend: Backend) -> Db {
         Db {
             root: Session {
-                backend,
+                target: Target::Fixed(backend),
                 scope: Scope::Unscoped,
             },
         }
@@ -62,7 +62,7 @@ impl Db {
 
     fn scoped(&self, scope: Scope) -> Session {
         Session {
-            backend: self.root.backend.clone(),
+            target: self.root.target.clone(),
             scope,
         }
     }
@@ -78,8 +78,15 @@ impl Deref for Db {
 /// A handle with a [`Scope`]: unscoped (from [`Db`]), one tenant, or admin.
 #[derive(Clone, Debug)]
 pub struct Session {
-    backend: Backend,
+    target: Target,
     scope: Scope,
+}
+
+/// Where a session's commands go: one backend, or the tenant's backend in a registry.
+#[derive(Clone, Debug)]
+pub(crate) enum Target {
+    /// A fixed backend.
+    Fixed(Backend),
 }
 
 /// The outcome of reading an instance's movable partition values before a write.
@@ -94,9 +101,11 @@ impl Session {
         &self.scope
     }
 
-    /// The backend this handle talks to.
-    pub fn backend(&self) -> &Backend {
-        &self.backend
+    /// The backend this handle talks to (built on first use for lazily registered tenants).
+    pub async fn backend(&self) -> Result<Backend> {
+        match &self.target {
+            Target::Fixed(b) => Ok(b.clone()),
+        }
     }
 
     fn span<M: Model>(&self, op: &'static str) -> tracing::Span {
@@ -364,7 +373,8 @@ impl Session {
         span.record("commands", 1);
         async {
             let fields: Vec<(Vec<u8>, Vec<u8>)> = self
-                .backend
+                .backend()
+                .await?
                 .query("get", M::META.name, redis::cmd("HGETALL").arg(&redis_key))
                 .await?;
             if fields.is_empty() {
@@ -380,7 +390,8 @@ impl Session {
     pub async fn exists<M: Model>(&self, key: &Key<M>) -> Result<bool> {
         self.check_key(key)?;
         let redis_key = key.redis_key();
-        self.backend
+        self.backend()
+            .await?
             .query("exists", M::META.name, redis::cmd("EXISTS").arg(&redis_key))
             .instrument(self.span::<M>("exists"))
             .await
@@ -431,7 +442,8 @@ impl Session {
             cmd.arg(M::META.fields[f].name);
         }
         let raw: Vec<Option<Vec<u8>>> = self
-            .backend
+            .backend()
+            .await?
             .query("read partitions", M::META.name, &cmd)
             .await?;
         Ok(Stored {
@@ -671,8 +683,11 @@ impl Session {
                         .collect::<Vec<_>>(),
                 );
             }
-            let raw: Vec<Vec<Option<Vec<u8>>>> =
-                self.backend.pipeline("save_many", meta.name, &pipe).await?;
+            let raw: Vec<Vec<Option<Vec<u8>>>> = self
+                .backend()
+                .await?
+                .pipeline("save_many", meta.name, &pipe)
+                .await?;
             raw.into_iter()
                 .map(|r| Stored {
                     raw: movable.iter().copied().zip(r).collect(),
@@ -693,7 +708,8 @@ impl Session {
         }
         tracing::Span::current().record("commands", calls.len());
         let replies = self
-            .backend
+            .backend()
+            .await?
             .eval_many(mode.op(), meta.name, &APPLY, &calls)
             .await?;
         let mut failed = Vec::new();
@@ -735,7 +751,8 @@ impl Session {
     async fn apply<M: Model>(&self, op: &'static str, plan: &Plan) -> Result<Outcome> {
         tracing::Span::current().record("commands", plan.command_count());
         let reply = self
-            .backend
+            .backend()
+            .await?
             .eval(op, M::META.name, &APPLY, &plan.keys, &plan.args())
             .await?;
         Plan::outcome(M::META, op, reply)

@@ -318,7 +318,7 @@ impl<'s, M: Model> Query<'s, M> {
         let span = self.span("count");
         async {
             let plan = self.resolve()?;
-            let backend = self.session.backend();
+            let backend = self.session.backend().await?;
             tracing::Span::current().record("commands", plan.len());
             if let [only] = plan.as_slice() {
                 let cmd = match only {
@@ -462,7 +462,7 @@ impl<'s, M: Model> Query<'s, M> {
         paged: bool,
         commands: &mut usize,
     ) -> Result<Vec<String>> {
-        let backend = self.session.backend();
+        let backend = self.session.backend().await?;
         let name = M::META.name;
         let (offset, limit) = if paged {
             (self.offset, self.limit)
@@ -605,6 +605,7 @@ impl<'s, M: Model> Query<'s, M> {
         let hashes: Vec<Vec<(Vec<u8>, Vec<u8>)>> = self
             .session
             .backend()
+            .await?
             .pipeline("query", M::META.name, &pipe)
             .await?;
         let mut rows = Vec::with_capacity(keys.len());
