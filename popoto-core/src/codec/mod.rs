@@ -5,8 +5,35 @@
 //! maps), [`KeySegment`] (the `str()` rendering of a key value, before escaping) and [`Score`]
 //! (the sorted-set score). Any other serde type is stored through `rmp-serde` (see
 //! [`crate::__private`]).
+//!
+//! Fidelity notes:
+//!
+//! * Integers use the smallest msgpack encoding, the unsigned family for values >= 0; `f32` and
+//!   `f64` are always written as float64. Decoding a float accepts int, float32 and float64
+//!   (Redis' Lua `cmsgpack` writes all three); decoding an int accepts any int width that fits
+//!   and refuses floats and out-of-range values.
+//! * Tagged values are `{"__<tag>__": true, "as_encodable": payload}`; decoding accepts any key
+//!   order and extra entries, as popoto's decoder does, and requires the expected tag.
+//! * chrono values are **truncated** to microseconds (Python's resolution) wherever they are
+//!   written, rendered or scored, and a leap second is clamped to `:59.999999`. Years outside
+//!   1..=9999 cannot be encoded.
+//! * `rust_decimal` has no positive exponents: a stored `1E+2` decodes to `100` (and re-encodes
+//!   as `100`); more than 28 fractional digits are rounded half-even.
+//! * Set payloads are written in ascending order (Python's own order is arbitrary).
 
 use crate::error::{DecodeError, EncodeError};
+
+mod datetime;
+mod msgpack;
+mod pyfmt;
+mod score;
+mod segment;
+mod value;
+
+#[cfg(test)]
+mod tests;
+
+pub use pyfmt::{decimal_str, float_repr, parse_decimal};
 
 /// A field type with a Popoto byte encoding of its own (tagged types, tolerant number decoding).
 pub trait Value: Sized {
