@@ -175,8 +175,8 @@ impl Backend {
         }
     }
 
-    /// Runs one command.
-    pub(crate) async fn query<T: redis::FromRedisValue>(
+    /// Runs one command (`op` and `model` label errors and traces), e.g. a validator's PING.
+    pub async fn query<T: redis::FromRedisValue>(
         &self,
         op: &'static str,
         model: &'static str,

@@ -11,6 +11,7 @@ use crate::keys;
 use crate::model::{FieldKind, Key, Model, ModelMeta, Record};
 use crate::plan::{movable_partition_fields, Check, Instance, Outcome, Plan, Write};
 use crate::query::Query;
+use crate::registry::TenantRegistry;
 use crate::tenant::{Scope, TenantId};
 
 /// How often a write is retried when its instance changed between read and write.
@@ -20,6 +21,7 @@ const MAX_ATTEMPTS: u32 = 8;
 #[derive(Clone, Debug)]
 pub struct Db {
     root: Session,
+    registry: Option<TenantRegistry>,
 }
 
 impl Db {
@@ -42,17 +44,61 @@ impl Db {
                 target: Target::Fixed(backend),
                 scope: Scope::Unscoped,
             },
+            registry: None,
+        }
+    }
+
+    /// A `Db` whose tenants are placed by `registry` (shared keyspace, own database, own
+    /// server); model code is the same whatever the placement.
+    pub fn with_registry(registry: TenantRegistry) -> Db {
+        let shared = registry.shared().clone();
+        Db {
+            root: Session {
+                target: Target::Fixed(shared),
+                scope: Scope::Unscoped,
+            },
+            registry: Some(registry),
+        }
+    }
+
+    /// The tenant registry, if this `Db` has one.
+    pub fn registry(&self) -> Option<&TenantRegistry> {
+        self.registry.as_ref()
+    }
+
+    /// An admin handle on the backend where `tenant` lives (maintenance of one tenant).
+    pub fn admin_on(&self, tenant: &TenantId) -> Session {
+        Session {
+            target: self.target_for(tenant),
+            scope: Scope::Admin,
+        }
+    }
+
+    fn target_for(&self, tenant: &TenantId) -> Target {
+        match &self.registry {
+            Some(r) => Target::Routed(r.clone(), tenant.clone()),
+            None => self.root.target.clone(),
         }
     }
 
     /// A handle confined to one tenant: every read and write of a tenant model goes to it.
     pub fn tenant(&self, id: impl AsRef<str>) -> Result<Session> {
-        Ok(self.scoped(Scope::Tenant(TenantId::new(id)?)))
+        Ok(self.tenant_id(&TenantId::new(id)?))
     }
 
     /// A handle confined to an already validated tenant.
     pub fn tenant_id(&self, id: &TenantId) -> Session {
-        self.scoped(Scope::Tenant(id.clone()))
+        Session {
+            target: self.target_for(id),
+            scope: Scope::Tenant(id.clone()),
+        }
+    }
+
+    /// A handle for the ambient tenant of this task (`popoto::tenant::with_tenant`).
+    pub fn current(&self) -> Result<Session> {
+        crate::tenant::current_tenant()
+            .map(|t| self.tenant_id(&t))
+            .ok_or(Error::NoAmbientTenant)
     }
 
     /// The admin handle: reads and writes across tenants.
@@ -87,6 +133,8 @@ pub struct Session {
 pub(crate) enum Target {
     /// A fixed backend.
     Fixed(Backend),
+    /// The backend the registry places this tenant on.
+    Routed(TenantRegistry, TenantId),
 }
 
 /// The outcome of reading an instance's movable partition values before a write.
@@ -105,6 +153,7 @@ impl Session {
     pub async fn backend(&self) -> Result<Backend> {
         match &self.target {
             Target::Fixed(b) => Ok(b.clone()),
+            Target::Routed(r, t) => r.backend_for(t).await,
         }
     }
 

@@ -91,6 +91,9 @@ pub enum Error {
         /// Model concerned.
         model: &'static str,
     },
+    /// No ambient tenant: the code is not running inside `popoto::tenant::with_tenant`.
+    #[error("no ambient tenant: run this inside popoto::tenant::with_tenant (spawned tasks do not inherit it)")]
+    NoAmbientTenant,
     /// A value's tenant field disagrees with the tenant scope in use.
     #[error("{model}.{field} is {found:?} but the scope is tenant {expected:?}")]
     TenantMismatch {
@@ -110,6 +113,20 @@ pub enum Error {
         tenant: String,
         /// Why it was refused.
         reason: &'static str,
+    },
+    /// The tenant's backend could not be built or validated; it stays disabled until rechecked.
+    #[error("tenant {tenant:?} is disabled: {reason}")]
+    TenantDisabled {
+        /// The tenant.
+        tenant: String,
+        /// Why its backend failed.
+        reason: String,
+    },
+    /// The tenant was unregistered while its backend was being built.
+    #[error("tenant {tenant:?} was unregistered")]
+    TenantUnregistered {
+        /// The tenant.
+        tenant: String,
     },
     /// A query on a partitioned sorted field lacks a partition value.
     #[error("query on {model}.{field} needs a value for partition field {partition_field}")]

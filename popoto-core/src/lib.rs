@@ -12,6 +12,7 @@ pub mod keys;
 pub mod model;
 mod plan;
 pub mod query;
+pub mod registry;
 pub mod tenant;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -29,4 +30,5 @@ pub use model::{
     Record, SortedField,
 };
 pub use query::{Filter, Query};
+pub use registry::{Health, Placement, TenantRegistry};
 pub use tenant::{Scope, TenantId};

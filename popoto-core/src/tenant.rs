@@ -100,6 +100,21 @@ impl Scope {
 
 #[cfg(test)]
 mod tests {
+    #[tokio::test]
+    async fn the_ambient_tenant_is_task_local() {
+        assert_eq!(super::current_tenant(), None);
+        let t = TenantId::new("acme").unwrap_or_else(|e| panic!("{e}"));
+        let seen = super::with_tenant(t.clone(), async {
+            let inner = tokio::spawn(async { super::current_tenant() })
+                .await
+                .ok()
+                .flatten();
+            (super::current_tenant(), inner)
+        })
+        .await;
+        assert_eq!(seen, (Some(t), None), "spawned tasks do not inherit it");
+    }
+
     use super::*;
 
     #[test]
@@ -130,4 +145,21 @@ mod tests {
         assert_eq!(back, t);
         assert!(serde_json::from_str::<TenantId>("\"\"").is_err());
     }
+}
+
+tokio::task_local! {
+    static AMBIENT: TenantId;
+}
+
+/// Runs `fut` with `tenant` as the ambient tenant of the current task (see [`current_tenant`]).
+///
+/// `tokio::spawn` does not inherit it: carry the [`TenantId`] into the spawned task (or a job
+/// payload, it serializes) and enter the scope again there.
+pub async fn with_tenant<F: std::future::Future>(tenant: TenantId, fut: F) -> F::Output {
+    AMBIENT.scope(tenant, fut).await
+}
+
+/// The ambient tenant of the current task, if inside [`with_tenant`].
+pub fn current_tenant() -> Option<TenantId> {
+    AMBIENT.try_with(TenantId::clone).ok()
 }
