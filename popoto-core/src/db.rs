@@ -338,43 +338,10 @@ impl Session {
         self.check_key(key)?;
         let span = self.span::<M>("delete");
         async {
-            let meta = M::META;
             let redis_key = key.redis_key();
-            let mut record = Record {
-                segments: vec![None; meta.fields.len()],
-                ..Record::default()
-            };
-            for (pos, &i) in meta.key_fields.iter().enumerate() {
-                record.segments[i] = key.segments().get(pos).cloned();
-            }
-            let hidden = meta
-                .has_hidden_key()
-                .then(|| key.segments().first().map(String::as_str))
-                .flatten();
             for attempt in 1..=MAX_ATTEMPTS {
                 let stored = self.read_stored::<M>(&redis_key).await?;
-                let mut plan = Plan::default();
-                let k = plan.key(redis_key.clone());
-                plan.writes.push(Write::Del { key: k });
-                for (f, raw) in &stored.raw {
-                    plan.checks.push(Check::Field {
-                        key: k,
-                        field: meta.fields[*f].name.to_owned(),
-                        value: raw.clone(),
-                    });
-                    record.segments[*f] = match raw {
-                        Some(raw) => Some(M::segment_from_stored(&redis_key, *f, raw)?),
-                        None => Some("None".to_owned()),
-                    };
-                }
-                let inst = Instance {
-                    meta,
-                    key: redis_key.clone(),
-                    record: &record,
-                    hidden_key: hidden,
-                };
-                inst.remove_indexes(&mut plan, true)?;
-                plan.add_type_checks();
+                let (plan, record) = Self::delete_plan(key, &stored)?;
                 match self.apply::<M>("delete", &plan).await? {
                     Outcome::Applied(n) => return Ok(n > 0),
                     Outcome::Changed if attempt < MAX_ATTEMPTS => continue,
@@ -384,13 +351,116 @@ impl Session {
                 }
             }
             Err(Error::Contention {
-                model: meta.name,
+                model: M::META.name,
                 key: redis_key,
                 attempts: MAX_ATTEMPTS,
             })
         }
         .instrument(span)
         .await
+    }
+
+    /// Deletes many instances in pipelined batches, each atomically; returns how many existed.
+    pub async fn delete_many<M: Model>(&self, keys: &[Key<M>]) -> Result<u64> {
+        for k in keys {
+            self.check_key(k)?;
+        }
+        let span = self.span::<M>("delete_many");
+        async {
+            let meta = M::META;
+            let movable = movable_partition_fields(meta);
+            let backend = self.backend().await?;
+            let mut deleted = 0;
+            for chunk in keys.chunks(1000) {
+                let stored: Vec<Stored> = if movable.is_empty() {
+                    chunk.iter().map(|_| Stored { raw: Vec::new() }).collect()
+                } else {
+                    let mut pipe = redis::pipe();
+                    for k in chunk {
+                        pipe.cmd("HMGET").arg(k.redis_key()).arg(
+                            movable
+                                .iter()
+                                .map(|&f| meta.fields[f].name)
+                                .collect::<Vec<_>>(),
+                        );
+                    }
+                    let raw: Vec<Vec<Option<Vec<u8>>>> =
+                        backend.pipeline("delete_many", meta.name, &pipe).await?;
+                    raw.into_iter()
+                        .map(|r| Stored {
+                            raw: movable.iter().copied().zip(r).collect(),
+                        })
+                        .collect()
+                };
+                let mut calls = Vec::with_capacity(chunk.len());
+                for (k, st) in chunk.iter().zip(&stored) {
+                    let (plan, _) = Self::delete_plan(k, st)?;
+                    calls.push((plan.keys.clone(), plan.args()));
+                }
+                let replies = backend
+                    .eval_many("delete_many", meta.name, &APPLY, &calls)
+                    .await?;
+                for (k, reply) in chunk.iter().zip(replies) {
+                    let reply = reply.map_err(|source| Error::Redis {
+                        op: "delete_many",
+                        model: meta.name,
+                        source,
+                    })?;
+                    match Plan::outcome(meta, "delete_many", reply)? {
+                        Outcome::Applied(n) => deleted += u64::from(n > 0),
+                        // Changed since the pipelined read: redo this one alone.
+                        Outcome::Changed => deleted += u64::from(self.delete_key(k).await?),
+                        other => {
+                            let (_, record) = Self::delete_plan(k, &Stored { raw: Vec::new() })?;
+                            return Err(self.outcome_error::<M>(other, &record, &k.redis_key(), 1));
+                        }
+                    }
+                }
+            }
+            Ok(deleted)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// The plan deleting the instance at `key` given its stored partition values.
+    fn delete_plan<M: Model>(key: &Key<M>, stored: &Stored) -> Result<(Plan, Record)> {
+        let meta = M::META;
+        let redis_key = key.redis_key();
+        let mut record = Record {
+            segments: vec![None; meta.fields.len()],
+            ..Record::default()
+        };
+        for (pos, &i) in meta.key_fields.iter().enumerate() {
+            record.segments[i] = key.segments().get(pos).cloned();
+        }
+        let hidden = meta
+            .has_hidden_key()
+            .then(|| key.segments().first().map(String::as_str))
+            .flatten();
+        let mut plan = Plan::default();
+        let k = plan.key(redis_key.clone());
+        plan.writes.push(Write::Del { key: k });
+        for (f, raw) in &stored.raw {
+            plan.checks.push(Check::Field {
+                key: k,
+                field: meta.fields[*f].name.to_owned(),
+                value: raw.clone(),
+            });
+            record.segments[*f] = match raw {
+                Some(raw) => Some(M::segment_from_stored(&redis_key, *f, raw)?),
+                None => Some("None".to_owned()),
+            };
+        }
+        let inst = Instance {
+            meta,
+            key: redis_key,
+            record: &record,
+            hidden_key: hidden,
+        };
+        inst.remove_indexes(&mut plan, true)?;
+        plan.add_type_checks();
+        Ok((plan, record))
     }
 
     /// Creates many instances in pipelined batches; each one is written atomically on its own.

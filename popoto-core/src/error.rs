@@ -192,6 +192,32 @@ pub enum Error {
         /// What was received.
         detail: String,
     },
+    /// A maintenance operation was called through a handle other than the admin one.
+    #[error("{op} on model {model} needs the admin handle (db.admin())")]
+    AdminOnly {
+        /// Operation that was refused.
+        op: &'static str,
+        /// Model concerned.
+        model: &'static str,
+    },
+    /// A field handle names a field of another kind than the operation needs.
+    #[error("{model}.{field} is not a {expected} field")]
+    WrongFieldKind {
+        /// Model concerned.
+        model: &'static str,
+        /// The field.
+        field: &'static str,
+        /// The kind the operation needs (`confidence`, `sorted`).
+        expected: &'static str,
+    },
+    /// A partition migration was asked for a field without `partition_by`.
+    #[error("{model}.{field} has no partition_by configured: nothing to migrate")]
+    NotPartitioned {
+        /// Model concerned.
+        model: &'static str,
+        /// The field.
+        field: &'static str,
+    },
 }
 
 impl Error {

@@ -208,9 +208,115 @@ pub fn instance_match<'a>(meta: &ModelMeta, value: &dyn Fn(usize) -> Option<&'a 
     out
 }
 
+/// MATCH patterns covering every index key of a model: `$Class` and each indexed field's keys.
+pub fn index_patterns(meta: &ModelMeta) -> Vec<String> {
+    let mut out = vec![glob_escape(&class_key(meta)).into_owned()];
+    for (i, f) in meta.fields.iter().enumerate() {
+        if matches!(
+            f.kind,
+            FieldKind::Key
+                | FieldKind::UniqueKey
+                | FieldKind::Sorted
+                | FieldKind::Confidence { .. }
+        ) {
+            out.push(format!("{}*", glob_escape(&field_base(meta, i))));
+        }
+    }
+    out
+}
+
+/// Whether `key` is one of the model's index keys (`$Class` or an indexed field's key).
+pub fn is_index_key(meta: &ModelMeta, key: &str) -> bool {
+    if key == class_key(meta) {
+        return true;
+    }
+    meta.fields.iter().enumerate().any(|(i, f)| {
+        matches!(
+            f.kind,
+            FieldKind::Key
+                | FieldKind::UniqueKey
+                | FieldKind::Sorted
+                | FieldKind::Confidence { .. }
+        ) && key
+            .strip_prefix(&field_base(meta, i))
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(':'))
+    })
+}
+
 /// MATCH pattern for every instance key of a model (SCAN).
 pub fn instance_pattern(meta: &ModelMeta) -> String {
     format!("{}:*", glob_escape(&escape(meta.name)))
+}
+
+/// The label of a partition key in migration reports: the text after `<unpartitioned>:`
+/// (for a confidence field, what follows `:data:`; for a sorted field, the escaped partition
+/// segments), or `default` when `partitioned` is not below `unpartitioned`.
+pub fn partition_label(unpartitioned: &str, partitioned: &str) -> String {
+    partitioned
+        .strip_prefix(unpartitioned)
+        .and_then(|rest| rest.strip_prefix(':'))
+        .filter(|label| !label.is_empty())
+        .unwrap_or("default")
+        .to_owned()
+}
+
+/// MATCH pattern for every `$`-prefixed index key of a model except `$Class:<Model>`
+/// (`$*:<Model>:*`); [`parse_index_key`] then keeps exactly the model's own index keys.
+pub fn index_pattern(meta: &ModelMeta) -> String {
+    format!("$*:{}:*", glob_escape(&escape(meta.name)))
+}
+
+/// What an index key of a model indexes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IndexKind {
+    /// `$Class:<Model>`.
+    Class,
+    /// A `$KeyF`/`$UniqueKeyF` value set of the key field at this index.
+    ValueSet(usize),
+    /// A `$SortF` zset (any partition, or the unpartitioned key) of the sorted field at this index.
+    Sorted(usize),
+    /// A `$ConfidencF` companion hash (any partition, or the unpartitioned one) of this field.
+    Confidence(usize),
+}
+
+/// Classifies `key` as one of the model's index keys by exact prefix, or `None`.
+///
+/// Unlike popoto's `rebuild_indexes` (which matches `$SortF:<Model>:<field>*`), a field's keys
+/// are the base key itself or the base key followed by `:`, so field `score` never claims the
+/// keys of a field `scores`.
+pub fn parse_index_key(meta: &ModelMeta, key: &str) -> Option<IndexKind> {
+    if key == class_key(meta) {
+        return Some(IndexKind::Class);
+    }
+    let below = |base: &str| {
+        key.strip_prefix(base)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(':'))
+    };
+    for (i, f) in meta.fields.iter().enumerate() {
+        match f.kind {
+            FieldKind::Key | FieldKind::UniqueKey => {
+                let base = field_base(meta, i);
+                if key
+                    .strip_prefix(base.as_str())
+                    .is_some_and(|rest| rest.starts_with(':'))
+                {
+                    return Some(IndexKind::ValueSet(i));
+                }
+            }
+            FieldKind::Sorted => {
+                if below(&field_base(meta, i)) {
+                    return Some(IndexKind::Sorted(i));
+                }
+            }
+            FieldKind::Confidence { .. } => {
+                if below(&format!("{}:data", field_base(meta, i))) {
+                    return Some(IndexKind::Confidence(i));
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -260,6 +366,17 @@ mod tests {
             assert!(!e.contains(':'), "{e}");
             assert_eq!(unescape(&e), raw);
         }
+    }
+
+    #[test]
+    fn partition_labels_follow_the_unpartitioned_key() {
+        assert_eq!(
+            partition_label("$ConfidencF:M:c:data", "$ConfidencF:M:c:data:umbrella:eu-1"),
+            "umbrella:eu-1"
+        );
+        assert_eq!(partition_label("$SortF:M:s", "$SortF:M:s:a/-b"), "a/-b");
+        assert_eq!(partition_label("$SortF:M:s", "$SortF:M:s"), "default");
+        assert_eq!(partition_label("$SortF:M:s", "$SortF:M:sx:a"), "default");
     }
 
     #[test]

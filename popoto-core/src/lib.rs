@@ -9,6 +9,7 @@ pub mod confidence;
 pub mod db;
 pub mod error;
 pub mod keys;
+pub mod lifecycle;
 pub mod model;
 mod plan;
 pub mod query;
@@ -25,6 +26,7 @@ pub use backend::{Backend, BackendConfig};
 pub use confidence::{Confidence, ConfidenceScan, ConfidenceState};
 pub use db::{Db, Session};
 pub use error::{Error, Result};
+pub use lifecycle::{DestroyReport, ExportRecord, ModelSet};
 pub use model::{
     ConfidenceField, Field, FieldHandle, FieldKind, FieldMeta, Key, KeyField, Model, ModelMeta,
     Record, SortedField,

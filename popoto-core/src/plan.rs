@@ -76,6 +76,21 @@ pub(crate) enum Write {
         from: usize,
         to: usize,
     },
+    /// Moves one hash entry unless the destination already holds one; the source entry is
+    /// removed either way. Reply: 1 moved, 2 destination kept (source dropped), 0 no source.
+    HMoveNx {
+        from: usize,
+        from_field: String,
+        to: usize,
+        to_field: String,
+    },
+    /// Moves one zset member with its score unless the destination already holds it; the
+    /// source member is removed either way. Reply as [`Write::HMoveNx`].
+    ZMoveNx {
+        from: usize,
+        to: usize,
+        member: String,
+    },
 }
 
 /// Checks and writes of one atomic instance write.
@@ -127,14 +142,16 @@ impl Plan {
         for w in &self.writes {
             let typed = match w {
                 Write::HSet { key, .. } | Write::HSetNx { key, .. } | Write::HDel { key, .. } => {
-                    Some((*key, "hash"))
+                    [Some((*key, "hash")), None]
                 }
-                Write::SAdd { key, .. } | Write::SRem { key, .. } => Some((*key, "set")),
-                Write::ZAdd { key, .. } | Write::ZRem { key, .. } => Some((*key, "zset")),
-                Write::HMove { to, .. } => Some((*to, "hash")),
-                Write::Del { .. } | Write::Rename { .. } => None,
+                Write::SAdd { key, .. } | Write::SRem { key, .. } => [Some((*key, "set")), None],
+                Write::ZAdd { key, .. } | Write::ZRem { key, .. } => [Some((*key, "zset")), None],
+                Write::HMove { to, .. } => [Some((*to, "hash")), None],
+                Write::Del { .. } | Write::Rename { .. } => [None, None],
+                Write::HMoveNx { from, to, .. } => [Some((*from, "hash")), Some((*to, "hash"))],
+                Write::ZMoveNx { from, to, .. } => [Some((*from, "zset")), Some((*to, "zset"))],
             };
-            if let Some(t) = typed {
+            for t in typed.into_iter().flatten() {
                 if !seen.iter().any(|s| s.0 == t.0) {
                     seen.push(t);
                 }
@@ -238,6 +255,24 @@ impl Plan {
                 Write::Rename { from, to } => {
                     out.extend([b"RENAME".to_vec(), idx(*from), idx(*to)])
                 }
+                Write::HMoveNx {
+                    from,
+                    from_field,
+                    to,
+                    to_field,
+                } => out.extend([
+                    b"HMOVENX".to_vec(),
+                    idx(*from),
+                    from_field.clone().into_bytes(),
+                    idx(*to),
+                    to_field.clone().into_bytes(),
+                ]),
+                Write::ZMoveNx { from, to, member } => out.extend([
+                    b"ZMOVENX".to_vec(),
+                    idx(*from),
+                    idx(*to),
+                    member.clone().into_bytes(),
+                ]),
             }
         }
         out

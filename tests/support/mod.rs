@@ -153,3 +153,50 @@ pub struct Poll {
     #[popoto(confidence, partition_by("project", "region"))]
     pub trust: f64,
 }
+
+/// The whole database as text, byte for byte (hash fields, set members, zset scores).
+pub fn dump(server: &TestRedis) -> std::collections::BTreeMap<String, String> {
+    let mut conn = server.raw();
+    let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
+        .arg("*")
+        .query(&mut conn)
+        .unwrap_or_default();
+    let mut out = std::collections::BTreeMap::new();
+    for k in keys {
+        let ty: String = redis::cmd("TYPE")
+            .arg(&k)
+            .query(&mut conn)
+            .unwrap_or_default();
+        let content = match ty.as_str() {
+            "hash" => {
+                let mut h: Vec<(Vec<u8>, Vec<u8>)> = redis::cmd("HGETALL")
+                    .arg(&k)
+                    .query(&mut conn)
+                    .unwrap_or_default();
+                h.sort();
+                format!("{h:?}")
+            }
+            "set" => {
+                let mut m: Vec<Vec<u8>> = redis::cmd("SMEMBERS")
+                    .arg(&k)
+                    .query(&mut conn)
+                    .unwrap_or_default();
+                m.sort();
+                format!("{m:?}")
+            }
+            "zset" => {
+                let z: Vec<(Vec<u8>, String)> = redis::cmd("ZRANGE")
+                    .arg(&k)
+                    .arg(0)
+                    .arg(-1)
+                    .arg("WITHSCORES")
+                    .query(&mut conn)
+                    .unwrap_or_default();
+                format!("{z:?}")
+            }
+            other => format!("<{other}>"),
+        };
+        out.insert(format!("{ty} {}", String::from_utf8_lossy(&k)), content);
+    }
+    out
+}

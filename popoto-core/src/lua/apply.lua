@@ -62,6 +62,24 @@ while i <= n do
     if v then redis.call('HDEL', src, f1); redis.call('HSET', dst, f2, v) end
     note(v and 1 or 0)
   elseif op == 'RENAME' then local src = k(); note(redis.call('RENAME', src, k()))
+  elseif op == 'HMOVENX' then -- move a hash entry unless the destination holds one: 1 moved,
+    -- 2 destination kept (the source entry is dropped), 0 no source entry
+    local src = k(); local f1 = a(); local dst = k(); local f2 = a()
+    local v = redis.call('HGET', src, f1)
+    if v then
+      local added = redis.call('HSETNX', dst, f2, v)
+      redis.call('HDEL', src, f1)
+      note(added == 1 and 1 or 2)
+    else note(0) end
+  elseif op == 'ZMOVENX' then -- move a zset member with its score unless the destination
+    -- holds it: 1 moved, 2 destination kept (the source member is dropped), 0 no source member
+    local src = k(); local dst = k(); local m = a()
+    local s = redis.call('ZSCORE', src, m)
+    if s then
+      local added = redis.call('ZADD', dst, 'NX', s, m)
+      redis.call('ZREM', src, m)
+      note(added == 1 and 1 or 2)
+    else note(0) end
   else
     return redis.error_reply('popoto: unknown op ' .. tostring(op))
   end

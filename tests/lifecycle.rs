@@ -1,0 +1,243 @@
+//! Tenant lifecycle: destroy, export/import, counts; other tenants stay byte for byte as they were.
+
+mod support;
+
+use popoto::testing::TestRedis;
+use popoto::{Db, Error, ModelSet, TenantId};
+use support::*;
+
+fn models() -> ModelSet {
+    ModelSet::new()
+        .with::<Episode>()
+        .with::<Item>()
+        .with::<Memory>()
+        .with::<Claim>()
+        .with::<Note>()
+}
+
+fn tid(s: &str) -> TenantId {
+    TenantId::new(s).unwrap()
+}
+
+/// Deterministic data of one tenant (explicit auto keys).
+async fn seed(db: &Db, tenant: &str) {
+    let t = db.tenant(tenant).unwrap();
+    for i in 0..25 {
+        let id = format!(
+            "{:032x}",
+            i as u128
+                + (tenant.len() as u128) * 1000
+                + tenant.bytes().map(u128::from).sum::<u128>() * 100_000
+        );
+        t.create(Episode {
+            episode_id: id,
+            ..episode("", &format!("{tenant} {i}"), i as f64 * 0.5, i % 4)
+        })
+        .await
+        .unwrap();
+        t.create(Item {
+            sku: format!("{tenant}#{i}"),
+            region: ["eu", "us"][i as usize % 2].into(),
+            level: i,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    for i in 0..5 {
+        let m = t
+            .create(Memory {
+                key: format!("{tenant}~m{i}"),
+                certainty: 0.5,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let c = t.confidence(&m, Memory::certainty()).unwrap();
+        for s in [0.9, 0.2, 1.0] {
+            c.update(s).await.unwrap();
+        }
+        let claim = t
+            .create(Claim {
+                id: format!("c{i}"),
+                topic: "sky".into(),
+                belief: 0.5,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        t.confidence(&claim, Claim::belief())
+            .unwrap()
+            .update(0.7)
+            .await
+            .unwrap();
+    }
+}
+
+const TENANTS: &[&str] = &["acme", "a", "ab", "a*", "a:b", "[ab]", "umbrella:eu-1"];
+
+async fn seeded(except: Option<&str>) -> (TestRedis, Db) {
+    let (server, db) = setup().await;
+    db.save_at(
+        &Note::key_of("0".repeat(32)),
+        &Note {
+            text: "shared".into(),
+            stars: 1,
+        },
+    )
+    .await
+    .unwrap();
+    for t in TENANTS.iter().filter(|t| Some(**t) != except) {
+        seed(&db, t).await;
+    }
+    (server, db)
+}
+
+#[tokio::test]
+async fn destroy_removes_one_tenant_and_leaves_the_others_byte_for_byte() {
+    for victim in ["a", "umbrella:eu-1", "a*"] {
+        let (server, db) = seeded(None).await;
+        let (reference, _ref_db) = seeded(Some(victim)).await;
+        // An orphan index entry of the victim (no instance) is removed too.
+        let orphan = format!(
+            "Episode:{}:{}",
+            "f".repeat(32),
+            popoto::keys::escape(victim)
+        );
+        raw_cmd::<i64>(
+            &server,
+            redis::cmd("SADD").arg("$Class:Episode").arg(&orphan),
+        );
+        raw_cmd::<i64>(
+            &server,
+            redis::cmd("ZADD")
+                .arg("$SortF:Episode:rank")
+                .arg(1)
+                .arg(&orphan),
+        );
+        let report = db.destroy_tenant(&tid(victim), &models()).await.unwrap();
+        assert_eq!(
+            report.instances.get("Episode"),
+            Some(&25),
+            "{victim}: {report:?}"
+        );
+        assert_eq!(report.instances.get("Item"), Some(&25));
+        assert_eq!(report.instances.get("Memory"), Some(&5));
+        assert_eq!(report.instances.get("Claim"), Some(&5));
+        assert_eq!(report.orphan_entries, 2);
+        let got = dump(&server);
+        let want = dump(&reference);
+        assert_eq!(got.len(), want.len(), "{victim}");
+        for (k, v) in &want {
+            assert_eq!(got.get(k), Some(v), "{victim}: key {k}");
+        }
+        let counts = db.tenant_counts(&tid(victim), &models()).await.unwrap();
+        assert!(counts.values().all(|&n| n == 0), "{counts:?}");
+    }
+}
+
+#[tokio::test]
+async fn export_then_import_round_trips_exactly() {
+    let (server, db) = seeded(None).await;
+    let before = dump(&server);
+    let victim = tid("umbrella:eu-1");
+    let mut stream = Vec::new();
+    let records = db
+        .export_tenant(&victim, &models(), &mut stream)
+        .await
+        .unwrap();
+    assert!(records > 60 * 3, "{records} records");
+    db.destroy_tenant(&victim, &models()).await.unwrap();
+    assert_ne!(dump(&server), before);
+    let applied = db
+        .import_tenant(&victim, &models(), stream.as_slice())
+        .await
+        .unwrap();
+    assert_eq!(applied, records);
+    assert_eq!(dump(&server), before, "same keys, same bytes");
+    // Importing again is refused (the instances exist) rather than doubling anything.
+    assert!(matches!(
+        db.import_tenant(&victim, &models(), stream.as_slice())
+            .await,
+        Err(Error::AlreadyExists { .. })
+    ));
+    assert_eq!(dump(&server), before);
+
+    // Into an empty server: exactly the tenant's footprint.
+    let (other, other_db) = setup().await;
+    other_db
+        .import_tenant(&victim, &models(), stream.as_slice())
+        .await
+        .unwrap();
+    let footprint = dump(&other);
+    for (k, v) in &footprint {
+        let original = before
+            .get(k)
+            .unwrap_or_else(|| panic!("{k} not in the source"));
+        if k.starts_with("hash Episode:") || k.starts_with("hash Item:") || k.contains(":umbrella")
+        {
+            assert_eq!(v, original, "{k}");
+        }
+    }
+    assert_eq!(
+        other_db
+            .tenant_counts(&victim, &models())
+            .await
+            .unwrap()
+            .get("Episode"),
+        Some(&25)
+    );
+}
+
+#[tokio::test]
+async fn imports_refuse_another_tenants_stream() {
+    let (_server, db) = seeded(None).await;
+    let mut stream = Vec::new();
+    db.export_tenant(&tid("a"), &models(), &mut stream)
+        .await
+        .unwrap();
+    let (target, target_db) = setup().await;
+    let err = target_db
+        .import_tenant(&tid("ab"), &models(), stream.as_slice())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidValue { .. }), "{err:?}");
+    assert!(dump(&target).is_empty(), "nothing was written");
+    // A forged record naming another tenant's instance inside a valid stream is refused too.
+    let mut forged = Vec::new();
+    rmp_serde::encode::write_named(
+        &mut forged,
+        &popoto::ExportRecord::Header {
+            version: 1,
+            tenant: "ab".into(),
+        },
+    )
+    .unwrap();
+    rmp_serde::encode::write_named(
+        &mut forged,
+        &popoto::ExportRecord::SetMember {
+            key: "$Class:Episode".into(),
+            member: "Episode:00:a".into(),
+        },
+    )
+    .unwrap();
+    assert!(target_db
+        .import_tenant(&tid("ab"), &models(), forged.as_slice())
+        .await
+        .is_err());
+    assert!(dump(&target).is_empty());
+}
+
+#[tokio::test]
+async fn per_tenant_counts() {
+    let (_server, db) = seeded(None).await;
+    let counts = db.tenant_counts(&tid("a*"), &models()).await.unwrap();
+    assert_eq!(counts.get("Episode"), Some(&25));
+    assert_eq!(counts.get("Item"), Some(&25));
+    assert_eq!(counts.get("Memory"), Some(&5));
+    assert_eq!(
+        counts.get("Note"),
+        None,
+        "untenanted models are not counted per tenant"
+    );
+}
