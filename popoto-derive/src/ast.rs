@@ -1,0 +1,158 @@
+//! The derive's internal model of a struct: its fields, their kinds, and the spans to blame.
+//!
+//! Nothing after this module reads `syn::Attribute`s.
+
+use proc_macro2::Span;
+use syn::ext::IdentExt;
+use syn::{Data, DeriveInput, Fields, Ident, LitStr, Type};
+
+use crate::attr::{self, Ctxt};
+
+/// What kind of Popoto field a struct field is (mirrors `popoto::FieldKind`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Kind {
+    /// A plain value in the hash.
+    Plain,
+    /// `key`.
+    Key,
+    /// `unique_key`.
+    UniqueKey,
+    /// `auto_key`.
+    AutoKey,
+    /// `sorted`.
+    Sorted,
+    /// `confidence(...)`.
+    Confidence {
+        /// Initial confidence, in [0, 1].
+        initial: f64,
+        /// Evidence cap, at least 1.
+        evidence_cap: u32,
+    },
+}
+
+impl Kind {
+    /// Whether the field is part of the instance key.
+    pub(crate) fn is_key(self) -> bool {
+        matches!(self, Kind::Key | Kind::UniqueKey | Kind::AutoKey)
+    }
+}
+
+/// A struct deriving `Model`.
+pub(crate) struct Container<'a> {
+    /// The struct's name.
+    pub(crate) ident: &'a Ident,
+    /// Redis class name.
+    pub(crate) name: String,
+    /// Path to the popoto crate.
+    pub(crate) crate_path: syn::Path,
+    /// Fields in declaration order.
+    pub(crate) fields: Vec<Field<'a>>,
+}
+
+/// One named field of the struct.
+pub(crate) struct Field<'a> {
+    /// The field as written (`r#type` stays raw).
+    pub(crate) ident: &'a Ident,
+    /// Hash field name: the identifier without `r#`.
+    pub(crate) name: String,
+    /// The field's type.
+    pub(crate) ty: &'a Type,
+    /// The field's kind.
+    pub(crate) kind: Kind,
+    /// Span of `tenant`, when the field is the tenant.
+    pub(crate) tenant: Option<Span>,
+    /// Names given to `partition_by`, with their literals for error spans.
+    pub(crate) partition_by: Vec<LitStr>,
+    /// `partition_by` resolved to field indices (filled by `check`).
+    pub(crate) partition_indices: Vec<usize>,
+}
+
+impl<'a> Container<'a> {
+    /// Builds the model of `input`, or `None` if its shape cannot be a model (errors in `cx`).
+    pub(crate) fn from_ast(cx: &Ctxt, input: &'a DeriveInput) -> Option<Self> {
+        let attrs = attr::Container::from_ast(cx, &input.attrs);
+
+        if !input.generics.params.is_empty() {
+            cx.error_spanned_by(
+                &input.generics,
+                "`#[derive(Model)]` does not support generic structs: a model has one fixed Redis layout",
+            );
+        } else if let Some(where_clause) = &input.generics.where_clause {
+            cx.error_spanned_by(
+                where_clause,
+                "`#[derive(Model)]` does not support where clauses",
+            );
+        }
+
+        let named = match &input.data {
+            Data::Struct(data) => match &data.fields {
+                Fields::Named(named) => named,
+                Fields::Unnamed(unnamed) => {
+                    cx.error_spanned_by(
+                        unnamed,
+                        "`#[derive(Model)]` needs named fields: each field is a hash field named like it",
+                    );
+                    return None;
+                }
+                Fields::Unit => {
+                    cx.error(
+                        input.ident.span(),
+                        "`#[derive(Model)]` needs a struct with named fields, not a unit struct",
+                    );
+                    return None;
+                }
+            },
+            Data::Enum(data) => {
+                cx.error(
+                    data.enum_token.span,
+                    "`#[derive(Model)]` only supports structs with named fields, not enums",
+                );
+                return None;
+            }
+            Data::Union(data) => {
+                cx.error(
+                    data.union_token.span,
+                    "`#[derive(Model)]` only supports structs with named fields, not unions",
+                );
+                return None;
+            }
+        };
+
+        let fields = named
+            .named
+            .iter()
+            .filter_map(|field| {
+                let ident = field.ident.as_ref()?;
+                let attrs = attr::Field::from_ast(cx, &field.attrs);
+                Some(Field {
+                    ident,
+                    name: ident.unraw().to_string(),
+                    ty: &field.ty,
+                    kind: attrs.kind,
+                    tenant: attrs.tenant,
+                    partition_by: attrs.partition_by,
+                    partition_indices: Vec::new(),
+                })
+            })
+            .collect();
+
+        let name = attrs
+            .name
+            .map_or_else(|| input.ident.unraw().to_string(), |lit| lit.value());
+        let crate_path = attrs
+            .crate_path
+            .unwrap_or_else(|| syn::parse_quote!(::popoto));
+
+        Some(Container {
+            ident: &input.ident,
+            name,
+            crate_path,
+            fields,
+        })
+    }
+
+    /// Whether no key field is declared, so popoto's hidden `_auto_key` is added.
+    pub(crate) fn has_hidden_key(&self) -> bool {
+        !self.fields.iter().any(|f| f.kind.is_key())
+    }
+}

@@ -1,0 +1,96 @@
+//! Rules that look at more than one field. Single-field rules are checked while parsing.
+
+use crate::ast::{Container, Field};
+use crate::attr::{did_you_mean, Ctxt};
+
+/// Name of the hidden key field popoto adds to models without a key field.
+pub(crate) const HIDDEN_KEY: &str = "_auto_key";
+
+/// Name of the generated key constructor.
+pub(crate) const KEY_OF: &str = "key_of";
+
+/// Checks the whole model and resolves `partition_by` names to field indices.
+pub(crate) fn check(cx: &Ctxt, cont: &mut Container) {
+    check_tenant(cx, cont);
+    check_names(cx, cont);
+    resolve_partitions(cx, cont);
+}
+
+/// At most one field is the tenant.
+fn check_tenant(cx: &Ctxt, cont: &Container) {
+    let mut tenants = cont.fields.iter().filter_map(|f| Some((f, f.tenant?)));
+    if let Some((first, _)) = tenants.next() {
+        for (_, span) in tenants {
+            cx.error(
+                span,
+                format!(
+                    "a model has at most one tenant field, and `{}` already is",
+                    first.name
+                ),
+            );
+        }
+    }
+}
+
+/// Field names that would clash with generated items or popoto's hidden field.
+fn check_names(cx: &Ctxt, cont: &Container) {
+    let hidden = cont.has_hidden_key();
+    for field in &cont.fields {
+        if field.name == KEY_OF {
+            cx.error(
+                field.ident.span(),
+                "a field cannot be named `key_of`: the derive generates `key_of` to build instance keys",
+            );
+        }
+        if hidden && field.name == HIDDEN_KEY {
+            cx.error(
+                field.ident.span(),
+                "`_auto_key` is the hidden key popoto adds to models without a key field; \
+                 rename this field or mark a field `key`, `auto_key` or `unique_key`",
+            );
+        }
+    }
+}
+
+/// Every `partition_by` name is another field of the struct, listed once.
+fn resolve_partitions(cx: &Ctxt, cont: &mut Container) {
+    let names: Vec<String> = cont.fields.iter().map(|f| f.name.clone()).collect();
+    for (index, field) in cont.fields.iter_mut().enumerate() {
+        field.partition_indices = resolve(cx, &names, index, field);
+    }
+}
+
+fn resolve(cx: &Ctxt, names: &[String], own: usize, field: &Field) -> Vec<usize> {
+    let mut indices: Vec<usize> = Vec::with_capacity(field.partition_by.len());
+    for lit in &field.partition_by {
+        let wanted = lit.value();
+        match names.iter().position(|n| *n == wanted) {
+            Some(i) if i == own => cx.error(
+                lit.span(),
+                format!("`{wanted}` cannot be partitioned by itself"),
+            ),
+            Some(i) if indices.contains(&i) => {
+                cx.error(lit.span(), format!("duplicate partition field `{wanted}`"))
+            }
+            Some(i) => indices.push(i),
+            None => {
+                let candidates: Vec<&str> = names
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != own)
+                    .map(|(_, n)| n.as_str())
+                    .collect();
+                let msg = match did_you_mean(&wanted, &candidates) {
+                    Some(c) => format!(
+                        "`partition_by` names `{wanted}`, which is not a field of this struct; did you mean `{c}`?"
+                    ),
+                    None => format!(
+                        "`partition_by` names `{wanted}`, which is not a field of this struct"
+                    ),
+                };
+                cx.error(lit.span(), msg);
+            }
+        }
+    }
+    indices
+}

@@ -1,0 +1,11 @@
+use popoto::Model;
+
+#[derive(Model)]
+struct Memory {
+    #[popoto(key)]
+    key: String,
+    #[popoto(confidence(initial = 0.2, evidence_cap = 2.5))]
+    certainty: f64,
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use popoto::Model;
+
+#[derive(Model)]
+struct Episode {
+    #[popoto(auto_key)]
+    #[popoto(unique_key)]
+    id: String,
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use popoto::Model;
+
+#[derive(Model)]
+struct Episode {
+    #[popoto]
+    id: String,
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use popoto::Model;
+
+#[derive(Model)]
+enum Status {
+    Open,
+    Closed,
+}
+
+fn main() {}

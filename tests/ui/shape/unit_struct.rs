@@ -1,0 +1,6 @@
+use popoto::Model;
+
+#[derive(Model)]
+struct Marker;
+
+fn main() {}

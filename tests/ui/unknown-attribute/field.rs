@@ -1,0 +1,11 @@
+use popoto::Model;
+
+#[derive(Model)]
+struct Episode {
+    #[popoto(key)]
+    id: String,
+    #[popoto(sortd)]
+    score: f64,
+}
+
+fn main() {}
