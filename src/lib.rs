@@ -6,3 +6,10 @@ pub use popoto_core::*;
 
 #[cfg(feature = "derive")]
 pub use popoto_derive::Model;
+
+/// Guides, whose code compiles as doc tests.
+pub mod guide {
+    /// Multi-tenancy: tenant fields, scopes, placements, registry, lifecycle, audit.
+    #[doc = include_str!("../docs/multi-tenancy.md")]
+    pub mod multi_tenancy {}
+}

@@ -15,6 +15,9 @@ use crate::keys;
 use crate::model::{ConfidenceField, FieldKind, Key, Model, ModelMeta, Record};
 use crate::tenant::Scope;
 
+/// Raw (field, value) pairs as HSCAN returns them.
+type RawPairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 static UPDATE: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("lua/confidence.lua")));
 
@@ -407,7 +410,7 @@ impl<'s, M: Model> ConfidenceScan<'s, M> {
             .arg("COUNT")
             .arg(self.count)
             .clone();
-        let (next, flat): (u64, Vec<(Vec<u8>, Vec<u8>)>) = self
+        let (next, flat): (u64, RawPairs) = self
             .session
             .backend()
             .await?

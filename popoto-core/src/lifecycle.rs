@@ -301,7 +301,7 @@ impl Db {
             report.instances.insert(e.meta.name, n);
             // Whatever is left of the tenant in the indexes has no instance any more.
             for m in memberships(&backend, e.meta, tenant).await? {
-                let mut cmd = match &m {
+                let cmd = match &m {
                     ExportRecord::SetMember { key, member } => {
                         redis::cmd("SREM").arg(key).arg(member).clone()
                     }
@@ -313,7 +313,7 @@ impl Db {
                     }
                     _ => continue,
                 };
-                let removed: u64 = backend.query("destroy", e.meta.name, &mut cmd).await?;
+                let removed: u64 = backend.query("destroy", e.meta.name, &cmd).await?;
                 report.orphan_entries += removed;
             }
         }
