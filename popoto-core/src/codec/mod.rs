@@ -25,6 +25,7 @@ use crate::error::{DecodeError, EncodeError};
 
 mod datetime;
 mod msgpack;
+mod pydecimal;
 mod pyfmt;
 mod score;
 mod segment;
@@ -33,6 +34,7 @@ mod value;
 #[cfg(test)]
 mod tests;
 
+pub use pydecimal::PyDecimal;
 pub use pyfmt::{decimal_str, float_repr, parse_decimal};
 
 /// A field type with a Popoto byte encoding of its own (tagged types, tolerant number decoding).
