@@ -245,6 +245,40 @@ async fn partitioned_ranges_need_every_partition_value() {
 }
 
 #[tokio::test]
+async fn ordering_by_a_partitioned_field_reads_only_that_partition() {
+    let (_server, db) = seeded().await;
+    let acme = db.tenant("acme").unwrap();
+    let eu = acme
+        .query::<Item>()
+        .partition(Item::region(), "eu")
+        .order_by(Item::level())
+        .fetch()
+        .await
+        .unwrap();
+    assert_eq!(eu.len(), 15);
+    assert!(eu.iter().all(|i| i.region == "eu"), "only the eu partition");
+    assert!(eu.windows(2).all(|w| w[0].level < w[1].level));
+    assert!(matches!(
+        acme.query::<Item>().order_by(Item::level()).fetch().await,
+        Err(Error::MissingPartition {
+            partition_field: "region",
+            ..
+        })
+    ));
+    // A tenant's top rows by its partitioned score: one ranged read with LIMIT, then the rows.
+    let before = db.backend().await.unwrap().round_trips();
+    let top = acme
+        .query::<Episode>()
+        .order_by_desc(Episode::score())
+        .limit(3)
+        .fetch()
+        .await
+        .unwrap();
+    assert_eq!(titles(&top), ["acme-29", "acme-28", "acme-27"]);
+    assert_eq!(db.backend().await.unwrap().round_trips() - before, 2);
+}
+
+#[tokio::test]
 async fn client_side_predicates_are_explicit() {
     let (_server, db) = seeded().await;
     let acme = db.tenant("acme").unwrap();

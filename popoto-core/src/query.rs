@@ -423,6 +423,25 @@ impl<'s, M: Model> Query<'s, M> {
                 }
             }
         }
+        // Ordering by a partitioned sorted field reads that partition: every instance is in its
+        // sorted set, so the partition's zset is the candidate set (and Redis pages it).
+        if let Some((of, _)) = self.order {
+            let ranged = self
+                .filters
+                .iter()
+                .any(|x| matches!(x, FilterKind::Range { field, .. } if *field == of));
+            if !meta.fields[of].partition_by.is_empty() && !ranged {
+                let zset = self.zset(of, &known)?;
+                tenant_covered |=
+                    tenant.is_some_and(|(tf, _)| meta.fields[of].partition_by.contains(&tf));
+                sources.push(Source::Range {
+                    field: of,
+                    zset,
+                    min: Bound::Unbounded,
+                    max: Bound::Unbounded,
+                });
+            }
+        }
         if let Some((tf, t)) = tenant {
             if !tenant_covered {
                 sources.push(Source::Set(keys::value_set_key(meta, tf, t)));
