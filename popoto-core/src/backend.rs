@@ -1,8 +1,9 @@
 //! Connections: a deadpool pool of multiplexed redis-rs connections, and script execution.
 //!
-//! deadpool-redis' manager PINGs on every checkout, a second round trip per operation that
-//! halves throughput; this manager instead drops a connection once a call on it failed at the
-//! connection level, so after a Redis restart the next checkout dials a fresh one.
+//! Connections are dialed by deadpool-redis' manager. Its recycle step PINGs on every checkout,
+//! a second round trip per operation that halves throughput, so the pool wraps it: a connection
+//! is dropped once a call on it failed at the connection level, and after a Redis restart the
+//! next checkout dials a fresh one.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
@@ -50,10 +51,9 @@ pub(crate) struct Conn {
     broken: AtomicBool,
 }
 
-/// deadpool manager for [`Conn`].
+/// deadpool manager for [`Conn`]: deadpool-redis' manager dials, recycling is ours.
 pub(crate) struct Manager {
-    client: redis::Client,
-    config: AsyncConnectionConfig,
+    dialer: deadpool_redis::Manager,
 }
 
 impl managed::Manager for Manager {
@@ -61,10 +61,7 @@ impl managed::Manager for Manager {
     type Error = RedisError;
 
     async fn create(&self) -> RedisResult<Conn> {
-        let inner = self
-            .client
-            .get_multiplexed_async_connection_with_config(&self.config)
-            .await?;
+        let inner = managed::Manager::create(&self.dialer).await?;
         Ok(Conn {
             inner,
             broken: AtomicBool::new(false),
@@ -108,15 +105,12 @@ fn is_noscript(e: &RedisError) -> bool {
 impl Backend {
     /// Builds a backend; no connection is dialed until the first call.
     pub fn new(config: BackendConfig) -> Result<Self> {
-        let client =
-            redis::Client::open(config.url.as_str()).map_err(|e| Error::Config(e.to_string()))?;
         let conn_config = AsyncConnectionConfig::new()
             .set_response_timeout(Some(config.response_timeout))
             .set_connection_timeout(Some(config.connect_timeout));
-        let manager = Manager {
-            client,
-            config: conn_config,
-        };
+        let dialer = deadpool_redis::Manager::new_with_config(config.url.as_str(), conn_config)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let manager = Manager { dialer };
         let pool = Pool::builder(manager)
             .max_size(config.max_connections.max(1))
             .runtime(deadpool::Runtime::Tokio1)
