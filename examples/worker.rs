@@ -36,9 +36,22 @@ pub struct Job {
 /// Business code that cannot be handed a session: it uses the ambient tenant.
 async fn handle(db: &Db, job: &Job) -> popoto::Result<String> {
     let scoped = db.current()?;
-    let task = scoped.create(Task { title: job.title.clone(), priority: job.priority, ..Default::default() }).await?;
-    let urgent = scoped.query::<Task>().filter(Task::priority().gte(5)).count().await?;
-    Ok(format!("{}: created {:?}, {urgent} urgent", task.project, task.title))
+    let task = scoped
+        .create(Task {
+            title: job.title.clone(),
+            priority: job.priority,
+            ..Default::default()
+        })
+        .await?;
+    let urgent = scoped
+        .query::<Task>()
+        .filter(Task::priority().gte(5))
+        .count()
+        .await?;
+    Ok(format!(
+        "{}: created {:?}, {urgent} urgent",
+        task.project, task.title
+    ))
 }
 
 /// Feeds jobs through a queue to a worker task and returns what the worker reported.
@@ -66,14 +79,30 @@ pub async fn run(db: &Db) -> popoto::Result<String> {
         }
         log
     });
-    for (tenant, title, priority) in [("acme", "ship", 9), ("globex", "plan", 2), ("acme", "test", 7), ("acme", "docs", 1)] {
-        let job = Job { tenant: TenantId::new(tenant)?, title: title.into(), priority };
-        let payload = serde_json::to_string(&job).map_err(|e| popoto::Error::Config(e.to_string()))?;
-        tx.send(payload).await.map_err(|e| popoto::Error::Config(e.to_string()))?;
+    for (tenant, title, priority) in [
+        ("acme", "ship", 9),
+        ("globex", "plan", 2),
+        ("acme", "test", 7),
+        ("acme", "docs", 1),
+    ] {
+        let job = Job {
+            tenant: TenantId::new(tenant)?,
+            title: title.into(),
+            priority,
+        };
+        let payload =
+            serde_json::to_string(&job).map_err(|e| popoto::Error::Config(e.to_string()))?;
+        tx.send(payload)
+            .await
+            .map_err(|e| popoto::Error::Config(e.to_string()))?;
     }
-    tx.send(r#"{"tenant":"","title":"x","priority":1}"#.into()).await.map_err(|e| popoto::Error::Config(e.to_string()))?;
+    tx.send(r#"{"tenant":"","title":"x","priority":1}"#.into())
+        .await
+        .map_err(|e| popoto::Error::Config(e.to_string()))?;
     drop(tx);
-    worker.await.map_err(|e| popoto::Error::Config(e.to_string()))
+    worker
+        .await
+        .map_err(|e| popoto::Error::Config(e.to_string()))
 }
 
 #[tokio::main]

@@ -12,4 +12,8 @@ pub mod guide {
     /// Multi-tenancy: tenant fields, scopes, placements, registry, lifecycle, audit.
     #[doc = include_str!("../docs/multi-tenancy.md")]
     pub mod multi_tenancy {}
+
+    /// Confidence fields: layout, the capped formula, scans, key helpers, migrations, index checks.
+    #[doc = include_str!("../docs/confidence.md")]
+    pub mod confidence {}
 }

@@ -39,6 +39,44 @@ async fn worker_re_enters_each_jobs_tenant() {
             "acme: created \"docs\", 2 urgent",
         ]
     );
-    assert!(lines[4].starts_with("rejected payload: invalid tenant id"), "{out}");
-    assert_eq!(db.tenant("acme").unwrap().query::<worker::Task>().count().await.unwrap(), 3);
+    assert!(
+        lines[4].starts_with("rejected payload: invalid tenant id"),
+        "{out}"
+    );
+    assert_eq!(
+        db.tenant("acme")
+            .unwrap()
+            .query::<worker::Task>()
+            .count()
+            .await
+            .unwrap(),
+        3
+    );
+}
+
+#[allow(dead_code)]
+#[path = "../examples/migrate_confidence.rs"]
+mod migrate_confidence;
+
+#[tokio::test]
+async fn migrate_confidence_moves_legacy_entries_into_tenant_partitions() {
+    let server = popoto::testing::TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
+    let db = server.db().await;
+    let out = migrate_confidence::run(&db).await.unwrap();
+    assert!(
+        out.contains("dry run: 3 entries, partitions {\"atlas\": 2, \"zeus\": 1}"),
+        "{out}"
+    );
+    assert!(
+        out.contains("migrated 3/3, 0 errors, partitions {\"atlas\": 2, \"zeus\": 1}"),
+        "{out}"
+    );
+    assert!(
+        out.contains("zeus/bolt: confidence 0.6250 after 3 signals"),
+        "{out}"
+    );
+    assert!(
+        out.contains("index check: 3 instances, clean: true"),
+        "{out}"
+    );
 }

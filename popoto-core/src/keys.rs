@@ -293,25 +293,18 @@ pub fn parse_index_key(meta: &ModelMeta, key: &str) -> Option<IndexKind> {
             .is_some_and(|rest| rest.is_empty() || rest.starts_with(':'))
     };
     for (i, f) in meta.fields.iter().enumerate() {
+        let base = field_base(meta, i);
         match f.kind {
-            FieldKind::Key | FieldKind::UniqueKey => {
-                let base = field_base(meta, i);
+            FieldKind::Key | FieldKind::UniqueKey
                 if key
                     .strip_prefix(base.as_str())
-                    .is_some_and(|rest| rest.starts_with(':'))
-                {
-                    return Some(IndexKind::ValueSet(i));
-                }
+                    .is_some_and(|rest| rest.starts_with(':')) =>
+            {
+                return Some(IndexKind::ValueSet(i));
             }
-            FieldKind::Sorted => {
-                if below(&field_base(meta, i)) {
-                    return Some(IndexKind::Sorted(i));
-                }
-            }
-            FieldKind::Confidence { .. } => {
-                if below(&format!("{}:data", field_base(meta, i))) {
-                    return Some(IndexKind::Confidence(i));
-                }
+            FieldKind::Sorted if below(&base) => return Some(IndexKind::Sorted(i)),
+            FieldKind::Confidence { .. } if below(&format!("{base}:data")) => {
+                return Some(IndexKind::Confidence(i));
             }
             _ => {}
         }
@@ -365,6 +358,63 @@ mod tests {
             let e = escape(raw);
             assert!(!e.contains(':'), "{e}");
             assert_eq!(unescape(&e), raw);
+        }
+    }
+
+    #[test]
+    fn index_keys_are_classified_by_exact_prefix() {
+        use crate::model::FieldMeta;
+        static META: ModelMeta = ModelMeta {
+            name: "M",
+            fields: &[
+                FieldMeta {
+                    name: "t",
+                    kind: FieldKind::Key,
+                    partition_by: &[],
+                    hidden: false,
+                },
+                FieldMeta {
+                    name: "score",
+                    kind: FieldKind::Sorted,
+                    partition_by: &[0],
+                    hidden: false,
+                },
+                FieldMeta {
+                    name: "scores",
+                    kind: FieldKind::Sorted,
+                    partition_by: &[],
+                    hidden: false,
+                },
+                FieldMeta {
+                    name: "c",
+                    kind: FieldKind::Confidence {
+                        initial: 0.5,
+                        evidence_cap: 20,
+                    },
+                    partition_by: &[0],
+                    hidden: false,
+                },
+            ],
+            key_fields: &[0],
+            tenant: Some(0),
+        };
+        assert_eq!(index_pattern(&META), "$*:M:*");
+        let cases = [
+            ("$Class:M", Some(IndexKind::Class)),
+            ("$KeyF:M:t:a{&#58;}b", Some(IndexKind::ValueSet(0))),
+            ("$KeyF:M:t", None),
+            ("$SortF:M:score", Some(IndexKind::Sorted(1))),
+            ("$SortF:M:score:acme", Some(IndexKind::Sorted(1))),
+            ("$SortF:M:scores", Some(IndexKind::Sorted(2))),
+            ("$SortF:M:scoreboard", None),
+            ("$ConfidencF:M:c:data", Some(IndexKind::Confidence(3))),
+            ("$ConfidencF:M:c:data:a:b", Some(IndexKind::Confidence(3))),
+            ("$ConfidencF:M:c:database", None),
+            ("$KeyF:N:t:x", None),
+            ("M:x", None),
+        ];
+        for (key, kind) in cases {
+            assert_eq!(parse_index_key(&META, key), kind, "{key}");
         }
     }
 

@@ -10,6 +10,7 @@ pub mod db;
 pub mod error;
 pub mod keys;
 pub mod lifecycle;
+pub mod maintenance;
 pub mod model;
 mod plan;
 pub mod query;
@@ -27,6 +28,10 @@ pub use confidence::{Confidence, ConfidenceScan, ConfidenceState};
 pub use db::{Db, Session};
 pub use error::{Error, Result};
 pub use lifecycle::{DestroyReport, ExportRecord, ModelSet};
+pub use maintenance::{
+    DryRun, Finding, FindingKind, IndexOptions, IndexReport, MigrationError, MigrationOptions,
+    MigrationReport, Progress,
+};
 pub use model::{
     ConfidenceField, Field, FieldHandle, FieldKind, FieldMeta, Key, KeyField, Model, ModelMeta,
     Record, SortedField,

@@ -565,6 +565,49 @@ mod tests {
     }
 
     #[test]
+    fn move_nx_writes_type_check_both_keys() {
+        let mut p = Plan::default();
+        let m = p.key("M:1".into());
+        let from = p.key("H".into());
+        let to = p.key("H:p".into());
+        p.checks.push(Check::Present(m));
+        p.writes.push(Write::HMoveNx {
+            from,
+            from_field: "M:1".into(),
+            to,
+            to_field: "M:1".into(),
+        });
+        p.add_type_checks();
+        let args: Vec<String> = p
+            .args()
+            .into_iter()
+            .map(|a| String::from_utf8(a).unwrap_or_default())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "3", "P", "1", "T", "2", "hash", "T", "3", "hash", "HMOVENX", "2", "M:1", "3",
+                "M:1"
+            ]
+        );
+        let mut z = Plan::default();
+        let (from, to) = (z.key("Z".into()), z.key("Z:p".into()));
+        z.writes.push(Write::ZMoveNx {
+            from,
+            to,
+            member: "M:1".into(),
+        });
+        z.add_type_checks();
+        assert_eq!(
+            z.checks,
+            [
+                Check::Type { key: 0, ty: "zset" },
+                Check::Type { key: 1, ty: "zset" }
+            ]
+        );
+    }
+
+    #[test]
     fn score_args_round_trip() {
         for s in [0.1, 1.5, -0.0, 1e300, 5e-324, 1704067200.0] {
             assert_eq!(score_arg(s).parse::<f64>().ok(), Some(s));

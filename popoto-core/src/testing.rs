@@ -14,6 +14,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::db::Db;
+use crate::model::Model;
 
 /// Why a test server could not be provided.
 #[derive(Debug, thiserror::Error)]
@@ -231,5 +232,21 @@ fn err(message: String, log: &str) -> TestServerError {
     TestServerError {
         message,
         log: log.to_owned(),
+    }
+}
+
+/// Panics with the audit report if model `M` shows any index or isolation finding: orphan,
+/// missing or misplaced index entries, or keys that disagree with their stored values.
+pub async fn assert_isolated<M: Model>(db: &Db) {
+    match db.admin().audit::<M>().await {
+        Ok(report) if report.is_clean() => {}
+        Ok(report) => panic!(
+            "tenant isolation audit of {} failed:\n{report}",
+            M::META.name
+        ),
+        Err(e) => panic!(
+            "tenant isolation audit of {} could not run: {e}",
+            M::META.name
+        ),
     }
 }
