@@ -13,6 +13,10 @@ pub mod guide {
     #[doc = include_str!("../docs/multi-tenancy.md")]
     pub mod multi_tenancy {}
 
+    /// The isolation audit and the assertion applications call from their own tests.
+    #[doc = include_str!("../docs/isolation-audit.md")]
+    pub mod isolation_audit {}
+
     /// Confidence fields: layout, the capped formula, scans, key helpers, migrations, index checks.
     #[doc = include_str!("../docs/confidence.md")]
     pub mod confidence {}

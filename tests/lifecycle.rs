@@ -241,3 +241,38 @@ async fn per_tenant_counts() {
         "untenanted models are not counted per tenant"
     );
 }
+
+#[tokio::test]
+async fn the_audit_covers_every_model_and_finds_a_cross_tenant_member() {
+    let (server, db) = seeded(None).await;
+    popoto::testing::assert_db_isolated(&db, &models()).await;
+    let reports = db.audit(&models()).await.unwrap();
+    assert_eq!(reports.len(), 5);
+    assert!(reports.iter().all(|r| r.is_clean()));
+    // An acme episode slipped into another tenant's partition zset.
+    let acme_key: String = raw_cmd(
+        &server,
+        redis::cmd("SRANDMEMBER").arg("$KeyF:Episode:project_id:acme"),
+    );
+    raw_cmd::<i64>(
+        &server,
+        redis::cmd("ZADD")
+            .arg("$SortF:Episode:score:ab")
+            .arg(1)
+            .arg(&acme_key),
+    );
+    let reports = db.audit(&models()).await.unwrap();
+    let episode = reports.iter().find(|r| !r.is_clean()).unwrap();
+    let violations: Vec<_> = episode.isolation_violations().collect();
+    assert_eq!(violations.len(), 1, "{episode}");
+    assert_eq!(violations[0].member, acme_key);
+    let caught =
+        tokio::spawn(async move { popoto::testing::assert_db_isolated(&db, &models()).await })
+            .await;
+    let panic = caught.unwrap_err().into_panic();
+    let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(
+        message.contains("tenant isolation audit failed") && message.contains(&acme_key),
+        "{message}"
+    );
+}

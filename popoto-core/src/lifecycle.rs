@@ -16,6 +16,7 @@ use crate::backend::{Backend, APPLY};
 use crate::db::{Db, Session};
 use crate::error::{Error, Result};
 use crate::keys;
+use crate::maintenance::IndexReport;
 use crate::model::{Key, Model, ModelMeta};
 use crate::plan::{Check, Outcome, Plan, Write as W};
 use crate::tenant::TenantId;
@@ -23,9 +24,12 @@ use crate::tenant::TenantId;
 type Deleter =
     fn(Session, TenantId, Vec<String>) -> Pin<Box<dyn Future<Output = Result<u64>> + Send>>;
 
+type Auditor = fn(Session) -> Pin<Box<dyn Future<Output = Result<IndexReport>> + Send>>;
+
 struct Entry {
     meta: &'static ModelMeta,
     delete: Deleter,
+    audit: Auditor,
 }
 
 /// The models a tenant's data may belong to (the registration used by lifecycle operations).
@@ -53,6 +57,10 @@ fn delete_boxed<M: Model>(
     })
 }
 
+fn audit_boxed<M: Model>(s: Session) -> Pin<Box<dyn Future<Output = Result<IndexReport>> + Send>> {
+    Box::pin(async move { s.audit::<M>().await })
+}
+
 impl ModelSet {
     /// An empty set.
     pub fn new() -> Self {
@@ -64,6 +72,7 @@ impl ModelSet {
         self.entries.push(Entry {
             meta: M::META,
             delete: delete_boxed::<M>,
+            audit: audit_boxed::<M>,
         });
         self
     }
@@ -492,6 +501,26 @@ impl Db {
             apply(&backend, meta, &p).await?;
         }
         Ok(applied)
+    }
+
+    /// The isolation audit of every model in `models` on the shared backend: index members
+    /// outside their partition, keys that disagree with their tenant field, orphan and missing
+    /// index entries (see [`IndexReport`]). Tenants placed on other backends: [`Db::audit_on`].
+    pub async fn audit(&self, models: &ModelSet) -> Result<Vec<IndexReport>> {
+        let mut out = Vec::with_capacity(models.entries.len());
+        for e in &models.entries {
+            out.push((e.audit)(self.admin()).await?);
+        }
+        Ok(out)
+    }
+
+    /// The isolation audit of every model in `models` on the backend where `tenant` lives.
+    pub async fn audit_on(&self, tenant: &TenantId, models: &ModelSet) -> Result<Vec<IndexReport>> {
+        let mut out = Vec::with_capacity(models.entries.len());
+        for e in &models.entries {
+            out.push((e.audit)(self.admin_on(tenant)).await?);
+        }
+        Ok(out)
     }
 
     /// Number of instances of each tenant model for `tenant` (SCARD of the tenant's value set).

@@ -250,3 +250,21 @@ pub async fn assert_isolated<M: Model>(db: &Db) {
         ),
     }
 }
+
+/// Panics with every report that has a finding, for all models of `models` on the shared
+/// backend: the assertion an application calls from its own tests.
+pub async fn assert_db_isolated(db: &Db, models: &crate::lifecycle::ModelSet) {
+    match db.audit(models).await {
+        Ok(reports) => {
+            let failed: Vec<String> = reports
+                .iter()
+                .filter(|r| !r.is_clean())
+                .map(|r| r.to_string())
+                .collect();
+            if !failed.is_empty() {
+                panic!("tenant isolation audit failed:\n{}", failed.join("\n"));
+            }
+        }
+        Err(e) => panic!("tenant isolation audit could not run: {e}"),
+    }
+}
