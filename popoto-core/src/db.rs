@@ -179,56 +179,39 @@ impl Session {
 
     /// Fills an empty tenant field from the scope and refuses a value of another tenant.
     fn scope_value<M: Model>(&self, value: &mut M) -> Result<()> {
+        if let Scope::Tenant(t) = &self.scope {
+            if value.tenant_id() == Some("") {
+                value.set_tenant_id(t.as_str());
+            }
+        }
+        self.check_value(value)
+    }
+
+    /// Refuses a tenant value (of a value or key of model `M`) other than this scope's tenant.
+    pub(crate) fn require_tenant<M: Model>(&self, found: Option<&str>) -> Result<()> {
         self.check_model::<M>()?;
         if let (Scope::Tenant(t), Some(field)) = (&self.scope, M::META.tenant) {
-            match value.tenant_id() {
-                Some("") => value.set_tenant_id(t.as_str()),
-                Some(found) if found != t.as_str() => {
-                    return Err(Error::TenantMismatch {
-                        model: M::META.name,
-                        field: M::META.fields[field].name,
-                        expected: t.to_string(),
-                        found: found.to_owned(),
-                    })
-                }
-                _ => {}
+            let found = found.unwrap_or_default();
+            if found != t.as_str() {
+                return Err(Error::TenantMismatch {
+                    model: M::META.name,
+                    field: M::META.fields[field].name,
+                    expected: t.to_string(),
+                    found: found.to_owned(),
+                });
             }
         }
         Ok(())
     }
 
     /// Refuses a value of another tenant (without filling anything).
-    fn check_value<M: Model>(&self, value: &M) -> Result<()> {
-        self.check_model::<M>()?;
-        if let (Scope::Tenant(t), Some(field)) = (&self.scope, M::META.tenant) {
-            let found = value.tenant_id().unwrap_or_default();
-            if found != t.as_str() {
-                return Err(Error::TenantMismatch {
-                    model: M::META.name,
-                    field: M::META.fields[field].name,
-                    expected: t.to_string(),
-                    found: found.to_owned(),
-                });
-            }
-        }
-        Ok(())
+    pub(crate) fn check_value<M: Model>(&self, value: &M) -> Result<()> {
+        self.require_tenant::<M>(value.tenant_id())
     }
 
     /// Refuses a key of another tenant.
     pub(crate) fn check_key<M: Model>(&self, key: &Key<M>) -> Result<()> {
-        self.check_model::<M>()?;
-        if let (Scope::Tenant(t), Some(field)) = (&self.scope, M::META.tenant) {
-            let found = key.tenant().unwrap_or_default();
-            if found != t.as_str() {
-                return Err(Error::TenantMismatch {
-                    model: M::META.name,
-                    field: M::META.fields[field].name,
-                    expected: t.to_string(),
-                    found: found.to_owned(),
-                });
-            }
-        }
-        Ok(())
+        self.require_tenant::<M>(key.tenant())
     }
 
     // ---------------------------------------------------------------- writes

@@ -360,6 +360,17 @@ pub(crate) fn initial_confidence(initial: f64) -> Vec<u8> {
     out
 }
 
+/// One index entry of an instance.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum IndexEntry {
+    /// Membership of a set (`$Class`, `$KeyF`, `$UniqueKeyF`).
+    Set(String),
+    /// Membership of a sorted set, with the score.
+    ZSet(String, f64),
+    /// An entry of a confidence companion hash, with the field's initial confidence.
+    Companion(String, f64),
+}
+
 /// The rendered state of one instance: its key and the record, with partitions resolved.
 pub(crate) struct Instance<'r> {
     pub meta: &'static ModelMeta,
@@ -418,24 +429,21 @@ impl Instance<'_> {
         pairs
     }
 
-    /// Adds the index entries of this instance (popoto's `on_save` of every field).
-    pub fn add_indexes(&self, plan: &mut Plan) -> Result<()> {
-        let class = plan.key(keys::class_key(self.meta));
-        plan.writes.push(Write::SAdd {
-            key: class,
-            member: self.key.clone(),
-        });
+    /// Every index entry of this instance: `$Class`, key value sets, sorted sets (with the
+    /// score) and confidence companion hashes (with the initial confidence).
+    pub fn index_entries(&self) -> Result<Vec<IndexEntry>> {
+        let mut out = Vec::with_capacity(self.meta.fields.len() + 1);
+        out.push(IndexEntry::Set(keys::class_key(self.meta)));
         for (i, f) in self.meta.fields.iter().enumerate() {
             match f.kind {
                 FieldKind::Key | FieldKind::UniqueKey => {
-                    let set = plan.key(keys::value_set_key(self.meta, i, self.segment(i)));
-                    plan.writes.push(Write::SAdd {
-                        key: set,
-                        member: self.key.clone(),
-                    });
+                    out.push(IndexEntry::Set(keys::value_set_key(
+                        self.meta,
+                        i,
+                        self.segment(i),
+                    )));
                 }
                 FieldKind::Sorted => {
-                    let z = plan.key(self.sorted_key(i));
                     let score = self
                         .record
                         .scores
@@ -443,59 +451,64 @@ impl Instance<'_> {
                         .copied()
                         .flatten()
                         .unwrap_or_default();
-                    plan.writes.push(Write::ZAdd {
-                        key: z,
-                        score,
-                        member: self.key.clone(),
-                    });
+                    out.push(IndexEntry::ZSet(self.sorted_key(i), score));
                 }
                 FieldKind::Confidence { initial, .. } => {
-                    let h = plan.key(self.confidence_key(i)?);
-                    plan.writes.push(Write::HSetNx {
-                        key: h,
-                        field: self.key.clone(),
-                        value: initial_confidence(initial),
-                    });
+                    out.push(IndexEntry::Companion(self.confidence_key(i)?, initial));
                 }
                 _ => {}
             }
         }
+        Ok(out)
+    }
+
+    /// Adds the index entries of this instance (popoto's `on_save` of every field); a
+    /// confidence entry is only initialised when absent.
+    pub fn add_indexes(&self, plan: &mut Plan) -> Result<()> {
+        for entry in self.index_entries()? {
+            let member = self.key.clone();
+            let write = match entry {
+                IndexEntry::Set(k) => Write::SAdd {
+                    key: plan.key(k),
+                    member,
+                },
+                IndexEntry::ZSet(k, score) => Write::ZAdd {
+                    key: plan.key(k),
+                    score,
+                    member,
+                },
+                IndexEntry::Companion(k, initial) => Write::HSetNx {
+                    key: plan.key(k),
+                    field: member,
+                    value: initial_confidence(initial),
+                },
+            };
+            plan.writes.push(write);
+        }
         Ok(())
     }
 
-    /// Removes the index entries of this instance (popoto's `on_delete`); the companion entry
-    /// is left to the caller (deleted or moved).
+    /// Removes the index entries of this instance (popoto's `on_delete`); with
+    /// `with_confidence` false the companion entries are left to the caller (moved).
     pub fn remove_indexes(&self, plan: &mut Plan, with_confidence: bool) -> Result<()> {
-        let class = plan.key(keys::class_key(self.meta));
-        plan.writes.push(Write::SRem {
-            key: class,
-            member: self.key.clone(),
-        });
-        for (i, f) in self.meta.fields.iter().enumerate() {
-            match f.kind {
-                FieldKind::Key | FieldKind::UniqueKey => {
-                    let set = plan.key(keys::value_set_key(self.meta, i, self.segment(i)));
-                    plan.writes.push(Write::SRem {
-                        key: set,
-                        member: self.key.clone(),
-                    });
-                }
-                FieldKind::Sorted => {
-                    let z = plan.key(self.sorted_key(i));
-                    plan.writes.push(Write::ZRem {
-                        key: z,
-                        member: self.key.clone(),
-                    });
-                }
-                FieldKind::Confidence { .. } if with_confidence => {
-                    let h = plan.key(self.confidence_key(i)?);
-                    plan.writes.push(Write::HDel {
-                        key: h,
-                        field: self.key.clone(),
-                    });
-                }
-                _ => {}
-            }
+        for entry in self.index_entries()? {
+            let member = self.key.clone();
+            let write = match entry {
+                IndexEntry::Set(k) => Write::SRem {
+                    key: plan.key(k),
+                    member,
+                },
+                IndexEntry::ZSet(k, _) => Write::ZRem {
+                    key: plan.key(k),
+                    member,
+                },
+                IndexEntry::Companion(k, _) if with_confidence => Write::HDel {
+                    key: plan.key(k),
+                    field: member,
+                },
+                IndexEntry::Companion(..) => continue,
+            };
+            plan.writes.push(write);
         }
         Ok(())
     }
