@@ -107,14 +107,7 @@ pub async fn run(db: &Db) -> popoto::Result<String> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (_server, url) = match std::env::var("REDIS_URL") {
-        Ok(url) => (None, url),
-        Err(_) => {
-            let server = popoto::testing::TestRedis::start()?;
-            let url = server.url().to_owned();
-            (Some(server), url)
-        }
-    };
+    let (_server, url) = popoto::testing::redis_url_or_private()?;
     let db = Db::connect(&url).await?;
     print!("{}", run(&db).await?);
     Ok(())

@@ -235,6 +235,19 @@ fn err(message: String, log: &str) -> TestServerError {
     }
 }
 
+/// `REDIS_URL` when set, else the URL of a throwaway private server, which lives as long as the
+/// returned guard: what the examples run on.
+pub fn redis_url_or_private() -> Result<(Option<TestRedis>, String), TestServerError> {
+    match std::env::var("REDIS_URL") {
+        Ok(url) => Ok((None, url)),
+        Err(_) => {
+            let server = TestRedis::start()?;
+            let url = server.url().to_owned();
+            Ok((Some(server), url))
+        }
+    }
+}
+
 /// Panics with the audit report if model `M` shows any index or isolation finding: orphan,
 /// missing or misplaced index entries, or keys that disagree with their stored values.
 pub async fn assert_isolated<M: Model>(db: &Db) {
