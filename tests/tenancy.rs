@@ -24,7 +24,8 @@ fn keys_in(server: &TestRedis, db: u8) -> Vec<String> {
     keys
 }
 
-/// The core operations through one tenant handle, asserted through the API.
+/// The core operations through one tenant handle, asserted through the API: run on every
+/// backend kind (shared keyspace, own logical database, own server).
 async fn scenario(db: &Db, tenant: &str) {
     let t = db.tenant(tenant).unwrap();
     let a = t.create(episode("", "a", 0.95, 1)).await.unwrap();
@@ -35,12 +36,13 @@ async fn scenario(db: &Db, tenant: &str) {
     )
     .await
     .unwrap();
-    assert_eq!(
-        t.get(&Episode::key_of(tenant, a.episode_id.clone()))
-            .await
-            .unwrap(),
-        Some(a.clone())
-    );
+    let key = Episode::key_of(tenant, a.episode_id.clone());
+    assert_eq!(t.get(&key).await.unwrap(), Some(a.clone()));
+    assert!(t.exists(&key).await.unwrap());
+    assert!(matches!(
+        t.create(a.clone()).await,
+        Err(Error::AlreadyExists { .. })
+    ));
     let hot = t
         .query::<Episode>()
         .filter(Episode::score().gte(0.85))
@@ -52,10 +54,31 @@ async fn scenario(db: &Db, tenant: &str) {
         hot.iter().map(|e| e.title.as_str()).collect::<Vec<_>>(),
         ["a", "e9"]
     );
+    let page = t
+        .query::<Episode>()
+        .order_by(Episode::score())
+        .offset(2)
+        .limit(3)
+        .fetch()
+        .await
+        .unwrap();
+    assert_eq!(
+        page.iter().map(|e| e.title.as_str()).collect::<Vec<_>>(),
+        ["e2", "e3", "e4"]
+    );
+    assert_eq!(
+        t.query::<Episode>()
+            .filter(Episode::rank().between(1, 2))
+            .count()
+            .await
+            .unwrap(),
+        3
+    );
     assert_eq!(t.query::<Episode>().count().await.unwrap(), 11);
+    let sku = format!("{tenant}-sku");
     let mut item = t
         .create(Item {
-            sku: format!("{tenant}-sku"),
+            sku: sku.clone(),
             region: "eu".into(),
             level: 1,
             note: None,
@@ -63,6 +86,15 @@ async fn scenario(db: &Db, tenant: &str) {
         })
         .await
         .unwrap();
+    assert!(matches!(
+        t.create(Item {
+            sku: sku.clone(),
+            region: "us".into(),
+            ..Default::default()
+        })
+        .await,
+        Err(Error::AlreadyExists { .. } | Error::UniqueViolation { .. })
+    ));
     item.region = "us".into();
     t.save(&item).await.unwrap();
     assert_eq!(
@@ -73,6 +105,36 @@ async fn scenario(db: &Db, tenant: &str) {
             .await
             .unwrap(),
         1
+    );
+    assert_eq!(
+        t.query::<Item>()
+            .partition(Item::region(), "eu")
+            .filter(Item::level().gte(0))
+            .count()
+            .await
+            .unwrap(),
+        0
+    );
+    let moved = t
+        .move_key(
+            &item,
+            Item {
+                sku: format!("{sku}-2"),
+                ..item.clone()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(t
+        .get(&Item::key_of(tenant, sku.clone()))
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        t.get(&Item::key_of(tenant, moved.sku.clone()))
+            .await
+            .unwrap(),
+        Some(moved)
     );
     let m = t
         .create(Memory {
@@ -91,8 +153,45 @@ async fn scenario(db: &Db, tenant: &str) {
             .confidence,
         0.7
     );
+    assert_eq!(
+        t.confidence_scan(Memory::certainty())
+            .fetch_all()
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     assert!(t.delete(&a).await.unwrap());
-    assert_eq!(t.query::<Episode>().count().await.unwrap(), 10);
+    let rest = t.query::<Episode>().fetch_keys().await.unwrap();
+    assert_eq!(t.delete_many(&rest).await.unwrap(), 10);
+    assert_eq!(t.query::<Episode>().count().await.unwrap(), 0);
+}
+
+async fn run_on(placement: impl FnOnce(&TestRedis, &TestRedis) -> Placement) {
+    let shared = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
+    let own = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
+    let registry = TenantRegistry::new(BackendConfig::new(shared.url())).unwrap();
+    let placement = placement(&shared, &own);
+    registry.set_policy(move |_| Some(placement.clone()));
+    let db = Db::with_registry(registry);
+    for tenant in ["acme", "umbrella:eu-1", "a*"] {
+        scenario(&db, tenant).await;
+    }
+}
+
+#[tokio::test]
+async fn core_operations_on_the_shared_keyspace() {
+    run_on(|_, _| Placement::Shared).await;
+}
+
+#[tokio::test]
+async fn core_operations_on_an_own_logical_database() {
+    run_on(|_, _| Placement::Database(9)).await;
+}
+
+#[tokio::test]
+async fn core_operations_on_an_own_server() {
+    run_on(|_, own| Placement::Server(BackendConfig::new(own.url()))).await;
 }
 
 #[tokio::test]
