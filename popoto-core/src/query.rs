@@ -657,3 +657,33 @@ fn utf8_key(model: &'static str, k: Vec<u8>) -> Result<String> {
         reason: "index member is not UTF-8".into(),
     })
 }
+
+/// Marker that a field has an index to filter on; plain fields never implement it, so a
+/// filter on one is a compile error that says so.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is a plain field: it has no index to filter on",
+    label = "plain fields cannot be filtered in Redis",
+    note = "declare the field `#[popoto(key)]` or `#[popoto(sorted)]`, or filter on the client with `.matching(|m| ...)`"
+)]
+pub trait Indexed {
+    /// Never called: no type implements the trait.
+    fn unreachable() -> std::convert::Infallible;
+}
+
+macro_rules! plain_field_filters {
+    ($($name:ident),*) => {
+        impl<M: Model, T> crate::model::Field<M, T> {
+            $(
+                /// Does not compile: a plain field has no index (see [`Indexed`]).
+                #[allow(unreachable_code)]
+                pub fn $name<V>(&self, _value: V) -> Filter<M>
+                where
+                    Self: Indexed,
+                {
+                    match <Self as Indexed>::unreachable() {}
+                }
+            )*
+        }
+    };
+}
+plain_field_filters!(eq, is_in, gt, gte, lt, lte);
