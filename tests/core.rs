@@ -30,10 +30,10 @@ async fn create_writes_popoto_layout_and_get_reads_it_back() {
     ];
     expected.sort();
     assert_eq!(all_keys(&server), expected);
-    assert_eq!(smembers(&server, "$Class:Episode"), [key.clone()]);
+    assert_eq!(smembers(&server, "$Class:Episode"), [key.as_str()]);
     assert_eq!(
         smembers(&server, "$KeyF:Episode:project_id:acme"),
-        [key.clone()]
+        [key.as_str()]
     );
     assert_eq!(
         zrange(&server, "$SortF:Episode:score:acme"),
@@ -75,7 +75,7 @@ async fn tenant_values_are_escaped_in_keys() {
     let key = format!("Episode:{}:umbrella{{&#58;}}eu/-1", ep.episode_id);
     assert_eq!(
         smembers(&server, "$KeyF:Episode:project_id:umbrella{&#58;}eu/-1"),
-        [key.clone()]
+        [key.as_str()]
     );
     assert_eq!(
         zrange(&server, "$SortF:Episode:score:umbrella{&#58;}eu/-1"),
@@ -138,7 +138,8 @@ async fn unique_keys_are_enforced_on_the_server_and_name_model_field_value() {
             existing,
         }) => {
             assert_eq!((model, field, value.as_str()), ("Item", "sku", "a-1"));
-            assert_eq!(existing, "Item:a/-1:acme");
+            // Uniqueness is model-wide, but a tenant handle does not show another tenant's key.
+            assert_eq!(existing, popoto::db::OTHER_TENANT);
         }
         other => panic!("expected UniqueViolation, got {other:?}"),
     }
@@ -597,4 +598,40 @@ async fn connections_recover_after_a_redis_restart() {
     }
     assert!(ok.is_some(), "later calls succeed");
     assert_eq!(acme.query::<Episode>().count().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn an_update_that_moves_no_partition_is_one_round_trip() {
+    let (server, db) = setup().await;
+    let acme = db.tenant("acme").unwrap();
+    let mut item = acme
+        .create(Item {
+            sku: "s1".into(),
+            region: "eu".into(),
+            level: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let trips = || async { db.backend().await.unwrap().round_trips() };
+    let before = trips().await;
+    item.level = 4;
+    acme.save(&item).await.unwrap();
+    assert_eq!(trips().await - before, 1, "same partition: the write alone");
+    let before = trips().await;
+    item.region = "us".into();
+    acme.save(&item).await.unwrap();
+    assert_eq!(trips().await - before, 3, "moved: refused, read, written");
+    assert_eq!(
+        zrange(&server, "$SortF:Item:level:acme:us"),
+        [("Item:s1:acme".to_string(), 4.0)]
+    );
+    assert!(zrange(&server, "$SortF:Item:level:acme:eu").is_empty());
+    // A stale value (region changed by someone else) still deletes the right entries.
+    let stale = Item {
+        region: "eu".into(),
+        ..item.clone()
+    };
+    assert!(acme.delete(&stale).await.unwrap());
+    assert!(all_keys(&server).is_empty(), "{:?}", all_keys(&server));
 }

@@ -12,7 +12,10 @@ use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
 /// Fields of every `popoto` span, as text.
 #[derive(Clone, Default)]
-struct Spans(Arc<Mutex<Vec<Vec<(String, String)>>>>);
+struct Spans(Arc<Mutex<Vec<SpanFields>>>);
+
+/// A span's fields as (name, value) text.
+type SpanFields = Vec<(String, String)>;
 
 struct Collect<'a>(&'a mut Vec<(String, String)>);
 

@@ -1,9 +1,10 @@
 //! Connections: a deadpool pool of multiplexed redis-rs connections, and script execution.
 //!
 //! Connections are dialed by deadpool-redis' manager. Its recycle step PINGs on every checkout,
-//! a second round trip per operation that halves throughput, so the pool wraps it: a connection
-//! is dropped once a call on it failed at the connection level, and after a Redis restart the
-//! next checkout dials a fresh one.
+//! a second round trip per operation that halves throughput, so the pool wraps it: once a call
+//! failed at the connection level, that connection and every connection dialed before the
+//! failure are dropped at their next checkout (a restart or `CLIENT KILL` closes them all), so
+//! later calls dial fresh ones instead of failing one by one on dead idle connections.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
@@ -49,11 +50,16 @@ impl BackendConfig {
 pub(crate) struct Conn {
     inner: MultiplexedConnection,
     broken: AtomicBool,
+    /// The backend's failure count when this connection was dialed.
+    generation: u64,
 }
 
 /// deadpool manager for [`Conn`]: deadpool-redis' manager dials, recycling is ours.
 pub(crate) struct Manager {
     dialer: deadpool_redis::Manager,
+    /// Connection-level failures seen so far: a connection dialed before the latest one is
+    /// presumed dead (a server restart or `CLIENT KILL` closes every connection at once).
+    failures: Arc<AtomicU64>,
 }
 
 impl managed::Manager for Manager {
@@ -61,16 +67,22 @@ impl managed::Manager for Manager {
     type Error = RedisError;
 
     async fn create(&self) -> RedisResult<Conn> {
+        let generation = self.failures.load(Ordering::Acquire);
         let inner = managed::Manager::create(&self.dialer).await?;
         Ok(Conn {
             inner,
             broken: AtomicBool::new(false),
+            generation,
         })
     }
 
     async fn recycle(&self, conn: &mut Conn, _: &Metrics) -> RecycleResult<RedisError> {
         if conn.broken.load(Ordering::Relaxed) {
             Err(RecycleError::message("connection failed earlier"))
+        } else if conn.generation < self.failures.load(Ordering::Acquire) {
+            Err(RecycleError::message(
+                "dialed before a connection failure: presumed dead",
+            ))
         } else {
             Ok(())
         }
@@ -83,6 +95,7 @@ pub struct Backend {
     pool: Pool<Manager>,
     url: Arc<str>,
     round_trips: Arc<AtomicU64>,
+    failures: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -98,7 +111,7 @@ pub(crate) fn is_connection_error(e: &RedisError) -> bool {
     e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
 }
 
-fn is_noscript(e: &RedisError) -> bool {
+pub(crate) fn is_noscript(e: &RedisError) -> bool {
     e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
 }
 
@@ -110,7 +123,11 @@ impl Backend {
             .set_connection_timeout(Some(config.connect_timeout));
         let dialer = deadpool_redis::Manager::new_with_config(config.url.as_str(), conn_config)
             .map_err(|e| Error::Config(e.to_string()))?;
-        let manager = Manager { dialer };
+        let failures = Arc::new(AtomicU64::new(0));
+        let manager = Manager {
+            dialer,
+            failures: failures.clone(),
+        };
         let pool = Pool::builder(manager)
             .max_size(config.max_connections.max(1))
             .runtime(deadpool::Runtime::Tokio1)
@@ -122,6 +139,7 @@ impl Backend {
             pool,
             url: config.url.into(),
             round_trips: Arc::new(AtomicU64::new(0)),
+            failures,
         })
     }
 
@@ -163,6 +181,7 @@ impl Backend {
             Err(source) => {
                 if is_connection_error(&source) {
                     obj.broken.store(true, Ordering::Relaxed);
+                    self.failures.fetch_add(1, Ordering::AcqRel);
                 }
                 Err(Error::Redis { op, model, source })
             }
@@ -211,7 +230,15 @@ impl Backend {
         .await
     }
 
-    /// Runs many script calls in pipelined batches; one result per call, in order.
+    /// Runs many plans of `script` (which must speak [`APPLY`]'s batch protocol: `ARGV[1]` `*`,
+    /// then per plan its key count, argument count and arguments) and returns one result per
+    /// plan, in order.
+    ///
+    /// [`PLANS_PER_CALL`] plans go in one `EVALSHA` (the script's per-call cost and its type
+    /// checks of keys shared by the plans are paid once per call, not per plan), and
+    /// [`PLANS_PER_ROUND_TRIP`] plans in one pipeline. The script is loaded only when the
+    /// server answers `NOSCRIPT` (first use, or after a restart); nothing ran then, so the
+    /// refused calls are simply sent again.
     pub(crate) async fn eval_many(
         &self,
         op: &'static str,
@@ -220,39 +247,81 @@ impl Backend {
         calls: &[(Vec<String>, Vec<Vec<u8>>)],
     ) -> Result<Vec<RedisResult<redis::Value>>> {
         self.with_conn(op, model, async |c| {
-            script.prepare_invoke().load_async(c).await?;
             let mut out = Vec::with_capacity(calls.len());
-            for chunk in calls.chunks(1000) {
-                let mut pipe = redis::pipe();
-                pipe.ignore_errors();
-                for (keys, args) in chunk {
-                    pipe.add_command(evalsha(script, keys, args));
-                }
-                let mut replies: Vec<RedisResult<redis::Value>> = pipe.query_async(c).await?;
+            for chunk in calls.chunks(PLANS_PER_ROUND_TRIP) {
+                let batches: Vec<_> = chunk.chunks(PLANS_PER_CALL).collect();
+                let send = |which: &[usize]| {
+                    let mut pipe = redis::pipe();
+                    pipe.ignore_errors();
+                    for &i in which {
+                        pipe.add_command(evalsha_batch(script, batches[i]));
+                    }
+                    pipe
+                };
+                let all: Vec<usize> = (0..batches.len()).collect();
+                let mut replies: Vec<RedisResult<redis::Value>> = send(&all).query_async(c).await?;
                 if let Some(e) = replies.iter().find_map(|r| r.as_ref().err()) {
                     if is_connection_error(e) {
                         return Err(e.clone());
                     }
                 }
-                // A restart between SCRIPT LOAD and the pipeline: reload and redo only those.
-                if replies
-                    .iter()
-                    .any(|r| matches!(r, Err(e) if is_noscript(e)))
-                {
+                let refused: Vec<usize> = (0..replies.len())
+                    .filter(|&i| matches!(&replies[i], Err(e) if is_noscript(e)))
+                    .collect();
+                if !refused.is_empty() {
                     script.prepare_invoke().load_async(c).await?;
-                    for (i, r) in replies.iter_mut().enumerate() {
-                        if matches!(r, Err(e) if is_noscript(e)) {
-                            let (keys, args) = &chunk[i];
-                            *r = evalsha(script, keys, args).query_async(c).await;
-                        }
+                    let again: Vec<RedisResult<redis::Value>> =
+                        send(&refused).query_async(c).await?;
+                    for (i, r) in refused.into_iter().zip(again) {
+                        replies[i] = r;
                     }
                 }
-                out.extend(replies);
+                for (batch, reply) in batches.iter().zip(replies) {
+                    match reply {
+                        Ok(redis::Value::Array(items)) if items.len() == batch.len() => {
+                            out.extend(items.into_iter().map(|v| match v {
+                                redis::Value::ServerError(e) => Err(e.into()),
+                                v => Ok(v),
+                            }));
+                        }
+                        Ok(other) => {
+                            let e = RedisError::from((
+                                ErrorKind::Parse,
+                                "unexpected reply to a batch of plans",
+                                format!("{other:?}"),
+                            ));
+                            out.extend(batch.iter().map(|_| Err(e.clone())));
+                        }
+                        Err(e) => out.extend(batch.iter().map(|_| Err(e.clone()))),
+                    }
+                }
             }
             Ok(out)
         })
         .await
     }
+}
+
+/// Plans applied by one `EVALSHA` in [`Backend::eval_many`]: large enough that the call's own
+/// cost is spread thin, small enough that one call blocks the server for about a millisecond.
+pub(crate) const PLANS_PER_CALL: usize = 100;
+
+/// Plans sent per pipelined round trip in [`Backend::eval_many`].
+pub(crate) const PLANS_PER_ROUND_TRIP: usize = 1000;
+
+/// One `EVALSHA` applying several plans (the batch protocol of `lua/apply.lua`).
+fn evalsha_batch(script: &redis::Script, plans: &[(Vec<String>, Vec<Vec<u8>>)]) -> redis::Cmd {
+    let nkeys: usize = plans.iter().map(|(keys, _)| keys.len()).sum();
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(nkeys);
+    for (keys, _) in plans {
+        cmd.arg(keys);
+    }
+    cmd.arg("*");
+    for (keys, args) in plans {
+        cmd.arg(keys.len()).arg(args.len()).arg(args);
+    }
+    cmd
 }
 
 fn evalsha(script: &redis::Script, keys: &[String], args: &[Vec<u8>]) -> redis::Cmd {

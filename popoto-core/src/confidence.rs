@@ -55,7 +55,7 @@ impl ConfidenceState {
             corroborations: Option<u64>,
             contradictions: Option<u64>,
         }
-        let raw: Raw = rmp_serde::from_slice(bytes).map_err(|e| e.to_string())?;
+        let raw: Raw = crate::codec::decode_serde(bytes).map_err(|e| e.0)?;
         Ok(ConfidenceState {
             confidence: raw.confidence.unwrap_or(initial),
             evidence_count: raw.evidence_count.unwrap_or(0),
@@ -128,8 +128,13 @@ pub struct Confidence<'s, M: Model> {
     field: usize,
     member: String,
     companion: String,
+    /// The value's partition segments, in `partition_by` order.
+    partition: Vec<String>,
     _m: std::marker::PhantomData<fn() -> M>,
 }
+
+/// How often an update is retried when a concurrent save moved the instance's partition.
+const MAX_ATTEMPTS: u32 = 8;
 
 impl Session {
     /// The confidence field `field` of instance `value`.
@@ -139,17 +144,7 @@ impl Session {
         field: ConfidenceField<M, f64>,
     ) -> Result<Confidence<'_, M>> {
         self.check_model::<M>()?;
-        if let (Scope::Tenant(t), Some(tf)) = (self.scope(), M::META.tenant) {
-            let found = value.tenant_id().unwrap_or_default();
-            if found != t.as_str() {
-                return Err(Error::TenantMismatch {
-                    model: M::META.name,
-                    field: M::META.fields[tf].name,
-                    expected: t.to_string(),
-                    found: found.to_owned(),
-                });
-            }
-        }
+        self.check_value(value)?;
         let record = value.to_record()?;
         let segments: Vec<String> = M::META
             .key_fields
@@ -169,6 +164,7 @@ impl Session {
             field: field.index(),
             member,
             companion: companion_key_of(value, field)?,
+            partition: partition_of(M::META, field.index(), &record),
             _m: Default::default(),
         })
     }
@@ -185,9 +181,54 @@ impl<M: Model> Confidence<'_, M> {
         )
     }
 
-    /// The companion hash key of this entry.
+    /// The companion hash key of this entry, as computed from the value the handle was built
+    /// from. When the field is partitioned by a non-key field, [`Confidence::update`] and
+    /// [`Confidence::state`] use the instance's stored partition value instead, so a handle
+    /// built from a stale value still reaches the instance's one entry.
     pub fn companion_key(&self) -> &str {
         &self.companion
+    }
+
+    /// The companion hash of the instance as stored, and the script's checks of the stored
+    /// non-key partition values it was computed from (none, and no command, when every
+    /// partition field is a key field).
+    async fn locate(&self, backend: &crate::backend::Backend) -> Result<(String, Vec<Vec<u8>>)> {
+        let meta = M::META;
+        let f = meta.field(self.field);
+        let movable: Vec<(usize, usize)> = f
+            .partition_by
+            .iter()
+            .enumerate()
+            .filter(|(_, &p)| !meta.fields[p].kind.is_key())
+            .map(|(pos, &p)| (pos, p))
+            .collect();
+        if movable.is_empty() {
+            return Ok((self.companion.clone(), Vec::new()));
+        }
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(&self.member);
+        for &(_, p) in &movable {
+            cmd.arg(meta.fields[p].name);
+        }
+        let stored: Vec<Option<Vec<u8>>> =
+            backend.query("confidence locate", meta.name, &cmd).await?;
+        let mut partition = self.partition.clone();
+        let mut checks = Vec::with_capacity(movable.len() * 3);
+        for (&(pos, p), raw) in movable.iter().zip(stored) {
+            checks.push(meta.fields[p].name.as_bytes().to_vec());
+            match raw {
+                Some(raw) => {
+                    if let Some(slot) = partition.get_mut(pos) {
+                        *slot = M::segment_from_stored(&self.member, p, &raw)?;
+                    }
+                    checks.push(b"G".to_vec());
+                    checks.push(raw);
+                }
+                None => checks.push(b"N".to_vec()),
+            }
+        }
+        let parts: Vec<&str> = partition.iter().map(String::as_str).collect();
+        Ok((keys::confidence_key(meta, self.field, &parts)?, checks))
     }
 
     /// Applies one signal in [0, 1] server-side and returns the new state.
@@ -204,27 +245,56 @@ impl<M: Model> Confidence<'_, M> {
             });
         }
         let (initial, cap) = field_params(meta, self.field);
-        let args = [
-            self.member.clone().into_bytes(),
-            format!("{signal:?}").into_bytes(),
-            format!("{initial:?}").into_bytes(),
-            cap.to_string().into_bytes(),
-        ];
-        let keys = [self.companion.clone(), self.member.clone()];
-        let reply = self
-            .session
-            .backend()
-            .await?
-            .eval("confidence update", meta.name, &UPDATE, &keys, &args)
-            .instrument(self.span("confidence_update"))
-            .await?;
+        let backend = self.session.backend().await?;
         let protocol = |detail: String| Error::Protocol {
             op: "confidence update",
             model: meta.name,
             detail,
         };
-        let items: Vec<String> =
-            redis::from_redis_value(reply).map_err(|e| protocol(e.to_string()))?;
+        for _ in 0..MAX_ATTEMPTS {
+            let (companion, checks) = self.locate(&backend).await?;
+            let mut args = vec![
+                self.member.clone().into_bytes(),
+                format!("{signal:?}").into_bytes(),
+                format!("{initial:?}").into_bytes(),
+                cap.to_string().into_bytes(),
+            ];
+            args.extend(checks);
+            let keys = [companion.clone(), self.member.clone()];
+            let reply = backend
+                .eval("confidence update", meta.name, &UPDATE, &keys, &args)
+                .instrument(self.span("confidence_update"))
+                .await?;
+            let items: Vec<String> =
+                redis::from_redis_value(reply).map_err(|e| protocol(e.to_string()))?;
+            match items.first().map(String::as_str) {
+                // A concurrent save moved the instance to another partition: locate it again.
+                Some("changed") => continue,
+                Some("corrupt") => {
+                    return Err(Error::Decode {
+                        model: meta.name,
+                        key: companion,
+                        field: self.member.clone(),
+                        reason: items.get(1).cloned().unwrap_or_default(),
+                    })
+                }
+                _ => return self.parse_update(items),
+            }
+        }
+        Err(Error::Contention {
+            model: meta.name,
+            key: self.member.clone(),
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+
+    fn parse_update(&self, items: Vec<String>) -> Result<ConfidenceState> {
+        let meta = M::META;
+        let protocol = |detail: String| Error::Protocol {
+            op: "confidence update",
+            model: meta.name,
+            detail,
+        };
         match items.first().map(String::as_str) {
             Some("missing") => Err(Error::NotFound {
                 model: meta.name,
@@ -249,14 +319,13 @@ impl<M: Model> Confidence<'_, M> {
     pub async fn state(&self) -> Result<ConfidenceState> {
         let meta = M::META;
         let (initial, _) = field_params(meta, self.field);
-        let raw: Option<Vec<u8>> = self
-            .session
-            .backend()
-            .await?
+        let backend = self.session.backend().await?;
+        let (companion, _) = self.locate(&backend).await?;
+        let raw: Option<Vec<u8>> = backend
             .query(
                 "confidence get",
                 meta.name,
-                redis::cmd("HGET").arg(&self.companion).arg(&self.member),
+                redis::cmd("HGET").arg(&companion).arg(&self.member),
             )
             .instrument(self.span("confidence_get"))
             .await?;
@@ -265,7 +334,7 @@ impl<M: Model> Confidence<'_, M> {
             Some(bytes) => {
                 ConfidenceState::decode(&bytes, initial).map_err(|reason| Error::Decode {
                     model: meta.name,
-                    key: self.companion.clone(),
+                    key: companion,
                     field: self.member.clone(),
                     reason,
                 })
@@ -358,13 +427,8 @@ impl<'s, M: Model> ConfidenceScan<'s, M> {
         self.session.check_model::<M>()?;
         let mut known = self.known.clone();
         if let (Scope::Tenant(t), Some(tf)) = (self.session.scope(), meta.tenant) {
-            if let Some((_, v)) = known.iter().find(|(f, v)| *f == tf && v != t.as_str()) {
-                return Err(Error::TenantMismatch {
-                    model: meta.name,
-                    field: meta.fields[tf].name,
-                    expected: t.to_string(),
-                    found: v.clone(),
-                });
+            for (_, v) in known.iter().filter(|(f, _)| *f == tf) {
+                self.session.require_tenant::<M>(Some(v))?;
             }
             known.push((tf, t.to_string()));
         }

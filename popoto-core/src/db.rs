@@ -6,6 +6,7 @@ use std::ops::Deref;
 use tracing::Instrument;
 
 use crate::backend::{Backend, BackendConfig, APPLY};
+use crate::bulk;
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::model::{FieldKind, Key, Model, ModelMeta, Record};
@@ -141,6 +142,33 @@ pub(crate) enum Target {
 struct Stored {
     /// Raw bytes of each movable partition field (`None`: absent).
     raw: Vec<(usize, Option<Vec<u8>>)>,
+    /// Not read but assumed equal to the value being written (the common update that moves
+    /// nothing): the plan then checks the assumption instead of moving entries.
+    assumed: bool,
+}
+
+impl Stored {
+    /// Nothing stored to move (no movable field, or a create).
+    fn none(meta: &ModelMeta) -> Stored {
+        Stored {
+            raw: movable_partition_fields(meta)
+                .into_iter()
+                .map(|f| (f, None))
+                .collect(),
+            assumed: false,
+        }
+    }
+
+    /// The stored partition values assumed equal to `record`'s (checked by the plan).
+    fn assumed(meta: &ModelMeta, record: &Record) -> Stored {
+        Stored {
+            raw: movable_partition_fields(meta)
+                .into_iter()
+                .map(|f| (f, record.values.get(f).cloned()))
+                .collect(),
+            assumed: true,
+        }
+    }
 }
 
 impl Session {
@@ -313,17 +341,26 @@ impl Session {
         self.check_value(value)?;
         let record = value.to_record()?;
         let key = self.key_of_record::<M>(&record)?;
-        self.delete_key(&key).await
+        self.delete_at(&key, Some(&record)).await
     }
 
     /// Deletes the instance at `key`; `false` if it did not exist.
     pub async fn delete_key<M: Model>(&self, key: &Key<M>) -> Result<bool> {
+        self.delete_at(key, None).await
+    }
+
+    /// Deletes the instance at `key`; with `assumed`, first assuming its stored partition
+    /// values are the given record's (one round trip when they are).
+    async fn delete_at<M: Model>(&self, key: &Key<M>, assumed: Option<&Record>) -> Result<bool> {
         self.check_key(key)?;
         let span = self.span::<M>("delete");
         async {
             let redis_key = key.redis_key();
             for attempt in 1..=MAX_ATTEMPTS {
-                let stored = self.read_stored::<M>(&redis_key).await?;
+                let stored = match assumed {
+                    Some(record) if attempt == 1 => Stored::assumed(M::META, record),
+                    _ => self.read_stored::<M>(&redis_key).await?,
+                };
                 let (plan, record) = Self::delete_plan(key, &stored)?;
                 match self.apply::<M>("delete", &plan).await? {
                     Outcome::Applied(n) => return Ok(n > 0),
@@ -356,7 +393,13 @@ impl Session {
             let mut deleted = 0;
             for chunk in keys.chunks(1000) {
                 let stored: Vec<Stored> = if movable.is_empty() {
-                    chunk.iter().map(|_| Stored { raw: Vec::new() }).collect()
+                    chunk
+                        .iter()
+                        .map(|_| Stored {
+                            raw: Vec::new(),
+                            assumed: false,
+                        })
+                        .collect()
                 } else {
                     let mut pipe = redis::pipe();
                     for k in chunk {
@@ -372,6 +415,7 @@ impl Session {
                     raw.into_iter()
                         .map(|r| Stored {
                             raw: movable.iter().copied().zip(r).collect(),
+                            assumed: false,
                         })
                         .collect()
                 };
@@ -394,7 +438,13 @@ impl Session {
                         // Changed since the pipelined read: redo this one alone.
                         Outcome::Changed => deleted += u64::from(self.delete_key(k).await?),
                         other => {
-                            let (_, record) = Self::delete_plan(k, &Stored { raw: Vec::new() })?;
+                            let (_, record) = Self::delete_plan(
+                                k,
+                                &Stored {
+                                    raw: Vec::new(),
+                                    assumed: false,
+                                },
+                            )?;
                             return Err(self.outcome_error::<M>(other, &record, &k.redis_key(), 1));
                         }
                     }
@@ -425,10 +475,18 @@ impl Session {
         let k = plan.key(redis_key.clone());
         plan.writes.push(Write::Del { key: k });
         for (f, raw) in &stored.raw {
-            plan.checks.push(Check::Field {
-                key: k,
-                field: meta.fields[*f].name.to_owned(),
-                value: raw.clone(),
+            plan.checks.push(if stored.assumed {
+                Check::FieldOrNew {
+                    key: k,
+                    field: meta.fields[*f].name.to_owned(),
+                    value: raw.clone().unwrap_or_default(),
+                }
+            } else {
+                Check::Field {
+                    key: k,
+                    field: meta.fields[*f].name.to_owned(),
+                    value: raw.clone(),
+                }
             });
             record.segments[*f] = match raw {
                 Some(raw) => Some(M::segment_from_stored(&redis_key, *f, raw)?),
@@ -536,7 +594,10 @@ impl Session {
     async fn read_stored<M: Model>(&self, redis_key: &str) -> Result<Stored> {
         let movable = movable_partition_fields(M::META);
         if movable.is_empty() {
-            return Ok(Stored { raw: Vec::new() });
+            return Ok(Stored {
+                raw: Vec::new(),
+                assumed: false,
+            });
         }
         let mut cmd = redis::cmd("HMGET");
         cmd.arg(redis_key);
@@ -550,6 +611,7 @@ impl Session {
             .await?;
         Ok(Stored {
             raw: movable.into_iter().zip(raw).collect(),
+            assumed: false,
         })
     }
 
@@ -578,6 +640,14 @@ impl Session {
         // Moves out of partitions whose (non-key) partition value changed.
         let mut old_segments: HashMap<usize, String> = HashMap::new();
         for (f, raw) in &stored.raw {
+            if stored.assumed {
+                plan.checks.push(Check::FieldOrNew {
+                    key: k,
+                    field: meta.fields[*f].name.to_owned(),
+                    value: raw.clone().unwrap_or_default(),
+                });
+                continue;
+            }
             plan.checks.push(Check::Field {
                 key: k,
                 field: meta.fields[*f].name.to_owned(),
@@ -649,15 +719,12 @@ impl Session {
     ) -> Result<i64> {
         let redis_key = key.redis_key();
         for attempt in 1..=MAX_ATTEMPTS {
-            let stored = if mode == Mode::Save {
-                self.read_stored::<M>(&redis_key).await?
-            } else {
-                Stored {
-                    raw: movable_partition_fields(M::META)
-                        .into_iter()
-                        .map(|f| (f, None))
-                        .collect(),
-                }
+            // An update first assumes its partitions did not move (one round trip); if they did,
+            // the plan is refused and the next attempt reads them.
+            let stored = match mode {
+                Mode::Create => Stored::none(M::META),
+                Mode::Save if attempt == 1 => Stored::assumed(M::META, record),
+                Mode::Save => self.read_stored::<M>(&redis_key).await?,
             };
             let plan = Self::write_plan(mode, key, record, hidden, &stored)?;
             match self.apply::<M>(mode.op(), &plan).await? {
@@ -774,46 +841,41 @@ impl Session {
             prepared.push((key, record, hidden));
         }
         let movable = movable_partition_fields(meta);
-        // Stored partition values of every instance, read in one pipeline (saves only).
-        let stored: Vec<Stored> = if mode == Mode::Save && !movable.is_empty() {
-            let mut pipe = redis::pipe();
-            for (key, _, _) in &prepared {
-                pipe.cmd("HMGET").arg(key.redis_key()).arg(
-                    movable
-                        .iter()
-                        .map(|&f| meta.fields[f].name)
-                        .collect::<Vec<_>>(),
-                );
-            }
-            let raw: Vec<Vec<Option<Vec<u8>>>> = self
-                .backend()
-                .await?
-                .pipeline("save_many", meta.name, &pipe)
-                .await?;
-            raw.into_iter()
-                .map(|r| Stored {
-                    raw: movable.iter().copied().zip(r).collect(),
+        // Saves assume their partitions did not move; a refused one is redone alone below.
+        let stored: Vec<Stored> = prepared
+            .iter()
+            .map(|(_, record, _)| match mode {
+                Mode::Create => Stored::none(meta),
+                Mode::Save => Stored::assumed(meta, record),
+            })
+            .collect();
+        tracing::Span::current().record("commands", prepared.len());
+        let backend = self.backend().await?;
+        // Independent instances whose partitions are all in their keys: many per script call.
+        let rows: Vec<bulk::Row<'_>> = if movable.is_empty() {
+            prepared
+                .iter()
+                .map(|(key, record, hidden)| bulk::Row {
+                    key: key.redis_key(),
+                    record,
+                    hidden: hidden.as_deref(),
                 })
                 .collect()
         } else {
-            prepared
-                .iter()
-                .map(|_| Stored {
-                    raw: movable.iter().map(|&f| (f, None)).collect(),
-                })
-                .collect()
+            Vec::new()
         };
-        let mut calls = Vec::with_capacity(prepared.len());
-        for ((key, record, hidden), stored) in prepared.iter().zip(&stored) {
-            let plan = Self::write_plan(mode, key, record, hidden.as_deref(), stored)?;
-            calls.push((plan.keys.clone(), plan.args()));
-        }
-        tracing::Span::current().record("commands", calls.len());
-        let replies = self
-            .backend()
-            .await?
-            .eval_many(mode.op(), meta.name, &APPLY, &calls)
-            .await?;
+        let replies = if movable.is_empty() && bulk::independent(meta, &rows) {
+            bulk::insert_many(&backend, mode.op(), meta, mode == Mode::Create, &rows).await?
+        } else {
+            let mut calls = Vec::with_capacity(prepared.len());
+            for ((key, record, hidden), stored) in prepared.iter().zip(&stored) {
+                let plan = Self::write_plan(mode, key, record, hidden.as_deref(), stored)?;
+                calls.push((plan.keys.clone(), plan.args()));
+            }
+            backend
+                .eval_many(mode.op(), meta.name, &APPLY, &calls)
+                .await?
+        };
         let mut failed = Vec::new();
         for (i, reply) in replies.into_iter().enumerate() {
             let (key, record, hidden) = &prepared[i];
@@ -886,7 +948,7 @@ impl Session {
                     .cloned()
                     .flatten()
                     .unwrap_or_default(),
-                existing,
+                existing: self.visible_key::<M>(existing),
             },
             Outcome::WrongType { key, found } => Error::WrongType {
                 model: meta.name,
@@ -906,6 +968,23 @@ impl Session {
         }
     }
 }
+
+impl Session {
+    /// `key` as this handle may show it: through a tenant handle, the key of another tenant's
+    /// instance (a unique value taken model-wide) is replaced by [`OTHER_TENANT`].
+    fn visible_key<M: Model>(&self, key: String) -> String {
+        let Scope::Tenant(t) = &self.scope else {
+            return key;
+        };
+        match Key::<M>::parse(&key) {
+            Ok(k) if k.tenant().is_none_or(|owner| owner == t.as_str()) => key,
+            _ => OTHER_TENANT.to_owned(),
+        }
+    }
+}
+
+/// What a tenant handle shows instead of another tenant's instance key.
+pub const OTHER_TENANT: &str = "<an instance of another tenant>";
 
 /// Key segments of a record in instance-key order.
 fn key_segments<M: Model>(record: &Record, hidden: Option<&str>) -> Vec<String> {

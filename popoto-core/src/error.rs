@@ -44,7 +44,9 @@ pub enum Error {
         field: &'static str,
         /// The value rendered as in the key.
         value: String,
-        /// Instance key that holds the value.
+        /// Instance key that holds the value; through a tenant handle, `db::OTHER_TENANT`
+        /// when that instance belongs to another tenant (uniqueness is model-wide, but another
+        /// tenant's keys are not shown).
         existing: String,
     },
     /// `create` or a key move targeted a key that already exists.
@@ -231,6 +233,8 @@ impl Error {
                     || source.is_timeout()
             }
             Error::Pool { .. } => true,
+            // A bulk write cut by the connection: the failed instances can be written again.
+            Error::Bulk { failed, .. } => failed.iter().any(|(_, e)| e.is_connection_error()),
             _ => false,
         }
     }

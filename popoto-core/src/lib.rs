@@ -4,6 +4,7 @@
 //! that crate follows semantic versioning.
 
 pub mod backend;
+mod bulk;
 pub mod codec;
 pub mod confidence;
 pub mod db;

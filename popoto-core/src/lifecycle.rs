@@ -160,6 +160,76 @@ fn belongs(meta: &'static ModelMeta, tenant: &TenantId, member: &str) -> bool {
         .is_some_and(|s| s == tenant.as_str())
 }
 
+/// Whether index key `key` of `meta` may hold `member`, one of the model's instance keys: a
+/// value set must be the one of the member's own value, and each partition segment given by a
+/// key field (the tenant's above all) must be the member's own. Partition segments of non-key
+/// fields, and the unpartitioned (legacy) key of a partitioned field, are free.
+fn index_fits(meta: &'static ModelMeta, key: &str, member: &str) -> bool {
+    let Ok(segments) = keys::parse_instance_key(meta, member) else {
+        return false;
+    };
+    let own = |field: usize| {
+        meta.key_fields
+            .iter()
+            .position(|&k| k == field)
+            .and_then(|p| segments.get(p))
+            .map(String::as_str)
+    };
+    // Partition values as read from the key, checked against the member, and the key rebuilt.
+    let fits = |field: usize, parts: &[String]| {
+        let by = meta.fields[field].partition_by;
+        parts.is_empty()
+            || (parts.len() == by.len()
+                && by
+                    .iter()
+                    .zip(parts)
+                    .all(|(&p, v)| !meta.fields[p].kind.is_key() || own(p) == Some(v.as_str())))
+    };
+    match keys::parse_index_key(meta, key) {
+        None => false,
+        Some(keys::IndexKind::Class) => true,
+        Some(keys::IndexKind::ValueSet(f)) => {
+            own(f).is_some_and(|v| keys::value_set_key(meta, f, v) == key)
+        }
+        Some(keys::IndexKind::Sorted(f)) => {
+            let base = keys::sorted_key(meta, f, &[]);
+            let parts: Vec<String> = match key.strip_prefix(base.as_str()) {
+                Some("") => Vec::new(),
+                Some(rest) => rest
+                    .strip_prefix(':')
+                    .unwrap_or(rest)
+                    .split(':')
+                    .map(|p| keys::unescape(p).into_owned())
+                    .collect(),
+                None => return false,
+            };
+            let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+            fits(f, &parts) && keys::sorted_key(meta, f, &refs) == key
+        }
+        Some(keys::IndexKind::Confidence(f)) => {
+            let Ok(base) = keys::confidence_key(meta, f, &[]) else {
+                return false;
+            };
+            let parts: Vec<String> = match key.strip_prefix(base.as_str()) {
+                Some("") => Vec::new(),
+                // Popoto does not escape companion partition segments: one field takes it all.
+                Some(rest) if meta.fields[f].partition_by.len() == 1 => {
+                    vec![rest.strip_prefix(':').unwrap_or(rest).to_owned()]
+                }
+                Some(rest) => rest
+                    .strip_prefix(':')
+                    .unwrap_or(rest)
+                    .split(':')
+                    .map(str::to_owned)
+                    .collect(),
+                None => return false,
+            };
+            let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+            fits(f, &parts) && keys::confidence_key(meta, f, &refs).is_ok_and(|k| k == key)
+        }
+    }
+}
+
 async fn scan_keys(backend: &Backend, model: &'static str, pattern: &str) -> Result<Vec<String>> {
     let mut cursor: u64 = 0;
     let mut out = Vec::new();
@@ -412,12 +482,24 @@ impl Db {
             field: "-",
             reason: format!("import refused: {what}"),
         };
-        let owner = |member: &str| metas.iter().copied().find(|m| belongs(m, tenant, member));
+        // The model whose canonical instance key of `tenant` `member` is.
+        let owner = |member: &str| {
+            metas.iter().copied().find(|m| {
+                belongs(m, tenant, member)
+                    && keys::parse_instance_key(m, member)
+                        .is_ok_and(|segments| keys::instance_key(m, &segments) == member)
+            })
+        };
+        let mut tenant_bytes = Vec::new();
+        crate::codec::encode_serde(tenant.as_str(), &mut tenant_bytes)
+            .map_err(|e| refuse(e.to_string()))?;
         let mut applied = 0;
         let mut plan: Option<(Plan, &'static ModelMeta)> = None;
         let mut header = false;
         loop {
-            let record: ExportRecord = match rmp_serde::decode::from_read(&mut input) {
+            let mut de = rmp_serde::Deserializer::new(&mut input);
+            de.set_max_depth(crate::codec::MAX_SERDE_DEPTH);
+            let record: ExportRecord = match ExportRecord::deserialize(&mut de) {
                 Ok(r) => r,
                 Err(rmp_serde::decode::Error::InvalidMarkerRead(e))
                     if e.kind() == std::io::ErrorKind::UnexpectedEof =>
@@ -450,6 +532,16 @@ impl Db {
                         .map(|(f, v)| String::from_utf8(f.into_vec()).map(|f| (f, v.into_vec())))
                         .collect::<std::result::Result<Vec<_>, _>>()
                         .map_err(|_| refuse("non-UTF-8 hash field".into()))?;
+                    let tenant_field = meta.tenant.map(|t| meta.fields[t].name);
+                    if pairs
+                        .iter()
+                        .any(|(f, v)| Some(f.as_str()) == tenant_field && *v != tenant_bytes)
+                    {
+                        return Err(refuse(format!(
+                            "instance {} holds another tenant in its tenant field",
+                            p.keys[k]
+                        )));
+                    }
                     p.writes.push(W::HSet { key: k, pairs });
                     plan = Some((p, meta));
                 }
@@ -463,7 +555,7 @@ impl Db {
                     let meta = owner(member).ok_or_else(|| {
                         refuse(format!("member {member} is not tenant {tenant}'s"))
                     })?;
-                    if !keys::is_index_key(meta, key) {
+                    if !index_fits(meta, key, member) {
                         return Err(refuse(format!("{key} is not an index of {}", meta.name)));
                     }
                     // Members follow their instance; orphans are applied on their own.

@@ -26,6 +26,13 @@ pub(crate) enum Check {
         field: String,
         value: Option<Vec<u8>>,
     },
+    /// The hash is absent, or its field holds these bytes: an update assumed not to move the
+    /// instance between partitions (a failure means it does: read the stored value and retry).
+    FieldOrNew {
+        key: usize,
+        field: String,
+        value: Vec<u8>,
+    },
     /// The key must be absent or of this Redis type.
     Type { key: usize, ty: &'static str },
 }
@@ -136,9 +143,19 @@ impl Plan {
         self.checks.len() + self.writes.len()
     }
 
-    /// Adds a type check for every key written, so a wrong type fails before any write.
+    /// Adds a type check for every key written (but not for keys that must be absent), so a
+    /// wrong type fails before any write.
     pub fn add_type_checks(&mut self) {
-        let mut seen: Vec<(usize, &'static str)> = Vec::new();
+        // A key that must be absent needs no type check: that check already implies it.
+        let mut seen: Vec<(usize, &'static str)> = self
+            .checks
+            .iter()
+            .filter_map(|c| match c {
+                Check::Absent(k) => Some((*k, "")),
+                _ => None,
+            })
+            .collect();
+        let absent = seen.len();
         for w in &self.writes {
             let typed = match w {
                 Write::HSet { key, .. } | Write::HSetNx { key, .. } | Write::HDel { key, .. } => {
@@ -157,8 +174,11 @@ impl Plan {
                 }
             }
         }
-        self.checks
-            .extend(seen.into_iter().map(|(key, ty)| Check::Type { key, ty }));
+        self.checks.extend(
+            seen.into_iter()
+                .skip(absent)
+                .map(|(key, ty)| Check::Type { key, ty }),
+        );
     }
 
     /// The script's ARGV.
@@ -197,6 +217,12 @@ impl Plan {
                     field,
                     value: None,
                 } => out.extend([b"N".to_vec(), idx(*key), field.clone().into_bytes()]),
+                Check::FieldOrNew { key, field, value } => out.extend([
+                    b"E".to_vec(),
+                    idx(*key),
+                    field.clone().into_bytes(),
+                    value.clone(),
+                ]),
                 Check::Type { key, ty } => {
                     out.extend([b"T".to_vec(), idx(*key), ty.as_bytes().to_vec()])
                 }

@@ -99,7 +99,14 @@ pub fn encode_serde<T: serde::Serialize + ?Sized>(
     v.serialize(&mut ser).map_err(EncodeError::new)
 }
 
-/// Decodes any serde value from msgpack bytes.
+/// Deepest msgpack nesting the serde decoders accept. rmp-serde's own limit (1024) lets a
+/// stored value like `{"x": {"x": ...}}` recurse deep enough to overflow a 2 MiB thread stack
+/// in a debug build (a skipped unknown field recurses too), which aborts the process.
+pub const MAX_SERDE_DEPTH: usize = 128;
+
+/// Decodes any serde value from msgpack bytes (nesting limited to [`MAX_SERDE_DEPTH`]).
 pub fn decode_serde<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
-    rmp_serde::from_slice(bytes).map_err(DecodeError::new)
+    let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
+    de.set_max_depth(MAX_SERDE_DEPTH);
+    T::deserialize(&mut de).map_err(DecodeError::new)
 }

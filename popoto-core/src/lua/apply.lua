@@ -3,11 +3,20 @@
 -- Checks run first and write nothing; a failed check returns {code, ...} before any write, so an
 -- instance and its index entries are written all or nothing. Key operands are indices into KEYS.
 -- Reply: {'ok', <reply of the first write>} or {'<failed check>', ...}.
-local argv = ARGV
-local nchecks = tonumber(argv[1])
-local i = 2
-local function k() local x = KEYS[tonumber(argv[i])]; i = i + 1; return x end
+-- A batch of plans in one call is described at the end of the file.
+
+-- Keys whose type check passed in this call, with the type: later plans of a batch skip the
+-- TYPE call (a checked key keeps its type until a DEL or RENAME, which forget it).
+local typed = {}
+
+-- The plan being applied: its arguments are argv[i .. last] and its key operands are indices
+-- into KEYS counted from kbase (a batch holds several plans in one ARGV and KEYS).
+local argv, kbase, i, last = ARGV, 0, 1, #ARGV
+local function k() local x = KEYS[kbase + tonumber(argv[i])]; i = i + 1; return x end
 local function a() local x = argv[i]; i = i + 1; return x end
+
+local function apply()
+local nchecks = tonumber(a())
 
 for _ = 1, nchecks do
   local op = a()
@@ -31,10 +40,18 @@ for _ = 1, nchecks do
   elseif op == 'N' then -- hash field must be absent
     local key = k(); local f = a()
     if redis.call('HEXISTS', key, f) == 1 then return {'changed', key} end
+  elseif op == 'E' then -- hash absent, or its field holding the given bytes
+    local key = k(); local f = a(); local v = a()
+    if redis.call('EXISTS', key) == 1 and redis.call('HGET', key, f) ~= v then
+      return {'changed', key}
+    end
   elseif op == 'T' then -- key must be absent or of the given type
     local key = k(); local t = a()
-    local found = redis.call('TYPE', key).ok
-    if found ~= 'none' and found ~= t then return {'wrongtype', key, found} end
+    if typed[key] ~= t then
+      local found = redis.call('TYPE', key).ok
+      if found ~= 'none' and found ~= t then return {'wrongtype', key, found} end
+      typed[key] = t
+    end
   else
     return redis.error_reply('popoto: unknown check ' .. tostring(op))
   end
@@ -42,7 +59,7 @@ end
 
 local first = nil
 local function note(r) if first == nil then first = r end end
-local n = #argv
+local n = last
 while i <= n do
   local op = a()
   if op == 'HSET' then
@@ -53,7 +70,7 @@ while i <= n do
   elseif op == 'SREM' then local key = k(); note(redis.call('SREM', key, a()))
   elseif op == 'ZADD' then local key = k(); local s = a(); note(redis.call('ZADD', key, s, a()))
   elseif op == 'ZREM' then local key = k(); note(redis.call('ZREM', key, a()))
-  elseif op == 'DEL' then note(redis.call('DEL', k()))
+  elseif op == 'DEL' then local key = k(); typed[key] = nil; note(redis.call('DEL', key))
   elseif op == 'HSETNX' then local key = k(); local f = a(); note(redis.call('HSETNX', key, f, a()))
   elseif op == 'HDEL' then local key = k(); note(redis.call('HDEL', key, a()))
   elseif op == 'HMOVE' then -- move one hash entry (key, field) to (key, field), keeping its bytes
@@ -61,7 +78,9 @@ while i <= n do
     local v = redis.call('HGET', src, f1)
     if v then redis.call('HDEL', src, f1); redis.call('HSET', dst, f2, v) end
     note(v and 1 or 0)
-  elseif op == 'RENAME' then local src = k(); note(redis.call('RENAME', src, k()))
+  elseif op == 'RENAME' then
+    local src = k(); local dst = k(); typed[src] = nil; typed[dst] = nil
+    note(redis.call('RENAME', src, dst))
   elseif op == 'HMOVENX' then -- move a hash entry unless the destination holds one: 1 moved,
     -- 2 destination kept (the source entry is dropped), 0 no source entry
     local src = k(); local f1 = a(); local dst = k(); local f2 = a()
@@ -85,3 +104,25 @@ while i <= n do
   end
 end
 return {'ok', first or 0}
+end
+
+-- One plan: KEYS and ARGV as above. A batch of plans: ARGV[1] is '*', then for every plan the
+-- number of its keys, the number of its arguments and its arguments; KEYS holds every plan's
+-- keys in order. Each plan is applied or refused on its own, as if called alone (a plan that
+-- raises an error gets the error as its reply and the next plans still run); the reply is the
+-- array of the plans' replies.
+if ARGV[1] ~= '*' then return apply() end
+local out, kp, ap, n = {}, 0, 2, #ARGV
+while ap <= n do
+  local nk, na = tonumber(ARGV[ap]), tonumber(ARGV[ap + 1])
+  kbase, i, last = kp, ap + 2, ap + 1 + na
+  local ok, reply = pcall(apply)
+  if not ok then
+    if type(reply) ~= 'table' or reply.err == nil then
+      reply = redis.error_reply(tostring(reply))
+    end
+  end
+  out[#out + 1] = reply
+  kp, ap = kp + nk, ap + 2 + na
+end
+return out

@@ -1,25 +1,41 @@
 -- popoto-rs: one capped Bayesian confidence update, atomically (popoto 1.10.1's formula).
 -- KEYS[1]: companion hash; KEYS[2]: the instance hash (must exist).
--- ARGV: member, signal, initial confidence, evidence cap.
+-- ARGV: member, signal, initial confidence, evidence cap, then one (hash field, 'G' or 'N', bytes)
+-- triple per non-key partition field: the instance's stored value the companion key was
+-- computed from ('G': must hold these bytes, 'N': must be absent).
 -- Stores the entry as Python popoto's own writer does: a msgpack map in the key order
 -- confidence, evidence_count, corroborations, contradictions, confidence always float64.
--- Reply: {'missing'} or {'ok', confidence (%.17g), evidence_count, corroborations, contradictions}.
+-- Reply: {'missing'}, {'changed'} (a partition value moved: the caller resolves the companion
+-- again), {'corrupt', reason} (the stored entry is not a msgpack map: left as it is) or
+-- {'ok', confidence (%.17g), evidence_count, corroborations, contradictions}.
 if redis.call('EXISTS', KEYS[2]) == 0 then return {'missing'} end
 local member = ARGV[1]
 local signal = tonumber(ARGV[2])
 local initial = tonumber(ARGV[3])
 local cap = tonumber(ARGV[4])
+local i = 5
+while i + 1 <= #ARGV do
+  local f, mode = ARGV[i], ARGV[i + 1]
+  if mode == 'G' then
+    if redis.call('HGET', KEYS[2], f) ~= ARGV[i + 2] then return {'changed'} end
+    i = i + 3
+  else
+    if redis.call('HEXISTS', KEYS[2], f) == 1 then return {'changed'} end
+    i = i + 2
+  end
+end
 
 local c, n, pro, con = initial, 0, 0, 0
 local raw = redis.call('HGET', KEYS[1], member)
 if raw then
   local ok, t = pcall(cmsgpack.unpack, raw)
-  if ok and type(t) == 'table' then
-    c = tonumber(t['confidence'] or t[1]) or initial
-    n = tonumber(t['evidence_count'] or t[2]) or 0
-    pro = tonumber(t['corroborations'] or t[3]) or 0
-    con = tonumber(t['contradictions'] or t[4]) or 0
+  if not ok or type(t) ~= 'table' then
+    return {'corrupt', 'the stored entry is not a msgpack map: ' .. tostring(t)}
   end
+  c = tonumber(t['confidence'] or t[1]) or initial
+  n = tonumber(t['evidence_count'] or t[2]) or 0
+  pro = tonumber(t['corroborations'] or t[3]) or 0
+  con = tonumber(t['contradictions'] or t[4]) or 0
 end
 
 -- Running mean of {prior, signals} while the evidence is under the cap, fixed gain after it.

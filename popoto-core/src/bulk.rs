@@ -1,0 +1,289 @@
+//! Bulk creates and saves: many instances of one model per script call (`lua/insert_many.lua`).
+//!
+//! One `apply.lua` call per instance costs the server the call itself, its arguments (the plan
+//! is verbose) and one command per index entry: about twice popoto's own `MULTI`/`EXEC` of the
+//! same writes. Here each instance is still checked and written all or nothing, but the call,
+//! the type checks of the index keys the instances share (`$Class`, a tenant's sets) and their
+//! `SADD`/`ZADD`s are paid once per call. Only batches whose instances are independent take
+//! this path: distinct instance keys, distinct unique values, and no partition value stored
+//! outside the key (those need the stored value read first; `db.rs` handles them one by one).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::LazyLock;
+
+use redis::aio::MultiplexedConnection;
+use redis::{ErrorKind, RedisError, RedisResult, Value};
+
+use crate::backend::{is_connection_error, is_noscript, Backend};
+use crate::error::Result;
+use crate::keys;
+use crate::model::{FieldKind, ModelMeta, Record};
+use crate::plan::{initial_confidence, score_arg, IndexEntry, Instance};
+
+/// The script that writes many instances at once.
+pub(crate) static INSERT_MANY: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("lua/insert_many.lua")));
+
+/// Instances per script call: one call blocks the server for a few milliseconds.
+const PER_CALL: usize = 500;
+
+/// Calls sent ahead on the connection before waiting for the oldest one's reply.
+const IN_FLIGHT: usize = 3;
+
+/// One instance to write: its Redis key, rendered record and hidden `_auto_key`, if any.
+pub(crate) struct Row<'r> {
+    pub key: String,
+    pub record: &'r Record,
+    pub hidden: Option<&'r str>,
+}
+
+/// The value sets of `row`'s unique key fields, with the field index.
+fn unique_sets(meta: &'static ModelMeta, row: &Row<'_>) -> Vec<(String, usize)> {
+    meta.fields
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.kind == FieldKind::UniqueKey)
+        .map(|(i, _)| {
+            let seg = row
+                .record
+                .segments
+                .get(i)
+                .and_then(|s| s.as_deref())
+                .unwrap_or_default();
+            (keys::value_set_key(meta, i, seg), i)
+        })
+        .collect()
+}
+
+/// Whether `rows` can be written by [`insert_many`]: no two share a key or a unique value.
+pub(crate) fn independent(meta: &'static ModelMeta, rows: &[Row<'_>]) -> bool {
+    let mut seen = HashSet::with_capacity(rows.len());
+    if !rows.iter().all(|r| seen.insert(r.key.as_str())) {
+        return false;
+    }
+    if !meta.fields.iter().any(|f| f.kind == FieldKind::UniqueKey) {
+        return true;
+    }
+    let mut sets = HashSet::new();
+    rows.iter().all(|r| {
+        unique_sets(meta, r)
+            .into_iter()
+            .all(|(s, _)| sets.insert(s))
+    })
+}
+
+/// Builds the `EVALSHA` of one call.
+fn call(meta: &'static ModelMeta, create: bool, rows: &[Row<'_>]) -> Result<redis::Cmd> {
+    // Index entries of every row, with their key interned.
+    let mut keys: Vec<String> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut intern = |k: String| -> usize {
+        if let Some(&i) = index.get(&k) {
+            return i + 1;
+        }
+        keys.push(k.clone());
+        index.insert(k, keys.len() - 1);
+        keys.len()
+    };
+    let mut per_row = Vec::with_capacity(rows.len());
+    for row in rows {
+        let inst = Instance {
+            meta,
+            key: String::new(),
+            record: row.record,
+            hidden_key: row.hidden,
+        };
+        let unique: Vec<(usize, usize)> = unique_sets(meta, row)
+            .into_iter()
+            .map(|(s, f)| (intern(s), f))
+            .collect();
+        let entries: Vec<(usize, IndexEntry)> = inst
+            .index_entries()?
+            .into_iter()
+            .map(|e| {
+                let k = match &e {
+                    IndexEntry::Set(k) | IndexEntry::ZSet(k, _) | IndexEntry::Companion(k, _) => {
+                        k.clone()
+                    }
+                };
+                (intern(k), e)
+            })
+            .collect();
+        per_row.push((unique, entries));
+    }
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(INSERT_MANY.get_hash()).arg(keys.len()).arg(&keys);
+    cmd.arg(if create { "C" } else { "S" }).arg(rows.len());
+    for (row, (unique, entries)) in rows.iter().zip(per_row) {
+        let hidden = row.hidden.map(|h| {
+            let mut v = Vec::with_capacity(h.len() + 2);
+            crate::codec::encode_serde(h, &mut v).ok();
+            v
+        });
+        let declared = meta.declared_len().min(row.record.values.len());
+        cmd.arg(&row.key)
+            .arg(declared + usize::from(hidden.is_some()));
+        for (f, v) in meta.fields.iter().zip(&row.record.values).take(declared) {
+            cmd.arg(f.name).arg(&v[..]);
+        }
+        if let Some(h) = &hidden {
+            cmd.arg("_auto_key").arg(&h[..]);
+        }
+        cmd.arg(unique.len());
+        for (k, field) in unique {
+            cmd.arg(k).arg(field);
+        }
+        cmd.arg(entries.len());
+        for (k, e) in entries {
+            match e {
+                IndexEntry::Set(_) => cmd.arg("S").arg(k),
+                IndexEntry::ZSet(_, score) => cmd.arg("Z").arg(k).arg(score_arg(score)),
+                IndexEntry::Companion(_, initial) => {
+                    cmd.arg("H").arg(k).arg(initial_confidence(initial))
+                }
+            };
+        }
+    }
+    Ok(cmd)
+}
+
+/// Whether building a row's call can fail: only a confidence companion key with several
+/// partition values can refuse a value (`keys::confidence_key`).
+fn may_refuse(meta: &ModelMeta) -> bool {
+    meta.fields
+        .iter()
+        .any(|f| matches!(f.kind, FieldKind::Confidence { .. }) && f.partition_by.len() > 1)
+}
+
+/// Sends one call; the reply keeps the rows' own errors (a plain query would turn the first
+/// one into the call's).
+async fn send(conn: &mut MultiplexedConnection, cmd: redis::Cmd) -> RedisResult<Value> {
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors().add_command(cmd);
+    let mut replies: Vec<RedisResult<Value>> = pipe.query_async(conn).await?;
+    replies.pop().unwrap_or_else(|| {
+        Err(RedisError::from((
+            ErrorKind::Parse,
+            "no reply to a bulk write",
+        )))
+    })
+}
+
+/// Creates (`create`) or saves every row, each all or nothing; one reply per row, as
+/// `apply.lua` would have answered it. The rows must be [`independent`].
+///
+/// Calls of [`PER_CALL`] rows are sent as soon as they are built, up to [`IN_FLIGHT`] at a
+/// time on the connection, so the server applies one while the next is built. Whatever can
+/// refuse a row is checked before anything is sent.
+pub(crate) async fn insert_many(
+    backend: &Backend,
+    op: &'static str,
+    meta: &'static ModelMeta,
+    create: bool,
+    rows: &[Row<'_>],
+) -> Result<Vec<RedisResult<Value>>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    if may_refuse(meta) {
+        for row in rows {
+            Instance {
+                meta,
+                key: String::new(),
+                record: row.record,
+                hidden_key: row.hidden,
+            }
+            .index_entries()?;
+        }
+    }
+    let chunks: Vec<&[Row<'_>]> = rows.chunks(PER_CALL).collect();
+    let build = |chunk: &[Row<'_>]| {
+        call(meta, create, chunk)
+            .map_err(|e| RedisError::from((ErrorKind::Client, "bulk write", e.to_string())))
+    };
+    let replies: Vec<RedisResult<Value>> = backend
+        .with_conn(op, meta.name, async |c| {
+            let mut replies = Vec::with_capacity(chunks.len());
+            // The first call alone: on a server that lacks the script, load it once.
+            let mut first = send(c, build(chunks[0])?).await;
+            if matches!(&first, Err(e) if is_noscript(e)) {
+                INSERT_MANY.prepare_invoke().load_async(c).await?;
+                first = send(c, build(chunks[0])?).await;
+            }
+            replies.push(first);
+            let mut in_flight = VecDeque::new();
+            for chunk in &chunks[1..] {
+                let cmd = build(chunk)?;
+                let mut conn = c.clone();
+                in_flight.push_back(tokio::spawn(async move { send(&mut conn, cmd).await }));
+                // Lets the call reach the connection before the next one is built.
+                tokio::task::yield_now().await;
+                while in_flight.len() >= IN_FLIGHT {
+                    if let Some(h) = in_flight.pop_front() {
+                        replies.push(joined(h.await));
+                    }
+                }
+            }
+            while let Some(h) = in_flight.pop_front() {
+                replies.push(joined(h.await));
+            }
+            if let Some(e) = replies.iter().find_map(|r| r.as_ref().err()) {
+                if is_connection_error(e) {
+                    return Err(e.clone());
+                }
+            }
+            // A restart meanwhile: the refused calls ran nothing; load and send them again.
+            if replies
+                .iter()
+                .any(|r| matches!(r, Err(e) if is_noscript(e)))
+            {
+                INSERT_MANY.prepare_invoke().load_async(c).await?;
+                for (i, r) in replies.iter_mut().enumerate() {
+                    if matches!(r, Err(e) if is_noscript(e)) {
+                        *r = send(c, build(chunks[i])?).await;
+                    }
+                }
+            }
+            Ok(replies)
+        })
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (chunk, reply) in chunks.iter().zip(replies) {
+        match reply {
+            Ok(Value::Array(items)) if items.len() == chunk.len() => {
+                out.extend(items.into_iter().map(|v| match v {
+                    // Written: the reply `apply.lua` gives, `{'ok', <HSET reply>}`.
+                    Value::Int(n) => Ok(Value::Array(vec![
+                        Value::SimpleString("ok".into()),
+                        Value::Int(n),
+                    ])),
+                    Value::ServerError(e) => Err(e.into()),
+                    v => Ok(v),
+                }));
+            }
+            Ok(other) => {
+                let e = RedisError::from((
+                    ErrorKind::Parse,
+                    "unexpected reply to a bulk write",
+                    format!("{other:?}"),
+                ));
+                out.extend(chunk.iter().map(|_| Err(e.clone())));
+            }
+            Err(e) => out.extend(chunk.iter().map(|_| Err(e.clone()))),
+        }
+    }
+    Ok(out)
+}
+
+/// The reply of a spawned call.
+fn joined(
+    r: std::result::Result<RedisResult<Value>, tokio::task::JoinError>,
+) -> RedisResult<Value> {
+    r.unwrap_or_else(|e| {
+        Err(RedisError::from((
+            ErrorKind::Client,
+            "bulk write task failed",
+            e.to_string(),
+        )))
+    })
+}
