@@ -2043,6 +2043,12 @@ fn main() {
         cfg.only = args
             .get(i + 1)
             .map(|s| s.split(',').map(str::to_owned).collect());
+        // A partial run does not replace the documented plot (unless `--plot` asks).
+        cfg.plot = None;
+    }
+    if cfg.only.is_some() {
+        // A partial run does not redraw the documented plot.
+        cfg.plot = Some(std::env::temp_dir().join("popoto-benchmarks-partial.png"));
     }
     if let Some(i) = args.iter().position(|a| a == "--plot") {
         cfg.plot = args.get(i + 1).map(PathBuf::from);
