@@ -93,11 +93,15 @@ fn partition_of(meta: &'static ModelMeta, field: usize, record: &Record) -> Vec<
 
 /// The companion hash key of `value`'s confidence field (its current partition values).
 pub fn companion_key_of<M: Model>(value: &M, field: ConfidenceField<M, f64>) -> Result<String> {
-    let record = value.to_record()?;
-    let segs = partition_of(M::META, field.index(), &record);
+    companion_of(M::META, field.index(), &value.to_record()?)
+}
+
+/// The companion hash key of confidence field `field` for a rendered instance.
+fn companion_of(meta: &'static ModelMeta, field: usize, record: &Record) -> Result<String> {
+    let segs = partition_of(meta, field, record);
     keys::confidence_key(
-        M::META,
-        field.index(),
+        meta,
+        field,
         &segs.iter().map(String::as_str).collect::<Vec<_>>(),
     )
 }
@@ -163,7 +167,7 @@ impl Session {
             session: self,
             field: field.index(),
             member,
-            companion: companion_key_of(value, field)?,
+            companion: companion_of(M::META, field.index(), &record)?,
             partition: partition_of(M::META, field.index(), &record),
             _m: Default::default(),
         })

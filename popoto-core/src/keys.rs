@@ -16,6 +16,12 @@ const COLON: &str = "{&#58;}";
 const SLASHED: &[char] = &['\'', '?', '*', '^', '[', ']', '-'];
 
 /// Escapes one key segment exactly as Popoto's `DB_key.clean`.
+///
+/// ```
+/// use popoto_core::keys::escape;
+/// assert_eq!(escape("umbrella:eu-1"), "umbrella{&#58;}eu/-1");
+/// assert_eq!(escape("acme"), "acme");
+/// ```
 pub fn escape(raw: &str) -> Cow<'_, str> {
     if !raw.contains(|c| c == '/' || c == ':' || SLASHED.contains(&c)) && !raw.contains(COLON) {
         return Cow::Borrowed(raw);
@@ -44,6 +50,12 @@ pub fn escape(raw: &str) -> Cow<'_, str> {
 }
 
 /// Reverses [`escape`] (Popoto's `DB_key.unclean`): a single left-to-right scan.
+///
+/// ```
+/// use popoto_core::keys::{escape, unescape};
+/// assert_eq!(unescape("a{&#58;}b//c/*"), "a:b/c*");
+/// assert_eq!(unescape(&escape("x/{&#58;}:y")), "x/{&#58;}:y");
+/// ```
 pub fn unescape(seg: &str) -> Cow<'_, str> {
     if !seg.contains('/') && !seg.contains(COLON) {
         return Cow::Borrowed(seg);
@@ -71,6 +83,10 @@ pub fn unescape(seg: &str) -> Cow<'_, str> {
 }
 
 /// Escapes Redis glob metacharacters (`*?[]\^-`) so that a pattern matches the text literally.
+///
+/// ```
+/// assert_eq!(popoto_core::keys::glob_escape("a*[b]"), r"a\*\[b\]");
+/// ```
 pub fn glob_escape(text: &str) -> Cow<'_, str> {
     const META: &[char] = &['*', '?', '[', ']', '\\', '^', '-'];
     if !text.contains(META) {

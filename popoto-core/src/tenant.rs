@@ -16,6 +16,13 @@ pub struct TenantId(Arc<str>);
 
 impl TenantId {
     /// Validates an id.
+    ///
+    /// ```
+    /// use popoto_core::TenantId;
+    /// assert!(TenantId::new("umbrella:eu-1").is_ok());
+    /// assert!(TenantId::new("").is_err());
+    /// assert!(TenantId::new("a\nb").is_err());
+    /// ```
     pub fn new(id: impl AsRef<str>) -> Result<Self> {
         let id = id.as_ref();
         let reason = if id.is_empty() {
