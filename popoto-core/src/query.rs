@@ -359,17 +359,7 @@ impl<'s, M: Model> Query<'s, M> {
             expected: tenant.map_or(String::new(), |(_, t)| t.to_owned()),
             found: found.to_owned(),
         };
-        // Explicit values of partition fields: `partition(..)` and key equality filters.
-        let mut known: Vec<(usize, &str)> = self
-            .partitions
-            .iter()
-            .map(|(f, s)| (*f, s.as_str()))
-            .collect();
-        for f in &self.filters {
-            if let FilterKind::KeyEq { field, segment } = f {
-                known.push((*field, segment));
-            }
-        }
+        let mut known = self.explicit_partitions();
         if let Some((tf, t)) = tenant {
             for (f, v) in &known {
                 if *f == tf && *v != t {
@@ -594,7 +584,8 @@ impl<'s, M: Model> Query<'s, M> {
         Ok(page(keys, offset, limit))
     }
 
-    fn known_partitions(&self) -> Vec<(usize, &str)> {
+    /// Values of partition fields given explicitly: `partition(..)` and key equality filters.
+    fn explicit_partitions(&self) -> Vec<(usize, &str)> {
         let mut known: Vec<(usize, &str)> = self
             .partitions
             .iter()
@@ -605,6 +596,12 @@ impl<'s, M: Model> Query<'s, M> {
                 known.push((*field, segment));
             }
         }
+        known
+    }
+
+    /// Explicit partition values plus the tenant handle's.
+    fn known_partitions(&self) -> Vec<(usize, &str)> {
+        let mut known = self.explicit_partitions();
         if let (Scope::Tenant(t), Some(tf)) = (self.session.scope(), M::META.tenant) {
             known.push((tf, t.as_str()));
         }
