@@ -635,3 +635,41 @@ async fn an_update_that_moves_no_partition_is_one_round_trip() {
     assert!(acme.delete(&stale).await.unwrap());
     assert!(all_keys(&server).is_empty(), "{:?}", all_keys(&server));
 }
+
+#[tokio::test]
+async fn a_failed_create_undoes_only_what_it_wrote() {
+    let (server, db) = setup().await;
+    let acme = db.tenant("acme").unwrap();
+    // An orphan entry left by an earlier writer, and a wrong type on the last index key.
+    raw_cmd::<i64>(
+        &server,
+        redis::cmd("SADD")
+            .arg("$KeyF:Item:tenant:acme")
+            .arg("Item:s1:acme"),
+    );
+    raw_cmd::<()>(
+        &server,
+        redis::cmd("SET")
+            .arg("$SortF:Item:level:acme:eu")
+            .arg("oops"),
+    );
+    let before = dump(&server);
+    let err = acme
+        .create(Item {
+            sku: "s1".into(),
+            region: "eu".into(),
+            level: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::WrongType { ref key, .. } if key == "$SortF:Item:level:acme:eu"),
+        "{err:?}"
+    );
+    assert_eq!(
+        dump(&server),
+        before,
+        "the hash, $Class and the unique set were undone; the orphan stays"
+    );
+}

@@ -16,6 +16,10 @@ use redis::{AsyncConnectionConfig, ErrorKind, RedisError, RedisResult, ServerErr
 
 use crate::error::{Error, Result};
 
+/// The script that creates one instance (see `Instance::create_call`).
+pub(crate) static CREATE: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("lua/create.lua")));
+
 /// The script that applies one instance write (see `plan.rs`).
 pub(crate) static APPLY: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("lua/apply.lua")));

@@ -5,7 +5,7 @@ use std::ops::Deref;
 
 use tracing::Instrument;
 
-use crate::backend::{Backend, BackendConfig, APPLY};
+use crate::backend::{Backend, BackendConfig, APPLY, CREATE};
 use crate::bulk;
 use crate::error::{Error, Result};
 use crate::keys;
@@ -719,6 +719,25 @@ impl Session {
     ) -> Result<i64> {
         let redis_key = key.redis_key();
         for attempt in 1..=MAX_ATTEMPTS {
+            if mode == Mode::Create {
+                let inst = Instance {
+                    meta: M::META,
+                    key: redis_key.clone(),
+                    record,
+                    hidden_key: hidden,
+                };
+                let (keys, args) = inst.create_call()?;
+                tracing::Span::current().record("commands", 2 + keys.len());
+                let reply = self
+                    .backend()
+                    .await?
+                    .eval("create", M::META.name, &CREATE, &keys, &args)
+                    .await?;
+                return match Plan::outcome(M::META, "create", reply)? {
+                    Outcome::Applied(n) => Ok(n),
+                    other => Err(self.outcome_error::<M>(other, record, &redis_key, attempt)),
+                };
+            }
             // An update first assumes its partitions did not move (one round trip); if they did,
             // the plan is refused and the next attempt reads them.
             let stored = match mode {

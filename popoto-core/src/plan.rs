@@ -539,6 +539,53 @@ impl Instance<'_> {
         Ok(())
     }
 
+    /// KEYS and ARGV of `lua/create.lua` for this instance: the create path's own script,
+    /// which undoes its writes on a failed command instead of type-checking every key first.
+    pub fn create_call(&self) -> Result<(Vec<String>, Vec<Vec<u8>>)> {
+        let mut plan = Plan::default();
+        plan.key(self.key.clone());
+        let pairs = self.hash_pairs();
+        let mut args: Vec<Vec<u8>> = Vec::with_capacity(4 + 2 * pairs.len() + 12);
+        args.push(pairs.len().to_string().into_bytes());
+        for (f, v) in pairs {
+            args.push(f.into_bytes());
+            args.push(v);
+        }
+        let uniques: Vec<(usize, usize)> = self
+            .meta
+            .fields
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.kind == FieldKind::UniqueKey)
+            .map(|(i, _)| {
+                (
+                    plan.key(keys::value_set_key(self.meta, i, self.segment(i))),
+                    i,
+                )
+            })
+            .collect();
+        args.push(uniques.len().to_string().into_bytes());
+        for (k, i) in uniques {
+            args.push((k + 1).to_string().into_bytes());
+            args.push(i.to_string().into_bytes());
+        }
+        let entries = self.index_entries()?;
+        args.push(entries.len().to_string().into_bytes());
+        for entry in entries {
+            let (op, k, arg) = match entry {
+                IndexEntry::Set(k) => ("S", plan.key(k), Vec::new()),
+                IndexEntry::ZSet(k, score) => ("Z", plan.key(k), score_arg(score).into_bytes()),
+                IndexEntry::Companion(k, initial) => {
+                    ("H", plan.key(k), initial_confidence(initial))
+                }
+            };
+            args.push(op.as_bytes().to_vec());
+            args.push((k + 1).to_string().into_bytes());
+            args.push(arg);
+        }
+        Ok((plan.keys, args))
+    }
+
     /// Uniqueness checks of every unique key field; `also` is another key allowed to hold them.
     pub fn unique_checks(&self, plan: &mut Plan, also: Option<&str>) {
         for (i, f) in self.meta.fields.iter().enumerate() {
