@@ -17,6 +17,10 @@ use serde::Serialize;
 use tracing::Instrument;
 
 use crate::backend::{Backend, APPLY};
+
+/// The script that moves one scanned page of a legacy index (partitions from member keys).
+static MIGRATE_PAGE: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(include_str!("lua/migrate_page.lua")));
 use crate::db::Session;
 use crate::error::{Error, Result};
 use crate::keys::{self, IndexKind};
@@ -634,10 +638,78 @@ impl<M: Model, P: FnMut(Progress)> Migration<M, P> {
         }
     }
 
+    /// Moves one page whose partitions all come from the member keys: one script call for
+    /// the page (`lua/migrate_page.lua`), each entry checked and moved on the server.
+    async fn page_of(&mut self, members: Vec<String>) -> Result<()> {
+        let meta = M::META;
+        let mut plan = Plan::default();
+        plan.key(self.source.clone());
+        let mut args: Vec<Vec<u8>> = Vec::with_capacity(1 + 2 * members.len());
+        args.push(match self.target {
+            Target::Confidence => b"H".to_vec(),
+            Target::Sorted => b"Z".to_vec(),
+        });
+        let mut sent = Vec::with_capacity(members.len());
+        for member in members {
+            let dest = Key::<M>::parse(&member)
+                .map_err(|e| e.to_string())
+                .and_then(|key| partition_segments(&key, &member, self.field, &[], &[]))
+                .and_then(|parts| self.dest_key(&parts).map_err(|e| e.to_string()));
+            match dest {
+                Ok(dest) => {
+                    let label = keys::partition_label(&self.source, &dest);
+                    let k = plan.key(dest);
+                    args.push(member.clone().into_bytes());
+                    args.push((k + 1).to_string().into_bytes());
+                    sent.push((member, label));
+                }
+                Err(e) => self.fail(member, e),
+            }
+        }
+        if sent.is_empty() {
+            return Ok(());
+        }
+        let reply = self
+            .backend
+            .eval(Self::OP, meta.name, &MIGRATE_PAGE, &plan.keys, &args)
+            .await?;
+        let statuses: Vec<String> =
+            redis::from_redis_value(reply).map_err(|e| protocol(Self::OP, meta, e))?;
+        if statuses.len() != sent.len() {
+            return Err(protocol(Self::OP, meta, "one status per entry expected"));
+        }
+        for ((member, label), status) in sent.into_iter().zip(statuses) {
+            match status.as_str() {
+                "moved" | "kept" => {
+                    self.report.migrated += 1;
+                    self.count(label, status == "kept");
+                }
+                // Already gone: moved by a concurrent run, or returned twice by the scan.
+                "gone" => {}
+                "missing" => self.fail(member, INSTANCE_NOT_FOUND.into()),
+                other => {
+                    match other.strip_prefix("type:") {
+                        Some(t) => {
+                            self.fail(member, format!("the instance key holds a {t}, not a hash"))
+                        }
+                        None => {
+                            let found = other.strip_prefix("wrongtype:").unwrap_or(other);
+                            self.fail(member, format!("the partition key holds a {found}, not what popoto stores there"));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Moves one batch: one script call per entry, pipelined; entries whose instance changed
     /// meanwhile are resolved again.
     async fn batch_of(&mut self, mut pending: Vec<String>) -> Result<()> {
         let meta = M::META;
+        if self.stored.is_empty() && !self.dry_run {
+            return self.page_of(pending).await;
+        }
         for _ in 0..MAX_ATTEMPTS {
             if pending.is_empty() {
                 return Ok(());
