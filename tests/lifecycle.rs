@@ -276,3 +276,21 @@ async fn the_audit_covers_every_model_and_finds_a_cross_tenant_member() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn a_failing_export_writer_is_a_typed_error() {
+    struct Broken;
+    impl std::io::Write for Broken {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("disk full"))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let (_server, db) = seeded(None).await;
+    match db.export_tenant(&tid("acme"), &models(), Broken).await {
+        Err(Error::Stream(reason)) => assert!(reason.contains("writing"), "{reason}"),
+        other => panic!("expected Stream, got {other:?}"),
+    }
+}

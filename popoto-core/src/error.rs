@@ -33,6 +33,9 @@ pub enum Error {
     /// The connection URL or pool configuration is invalid.
     #[error("invalid connection configuration: {0}")]
     Config(String),
+    /// Writing a tenant export stream failed (the writer's error).
+    #[error("tenant export stream: {0}")]
+    Stream(String),
     /// A unique key value is already taken by another instance.
     #[error(
         "unique key violation on {model}.{field}: value {value:?} is already used by {existing}"

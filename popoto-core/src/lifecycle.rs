@@ -411,7 +411,7 @@ impl Db {
         let mut n = 0;
         let mut emit = |r: &ExportRecord| -> Result<()> {
             rmp_serde::encode::write_named(&mut out, r)
-                .map_err(|e| Error::Config(format!("export write: {e}")))?;
+                .map_err(|e| Error::Stream(e.to_string()))?;
             n += 1;
             Ok(())
         };
