@@ -2,7 +2,8 @@
 //! partitions, checking and rebuilding a model's indexes, auditing tenant isolation.
 //!
 //! Everything streams: keys and entries are read with `SCAN`/`HSCAN`/`ZSCAN`/`SSCAN` in batches,
-//! with one pipelined read per batch, then one script call per entry (pipelined per batch).
+//! in batches: one script call per page when the partitions come from the member keys, else a
+//! pipelined read of the stored partition values and one checked plan per entry.
 //! Each script re-checks on the server what the client read (the instance exists, its
 //! partition values did not change), so a concurrent writer never sees half a move, and an
 //! interrupted run can simply be run again.
@@ -809,7 +810,8 @@ impl Session {
     /// (popoto's `migrate_to_partitioned`, made safe to interrupt and re-run).
     ///
     /// Streams `$ConfidencF:<M>:<f>:data` with `HSCAN` in batches of [`DEFAULT_BATCH`], then
-    /// moves each entry with one atomic script call (pipelined per batch): the instance must
+    /// moves each entry atomically (one script call per page, or per entry when a partition
+    /// value is stored outside the key): the instance must
     /// exist (else the entry is reported as [`INSTANCE_NOT_FOUND`] and **kept**), the entry is
     /// written into its partition hash only if the partition holds none for that instance (the
     /// partition's entry wins over older legacy data; see `kept_existing`), and is then removed
@@ -841,7 +843,7 @@ impl Session {
     /// partition zsets, after `partition_by` was added to the field.
     ///
     /// Same streaming (`ZSCAN`), guarantees and report as [`Session::migrate_to_partitioned`]:
-    /// one atomic script per member adds it with its score to its partition only if absent
+    /// each member is moved atomically: it is added with its score to its partition only if absent
     /// there, then removes it from the unpartitioned zset; members whose instance is missing
     /// are reported and kept. Admin handle only.
     pub async fn migrate_sorted_to_partitioned<M: Model, T>(
