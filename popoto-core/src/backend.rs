@@ -16,7 +16,7 @@ use redis::{AsyncConnectionConfig, ErrorKind, RedisError, RedisResult, ServerErr
 
 use crate::error::{Error, Result};
 
-/// The script that creates one instance (see `Instance::create_call`).
+/// The script that creates one instance (see `Instance::create_cmd`).
 pub(crate) static CREATE: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("lua/create.lua")));
 
@@ -223,7 +223,18 @@ impl Backend {
         keys: &[String],
         args: &[Vec<u8>],
     ) -> Result<redis::Value> {
-        let cmd = evalsha(script, keys, args);
+        self.eval_cmd(op, model, script, &evalsha(script, keys, args))
+            .await
+    }
+
+    /// Runs an `EVALSHA` of `script` built by the caller, loading the script on NOSCRIPT.
+    pub(crate) async fn eval_cmd(
+        &self,
+        op: &'static str,
+        model: &'static str,
+        script: &redis::Script,
+        cmd: &redis::Cmd,
+    ) -> Result<redis::Value> {
         self.with_conn(op, model, async |c| match cmd.query_async(c).await {
             Err(e) if is_noscript(&e) => {
                 script.prepare_invoke().load_async(c).await?;
@@ -328,7 +339,8 @@ fn evalsha_batch(script: &redis::Script, plans: &[(Vec<String>, Vec<Vec<u8>>)]) 
     cmd
 }
 
-fn evalsha(script: &redis::Script, keys: &[String], args: &[Vec<u8>]) -> redis::Cmd {
+/// The `EVALSHA` of `script` with these keys and arguments.
+pub(crate) fn evalsha(script: &redis::Script, keys: &[String], args: &[Vec<u8>]) -> redis::Cmd {
     let mut cmd = redis::cmd("EVALSHA");
     cmd.arg(script.get_hash())
         .arg(keys.len())

@@ -30,6 +30,28 @@ const PER_CALL: usize = 500;
 /// Calls sent ahead on the connection before waiting for the oldest one's reply.
 const IN_FLIGHT: usize = 3;
 
+/// What a bulk call does with its instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Write {
+    /// Creates: every key must be absent.
+    Create,
+    /// Creates whose keys all hold a uuid4 generated for them: they cannot exist yet.
+    CreateFresh,
+    /// Saves: insert or update.
+    Save,
+}
+
+impl Write {
+    /// The script's `ARGV[1]`.
+    fn flag(self) -> &'static str {
+        match self {
+            Write::Create => "C",
+            Write::CreateFresh => "F",
+            Write::Save => "S",
+        }
+    }
+}
+
 /// One instance to write: its Redis key, rendered record and hidden `_auto_key`, if any.
 pub(crate) struct Row<'r> {
     pub key: String,
@@ -73,7 +95,7 @@ pub(crate) fn independent(meta: &'static ModelMeta, rows: &[Row<'_>]) -> bool {
 }
 
 /// Builds the `EVALSHA` of one call.
-fn call(meta: &'static ModelMeta, create: bool, rows: &[Row<'_>]) -> Result<redis::Cmd> {
+fn call(meta: &'static ModelMeta, write: Write, rows: &[Row<'_>]) -> Result<redis::Cmd> {
     // Index entries of every row, with their key interned.
     let mut keys: Vec<String> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
@@ -100,20 +122,13 @@ fn call(meta: &'static ModelMeta, create: bool, rows: &[Row<'_>]) -> Result<redi
         let entries: Vec<(usize, IndexEntry)> = inst
             .index_entries()?
             .into_iter()
-            .map(|e| {
-                let k = match &e {
-                    IndexEntry::Set(k) | IndexEntry::ZSet(k, _) | IndexEntry::Companion(k, _) => {
-                        k.clone()
-                    }
-                };
-                (intern(k), e)
-            })
+            .map(|e| (intern(e.key().to_owned()), e))
             .collect();
         per_row.push((unique, entries));
     }
     let mut cmd = redis::cmd("EVALSHA");
     cmd.arg(INSERT_MANY.get_hash()).arg(keys.len()).arg(&keys);
-    cmd.arg(if create { "C" } else { "S" }).arg(rows.len());
+    cmd.arg(write.flag()).arg(rows.len());
     for (row, (unique, entries)) in rows.iter().zip(per_row) {
         let hidden = row.hidden.map(|h| {
             let mut v = Vec::with_capacity(h.len() + 2);
@@ -136,7 +151,7 @@ fn call(meta: &'static ModelMeta, create: bool, rows: &[Row<'_>]) -> Result<redi
         cmd.arg(entries.len());
         for (k, e) in entries {
             match e {
-                IndexEntry::Set(_) => cmd.arg("S").arg(k),
+                IndexEntry::Set(..) => cmd.arg("S").arg(k),
                 IndexEntry::ZSet(_, score) => cmd.arg("Z").arg(k).arg(score_arg(score)),
                 IndexEntry::Companion(_, initial) => {
                     cmd.arg("H").arg(k).arg(initial_confidence(initial))
@@ -179,7 +194,7 @@ pub(crate) async fn insert_many(
     backend: &Backend,
     op: &'static str,
     meta: &'static ModelMeta,
-    create: bool,
+    write: Write,
     rows: &[Row<'_>],
 ) -> Result<Vec<RedisResult<Value>>> {
     if rows.is_empty() {
@@ -198,7 +213,7 @@ pub(crate) async fn insert_many(
     }
     let chunks: Vec<&[Row<'_>]> = rows.chunks(PER_CALL).collect();
     let build = |chunk: &[Row<'_>]| {
-        call(meta, create, chunk)
+        call(meta, write, chunk)
             .map_err(|e| RedisError::from((ErrorKind::Client, "bulk write", e.to_string())))
     };
     let replies: Vec<RedisResult<Value>> = backend

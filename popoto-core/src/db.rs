@@ -255,7 +255,7 @@ impl Session {
     /// Popoto's hidden `_auto_key`).
     pub async fn create_keyed<M: Model>(&self, mut value: M) -> Result<(Key<M>, M)> {
         self.scope_value(&mut value)?;
-        value.fill_auto_keys();
+        let filled = value.fill_auto_keys();
         let span = self.span::<M>("create");
         async {
             let record = value.to_record()?;
@@ -264,7 +264,9 @@ impl Session {
                 .then(crate::__private::new_auto_key);
             let segments = key_segments::<M>(&record, hidden.as_deref());
             let key = Key::from_segments(segments);
-            self.write(Mode::Create, &key, &record, hidden.as_deref())
+            // A key holding a uuid4 generated just now cannot exist yet.
+            let fresh = filled || hidden.is_some();
+            self.write(Mode::Create, &key, &record, hidden.as_deref(), fresh)
                 .await?;
             Ok((key, value))
         }
@@ -280,7 +282,7 @@ impl Session {
         self.check_value(value)?;
         let record = value.to_record()?;
         let key = self.key_of_record::<M>(&record)?;
-        self.write(Mode::Save, &key, &record, None)
+        self.write(Mode::Save, &key, &record, None, false)
             .instrument(self.span::<M>("save"))
             .await
             .map(|_| ())
@@ -305,7 +307,7 @@ impl Session {
                 ),
             });
         }
-        self.write(Mode::Save, key, &record, hidden.as_deref())
+        self.write(Mode::Save, key, &record, hidden.as_deref(), false)
             .instrument(self.span::<M>("save"))
             .await
             .map(|_| ())
@@ -325,7 +327,8 @@ impl Session {
             let old_key = self.key_of_record::<M>(&old_record)?;
             let new_key = self.key_of_record::<M>(&new_record)?;
             if old_key == new_key {
-                self.write(Mode::Save, &new_key, &new_record, None).await?;
+                self.write(Mode::Save, &new_key, &new_record, None, false)
+                    .await?;
                 return Ok(new);
             }
             self.relocate(&old_key, &old_record, &new_key, &new_record)
@@ -716,6 +719,7 @@ impl Session {
         key: &Key<M>,
         record: &Record,
         hidden: Option<&str>,
+        fresh: bool,
     ) -> Result<i64> {
         let redis_key = key.redis_key();
         for attempt in 1..=MAX_ATTEMPTS {
@@ -726,12 +730,12 @@ impl Session {
                     record,
                     hidden_key: hidden,
                 };
-                let (keys, args) = inst.create_call()?;
-                tracing::Span::current().record("commands", 2 + keys.len());
+                let (cmd, commands) = inst.create_cmd(&CREATE, fresh)?;
+                tracing::Span::current().record("commands", commands);
                 let reply = self
                     .backend()
                     .await?
-                    .eval("create", M::META.name, &CREATE, &keys, &args)
+                    .eval_cmd("create", M::META.name, &CREATE, &cmd)
                     .await?;
                 return match Plan::outcome(M::META, "create", reply)? {
                     Outcome::Applied(n) => Ok(n),
@@ -843,10 +847,12 @@ impl Session {
     async fn write_many<M: Model>(&self, mode: Mode, mut values: Vec<M>) -> Result<Vec<M>> {
         let meta = M::META;
         let mut prepared = Vec::with_capacity(values.len());
+        // Whether every key holds a uuid4 generated here: such creates need no existence check.
+        let mut fresh = mode == Mode::Create;
         for v in &mut values {
             if mode == Mode::Create {
                 self.scope_value(v)?;
-                v.fill_auto_keys();
+                fresh &= v.fill_auto_keys() || meta.has_hidden_key();
             } else {
                 self.check_value(v)?;
             }
@@ -884,7 +890,12 @@ impl Session {
             Vec::new()
         };
         let replies = if movable.is_empty() && bulk::independent(meta, &rows) {
-            bulk::insert_many(&backend, mode.op(), meta, mode == Mode::Create, &rows).await?
+            let write = match mode {
+                Mode::Create if fresh => bulk::Write::CreateFresh,
+                Mode::Create => bulk::Write::Create,
+                Mode::Save => bulk::Write::Save,
+            };
+            bulk::insert_many(&backend, mode.op(), meta, write, &rows).await?
         } else {
             let mut calls = Vec::with_capacity(prepared.len());
             for ((key, record, hidden), stored) in prepared.iter().zip(&stored) {
@@ -909,7 +920,10 @@ impl Session {
                 Ok(Outcome::Applied(_)) => {}
                 Ok(Outcome::Changed) => {
                     // Changed concurrently since the pipelined read: redo this one alone.
-                    if let Err(e) = self.write(mode, key, record, hidden.as_deref()).await {
+                    if let Err(e) = self
+                        .write(mode, key, record, hidden.as_deref(), false)
+                        .await
+                    {
                         failed.push((i, e));
                     }
                 }

@@ -146,25 +146,42 @@ pub fn parse_instance_key(meta: &'static ModelMeta, key: &str) -> Result<Vec<Str
 
 /// `$Class:<Model>`: the set of every instance key.
 pub fn class_key(meta: &ModelMeta) -> String {
-    format!("$Class:{}", escape(meta.name))
+    let model = escape(meta.name);
+    let mut out = String::with_capacity(7 + model.len());
+    out.push_str("$Class:");
+    out.push_str(&model);
+    out
+}
+
+/// `<prefix>:<Model>:<field>`, with room for `extra` more bytes.
+fn field_base_with(meta: &ModelMeta, field: usize, extra: usize) -> String {
+    let f = &meta.fields[field];
+    let prefix = f.kind.prefix().unwrap_or("$F");
+    let (model, name) = (escape(meta.name), escape(f.name));
+    let mut out = String::with_capacity(prefix.len() + model.len() + name.len() + 2 + extra);
+    out.push_str(prefix);
+    out.push(':');
+    out.push_str(&model);
+    out.push(':');
+    out.push_str(&name);
+    out
 }
 
 fn field_base(meta: &ModelMeta, field: usize) -> String {
-    let f = &meta.fields[field];
-    let prefix = f.kind.prefix().unwrap_or("$F");
-    format!("{prefix}:{}:{}", escape(meta.name), escape(f.name))
+    field_base_with(meta, field, 0)
 }
 
 /// `$KeyF:<Model>:<field>:<seg(v)>` (or `$UniqueKeyF:...`): the value set of a key field.
 pub fn value_set_key(meta: &ModelMeta, field: usize, value: &str) -> String {
-    let mut out = field_base(meta, field);
+    let mut out = field_base_with(meta, field, value.len() + 8);
     push_seg(&mut out, value);
     out
 }
 
 /// `$SortF:<Model>:<field>[:<seg(p1)>...]`: the zset of a sorted field in one partition.
 pub fn sorted_key(meta: &ModelMeta, field: usize, partition: &[&str]) -> String {
-    let mut out = field_base(meta, field);
+    let extra = partition.iter().map(|p| p.len() + 8).sum();
+    let mut out = field_base_with(meta, field, extra);
     for p in partition {
         push_seg(&mut out, p);
     }
@@ -188,7 +205,9 @@ pub fn confidence_key(
 ) -> Result<String> {
     let f = &meta.fields[field];
     debug_assert!(matches!(f.kind, FieldKind::Confidence { .. }));
-    let mut out = format!("{}:data", field_base(meta, field));
+    let extra = 5 + partition.iter().map(|p| p.len() + 1).sum::<usize>();
+    let mut out = field_base_with(meta, field, extra);
+    out.push_str(":data");
     for (i, p) in partition.iter().enumerate() {
         if partition.len() > 1 && (p.contains(':') || p.is_empty()) {
             let pf = f

@@ -117,8 +117,9 @@ pub trait Model: Sized + Send + Sync + 'static {
     /// fields whose name contains a NUL byte are ignored.
     fn from_hash(key: &str, fields: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Self>;
 
-    /// Fills every empty auto-key field with a fresh uuid4 hex (32 chars).
-    fn fill_auto_keys(&mut self);
+    /// Fills every empty auto-key field with a fresh uuid4 hex (32 chars); true if it filled
+    /// one (the instance key is then new: a create needs no existence check).
+    fn fill_auto_keys(&mut self) -> bool;
 
     /// The value of the tenant field, if the model has one.
     fn tenant_id(&self) -> Option<&str>;

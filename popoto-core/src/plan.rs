@@ -389,12 +389,22 @@ pub(crate) fn initial_confidence(initial: f64) -> Vec<u8> {
 /// One index entry of an instance.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum IndexEntry {
-    /// Membership of a set (`$Class`, `$KeyF`, `$UniqueKeyF`).
-    Set(String),
+    /// Membership of a set (`$Class`, `$KeyF`, `$UniqueKeyF`); for a unique key's value set,
+    /// the field index (the set may hold no other instance).
+    Set(String, Option<usize>),
     /// Membership of a sorted set, with the score.
     ZSet(String, f64),
     /// An entry of a confidence companion hash, with the field's initial confidence.
     Companion(String, f64),
+}
+
+impl IndexEntry {
+    /// The index key.
+    pub fn key(&self) -> &str {
+        match self {
+            IndexEntry::Set(k, _) | IndexEntry::ZSet(k, _) | IndexEntry::Companion(k, _) => k,
+        }
+    }
 }
 
 /// The rendered state of one instance: its key and the record, with partitions resolved.
@@ -459,15 +469,14 @@ impl Instance<'_> {
     /// score) and confidence companion hashes (with the initial confidence).
     pub fn index_entries(&self) -> Result<Vec<IndexEntry>> {
         let mut out = Vec::with_capacity(self.meta.fields.len() + 1);
-        out.push(IndexEntry::Set(keys::class_key(self.meta)));
+        out.push(IndexEntry::Set(keys::class_key(self.meta), None));
         for (i, f) in self.meta.fields.iter().enumerate() {
             match f.kind {
                 FieldKind::Key | FieldKind::UniqueKey => {
-                    out.push(IndexEntry::Set(keys::value_set_key(
-                        self.meta,
-                        i,
-                        self.segment(i),
-                    )));
+                    out.push(IndexEntry::Set(
+                        keys::value_set_key(self.meta, i, self.segment(i)),
+                        (f.kind == FieldKind::UniqueKey).then_some(i),
+                    ));
                 }
                 FieldKind::Sorted => {
                     let score = self
@@ -494,7 +503,7 @@ impl Instance<'_> {
         for entry in self.index_entries()? {
             let member = self.key.clone();
             let write = match entry {
-                IndexEntry::Set(k) => Write::SAdd {
+                IndexEntry::Set(k, _) => Write::SAdd {
                     key: plan.key(k),
                     member,
                 },
@@ -520,7 +529,7 @@ impl Instance<'_> {
         for entry in self.index_entries()? {
             let member = self.key.clone();
             let write = match entry {
-                IndexEntry::Set(k) => Write::SRem {
+                IndexEntry::Set(k, _) => Write::SRem {
                     key: plan.key(k),
                     member,
                 },
@@ -539,51 +548,59 @@ impl Instance<'_> {
         Ok(())
     }
 
-    /// KEYS and ARGV of `lua/create.lua` for this instance: the create path's own script,
+    /// The `EVALSHA` of `lua/create.lua` for this instance: the create path's own script,
     /// which undoes its writes on a failed command instead of type-checking every key first.
-    pub fn create_call(&self) -> Result<(Vec<String>, Vec<Vec<u8>>)> {
-        let mut plan = Plan::default();
-        plan.key(self.key.clone());
-        let pairs = self.hash_pairs();
-        let mut args: Vec<Vec<u8>> = Vec::with_capacity(4 + 2 * pairs.len() + 12);
-        args.push(pairs.len().to_string().into_bytes());
-        for (f, v) in pairs {
-            args.push(f.into_bytes());
-            args.push(v);
+    /// `fresh`: the key holds a uuid4 generated for this create, so the script skips `EXISTS`.
+    /// Also returns the number of commands the script runs when nothing fails.
+    pub fn create_cmd(&self, script: &redis::Script, fresh: bool) -> Result<(redis::Cmd, usize)> {
+        let entries = self.index_entries()?;
+        let declared = self.meta.declared_len().min(self.record.values.len());
+        let hidden = self.hidden_key.map(|h| {
+            let mut v = Vec::with_capacity(h.len() + 2);
+            crate::codec::encode_serde(h, &mut v).ok();
+            v
+        });
+        let nf = declared + usize::from(hidden.is_some());
+        let values: usize = self.record.values.iter().map(Vec::len).sum();
+        let keys: usize = entries.iter().map(|e| e.key().len()).sum();
+        let mut cmd = redis::Cmd::with_capacity(
+            6 + 2 * nf + 3 * entries.len(),
+            96 + values + keys + 2 * self.key.len() + 32 * nf + 24 * entries.len(),
+        );
+        cmd.arg("EVALSHA")
+            .arg(script.get_hash())
+            .arg(1 + entries.len())
+            .arg(&self.key);
+        for e in &entries {
+            cmd.arg(e.key());
         }
-        let uniques: Vec<(usize, usize)> = self
+        cmd.arg(if fresh { "F" } else { "C" }).arg(nf);
+        for (f, v) in self
             .meta
             .fields
             .iter()
-            .enumerate()
-            .filter(|(_, f)| f.kind == FieldKind::UniqueKey)
-            .map(|(i, _)| {
-                (
-                    plan.key(keys::value_set_key(self.meta, i, self.segment(i))),
-                    i,
-                )
-            })
-            .collect();
-        args.push(uniques.len().to_string().into_bytes());
-        for (k, i) in uniques {
-            args.push((k + 1).to_string().into_bytes());
-            args.push(i.to_string().into_bytes());
+            .zip(&self.record.values)
+            .take(declared)
+        {
+            cmd.arg(f.name).arg(&v[..]);
         }
-        let entries = self.index_entries()?;
-        args.push(entries.len().to_string().into_bytes());
-        for entry in entries {
-            let (op, k, arg) = match entry {
-                IndexEntry::Set(k) => ("S", plan.key(k), Vec::new()),
-                IndexEntry::ZSet(k, score) => ("Z", plan.key(k), score_arg(score).into_bytes()),
-                IndexEntry::Companion(k, initial) => {
-                    ("H", plan.key(k), initial_confidence(initial))
-                }
+        if let Some(h) = &hidden {
+            cmd.arg("_auto_key").arg(&h[..]);
+        }
+        for e in &entries {
+            match e {
+                IndexEntry::Set(_, None) => cmd.arg("S").arg(""),
+                IndexEntry::Set(_, Some(field)) => cmd.arg("U").arg(field),
+                IndexEntry::ZSet(_, score) => cmd.arg("Z").arg(score_arg(*score)),
+                IndexEntry::Companion(_, initial) => cmd.arg("H").arg(initial_confidence(*initial)),
             };
-            args.push(op.as_bytes().to_vec());
-            args.push((k + 1).to_string().into_bytes());
-            args.push(arg);
         }
-        Ok((plan.keys, args))
+        let uniques = entries
+            .iter()
+            .filter(|e| matches!(e, IndexEntry::Set(_, Some(_))))
+            .count();
+        let commands = usize::from(!fresh) + uniques + 1 + entries.len();
+        Ok((cmd, commands))
     }
 
     /// Uniqueness checks of every unique key field; `also` is another key allowed to hold them.

@@ -336,11 +336,14 @@ impl<'a> Gen<'a> {
             .map(|f| {
                 let ident = f.ident;
                 let ty = f.ty;
-                quote_spanned!(ty.span()=> <#ty as __PopotoAutoKey>::fill(&mut self.#ident);)
+                quote_spanned!(ty.span()=> filled |= <#ty as __PopotoAutoKey>::fill(&mut self.#ident);)
             });
         quote! {
-            fn fill_auto_keys(&mut self) {
+            fn fill_auto_keys(&mut self) -> bool {
+                #[allow(unused_mut)]
+                let mut filled = false;
                 #(#fill)*
+                filled
             }
         }
     }
@@ -442,15 +445,17 @@ impl<'a> Gen<'a> {
                     label = "`auto_key` fields must be `String`: popoto fills them with a uuid4 hex"
                 )]
                 trait __PopotoAutoKey {
-                    fn fill(&mut self);
+                    fn fill(&mut self) -> bool;
                 }
 
                 impl __PopotoAutoKey for ::std::string::String {
                     #[inline]
-                    fn fill(&mut self) {
-                        if self.is_empty() {
+                    fn fill(&mut self) -> bool {
+                        let empty = self.is_empty();
+                        if empty {
                             *self = #private::new_auto_key();
                         }
+                        empty
                     }
                 }
             });

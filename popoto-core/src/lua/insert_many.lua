@@ -1,7 +1,8 @@
 -- popoto-rs: create (or save) many instances of one model in one call, each all or nothing.
 -- KEYS: the distinct index keys of the call (class set, key-field value sets, sorted sets,
 -- confidence companion hashes).
--- ARGV[1]: 'C' (create: an instance key must be absent) or 'S' (save: insert or update);
+-- ARGV[1]: 'C' (create: an instance key must be absent), 'F' (create of keys that hold a uuid4
+-- generated for them: they cannot exist, so no EXISTS) or 'S' (save: insert or update);
 -- ARGV[2]: the number of instances; then per instance:
 --   key, n, n (field, value) pairs,
 --   u, u (KEYS index of a unique value set, field tag) pairs,
@@ -15,7 +16,7 @@
 -- is written; an instance written replies with its HSET's reply (an integer). Writes: HSET of
 -- each instance and HSETNX of its companion entries at once, then one SADD or ZADD per index
 -- key with every member added by the call (a thousand per command at most).
-local create, n = ARGV[1] == 'C', tonumber(ARGV[2])
+local create, check_absent, n = ARGV[1] ~= 'S', ARGV[1] == 'C', tonumber(ARGV[2])
 local checked = {}
 -- The failure reply of key k written as type t, or nil; one TYPE per key and call.
 local function wrong(k, t)
@@ -35,7 +36,7 @@ for j = 1, n do
   local nu = tonumber(ARGV[p]); local u = p + 1; p = u + 2 * nu
   local nx = tonumber(ARGV[p]); local x = p + 1
   local reply = nil
-  if create and redis.call('EXISTS', key) == 1 then reply = {'exists', key} end
+  if check_absent and redis.call('EXISTS', key) == 1 then reply = {'exists', key} end
   local q = u
   for _ = 1, nu do
     if reply then break end
