@@ -484,6 +484,163 @@ async fn an_entry_already_in_its_partition_is_not_overwritten() {
     assert!(!exists(&server, LEGACY_MEMORY));
 }
 
+/// Pages larger than one script call, with every outcome an entry can have: moved, kept (the
+/// partition already holds it), instance missing, instance of another type, partition of
+/// another type. Only moved and kept entries leave the legacy hash, with their bytes.
+#[tokio::test]
+async fn large_pages_report_every_kind_of_entry_and_move_only_what_they_can() {
+    let (server, db) = setup().await;
+    let projects = ["atlas", "zeus", "hera"];
+    let values: Vec<LegacyMemory> = (0..2_400)
+        .map(|i| legacy_memory(projects[i % 3], &format!("m{i}")))
+        .collect();
+    let created = db.admin().create_many(values).await.unwrap();
+    let member = |i: usize| {
+        LegacyMemory::key_of(created[i].project.clone(), created[i].key.clone()).redis_key()
+    };
+    let admin = db.admin();
+    for i in [3, 30, 300] {
+        admin
+            .confidence(&created[i], LegacyMemory::certainty())
+            .unwrap()
+            .update(0.9)
+            .await
+            .unwrap();
+    }
+    let before: BTreeMap<String, Vec<u8>> = hgetall(&server, LEGACY_MEMORY).into_iter().collect();
+    // zeus' partition holds a string: none of its entries can move.
+    raw_cmd::<()>(
+        &server,
+        redis::cmd("SET")
+            .arg(format!("{LEGACY_MEMORY}:zeus"))
+            .arg("x"),
+    );
+    // atlas' m0 is already in its partition (newer bytes); m6's instance is gone; m9's
+    // instance key holds a list.
+    raw_cmd::<i64>(
+        &server,
+        redis::cmd("HSET")
+            .arg(format!("{LEGACY_MEMORY}:atlas"))
+            .arg(member(0))
+            .arg(unhex(POPOTO_LUA_07)),
+    );
+    raw_cmd::<i64>(&server, redis::cmd("DEL").arg(member(6)));
+    raw_cmd::<i64>(&server, redis::cmd("DEL").arg(member(9)));
+    raw_cmd::<i64>(&server, redis::cmd("RPUSH").arg(member(9)).arg("x"));
+
+    let report = admin
+        .migrate_to_partitioned_with(
+            Memory::certainty(),
+            MigrationOptions::new(DryRun::No).batch(5_000),
+            |_| {},
+        )
+        .await
+        .unwrap();
+    let zeus: Vec<usize> = (0..2_400).filter(|i| i % 3 == 1).collect();
+    assert_eq!(report.total, 2_400);
+    assert_eq!(report.migrated, 2_400 - zeus.len() as u64 - 2);
+    assert_eq!(report.kept_existing, 1);
+    assert_eq!(
+        report.partitions,
+        partitions(&[("atlas", 798), ("hera", 800)])
+    );
+    let errors: BTreeMap<String, String> = report
+        .errors
+        .iter()
+        .map(|e| (e.member_key.clone(), e.error.clone()))
+        .collect();
+    assert_eq!(errors.len(), zeus.len() + 2);
+    assert_eq!(errors[&member(6)], INSTANCE_NOT_FOUND);
+    assert!(errors[&member(9)].contains("holds a list"), "{errors:?}");
+    assert!(
+        zeus.iter()
+            .all(|&i| errors[&member(i)].contains("partition key holds a string")),
+        "{:?}",
+        errors.get(&member(1))
+    );
+    // The legacy hash keeps exactly the failed entries, with their bytes.
+    let left: BTreeMap<String, Vec<u8>> = hgetall(&server, LEGACY_MEMORY).into_iter().collect();
+    let expected_left: BTreeMap<String, Vec<u8>> = errors
+        .keys()
+        .map(|m| (m.clone(), before[m].clone()))
+        .collect();
+    assert_eq!(left, expected_left);
+    // Moved entries carry their bytes; the kept one keeps the partition's.
+    for (i, m) in created.iter().enumerate() {
+        let key = member(i);
+        let partition = format!("{LEGACY_MEMORY}:{}", m.project);
+        let moved = m.project != "zeus" && i != 6 && i != 9;
+        let want = match i {
+            0 => Some(unhex(POPOTO_LUA_07)),
+            _ if moved => Some(before[&key].clone()),
+            _ => None,
+        };
+        if m.project != "zeus" {
+            assert_eq!(hget(&server, &partition, &key), want, "{key}");
+        }
+    }
+}
+
+/// The sorted twin: several script calls, a member already in its partition (its score kept),
+/// a partition of another type, a missing instance.
+#[tokio::test]
+async fn large_sorted_pages_move_only_what_they_can() {
+    let (server, db) = setup().await;
+    let values: Vec<LegacyEpisode> = (0..2_100)
+        .map(|i| legacy_episode(["acme", "globex", "initech"][i % 3], i, i as f64))
+        .collect();
+    let created = db.admin().create_many(values).await.unwrap();
+    let member =
+        |i: usize| Episode::key_of(created[i].project_id.clone(), created[i].episode_id.clone());
+    raw_cmd::<()>(
+        &server,
+        redis::cmd("SET")
+            .arg(format!("{LEGACY_SCORE}:globex"))
+            .arg("x"),
+    );
+    raw_cmd::<i64>(
+        &server,
+        redis::cmd("ZADD")
+            .arg(format!("{LEGACY_SCORE}:acme"))
+            .arg(-1)
+            .arg(member(0).redis_key()),
+    );
+    raw_cmd::<i64>(&server, redis::cmd("DEL").arg(member(3).redis_key()));
+    let report = db
+        .admin()
+        .migrate_sorted_to_partitioned_with(
+            Episode::score(),
+            MigrationOptions::new(DryRun::No).batch(5_000),
+            |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.total, 2_100);
+    assert_eq!(report.migrated, 1_400 - 1);
+    assert_eq!(report.kept_existing, 1);
+    assert_eq!(report.errors.len(), 700 + 1);
+    assert_eq!(
+        report.partitions,
+        partitions(&[("acme", 699), ("initech", 700)])
+    );
+    let left = zrange(&server, LEGACY_SCORE);
+    assert_eq!(left.len(), 701);
+    assert!(left
+        .iter()
+        .any(|(m, s)| *m == member(3).redis_key() && *s == 3.0));
+    for (i, e) in created.iter().enumerate() {
+        let zset =
+            popoto::keys::sorted_key(Episode::META, Episode::score().index(), &[&e.project_id]);
+        let want = match e.project_id.as_str() {
+            "globex" => continue,
+            _ if i == 0 => Some(-1.0),
+            _ if i == 3 => None,
+            _ => Some(e.score),
+        };
+        assert_eq!(zscore(&server, &zset, &member(i).redis_key()), want, "{i}");
+    }
+}
+
 #[tokio::test]
 async fn a_dry_run_writes_nothing_and_reports_what_a_run_would_do() {
     let (server, db) = setup().await;

@@ -8,7 +8,7 @@
 //! partition values did not change), so a concurrent writer never sees half a move, and an
 //! interrupted run can simply be run again.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -18,6 +18,10 @@ use serde::Serialize;
 use tracing::Instrument;
 
 use crate::backend::{Backend, APPLY};
+
+/// Entries per `lua/migrate_page.lua` call: the script unpacks them into one command's
+/// arguments, which Lua bounds at a few thousand.
+const PAGE_CALL: usize = 1000;
 
 /// The script that moves one scanned page of a legacy index (partitions from member keys).
 static MIGRATE_PAGE: std::sync::LazyLock<redis::Script> =
@@ -476,6 +480,31 @@ struct Move {
     raw: Vec<Option<Vec<u8>>>,
 }
 
+/// One `lua/migrate_page.lua` call: its command, the members it sends with the index of their
+/// destination, and each destination's partition label.
+struct PageCall {
+    cmd: redis::Cmd,
+    sent: Vec<(String, usize)>,
+    labels: Vec<String>,
+}
+
+/// Runs the calls of one page in order; owns what it needs, so it can run while the next
+/// page is prepared.
+async fn send_page(
+    backend: Backend,
+    meta: &'static ModelMeta,
+    calls: Vec<PageCall>,
+) -> Result<Vec<(PageCall, RValue)>> {
+    let mut out = Vec::with_capacity(calls.len());
+    for call in calls {
+        let reply = backend
+            .eval_cmd("migrate to partitions", meta.name, &MIGRATE_PAGE, &call.cmd)
+            .await?;
+        out.push((call, reply));
+    }
+    Ok(out)
+}
+
 struct Migration<M, P> {
     backend: Backend,
     field: usize,
@@ -528,40 +557,90 @@ impl<M: Model, P: FnMut(Progress)> Migration<M, P> {
             Target::Confidence => "HSCAN",
             Target::Sorted => "ZSCAN",
         };
-        let mut cursor = 0u64;
-        loop {
-            let cmd = redis::cmd(scan_cmd)
-                .arg(&self.source)
+        let (source, batch) = (self.source.clone(), self.batch);
+        let scan = move |cursor: u64| {
+            redis::cmd(scan_cmd)
+                .arg(&source)
                 .arg(cursor)
                 .arg("COUNT")
-                .arg(self.batch)
-                .clone();
-            let (next, flat) = scan_page(&self.backend, Self::OP, meta, &cmd).await?;
-            // Pairs (member, value or score): only the members matter, the script moves the bytes.
-            let mut members = Vec::with_capacity(flat.len() / 2);
-            for raw in flat.into_iter().step_by(2) {
-                self.scanned += 1;
-                match String::from_utf8(raw) {
-                    Ok(m) if !self.errored.contains(&m) => members.push(m),
-                    Ok(_) => {}
-                    Err(e) => {
-                        let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
-                        self.fail(lossy, "the member is not UTF-8: not an instance key".into());
-                    }
+                .arg(batch)
+                .clone()
+        };
+        // Pages whose partitions come from the member keys go to `lua/migrate_page.lua`; the
+        // script calls of one page run on the server while the next page is scanned and
+        // prepared here, so neither side waits for the other.
+        let paged = self.stored.is_empty() && !self.dry_run;
+        let mut in_flight: Option<Vec<PageCall>> = None;
+        let mut cursor = 0u64;
+        loop {
+            let cmd = scan(cursor);
+            if !paged {
+                let (next, flat) = scan_page(&self.backend, Self::OP, meta, &cmd).await?;
+                let members = self.members_of(flat);
+                self.batch_of(members).await?;
+                self.report_progress();
+                if next == 0 {
+                    return Ok(self.report);
                 }
+                cursor = next;
+                continue;
             }
-            self.batch_of(members).await?;
-            (self.progress)(Progress {
-                moved: self.report.migrated,
-                scanned: self.scanned,
-                errors: self.report.errors.len() as u64,
-                total: self.report.total,
-            });
+            let backend = self.backend.clone();
+            let previous = in_flight.take();
+            let sent = async move {
+                match previous {
+                    Some(calls) => send_page(backend, meta, calls).await.map(Some),
+                    None => Ok(None),
+                }
+            };
+            let this = &mut self;
+            let page = async {
+                let (next, flat) = scan_page(&this.backend, Self::OP, meta, &cmd).await?;
+                let members = this.members_of(flat);
+                Ok::<_, Error>((next, this.prepare_page(members)))
+            };
+            let (page, sent) = tokio::join!(page, sent);
+            if let Some(sent) = sent? {
+                self.finish_page(sent)?;
+                self.report_progress();
+            }
+            let (next, calls) = page?;
             if next == 0 {
+                let sent = send_page(self.backend.clone(), meta, calls).await?;
+                self.finish_page(sent)?;
+                self.report_progress();
                 return Ok(self.report);
             }
+            in_flight = Some(calls);
             cursor = next;
         }
+    }
+
+    /// The members of a scanned page of (member, value or score) pairs, minus those already
+    /// reported; only the members matter, the scripts move the bytes.
+    fn members_of(&mut self, flat: Vec<Vec<u8>>) -> Vec<String> {
+        let mut members = Vec::with_capacity(flat.len() / 2);
+        for raw in flat.into_iter().step_by(2) {
+            self.scanned += 1;
+            match String::from_utf8(raw) {
+                Ok(m) if !self.errored.contains(&m) => members.push(m),
+                Ok(_) => {}
+                Err(e) => {
+                    let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
+                    self.fail(lossy, "the member is not UTF-8: not an instance key".into());
+                }
+            }
+        }
+        members
+    }
+
+    fn report_progress(&mut self) {
+        (self.progress)(Progress {
+            moved: self.report.migrated,
+            scanned: self.scanned,
+            errors: self.report.errors.len() as u64,
+            total: self.report.total,
+        });
     }
 
     /// Finds the partition of each member: its type, and the stored partition values if needed.
@@ -639,12 +718,27 @@ impl<M: Model, P: FnMut(Progress)> Migration<M, P> {
         }
     }
 
-    /// Moves one page whose partitions all come from the member keys: one script call for
-    /// the page (`lua/migrate_page.lua`), each entry checked and moved on the server.
-    async fn page_of(&mut self, members: Vec<String>) -> Result<()> {
-        let meta = M::META;
-        let mut plan = Plan::default();
-        plan.key(self.source.clone());
+    /// The `lua/migrate_page.lua` calls of one page whose partitions all come from the member
+    /// keys, [`PAGE_CALL`] entries per call; members whose key cannot be parsed are reported.
+    fn prepare_page(&mut self, mut members: Vec<String>) -> Vec<PageCall> {
+        let mut calls = Vec::with_capacity(members.len().div_ceil(PAGE_CALL));
+        while !members.is_empty() {
+            let rest = members.split_off(members.len().min(PAGE_CALL));
+            if let Some(call) = self.page_call(members) {
+                calls.push(call);
+            }
+            members = rest;
+        }
+        calls
+    }
+
+    /// One call for at most [`PAGE_CALL`] members, or `None` if none of them can be moved.
+    fn page_call(&mut self, members: Vec<String>) -> Option<PageCall> {
+        // KEYS: the source, then each destination once; `dests` maps partition segments to
+        // their KEYS index, `labels` holds each destination's report label.
+        let mut keys = vec![self.source.clone()];
+        let mut labels: Vec<String> = Vec::new();
+        let mut dests: HashMap<Vec<String>, usize> = HashMap::new();
         let mut args: Vec<Vec<u8>> = Vec::with_capacity(1 + 2 * members.len());
         args.push(match self.target {
             Target::Confidence => b"H".to_vec(),
@@ -652,52 +746,87 @@ impl<M: Model, P: FnMut(Progress)> Migration<M, P> {
         });
         let mut sent = Vec::with_capacity(members.len());
         for member in members {
-            let dest = Key::<M>::parse(&member)
+            let parts = Key::<M>::parse(&member)
                 .map_err(|e| e.to_string())
-                .and_then(|key| partition_segments(&key, &member, self.field, &[], &[]))
-                .and_then(|parts| self.dest_key(&parts).map_err(|e| e.to_string()));
+                .and_then(|key| partition_segments(&key, &member, self.field, &[], &[]));
+            let dest = match parts {
+                Ok(parts) => match dests.get(&parts) {
+                    Some(&k) => Ok(k),
+                    None => self
+                        .dest_key(&parts)
+                        .map_err(|e| e.to_string())
+                        .map(|dest| {
+                            labels.push(keys::partition_label(&self.source, &dest));
+                            keys.push(dest);
+                            dests.insert(parts, keys.len() - 1);
+                            keys.len() - 1
+                        }),
+                },
+                Err(e) => Err(e),
+            };
             match dest {
-                Ok(dest) => {
-                    let label = keys::partition_label(&self.source, &dest);
-                    let k = plan.key(dest);
-                    args.push(member.clone().into_bytes());
+                Ok(k) => {
+                    args.push(member.as_bytes().to_vec());
                     args.push((k + 1).to_string().into_bytes());
-                    sent.push((member, label));
+                    sent.push((member, k - 1));
                 }
                 Err(e) => self.fail(member, e),
             }
         }
-        if sent.is_empty() {
-            return Ok(());
-        }
-        let reply = self
-            .backend
-            .eval(Self::OP, meta.name, &MIGRATE_PAGE, &plan.keys, &args)
-            .await?;
-        let statuses: Vec<String> =
-            redis::from_redis_value(reply).map_err(|e| protocol(Self::OP, meta, e))?;
-        if statuses.len() != sent.len() {
-            return Err(protocol(Self::OP, meta, "one status per entry expected"));
-        }
-        for ((member, label), status) in sent.into_iter().zip(statuses) {
-            match status.as_str() {
-                "moved" | "kept" => {
-                    self.report.migrated += 1;
-                    self.count(label, status == "kept");
-                }
-                // Already gone: moved by a concurrent run, or returned twice by the scan.
-                "gone" => {}
-                "missing" => self.fail(member, INSTANCE_NOT_FOUND.into()),
-                other => {
-                    match other.strip_prefix("type:") {
-                        Some(t) => {
-                            self.fail(member, format!("the instance key holds a {t}, not a hash"))
-                        }
-                        None => {
-                            let found = other.strip_prefix("wrongtype:").unwrap_or(other);
-                            self.fail(member, format!("the partition key holds a {found}, not what popoto stores there"));
+        (!sent.is_empty()).then(|| PageCall {
+            cmd: crate::backend::evalsha(&MIGRATE_PAGE, &keys, &args),
+            sent,
+            labels,
+        })
+    }
+
+    /// Records the statuses the page script answered.
+    fn finish_page(&mut self, sent: Vec<(PageCall, RValue)>) -> Result<()> {
+        let meta = M::META;
+        for (call, reply) in sent {
+            let RValue::Array(statuses) = reply else {
+                return Err(protocol(Self::OP, meta, "one status per entry expected"));
+            };
+            if statuses.len() != call.sent.len() {
+                return Err(protocol(Self::OP, meta, "one status per entry expected"));
+            }
+            // Entries moved or kept, per destination.
+            let mut moved = vec![0u64; call.labels.len()];
+            for ((member, dest), status) in call.sent.into_iter().zip(statuses) {
+                let status = match status {
+                    RValue::BulkString(b) => b,
+                    RValue::SimpleString(s) => s.into_bytes(),
+                    other => return Err(protocol(Self::OP, meta, format!("{other:?}"))),
+                };
+                match status.as_slice() {
+                    b"moved" => moved[dest] += 1,
+                    b"kept" => {
+                        moved[dest] += 1;
+                        self.report.kept_existing += 1;
+                    }
+                    // Already gone: moved by a concurrent run, or returned twice by the scan.
+                    b"gone" => {}
+                    b"missing" => self.fail(member, INSTANCE_NOT_FOUND.into()),
+                    other => {
+                        let other = String::from_utf8_lossy(other);
+                        match other.strip_prefix("type:") {
+                            Some(t) => self
+                                .fail(member, format!("the instance key holds a {t}, not a hash")),
+                            None => {
+                                let found = other.strip_prefix("wrongtype:").unwrap_or(&other);
+                                self.fail(
+                                    member,
+                                    format!("the partition key holds a {found}, not what popoto stores there"),
+                                );
+                            }
                         }
                     }
+                }
+            }
+            for (label, n) in call.labels.into_iter().zip(moved) {
+                if n > 0 {
+                    self.report.migrated += n;
+                    *self.report.partitions.entry(label).or_default() += n;
                 }
             }
         }
@@ -708,9 +837,6 @@ impl<M: Model, P: FnMut(Progress)> Migration<M, P> {
     /// meanwhile are resolved again.
     async fn batch_of(&mut self, mut pending: Vec<String>) -> Result<()> {
         let meta = M::META;
-        if self.stored.is_empty() && !self.dry_run {
-            return self.page_of(pending).await;
-        }
         for _ in 0..MAX_ATTEMPTS {
             if pending.is_empty() {
                 return Ok(());
