@@ -375,6 +375,101 @@ async fn bulk_create_pipelines_and_reports_failures_per_instance() {
     );
 }
 
+/// The batched path (partitions in the key): every failed check is that instance's error,
+/// and a failed instance leaves nothing behind while the others are written whole.
+#[tokio::test]
+async fn batched_creates_report_exists_unique_and_wrong_type_per_instance() {
+    let (server, db) = setup().await;
+    let admin = db.admin();
+    let memory = |project: &str, key: &str| Memory {
+        project: project.into(),
+        key: key.into(),
+        content: format!("{project}/{key}"),
+        certainty: 0.5,
+    };
+    admin.create(memory("acme", "taken")).await.unwrap();
+    admin.create(memory("hooli", "unique")).await.unwrap();
+    raw_cmd::<()>(
+        &server,
+        redis::cmd("SET")
+            .arg("$ConfidencF:Memory:certainty:data:globex")
+            .arg("x"),
+    );
+    raw_cmd::<i64>(
+        &server,
+        redis::cmd("RPUSH")
+            .arg("$KeyF:Memory:project:initech")
+            .arg("x"),
+    );
+    let before = all_keys(&server);
+    let mut batch: Vec<Memory> = Vec::new();
+    for project in ["acme", "globex", "initech"] {
+        batch.extend((0..5).map(|i| memory(project, &format!("{project}{i}"))));
+    }
+    batch[1] = memory("acme", "taken");
+    batch[2] = memory("acme", "unique");
+    let Err(Error::Bulk {
+        model,
+        total,
+        failed,
+    }) = admin.create_many(batch.clone()).await
+    else {
+        panic!("expected a bulk error");
+    };
+    assert_eq!((model, total), ("Memory", 15));
+    let failed: Vec<(usize, String)> = failed
+        .into_iter()
+        .map(|(i, e)| {
+            let kind = match e {
+                Error::AlreadyExists { .. } => "exists".to_owned(),
+                Error::UniqueViolation { .. } => "unique".to_owned(),
+                Error::WrongType { key, .. } => format!("wrongtype {key}"),
+                other => format!("{other:?}"),
+            };
+            (i, kind)
+        })
+        .collect();
+    let mut expected = vec![(1, "exists".to_owned()), (2, "unique".to_owned())];
+    expected.extend((5..10).map(|i| {
+        (
+            i,
+            "wrongtype $ConfidencF:Memory:certainty:data:globex".to_owned(),
+        )
+    }));
+    expected.extend((10..15).map(|i| (i, "wrongtype $KeyF:Memory:project:initech".to_owned())));
+    assert_eq!(failed, expected);
+    // The three acme instances written are whole; nothing else changed but their entries.
+    let written: Vec<&Memory> = [0, 3, 4].iter().map(|&i| &batch[i]).collect();
+    let acme = db.tenant("acme").unwrap();
+    for m in &written {
+        let key = Memory::key_of(m.project.clone(), m.key.clone());
+        assert_eq!(acme.get(&key).await.unwrap().as_ref(), Some(*m));
+    }
+    let mut new_keys: Vec<String> = all_keys(&server)
+        .into_iter()
+        .filter(|k| !before.contains(k))
+        .collect();
+    new_keys.sort();
+    let mut expected_keys: Vec<String> = written
+        .iter()
+        .flat_map(|m| {
+            [
+                Memory::key_of(m.project.clone(), m.key.clone()).redis_key(),
+                format!("$UniqueKeyF:Memory:key:{}", m.key),
+            ]
+        })
+        .collect();
+    expected_keys.sort();
+    assert_eq!(new_keys, expected_keys);
+    let class = smembers(&server, "$Class:Memory");
+    assert_eq!(class.len(), 2 + 3);
+    assert_eq!(smembers(&server, "$KeyF:Memory:project:acme").len(), 1 + 3);
+    assert_eq!(
+        hlen(&server, "$ConfidencF:Memory:certainty:data:acme"),
+        1 + 3
+    );
+}
+
 #[tokio::test]
 async fn save_many_moves_partitions_too() {
     let (server, db) = setup().await;

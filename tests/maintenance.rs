@@ -98,10 +98,6 @@ fn hget(server: &TestRedis, key: &str, field: &str) -> Option<Vec<u8>> {
     raw_cmd(server, redis::cmd("HGET").arg(key).arg(field))
 }
 
-fn hlen(server: &TestRedis, key: &str) -> u64 {
-    raw_cmd(server, redis::cmd("HLEN").arg(key))
-}
-
 fn exists(server: &TestRedis, key: &str) -> bool {
     raw_cmd::<i64>(server, redis::cmd("EXISTS").arg(key)) == 1
 }

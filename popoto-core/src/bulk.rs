@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::LazyLock;
 
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{ErrorKind, RedisError, RedisResult, Value};
 
 use crate::backend::{is_connection_error, is_noscript, Backend};
@@ -96,18 +96,12 @@ pub(crate) fn independent(meta: &'static ModelMeta, rows: &[Row<'_>]) -> bool {
 
 /// Builds the `EVALSHA` of one call.
 fn call(meta: &'static ModelMeta, write: Write, rows: &[Row<'_>]) -> Result<redis::Cmd> {
-    // Index entries of every row, with their key interned.
+    // Index entries of every row, each with the KEYS index (1-based) of its key: every
+    // distinct key once.
     let mut keys: Vec<String> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
-    let mut intern = |k: String| -> usize {
-        if let Some(&i) = index.get(&k) {
-            return i + 1;
-        }
-        keys.push(k.clone());
-        index.insert(k, keys.len() - 1);
-        keys.len()
-    };
     let mut per_row = Vec::with_capacity(rows.len());
+    let (mut args, mut bytes) = (4usize, 64usize);
     for row in rows {
         let inst = Instance {
             meta,
@@ -115,21 +109,49 @@ fn call(meta: &'static ModelMeta, write: Write, rows: &[Row<'_>]) -> Result<redi
             record: row.record,
             hidden_key: row.hidden,
         };
-        let unique: Vec<(usize, usize)> = unique_sets(meta, row)
-            .into_iter()
-            .map(|(s, f)| (intern(s), f))
-            .collect();
         let entries: Vec<(usize, IndexEntry)> = inst
             .index_entries()?
             .into_iter()
-            .map(|e| (intern(e.key().to_owned()), e))
+            .map(|e| {
+                let k = match index.get(e.key()) {
+                    Some(&i) => i,
+                    None => {
+                        keys.push(e.key().to_owned());
+                        index.insert(e.key().to_owned(), keys.len());
+                        bytes += e.key().len() + 16;
+                        keys.len()
+                    }
+                };
+                (k, e)
+            })
             .collect();
-        per_row.push((unique, entries));
+        args += 4 + 2 * row.record.values.len() + 4 * entries.len();
+        bytes += 2 * row.key.len()
+            + row
+                .record
+                .values
+                .iter()
+                .map(|v| v.len() + 32)
+                .sum::<usize>()
+            + 48 * entries.len();
+        per_row.push(entries);
     }
-    let mut cmd = redis::cmd("EVALSHA");
-    cmd.arg(INSERT_MANY.get_hash()).arg(keys.len()).arg(&keys);
-    cmd.arg(write.flag()).arg(rows.len());
-    for (row, (unique, entries)) in rows.iter().zip(per_row) {
+    // What each KEYS index collects: `s` set members, `z` zset members, `h` hash entries.
+    let mut kinds = vec![b's'; keys.len()];
+    for (k, e) in per_row.iter().flatten() {
+        kinds[k - 1] = match e {
+            IndexEntry::Set(..) => b's',
+            IndexEntry::ZSet(..) => b'z',
+            IndexEntry::Companion(..) => b'h',
+        };
+    }
+    let mut cmd = redis::Cmd::with_capacity(args + keys.len(), bytes);
+    cmd.arg("EVALSHA")
+        .arg(INSERT_MANY.get_hash())
+        .arg(keys.len())
+        .arg(&keys);
+    cmd.arg(write.flag()).arg(rows.len()).arg(&kinds[..]);
+    for (row, entries) in rows.iter().zip(per_row) {
         let hidden = row.hidden.map(|h| {
             let mut v = Vec::with_capacity(h.len() + 2);
             crate::codec::encode_serde(h, &mut v).ok();
@@ -144,19 +166,30 @@ fn call(meta: &'static ModelMeta, write: Write, rows: &[Row<'_>]) -> Result<redi
         if let Some(h) = &hidden {
             cmd.arg("_auto_key").arg(&h[..]);
         }
-        cmd.arg(unique.len());
-        for (k, field) in unique {
-            cmd.arg(k).arg(field);
+        let count = |pred: fn(&IndexEntry) -> bool| entries.iter().filter(|(_, e)| pred(e)).count();
+        cmd.arg(count(|e| matches!(e, IndexEntry::Set(_, Some(_)))));
+        for (k, e) in &entries {
+            if let IndexEntry::Set(_, Some(field)) = e {
+                cmd.arg(*k).arg(*field);
+            }
         }
-        cmd.arg(entries.len());
-        for (k, e) in entries {
-            match e {
-                IndexEntry::Set(..) => cmd.arg("S").arg(k),
-                IndexEntry::ZSet(_, score) => cmd.arg("Z").arg(k).arg(score_arg(score)),
-                IndexEntry::Companion(_, initial) => {
-                    cmd.arg("H").arg(k).arg(initial_confidence(initial))
-                }
-            };
+        cmd.arg(count(|e| matches!(e, IndexEntry::Set(..))));
+        for (k, e) in &entries {
+            if let IndexEntry::Set(..) = e {
+                cmd.arg(*k);
+            }
+        }
+        cmd.arg(count(|e| matches!(e, IndexEntry::ZSet(..))));
+        for (k, e) in &entries {
+            if let IndexEntry::ZSet(_, score) = e {
+                cmd.arg(*k).arg(score_arg(*score));
+            }
+        }
+        cmd.arg(count(|e| matches!(e, IndexEntry::Companion(..))));
+        for (k, e) in &entries {
+            if let IndexEntry::Companion(_, initial) = e {
+                cmd.arg(*k).arg(initial_confidence(*initial));
+            }
         }
     }
     Ok(cmd)
@@ -173,15 +206,10 @@ fn may_refuse(meta: &ModelMeta) -> bool {
 /// Sends one call; the reply keeps the rows' own errors (a plain query would turn the first
 /// one into the call's).
 async fn send(conn: &mut MultiplexedConnection, cmd: redis::Cmd) -> RedisResult<Value> {
-    let mut pipe = redis::pipe();
-    pipe.ignore_errors().add_command(cmd);
-    let mut replies: Vec<RedisResult<Value>> = pipe.query_async(conn).await?;
-    replies.pop().unwrap_or_else(|| {
-        Err(RedisError::from((
-            ErrorKind::Parse,
-            "no reply to a bulk write",
-        )))
-    })
+    match conn.req_packed_command(&cmd).await? {
+        Value::ServerError(e) => Err(e.into()),
+        v => Ok(v),
+    }
 }
 
 /// Creates (`create`) or saves every row, each all or nothing; one reply per row, as

@@ -90,6 +90,11 @@ pub fn hgetall(server: &TestRedis, key: &str) -> Vec<(String, Vec<u8>)> {
     h
 }
 
+/// HLEN of `key`.
+pub fn hlen(server: &TestRedis, key: &str) -> u64 {
+    raw_cmd(server, redis::cmd("HLEN").arg(key))
+}
+
 /// Runs a raw command on the server.
 pub fn raw_cmd<T: redis::FromRedisValue>(server: &TestRedis, cmd: &redis::Cmd) -> T {
     let mut conn = server.raw();
