@@ -1,9 +1,10 @@
 //! Maintenance through the admin handle: moving confidence and sorted entries into their
 //! partitions, checking and rebuilding a model's indexes, auditing tenant isolation.
 //!
-//! Everything streams: keys and entries are read with `SCAN`/`HSCAN`/`ZSCAN`/`SSCAN` in batches,
-//! in batches: one script call per page when the partitions come from the member keys, else a
-//! pipelined read of the stored partition values and one checked plan per entry.
+//! Everything streams: keys and entries are read with `SCAN`/`HSCAN`/`ZSCAN`/`SSCAN` in batches.
+//! Migrations move one script call per page when the partitions come from the member keys (the
+//! next page is scanned while the server runs it), else a pipelined read of the stored
+//! partition values and one checked plan per entry.
 //! Each script re-checks on the server what the client read (the instance exists, its
 //! partition values did not change), so a concurrent writer never sees half a move, and an
 //! interrupted run can simply be run again.
@@ -721,6 +722,9 @@ impl<M: Model, P: FnMut(Progress)> Migration<M, P> {
     /// The `lua/migrate_page.lua` calls of one page whose partitions all come from the member
     /// keys, [`PAGE_CALL`] entries per call; members whose key cannot be parsed are reported.
     fn prepare_page(&mut self, mut members: Vec<String>) -> Vec<PageCall> {
+        // A scan may return a member twice; the script takes each once.
+        let mut seen = HashSet::with_capacity(members.len());
+        members.retain(|m| seen.insert(m.clone()));
         let mut calls = Vec::with_capacity(members.len().div_ceil(PAGE_CALL));
         while !members.is_empty() {
             let rest = members.split_off(members.len().min(PAGE_CALL));
@@ -809,17 +813,13 @@ impl<M: Model, P: FnMut(Progress)> Migration<M, P> {
                     b"missing" => self.fail(member, INSTANCE_NOT_FOUND.into()),
                     other => {
                         let other = String::from_utf8_lossy(other);
-                        match other.strip_prefix("type:") {
-                            Some(t) => self
-                                .fail(member, format!("the instance key holds a {t}, not a hash")),
-                            None => {
-                                let found = other.strip_prefix("wrongtype:").unwrap_or(&other);
-                                self.fail(
-                                    member,
-                                    format!("the partition key holds a {found}, not what popoto stores there"),
-                                );
-                            }
-                        }
+                        let found = other.strip_prefix("wrongtype:").unwrap_or(&other);
+                        self.fail(
+                            member,
+                            format!(
+                                "the partition key holds a {found}, not what popoto stores there"
+                            ),
+                        );
                     }
                 }
             }
