@@ -3,8 +3,9 @@
 //! Connections are dialed by deadpool-redis' manager. Its recycle step PINGs on every checkout,
 //! a second round trip per operation that halves throughput, so the pool wraps it: once a call
 //! failed at the connection level, that connection and every connection dialed before the
-//! failure are dropped at their next checkout (a restart or `CLIENT KILL` closes them all), so
-//! later calls dial fresh ones instead of failing one by one on dead idle connections.
+//! failure are dropped at their next checkout (a restart or `CLIENT KILL` closes them all; a
+//! dial cut in its handshake counts as such a failure too), so later calls dial fresh ones
+//! instead of failing one by one on dead idle connections.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
@@ -72,7 +73,17 @@ impl managed::Manager for Manager {
 
     async fn create(&self) -> RedisResult<Conn> {
         let generation = self.failures.load(Ordering::Acquire);
-        let inner = managed::Manager::create(&self.dialer).await?;
+        let inner = match managed::Manager::create(&self.dialer).await {
+            Ok(inner) => inner,
+            // Cut while dialing or in its handshake: the connections dialed before are presumed
+            // dead too (a kill or restart mid-dial would otherwise leave them in the pool).
+            Err(e) => {
+                if is_connection_error(&e) {
+                    self.failures.fetch_add(1, Ordering::AcqRel);
+                }
+                return Err(e);
+            }
+        };
         Ok(Conn {
             inner,
             broken: AtomicBool::new(false),
@@ -347,4 +358,36 @@ pub(crate) fn evalsha(script: &redis::Script, keys: &[String], args: &[Vec<u8>])
         .arg(keys)
         .arg(args);
     cmd
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server that accepts connections and closes them before answering: every dial is cut
+    /// in its handshake, and each cut counts as a connection failure (so connections dialed
+    /// before it would be discarded at their next checkout).
+    #[tokio::test]
+    async fn a_dial_cut_in_its_handshake_counts_as_a_connection_failure() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let closer = tokio::spawn(async move {
+            loop {
+                let (socket, _) = listener.accept().await.unwrap();
+                drop(socket);
+            }
+        });
+        let backend =
+            Backend::new(BackendConfig::new(format!("redis://127.0.0.1:{port}/0"))).unwrap();
+        assert_eq!(backend.failures.load(Ordering::Acquire), 0);
+        for attempt in 1..=2u64 {
+            let err = backend
+                .query::<String>("ping", "-", &redis::cmd("PING"))
+                .await
+                .unwrap_err();
+            assert!(err.is_connection_error(), "{err}");
+            assert_eq!(backend.failures.load(Ordering::Acquire), attempt);
+        }
+        closer.abort();
+    }
 }
