@@ -15,10 +15,10 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{ErrorKind, RedisError, RedisResult, Value};
 
 use crate::backend::{is_connection_error, is_noscript, Backend};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::keys;
 use crate::model::{FieldKind, ModelMeta, Record};
-use crate::plan::{initial_confidence, score_arg, IndexEntry, Instance};
+use crate::plan::{initial_confidence, push_score, IndexEntry, Instance};
 
 /// The script that writes many instances at once.
 pub(crate) static INSERT_MANY: LazyLock<redis::Script> =
@@ -94,13 +94,45 @@ pub(crate) fn independent(meta: &'static ModelMeta, rows: &[Row<'_>]) -> bool {
     })
 }
 
+/// An index entry of a row, by what it needs from the row: its KEYS index (1-based) and kind.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    /// A set member (`$Class`, a `$KeyF` value set); with the field of a unique key's set.
+    Set(usize, Option<usize>),
+    /// A zset member scored by the row's `n`-th sorted field.
+    ZSet(usize, usize),
+    /// A confidence entry with this initial confidence.
+    Companion(usize, f64),
+}
+
+/// Fields whose key segments select a row's index keys: key fields (value sets) and the
+/// partition fields of sorted and confidence fields. Rows equal on them share index keys.
+fn selecting_fields(meta: &ModelMeta) -> Vec<usize> {
+    let mut out: Vec<usize> = Vec::new();
+    for (i, f) in meta.fields.iter().enumerate() {
+        let selects: &[usize] = match f.kind {
+            FieldKind::Key | FieldKind::UniqueKey => std::slice::from_ref(&i),
+            FieldKind::Sorted | FieldKind::Confidence { .. } => f.partition_by,
+            _ => &[],
+        };
+        for &p in selects {
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
 /// Builds the `EVALSHA` of one call.
 fn call(meta: &'static ModelMeta, write: Write, rows: &[Row<'_>]) -> Result<redis::Cmd> {
-    // Index entries of every row, each with the KEYS index (1-based) of its key: every
-    // distinct key once.
+    // Every distinct index key once in KEYS; rows that agree on the selecting fields (a
+    // tenant's rows, mostly) reuse the first one's slots instead of rendering keys again.
     let mut keys: Vec<String> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
-    let mut per_row = Vec::with_capacity(rows.len());
+    let selecting = selecting_fields(meta);
+    let mut seen: HashMap<Vec<&str>, Vec<Slot>> = HashMap::new();
+    let mut per_row: Vec<Vec<Slot>> = Vec::with_capacity(rows.len());
     let (mut args, mut bytes) = (4usize, 64usize);
     for row in rows {
         let inst = Instance {
@@ -109,23 +141,36 @@ fn call(meta: &'static ModelMeta, write: Write, rows: &[Row<'_>]) -> Result<redi
             record: row.record,
             hidden_key: row.hidden,
         };
-        let entries: Vec<(usize, IndexEntry)> = inst
-            .index_entries()?
-            .into_iter()
-            .map(|e| {
-                let k = match index.get(e.key()) {
-                    Some(&i) => i,
-                    None => {
-                        keys.push(e.key().to_owned());
-                        index.insert(e.key().to_owned(), keys.len());
-                        bytes += e.key().len() + 16;
-                        keys.len()
-                    }
-                };
-                (k, e)
-            })
-            .collect();
-        args += 4 + 2 * row.record.values.len() + 4 * entries.len();
+        let signature: Vec<&str> = selecting.iter().map(|&i| inst.segment(i)).collect();
+        let slots = match seen.get(&signature) {
+            Some(slots) => slots.clone(),
+            None => {
+                let mut sorted = 0;
+                let mut slots = Vec::new();
+                for e in inst.index_entries()? {
+                    let k = match index.get(e.key()) {
+                        Some(&i) => i,
+                        None => {
+                            keys.push(e.key().to_owned());
+                            index.insert(e.key().to_owned(), keys.len());
+                            bytes += e.key().len() + 16;
+                            keys.len()
+                        }
+                    };
+                    slots.push(match e {
+                        IndexEntry::Set(_, unique) => Slot::Set(k, unique),
+                        IndexEntry::ZSet(..) => {
+                            sorted += 1;
+                            Slot::ZSet(k, sorted - 1)
+                        }
+                        IndexEntry::Companion(_, initial) => Slot::Companion(k, initial),
+                    });
+                }
+                seen.insert(signature, slots.clone());
+                slots
+            }
+        };
+        args += 6 + 2 * row.record.values.len() + 3 * slots.len();
         bytes += 2 * row.key.len()
             + row
                 .record
@@ -133,62 +178,98 @@ fn call(meta: &'static ModelMeta, write: Write, rows: &[Row<'_>]) -> Result<redi
                 .iter()
                 .map(|v| v.len() + 32)
                 .sum::<usize>()
-            + 48 * entries.len();
-        per_row.push(entries);
+            + 48 * slots.len();
+        per_row.push(slots);
     }
     // What each KEYS index collects: `s` set members, `z` zset members, `h` hash entries.
     let mut kinds = vec![b's'; keys.len()];
-    for (k, e) in per_row.iter().flatten() {
-        kinds[k - 1] = match e {
-            IndexEntry::Set(..) => b's',
-            IndexEntry::ZSet(..) => b'z',
-            IndexEntry::Companion(..) => b'h',
-        };
+    for slot in per_row.iter().flatten() {
+        match *slot {
+            Slot::Set(k, _) => kinds[k - 1] = b's',
+            Slot::ZSet(k, _) => kinds[k - 1] = b'z',
+            Slot::Companion(k, _) => kinds[k - 1] = b'h',
+        }
     }
+    let sorted_fields: Vec<usize> = (0..meta.fields.len())
+        .filter(|&i| meta.fields[i].kind == FieldKind::Sorted)
+        .collect();
     let mut cmd = redis::Cmd::with_capacity(args + keys.len(), bytes);
     cmd.arg("EVALSHA")
         .arg(INSERT_MANY.get_hash())
         .arg(keys.len())
         .arg(&keys);
-    cmd.arg(write.flag()).arg(rows.len()).arg(&kinds[..]);
-    for (row, entries) in rows.iter().zip(per_row) {
-        let hidden = row.hidden.map(|h| {
-            let mut v = Vec::with_capacity(h.len() + 2);
-            crate::codec::encode_serde(h, &mut v).ok();
-            v
+    // How many entries of each kind an instance has: the same for every row of a model.
+    let shape = |slots: &[Slot]| {
+        let mut n = [0usize; 4];
+        for slot in slots {
+            match slot {
+                Slot::Set(_, unique) => {
+                    n[0] += usize::from(unique.is_some());
+                    n[1] += 1;
+                }
+                Slot::ZSet(..) => n[2] += 1,
+                Slot::Companion(..) => n[3] += 1,
+            }
+        }
+        n
+    };
+    let first = per_row.first().map(|s| shape(s)).unwrap_or_default();
+    if per_row.iter().any(|s| shape(s) != first) {
+        return Err(Error::Protocol {
+            op: "bulk write",
+            model: meta.name,
+            detail: "instances of one model with different index entries".into(),
         });
-        let declared = meta.declared_len().min(row.record.values.len());
-        cmd.arg(&row.key)
-            .arg(declared + usize::from(hidden.is_some()));
-        for (f, v) in meta.fields.iter().zip(&row.record.values).take(declared) {
+    }
+    // Saves rewrite no `_auto_key`; creates of a model that has one write it for every row.
+    let hidden = rows.first().is_some_and(|r| r.hidden.is_some());
+    let nf = meta.declared_len() + usize::from(hidden);
+    cmd.arg(write.flag())
+        .arg(rows.len())
+        .arg(&kinds[..])
+        .arg(nf);
+    for n in first {
+        cmd.arg(n);
+    }
+    for (row, slots) in rows.iter().zip(per_row) {
+        if row.record.values.len() != meta.declared_len() || row.hidden.is_some() != hidden {
+            return Err(Error::Protocol {
+                op: "bulk write",
+                model: meta.name,
+                detail: format!("a record of {} values", row.record.values.len()),
+            });
+        }
+        cmd.arg(&row.key);
+        for (f, v) in meta.fields.iter().zip(&row.record.values) {
             cmd.arg(f.name).arg(&v[..]);
         }
-        if let Some(h) = &hidden {
-            cmd.arg("_auto_key").arg(&h[..]);
+        if let Some(h) = row.hidden {
+            let mut v = Vec::with_capacity(h.len() + 2);
+            crate::codec::encode_serde(h, &mut v).ok();
+            cmd.arg("_auto_key").arg(v);
         }
-        let count = |pred: fn(&IndexEntry) -> bool| entries.iter().filter(|(_, e)| pred(e)).count();
-        cmd.arg(count(|e| matches!(e, IndexEntry::Set(_, Some(_)))));
-        for (k, e) in &entries {
-            if let IndexEntry::Set(_, Some(field)) = e {
-                cmd.arg(*k).arg(*field);
+        for slot in &slots {
+            if let Slot::Set(k, Some(field)) = *slot {
+                cmd.arg(k).arg(field);
             }
         }
-        cmd.arg(count(|e| matches!(e, IndexEntry::Set(..))));
-        for (k, e) in &entries {
-            if let IndexEntry::Set(..) = e {
-                cmd.arg(*k);
+        for slot in &slots {
+            if let Slot::Set(k, _) = *slot {
+                cmd.arg(k);
             }
         }
-        cmd.arg(count(|e| matches!(e, IndexEntry::ZSet(..))));
-        for (k, e) in &entries {
-            if let IndexEntry::ZSet(_, score) = e {
-                cmd.arg(*k).arg(score_arg(*score));
+        for slot in &slots {
+            if let Slot::ZSet(k, n) = *slot {
+                let score = sorted_fields
+                    .get(n)
+                    .and_then(|&f| row.record.scores.get(f).copied().flatten())
+                    .unwrap_or_default();
+                push_score(cmd.arg(k), score);
             }
         }
-        cmd.arg(count(|e| matches!(e, IndexEntry::Companion(..))));
-        for (k, e) in &entries {
-            if let IndexEntry::Companion(_, initial) = e {
-                cmd.arg(*k).arg(initial_confidence(*initial));
+        for slot in &slots {
+            if let Slot::Companion(k, initial) = *slot {
+                cmd.arg(k).arg(initial_confidence(initial));
             }
         }
     }
@@ -212,8 +293,9 @@ async fn send(conn: &mut MultiplexedConnection, cmd: redis::Cmd) -> RedisResult<
     }
 }
 
-/// Creates (`create`) or saves every row, each all or nothing; one reply per row, as
-/// `apply.lua` would have answered it. The rows must be [`independent`].
+/// Creates or saves every row, each all or nothing; one reply per row that `Plan::outcome`
+/// reads (the HSET's reply for a row written, else `apply.lua`'s failure replies). The rows
+/// must be [`independent`].
 ///
 /// Calls of [`PER_CALL`] rows are sent as soon as they are built, up to [`IN_FLIGHT`] at a
 /// time on the connection, so the server applies one while the next is built. Whatever can
@@ -294,12 +376,9 @@ pub(crate) async fn insert_many(
     for (chunk, reply) in chunks.iter().zip(replies) {
         match reply {
             Ok(Value::Array(items)) if items.len() == chunk.len() => {
+                // Written: the HSET's reply (an integer, read by `Plan::outcome`), else the
+                // failed check's reply or the error.
                 out.extend(items.into_iter().map(|v| match v {
-                    // Written: the reply `apply.lua` gives, `{'ok', <HSET reply>}`.
-                    Value::Int(n) => Ok(Value::Array(vec![
-                        Value::SimpleString("ok".into()),
-                        Value::Int(n),
-                    ])),
                     Value::ServerError(e) => Err(e.into()),
                     v => Ok(v),
                 }));

@@ -315,9 +315,23 @@ impl Plan {
             model: meta.name,
             detail,
         };
-        let redis::Value::Array(items) = reply else {
-            return Err(protocol(format!("{reply:?}")));
+        let items = match reply {
+            // The bulk script's reply for an instance written: its HSET's reply.
+            redis::Value::Int(n) => return Ok(Outcome::Applied(n)),
+            redis::Value::Array(items) => items,
+            other => return Err(protocol(format!("{other:?}"))),
         };
+        let ok = match items.first() {
+            Some(redis::Value::BulkString(b)) => b == b"ok",
+            Some(redis::Value::SimpleString(s)) => s == "ok",
+            _ => false,
+        };
+        if ok {
+            return Ok(Outcome::Applied(match items.get(1) {
+                Some(redis::Value::Int(n)) => *n,
+                _ => 0,
+            }));
+        }
         let text = |i: usize| -> Result<String> {
             match items.get(i) {
                 Some(redis::Value::BulkString(b)) => {
@@ -329,10 +343,6 @@ impl Plan {
             }
         };
         match text(0)?.as_str() {
-            "ok" => Ok(Outcome::Applied(match items.get(1) {
-                Some(redis::Value::Int(n)) => *n,
-                _ => 0,
-            })),
             "exists" => Ok(Outcome::Exists(text(1)?)),
             "missing" => Ok(Outcome::Missing(text(1)?)),
             "unique" => Ok(Outcome::Unique {
@@ -361,6 +371,16 @@ pub(crate) fn score_arg(score: f64) -> String {
         }
     } else {
         format!("{score}")
+    }
+}
+
+/// Appends a score argument without formatting it into a `String` first: finite values as
+/// redis-rs writes an `f64` (shortest round trip), infinities as [`score_arg`] does.
+pub(crate) fn push_score(cmd: &mut redis::Cmd, score: f64) {
+    if score.is_finite() {
+        cmd.arg(score);
+    } else {
+        cmd.arg(score_arg(score));
     }
 }
 
@@ -416,9 +436,9 @@ pub(crate) struct Instance<'r> {
     pub hidden_key: Option<&'r str>,
 }
 
-impl Instance<'_> {
+impl<'r> Instance<'r> {
     /// The segment of field `i` (hidden key included).
-    fn segment(&self, i: usize) -> &str {
+    pub fn segment(&self, i: usize) -> &'r str {
         if self.meta.fields[i].hidden {
             return self.hidden_key.unwrap_or_default();
         }
@@ -591,7 +611,10 @@ impl Instance<'_> {
             match e {
                 IndexEntry::Set(_, None) => cmd.arg("S").arg(""),
                 IndexEntry::Set(_, Some(field)) => cmd.arg("U").arg(field),
-                IndexEntry::ZSet(_, score) => cmd.arg("Z").arg(score_arg(*score)),
+                IndexEntry::ZSet(_, score) => {
+                    push_score(cmd.arg("Z"), *score);
+                    &mut cmd
+                }
                 IndexEntry::Companion(_, initial) => cmd.arg("H").arg(initial_confidence(*initial)),
             };
         }

@@ -4,12 +4,13 @@
 -- ARGV[1]: 'C' (create: an instance key must be absent), 'F' (create of keys that hold a uuid4
 -- generated for them: they cannot exist, so no EXISTS) or 'S' (save: insert or update);
 -- ARGV[2]: the number of instances; ARGV[3]: one letter per KEYS index, what is written there
--- ('s' set members, 'z' zset members, 'h' hash entries); then per instance:
---   key, nf, nf (field, value) pairs,
---   nu, nu (KEYS index of a unique value set, field tag) pairs,
---   ns, ns KEYS indices of sets to SADD the key to,
---   nz, nz (KEYS index, score) pairs to ZADD it to,
---   nh, nh (KEYS index, bytes) pairs to HSETNX it into (confidence entries).
+-- ('s' set members, 'z' zset members, 'h' hash entries); ARGV[4..8]: nf, nu, ns, nz, nh, the
+-- same for every instance of a model; then per instance:
+--   key, nf (field, value) pairs,
+--   nu (KEYS index of a unique value set, field tag) pairs,
+--   ns KEYS indices of sets to SADD the key to,
+--   nz (KEYS index, score) pairs to ZADD it to,
+--   nh (KEYS index, bytes) pairs to HSETNX it into (confidence entries).
 -- The client sends instances with distinct keys and distinct unique values in one call, so no
 -- instance's checks depend on another's writes.
 -- Checks, before any write of the instance, as lua/apply.lua's: a create's key is absent, every
@@ -33,15 +34,20 @@ for k = 1, #KEYS do
   lists[k] = {}
   counts[k] = 0
 end
-local out, p = {}, 4
+local nf, nu, ns = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local nz, nh = tonumber(ARGV[7]), tonumber(ARGV[8])
+-- Offsets of each part from an instance's key.
+local fo = 1
+local uo = fo + 2 * nf
+local so = uo + 2 * nu
+local zo = so + ns
+local ho = zo + 2 * nz
+local stride = ho + 2 * nh
+local out = {}
 for j = 1, n do
-  local key, nf = ARGV[p], tonumber(ARGV[p + 1])
-  local f = p + 2
-  p = f + 2 * nf
-  local nu = tonumber(ARGV[p]); local u = p + 1; p = u + 2 * nu
-  local ns = tonumber(ARGV[p]); local s = p + 1; p = s + ns
-  local nz = tonumber(ARGV[p]); local z = p + 1; p = z + 2 * nz
-  local nh = tonumber(ARGV[p]); local h = p + 1; p = h + 2 * nh
+  local p = 9 + (j - 1) * stride
+  local key = ARGV[p]
+  local f, u, s, z, h = p + fo, p + uo, p + so, p + zo, p + ho
   local reply = nil
   if check_absent and redis.call('EXISTS', key) == 1 then reply = {'exists', key} end
   if not reply and not create then
