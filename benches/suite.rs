@@ -281,12 +281,15 @@ pub struct Op {
     pub raw_per_sec: f64,
     /// Python popoto: operations counted and per second, when it ran.
     pub python: Option<(u64, f64)>,
+    /// Median over rounds of ORM / raw throughput, each round running both sides back to back.
+    pub paired: Option<f64>,
 }
 
 impl Op {
-    /// ORM / raw throughput.
+    /// ORM / raw throughput: the median of the paired rounds (robust to the machine speeding
+    /// up or slowing down during the run), else the ratio of the best rounds.
     pub fn ratio(&self) -> f64 {
-        self.orm_per_sec / self.raw_per_sec
+        self.paired.unwrap_or(self.orm_per_sec / self.raw_per_sec)
     }
 
     /// ORM / Python throughput, when Python ran.
@@ -472,6 +475,12 @@ impl Report {
                 pyr
             );
         }
+        let _ = writeln!(
+            s,
+            "\nRates are each side's best round. ORM / raw is the median of the rounds' ratios, \
+             each round running both sides back to back (so a change of machine speed during \
+             the run does not count); ORM / Python is the ratio of best rounds."
+        );
         if !self.scaling.is_empty() {
             let _ = writeln!(
                 s,
@@ -560,32 +569,52 @@ fn fmt_rate(r: f64) -> String {
 
 // ------------------------------------------------------------------------------- timing
 
+/// The median of per-round ORM / raw throughput ratios (raw time / ORM time).
+fn median_ratio(pairs: &[(Duration, Duration)]) -> f64 {
+    let mut r: Vec<f64> = pairs
+        .iter()
+        .map(|(orm, raw)| raw.as_secs_f64() / orm.as_secs_f64().max(1e-9))
+        .collect();
+    r.sort_by(f64::total_cmp);
+    match r.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => r[n / 2],
+        n => (r[n / 2 - 1] + r[n / 2]) / 2.0,
+    }
+}
+
 /// Runs `orm` and `raw` once each untimed (with more than one round), then `rounds` times
-/// each, alternating which goes first, and returns each side's shortest round.
-async fn duel<O, R>(rounds: usize, mut orm: O, mut raw: R) -> Res<(Duration, Duration)>
+/// each, alternating which goes first; returns each side's shortest round and the median of
+/// the rounds' ORM / raw ratios.
+async fn duel<O, R>(rounds: usize, mut orm: O, mut raw: R) -> Res<(Duration, Duration, f64)>
 where
     O: AsyncFnMut() -> Res<()>,
     R: AsyncFnMut() -> Res<()>,
 {
     let (mut best_orm, mut best_raw) = (Duration::MAX, Duration::MAX);
+    let mut pairs = Vec::with_capacity(rounds.max(1));
     if rounds > 1 {
         // Warm-up, not timed: connections dialed, scripts loaded, caches and clocks up.
         orm().await?;
         raw().await?;
     }
     for round in 0..rounds.max(1) {
+        let (mut this_orm, mut this_raw) = (Duration::ZERO, Duration::ZERO);
         for side in [round % 2, 1 - round % 2] {
             let start = Instant::now();
             if side == 0 {
                 orm().await?;
-                best_orm = best_orm.min(start.elapsed());
+                this_orm = start.elapsed();
+                best_orm = best_orm.min(this_orm);
             } else {
                 raw().await?;
-                best_raw = best_raw.min(start.elapsed());
+                this_raw = start.elapsed();
+                best_raw = best_raw.min(this_raw);
             }
         }
+        pairs.push((this_orm, this_raw));
     }
-    Ok((best_orm, best_raw))
+    Ok((best_orm, best_raw, median_ratio(&pairs)))
 }
 
 fn per_sec(n: usize, d: Duration) -> f64 {
@@ -1246,7 +1275,7 @@ async fn seq_create(cfg: &Config, db: &Db, conn: &mut MultiplexedConnection) -> 
     progress(cfg, format!("sequential create: {n} per round"));
     let t = db.tenant("seqo")?;
     let raw_t = RawTenant::new("seqr");
-    let (orm, raw) = duel(
+    let d = duel(
         cfg.rounds,
         async || {
             for i in 0..n {
@@ -1267,7 +1296,7 @@ async fn seq_create(cfg: &Config, db: &Db, conn: &mut MultiplexedConnection) -> 
         },
     )
     .await?;
-    Ok(op("seq_create", "create", n, orm, raw))
+    Ok(op("seq_create", "create", n, d))
 }
 
 /// Bulk create, each round on an empty database (raw first, so the ORM's rows stay for the
@@ -1284,6 +1313,7 @@ async fn bulk_create(
         format!("bulk create: {n} instances over {tenants} tenants"),
     );
     let (mut best_orm, mut best_raw) = (Duration::MAX, Duration::MAX);
+    let mut pairs = Vec::new();
     let mut created = Vec::new();
     let raw_tenants: Vec<RawTenant> = (0..tenants)
         .map(|i| RawTenant::new(&format!("t{i}")))
@@ -1301,18 +1331,29 @@ async fn bulk_create(
             }
             pipe.query_async::<()>(conn).await?;
         }
-        best_raw = best_raw.min(start.elapsed());
+        let raw = start.elapsed();
+        best_raw = best_raw.min(raw);
         flushdb(conn).await?;
         let start = Instant::now();
         created = db.admin().create_many(values).await?;
-        best_orm = best_orm.min(start.elapsed());
+        let orm = start.elapsed();
+        best_orm = best_orm.min(orm);
+        pairs.push((orm, raw));
     }
     let ids = created
         .into_iter()
         .filter(|e| e.project_id == "t0")
         .map(|e| e.episode_id)
         .collect();
-    Ok((op("bulk_create", "create", n, best_orm, best_raw), ids))
+    Ok((
+        op(
+            "bulk_create",
+            "create",
+            n,
+            (best_orm, best_raw, median_ratio(&pairs)),
+        ),
+        ids,
+    ))
 }
 
 async fn get(cfg: &Config, db: &Db, conn: &mut MultiplexedConnection, ids: &[String]) -> Res<Op> {
@@ -1324,7 +1365,7 @@ async fn get(cfg: &Config, db: &Db, conn: &mut MultiplexedConnection, ids: &[Str
         .iter()
         .map(|id| Episode::key_of("t0", id.as_str()))
         .collect();
-    let (orm, raw) = duel(
+    let d = duel(
         cfg.rounds,
         async || {
             for i in 0..n {
@@ -1342,7 +1383,7 @@ async fn get(cfg: &Config, db: &Db, conn: &mut MultiplexedConnection, ids: &[Str
         },
     )
     .await?;
-    Ok(op("get", "get", n, orm, raw))
+    Ok(op("get", "get", n, d))
 }
 
 async fn range_query(
@@ -1356,7 +1397,7 @@ async fn range_query(
     progress(cfg, format!("range query of {rows} rows: {n} per round"));
     let t0 = db.tenant("t0")?;
     let raw_t0 = RawTenant::new("t0");
-    let (orm, raw) = duel(
+    let d = duel(
         cfg.rounds,
         async || {
             for _ in 0..n {
@@ -1380,13 +1421,7 @@ async fn range_query(
         },
     )
     .await?;
-    Ok(op(
-        "range_query",
-        &format!("query of {rows} rows"),
-        n,
-        orm,
-        raw,
-    ))
+    Ok(op("range_query", &format!("query of {rows} rows"), n, d))
 }
 
 async fn count(
@@ -1399,7 +1434,7 @@ async fn count(
     progress(cfg, format!("count: {n} per round"));
     let t0 = db.tenant("t0")?;
     let raw_t0 = RawTenant::new("t0");
-    let (orm, raw) = duel(
+    let d = duel(
         cfg.rounds,
         async || {
             for _ in 0..n {
@@ -1420,7 +1455,7 @@ async fn count(
         },
     )
     .await?;
-    Ok(op("count", "count", n, orm, raw))
+    Ok(op("count", "count", n, d))
 }
 
 async fn confidence_update(cfg: &Config, db: &Db, conn: &mut MultiplexedConnection) -> Res<Op> {
@@ -1443,7 +1478,7 @@ async fn confidence_update(cfg: &Config, db: &Db, conn: &mut MultiplexedConnecti
         .map(|m| Memory::key_of(m.project.as_str(), m.key.as_str()).redis_key())
         .collect();
     let companion = format!("{LEGACY}:conf");
-    let (orm, raw) = duel(
+    let d = duel(
         cfg.rounds,
         async || {
             for i in 0..n {
@@ -1463,7 +1498,7 @@ async fn confidence_update(cfg: &Config, db: &Db, conn: &mut MultiplexedConnecti
         },
     )
     .await?;
-    Ok(op("confidence_update", "update", n, orm, raw))
+    Ok(op("confidence_update", "update", n, d))
 }
 
 /// `migrate_to_partitioned` of a legacy hash of `migration_entries`, ORM and raw alternately,
@@ -1482,11 +1517,13 @@ async fn migration(
     flushdb(conn).await?;
     build_legacy(conn, n, tenants, true).await?;
     let (mut best_orm, mut best_raw) = (f64::MAX, f64::MAX);
+    let mut pairs = Vec::new();
     let mut memory = MigrationMemory {
         entries: n as u64,
         ..MigrationMemory::default()
     };
     for round in 0..cfg.migration_rounds.max(1) {
+        let mut pair = (Duration::ZERO, Duration::ZERO);
         for side in [round % 2, 1 - round % 2] {
             let side = if side == 0 {
                 MigrationSide::Orm
@@ -1510,14 +1547,17 @@ async fn migration(
             match side {
                 MigrationSide::Orm => {
                     best_orm = best_orm.min(secs);
+                    pair.0 = Duration::from_secs_f64(secs);
                     memory.orm_peak_kib = memory.orm_peak_kib.max(peak);
                 }
                 MigrationSide::Raw => {
                     best_raw = best_raw.min(secs);
+                    pair.1 = Duration::from_secs_f64(secs);
                     memory.raw_peak_kib = memory.raw_peak_kib.max(peak);
                 }
             }
         }
+        pairs.push(pair);
     }
     flushdb(conn).await?;
     let op = Op {
@@ -1527,6 +1567,7 @@ async fn migration(
         orm_per_sec: n as f64 / best_orm,
         raw_per_sec: n as f64 / best_raw,
         python: None,
+        paired: Some(median_ratio(&pairs)).filter(|r| r.is_finite()),
     };
     Ok((op, memory))
 }
@@ -1561,7 +1602,7 @@ async fn scaling(cfg: &Config, db: &Db, conn: &mut MultiplexedConnection) -> Res
             .query_async(conn)
             .await?;
         let n = cfg.scaling_queries;
-        let (orm, raw) = duel(
+        let (orm, raw, _) = duel(
             cfg.rounds,
             async || {
                 for _ in 0..n {
@@ -1601,7 +1642,12 @@ async fn orm_range(t: &popoto::Session, rows: usize) -> Res<Vec<Episode>> {
         .await?)
 }
 
-fn op(name: &'static str, unit: &str, n: usize, orm: Duration, raw: Duration) -> Op {
+fn op(
+    name: &'static str,
+    unit: &str,
+    n: usize,
+    (orm, raw, paired): (Duration, Duration, f64),
+) -> Op {
     Op {
         name,
         unit: unit.into(),
@@ -1609,6 +1655,7 @@ fn op(name: &'static str, unit: &str, n: usize, orm: Duration, raw: Duration) ->
         orm_per_sec: per_sec(n, orm),
         raw_per_sec: per_sec(n, raw),
         python: None,
+        paired: paired.is_finite().then_some(paired),
     }
 }
 
