@@ -525,6 +525,40 @@ async fn hidden_auto_key_models_work_through_keys() {
     assert!(all_keys(&server).is_empty());
 }
 
+/// Bulk creates of a model keyed by Popoto's hidden `_auto_key` (the batched path): every
+/// instance gets its own key, stored in its `_auto_key` field, and is indexed.
+#[tokio::test]
+async fn bulk_creates_of_hidden_auto_key_models_store_each_key() {
+    let (server, db) = setup().await;
+    let notes: Vec<Note> = (0..1_200)
+        .map(|i| Note {
+            text: format!("note {i}"),
+            stars: (i % 5) as u8,
+        })
+        .collect();
+    let created = db.create_many(notes.clone()).await.unwrap();
+    assert_eq!(created, notes);
+    let class = smembers(&server, "$Class:Note");
+    assert_eq!(class.len(), 1_200);
+    for key in &class {
+        let id = key.strip_prefix("Note:").unwrap();
+        assert_eq!(id.len(), 32, "{key}");
+        let hash = hgetall(&server, key);
+        let auto = &hash.iter().find(|(f, _)| f == "_auto_key").unwrap().1;
+        assert_eq!(
+            &auto[2..],
+            id.as_bytes(),
+            "{key}: _auto_key holds the key's uuid"
+        );
+        assert_eq!(hash.len(), 3, "{key}: text, stars and _auto_key");
+    }
+    let mut fetched = db.query::<Note>().fetch().await.unwrap();
+    fetched.sort_by(|a, b| a.text.cmp(&b.text));
+    let mut expected = notes;
+    expected.sort_by(|a, b| a.text.cmp(&b.text));
+    assert_eq!(fetched, expected);
+}
+
 #[tokio::test]
 async fn tenant_models_fail_closed() {
     let (_server, db) = setup().await;
