@@ -240,14 +240,13 @@ fn call(meta: &'static ModelMeta, write: Write, rows: &[Row<'_>]) -> Result<redi
             });
         }
         cmd.arg(&row.key);
-        for (f, v) in meta.fields.iter().zip(&row.record.values) {
-            cmd.arg(f.name).arg(&v[..]);
+        Instance {
+            meta,
+            key: String::new(),
+            record: row.record,
+            hidden_key: row.hidden,
         }
-        if let Some(h) = row.hidden {
-            let mut v = Vec::with_capacity(h.len() + 2);
-            crate::codec::encode_serde(h, &mut v).ok();
-            cmd.arg("_auto_key").arg(v);
-        }
+        .push_hash_fields(&mut cmd);
         for slot in &slots {
             if let Slot::Set(k, Some(field)) = *slot {
                 cmd.arg(k).arg(field);

@@ -384,6 +384,13 @@ pub(crate) fn push_score(cmd: &mut redis::Cmd, score: f64) {
     }
 }
 
+/// The stored bytes of Popoto's hidden `_auto_key` field: the key's uuid as a msgpack str.
+fn hidden_value(h: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(h.len() + 2);
+    crate::codec::encode_serde(h, &mut v).ok();
+    v
+}
+
 /// Msgpack bytes of a fresh confidence entry, as popoto's `on_save` HSETNX writes them.
 pub(crate) fn initial_confidence(initial: f64) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
@@ -478,11 +485,26 @@ impl<'r> Instance<'r> {
             .map(|(f, v)| (f.name.to_owned(), v.clone()))
             .collect();
         if let Some(h) = self.hidden_key {
-            let mut v = Vec::with_capacity(h.len() + 2);
-            crate::codec::encode_serde(h, &mut v).ok();
-            pairs.push(("_auto_key".to_owned(), v));
+            pairs.push(("_auto_key".to_owned(), hidden_value(h)));
         }
         pairs
+    }
+
+    /// How many (field, value) pairs [`Instance::push_hash_fields`] writes.
+    pub fn hash_field_count(&self) -> usize {
+        self.meta.declared_len().min(self.record.values.len())
+            + usize::from(self.hidden_key.is_some())
+    }
+
+    /// Appends every hash (field, value) pair to `cmd`, as [`Instance::hash_pairs`] lists them,
+    /// without building the list.
+    pub fn push_hash_fields(&self, cmd: &mut redis::Cmd) {
+        for (f, v) in self.meta.fields.iter().zip(&self.record.values) {
+            cmd.arg(f.name).arg(&v[..]);
+        }
+        if let Some(h) = self.hidden_key {
+            cmd.arg("_auto_key").arg(hidden_value(h));
+        }
     }
 
     /// Every index entry of this instance: `$Class`, key value sets, sorted sets (with the
@@ -574,13 +596,7 @@ impl<'r> Instance<'r> {
     /// Also returns the number of commands the script runs when nothing fails.
     pub fn create_cmd(&self, script: &redis::Script, fresh: bool) -> Result<(redis::Cmd, usize)> {
         let entries = self.index_entries()?;
-        let declared = self.meta.declared_len().min(self.record.values.len());
-        let hidden = self.hidden_key.map(|h| {
-            let mut v = Vec::with_capacity(h.len() + 2);
-            crate::codec::encode_serde(h, &mut v).ok();
-            v
-        });
-        let nf = declared + usize::from(hidden.is_some());
+        let nf = self.hash_field_count();
         let values: usize = self.record.values.iter().map(Vec::len).sum();
         let keys: usize = entries.iter().map(|e| e.key().len()).sum();
         let mut cmd = redis::Cmd::with_capacity(
@@ -595,18 +611,7 @@ impl<'r> Instance<'r> {
             cmd.arg(e.key());
         }
         cmd.arg(if fresh { "F" } else { "C" }).arg(nf);
-        for (f, v) in self
-            .meta
-            .fields
-            .iter()
-            .zip(&self.record.values)
-            .take(declared)
-        {
-            cmd.arg(f.name).arg(&v[..]);
-        }
-        if let Some(h) = &hidden {
-            cmd.arg("_auto_key").arg(&h[..]);
-        }
+        self.push_hash_fields(&mut cmd);
         for e in &entries {
             match e {
                 IndexEntry::Set(_, None) => cmd.arg("S").arg(""),
