@@ -131,8 +131,10 @@ fn call(meta: &'static ModelMeta, write: Write, rows: &[Row<'_>]) -> Result<redi
     let mut keys: Vec<String> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     let selecting = selecting_fields(meta);
-    let mut seen: HashMap<Vec<&str>, Vec<Slot>> = HashMap::new();
-    let mut per_row: Vec<Vec<Slot>> = Vec::with_capacity(rows.len());
+    // Each distinct signature's slots once; rows point at theirs.
+    let mut seen: HashMap<Vec<&str>, usize> = HashMap::new();
+    let mut groups: Vec<Vec<Slot>> = Vec::new();
+    let mut per_row: Vec<usize> = Vec::with_capacity(rows.len());
     let (mut args, mut bytes) = (4usize, 64usize);
     for row in rows {
         let inst = Instance {
@@ -142,8 +144,8 @@ fn call(meta: &'static ModelMeta, write: Write, rows: &[Row<'_>]) -> Result<redi
             hidden_key: row.hidden,
         };
         let signature: Vec<&str> = selecting.iter().map(|&i| inst.segment(i)).collect();
-        let slots = match seen.get(&signature) {
-            Some(slots) => slots.clone(),
+        let group = match seen.get(&signature) {
+            Some(&g) => g,
             None => {
                 let mut sorted = 0;
                 let mut slots = Vec::new();
@@ -166,10 +168,12 @@ fn call(meta: &'static ModelMeta, write: Write, rows: &[Row<'_>]) -> Result<redi
                         IndexEntry::Companion(_, initial) => Slot::Companion(k, initial),
                     });
                 }
-                seen.insert(signature, slots.clone());
-                slots
+                groups.push(slots);
+                seen.insert(signature, groups.len() - 1);
+                groups.len() - 1
             }
         };
+        let slots = &groups[group];
         args += 6 + 2 * row.record.values.len() + 3 * slots.len();
         bytes += 2 * row.key.len()
             + row
@@ -179,11 +183,11 @@ fn call(meta: &'static ModelMeta, write: Write, rows: &[Row<'_>]) -> Result<redi
                 .map(|v| v.len() + 32)
                 .sum::<usize>()
             + 48 * slots.len();
-        per_row.push(slots);
+        per_row.push(group);
     }
     // What each KEYS index collects: `s` set members, `z` zset members, `h` hash entries.
     let mut kinds = vec![b's'; keys.len()];
-    for slot in per_row.iter().flatten() {
+    for slot in groups.iter().flatten() {
         match *slot {
             Slot::Set(k, _) => kinds[k - 1] = b's',
             Slot::ZSet(k, _) => kinds[k - 1] = b'z',
@@ -213,8 +217,8 @@ fn call(meta: &'static ModelMeta, write: Write, rows: &[Row<'_>]) -> Result<redi
         }
         n
     };
-    let first = per_row.first().map(|s| shape(s)).unwrap_or_default();
-    if per_row.iter().any(|s| shape(s) != first) {
+    let first = groups.first().map(|s| shape(s)).unwrap_or_default();
+    if groups.iter().any(|s| shape(s) != first) {
         return Err(Error::Protocol {
             op: "bulk write",
             model: meta.name,
@@ -231,7 +235,8 @@ fn call(meta: &'static ModelMeta, write: Write, rows: &[Row<'_>]) -> Result<redi
     for n in first {
         cmd.arg(n);
     }
-    for (row, slots) in rows.iter().zip(per_row) {
+    for (row, group) in rows.iter().zip(per_row) {
+        let slots = &groups[group];
         if row.record.values.len() != meta.declared_len() || row.hidden.is_some() != hidden {
             return Err(Error::Protocol {
                 op: "bulk write",
@@ -247,17 +252,17 @@ fn call(meta: &'static ModelMeta, write: Write, rows: &[Row<'_>]) -> Result<redi
             hidden_key: row.hidden,
         }
         .push_hash_fields(&mut cmd);
-        for slot in &slots {
+        for slot in slots {
             if let Slot::Set(k, Some(field)) = *slot {
                 cmd.arg(k).arg(field);
             }
         }
-        for slot in &slots {
+        for slot in slots {
             if let Slot::Set(k, _) = *slot {
                 cmd.arg(k);
             }
         }
-        for slot in &slots {
+        for slot in slots {
             if let Slot::ZSet(k, n) = *slot {
                 let score = sorted_fields
                     .get(n)
@@ -266,7 +271,7 @@ fn call(meta: &'static ModelMeta, write: Write, rows: &[Row<'_>]) -> Result<redi
                 push_score(cmd.arg(k), score);
             }
         }
-        for slot in &slots {
+        for slot in slots {
             if let Slot::Companion(k, initial) = *slot {
                 cmd.arg(k).arg(initial_confidence(initial));
             }
