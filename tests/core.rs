@@ -470,6 +470,67 @@ async fn batched_creates_report_exists_unique_and_wrong_type_per_instance() {
     );
 }
 
+/// A batch that repeats a key or a unique value still goes in order, as one-by-one writes
+/// would: a key saved twice ends with its later value, and of two creates taking one unique
+/// value the earlier wins, the later fails alone.
+#[tokio::test]
+async fn bulk_writes_that_repeat_keys_or_unique_values_apply_in_order() {
+    let (server, db) = setup().await;
+    let admin = db.admin();
+    let memory = |i: usize, content: &str| Memory {
+        project: ["acme", "globex"][i % 2].into(),
+        key: format!("m{i}"),
+        content: content.into(),
+        certainty: 0.5,
+    };
+    let mut batch: Vec<Memory> = (0..1_200).map(|i| memory(i, "first")).collect();
+    // Row 1,100 saves row 5 again; row 1,150 saves row 1,140 again (same call or next).
+    batch[1_100] = memory(5, "second");
+    batch[1_150] = memory(1_140, "second");
+    admin.save_many(batch).await.unwrap();
+    for i in [5, 1_140] {
+        let key = Memory::key_of(memory(i, "").project, format!("m{i}"));
+        let got = db.admin().get(&key).await.unwrap().unwrap();
+        assert_eq!(got.content, "second", "m{i}: the later save wins");
+    }
+    // Rows 1,100 and 1,150 (acme) were replaced by the repeats.
+    assert_eq!(smembers(&server, "$Class:Memory").len(), 1_198);
+    let acme = db.tenant("acme").unwrap();
+    assert_eq!(acme.query::<Memory>().count().await.unwrap(), 598);
+
+    // Creates: the unique value `u7` is taken by row 7, then claimed again by row 900
+    // (another tenant, so another key).
+    redis::cmd("FLUSHDB").exec(&mut server.raw()).unwrap();
+    let mut batch: Vec<Memory> = (0..1_000)
+        .map(|i| Memory {
+            key: format!("u{i}"),
+            ..memory(i, "x")
+        })
+        .collect();
+    batch[900] = Memory {
+        project: "initech".into(),
+        key: "u7".into(),
+        content: "late".into(),
+        certainty: 0.5,
+    };
+    let Err(Error::Bulk { failed, .. }) = admin.create_many(batch).await else {
+        panic!("expected a bulk error");
+    };
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].0, 900);
+    assert!(
+        matches!(&failed[0].1, Error::UniqueViolation { field: "key", .. }),
+        "{:?}",
+        failed[0].1
+    );
+    assert_eq!(smembers(&server, "$Class:Memory").len(), 999);
+    assert_eq!(
+        smembers(&server, "$UniqueKeyF:Memory:key:u7"),
+        [Memory::key_of("globex".to_owned(), "u7".to_owned()).redis_key()]
+    );
+    assert!(smembers(&server, "$KeyF:Memory:project:initech").is_empty());
+}
+
 #[tokio::test]
 async fn save_many_moves_partitions_too() {
     let (server, db) = setup().await;

@@ -4,12 +4,16 @@
 //! is verbose) and one command per index entry: about twice popoto's own `MULTI`/`EXEC` of the
 //! same writes. Here each instance is still checked and written all or nothing, but the call,
 //! the type checks of the index keys the instances share (`$Class`, a tenant's sets) and their
-//! `SADD`/`ZADD`s are paid once per call. Only batches whose instances are independent take
-//! this path: distinct instance keys, distinct unique values, and no partition value stored
-//! outside the key (those need the stored value read first; `db.rs` handles them one by one).
+//! `SADD`/`ZADD`s are paid once per call. The instances of one call are independent (distinct
+//! keys and unique values: a repeat starts the next call), and calls run in the batch's order.
+//! Models with a partition value stored outside the key do not take this path (the stored
+//! value must be read first; `db.rs` handles them one by one).
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::LazyLock;
+use std::task::Poll;
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{ErrorKind, RedisError, RedisResult, Value};
@@ -27,7 +31,7 @@ pub(crate) static INSERT_MANY: LazyLock<redis::Script> =
 /// Instances per script call: one call blocks the server for a few milliseconds.
 const PER_CALL: usize = 500;
 
-/// Calls sent ahead on the connection before waiting for the oldest one's reply.
+/// Calls queued on the connection before waiting for the oldest one's reply.
 const IN_FLIGHT: usize = 3;
 
 /// What a bulk call does with its instances.
@@ -77,21 +81,35 @@ fn unique_sets(meta: &'static ModelMeta, row: &Row<'_>) -> Vec<(String, usize)> 
         .collect()
 }
 
-/// Whether `rows` can be written by [`insert_many`]: no two share a key or a unique value.
-pub(crate) fn independent(meta: &'static ModelMeta, rows: &[Row<'_>]) -> bool {
-    let mut seen = HashSet::with_capacity(rows.len());
-    if !rows.iter().all(|r| seen.insert(r.key.as_str())) {
-        return false;
+/// Splits `rows` into calls of at most [`PER_CALL`] rows whose rows are independent: no two
+/// share a key or a unique value (the script checks each row against what earlier calls
+/// wrote, not against rows of its own call). A row that repeats a key or a unique value of the
+/// current call starts the next call; calls run in order, so a batch keeps its order.
+fn calls_of(meta: &'static ModelMeta, rows: &[Row<'_>]) -> Vec<std::ops::Range<usize>> {
+    let has_unique = meta.fields.iter().any(|f| f.kind == FieldKind::UniqueKey);
+    let mut calls = Vec::with_capacity(rows.len().div_ceil(PER_CALL));
+    let (mut start, mut keys, mut sets) = (0, HashSet::new(), HashSet::new());
+    for (i, row) in rows.iter().enumerate() {
+        let unique = if has_unique {
+            unique_sets(meta, row)
+        } else {
+            Vec::new()
+        };
+        let conflict =
+            keys.contains(row.key.as_str()) || unique.iter().any(|(s, _)| sets.contains(s));
+        if i > start && (conflict || i - start == PER_CALL) {
+            calls.push(start..i);
+            start = i;
+            keys.clear();
+            sets.clear();
+        }
+        keys.insert(row.key.as_str());
+        sets.extend(unique.into_iter().map(|(s, _)| s));
     }
-    if !meta.fields.iter().any(|f| f.kind == FieldKind::UniqueKey) {
-        return true;
+    if start < rows.len() {
+        calls.push(start..rows.len());
     }
-    let mut sets = HashSet::new();
-    rows.iter().all(|r| {
-        unique_sets(meta, r)
-            .into_iter()
-            .all(|(s, _)| sets.insert(s))
-    })
+    calls
 }
 
 /// An index entry of a row, by what it needs from the row: its KEYS index (1-based) and kind.
@@ -298,12 +316,13 @@ async fn send(conn: &mut MultiplexedConnection, cmd: redis::Cmd) -> RedisResult<
 }
 
 /// Creates or saves every row, each all or nothing; one reply per row that `Plan::outcome`
-/// reads (the HSET's reply for a row written, else `apply.lua`'s failure replies). The rows
-/// must be [`independent`].
+/// reads (the HSET's reply for a row written, else `apply.lua`'s failure replies).
 ///
-/// Calls of [`PER_CALL`] rows are sent as soon as they are built, up to [`IN_FLIGHT`] at a
-/// time on the connection, so the server applies one while the next is built. Whatever can
-/// refuse a row is checked before anything is sent.
+/// Rows go in calls of independent rows ([`calls_of`]), up to [`IN_FLIGHT`] queued on one
+/// connection in the batch's order while the next is built, so the server runs them in that
+/// order and later rows see what earlier ones wrote (a repeated key or unique value fails as it
+/// would one by one, a key saved twice ends with its last value). Whatever can refuse a row is
+/// checked before anything is sent.
 pub(crate) async fn insert_many(
     backend: &Backend,
     op: &'static str,
@@ -325,36 +344,35 @@ pub(crate) async fn insert_many(
             .index_entries()?;
         }
     }
-    let chunks: Vec<&[Row<'_>]> = rows.chunks(PER_CALL).collect();
-    let build = |chunk: &[Row<'_>]| {
-        call(meta, write, chunk)
+    let calls = calls_of(meta, rows);
+    let build = |range: &std::ops::Range<usize>| {
+        call(meta, write, &rows[range.clone()])
             .map_err(|e| RedisError::from((ErrorKind::Client, "bulk write", e.to_string())))
     };
     let replies: Vec<RedisResult<Value>> = backend
         .with_conn(op, meta.name, async |c| {
-            let mut replies = Vec::with_capacity(chunks.len());
+            let mut replies = Vec::with_capacity(calls.len());
             // The first call alone: on a server that lacks the script, load it once.
-            let mut first = send(c, build(chunks[0])?).await;
+            let mut first = send(c, build(&calls[0])?).await;
             if matches!(&first, Err(e) if is_noscript(e)) {
                 INSERT_MANY.prepare_invoke().load_async(c).await?;
-                first = send(c, build(chunks[0])?).await;
+                first = send(c, build(&calls[0])?).await;
             }
             replies.push(first);
-            let mut in_flight = VecDeque::new();
-            for chunk in &chunks[1..] {
-                let cmd = build(chunk)?;
-                let mut conn = c.clone();
-                in_flight.push_back(tokio::spawn(async move { send(&mut conn, cmd).await }));
-                // Lets the call reach the connection before the next one is built.
-                tokio::task::yield_now().await;
+            // Then up to IN_FLIGHT calls queued on the connection, in the batch's order, while
+            // the next is built here.
+            let mut in_flight: VecDeque<Reply> = VecDeque::with_capacity(IN_FLIGHT);
+            for range in &calls[1..] {
+                let cmd = build(range)?;
                 while in_flight.len() >= IN_FLIGHT {
-                    if let Some(h) = in_flight.pop_front() {
-                        replies.push(joined(h.await));
+                    if let Some(reply) = in_flight.pop_front() {
+                        replies.push(reply.await);
                     }
                 }
+                in_flight.push_back(start(c, cmd).await);
             }
-            while let Some(h) = in_flight.pop_front() {
-                replies.push(joined(h.await));
+            while let Some(reply) = in_flight.pop_front() {
+                replies.push(reply.await);
             }
             if let Some(e) = replies.iter().find_map(|r| r.as_ref().err()) {
                 if is_connection_error(e) {
@@ -369,7 +387,7 @@ pub(crate) async fn insert_many(
                 INSERT_MANY.prepare_invoke().load_async(c).await?;
                 for (i, r) in replies.iter_mut().enumerate() {
                     if matches!(r, Err(e) if is_noscript(e)) {
-                        *r = send(c, build(chunks[i])?).await;
+                        *r = send(c, build(&calls[i])?).await;
                     }
                 }
             }
@@ -377,7 +395,8 @@ pub(crate) async fn insert_many(
         })
         .await?;
     let mut out = Vec::with_capacity(rows.len());
-    for (chunk, reply) in chunks.iter().zip(replies) {
+    for (range, reply) in calls.iter().zip(replies) {
+        let chunk = &rows[range.clone()];
         match reply {
             Ok(Value::Array(items)) if items.len() == chunk.len() => {
                 // Written: the HSET's reply (an integer, read by `Plan::outcome`), else the
@@ -401,15 +420,17 @@ pub(crate) async fn insert_many(
     Ok(out)
 }
 
-/// The reply of a spawned call.
-fn joined(
-    r: std::result::Result<RedisResult<Value>, tokio::task::JoinError>,
-) -> RedisResult<Value> {
-    r.unwrap_or_else(|e| {
-        Err(RedisError::from((
-            ErrorKind::Client,
-            "bulk write task failed",
-            e.to_string(),
-        )))
-    })
+/// The reply of a call already sent.
+type Reply = Pin<Box<dyn Future<Output = RedisResult<Value>> + Send>>;
+
+/// Sends `cmd` now and returns its reply to await later. The multiplexed connection queues a
+/// request when its future is first polled, so polling each once here, in turn, sends the calls
+/// in the order they were started; their replies arrive through the connection's own task.
+async fn start(conn: &MultiplexedConnection, cmd: redis::Cmd) -> Reply {
+    let mut conn = conn.clone();
+    let mut reply: Reply = Box::pin(async move { send(&mut conn, cmd).await });
+    match std::future::poll_fn(|cx| Poll::Ready(reply.as_mut().poll(cx))).await {
+        Poll::Ready(done) => Box::pin(std::future::ready(done)),
+        Poll::Pending => reply,
+    }
 }

@@ -876,7 +876,7 @@ impl Session {
             .collect();
         tracing::Span::current().record("commands", prepared.len());
         let backend = self.backend().await?;
-        // Independent instances whose partitions are all in their keys: many per script call.
+        // Instances whose partitions are all in their keys: many per script call.
         let rows: Vec<bulk::Row<'_>> = if movable.is_empty() {
             prepared
                 .iter()
@@ -889,7 +889,7 @@ impl Session {
         } else {
             Vec::new()
         };
-        let replies = if movable.is_empty() && bulk::independent(meta, &rows) {
+        let replies = if movable.is_empty() {
             let write = match mode {
                 Mode::Create if fresh => bulk::Write::CreateFresh,
                 Mode::Create => bulk::Write::Create,
