@@ -379,7 +379,7 @@ pub(crate) async fn insert_many(
                     return Err(e.clone());
                 }
             }
-            // A restart meanwhile: the refused calls ran nothing; load and send them again.
+            // A `SCRIPT FLUSH` meanwhile: the refused calls ran nothing; load and send them again.
             if replies
                 .iter()
                 .any(|r| matches!(r, Err(e) if is_noscript(e)))
