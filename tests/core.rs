@@ -333,10 +333,10 @@ async fn bulk_create_pipelines_and_reports_failures_per_instance() {
             ..Default::default()
         })
         .collect();
-    let before = db.backend().await.unwrap().round_trips();
+    let before = db.admin().backend().await.unwrap().round_trips();
     let created = acme.create_many(items).await.unwrap();
     assert!(
-        db.backend().await.unwrap().round_trips() - before <= 3,
+        db.admin().backend().await.unwrap().round_trips() - before <= 3,
         "pipelined: one round trip per batch of 1000"
     );
     assert_eq!(created.len(), 1500);
@@ -556,6 +556,7 @@ async fn save_many_moves_partitions_too() {
 async fn hidden_auto_key_models_work_through_keys() {
     let (server, db) = setup().await;
     let (key, note) = db
+        .unscoped()
         .create_keyed(Note {
             text: "hi".into(),
             stars: 4,
@@ -567,22 +568,28 @@ async fn hidden_auto_key_models_work_through_keys() {
     let hash = hgetall(&server, &redis_key);
     let auto = hash.iter().find(|(f, _)| f == "_auto_key").unwrap();
     assert_eq!(auto.1[0], 0xd9);
-    assert_eq!(db.get(&key).await.unwrap(), Some(note.clone()));
+    assert_eq!(db.unscoped().get(&key).await.unwrap(), Some(note.clone()));
     let updated = Note {
         stars: 5,
         ..note.clone()
     };
-    db.save_at(&key, &updated).await.unwrap();
-    assert_eq!(db.get(&key).await.unwrap(), Some(updated.clone()));
+    db.unscoped().save_at(&key, &updated).await.unwrap();
+    assert_eq!(
+        db.unscoped().get(&key).await.unwrap(),
+        Some(updated.clone())
+    );
     assert!(matches!(
-        db.save(&updated).await,
+        db.unscoped().save(&updated).await,
         Err(Error::InvalidValue {
             field: "_auto_key",
             ..
         })
     ));
-    assert_eq!(db.query::<Note>().fetch().await.unwrap(), [updated]);
-    assert!(db.delete_key(&key).await.unwrap());
+    assert_eq!(
+        db.unscoped().query::<Note>().fetch().await.unwrap(),
+        [updated]
+    );
+    assert!(db.unscoped().delete_key(&key).await.unwrap());
     assert!(all_keys(&server).is_empty());
 }
 
@@ -597,7 +604,7 @@ async fn bulk_creates_of_hidden_auto_key_models_store_each_key() {
             stars: (i % 5) as u8,
         })
         .collect();
-    let created = db.create_many(notes.clone()).await.unwrap();
+    let created = db.unscoped().create_many(notes.clone()).await.unwrap();
     assert_eq!(created, notes);
     let class = smembers(&server, "$Class:Note");
     assert_eq!(class.len(), 1_200);
@@ -613,7 +620,7 @@ async fn bulk_creates_of_hidden_auto_key_models_store_each_key() {
         );
         assert_eq!(hash.len(), 3, "{key}: text, stars and _auto_key");
     }
-    let mut fetched = db.query::<Note>().fetch().await.unwrap();
+    let mut fetched = db.unscoped().query::<Note>().fetch().await.unwrap();
     fetched.sort_by(|a, b| a.text.cmp(&b.text));
     let mut expected = notes;
     expected.sort_by(|a, b| a.text.cmp(&b.text));
@@ -625,16 +632,17 @@ async fn tenant_models_fail_closed() {
     let (_server, db) = setup().await;
     let acme = db.tenant("acme").unwrap();
     assert!(matches!(
-        db.create(episode("acme", "x", 1.0, 1)).await,
+        db.unscoped().create(episode("acme", "x", 1.0, 1)).await,
         Err(Error::NoTenant { model: "Episode" })
     ));
     assert!(matches!(
-        db.query::<Episode>().count().await,
+        db.unscoped().query::<Episode>().count().await,
         Err(Error::NoTenant { .. })
     ));
     let ep = acme.create(episode("", "x", 1.0, 1)).await.unwrap();
     assert!(matches!(
-        db.get(&Episode::key_of("acme", ep.episode_id.clone()))
+        db.unscoped()
+            .get(&Episode::key_of("acme", ep.episode_id.clone()))
             .await,
         Err(Error::NoTenant { .. })
     ));
@@ -803,7 +811,7 @@ async fn an_update_that_moves_no_partition_is_one_round_trip() {
         })
         .await
         .unwrap();
-    let trips = || async { db.backend().await.unwrap().round_trips() };
+    let trips = || async { db.admin().backend().await.unwrap().round_trips() };
     let before = trips().await;
     item.level = 4;
     acme.save(&item).await.unwrap();

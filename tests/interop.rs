@@ -27,7 +27,7 @@ use interop_support::*;
 use popoto::codec::PyDecimal;
 use popoto::error::{DecodeError, EncodeError};
 use popoto::testing::TestRedis;
-use popoto::{Db, Key, Model, Query, Session};
+use popoto::{Admin, Db, Key, Model, Query, Session};
 use serde_bytes::ByteBuf;
 use serde_json::{json, Map, Value as Json};
 
@@ -593,10 +593,32 @@ enum Sc {
     Admin,
 }
 
-fn session(db: &Db, sc: &Sc) -> popoto::Result<Session> {
+/// A tenant handle or the admin handle, for cases run through either.
+enum Handle {
+    Tenant(Session),
+    Admin(Admin),
+}
+
+impl Handle {
+    fn query<M: Model>(&self) -> Query<'_, M> {
+        match self {
+            Handle::Tenant(s) => s.query(),
+            Handle::Admin(a) => a.query(),
+        }
+    }
+
+    async fn get<M: Model>(&self, key: &Key<M>) -> popoto::Result<Option<M>> {
+        match self {
+            Handle::Tenant(s) => s.get(key).await,
+            Handle::Admin(a) => a.get(key).await,
+        }
+    }
+}
+
+fn session(db: &Db, sc: &Sc) -> popoto::Result<Handle> {
     match sc {
-        Sc::Tenant(t) => db.tenant(t),
-        Sc::Admin => Ok(db.admin()),
+        Sc::Tenant(t) => db.tenant(t).map(Handle::Tenant),
+        Sc::Admin => Ok(Handle::Admin(db.admin())),
     }
 }
 

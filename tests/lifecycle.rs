@@ -78,15 +78,16 @@ const TENANTS: &[&str] = &["acme", "a", "ab", "a*", "a:b", "[ab]", "umbrella:eu-
 
 async fn seeded(except: Option<&str>) -> (TestRedis, Db) {
     let (server, db) = setup().await;
-    db.save_at(
-        &Note::key_of("0".repeat(32)),
-        &Note {
-            text: "shared".into(),
-            stars: 1,
-        },
-    )
-    .await
-    .unwrap();
+    db.unscoped()
+        .save_at(
+            &Note::key_of("0".repeat(32)),
+            &Note {
+                text: "shared".into(),
+                stars: 1,
+            },
+        )
+        .await
+        .unwrap();
     for t in TENANTS.iter().filter(|t| Some(**t) != except) {
         seed(&db, t).await;
     }
@@ -115,7 +116,11 @@ async fn destroy_removes_one_tenant_and_leaves_the_others_byte_for_byte() {
                 .arg(1)
                 .arg(&orphan),
         );
-        let report = db.destroy_tenant(&tid(victim), &models()).await.unwrap();
+        let report = db
+            .admin()
+            .destroy_tenant(&tid(victim), &models())
+            .await
+            .unwrap();
         assert_eq!(
             report.instances.get("Episode"),
             Some(&25),
@@ -131,7 +136,11 @@ async fn destroy_removes_one_tenant_and_leaves_the_others_byte_for_byte() {
         for (k, v) in &want {
             assert_eq!(got.get(k), Some(v), "{victim}: key {k}");
         }
-        let counts = db.tenant_counts(&tid(victim), &models()).await.unwrap();
+        let counts = db
+            .admin()
+            .tenant_counts(&tid(victim), &models())
+            .await
+            .unwrap();
         assert!(counts.values().all(|&n| n == 0), "{counts:?}");
     }
 }
@@ -143,13 +152,15 @@ async fn export_then_import_round_trips_exactly() {
     let victim = tid("umbrella:eu-1");
     let mut stream = Vec::new();
     let records = db
+        .admin()
         .export_tenant(&victim, &models(), &mut stream)
         .await
         .unwrap();
     assert!(records > 60 * 3, "{records} records");
-    db.destroy_tenant(&victim, &models()).await.unwrap();
+    db.admin().destroy_tenant(&victim, &models()).await.unwrap();
     assert_ne!(dump(&server), before);
     let applied = db
+        .admin()
         .import_tenant(&victim, &models(), stream.as_slice())
         .await
         .unwrap();
@@ -157,7 +168,8 @@ async fn export_then_import_round_trips_exactly() {
     assert_eq!(dump(&server), before, "same keys, same bytes");
     // Importing again is refused (the instances exist) rather than doubling anything.
     assert!(matches!(
-        db.import_tenant(&victim, &models(), stream.as_slice())
+        db.admin()
+            .import_tenant(&victim, &models(), stream.as_slice())
             .await,
         Err(Error::AlreadyExists { .. })
     ));
@@ -166,6 +178,7 @@ async fn export_then_import_round_trips_exactly() {
     // Into an empty server: exactly the tenant's footprint.
     let (other, other_db) = setup().await;
     other_db
+        .admin()
         .import_tenant(&victim, &models(), stream.as_slice())
         .await
         .unwrap();
@@ -181,6 +194,7 @@ async fn export_then_import_round_trips_exactly() {
     }
     assert_eq!(
         other_db
+            .admin()
             .tenant_counts(&victim, &models())
             .await
             .unwrap()
@@ -193,11 +207,13 @@ async fn export_then_import_round_trips_exactly() {
 async fn imports_refuse_another_tenants_stream() {
     let (_server, db) = seeded(None).await;
     let mut stream = Vec::new();
-    db.export_tenant(&tid("a"), &models(), &mut stream)
+    db.admin()
+        .export_tenant(&tid("a"), &models(), &mut stream)
         .await
         .unwrap();
     let (target, target_db) = setup().await;
     let err = target_db
+        .admin()
         .import_tenant(&tid("ab"), &models(), stream.as_slice())
         .await
         .unwrap_err();
@@ -222,6 +238,7 @@ async fn imports_refuse_another_tenants_stream() {
     )
     .unwrap();
     assert!(target_db
+        .admin()
         .import_tenant(&tid("ab"), &models(), forged.as_slice())
         .await
         .is_err());
@@ -231,7 +248,11 @@ async fn imports_refuse_another_tenants_stream() {
 #[tokio::test]
 async fn per_tenant_counts() {
     let (_server, db) = seeded(None).await;
-    let counts = db.tenant_counts(&tid("a*"), &models()).await.unwrap();
+    let counts = db
+        .admin()
+        .tenant_counts(&tid("a*"), &models())
+        .await
+        .unwrap();
     assert_eq!(counts.get("Episode"), Some(&25));
     assert_eq!(counts.get("Item"), Some(&25));
     assert_eq!(counts.get("Memory"), Some(&5));
@@ -246,7 +267,7 @@ async fn per_tenant_counts() {
 async fn the_audit_covers_every_model_and_finds_a_cross_tenant_member() {
     let (server, db) = seeded(None).await;
     popoto::testing::assert_db_isolated(&db, &models()).await;
-    let reports = db.audit(&models()).await.unwrap();
+    let reports = db.admin().audit_all(&models()).await.unwrap();
     assert_eq!(reports.len(), 5);
     assert!(reports.iter().all(|r| r.is_clean()));
     // An acme episode slipped into another tenant's partition zset.
@@ -261,7 +282,7 @@ async fn the_audit_covers_every_model_and_finds_a_cross_tenant_member() {
             .arg(1)
             .arg(&acme_key),
     );
-    let reports = db.audit(&models()).await.unwrap();
+    let reports = db.admin().audit_all(&models()).await.unwrap();
     let episode = reports.iter().find(|r| !r.is_clean()).unwrap();
     let violations: Vec<_> = episode.isolation_violations().collect();
     assert_eq!(violations.len(), 1, "{episode}");
@@ -289,7 +310,11 @@ async fn a_failing_export_writer_is_a_typed_error() {
         }
     }
     let (_server, db) = seeded(None).await;
-    match db.export_tenant(&tid("acme"), &models(), Broken).await {
+    match db
+        .admin()
+        .export_tenant(&tid("acme"), &models(), Broken)
+        .await
+    {
         Err(Error::Stream(reason)) => assert!(reason.contains("writing"), "{reason}"),
         other => panic!("expected Stream, got {other:?}"),
     }

@@ -412,17 +412,10 @@ impl<'s, M: Model> ConfidenceScan<'s, M> {
         self
     }
 
-    /// Matches member names with a raw Redis glob, unescaped: admin handles only.
-    pub fn raw_pattern(mut self, pattern: impl Into<String>) -> Result<Self> {
-        if self.session.scope() != &Scope::Admin {
-            return Err(Error::InvalidValue {
-                model: M::META.name,
-                field: M::META.fields[self.field].name,
-                reason: "a raw HSCAN pattern is available to the admin handle only".into(),
-            });
-        }
-        self.raw_pattern = Some(pattern.into());
-        Ok(self)
+    /// Matches member names with a raw Redis glob, unescaped ([`crate::Admin::confidence_scan_raw`]).
+    pub(crate) fn raw(mut self, pattern: String) -> Self {
+        self.raw_pattern = Some(pattern);
+        self
     }
 
     /// Known values, the tenant's included; a value of another tenant is refused.

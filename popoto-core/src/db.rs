@@ -1,10 +1,10 @@
 //! `Db` and scoped sessions: the write and read paths of single instances.
 
 use std::collections::HashMap;
-use std::ops::Deref;
 
 use tracing::Instrument;
 
+use crate::admin::Admin;
 use crate::backend::{Backend, BackendConfig, APPLY, CREATE};
 use crate::bulk;
 use crate::error::{Error, Result};
@@ -14,14 +14,18 @@ use crate::plan::{movable_partition_fields, Check, Instance, Outcome, Plan, Writ
 use crate::query::Query;
 use crate::registry::TenantRegistry;
 use crate::tenant::{Scope, TenantId};
+use crate::verify::{Guard, Skip};
 
 /// How often a write is retried when its instance changed between read and write.
 const MAX_ATTEMPTS: u32 = 8;
 
-/// A connection to Redis: the root handle. Derefs to an unscoped [`Session`].
+/// A connection to Redis: the root handle, from which tenant handles ([`Db::tenant`]), the
+/// unscoped handle for models without a tenant ([`Db::unscoped`]) and the admin handle
+/// ([`Db::admin`]) are made. It does no reads or writes of its own.
 #[derive(Clone, Debug)]
 pub struct Db {
-    root: Session,
+    root: Target,
+    unscoped: Session,
     registry: Option<TenantRegistry>,
 }
 
@@ -40,25 +44,24 @@ impl Db {
 
     /// Wraps an existing backend.
     pub fn from_backend(backend: Backend) -> Db {
-        Db {
-            root: Session {
-                target: Target::Fixed(backend),
-                scope: Scope::Unscoped,
-            },
-            registry: None,
-        }
+        Db::on(Target::Fixed(backend), None)
     }
 
     /// A `Db` whose tenants are placed by `registry` (shared keyspace, own database, own
     /// server); model code is the same whatever the placement.
     pub fn with_registry(registry: TenantRegistry) -> Db {
         let shared = registry.shared().clone();
+        Db::on(Target::Fixed(shared), Some(registry))
+    }
+
+    fn on(root: Target, registry: Option<TenantRegistry>) -> Db {
         Db {
-            root: Session {
-                target: Target::Fixed(shared),
+            unscoped: Session {
+                target: root.clone(),
                 scope: Scope::Unscoped,
             },
-            registry: Some(registry),
+            root,
+            registry,
         }
     }
 
@@ -67,18 +70,21 @@ impl Db {
         self.registry.as_ref()
     }
 
-    /// An admin handle on the backend where `tenant` lives (maintenance of one tenant).
-    pub fn admin_on(&self, tenant: &TenantId) -> Session {
-        Session {
-            target: self.target_for(tenant),
-            scope: Scope::Admin,
-        }
+    /// The admin handle on the shared backend: reads and writes across tenants, raw access and
+    /// maintenance.
+    pub fn admin(&self) -> Admin {
+        Admin::new(self.clone(), self.root.clone())
     }
 
-    fn target_for(&self, tenant: &TenantId) -> Target {
+    /// The admin handle on the backend where `tenant` lives (maintenance of one tenant).
+    pub fn admin_on(&self, tenant: &TenantId) -> Admin {
+        Admin::new(self.clone(), self.target_for(tenant))
+    }
+
+    pub(crate) fn target_for(&self, tenant: &TenantId) -> Target {
         match &self.registry {
             Some(r) => Target::Routed(r.clone(), tenant.clone()),
-            None => self.root.target.clone(),
+            None => self.root.clone(),
         }
     }
 
@@ -102,27 +108,15 @@ impl Db {
             .ok_or(Error::NoAmbientTenant)
     }
 
-    /// The admin handle: reads and writes across tenants.
-    pub fn admin(&self) -> Session {
-        self.scoped(Scope::Admin)
-    }
-
-    fn scoped(&self, scope: Scope) -> Session {
-        Session {
-            target: self.root.target.clone(),
-            scope,
-        }
+    /// The handle for models without a tenant field (shared data); tenant models are refused
+    /// through it with [`Error::NoTenant`].
+    pub fn unscoped(&self) -> &Session {
+        &self.unscoped
     }
 }
 
-impl Deref for Db {
-    type Target = Session;
-    fn deref(&self) -> &Session {
-        &self.root
-    }
-}
-
-/// A handle with a [`Scope`]: unscoped (from [`Db`]), one tenant, or admin.
+/// A handle with a [`Scope`]: one tenant ([`Db::tenant`]) or unscoped ([`Db::unscoped`]); the
+/// admin scope is only reachable through [`Admin`]. It gives no raw access to Redis.
 #[derive(Clone, Debug)]
 pub struct Session {
     target: Target,
@@ -172,13 +166,17 @@ impl Stored {
 }
 
 impl Session {
+    pub(crate) fn with_scope(target: Target, scope: Scope) -> Session {
+        Session { target, scope }
+    }
+
     /// The scope of this handle.
     pub fn scope(&self) -> &Scope {
         &self.scope
     }
 
     /// The backend this handle talks to (built on first use for lazily registered tenants).
-    pub async fn backend(&self) -> Result<Backend> {
+    pub(crate) async fn backend(&self) -> Result<Backend> {
         match &self.target {
             Target::Fixed(b) => Ok(b.clone()),
             Target::Routed(r, t) => r.backend_for(t).await,
@@ -215,19 +213,44 @@ impl Session {
         self.check_value(value)
     }
 
-    /// Refuses a tenant value (of a value or key of model `M`) other than this scope's tenant.
+    /// The record of `value` as this scope writes it: an empty tenant field takes the scope's
+    /// tenant (the rule of `create`, for every write), a value of another tenant is refused.
+    fn record_of<M: Model>(&self, value: &M) -> Result<Record> {
+        let fill = match (&self.scope, M::META.tenant) {
+            (Scope::Tenant(t), Some(f)) if value.tenant_id() == Some("") => Some((f, t)),
+            _ => None,
+        };
+        let Some((f, t)) = fill else {
+            self.check_value(value)?;
+            return value.to_record();
+        };
+        self.check_model::<M>()?;
+        let mut record = value.to_record()?;
+        record.values[f] = crate::verify::tenant_bytes::<M>(f, t.as_str())?;
+        record.segments[f] = Some(t.to_string());
+        Ok(record)
+    }
+
+    /// Refuses a tenant value (of a value or key of model `M`) other than this scope's tenant;
+    /// the admin scope refuses invalid tenant ids (empty, blank, control characters).
     pub(crate) fn require_tenant<M: Model>(&self, found: Option<&str>) -> Result<()> {
         self.check_model::<M>()?;
-        if let (Scope::Tenant(t), Some(field)) = (&self.scope, M::META.tenant) {
-            let found = found.unwrap_or_default();
-            if found != t.as_str() {
-                return Err(Error::TenantMismatch {
-                    model: M::META.name,
-                    field: M::META.fields[field].name,
-                    expected: t.to_string(),
-                    found: found.to_owned(),
-                });
+        match (&self.scope, M::META.tenant) {
+            (Scope::Tenant(t), Some(field)) => {
+                let found = found.unwrap_or_default();
+                if found != t.as_str() {
+                    return Err(Error::TenantMismatch {
+                        model: M::META.name,
+                        field: M::META.fields[field].name,
+                        expected: t.to_string(),
+                        found: found.to_owned(),
+                    });
+                }
             }
+            (Scope::Admin, Some(_)) => {
+                TenantId::new(found.unwrap_or_default())?;
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -279,8 +302,7 @@ impl Session {
     ///
     /// Auto keys must be set (use [`Session::create`] for new instances with generated keys).
     pub async fn save<M: Model>(&self, value: &M) -> Result<()> {
-        self.check_value(value)?;
-        let record = value.to_record()?;
+        let record = self.record_of(value)?;
         let key = self.key_of_record::<M>(&record)?;
         self.write(Mode::Save, &key, &record, None, false)
             .instrument(self.span::<M>("save"))
@@ -291,8 +313,7 @@ impl Session {
     /// Inserts or updates the instance stored at `key` (for models with a hidden auto key).
     pub async fn save_at<M: Model>(&self, key: &Key<M>, value: &M) -> Result<()> {
         self.check_key(key)?;
-        self.check_value(value)?;
-        let record = value.to_record()?;
+        let record = self.record_of(value)?;
         let hidden = M::META
             .has_hidden_key()
             .then(|| key.segments().first().cloned())
@@ -317,12 +338,11 @@ impl Session {
     /// confidence entries from `old`'s key to `new`'s, atomically. `old` must exist; `new`'s key
     /// must not.
     pub async fn move_key<M: Model>(&self, old: &M, mut new: M) -> Result<M> {
-        self.check_value(old)?;
+        let old_record = self.record_of(old)?;
         self.scope_value(&mut new)?;
         new.fill_auto_keys();
         let span = self.span::<M>("move_key");
         async {
-            let old_record = old.to_record()?;
             let new_record = new.to_record()?;
             let old_key = self.key_of_record::<M>(&old_record)?;
             let new_key = self.key_of_record::<M>(&new_record)?;
@@ -341,8 +361,7 @@ impl Session {
 
     /// Deletes an instance and all its index and confidence entries; `false` if it did not exist.
     pub async fn delete<M: Model>(&self, value: &M) -> Result<bool> {
-        self.check_value(value)?;
-        let record = value.to_record()?;
+        let record = self.record_of(value)?;
         let key = self.key_of_record::<M>(&record)?;
         self.delete_at(&key, Some(&record)).await
     }
@@ -528,7 +547,8 @@ impl Session {
 
     // ---------------------------------------------------------------- reads
 
-    /// Reads one instance by key.
+    /// Reads one instance by key. Through a tenant handle, an instance whose stored tenant
+    /// field names another tenant is refused ([`Error::NotInScope`]), never returned.
     pub async fn get<M: Model>(&self, key: &Key<M>) -> Result<Option<M>> {
         self.check_key(key)?;
         let redis_key = key.redis_key();
@@ -543,21 +563,48 @@ impl Session {
             if fields.is_empty() {
                 return Ok(None);
             }
-            M::from_hash(&redis_key, fields).map(Some)
+            let value = M::from_hash(&redis_key, fields)?;
+            match Guard::of::<M>(&self.scope).value(&value) {
+                Ok(()) => Ok(Some(value)),
+                Err(_) => Err(self.not_in_scope::<M>(redis_key)),
+            }
         }
         .instrument(span)
         .await
     }
 
-    /// Whether an instance exists at `key`.
+    /// Whether an instance of this scope exists at `key` (through a tenant handle, checked
+    /// server-side against the stored tenant field, like every read).
     pub async fn exists<M: Model>(&self, key: &Key<M>) -> Result<bool> {
         self.check_key(key)?;
         let redis_key = key.redis_key();
-        self.backend()
-            .await?
-            .query("exists", M::META.name, redis::cmd("EXISTS").arg(&redis_key))
-            .instrument(self.span::<M>("exists"))
-            .await
+        let guard = Guard::of::<M>(&self.scope);
+        let backend = self.backend().await?;
+        async {
+            if !guard.is_tenant() {
+                return backend
+                    .query("exists", M::META.name, redis::cmd("EXISTS").arg(&redis_key))
+                    .await;
+            }
+            let flags = guard.verify::<M>(&backend, std::slice::from_ref(&redis_key)).await?;
+            match flags.first() {
+                Some(None) => Ok(true),
+                Some(Some(Skip::Stale)) => Ok(false),
+                _ => Err(self.not_in_scope::<M>(redis_key)),
+            }
+        }
+        .instrument(self.span::<M>("exists"))
+        .await
+    }
+
+    fn not_in_scope<M: Model>(&self, key: String) -> Error {
+        let field = M::META.tenant.map_or("?", |f| M::META.fields[f].name);
+        tracing::warn!(model = M::META.name, key = %key, "instance with another tenant's {field} refused");
+        Error::NotInScope {
+            model: M::META.name,
+            field,
+            key,
+        }
     }
 
     /// A query on model `M` within this scope.
@@ -850,11 +897,9 @@ impl Session {
         // Whether every key holds a uuid4 generated here: such creates need no existence check.
         let mut fresh = mode == Mode::Create;
         for v in &mut values {
+            self.scope_value(v)?;
             if mode == Mode::Create {
-                self.scope_value(v)?;
                 fresh &= v.fill_auto_keys() || meta.has_hidden_key();
-            } else {
-                self.check_value(v)?;
             }
             let record = v.to_record()?;
             let hidden = (meta.has_hidden_key() && mode == Mode::Create)

@@ -111,6 +111,18 @@ pub enum Error {
         /// Tenant found in the value or key.
         found: String,
     },
+    /// The instance stored at a key of the scope's tenant says, in its tenant field, that it
+    /// belongs to another tenant (planted or corrupt data): it is not returned. The other
+    /// tenant's id is not shown.
+    #[error("{model} instance at {key} is not the scope's: its {field} names another tenant")]
+    NotInScope {
+        /// Model concerned.
+        model: &'static str,
+        /// The tenant field.
+        field: &'static str,
+        /// The instance key read.
+        key: String,
+    },
     /// A tenant id is empty, too long or contains control characters.
     #[error("invalid tenant id {tenant:?}: {reason}")]
     InvalidTenant {

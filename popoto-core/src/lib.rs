@@ -3,6 +3,7 @@
 //! Users depend on the `popoto` facade crate; this crate's API is re-exported there and only
 //! that crate follows semantic versioning.
 
+mod admin;
 pub mod backend;
 mod bulk;
 pub mod codec;
@@ -19,11 +20,13 @@ pub mod registry;
 pub mod tenant;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod verify;
 
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
 
+pub use admin::Admin;
 pub use backend::{Backend, BackendConfig};
 pub use confidence::{Confidence, ConfidenceScan, ConfidenceState};
 pub use db::{Db, Session};

@@ -12,8 +12,8 @@ use std::pin::Pin;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
+use crate::admin::Admin;
 use crate::backend::{Backend, APPLY};
-use crate::db::{Db, Session};
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::maintenance::IndexReport;
@@ -22,9 +22,9 @@ use crate::plan::{Check, Outcome, Plan, Write as W};
 use crate::tenant::TenantId;
 
 type Deleter =
-    fn(Session, TenantId, Vec<String>) -> Pin<Box<dyn Future<Output = Result<u64>> + Send>>;
+    fn(Admin, TenantId, Vec<String>) -> Pin<Box<dyn Future<Output = Result<u64>> + Send>>;
 
-type Auditor = fn(Session) -> Pin<Box<dyn Future<Output = Result<IndexReport>> + Send>>;
+type Auditor = fn(Admin) -> Pin<Box<dyn Future<Output = Result<IndexReport>> + Send>>;
 
 struct Entry {
     meta: &'static ModelMeta,
@@ -47,7 +47,7 @@ impl std::fmt::Debug for ModelSet {
 }
 
 fn delete_boxed<M: Model>(
-    s: Session,
+    s: Admin,
     _t: TenantId,
     keys: Vec<String>,
 ) -> Pin<Box<dyn Future<Output = Result<u64>> + Send>> {
@@ -57,7 +57,7 @@ fn delete_boxed<M: Model>(
     })
 }
 
-fn audit_boxed<M: Model>(s: Session) -> Pin<Box<dyn Future<Output = Result<IndexReport>> + Send>> {
+fn audit_boxed<M: Model>(s: Admin) -> Pin<Box<dyn Future<Output = Result<IndexReport>> + Send>> {
     Box::pin(async move { s.audit::<M>().await })
 }
 
@@ -360,7 +360,7 @@ async fn instances(
     Ok(hashes)
 }
 
-impl Db {
+impl Admin {
     /// Removes every instance, index entry and companion-hash entry of `tenant` for the models
     /// of `models`, in batches (each instance atomically), touching no other tenant's data.
     pub async fn destroy_tenant(
@@ -368,7 +368,7 @@ impl Db {
         tenant: &TenantId,
         models: &ModelSet,
     ) -> Result<DestroyReport> {
-        let session = self.admin_on(tenant);
+        let session = self.on(tenant);
         let backend = session.backend().await?;
         let mut report = DestroyReport::default();
         for e in models.tenant_models() {
@@ -400,14 +400,14 @@ impl Db {
     }
 
     /// Writes every instance and index entry of `tenant` as a msgpack stream of
-    /// [`ExportRecord`]s; returns the number of records. [`Db::import_tenant`] restores it exactly.
+    /// [`ExportRecord`]s; returns the number of records. [`Admin::import_tenant`] restores it exactly.
     pub async fn export_tenant(
         &self,
         tenant: &TenantId,
         models: &ModelSet,
         mut out: impl Write,
     ) -> Result<u64> {
-        let backend = self.admin_on(tenant).backend().await?;
+        let backend = self.on(tenant).backend().await?;
         let mut n = 0;
         let mut emit = |r: &ExportRecord| -> Result<()> {
             rmp_serde::encode::write_named(&mut out, r)
@@ -466,7 +466,7 @@ impl Db {
         Ok(n)
     }
 
-    /// Restores a stream written by [`Db::export_tenant`] into `tenant` (each instance with its
+    /// Restores a stream written by [`Admin::export_tenant`] into `tenant` (each instance with its
     /// index entries atomically). Refuses records of another tenant or of keys outside the
     /// models' layout, and instances that already exist; returns the number of records applied.
     pub async fn import_tenant(
@@ -475,7 +475,7 @@ impl Db {
         models: &ModelSet,
         mut input: impl Read,
     ) -> Result<u64> {
-        let backend = self.admin_on(tenant).backend().await?;
+        let backend = self.on(tenant).backend().await?;
         let metas: Vec<&'static ModelMeta> = models.tenant_models().map(|e| e.meta).collect();
         let refuse = |what: String| Error::InvalidValue {
             model: "-",
@@ -597,20 +597,24 @@ impl Db {
 
     /// The isolation audit of every model in `models` on the shared backend: index members
     /// outside their partition, keys that disagree with their tenant field, orphan and missing
-    /// index entries (see [`IndexReport`]). Tenants placed on other backends: [`Db::audit_on`].
-    pub async fn audit(&self, models: &ModelSet) -> Result<Vec<IndexReport>> {
+    /// index entries (see [`IndexReport`]). Tenants placed on other backends: [`Admin::audit_all_on`].
+    pub async fn audit_all(&self, models: &ModelSet) -> Result<Vec<IndexReport>> {
         let mut out = Vec::with_capacity(models.entries.len());
         for e in &models.entries {
-            out.push((e.audit)(self.admin()).await?);
+            out.push((e.audit)(self.clone()).await?);
         }
         Ok(out)
     }
 
     /// The isolation audit of every model in `models` on the backend where `tenant` lives.
-    pub async fn audit_on(&self, tenant: &TenantId, models: &ModelSet) -> Result<Vec<IndexReport>> {
+    pub async fn audit_all_on(
+        &self,
+        tenant: &TenantId,
+        models: &ModelSet,
+    ) -> Result<Vec<IndexReport>> {
         let mut out = Vec::with_capacity(models.entries.len());
         for e in &models.entries {
-            out.push((e.audit)(self.admin_on(tenant)).await?);
+            out.push((e.audit)(self.on(tenant)).await?);
         }
         Ok(out)
     }
@@ -621,7 +625,7 @@ impl Db {
         tenant: &TenantId,
         models: &ModelSet,
     ) -> Result<BTreeMap<&'static str, u64>> {
-        let backend = self.admin_on(tenant).backend().await?;
+        let backend = self.on(tenant).backend().await?;
         let mut out = BTreeMap::new();
         for e in models.tenant_models() {
             let Some(tf) = e.meta.tenant else { continue };

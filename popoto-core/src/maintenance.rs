@@ -27,12 +27,11 @@ const PAGE_CALL: usize = 1000;
 /// The script that moves one scanned page of a legacy index (partitions from member keys).
 static MIGRATE_PAGE: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(include_str!("lua/migrate_page.lua")));
-use crate::db::Session;
+use crate::admin::Admin;
 use crate::error::{Error, Result};
 use crate::keys::{self, IndexKind};
 use crate::model::{ConfidenceField, FieldKind, Key, Model, ModelMeta, SortedField};
 use crate::plan::{movable_partition_fields, Check, Instance, Outcome, Plan, Write};
-use crate::tenant::Scope;
 
 /// Entries (or keys) asked per `SCAN`-family call, and so per pipeline, by default.
 pub const DEFAULT_BATCH: usize = 1000;
@@ -317,17 +316,6 @@ impl fmt::Display for IndexReport {
 }
 
 // ------------------------------------------------------------------------------- helpers
-
-fn require_admin<M: Model>(session: &Session, op: &'static str) -> Result<()> {
-    if session.scope() == &Scope::Admin {
-        Ok(())
-    } else {
-        Err(Error::AdminOnly {
-            op,
-            model: M::META.name,
-        })
-    }
-}
 
 fn span<M: Model>(op: &'static str) -> tracing::Span {
     tracing::debug_span!(
@@ -931,7 +919,7 @@ impl<M: Model, P: FnMut(Progress)> Migration<M, P> {
     }
 }
 
-impl Session {
+impl Admin {
     /// Moves a confidence field's legacy unpartitioned companion hash into its partition hashes
     /// (popoto's `migrate_to_partitioned`, made safe to interrupt and re-run).
     ///
@@ -953,7 +941,7 @@ impl Session {
             .await
     }
 
-    /// [`Session::migrate_to_partitioned`] with explicit options (batch size).
+    /// [`Admin::migrate_to_partitioned`] with explicit options (batch size).
     pub async fn migrate_to_partitioned_with<M: Model>(
         &self,
         field: ConfidenceField<M, f64>,
@@ -968,7 +956,7 @@ impl Session {
     /// Moves the members of a sorted field's unpartitioned zset `$SortF:<M>:<f>` into its
     /// partition zsets, after `partition_by` was added to the field.
     ///
-    /// Same streaming (`ZSCAN`), guarantees and report as [`Session::migrate_to_partitioned`]:
+    /// Same streaming (`ZSCAN`), guarantees and report as [`Admin::migrate_to_partitioned`]:
     /// each member is moved atomically: it is added with its score to its partition only if absent
     /// there, then removes it from the unpartitioned zset; members whose instance is missing
     /// are reported and kept. Admin handle only.
@@ -982,7 +970,7 @@ impl Session {
             .await
     }
 
-    /// [`Session::migrate_sorted_to_partitioned`] with explicit options (batch size).
+    /// [`Admin::migrate_sorted_to_partitioned`] with explicit options (batch size).
     pub async fn migrate_sorted_to_partitioned_with<M: Model, T>(
         &self,
         field: SortedField<M, T>,
@@ -1006,7 +994,6 @@ impl Session {
             Target::Confidence => "migrate_to_partitioned",
             Target::Sorted => "migrate_sorted_to_partitioned",
         };
-        require_admin::<M>(self, op)?;
         let f = meta
             .fields
             .get(field)
@@ -1743,7 +1730,7 @@ impl<M: Model> IndexScan<M> {
     }
 }
 
-impl Session {
+impl Admin {
     /// Checks model `M`'s indexes against its instances without writing anything.
     ///
     /// Scans every index key of the model (`$Class`, value sets, sorted zsets and companion
@@ -1755,9 +1742,9 @@ impl Session {
         self.check_indexes_with::<M>(IndexOptions::default()).await
     }
 
-    /// [`Session::check_indexes`] with explicit options (batch size).
+    /// [`Admin::check_indexes`] with explicit options (batch size).
     pub async fn check_indexes_with<M: Model>(&self, options: IndexOptions) -> Result<IndexReport> {
-        self.index_scan::<M>("check_indexes", false, options)
+        self.index_scan::<M>(false, options)
             .instrument(span::<M>("check_indexes"))
             .await
     }
@@ -1772,31 +1759,29 @@ impl Session {
             .await
     }
 
-    /// [`Session::rebuild_indexes`] with explicit options (batch size).
+    /// [`Admin::rebuild_indexes`] with explicit options (batch size).
     pub async fn rebuild_indexes_with<M: Model>(
         &self,
         options: IndexOptions,
     ) -> Result<IndexReport> {
-        self.index_scan::<M>("rebuild_indexes", true, options)
+        self.index_scan::<M>(true, options)
             .instrument(span::<M>("rebuild_indexes"))
             .await
     }
 
-    /// A tenant-isolation audit of model `M`: [`Session::check_indexes`], whose report lists
+    /// A tenant-isolation audit of model `M`: [`Admin::check_indexes`], whose report lists
     /// misplaced entries (c) and key mismatches (d) first ([`IndexReport::isolation_violations`]).
     pub async fn audit<M: Model>(&self) -> Result<IndexReport> {
-        self.index_scan::<M>("audit", false, IndexOptions::default())
+        self.index_scan::<M>(false, IndexOptions::default())
             .instrument(span::<M>("audit"))
             .await
     }
 
     async fn index_scan<M: Model>(
         &self,
-        op: &'static str,
         repair: bool,
         options: IndexOptions,
     ) -> Result<IndexReport> {
-        require_admin::<M>(self, op)?;
         let scan: IndexScan<M> = IndexScan {
             backend: self.backend().await?,
             repair,

@@ -7,6 +7,8 @@
 use std::collections::HashSet;
 use std::marker::PhantomData;
 
+use redis::RedisResult;
+
 use tracing::Instrument;
 
 use crate::codec::{KeySegment, Score};
@@ -16,6 +18,7 @@ use crate::keys;
 use crate::model::{render_segment, FieldHandle, FieldKind, Key, KeyField, Model, SortedField};
 use crate::plan::score_arg;
 use crate::tenant::Scope;
+use crate::verify::{self, Guard, Skip};
 
 /// One side of a score range.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -162,6 +165,9 @@ enum Source {
     },
 }
 
+/// An instance hash as read: field names and raw values.
+type HashFields = Vec<(Vec<u8>, Vec<u8>)>;
+
 type Predicate<'s, M> = Box<dyn Fn(&M) -> bool + Send + Sync + 's>;
 
 /// A query on model `M` through a [`Session`]; nothing runs until `fetch`, `count`, ...
@@ -248,6 +254,11 @@ impl<'s, M: Model> Query<'s, M> {
     }
 
     /// Runs the query and returns the instances.
+    ///
+    /// Only instances of the handle's scope are returned: an index member that is stale, is not
+    /// a key of the model, or belongs to another tenant (by its key or its stored tenant field)
+    /// is skipped and reported as a `tracing` warning naming the index keys read. One row that
+    /// cannot be decoded fails the whole call; [`Query::fetch_each`] returns the others.
     pub async fn fetch(self) -> Result<Vec<M>> {
         Ok(self
             .fetch_keyed()
@@ -259,15 +270,28 @@ impl<'s, M: Model> Query<'s, M> {
 
     /// Runs the query and returns each instance with its key.
     pub async fn fetch_keyed(self) -> Result<Vec<(Key<M>, M)>> {
+        self.fetch_each().await?.into_iter().collect()
+    }
+
+    /// Runs the query and returns each row on its own: a row that cannot be decoded is an
+    /// error in its place (naming model, key and field), the other rows are still returned.
+    /// Errors of the query itself (connection, missing partition) fail the call.
+    pub async fn fetch_each(self) -> Result<Vec<Result<(Key<M>, M)>>> {
         let span = self.span("fetch");
         async {
-            let plan = self.resolve()?;
+            let sources = self.resolve()?;
             let mut commands = 0;
             let paged = self.predicate.is_none();
-            let keys = self.select(&plan, paged, &mut commands).await?;
-            let mut rows = self.hydrate(keys, &mut commands).await?;
+            let keys = self.select(&sources, paged, &mut commands).await?;
+            let (mut rows, skipped) = self.hydrate(&sources, keys, &mut commands).await?;
+            if paged && skipped > 0 && self.is_paged() {
+                // Skipped members shortened the page: page again over verified rows only.
+                let keys = self.select(&sources, false, &mut commands).await?;
+                rows = self.hydrate(&sources, keys, &mut commands).await?.0;
+                rows = page(rows, self.offset, self.limit);
+            }
             if let Some(p) = &self.predicate {
-                rows.retain(|(_, m)| p(m));
+                rows.retain(|r| r.as_ref().map_or(true, |(_, m)| p(m)));
                 rows = page(rows, self.offset, self.limit);
             }
             tracing::Span::current().record("commands", commands);
@@ -282,7 +306,8 @@ impl<'s, M: Model> Query<'s, M> {
         Ok(self.limit(1).fetch().await?.into_iter().next())
     }
 
-    /// Runs the query and returns only the keys (no hash is loaded unless a predicate needs it).
+    /// Runs the query and returns only the keys, each verified to hold an instance of the
+    /// handle's scope (server-side, without loading the hashes unless a predicate needs them).
     pub async fn fetch_keys(self) -> Result<Vec<Key<M>>> {
         if self.predicate.is_some() {
             return Ok(self
@@ -294,18 +319,25 @@ impl<'s, M: Model> Query<'s, M> {
         }
         let span = self.span("keys");
         async {
-            let plan = self.resolve()?;
+            let sources = self.resolve()?;
             let mut commands = 0;
-            let keys = self.select(&plan, true, &mut commands).await?;
+            let keys = self.select(&sources, true, &mut commands).await?;
+            let (mut found, skipped) = self.verified(&sources, keys, &mut commands).await?;
+            if skipped > 0 && self.is_paged() {
+                let keys = self.select(&sources, false, &mut commands).await?;
+                found = self.verified(&sources, keys, &mut commands).await?.0;
+                found = page(found, self.offset, self.limit);
+            }
             tracing::Span::current().record("commands", commands);
-            keys.iter().map(|k| Key::parse(k)).collect()
+            Ok(found)
         }
         .instrument(span)
         .await
     }
 
-    /// Number of matching instances, answered by the indexes (SCARD/ZCOUNT or an intersection of
-    /// key sets) unless a client-side predicate forces loading; ignores limit and offset.
+    /// Number of matching instances: exactly the rows [`Query::fetch`] would return without
+    /// limit and offset (stale, malformed and foreign index members are not counted), checked
+    /// server-side without loading the hashes unless a client-side predicate forces it.
     pub async fn count(self) -> Result<usize> {
         if self.predicate.is_some() {
             let q = Query {
@@ -317,32 +349,56 @@ impl<'s, M: Model> Query<'s, M> {
         }
         let span = self.span("count");
         async {
-            let plan = self.resolve()?;
-            let backend = self.session.backend().await?;
-            tracing::Span::current().record("commands", plan.len());
-            if let [only] = plan.as_slice() {
-                let cmd = match only {
-                    Source::Set(k) => redis::cmd("SCARD").arg(k).clone(),
-                    Source::Range { zset, min, max, .. } => redis::cmd("ZCOUNT")
-                        .arg(zset)
-                        .arg(min.arg(true))
-                        .arg(max.arg(false))
-                        .clone(),
-                    Source::Union(ks) if ks.is_empty() => return Ok(0),
-                    Source::Union(ks) => {
-                        let members: Vec<Vec<u8>> = backend
-                            .query("count", M::META.name, redis::cmd("SUNION").arg(ks))
-                            .await?;
-                        return Ok(members.len());
-                    }
-                };
-                return backend.query("count", M::META.name, &cmd).await;
-            }
+            let sources = self.resolve()?;
             let mut commands = 0;
-            Ok(self.select(&plan, false, &mut commands).await?.len())
+            let keys = self.candidates(&sources, &mut commands).await?;
+            let (found, _) = self.verified(&sources, keys, &mut commands).await?;
+            tracing::Span::current().record("commands", commands);
+            Ok(found.len())
         }
         .instrument(span)
         .await
+    }
+
+    fn is_paged(&self) -> bool {
+        self.offset > 0 || self.limit.is_some()
+    }
+
+    /// The keys among `members` that hold an instance of the scope (in order), and how many
+    /// were skipped (reported).
+    async fn verified(
+        &self,
+        sources: &[Source],
+        members: Vec<Vec<u8>>,
+        commands: &mut usize,
+    ) -> Result<(Vec<Key<M>>, usize)> {
+        let guard = Guard::of::<M>(self.session.scope());
+        let mut skipped = Vec::new();
+        let mut keys = Vec::with_capacity(members.len());
+        let mut names = Vec::with_capacity(members.len());
+        for m in members {
+            match guard.key::<M>(m) {
+                Ok((name, k)) => {
+                    keys.push(k);
+                    names.push(name);
+                }
+                Err((name, why)) => skipped.push((name, why)),
+            }
+        }
+        let mut found = Vec::with_capacity(keys.len());
+        if !names.is_empty() {
+            let backend = self.session.backend().await?;
+            *commands += names.len();
+            let flags = guard.verify::<M>(&backend, &names).await?;
+            for ((k, name), flag) in keys.into_iter().zip(names).zip(flags) {
+                match flag {
+                    None => found.push(k),
+                    Some(why) => skipped.push((name, why)),
+                }
+            }
+        }
+        verify::report(M::META.name, &index_keys(sources), &skipped);
+        Ok((found, skipped.len()))
     }
 
     /// Turns filters and scope into index sources.
@@ -470,7 +526,22 @@ impl<'s, M: Model> Query<'s, M> {
         sources: &[Source],
         paged: bool,
         commands: &mut usize,
-    ) -> Result<Vec<String>> {
+    ) -> Result<Vec<Vec<u8>>> {
+        self.select_in(sources, paged, true, commands).await
+    }
+
+    /// Every candidate key, in no particular order (what `count` verifies).
+    async fn candidates(&self, sources: &[Source], commands: &mut usize) -> Result<Vec<Vec<u8>>> {
+        self.select_in(sources, false, false, commands).await
+    }
+
+    async fn select_in(
+        &self,
+        sources: &[Source],
+        paged: bool,
+        ordered: bool,
+        commands: &mut usize,
+    ) -> Result<Vec<Vec<u8>>> {
         let backend = self.session.backend().await?;
         let name = M::META.name;
         let (offset, limit) = if paged {
@@ -507,8 +578,7 @@ impl<'s, M: Model> Query<'s, M> {
                         .arg(limit.map_or(-1, |l| l as i64));
                 }
                 *commands += 1;
-                let keys: Vec<Vec<u8>> = backend.query("query", name, &cmd).await?;
-                return keys.into_iter().map(|k| utf8_key(name, k)).collect();
+                return backend.query("query", name, &cmd).await;
             }
         }
         let mut pipe = redis::pipe();
@@ -544,15 +614,16 @@ impl<'s, M: Model> Query<'s, M> {
             .filter(|(i, _)| *i != driver_index)
             .map(|(_, l)| l.iter().map(Vec::as_slice).collect())
             .collect();
-        let mut keys: Vec<String> = Vec::new();
+        let mut keys: Vec<Vec<u8>> = Vec::new();
         for k in lists.get(driver_index).into_iter().flatten() {
             if others.iter().all(|o| o.contains(k.as_slice())) {
-                keys.push(utf8_key(name, k.clone())?);
+                keys.push(k.clone());
             }
         }
         match (driver, self.order) {
             (Some(_), Some((_, Order::Desc))) => keys.reverse(),
             (Some(_), _) => {}
+            (None, Some(_)) if !ordered => {}
             (None, Some((field, order))) => {
                 let known: Vec<(usize, &str)> = self.known_partitions();
                 let zset = self.zset(field, &known)?;
@@ -564,7 +635,8 @@ impl<'s, M: Model> Query<'s, M> {
                         .query("query", name, redis::cmd("ZMSCORE").arg(&zset).arg(&keys))
                         .await?
                 };
-                let mut scored: Vec<(Option<f64>, String)> = scores.into_iter().zip(keys).collect();
+                let mut scored: Vec<(Option<f64>, Vec<u8>)> =
+                    scores.into_iter().zip(keys).collect();
                 scored.sort_by(|a, b| {
                     let by_score = match (a.0, b.0) {
                         (Some(x), Some(y)) => x.total_cmp(&y),
@@ -572,7 +644,7 @@ impl<'s, M: Model> Query<'s, M> {
                         (None, Some(_)) => std::cmp::Ordering::Greater,
                         (None, None) => std::cmp::Ordering::Equal,
                     };
-                    by_score.then_with(|| a.1.as_bytes().cmp(b.1.as_bytes()))
+                    by_score.then_with(|| a.1.cmp(&b.1))
                 });
                 if order == Order::Desc {
                     scored.reverse();
@@ -608,33 +680,77 @@ impl<'s, M: Model> Query<'s, M> {
         known
     }
 
-    /// Loads the hashes of `keys` in one pipeline; keys whose hash is gone are skipped.
-    async fn hydrate(&self, keys: Vec<String>, commands: &mut usize) -> Result<Vec<(Key<M>, M)>> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for k in &keys {
-            pipe.cmd("HGETALL").arg(k);
-        }
-        *commands += keys.len();
-        let hashes: Vec<Vec<(Vec<u8>, Vec<u8>)>> = self
-            .session
-            .backend()
-            .await?
-            .pipeline("query", M::META.name, &pipe)
-            .await?;
-        let mut rows = Vec::with_capacity(keys.len());
-        for (k, fields) in keys.into_iter().zip(hashes) {
-            if fields.is_empty() {
-                tracing::debug!(key = %k, "index entry without instance hash skipped");
-                continue;
+    /// Loads the hashes of `members` in one pipeline, keeping only instances of the scope (the
+    /// others are reported); returns the rows (a row that cannot be decoded is an error in its
+    /// place) and how many members were skipped.
+    async fn hydrate(
+        &self,
+        sources: &[Source],
+        members: Vec<Vec<u8>>,
+        commands: &mut usize,
+    ) -> Result<(Vec<Result<(Key<M>, M)>>, usize)> {
+        let guard = Guard::of::<M>(self.session.scope());
+        let mut skipped = Vec::new();
+        let mut keys = Vec::with_capacity(members.len());
+        for m in members {
+            match guard.key::<M>(m) {
+                Ok(named) => keys.push(named),
+                Err(skip) => skipped.push(skip),
             }
-            let value = M::from_hash(&k, fields)?;
-            rows.push((Key::parse(&k)?, value));
         }
-        Ok(rows)
+        let mut rows = Vec::with_capacity(keys.len());
+        if !keys.is_empty() {
+            let mut pipe = redis::pipe();
+            for (name, _) in &keys {
+                pipe.cmd("HGETALL").arg(name);
+            }
+            *commands += keys.len();
+            // A key holding another type fails alone, not the whole pipeline.
+            pipe.ignore_errors();
+            let hashes: Vec<RedisResult<HashFields>> = self
+                .session
+                .backend()
+                .await?
+                .pipeline("query", M::META.name, &pipe)
+                .await?;
+            for ((name, key), fields) in keys.into_iter().zip(hashes) {
+                let fields = match fields {
+                    Ok(f) if !f.is_empty() => f,
+                    Ok(_) => {
+                        skipped.push((name, Skip::Stale));
+                        continue;
+                    }
+                    // A key of the model holding another type: not an instance.
+                    Err(_) => {
+                        skipped.push((name, Skip::ForeignStored));
+                        continue;
+                    }
+                };
+                match M::from_hash(&name, fields) {
+                    Ok(value) => match guard.value(&value) {
+                        Ok(()) => rows.push(Ok((key, value))),
+                        Err(why) => skipped.push((name, why)),
+                    },
+                    Err(e) => rows.push(Err(e)),
+                }
+            }
+        }
+        verify::report(M::META.name, &index_keys(sources), &skipped);
+        Ok((rows, skipped.len()))
     }
+}
+
+/// The index keys a query reads, for reports.
+fn index_keys(sources: &[Source]) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in sources {
+        match s {
+            Source::Set(k) => out.push(k.clone()),
+            Source::Union(ks) => out.extend(ks.iter().cloned()),
+            Source::Range { zset, .. } => out.push(zset.clone()),
+        }
+    }
+    out
 }
 
 fn page<T>(mut items: Vec<T>, offset: usize, limit: Option<usize>) -> Vec<T> {
@@ -645,14 +761,6 @@ fn page<T>(mut items: Vec<T>, offset: usize, limit: Option<usize>) -> Vec<T> {
         items.truncate(l);
     }
     items
-}
-
-fn utf8_key(model: &'static str, k: Vec<u8>) -> Result<String> {
-    String::from_utf8(k).map_err(|e| Error::MalformedKey {
-        model,
-        key: String::from_utf8_lossy(e.as_bytes()).into_owned(),
-        reason: "index member is not UTF-8".into(),
-    })
 }
 
 /// Marker that a field has an index to filter on; plain fields never implement it, so a

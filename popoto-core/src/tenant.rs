@@ -8,7 +8,8 @@ use crate::error::{Error, Result};
 /// Longest tenant id accepted, in bytes.
 pub const MAX_TENANT_LEN: usize = 256;
 
-/// A validated tenant id: non-empty, at most [`MAX_TENANT_LEN`] bytes, no control characters.
+/// A validated tenant id: not empty or blank (Unicode whitespace only), at most
+/// [`MAX_TENANT_LEN`] bytes, no control characters.
 ///
 /// It serializes as a plain string, so a job payload can carry it into another task or process.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -22,11 +23,14 @@ impl TenantId {
     /// assert!(TenantId::new("umbrella:eu-1").is_ok());
     /// assert!(TenantId::new("").is_err());
     /// assert!(TenantId::new("a\nb").is_err());
+    /// assert!(TenantId::new("\u{3000}").is_err());
     /// ```
     pub fn new(id: impl AsRef<str>) -> Result<Self> {
         let id = id.as_ref();
         let reason = if id.is_empty() {
             Some("empty")
+        } else if id.chars().all(char::is_whitespace) {
+            Some("blank (whitespace only)")
         } else if id.len() > MAX_TENANT_LEN {
             Some("longer than 256 bytes")
         } else if id.chars().any(char::is_control) {
@@ -141,6 +145,13 @@ mod tests {
             Err(Error::InvalidTenant { .. })
         ));
         assert!(TenantId::new("x".repeat(256)).is_ok());
+        for blank in [" ", "\u{a0}", "\u{2003}", "\u{3000}", " \u{3000} "] {
+            assert!(
+                matches!(TenantId::new(blank), Err(Error::InvalidTenant { .. })),
+                "{blank:?}"
+            );
+        }
+        assert!(TenantId::new(" a ").is_ok());
     }
 
     #[test]

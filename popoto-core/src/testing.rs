@@ -267,7 +267,7 @@ pub async fn assert_isolated<M: Model>(db: &Db) {
 /// Panics with every report that has a finding, for all models of `models` on the shared
 /// backend: the assertion an application calls from its own tests.
 pub async fn assert_db_isolated(db: &Db, models: &crate::lifecycle::ModelSet) {
-    match db.audit(models).await {
+    match db.admin().audit_all(models).await {
         Ok(reports) => {
             let failed: Vec<String> = reports
                 .iter()

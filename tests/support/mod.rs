@@ -101,6 +101,11 @@ pub fn raw_cmd<T: redis::FromRedisValue>(server: &TestRedis, cmd: &redis::Cmd) -
     cmd.query(&mut conn).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Sets one raw hash field on the server.
+pub fn hset(server: &TestRedis, key: &str, field: &[u8], value: &[u8]) {
+    raw_cmd::<i64>(server, redis::cmd("HSET").arg(key).arg(field).arg(value));
+}
+
 /// An episode of `project` (the tenant field is filled by a tenant handle when left empty).
 pub fn episode(project: &str, title: &str, score: f64, rank: i64) -> Episode {
     Episode {

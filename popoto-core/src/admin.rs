@@ -1,0 +1,137 @@
+//! `Admin`: the one handle that crosses tenants. Raw backend access, unscoped queries of tenant
+//! models, maintenance and tenant lifecycle live here and nowhere else, so code holding a tenant
+//! [`Session`] cannot reach them: the boundary is a type, not a runtime flag.
+
+use crate::backend::Backend;
+use crate::confidence::{Confidence, ConfidenceScan};
+use crate::db::{Db, Session, Target};
+use crate::error::Result;
+use crate::model::{ConfidenceField, Key, Model};
+use crate::query::Query;
+use crate::tenant::{Scope, TenantId};
+
+/// The admin handle: reads and writes across tenants, raw access to Redis, maintenance
+/// (migrations, index checks, audits) and tenant lifecycle (destroy, export, import).
+///
+/// Made by [`Db::admin`] (the shared backend) or [`Db::admin_on`] (where one tenant lives).
+/// Tenant values it is given are validated like a tenant handle's.
+#[derive(Clone, Debug)]
+pub struct Admin {
+    db: Db,
+    session: Session,
+}
+
+impl Admin {
+    pub(crate) fn new(db: Db, target: Target) -> Admin {
+        Admin {
+            db,
+            session: Session::with_scope(target, Scope::Admin),
+        }
+    }
+
+    /// The root handle this admin handle was made from.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The admin handle on the backend where `tenant` lives.
+    pub fn on(&self, tenant: &TenantId) -> Admin {
+        self.db.admin_on(tenant)
+    }
+
+    /// The backend this handle talks to: raw commands, round-trip counts.
+    pub async fn backend(&self) -> Result<Backend> {
+        self.session.backend().await
+    }
+
+    /// [`Session::create`] of any tenant's instance.
+    pub async fn create<M: Model>(&self, value: M) -> Result<M> {
+        self.session.create(value).await
+    }
+
+    /// [`Session::create_keyed`] of any tenant's instance.
+    pub async fn create_keyed<M: Model>(&self, value: M) -> Result<(Key<M>, M)> {
+        self.session.create_keyed(value).await
+    }
+
+    /// [`Session::save`] of any tenant's instance.
+    pub async fn save<M: Model>(&self, value: &M) -> Result<()> {
+        self.session.save(value).await
+    }
+
+    /// [`Session::save_at`] of any tenant's instance.
+    pub async fn save_at<M: Model>(&self, key: &Key<M>, value: &M) -> Result<()> {
+        self.session.save_at(key, value).await
+    }
+
+    /// [`Session::move_key`], also between tenants.
+    pub async fn move_key<M: Model>(&self, old: &M, new: M) -> Result<M> {
+        self.session.move_key(old, new).await
+    }
+
+    /// [`Session::delete`] of any tenant's instance.
+    pub async fn delete<M: Model>(&self, value: &M) -> Result<bool> {
+        self.session.delete(value).await
+    }
+
+    /// [`Session::delete_key`] of any tenant's instance.
+    pub async fn delete_key<M: Model>(&self, key: &Key<M>) -> Result<bool> {
+        self.session.delete_key(key).await
+    }
+
+    /// [`Session::delete_many`] across tenants.
+    pub async fn delete_many<M: Model>(&self, keys: &[Key<M>]) -> Result<u64> {
+        self.session.delete_many(keys).await
+    }
+
+    /// [`Session::create_many`] across tenants.
+    pub async fn create_many<M: Model>(&self, values: Vec<M>) -> Result<Vec<M>> {
+        self.session.create_many(values).await
+    }
+
+    /// [`Session::save_many`] across tenants.
+    pub async fn save_many<M: Model>(&self, values: Vec<M>) -> Result<Vec<M>> {
+        self.session.save_many(values).await
+    }
+
+    /// [`Session::get`] of any tenant's instance.
+    pub async fn get<M: Model>(&self, key: &Key<M>) -> Result<Option<M>> {
+        self.session.get(key).await
+    }
+
+    /// [`Session::exists`] for any tenant's key.
+    pub async fn exists<M: Model>(&self, key: &Key<M>) -> Result<bool> {
+        self.session.exists(key).await
+    }
+
+    /// A query across tenants.
+    pub fn query<M: Model>(&self) -> Query<'_, M> {
+        self.session.query()
+    }
+
+    /// [`Session::confidence`] of any tenant's instance.
+    pub fn confidence<'s, M: Model>(
+        &'s self,
+        value: &M,
+        field: ConfidenceField<M, f64>,
+    ) -> Result<Confidence<'s, M>> {
+        self.session.confidence(value, field)
+    }
+
+    /// [`Session::confidence_scan`] across tenants.
+    pub fn confidence_scan<M: Model>(
+        &self,
+        field: ConfidenceField<M, f64>,
+    ) -> ConfidenceScan<'_, M> {
+        self.session.confidence_scan(field)
+    }
+
+    /// A confidence scan whose member names match a raw, unescaped Redis glob.
+    pub fn confidence_scan_raw<M: Model>(
+        &self,
+        field: ConfidenceField<M, f64>,
+        pattern: impl Into<String>,
+    ) -> ConfidenceScan<'_, M> {
+        self.session.confidence_scan(field).raw(pattern.into())
+    }
+}
