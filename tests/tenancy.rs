@@ -214,6 +214,13 @@ async fn hybrid_placement_keeps_each_tenant_on_its_backend() {
             .await,
         Health::Healthy
     );
+    // The rest share the keyspace: registered as such (an unknown tenant is refused).
+    for t in ["acme", "umbrella:eu-1"] {
+        assert_eq!(
+            registry.register(&tid(t), Placement::Shared).await,
+            Health::Healthy
+        );
+    }
     registry.set_policy(|t| {
         t.as_str()
             .starts_with("gold-")
@@ -445,16 +452,11 @@ async fn unregister_during_a_build_leaves_nothing_behind() {
     ));
     assert!(registry.list().await.is_empty());
     assert_eq!(registry.open_count().await, 0);
-    // Unregistered tenants fall back to the shared keyspace.
-    assert_eq!(
-        db.tenant("slow")
-            .unwrap()
-            .query::<Episode>()
-            .count()
-            .await
-            .unwrap(),
-        0
-    );
+    // An unregistered tenant is unknown: refused, not sent to the shared keyspace.
+    assert!(matches!(
+        db.tenant("slow").unwrap().query::<Episode>().count().await,
+        Err(Error::UnknownTenant { .. })
+    ));
 }
 
 #[tokio::test]

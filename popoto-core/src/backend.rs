@@ -25,8 +25,8 @@ pub(crate) static CREATE: LazyLock<redis::Script> =
 pub(crate) static APPLY: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("lua/apply.lua")));
 
-/// Connection settings of a backend.
-#[derive(Debug, Clone)]
+/// Connection settings of a backend (its `Debug` hides the URL's credentials).
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct BackendConfig {
     /// Redis URL (`redis://host:port/db`).
@@ -48,6 +48,17 @@ impl BackendConfig {
             response_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(2),
         }
+    }
+}
+
+impl std::fmt::Debug for BackendConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendConfig")
+            .field("url", &crate::redis_url::redacted(&self.url))
+            .field("max_connections", &self.max_connections)
+            .field("response_timeout", &self.response_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
     }
 }
 
@@ -116,7 +127,7 @@ pub struct Backend {
 impl std::fmt::Debug for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Backend")
-            .field("url", &self.url)
+            .field("url", &self.url())
             .finish_non_exhaustive()
     }
 }
@@ -158,15 +169,9 @@ impl Backend {
         })
     }
 
-    /// The URL this backend connects to, password removed.
+    /// The URL this backend connects to, user and password shown as `***`.
     pub fn url(&self) -> String {
-        match self.url.split_once('@') {
-            Some((scheme_user, host)) => {
-                let scheme = scheme_user.split("://").next().unwrap_or("redis");
-                format!("{scheme}://***@{host}")
-            }
-            None => self.url.to_string(),
-        }
+        crate::redis_url::redacted(&self.url)
     }
 
     /// Number of round trips (commands or pipelines sent) since the backend was built.

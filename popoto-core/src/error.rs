@@ -145,6 +145,19 @@ pub enum Error {
         /// The tenant.
         tenant: String,
     },
+    /// The registry neither has the tenant registered nor places it by policy or default
+    /// placement (`TenantRegistry::set_default_placement` opts in to serving such tenants).
+    #[error("tenant {tenant:?} is not registered and no policy or default placement places it")]
+    UnknownTenant {
+        /// The tenant.
+        tenant: String,
+    },
+    /// The tenant was destroyed; it is refused until it is registered again.
+    #[error("tenant {tenant:?} was destroyed: register it again to re-create it")]
+    TenantDestroyed {
+        /// The tenant.
+        tenant: String,
+    },
     /// A query on a partitioned sorted field lacks a partition value.
     #[error("query on {model}.{field} needs a value for partition field {partition_field}")]
     MissingPartition {

@@ -16,6 +16,7 @@ pub mod maintenance;
 pub mod model;
 mod plan;
 pub mod query;
+mod redis_url;
 pub mod registry;
 pub mod tenant;
 #[cfg(feature = "testing")]

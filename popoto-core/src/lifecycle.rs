@@ -396,6 +396,10 @@ impl Admin {
                 report.orphan_entries += removed;
             }
         }
+        // A late request must not re-create the tenant's data: refused until registered again.
+        if let Some(registry) = self.registry() {
+            registry.tombstone(tenant);
+        }
         Ok(report)
     }
 

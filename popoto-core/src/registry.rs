@@ -1,8 +1,12 @@
 //! Per-tenant backends: a registry that places tenants on the shared keyspace, an own logical
 //! database or an own server, builds lazily registered backends on first use (exactly once under
 //! concurrent first hits), tracks their health and caps the number of open backends.
+//!
+//! It fails closed: a tenant that is neither registered nor placed by the policy is refused
+//! ([`Error::UnknownTenant`]) unless the application opted in to a default placement, and a
+//! destroyed tenant is refused ([`Error::TenantDestroyed`]) until it is registered again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::backend::{Backend, BackendConfig};
 use crate::error::{Error, Result};
+use crate::redis_url;
 use crate::tenant::TenantId;
 
 /// A boxed future, as factories and validators return.
@@ -21,7 +26,8 @@ pub type Factory = Arc<dyn Fn(TenantId) -> BoxFuture<Result<Backend>> + Send + S
 /// Checks that a backend answers (default: PING).
 pub type Validator = Arc<dyn Fn(Backend) -> BoxFuture<Result<()>> + Send + Sync>;
 
-/// Maps a tenant that was not registered to a placement (tiers); `None` means shared.
+/// Maps a tenant that was not registered to a placement (tiers); `None` leaves it to the default
+/// placement, if any, or refuses it.
 pub type Policy = Arc<dyn Fn(&TenantId) -> Option<Placement> + Send + Sync>;
 
 /// Where a tenant's data lives.
@@ -68,12 +74,23 @@ struct Slot {
     last_used: AtomicU64,
 }
 
+/// Registered tenants and tombstones, under one lock so that `register` and `tombstone` are
+/// atomic with respect to lookups.
+#[derive(Default)]
+struct Tenants {
+    slots: HashMap<TenantId, Arc<Slot>>,
+    /// Destroyed tenants, refused until registered again (in-process only).
+    destroyed: HashSet<TenantId>,
+}
+
 struct Inner {
     shared: Backend,
-    shared_url: String,
-    slots: Mutex<HashMap<TenantId, Arc<Slot>>>,
+    /// The shared backend's settings: logical databases on it use them too.
+    shared_config: BackendConfig,
+    tenants: Mutex<Tenants>,
     placed: Mutex<HashMap<String, Backend>>,
     policy: Mutex<Option<Policy>>,
+    default: Mutex<Option<Placement>>,
     validator: Mutex<Validator>,
     max_open: Mutex<Option<usize>>,
     tick: AtomicU64,
@@ -115,16 +132,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl TenantRegistry {
-    /// A registry whose unregistered tenants use `shared` (built from `shared_config`).
+    /// A registry on the shared server `shared_config`; only registered tenants (or those the
+    /// policy or an opted-in default placement places) are served.
     pub fn new(shared_config: BackendConfig) -> Result<Self> {
-        let shared_url = shared_config.url.clone();
         Ok(TenantRegistry {
             inner: Arc::new(Inner {
-                shared: Backend::new(shared_config)?,
-                shared_url,
-                slots: Mutex::new(HashMap::new()),
+                shared: Backend::new(shared_config.clone())?,
+                shared_config,
+                tenants: Mutex::new(Tenants::default()),
                 placed: Mutex::new(HashMap::new()),
                 policy: Mutex::new(None),
+                default: Mutex::new(None),
                 validator: Mutex::new(ping_validator()),
                 max_open: Mutex::new(None),
                 tick: AtomicU64::new(0),
@@ -146,9 +164,17 @@ impl TenantRegistry {
         *lock(&self.inner.validator) = Arc::new(move |b| Box::pin(f(b)));
     }
 
-    /// Places unregistered tenants (e.g. by tier); tenants it maps to `None` share the keyspace.
+    /// Places unregistered tenants (e.g. by tier); tenants it maps to `None` get the default
+    /// placement, or are refused with [`Error::UnknownTenant`] when there is none.
     pub fn set_policy(&self, f: impl Fn(&TenantId) -> Option<Placement> + Send + Sync + 'static) {
         *lock(&self.inner.policy) = Some(Arc::new(f));
+    }
+
+    /// Opts in to serving tenants that are neither registered nor placed by the policy on
+    /// `placement` (typically `Placement::Shared`); `None`, the default, refuses them with
+    /// [`Error::UnknownTenant`]. Destroyed tenants stay refused either way.
+    pub fn set_default_placement(&self, placement: Option<Placement>) {
+        *lock(&self.inner.default) = placement;
     }
 
     /// Caps the number of open lazily built backends; the least recently used are reaped
@@ -157,7 +183,7 @@ impl TenantRegistry {
         *lock(&self.inner.max_open) = max;
     }
 
-    /// Registers a tenant on a placement now and validates it.
+    /// Registers a tenant on a placement now and validates it; clears its tombstone.
     pub async fn register(&self, tenant: &TenantId, placement: Placement) -> Health {
         let slot = self.insert(tenant, Source::Placement(placement));
         self.build(tenant, &slot).await;
@@ -165,7 +191,7 @@ impl TenantRegistry {
         health
     }
 
-    /// Registers a tenant whose backend `factory` builds on first use.
+    /// Registers a tenant whose backend `factory` builds on first use; clears its tombstone.
     pub fn register_lazy<F, Fut>(&self, tenant: &TenantId, factory: F)
     where
         F: Fn(TenantId) -> Fut + Send + Sync + 'static,
@@ -184,18 +210,47 @@ impl TenantRegistry {
             }),
             last_used: AtomicU64::new(self.inner.tick.fetch_add(1, Ordering::Relaxed)),
         });
-        lock(&self.inner.slots).insert(tenant.clone(), slot.clone());
+        let mut tenants = lock(&self.inner.tenants);
+        tenants.destroyed.remove(tenant);
+        tenants.slots.insert(tenant.clone(), slot.clone());
         slot
     }
 
-    /// Removes a tenant; a build in flight for it is discarded when it completes.
+    /// Removes a tenant (it is unknown from now on, refused unless the policy or the default
+    /// placement places it); a build in flight for it is discarded when it completes.
     pub fn unregister(&self, tenant: &TenantId) -> bool {
-        lock(&self.inner.slots).remove(tenant).is_some()
+        lock(&self.inner.tenants).slots.remove(tenant).is_some()
+    }
+
+    /// Marks a tenant destroyed (`Db::destroy_tenant` does it): removes its registration and
+    /// refuses it with [`Error::TenantDestroyed`], even where the policy or the default
+    /// placement would place it, until it is registered again. Kept in this process only.
+    pub fn tombstone(&self, tenant: &TenantId) {
+        let mut tenants = lock(&self.inner.tenants);
+        tenants.slots.remove(tenant);
+        tenants.destroyed.insert(tenant.clone());
+    }
+
+    /// Whether a tenant is tombstoned (destroyed and not registered again).
+    pub fn is_destroyed(&self, tenant: &TenantId) -> bool {
+        lock(&self.inner.tenants).destroyed.contains(tenant)
+    }
+
+    /// Tombstoned tenants, sorted (e.g. to persist them and `tombstone` them after a restart).
+    pub fn tombstones(&self) -> Vec<TenantId> {
+        let mut out: Vec<TenantId> = lock(&self.inner.tenants)
+            .destroyed
+            .iter()
+            .cloned()
+            .collect();
+        out.sort();
+        out
     }
 
     /// Tenants and their health, sorted by id.
     pub async fn list(&self) -> Vec<(TenantId, Health)> {
-        let slots: Vec<(TenantId, Arc<Slot>)> = lock(&self.inner.slots)
+        let slots: Vec<(TenantId, Arc<Slot>)> = lock(&self.inner.tenants)
+            .slots
             .iter()
             .map(|(t, s)| (t.clone(), s.clone()))
             .collect();
@@ -209,7 +264,7 @@ impl TenantRegistry {
 
     /// Health of one tenant (`None` if not registered).
     pub async fn health(&self, tenant: &TenantId) -> Option<Health> {
-        let slot = lock(&self.inner.slots).get(tenant).cloned()?;
+        let slot = lock(&self.inner.tenants).slots.get(tenant).cloned()?;
         let h = slot.state.lock().await.health.clone();
         Some(h)
     }
@@ -217,7 +272,7 @@ impl TenantRegistry {
     /// Re-validates a tenant's backend: healthy or unverified → healthy on success, unverified
     /// on failure; disabled or pending → built again.
     pub async fn recheck(&self, tenant: &TenantId) -> Option<Health> {
-        let slot = lock(&self.inner.slots).get(tenant).cloned()?;
+        let slot = lock(&self.inner.tenants).slots.get(tenant).cloned()?;
         let mut state = slot.state.lock().await;
         match (&state.health, state.backend.clone()) {
             (Health::Healthy | Health::Unverified, Some(b)) => {
@@ -241,7 +296,7 @@ impl TenantRegistry {
 
     /// Number of registered tenants whose backend is currently open.
     pub async fn open_count(&self) -> usize {
-        let slots: Vec<Arc<Slot>> = lock(&self.inner.slots).values().cloned().collect();
+        let slots: Vec<Arc<Slot>> = lock(&self.inner.tenants).slots.values().cloned().collect();
         let mut n = 0;
         for s in slots {
             if s.state.lock().await.backend.is_some() {
@@ -252,14 +307,28 @@ impl TenantRegistry {
     }
 
     /// The backend of `tenant`: its registered one (built on first use), the policy's
-    /// placement, or the shared one.
+    /// placement or the default placement; otherwise [`Error::UnknownTenant`], and
+    /// [`Error::TenantDestroyed`] for a tombstoned tenant.
     pub async fn backend_for(&self, tenant: &TenantId) -> Result<Backend> {
-        let slot = lock(&self.inner.slots).get(tenant).cloned();
+        let slot = {
+            let tenants = lock(&self.inner.tenants);
+            if tenants.destroyed.contains(tenant) {
+                return Err(Error::TenantDestroyed {
+                    tenant: tenant.to_string(),
+                });
+            }
+            tenants.slots.get(tenant).cloned()
+        };
         let Some(slot) = slot else {
             let policy = lock(&self.inner.policy).clone();
-            return match policy.and_then(|p| p(tenant)) {
+            let placement = policy
+                .and_then(|p| p(tenant))
+                .or_else(|| lock(&self.inner.default).clone());
+            return match placement {
                 Some(placement) => self.placed(placement),
-                None => Ok(self.inner.shared.clone()),
+                None => Err(Error::UnknownTenant {
+                    tenant: tenant.to_string(),
+                }),
             };
         };
         slot.last_used.store(
@@ -287,6 +356,9 @@ impl TenantRegistry {
                 tenant: tenant.to_string(),
                 reason: reason.clone(),
             }),
+            _ if self.is_destroyed(tenant) => Err(Error::TenantDestroyed {
+                tenant: tenant.to_string(),
+            }),
             _ => Err(Error::TenantUnregistered {
                 tenant: tenant.to_string(),
             }),
@@ -299,12 +371,9 @@ impl TenantRegistry {
             Placement::Shared => return Ok(self.inner.shared.clone()),
             Placement::Backend(b) => return Ok(b),
             Placement::Database(db) => {
-                let base = self
-                    .inner
-                    .shared_url
-                    .rsplit_once('/')
-                    .map_or(self.inner.shared_url.as_str(), |(b, _)| b);
-                BackendConfig::new(format!("{base}/{db}"))
+                let mut config = self.inner.shared_config.clone();
+                config.url = redis_url::with_database(&config.url, db)?;
+                config
             }
             Placement::Server(config) => config,
         };
@@ -335,7 +404,8 @@ impl TenantRegistry {
             Err(e) => Err(e),
         };
         // Unregistered (or re-registered) meanwhile: keep nothing.
-        let current = lock(&self.inner.slots)
+        let current = lock(&self.inner.tenants)
+            .slots
             .get(tenant)
             .is_some_and(|s| Arc::ptr_eq(s, slot));
         if !current {
@@ -360,7 +430,8 @@ impl TenantRegistry {
         let Some(max) = *lock(&self.inner.max_open) else {
             return;
         };
-        let mut lazy: Vec<Arc<Slot>> = lock(&self.inner.slots)
+        let mut lazy: Vec<Arc<Slot>> = lock(&self.inner.tenants)
+            .slots
             .values()
             .filter(|s| matches!(s.source, Source::Lazy(_)) && !Arc::ptr_eq(s, keep))
             .cloned()
