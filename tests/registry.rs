@@ -224,6 +224,7 @@ async fn a_destroyed_tenant_is_refused_even_where_placed_until_registered_again(
     let models = ModelSet::new().with::<Episode>();
     for tenant in ["acme", "premium"] {
         let report = db
+            .admin()
             .destroy_tenant(&tid(tenant), &models)
             .await
             .unwrap_or_else(|e| panic!("destroy {tenant}: {e}"));
@@ -240,7 +241,7 @@ async fn a_destroyed_tenant_is_refused_even_where_placed_until_registered_again(
         assert_refused(&db, tenant, destroyed).await;
     }
     let mut export = Vec::new();
-    let late_export = db.export_tenant(&tid("acme"), &models, &mut export).await;
+    let late_export = db.admin().export_tenant(&tid("acme"), &models, &mut export).await;
     assert!(
         matches!(late_export, Err(Error::TenantDestroyed { .. })),
         "{late_export:?}"

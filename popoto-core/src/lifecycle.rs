@@ -397,7 +397,7 @@ impl Admin {
             }
         }
         // A late request must not re-create the tenant's data: refused until registered again.
-        if let Some(registry) = self.registry() {
+        if let Some(registry) = self.db().registry() {
             registry.tombstone(tenant);
         }
         Ok(report)
