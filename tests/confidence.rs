@@ -3,7 +3,7 @@
 mod support;
 
 use popoto::confidence::{companion_key, companion_key_of};
-use popoto::{ConfidenceState, Error};
+use popoto::{ConfidenceState, Error, Model};
 use support::*;
 
 fn hex(b: &[u8]) -> String {
@@ -447,5 +447,91 @@ async fn raw_patterns_are_for_admins_only() {
     assert!(matches!(
         db.confidence_scan(Belief::strength()).fetch_all().await,
         Err(Error::NoTenant { .. })
+    ));
+}
+
+/// A model keyed by Popoto's hidden `_auto_key`, with a confidence field partitioned by a
+/// plain field.
+#[derive(Model, Debug, Clone, PartialEq, Default)]
+struct Jotting {
+    topic: String,
+    text: String,
+    #[popoto(confidence, partition_by = "topic")]
+    trust: f64,
+}
+
+#[tokio::test]
+async fn hidden_auto_key_models_update_through_their_key() {
+    let (server, db) = setup().await;
+    let (key, j) = db
+        .create_keyed(Jotting {
+            topic: "sky".into(),
+            text: "blue".into(),
+            trust: 0.5,
+        })
+        .await
+        .unwrap();
+    let (other_key, _) = db
+        .create_keyed(Jotting {
+            topic: "sky".into(),
+            text: "grey".into(),
+            trust: 0.5,
+        })
+        .await
+        .unwrap();
+    let companion = "$ConfidencF:Jotting:trust:data:sky";
+    let member = key.redis_key();
+    assert_eq!(hex(&hget(&server, companion, &member).unwrap()), INITIAL_05);
+
+    // The value does not carry its key: the value-only handle says so instead of NotFound.
+    assert!(matches!(
+        db.confidence(&j, Jotting::trust()),
+        Err(Error::InvalidValue {
+            model: "Jotting",
+            field: "_auto_key",
+            ..
+        })
+    ));
+    let c = db.confidence_at(&key, &j, Jotting::trust()).unwrap();
+    assert_eq!(c.companion_key(), companion);
+    let s = c.update(0.9).await.unwrap();
+    assert_eq!((s.confidence, s.evidence_count), (0.7, 1));
+    assert_eq!(c.state().await.unwrap(), s);
+    assert_eq!(
+        ConfidenceState::decode(&hget(&server, companion, &member).unwrap(), 0.5).unwrap(),
+        s,
+        "the entry of this instance's key was updated"
+    );
+    assert_eq!(
+        hex(&hget(&server, companion, &other_key.redis_key()).unwrap()),
+        INITIAL_05,
+        "the other instance's entry is untouched"
+    );
+    // Moved to another topic by save_at: the handle finds the entry in its new partition.
+    db.save_at(
+        &key,
+        &Jotting {
+            topic: "sea".into(),
+            ..j.clone()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(c.update(0.1).await.unwrap().evidence_count, 2);
+    assert_eq!(hget(&server, companion, &member), None);
+    assert!(hget(&server, "$ConfidencF:Jotting:trust:data:sea", &member).is_some());
+
+    // With declared key fields, a key that does not match the value is refused.
+    let atlas = db.tenant("atlas").unwrap();
+    let m = atlas.create(memory("fact1")).await.unwrap();
+    let k1 = Memory::key_of("atlas", "fact1");
+    let k2 = Memory::key_of("atlas", "fact2");
+    assert!(atlas.confidence_at(&k1, &m, Memory::certainty()).is_ok());
+    assert!(matches!(
+        atlas.confidence_at(&k2, &m, Memory::certainty()),
+        Err(Error::InvalidValue {
+            model: "Memory",
+            ..
+        })
     ));
 }

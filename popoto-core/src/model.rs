@@ -132,6 +132,27 @@ pub trait Model: Sized + Send + Sync + 'static {
     fn segment_from_stored(key: &str, field: usize, raw: &[u8]) -> Result<String>;
 }
 
+/// Key segments of a rendered instance in instance-key order; `hidden` is the segment of
+/// Popoto's hidden `_auto_key` (models without a declared key field), which no record carries.
+pub(crate) fn key_segments<M: Model>(record: &Record, hidden: Option<&str>) -> Vec<String> {
+    M::META
+        .key_fields
+        .iter()
+        .map(|&i| {
+            if M::META.fields[i].hidden {
+                hidden.unwrap_or_default().to_owned()
+            } else {
+                record
+                    .segments
+                    .get(i)
+                    .cloned()
+                    .flatten()
+                    .unwrap_or_default()
+            }
+        })
+        .collect()
+}
+
 /// The key values of one instance, rendered, in instance-key order. Built by `Model::key_of`.
 pub struct Key<M> {
     segments: Vec<String>,
