@@ -256,6 +256,7 @@ impl Session {
     pub async fn create_keyed<M: Model>(&self, mut value: M) -> Result<(Key<M>, M)> {
         self.scope_value(&mut value)?;
         let filled = value.fill_auto_keys();
+        value.fill_confidence_initials();
         let span = self.span::<M>("create");
         async {
             let record = value.to_record()?;
@@ -853,6 +854,7 @@ impl Session {
             if mode == Mode::Create {
                 self.scope_value(v)?;
                 fresh &= v.fill_auto_keys() || meta.has_hidden_key();
+                v.fill_confidence_initials();
             } else {
                 self.check_value(v)?;
             }

@@ -121,6 +121,10 @@ pub trait Model: Sized + Send + Sync + 'static {
     /// one (the instance key is then new: a create needs no existence check).
     fn fill_auto_keys(&mut self) -> bool;
 
+    /// Gives each confidence field still holding `0.0` (the `f64` default) its declared
+    /// `initial`, as Popoto stores an unset `ConfidenceField`'s default; creates call it.
+    fn fill_confidence_initials(&mut self);
+
     /// The value of the tenant field, if the model has one.
     fn tenant_id(&self) -> Option<&str>;
 
