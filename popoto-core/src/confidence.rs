@@ -2,7 +2,8 @@
 //!
 //! `$ConfidencF:<Model>:<field>:data[:<partition>...]` maps each instance key to a msgpack map
 //! {confidence, evidence_count, corroborations, contradictions}. Updates run server-side in one
-//! Lua script implementing popoto 1.10.1's capped formula; reads never load a whole hash.
+//! Lua script implementing popoto 1.10.1's capped formula and storing its script's bytes; reads
+//! never load a whole hash.
 
 use std::sync::LazyLock;
 
@@ -277,7 +278,8 @@ impl<M: Model> Confidence<'_, M> {
 
     /// Applies one signal in [0, 1] server-side and returns the new state.
     ///
-    /// The arithmetic is popoto 1.10.1's: `c' = clamp(c + (s - c) / (min(n + 1, cap) + 1))`.
+    /// The arithmetic is popoto 1.10.1's: `c' = clamp(c + (s - c) / (min(n + 1, cap) + 1))`,
+    /// and so are the stored bytes (its script's `cmsgpack.pack` of the same table).
     pub async fn update(&self, signal: f64) -> Result<ConfidenceState> {
         let meta = M::META;
         let fname = meta.fields[self.field].name;
