@@ -3,7 +3,7 @@
 mod support;
 
 use popoto::confidence::{companion_key, companion_key_of};
-use popoto::{ConfidenceState, Error};
+use popoto::{ConfidenceState, Error, Model};
 use support::*;
 
 fn hex(b: &[u8]) -> String {
@@ -15,6 +15,7 @@ fn hget(server: &popoto::testing::TestRedis, key: &str, field: &str) -> Option<V
 }
 
 const INITIAL_05: &str = "84aa636f6e666964656e6365cb3fe0000000000000ae65766964656e63655f636f756e7400ae636f72726f626f726174696f6e7300ae636f6e74726164696374696f6e7300";
+const INITIAL_05_BYTES: &[u8] = b"\x84\xaaconfidence\xcb\x3f\xe0\0\0\0\0\0\0\xaeevidence_count\0\xaecorroborations\0\xaecontradictions\0";
 
 fn memory(key: &str) -> Memory {
     Memory {
@@ -71,17 +72,15 @@ async fn updates_follow_popotos_formula_to_the_bit() {
             contradictions: 2
         }
     );
-    // Stored as Python popoto's writer stores it: key order and float64 confidence.
+    // Stored as popoto's update script stores it (Redis' cmsgpack): its key order, and a
+    // confidence that float32 cannot hold exactly as a float64.
     let raw = hget(
         &server,
         "$ConfidencF:Memory:certainty:data:atlas",
         "Memory:fact1:atlas",
     )
     .unwrap();
-    assert_eq!(raw[0], 0x84);
-    assert_eq!(&raw[1..12], b"\xaaconfidence");
-    assert_eq!(raw[12], 0xcb);
-    assert_eq!(&raw[13..21], 0.5357142857142857f64.to_be_bytes());
+    assert_eq!(hex(&raw), lua_entry("cb3fe1249249249249", 6, 4, 2));
 
     let b = atlas
         .create(Belief {
@@ -99,6 +98,26 @@ async fn updates_follow_popotos_formula_to_the_bit() {
             want.to_bits()
         );
     }
+    // 0.64453125 is exact in float32: cmsgpack stores it in 4 bytes.
+    let raw = hget(
+        &server,
+        "$ConfidencF:Belief:strength:data",
+        "Belief:b:atlas",
+    )
+    .unwrap();
+    assert_eq!(hex(&raw), lua_entry("ca3f250000", 5, 4, 1));
+}
+
+/// Hex of the entry popoto's update script stores: cmsgpack's key order (`corroborations,
+/// confidence, contradictions, evidence_count`), `confidence` given as its msgpack hex.
+fn lua_entry(confidence: &str, evidence: u8, pro: u8, con: u8) -> String {
+    format!(
+        "84ae{}{pro:02x}aa{}{confidence}ae{}{con:02x}ae{}{evidence:02x}",
+        hex(b"corroborations"),
+        hex(b"confidence"),
+        hex(b"contradictions"),
+        hex(b"evidence_count"),
+    )
 }
 
 #[tokio::test]
@@ -211,8 +230,25 @@ async fn reads_accept_entries_written_by_popotos_lua() {
             .arg(int_bytes.as_slice()),
     );
     assert_eq!(c.get().await.unwrap(), 1.0);
-    // The update continues from there.
-    assert_eq!(c.update(0.0).await.unwrap().evidence_count, 2);
+    // The update continues from there, and stores an integral confidence as an int too.
+    assert_eq!(c.update(1.0).await.unwrap().evidence_count, 2);
+    let raw = hget(
+        &server,
+        "$ConfidencF:Memory:certainty:data:atlas",
+        "Memory:fact1:atlas",
+    )
+    .unwrap();
+    assert_eq!(hex(&raw), lua_entry("01", 2, 2, 0));
+    // Entries in Popoto's own writer layout (float64, declaration order) are read as well.
+    raw_cmd::<i64>(
+        &server,
+        redis::cmd("HSET")
+            .arg("$ConfidencF:Memory:certainty:data:atlas")
+            .arg("Memory:fact1:atlas")
+            .arg(INITIAL_05_BYTES),
+    );
+    assert_eq!(c.state().await.unwrap(), ConfidenceState::initial(0.5));
+    assert_eq!(c.update(1.0).await.unwrap().confidence, 0.75);
 }
 
 #[tokio::test]
@@ -445,5 +481,93 @@ async fn raw_patterns_are_for_admins_only() {
             .fetch_all()
             .await,
         Err(Error::NoTenant { .. })
+    ));
+}
+
+/// A model keyed by Popoto's hidden `_auto_key`, with a confidence field partitioned by a
+/// plain field.
+#[derive(Model, Debug, Clone, PartialEq, Default)]
+struct Jotting {
+    topic: String,
+    text: String,
+    #[popoto(confidence, partition_by = "topic")]
+    trust: f64,
+}
+
+#[tokio::test]
+async fn hidden_auto_key_models_update_through_their_key() {
+    let (server, db) = setup().await;
+    let (key, j) = db
+        .unscoped()
+        .create_keyed(Jotting {
+            topic: "sky".into(),
+            text: "blue".into(),
+            trust: 0.5,
+        })
+        .await
+        .unwrap();
+    let (other_key, _) = db
+        .unscoped()
+        .create_keyed(Jotting {
+            topic: "sky".into(),
+            text: "grey".into(),
+            trust: 0.5,
+        })
+        .await
+        .unwrap();
+    let companion = "$ConfidencF:Jotting:trust:data:sky";
+    let member = key.redis_key();
+    assert_eq!(hex(&hget(&server, companion, &member).unwrap()), INITIAL_05);
+
+    // The value does not carry its key: the value-only handle says so instead of NotFound.
+    assert!(matches!(
+        db.unscoped().confidence(&j, Jotting::trust()),
+        Err(Error::InvalidValue {
+            model: "Jotting",
+            field: "_auto_key",
+            ..
+        })
+    ));
+    let c = db.unscoped().confidence_at(&key, &j, Jotting::trust()).unwrap();
+    assert_eq!(c.companion_key(), companion);
+    let s = c.update(0.9).await.unwrap();
+    assert_eq!((s.confidence, s.evidence_count), (0.7, 1));
+    assert_eq!(c.state().await.unwrap(), s);
+    assert_eq!(
+        ConfidenceState::decode(&hget(&server, companion, &member).unwrap(), 0.5).unwrap(),
+        s,
+        "the entry of this instance's key was updated"
+    );
+    assert_eq!(
+        hex(&hget(&server, companion, &other_key.redis_key()).unwrap()),
+        INITIAL_05,
+        "the other instance's entry is untouched"
+    );
+    // Moved to another topic by save_at: the handle finds the entry in its new partition.
+    db.unscoped().save_at(
+        &key,
+        &Jotting {
+            topic: "sea".into(),
+            ..j.clone()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(c.update(0.1).await.unwrap().evidence_count, 2);
+    assert_eq!(hget(&server, companion, &member), None);
+    assert!(hget(&server, "$ConfidencF:Jotting:trust:data:sea", &member).is_some());
+
+    // With declared key fields, a key that does not match the value is refused.
+    let atlas = db.tenant("atlas").unwrap();
+    let m = atlas.create(memory("fact1")).await.unwrap();
+    let k1 = Memory::key_of("atlas", "fact1");
+    let k2 = Memory::key_of("atlas", "fact2");
+    assert!(atlas.confidence_at(&k1, &m, Memory::certainty()).is_ok());
+    assert!(matches!(
+        atlas.confidence_at(&k2, &m, Memory::certainty()),
+        Err(Error::InvalidValue {
+            model: "Memory",
+            ..
+        })
     ));
 }

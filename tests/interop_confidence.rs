@@ -1,5 +1,5 @@
 //! Confidence fields against the real Python popoto 1.10.1 (`tests/interop/confidence.py`,
-//! run with `$POPOTO_PYTHON`, default `<repo>/.venv/bin/python`; missing, the tests fail).
+//! run with the interop harness's Python, `interop_support::python`; missing, the tests fail).
 //!
 //! * `popoto_legacy_data_migrates_and_popoto_reads_it_back`: popoto writes an unpartitioned
 //!   companion hash (updated a few times, two instances deleted), Rust migrates it into
@@ -8,12 +8,15 @@
 //! * `interleaved_python_and_rust_updates_follow_the_formula_to_the_bit`: popoto and Rust
 //!   update one instance in turns; after every step the stored bytes decode to exactly the
 //!   state a plain-Python computation of the formula expects.
+//!
+//! Byte equality of everything both write is `tests/interop_confidence_bytes.rs`.
+
+#[allow(dead_code)]
+mod interop_support;
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
+use interop_support::unhex;
 use popoto::testing::TestRedis;
 use popoto::{ConfidenceState, DryRun, MigrationError, Model};
 use serde_json::{json, Value as Json};
@@ -31,66 +34,11 @@ struct PartitionedMemory {
     certainty: f64,
 }
 
-fn python() -> PathBuf {
-    let path = match std::env::var_os("POPOTO_PYTHON") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join(".venv")
-            .join("bin")
-            .join("python"),
-    };
-    assert!(
-        path.exists(),
-        "the interop tests need Python with popoto 1.10.1, but {} does not exist \
-         (python3 -m venv .venv && .venv/bin/pip install popoto==1.10.1, or set POPOTO_PYTHON)",
-        path.display()
-    );
-    path
-}
-
 /// Runs `confidence.py <command>` with `input` on stdin against `url`; returns its JSON.
 fn py(command: &str, url: Option<&str>, input: &Json) -> Json {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("interop");
-    let mut cmd = Command::new(python());
-    cmd.arg(dir.join("confidence.py"))
-        .arg(command)
-        .current_dir(&dir)
-        .env_remove("REDIS_URL")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(url) = url {
-        cmd.env("REDIS_URL", url).env("POPOTO_ALLOW_DB0_FLUSH", "1");
-    }
-    let mut child = cmd.spawn().expect("run confidence.py");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "confidence.py {command} failed ({})\n--- stderr ---\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "confidence.py {command}: bad JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
+    let out = interop_support::run_script("confidence.py", &[command], url, &input.to_string());
+    serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("confidence.py {command}: bad JSON ({e}): {out}"))
 }
 
 fn bits(x: f64) -> String {

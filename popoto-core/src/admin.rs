@@ -118,6 +118,16 @@ impl Admin {
         self.session.confidence(value, field)
     }
 
+    /// [`Session::confidence_at`] of any tenant's instance.
+    pub fn confidence_at<'s, M: Model>(
+        &'s self,
+        key: &Key<M>,
+        value: &M,
+        field: ConfidenceField<M, f64>,
+    ) -> Result<Confidence<'s, M>> {
+        self.session.confidence_at(key, value, field)
+    }
+
     /// [`Session::confidence_scan`] across tenants.
     pub fn confidence_scan<M: Model>(
         &self,

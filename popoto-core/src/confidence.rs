@@ -2,7 +2,8 @@
 //!
 //! `$ConfidencF:<Model>:<field>:data[:<partition>...]` maps each instance key to a msgpack map
 //! {confidence, evidence_count, corroborations, contradictions}. Updates run server-side in one
-//! Lua script implementing popoto 1.10.1's capped formula; reads never load a whole hash.
+//! Lua script implementing popoto 1.10.1's capped formula and storing its script's bytes; reads
+//! never load a whole hash.
 
 use std::sync::LazyLock;
 
@@ -12,7 +13,7 @@ use tracing::Instrument;
 use crate::db::Session;
 use crate::error::{Error, Result};
 use crate::keys;
-use crate::model::{ConfidenceField, FieldKind, Key, Model, ModelMeta, Record};
+use crate::model::{key_segments, ConfidenceField, FieldKind, Key, Model, ModelMeta, Record};
 use crate::tenant::Scope;
 
 /// Raw (field, value) pairs as HSCAN returns them.
@@ -126,7 +127,8 @@ pub fn companion_key<M: Model>(
     keys::confidence_key(M::META, field.index(), partition)
 }
 
-/// Confidence of one instance through a session: `session.confidence(&value, M::field())`.
+/// Confidence of one instance through a session: `session.confidence(&value, M::field())`, or
+/// `session.confidence_at(&key, &value, M::field())`.
 pub struct Confidence<'s, M: Model> {
     session: &'s Session,
     field: usize,
@@ -142,33 +144,72 @@ const MAX_ATTEMPTS: u32 = 8;
 
 impl Session {
     /// The confidence field `field` of instance `value`.
+    ///
+    /// A model whose key is Popoto's hidden `_auto_key` is refused ([`Error::InvalidValue`]):
+    /// its values do not carry their key, so use [`Session::confidence_at`].
     pub fn confidence<M: Model>(
         &self,
         value: &M,
         field: ConfidenceField<M, f64>,
     ) -> Result<Confidence<'_, M>> {
+        if M::META.has_hidden_key() {
+            return Err(Error::InvalidValue {
+                model: M::META.name,
+                field: "_auto_key",
+                reason: "the model's key is Popoto's hidden _auto_key: use confidence_at with \
+                         the key create_keyed returned"
+                    .into(),
+            });
+        }
         self.check_model::<M>()?;
         self.check_value(value)?;
         let record = value.to_record()?;
-        let segments: Vec<String> = M::META
-            .key_fields
-            .iter()
-            .map(|&i| {
-                record
-                    .segments
-                    .get(i)
-                    .cloned()
-                    .flatten()
-                    .unwrap_or_default()
-            })
-            .collect();
-        let member = Key::<M>::from_segments(segments).redis_key();
+        let key = Key::<M>::from_segments(key_segments::<M>(&record, None));
+        self.confidence_handle(&key, &record, field)
+    }
+
+    /// The confidence field `field` of the instance stored at `key`, whose values are `value`
+    /// (its partition values locate the companion hash): the way to a model keyed by Popoto's
+    /// hidden `_auto_key`. A value whose key fields do not match `key` is refused.
+    pub fn confidence_at<M: Model>(
+        &self,
+        key: &Key<M>,
+        value: &M,
+        field: ConfidenceField<M, f64>,
+    ) -> Result<Confidence<'_, M>> {
+        self.check_model::<M>()?;
+        self.check_key(key)?;
+        self.check_value(value)?;
+        let record = value.to_record()?;
+        let hidden = M::META
+            .has_hidden_key()
+            .then(|| key.segments().first().map(String::as_str))
+            .flatten();
+        if key_segments::<M>(&record, hidden) != key.segments() {
+            return Err(Error::InvalidValue {
+                model: M::META.name,
+                field: "<key>",
+                reason: format!(
+                    "the value's key fields do not match key {}",
+                    key.redis_key()
+                ),
+            });
+        }
+        self.confidence_handle(key, &record, field)
+    }
+
+    fn confidence_handle<M: Model>(
+        &self,
+        key: &Key<M>,
+        record: &Record,
+        field: ConfidenceField<M, f64>,
+    ) -> Result<Confidence<'_, M>> {
         Ok(Confidence {
             session: self,
             field: field.index(),
-            member,
-            companion: companion_of(M::META, field.index(), &record)?,
-            partition: partition_of(M::META, field.index(), &record),
+            member: key.redis_key(),
+            companion: companion_of(M::META, field.index(), record)?,
+            partition: partition_of(M::META, field.index(), record),
             _m: Default::default(),
         })
     }
@@ -237,7 +278,8 @@ impl<M: Model> Confidence<'_, M> {
 
     /// Applies one signal in [0, 1] server-side and returns the new state.
     ///
-    /// The arithmetic is popoto 1.10.1's: `c' = clamp(c + (s - c) / (min(n + 1, cap) + 1))`.
+    /// The arithmetic is popoto 1.10.1's: `c' = clamp(c + (s - c) / (min(n + 1, cap) + 1))`,
+    /// and so are the stored bytes (its script's `cmsgpack.pack` of the same table).
     pub async fn update(&self, signal: f64) -> Result<ConfidenceState> {
         let meta = M::META;
         let fname = meta.fields[self.field].name;

@@ -9,7 +9,7 @@ use crate::backend::{Backend, BackendConfig, APPLY, CREATE};
 use crate::bulk;
 use crate::error::{Error, Result};
 use crate::keys;
-use crate::model::{FieldKind, Key, Model, ModelMeta, Record};
+use crate::model::{key_segments, FieldKind, Key, Model, ModelMeta, Record};
 use crate::plan::{movable_partition_fields, Check, Instance, Outcome, Plan, Write};
 use crate::query::Query;
 use crate::registry::TenantRegistry;
@@ -279,6 +279,7 @@ impl Session {
     pub async fn create_keyed<M: Model>(&self, mut value: M) -> Result<(Key<M>, M)> {
         self.scope_value(&mut value)?;
         let filled = value.fill_auto_keys();
+        value.fill_confidence_initials();
         let span = self.span::<M>("create");
         async {
             let record = value.to_record()?;
@@ -900,6 +901,7 @@ impl Session {
             self.scope_value(v)?;
             if mode == Mode::Create {
                 fresh &= v.fill_auto_keys() || meta.has_hidden_key();
+                v.fill_confidence_initials();
             }
             let record = v.to_record()?;
             let hidden = (meta.has_hidden_key() && mode == Mode::Create)
@@ -1063,26 +1065,6 @@ impl Session {
 
 /// What a tenant handle shows instead of another tenant's instance key.
 pub const OTHER_TENANT: &str = "<an instance of another tenant>";
-
-/// Key segments of a record in instance-key order.
-fn key_segments<M: Model>(record: &Record, hidden: Option<&str>) -> Vec<String> {
-    M::META
-        .key_fields
-        .iter()
-        .map(|&i| {
-            if M::META.fields[i].hidden {
-                hidden.unwrap_or_default().to_owned()
-            } else {
-                record
-                    .segments
-                    .get(i)
-                    .cloned()
-                    .flatten()
-                    .unwrap_or_default()
-            }
-        })
-        .collect()
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {

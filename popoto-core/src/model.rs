@@ -121,6 +121,10 @@ pub trait Model: Sized + Send + Sync + 'static {
     /// one (the instance key is then new: a create needs no existence check).
     fn fill_auto_keys(&mut self) -> bool;
 
+    /// Gives each confidence field still holding `0.0` (the `f64` default) its declared
+    /// `initial`, as Popoto stores an unset `ConfidenceField`'s default; creates call it.
+    fn fill_confidence_initials(&mut self);
+
     /// The value of the tenant field, if the model has one.
     fn tenant_id(&self) -> Option<&str>;
 
@@ -130,6 +134,27 @@ pub trait Model: Sized + Send + Sync + 'static {
     /// Decodes the stored bytes of field `field` and renders its key segment; used to find the
     /// partition an instance is stored in.
     fn segment_from_stored(key: &str, field: usize, raw: &[u8]) -> Result<String>;
+}
+
+/// Key segments of a rendered instance in instance-key order; `hidden` is the segment of
+/// Popoto's hidden `_auto_key` (models without a declared key field), which no record carries.
+pub(crate) fn key_segments<M: Model>(record: &Record, hidden: Option<&str>) -> Vec<String> {
+    M::META
+        .key_fields
+        .iter()
+        .map(|&i| {
+            if M::META.fields[i].hidden {
+                hidden.unwrap_or_default().to_owned()
+            } else {
+                record
+                    .segments
+                    .get(i)
+                    .cloned()
+                    .flatten()
+                    .unwrap_or_default()
+            }
+        })
+        .collect()
 }
 
 /// The key values of one instance, rendered, in instance-key order. Built by `Model::key_of`.

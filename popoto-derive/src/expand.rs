@@ -85,6 +85,7 @@ impl<'a> Gen<'a> {
         let to_record = self.gen_to_record();
         let from_hash = self.gen_from_hash();
         let fill_auto_keys = self.gen_fill_auto_keys();
+        let fill_confidence_initials = self.gen_fill_confidence_initials();
         let tenant = self.gen_tenant();
         let segment_from_stored = self.gen_segment_from_stored();
         let type_checks = self.gen_type_checks();
@@ -102,6 +103,7 @@ impl<'a> Gen<'a> {
                     #to_record
                     #from_hash
                     #fill_auto_keys
+                    #fill_confidence_initials
                     #tenant
                     #segment_from_stored
                 }
@@ -286,7 +288,16 @@ impl<'a> Gen<'a> {
             let ident = f.ident;
             let ty = f.ty;
             let name = &f.name;
-            let missing_field = self.probe(ty, "missing_field", quote!());
+            // A missing confidence field decodes to its `initial`, as Popoto fills it.
+            let missing_field = match f.kind {
+                Kind::Confidence { initial, .. } => {
+                    let initial = Literal::f64_suffixed(initial);
+                    quote_spanned!(ty.span()=> ::core::result::Result::<#ty, #private::DecodeError>::Ok(
+                        <#ty as __PopotoConfidence>::initial(#initial)
+                    ))
+                }
+                _ => self.probe(ty, "missing_field", quote!()),
+            };
             quote! {
                 #ident: match #slot {
                     ::core::option::Option::Some(v) => v,
@@ -323,6 +334,25 @@ impl<'a> Gen<'a> {
                 ::core::result::Result::Ok(Self {
                     #(#build),*
                 })
+            }
+        }
+    }
+
+    /// Popoto stores an unset `ConfidenceField` as its `initial_confidence`; `Default` cannot
+    /// know it, so a create turns a confidence field still at `0.0` into `initial`.
+    fn gen_fill_confidence_initials(&self) -> TokenStream {
+        let fill = self.cont.fields.iter().filter_map(|f| match f.kind {
+            Kind::Confidence { initial, .. } if initial != 0.0 => {
+                let (ident, ty) = (f.ident, f.ty);
+                let initial = Literal::f64_suffixed(initial);
+                Some(quote_spanned!(ty.span()=>
+                    <#ty as __PopotoConfidence>::fill_initial(&mut self.#ident, #initial);))
+            }
+            _ => None,
+        });
+        quote! {
+            fn fill_confidence_initials(&mut self) {
+                #(#fill)*
             }
         }
     }
@@ -474,12 +504,23 @@ impl<'a> Gen<'a> {
                     message = "`{Self}` cannot be a confidence field",
                     label = "`confidence` fields must be `f64`"
                 )]
-                trait __PopotoConfidence {
+                trait __PopotoConfidence: ::core::marker::Sized {
                     const CHECKED: ();
+                    fn initial(initial: f64) -> Self;
+                    fn fill_initial(&mut self, initial: f64);
                 }
 
+                // An unset field is `initial`; at create, a field still at `0.0` takes it.
                 impl __PopotoConfidence for f64 {
                     const CHECKED: () = ();
+                    fn initial(initial: f64) -> Self {
+                        initial
+                    }
+                    fn fill_initial(&mut self, initial: f64) {
+                        if *self == 0.0 {
+                            *self = initial;
+                        }
+                    }
                 }
 
                 #(#confidence)*

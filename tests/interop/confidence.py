@@ -22,6 +22,13 @@ Commands:
   stdout: ``{"key": instance key}``.
 * ``update`` -- stdin ``{"project", "key", "signal"}``: one ``update_confidence`` on the
   partitioned model. stdout: ``{"returned": value, "returned_bits": ...}``.
+* ``ops`` -- stdin ``{"ops": [...]}``: runs each operation in order, on ``Memory``
+  (partitioned) or ``Sure`` (``project`` KeyField, ``key`` UniqueKeyField,
+  ``level = ConfidenceField(initial_confidence=1.0, evidence_cap=3)``, unpartitioned):
+  ``{"op": "create", "model", "fields": {...}}`` (``Model.create(**fields)``; a confidence
+  field left out takes its initial), ``{"op": "update", "model", "get": {"project", "key"},
+  "signal"}`` (``update_confidence``) and ``{"op": "delete", "model", "get": {...}}``.
+  stdout: ``{"done": <number of operations>}``. The Rust side reads the keys' raw bytes.
 * ``expect`` -- stdin ``{"initial", "cap", "signals": [...]}``, no Redis: the states popoto
   1.10.1's formula gives after each signal, computed in plain Python floats:
   ``c' = clamp(c + (s - c) / (min(n + 1, cap) + 1))``. stdout: a list of
@@ -92,15 +99,51 @@ def model(partitioned):
     return Memory
 
 
+def sure_model():
+    import popoto
+    from popoto import ConfidenceField, KeyField, UniqueKeyField
+
+    class Sure(popoto.Model):
+        project = KeyField()
+        key = UniqueKeyField()
+        level = ConfidenceField(initial_confidence=1.0, evidence_cap=3)
+
+    return Sure
+
+
+def run_ops(doc, models):
+    from popoto import ConfidenceField
+
+    done = 0
+    for op in doc["ops"]:
+        model = models[op["model"]]
+        field = {"Memory": "certainty", "Sure": "level"}[op["model"]]
+        if op["op"] == "create":
+            if model.create(**op["fields"]) is None:
+                die(f"popoto did not create {op!r}", 1)
+        else:
+            m = model.query.get(**op["get"])
+            if m is None:
+                die(f"no instance for {op!r}", 1)
+            if op["op"] == "update":
+                ConfidenceField.update_confidence(m, field, signal=op["signal"])
+            elif op["op"] == "delete":
+                m.delete()
+            else:
+                die(f"unknown operation {op!r}")
+        done += 1
+    return {"done": done}
+
+
 def main():
     if len(sys.argv) != 2:
-        die("usage: confidence.py legacy-seed|read|create|update|expect < input.json")
+        die("usage: confidence.py legacy-seed|read|create|update|ops|expect < input.json")
     command = sys.argv[1]
     doc = json.load(sys.stdin)
     if command == "expect":
         emit(expect(doc))
         return
-    if command not in ("legacy-seed", "read", "create", "update"):
+    if command not in ("legacy-seed", "read", "create", "update", "ops"):
         die(f"unknown command {command!r}")
 
     from interop_common import require_redis_url
@@ -112,7 +155,9 @@ def main():
     Memory = model(partitioned=command != "legacy-seed")
     redis = get_REDIS_DB()
 
-    if command == "legacy-seed":
+    if command == "ops":
+        emit(run_ops(doc, {"Memory": Memory, "Sure": sure_model()}))
+    elif command == "legacy-seed":
         made = {}
         for item in doc["items"]:
             m = Memory.create(project=item["project"], key=item["key"], content=item["content"])

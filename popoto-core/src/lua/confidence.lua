@@ -3,8 +3,10 @@
 -- ARGV: member, signal, initial confidence, evidence cap, then one (hash field, 'G' or 'N', bytes)
 -- triple per non-key partition field: the instance's stored value the companion key was
 -- computed from ('G': must hold these bytes, 'N': must be absent).
--- Stores the entry as Python popoto's own writer does: a msgpack map in the key order
--- confidence, evidence_count, corroborations, contradictions, confidence always float64.
+-- Stores the entry byte for byte as popoto 1.10.1's update script does: `cmsgpack.pack` of a
+-- table built by the same constructor, so the map's key order is the same Lua table order
+-- and each number is encoded as cmsgpack encodes it (an integral value as an int, else a
+-- float32 when that is exact, else a float64).
 -- Reply: {'missing'}, {'changed'} (a partition value moved: the caller resolves the companion
 -- again), {'corrupt', reason} (the stored entry is not a msgpack map: left as it is) or
 -- {'ok', confidence (%.17g), evidence_count, corroborations, contradictions}.
@@ -45,10 +47,13 @@ updated = math.max(0, math.min(1, updated))
 n = n + 1
 if signal >= 0.5 then pro = pro + 1 else con = con + 1 end
 
-local packed = '\132'
-  .. cmsgpack.pack('confidence') .. struct.pack('>Bd', 0xcb, updated)
-  .. cmsgpack.pack('evidence_count') .. cmsgpack.pack(n)
-  .. cmsgpack.pack('corroborations') .. cmsgpack.pack(pro)
-  .. cmsgpack.pack('contradictions') .. cmsgpack.pack(con)
-redis.call('HSET', KEYS[1], member, packed)
+-- The same table constructor as popoto's script (keys, order and values): the iteration
+-- order cmsgpack follows depends on how the table was built, so do not rewrite it.
+local updated_entry = {
+    confidence = updated,
+    evidence_count = n,
+    corroborations = pro,
+    contradictions = con
+}
+redis.call('HSET', KEYS[1], member, cmsgpack.pack(updated_entry))
 return {'ok', string.format('%.17g', updated), tostring(n), tostring(pro), tostring(con)}
