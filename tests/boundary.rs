@@ -443,3 +443,55 @@ async fn blank_tenant_ids_and_invalid_admin_values_are_refused() {
     // A valid value still goes through the admin handle.
     admin.create(episode("acme", "x", 1.0, 1)).await.unwrap();
 }
+
+#[tokio::test]
+async fn confidence_scans_return_only_entries_of_the_tenants_instances() {
+    let (server, db) = setup().await;
+    let acme = db.tenant("acme").unwrap();
+    let m = acme
+        .create(Memory {
+            key: "fact".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    acme.confidence(&m, Memory::certainty())
+        .unwrap()
+        .update(0.9)
+        .await
+        .unwrap();
+    let companion = "$ConfidencF:Memory:certainty:data:acme";
+    let real = Memory::key_of("acme", "fact").redis_key();
+    let entry: Vec<u8> = raw_cmd(&server, redis::cmd("HGET").arg(companion).arg(&real));
+    // An entry without an instance, and one whose instance says it is globex's.
+    let ghost = Memory::key_of("acme", "ghost").redis_key();
+    let forged = Memory::key_of("acme", "forged").redis_key();
+    hset(&server, companion, ghost.as_bytes(), &entry);
+    hset(&server, companion, forged.as_bytes(), &entry);
+    for (field, value) in hgetall(&server, &real) {
+        let value = match field.as_str() {
+            "project" => rmp_serde::to_vec("globex").unwrap_or_else(|e| panic!("{e}")),
+            "key" => rmp_serde::to_vec("forged").unwrap_or_else(|e| panic!("{e}")),
+            _ => value,
+        };
+        hset(&server, &forged, field.as_bytes(), &value);
+    }
+    let seen: Vec<String> = acme
+        .confidence_scan(Memory::certainty())
+        .fetch_all()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k.redis_key())
+        .collect();
+    assert_eq!(seen, [real]);
+    // The admin's maintenance view still shows every entry.
+    let all = db
+        .admin()
+        .confidence_scan(Memory::certainty())
+        .with(Memory::project(), "acme")
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 3);
+}

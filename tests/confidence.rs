@@ -528,7 +528,10 @@ async fn hidden_auto_key_models_update_through_their_key() {
             ..
         })
     ));
-    let c = db.unscoped().confidence_at(&key, &j, Jotting::trust()).unwrap();
+    let c = db
+        .unscoped()
+        .confidence_at(&key, &j, Jotting::trust())
+        .unwrap();
     assert_eq!(c.companion_key(), companion);
     let s = c.update(0.9).await.unwrap();
     assert_eq!((s.confidence, s.evidence_count), (0.7, 1));
@@ -544,15 +547,16 @@ async fn hidden_auto_key_models_update_through_their_key() {
         "the other instance's entry is untouched"
     );
     // Moved to another topic by save_at: the handle finds the entry in its new partition.
-    db.unscoped().save_at(
-        &key,
-        &Jotting {
-            topic: "sea".into(),
-            ..j.clone()
-        },
-    )
-    .await
-    .unwrap();
+    db.unscoped()
+        .save_at(
+            &key,
+            &Jotting {
+                topic: "sea".into(),
+                ..j.clone()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(c.update(0.1).await.unwrap().evidence_count, 2);
     assert_eq!(hget(&server, companion, &member), None);
     assert!(hget(&server, "$ConfidencF:Jotting:trust:data:sea", &member).is_some());

@@ -241,7 +241,10 @@ async fn a_destroyed_tenant_is_refused_even_where_placed_until_registered_again(
         assert_refused(&db, tenant, destroyed).await;
     }
     let mut export = Vec::new();
-    let late_export = db.admin().export_tenant(&tid("acme"), &models, &mut export).await;
+    let late_export = db
+        .admin()
+        .export_tenant(&tid("acme"), &models, &mut export)
+        .await;
     assert!(
         matches!(late_export, Err(Error::TenantDestroyed { .. })),
         "{late_export:?}"

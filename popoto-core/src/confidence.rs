@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::keys;
 use crate::model::{key_segments, ConfidenceField, FieldKind, Key, Model, ModelMeta, Record};
 use crate::tenant::Scope;
+use crate::verify::Guard;
 
 /// Raw (field, value) pairs as HSCAN returns them.
 type RawPairs = Vec<(Vec<u8>, Vec<u8>)>;
@@ -552,9 +553,27 @@ impl<'s, M: Model> ConfidenceScan<'s, M> {
                     field: member.clone(),
                     reason,
                 })?;
-            out.push((key, state));
+            out.push((member, key, state));
         }
-        Ok((next, out))
+        // Through a tenant handle, an entry is returned only if its instance is the tenant's
+        // (an entry planted under a key of the tenant's shape is not proof of ownership).
+        let guard = Guard::of::<M>(self.session.scope());
+        if !guard.is_tenant() || out.is_empty() {
+            return Ok((next, out.into_iter().map(|(_, k, s)| (k, s)).collect()));
+        }
+        let members: Vec<String> = out.iter().map(|(m, _, _)| m.clone()).collect();
+        let backend = self.session.backend().await?;
+        let flags = guard.verify::<M>(&backend, &members).await?;
+        let mut kept = Vec::with_capacity(out.len());
+        let mut skipped = Vec::new();
+        for ((member, key, state), flag) in out.into_iter().zip(flags) {
+            match flag {
+                None => kept.push((key, state)),
+                Some(why) => skipped.push((member, why)),
+            }
+        }
+        crate::verify::report(meta.name, std::slice::from_ref(&hash), &skipped);
+        Ok((next, kept))
     }
 
     /// Every matching entry, page by page.

@@ -587,7 +587,9 @@ impl Session {
                     .query("exists", M::META.name, redis::cmd("EXISTS").arg(&redis_key))
                     .await;
             }
-            let flags = guard.verify::<M>(&backend, std::slice::from_ref(&redis_key)).await?;
+            let flags = guard
+                .verify::<M>(&backend, std::slice::from_ref(&redis_key))
+                .await?;
             match flags.first() {
                 Some(None) => Ok(true),
                 Some(Some(Skip::Stale)) => Ok(false),
