@@ -91,7 +91,7 @@ fn rich_value() -> impl Strategy<Value = String> {
     .prop_map(|v| v.concat())
 }
 
-/// Makes any text a valid tenant id: control characters replaced, at most 256 bytes.
+/// Makes any text a valid tenant id: control characters replaced, at most 256 bytes, not blank.
 fn as_tenant(s: &str) -> String {
     let mut out = String::new();
     for c in s.chars() {
@@ -101,8 +101,11 @@ fn as_tenant(s: &str) -> String {
         }
         out.push(c);
     }
-    if out.is_empty() {
-        out.push('t');
+    if out.chars().all(char::is_whitespace) {
+        out.insert(0, 't');
+        if out.len() > popoto::tenant::MAX_TENANT_LEN {
+            out.pop();
+        }
     }
     out
 }
