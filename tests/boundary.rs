@@ -495,3 +495,36 @@ async fn confidence_scans_return_only_entries_of_the_tenants_instances() {
         .unwrap();
     assert_eq!(all.len(), 3);
 }
+
+#[tokio::test]
+async fn a_bulk_write_gives_back_every_record_and_refuses_another_tenants_alone() {
+    let (server, db) = setup().await;
+    let acme = db.tenant("acme").unwrap();
+    let batch = vec![
+        episode("", "mine", 1.0, 1),
+        episode("globex", "theirs", 2.0, 2),
+        episode("acme", "also mine", 3.0, 3),
+    ];
+    let Err(err) = acme.create_many(batch).await else {
+        panic!("another tenant's record must be refused");
+    };
+    let written: Vec<(usize, String)> = err
+        .written
+        .iter()
+        .map(|(i, e)| (*i, e.title.clone()))
+        .collect();
+    assert_eq!(
+        written,
+        [(0, "mine".to_owned()), (2, "also mine".to_owned())]
+    );
+    assert!(err.written.iter().all(|(_, e)| e.project_id == "acme"));
+    let [(1, refused, Error::TenantMismatch { .. })] = err.failed.as_slice() else {
+        panic!("{err:?}");
+    };
+    assert_eq!(refused.title, "theirs");
+    assert_eq!(acme.query::<Episode>().count().await.unwrap(), 2);
+    assert!(
+        all_keys(&server).iter().all(|k| !k.contains("globex")),
+        "nothing of globex was written"
+    );
+}

@@ -467,7 +467,7 @@ async fn racing_bulk_creates_with_overlapping_unique_values_have_one_winner_each
                 })
                 .collect();
             barrier.wait().await;
-            match t.create_many(memories).await {
+            match t.create_many(memories).await.map_err(Error::from) {
                 Ok(written) => (written.len(), 0),
                 Err(Error::Bulk { total, failed, .. }) => {
                     for (_, e) in &failed {

@@ -2,7 +2,7 @@
 
 mod support;
 
-use popoto::{Error, Key};
+use popoto::{BulkError, Error, Key};
 use support::*;
 
 #[tokio::test]
@@ -353,20 +353,27 @@ async fn bulk_create_pipelines_and_reports_failures_per_instance() {
         .collect();
     batch[3].sku = "s7".into(); // taken
     match acme.create_many(batch).await {
-        Err(Error::Bulk {
+        Err(BulkError {
             model,
-            total,
+            written,
             failed,
         }) => {
-            assert_eq!((model, total), ("Item", 10));
+            assert_eq!(model, "Item");
+            // Every record comes back: the nine written, in input order, and the refused one.
+            let idx: Vec<usize> = written.iter().map(|(i, _)| *i).collect();
+            assert_eq!(idx, [0, 1, 2, 4, 5, 6, 7, 8, 9]);
+            assert!(written
+                .iter()
+                .all(|(i, item)| item.level == 1500 + *i as i64));
             assert_eq!(failed.len(), 1);
-            assert_eq!(failed[0].0, 3);
+            let (i, item, e) = &failed[0];
+            assert_eq!((*i, item.sku.as_str()), (3, "s7"));
             assert!(matches!(
-                failed[0].1,
+                e,
                 Error::AlreadyExists { .. } | Error::UniqueViolation { .. }
             ));
         }
-        other => panic!("expected Bulk, got {other:?}"),
+        other => panic!("expected a bulk error, got {other:?}"),
     }
     assert_eq!(
         acme.query::<Item>().count().await.unwrap(),
@@ -412,7 +419,7 @@ async fn batched_creates_report_exists_unique_and_wrong_type_per_instance() {
         model,
         total,
         failed,
-    }) = admin.create_many(batch.clone()).await
+    }) = admin.create_many(batch.clone()).await.map_err(Error::from)
     else {
         panic!("expected a bulk error");
     };
@@ -513,7 +520,8 @@ async fn bulk_writes_that_repeat_keys_or_unique_values_apply_in_order() {
         content: "late".into(),
         certainty: 0.5,
     };
-    let Err(Error::Bulk { failed, .. }) = admin.create_many(batch).await else {
+    let Err(Error::Bulk { failed, .. }) = admin.create_many(batch).await.map_err(Error::from)
+    else {
         panic!("expected a bulk error");
     };
     assert_eq!(failed.len(), 1);

@@ -170,10 +170,26 @@ async fn a_connection_killed_mid_bulk_write_leaves_every_instance_all_or_nothing
         );
         let t = db.tenant("acme").unwrap();
         let result = match (class, save) {
-            ("$Class:Item", false) => t.create_many(all.clone()).await.map(drop),
-            ("$Class:Item", true) => t.save_many(all.clone()).await.map(drop),
-            (_, false) => t.create_many(memories.clone()).await.map(drop),
-            (_, true) => t.save_many(memories.clone()).await.map(drop),
+            ("$Class:Item", false) => t
+                .create_many(all.clone())
+                .await
+                .map(drop)
+                .map_err(Error::from),
+            ("$Class:Item", true) => t
+                .save_many(all.clone())
+                .await
+                .map(drop)
+                .map_err(Error::from),
+            (_, false) => t
+                .create_many(memories.clone())
+                .await
+                .map(drop)
+                .map_err(Error::from),
+            (_, true) => t
+                .save_many(memories.clone())
+                .await
+                .map(drop)
+                .map_err(Error::from),
         };
         let seen = k.join().unwrap();
         if let Err(e) = &result {

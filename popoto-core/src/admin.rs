@@ -5,7 +5,7 @@
 use crate::backend::Backend;
 use crate::confidence::{Confidence, ConfidenceScan};
 use crate::db::{Db, Session, Target};
-use crate::error::Result;
+use crate::error::{BulkError, Result};
 use crate::model::{ConfidenceField, Key, Model};
 use crate::query::Query;
 use crate::tenant::{Scope, TenantId};
@@ -85,12 +85,18 @@ impl Admin {
     }
 
     /// [`Session::create_many`] across tenants.
-    pub async fn create_many<M: Model>(&self, values: Vec<M>) -> Result<Vec<M>> {
+    pub async fn create_many<M: Model>(
+        &self,
+        values: Vec<M>,
+    ) -> std::result::Result<Vec<M>, BulkError<M>> {
         self.session.create_many(values).await
     }
 
     /// [`Session::save_many`] across tenants.
-    pub async fn save_many<M: Model>(&self, values: Vec<M>) -> Result<Vec<M>> {
+    pub async fn save_many<M: Model>(
+        &self,
+        values: Vec<M>,
+    ) -> std::result::Result<Vec<M>, BulkError<M>> {
         self.session.save_many(values).await
     }
 

@@ -6,7 +6,7 @@ use std::fmt;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in popoto; variants name the model, field and key they concern.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// Redis refused a command or the connection failed while an operation was in flight.
@@ -264,6 +264,63 @@ impl Error {
             // A bulk write cut by the connection: the failed instances can be written again.
             Error::Bulk { failed, .. } => failed.iter().any(|(_, e)| e.is_connection_error()),
             _ => false,
+        }
+    }
+}
+
+/// A bulk write (`create_many`, `save_many`) in which some records were not written: every
+/// record comes back, written or not, so none is lost. Converts into [`Error::Bulk`] with `?`.
+pub struct BulkError<M> {
+    /// Model concerned.
+    pub model: &'static str,
+    /// Records written (each with all its index entries), with their index in the input.
+    pub written: Vec<(usize, M)>,
+    /// Records not written, with their index in the input and why. After a connection error
+    /// the outcome of the records in flight is unknown: each can simply be saved again.
+    pub failed: Vec<(usize, M, Error)>,
+}
+
+impl<M> fmt::Debug for BulkError<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BulkError")
+            .field("model", &self.model)
+            .field("written", &self.written.len())
+            .field(
+                "failed",
+                &self
+                    .failed
+                    .iter()
+                    .map(|(i, _, e)| (i, e))
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl<M> fmt::Display for BulkError<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} of {} {} instances failed in a bulk write",
+            self.failed.len(),
+            self.failed.len() + self.written.len(),
+            self.model
+        )?;
+        if let Some((_, _, e)) = self.failed.first() {
+            write!(f, "; first: {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl<M> std::error::Error for BulkError<M> {}
+
+impl<M> From<BulkError<M>> for Error {
+    fn from(e: BulkError<M>) -> Error {
+        Error::Bulk {
+            model: e.model,
+            total: e.written.len() + e.failed.len(),
+            failed: e.failed.into_iter().map(|(i, _, e)| (i, e)).collect(),
         }
     }
 }

@@ -31,7 +31,7 @@ pub use admin::Admin;
 pub use backend::{Backend, BackendConfig};
 pub use confidence::{Confidence, ConfidenceScan, ConfidenceState};
 pub use db::{Db, Session};
-pub use error::{Error, Result};
+pub use error::{BulkError, Error, Result};
 pub use lifecycle::{DestroyReport, ExportRecord, ModelSet};
 pub use maintenance::{
     DryRun, Finding, FindingKind, IndexOptions, IndexReport, MigrationError, MigrationOptions,
