@@ -5,164 +5,29 @@
 //! in one pipeline: the number of round trips does not depend on the number of rows.
 
 use std::collections::HashSet;
-use std::marker::PhantomData;
 
 use redis::RedisResult;
 
 use tracing::Instrument;
 
-use crate::codec::{KeySegment, Score};
+use crate::codec::KeySegment;
 use crate::db::Session;
-use crate::error::{Error, Result};
-use crate::keys;
-use crate::model::{render_segment, FieldHandle, FieldKind, Key, KeyField, Model, SortedField};
-use crate::plan::score_arg;
-use crate::tenant::Scope;
+use crate::error::Result;
+use crate::model::{render_segment, FieldHandle, Key, Model, SortedField};
 use crate::verify::{self, Guard, Skip};
 
-/// One side of a score range.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Bound {
-    Unbounded,
-    Incl(f64),
-    Excl(f64),
-}
+mod filter;
+mod resolve;
 
-impl Bound {
-    fn arg(self, low: bool) -> String {
-        match self {
-            Bound::Unbounded if low => "-inf".into(),
-            Bound::Unbounded => "+inf".into(),
-            Bound::Incl(v) => score_arg(v),
-            Bound::Excl(v) => format!("({}", score_arg(v)),
-        }
-    }
-
-    fn value(self) -> Option<f64> {
-        match self {
-            Bound::Incl(v) | Bound::Excl(v) => Some(v),
-            Bound::Unbounded => None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum FilterKind {
-    KeyEq {
-        field: usize,
-        segment: String,
-    },
-    KeyIn {
-        field: usize,
-        segments: Vec<String>,
-    },
-    Range {
-        field: usize,
-        min: Bound,
-        max: Bound,
-    },
-}
-
-/// A filter on an indexed field of model `M`, built from its typed handle.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Filter<M> {
-    kind: FilterKind,
-    _m: PhantomData<fn() -> M>,
-}
-
-impl<M> Filter<M> {
-    fn new(kind: FilterKind) -> Self {
-        Filter {
-            kind,
-            _m: PhantomData,
-        }
-    }
-}
-
-impl<M: Model, T: KeySegment> KeyField<M, T> {
-    /// Instances whose key field equals `value` (`$KeyF` set).
-    pub fn eq(&self, value: impl Into<T>) -> Filter<M> {
-        Filter::new(FilterKind::KeyEq {
-            field: self.index(),
-            segment: render_segment(&value.into()),
-        })
-    }
-
-    /// Instances whose key field is one of `values` (union of `$KeyF` sets).
-    pub fn is_in<V: Into<T>>(&self, values: impl IntoIterator<Item = V>) -> Filter<M> {
-        let segments = values
-            .into_iter()
-            .map(|v| render_segment(&v.into()))
-            .collect();
-        Filter::new(FilterKind::KeyIn {
-            field: self.index(),
-            segments,
-        })
-    }
-}
-
-impl<M: Model, T: Score> SortedField<M, T> {
-    fn range(&self, min: Bound, max: Bound) -> Filter<M> {
-        Filter::new(FilterKind::Range {
-            field: self.index(),
-            min,
-            max,
-        })
-    }
-
-    /// Score equal to `value`'s.
-    pub fn eq(&self, value: impl Into<T>) -> Filter<M> {
-        let s = value.into().score();
-        self.range(Bound::Incl(s), Bound::Incl(s))
-    }
-
-    /// Score greater than `value`'s.
-    pub fn gt(&self, value: impl Into<T>) -> Filter<M> {
-        self.range(Bound::Excl(value.into().score()), Bound::Unbounded)
-    }
-
-    /// Score greater than or equal to `value`'s.
-    pub fn gte(&self, value: impl Into<T>) -> Filter<M> {
-        self.range(Bound::Incl(value.into().score()), Bound::Unbounded)
-    }
-
-    /// Score less than `value`'s.
-    pub fn lt(&self, value: impl Into<T>) -> Filter<M> {
-        self.range(Bound::Unbounded, Bound::Excl(value.into().score()))
-    }
-
-    /// Score less than or equal to `value`'s.
-    pub fn lte(&self, value: impl Into<T>) -> Filter<M> {
-        self.range(Bound::Unbounded, Bound::Incl(value.into().score()))
-    }
-
-    /// Score between `low`'s and `high`'s, both included.
-    pub fn between(&self, low: impl Into<T>, high: impl Into<T>) -> Filter<M> {
-        self.range(
-            Bound::Incl(low.into().score()),
-            Bound::Incl(high.into().score()),
-        )
-    }
-}
+use filter::FilterKind;
+pub use filter::{Filter, Indexed};
+use resolve::{index_keys, Source};
 
 /// Sort direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Order {
     Asc,
     Desc,
-}
-
-/// Where candidate keys come from.
-#[derive(Debug, Clone, PartialEq)]
-enum Source {
-    Set(String),
-    Union(Vec<String>),
-    Range {
-        field: usize,
-        zset: String,
-        min: Bound,
-        max: Bound,
-    },
 }
 
 /// An instance hash as read: field names and raw values.
@@ -401,125 +266,6 @@ impl<'s, M: Model> Query<'s, M> {
         Ok((found, skipped.len()))
     }
 
-    /// Turns filters and scope into index sources.
-    fn resolve(&self) -> Result<Vec<Source>> {
-        let meta = M::META;
-        self.session.check_model::<M>()?;
-        let tenant = match (self.session.scope(), meta.tenant) {
-            (Scope::Tenant(t), Some(f)) => Some((f, t.as_str())),
-            _ => None,
-        };
-        let mismatch = |found: &str| Error::TenantMismatch {
-            model: meta.name,
-            field: tenant.map_or("?", |(f, _)| meta.fields[f].name),
-            expected: tenant.map_or(String::new(), |(_, t)| t.to_owned()),
-            found: found.to_owned(),
-        };
-        let mut known = self.explicit_partitions();
-        if let Some((tf, t)) = tenant {
-            for (f, v) in &known {
-                if *f == tf && *v != t {
-                    return Err(mismatch(v));
-                }
-            }
-            known.push((tf, t));
-        }
-        let mut sources = Vec::with_capacity(self.filters.len() + 1);
-        let mut tenant_covered = false;
-        for f in &self.filters {
-            match f {
-                FilterKind::KeyEq { field, segment } => {
-                    tenant_covered |= tenant.is_some_and(|(tf, _)| tf == *field);
-                    sources.push(Source::Set(keys::value_set_key(meta, *field, segment)));
-                }
-                FilterKind::KeyIn { field, segments } => {
-                    if let Some((tf, t)) = tenant {
-                        if tf == *field {
-                            if let Some(other) = segments.iter().find(|s| s.as_str() != t) {
-                                return Err(mismatch(other));
-                            }
-                        }
-                    }
-                    sources.push(Source::Union(
-                        segments
-                            .iter()
-                            .map(|s| keys::value_set_key(meta, *field, s))
-                            .collect(),
-                    ));
-                }
-                FilterKind::Range { field, min, max } => {
-                    for b in [min, max] {
-                        if b.value().is_some_and(f64::is_nan) {
-                            return Err(Error::InvalidValue {
-                                model: meta.name,
-                                field: meta.fields[*field].name,
-                                reason: "a range bound cannot be NaN".into(),
-                            });
-                        }
-                    }
-                    let zset = self.zset(*field, &known)?;
-                    tenant_covered |= tenant
-                        .is_some_and(|(tf, _)| meta.fields[*field].partition_by.contains(&tf));
-                    sources.push(Source::Range {
-                        field: *field,
-                        zset,
-                        min: *min,
-                        max: *max,
-                    });
-                }
-            }
-        }
-        // Ordering by a partitioned sorted field reads that partition: every instance is in its
-        // sorted set, so the partition's zset is the candidate set (and Redis pages it).
-        if let Some((of, _)) = self.order {
-            let ranged = self
-                .filters
-                .iter()
-                .any(|x| matches!(x, FilterKind::Range { field, .. } if *field == of));
-            if !meta.fields[of].partition_by.is_empty() && !ranged {
-                let zset = self.zset(of, &known)?;
-                tenant_covered |=
-                    tenant.is_some_and(|(tf, _)| meta.fields[of].partition_by.contains(&tf));
-                sources.push(Source::Range {
-                    field: of,
-                    zset,
-                    min: Bound::Unbounded,
-                    max: Bound::Unbounded,
-                });
-            }
-        }
-        if let Some((tf, t)) = tenant {
-            if !tenant_covered {
-                sources.push(Source::Set(keys::value_set_key(meta, tf, t)));
-            }
-        }
-        if sources.is_empty() {
-            sources.push(Source::Set(keys::class_key(meta)));
-        }
-        Ok(sources)
-    }
-
-    /// The zset of sorted field `field` in the partition given by `known` values.
-    fn zset(&self, field: usize, known: &[(usize, &str)]) -> Result<String> {
-        let meta = M::META;
-        let f = &meta.fields[field];
-        debug_assert_eq!(f.kind, FieldKind::Sorted);
-        let mut partition = Vec::with_capacity(f.partition_by.len());
-        for &p in f.partition_by {
-            match known.iter().find(|(k, _)| *k == p) {
-                Some((_, v)) => partition.push(*v),
-                None => {
-                    return Err(Error::MissingPartition {
-                        model: meta.name,
-                        field: f.name,
-                        partition_field: meta.fields[p].name,
-                    })
-                }
-            }
-        }
-        Ok(keys::sorted_key(meta, field, &partition))
-    }
-
     /// Candidate keys in the query's order; with `paged`, offset and limit applied.
     async fn select(
         &self,
@@ -656,30 +402,6 @@ impl<'s, M: Model> Query<'s, M> {
         Ok(page(keys, offset, limit))
     }
 
-    /// Values of partition fields given explicitly: `partition(..)` and key equality filters.
-    fn explicit_partitions(&self) -> Vec<(usize, &str)> {
-        let mut known: Vec<(usize, &str)> = self
-            .partitions
-            .iter()
-            .map(|(f, s)| (*f, s.as_str()))
-            .collect();
-        for f in &self.filters {
-            if let FilterKind::KeyEq { field, segment } = f {
-                known.push((*field, segment));
-            }
-        }
-        known
-    }
-
-    /// Explicit partition values plus the tenant handle's.
-    fn known_partitions(&self) -> Vec<(usize, &str)> {
-        let mut known = self.explicit_partitions();
-        if let (Scope::Tenant(t), Some(tf)) = (self.session.scope(), M::META.tenant) {
-            known.push((tf, t.as_str()));
-        }
-        known
-    }
-
     /// Loads the hashes of `members` in one pipeline, keeping only instances of the scope (the
     /// others are reported); returns the rows (a row that cannot be decoded is an error in its
     /// place) and how many members were skipped.
@@ -740,19 +462,6 @@ impl<'s, M: Model> Query<'s, M> {
     }
 }
 
-/// The index keys a query reads, for reports.
-fn index_keys(sources: &[Source]) -> Vec<String> {
-    let mut out = Vec::new();
-    for s in sources {
-        match s {
-            Source::Set(k) => out.push(k.clone()),
-            Source::Union(ks) => out.extend(ks.iter().cloned()),
-            Source::Range { zset, .. } => out.push(zset.clone()),
-        }
-    }
-    out
-}
-
 fn page<T>(mut items: Vec<T>, offset: usize, limit: Option<usize>) -> Vec<T> {
     if offset > 0 {
         items.drain(..offset.min(items.len()));
@@ -762,33 +471,3 @@ fn page<T>(mut items: Vec<T>, offset: usize, limit: Option<usize>) -> Vec<T> {
     }
     items
 }
-
-/// Marker that a field has an index to filter on; plain fields never implement it, so a
-/// filter on one is a compile error that says so.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` is a plain field: it has no index to filter on",
-    label = "plain fields cannot be filtered in Redis",
-    note = "declare the field `#[popoto(key)]` or `#[popoto(sorted)]`, or filter on the client with `.matching(|m| ...)`"
-)]
-pub trait Indexed {
-    /// Never called: no type implements the trait.
-    fn unreachable() -> std::convert::Infallible;
-}
-
-macro_rules! plain_field_filters {
-    ($($name:ident),*) => {
-        impl<M: Model, T> crate::model::Field<M, T> {
-            $(
-                /// Does not compile: a plain field has no index (see [`Indexed`]).
-                #[allow(unreachable_code)]
-                pub fn $name<V>(&self, _value: V) -> Filter<M>
-                where
-                    Self: Indexed,
-                {
-                    match <Self as Indexed>::unreachable() {}
-                }
-            )*
-        }
-    };
-}
-plain_field_filters!(eq, is_in, gt, gte, lt, lte);
