@@ -1,0 +1,259 @@
+//! Bulk writes: many instances in pipelined script calls, each written all or nothing.
+
+use tracing::Instrument;
+
+use crate::backend::APPLY;
+use crate::bulk;
+use crate::error::{BulkError, Error, Result};
+use crate::model::{key_segments, Key, Model, Record};
+use crate::plan::{movable_partition_fields, Outcome, Plan};
+
+use super::write::Stored;
+use super::{Mode, Session};
+
+impl Session {
+    /// Deletes many instances in pipelined batches, each atomically; returns how many existed.
+    pub async fn delete_many<M: Model>(&self, keys: &[Key<M>]) -> Result<u64> {
+        for k in keys {
+            self.check_key(k)?;
+        }
+        let span = self.span::<M>("delete_many");
+        async {
+            let meta = M::META;
+            let movable = movable_partition_fields(meta);
+            let backend = self.backend().await?;
+            let mut deleted = 0;
+            for chunk in keys.chunks(1000) {
+                let stored: Vec<Stored> = if movable.is_empty() {
+                    chunk
+                        .iter()
+                        .map(|_| Stored {
+                            raw: Vec::new(),
+                            assumed: false,
+                        })
+                        .collect()
+                } else {
+                    let mut pipe = redis::pipe();
+                    for k in chunk {
+                        pipe.cmd("HMGET").arg(k.redis_key()).arg(
+                            movable
+                                .iter()
+                                .map(|&f| meta.fields[f].name)
+                                .collect::<Vec<_>>(),
+                        );
+                    }
+                    let raw: Vec<Vec<Option<Vec<u8>>>> =
+                        backend.pipeline("delete_many", meta.name, &pipe).await?;
+                    raw.into_iter()
+                        .map(|r| Stored {
+                            raw: movable.iter().copied().zip(r).collect(),
+                            assumed: false,
+                        })
+                        .collect()
+                };
+                let mut calls = Vec::with_capacity(chunk.len());
+                for (k, st) in chunk.iter().zip(&stored) {
+                    let (plan, _) = Self::delete_plan(k, st)?;
+                    calls.push((plan.keys.clone(), plan.args()));
+                }
+                let replies = backend
+                    .eval_many("delete_many", meta.name, &APPLY, &calls)
+                    .await?;
+                for (k, reply) in chunk.iter().zip(replies) {
+                    let reply = reply.map_err(|source| Error::Redis {
+                        op: "delete_many",
+                        model: meta.name,
+                        source,
+                    })?;
+                    match Plan::outcome(meta, "delete_many", reply)? {
+                        Outcome::Applied(n) => deleted += u64::from(n > 0),
+                        // Changed since the pipelined read: redo this one alone.
+                        Outcome::Changed => deleted += u64::from(self.delete_key(k).await?),
+                        other => {
+                            let (_, record) = Self::delete_plan(
+                                k,
+                                &Stored {
+                                    raw: Vec::new(),
+                                    assumed: false,
+                                },
+                            )?;
+                            return Err(self.outcome_error::<M>(other, &record, &k.redis_key(), 1));
+                        }
+                    }
+                }
+            }
+            Ok(deleted)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Creates many instances in pipelined batches; each one is written atomically on its own.
+    ///
+    /// A record that fails (invalid, taken unique value, existing key) is refused alone; the
+    /// others are still written, and [`BulkError`] gives back every record, written or not
+    /// (`?` turns it into [`Error::Bulk`]).
+    pub async fn create_many<M: Model>(
+        &self,
+        values: Vec<M>,
+    ) -> std::result::Result<Vec<M>, BulkError<M>> {
+        self.write_many(Mode::Create, values)
+            .instrument(self.span::<M>("create_many"))
+            .await
+    }
+
+    /// Saves (inserts or updates) many instances in pipelined batches, each atomically.
+    ///
+    /// Models with non-key partition fields read their stored partition values first (one
+    /// pipelined round trip per batch). Failures are reported as for [`Session::create_many`].
+    pub async fn save_many<M: Model>(
+        &self,
+        values: Vec<M>,
+    ) -> std::result::Result<Vec<M>, BulkError<M>> {
+        self.write_many(Mode::Save, values)
+            .instrument(self.span::<M>("save_many"))
+            .await
+    }
+
+    async fn write_many<M: Model>(
+        &self,
+        mode: Mode,
+        mut values: Vec<M>,
+    ) -> std::result::Result<Vec<M>, BulkError<M>> {
+        let outcomes = self.write_rows(mode, &mut values).await;
+        if outcomes.iter().all(Option::is_none) {
+            return Ok(values);
+        }
+        let mut err = BulkError {
+            model: M::META.name,
+            written: Vec::new(),
+            failed: Vec::new(),
+        };
+        for (i, (value, outcome)) in values.into_iter().zip(outcomes).enumerate() {
+            match outcome {
+                None => err.written.push((i, value)),
+                Some(e) => err.failed.push((i, value, e)),
+            }
+        }
+        Err(err)
+    }
+
+    /// Writes every valid record of `values` (each atomically; an invalid one is refused alone)
+    /// and returns, per record, why it was not written (`None`: written).
+    async fn write_rows<M: Model>(&self, mode: Mode, values: &mut [M]) -> Vec<Option<Error>> {
+        let meta = M::META;
+        let mut outcomes: Vec<Option<Error>> = Vec::with_capacity(values.len());
+        // Index in `values`, key, record and hidden key of each valid record.
+        let mut prepared = Vec::with_capacity(values.len());
+        // Whether every key holds a uuid4 generated here: such creates need no existence check.
+        let mut fresh = mode == Mode::Create;
+        for (i, v) in values.iter_mut().enumerate() {
+            match self.prepare_row(mode, v, &mut fresh) {
+                Ok((key, record, hidden)) => {
+                    prepared.push((i, key, record, hidden));
+                    outcomes.push(None);
+                }
+                Err(e) => outcomes.push(Some(e)),
+            }
+        }
+        let replies = match self.send_rows(mode, &prepared, fresh).await {
+            Ok(r) => r,
+            Err(e) => {
+                // The call failed as a whole: every record sent has an unknown outcome.
+                for (i, ..) in &prepared {
+                    outcomes[*i] = Some(e.clone());
+                }
+                return outcomes;
+            }
+        };
+        for ((i, key, record, hidden), reply) in prepared.iter().zip(replies) {
+            let outcome = reply
+                .map_err(|source| Error::Redis {
+                    op: mode.op(),
+                    model: meta.name,
+                    source,
+                })
+                .and_then(|v| Plan::outcome(meta, mode.op(), v));
+            outcomes[*i] = match outcome {
+                Ok(Outcome::Applied(_)) => None,
+                // Changed concurrently since the pipelined read: redo this one alone.
+                Ok(Outcome::Changed) => self
+                    .write(mode, key, record, hidden.as_deref(), false)
+                    .await
+                    .err(),
+                Ok(other) => Some(self.outcome_error::<M>(other, record, &key.redis_key(), 1)),
+                Err(e) => Some(e),
+            };
+        }
+        outcomes
+    }
+
+    /// Checks one record of a bulk write through this scope and renders it.
+    fn prepare_row<M: Model>(
+        &self,
+        mode: Mode,
+        v: &mut M,
+        fresh: &mut bool,
+    ) -> Result<(Key<M>, Record, Option<String>)> {
+        let meta = M::META;
+        self.scope_value(v)?;
+        if mode == Mode::Create {
+            *fresh &= v.fill_auto_keys() || meta.has_hidden_key();
+            v.fill_confidence_initials();
+        }
+        let record = v.to_record()?;
+        let hidden =
+            (meta.has_hidden_key() && mode == Mode::Create).then(crate::__private::new_auto_key);
+        let key: Key<M> = match &hidden {
+            Some(h) => Key::from_segments(key_segments::<M>(&record, Some(h))),
+            None => self.key_of_record::<M>(&record)?,
+        };
+        Ok((key, record, hidden))
+    }
+
+    /// Sends the prepared records of a bulk write; one reply per record, in order.
+    async fn send_rows<M: Model>(
+        &self,
+        mode: Mode,
+        prepared: &[(usize, Key<M>, Record, Option<String>)],
+        fresh: bool,
+    ) -> Result<Vec<redis::RedisResult<redis::Value>>> {
+        let meta = M::META;
+        tracing::Span::current().record("commands", prepared.len());
+        if prepared.is_empty() {
+            return Ok(Vec::new());
+        }
+        let backend = self.backend().await?;
+        let movable = movable_partition_fields(meta);
+        if movable.is_empty() {
+            // Instances whose partitions are all in their keys: many per script call.
+            let rows: Vec<bulk::Row<'_>> = prepared
+                .iter()
+                .map(|(_, key, record, hidden)| bulk::Row {
+                    key: key.redis_key(),
+                    record,
+                    hidden: hidden.as_deref(),
+                })
+                .collect();
+            let write = match mode {
+                Mode::Create if fresh => bulk::Write::CreateFresh,
+                Mode::Create => bulk::Write::Create,
+                Mode::Save => bulk::Write::Save,
+            };
+            return bulk::insert_many(&backend, mode.op(), meta, write, &rows).await;
+        }
+        // Saves assume their partitions did not move; a refused one is redone alone.
+        let mut calls = Vec::with_capacity(prepared.len());
+        for (_, key, record, hidden) in prepared {
+            let stored = match mode {
+                Mode::Create => Stored::none(meta),
+                Mode::Save => Stored::assumed(meta, record),
+            };
+            let plan = Self::write_plan(mode, key, record, hidden.as_deref(), &stored)?;
+            calls.push((plan.keys.clone(), plan.args()));
+        }
+        backend
+            .eval_many(mode.op(), meta.name, &APPLY, &calls)
+            .await
+    }
+}
