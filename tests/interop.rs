@@ -1,5 +1,6 @@
 //! Interop with the real Python popoto 1.10.1 (the oracle), through the scripts of
-//! `tests/interop/` run with the venv python (`$POPOTO_PYTHON`, default `<repo>/.venv/bin/python`).
+//! `tests/interop/` run with the oracle python (`$POPOTO_PYTHON`, else the venv the harness
+//! creates under `target/tmp`: `interop_support::python`).
 //!
 //! * `python_writes_rust_reads`: popoto writes the fixture; Rust reads every instance by key,
 //!   counts per tenant, and runs a set of queries that `query.py` runs too: same keys, same

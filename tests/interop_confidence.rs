@@ -1,5 +1,6 @@
 //! Confidence fields against the real Python popoto 1.10.1 (`tests/interop/confidence.py`,
-//! run with `$POPOTO_PYTHON`, default `<repo>/.venv/bin/python`; missing, the tests fail).
+//! run with `$POPOTO_PYTHON`, else a venv the harness creates under `target/tmp`; the tests
+//! fail, never skip, when there is none).
 //!
 //! * `popoto_legacy_data_migrates_and_popoto_reads_it_back`: popoto writes an unpartitioned
 //!   companion hash (updated a few times, two instances deleted), Rust migrates it into
@@ -18,6 +19,11 @@ use popoto::testing::TestRedis;
 use popoto::{ConfidenceState, DryRun, MigrationError, Model};
 use serde_json::{json, Value as Json};
 
+/// `python()`: the oracle's interpreter, shared with `tests/interop.rs`.
+#[path = "interop_support/venv.rs"]
+mod venv;
+use venv::python;
+
 /// popoto's `Memory` with `ConfidenceField(partition_by="project")`.
 #[derive(Model, Debug, Clone, PartialEq, Default)]
 #[popoto(name = "Memory")]
@@ -29,23 +35,6 @@ struct PartitionedMemory {
     content: String,
     #[popoto(confidence, partition_by = "project")]
     certainty: f64,
-}
-
-fn python() -> PathBuf {
-    let path = match std::env::var_os("POPOTO_PYTHON") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join(".venv")
-            .join("bin")
-            .join("python"),
-    };
-    assert!(
-        path.exists(),
-        "the interop tests need Python with popoto 1.10.1, but {} does not exist \
-         (python3 -m venv .venv && .venv/bin/pip install popoto==1.10.1, or set POPOTO_PYTHON)",
-        path.display()
-    );
-    path
 }
 
 /// Runs `confidence.py <command>` with `input` on stdin against `url`; returns its JSON.
