@@ -255,12 +255,13 @@ impl Config {
     }
 }
 
-/// `POPOTO_PYTHON`, else the repo's `.venv/bin/python` when it exists.
+/// `POPOTO_PYTHON`, else the venv that the interop tests create (`<target>/tmp/popoto-venv`)
+/// when it exists.
 fn default_python() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("POPOTO_PYTHON") {
         return Some(PathBuf::from(p));
     }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("popoto-venv/bin/python");
     venv.exists().then_some(venv)
 }
 

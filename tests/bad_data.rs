@@ -160,7 +160,7 @@ fn naive_datetime() -> impl Strategy<Value = NaiveDateTime> {
     (-62_135_596_800i64..253_402_300_799, 0u32..1_000_000_000).prop_map(|(s, n)| {
         DateTime::from_timestamp(s, n)
             .map(|d| d.naive_utc())
-            .unwrap_or_default()
+            .unwrap_or_else(|| panic!("timestamp {s}.{n:09} is out of range"))
     })
 }
 
@@ -168,11 +168,15 @@ fn naive_datetime() -> impl Strategy<Value = NaiveDateTime> {
 fn valid_encoding() -> impl Strategy<Value = Vec<u8>> {
     fn enc<T: Value>(v: T) -> Vec<u8> {
         let mut out = Vec::new();
-        v.encode(&mut out).map(|()| out).unwrap_or_default()
+        v.encode(&mut out)
+            .map(|()| out)
+            .unwrap_or_else(|e| panic!("encoding a valid value: {e}"))
     }
     fn ser<T: Serialize>(v: T) -> Vec<u8> {
         let mut out = Vec::new();
-        encode_serde(&v, &mut out).map(|()| out).unwrap_or_default()
+        encode_serde(&v, &mut out)
+            .map(|()| out)
+            .unwrap_or_else(|e| panic!("encoding a valid value: {e}"))
     }
     prop_oneof![
         any::<i64>().prop_map(enc),
@@ -190,7 +194,7 @@ fn valid_encoding() -> impl Strategy<Value = Vec<u8>> {
         (naive_datetime(), -86_399i32..86_399).prop_map(|(d, off)| {
             FixedOffset::east_opt(off)
                 .map(|o| enc(d.and_utc().with_timezone(&o)))
-                .unwrap_or_default()
+                .unwrap_or_else(|| panic!("offset {off} s is out of range"))
         }),
         naive_datetime().prop_map(|d| enc(d.date())),
         naive_datetime().prop_map(|d| enc(d.time())),

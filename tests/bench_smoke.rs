@@ -41,5 +41,5 @@ async fn suite_reports_every_operation() {
     assert!(report.markdown().contains("| range_query |"));
     let png = std::fs::read(&plot).expect("the suite draws its plot");
     assert!(png.starts_with(b"\x89PNG"), "not a PNG");
-    let _ = std::fs::remove_file(&plot);
+    std::fs::remove_file(&plot).unwrap_or_else(|e| panic!("removing {}: {e}", plot.display()));
 }

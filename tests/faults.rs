@@ -39,7 +39,9 @@ fn killer(url: String, probe: redis::Cmd, threshold: u64) -> std::thread::JoinHa
             .and_then(|c| c.get_connection())
             .unwrap();
         for _ in 0..2_000_000 {
-            let n: u64 = probe.query(&mut conn).unwrap_or(0);
+            let n: u64 = probe
+                .query(&mut conn)
+                .unwrap_or_else(|e| panic!("the killer's probe on {url}: {e}"));
             if n >= threshold {
                 kill_clients(&url);
                 return Some(n);

@@ -438,15 +438,15 @@ proptest! {
 
         // Index keys: the tenant's value set, its partition zsets and companion hash.
         let item = Item::META;
-        let tf = item.tenant.unwrap_or_default();
+        let tf = item.tenant.expect("Item has a tenant field");
         prop_assert_ne!(keys::value_set_key(item, tf, &a), keys::value_set_key(item, tf, &b));
-        let level = item.fields.iter().position(|f| f.name == "level").unwrap_or_default();
+        let level = item.fields.iter().position(|f| f.name == "level").expect("Item has a level field");
         prop_assert_ne!(
             keys::sorted_key(item, level, &[&a, &va]),
             keys::sorted_key(item, level, &[&b, &vb])
         );
         let mem = Memory::META;
-        let certainty = mem.fields.iter().position(|f| f.name == "certainty").unwrap_or_default();
+        let certainty = mem.fields.iter().position(|f| f.name == "certainty").expect("Memory has a certainty field");
         let (ca, cb) = (keys::confidence_key(mem, certainty, &[&a]), keys::confidence_key(mem, certainty, &[&b]));
         prop_assert!(ca.is_ok() && cb.is_ok());
         prop_assert_ne!(ca.ok(), cb.ok());

@@ -1,5 +1,6 @@
 //! Interop with the real Python popoto 1.10.1 (the oracle), through the scripts of
-//! `tests/interop/` run with the venv python (`$POPOTO_PYTHON`, default `<repo>/.venv/bin/python`).
+//! `tests/interop/` run with the oracle python (`$POPOTO_PYTHON`, else the venv the harness
+//! creates under `target/tmp`: `interop_support::python`).
 //!
 //! * `python_writes_rust_reads`: popoto writes the fixture; Rust reads every instance by key,
 //!   counts per tenant, and runs a set of queries that `query.py` runs too: same keys, same
@@ -422,7 +423,10 @@ fn python_write_checked(server: &TestRedis, fx: &Fixture, p: &mut Problems) {
             .and_then(Json::as_array)
             .unwrap_or_else(|| panic!("write.py output has no {model}: {written}"))
             .iter()
-            .map(|k| k.as_str().unwrap_or_default().to_owned())
+            .map(|k| match k.as_str() {
+                Some(k) => k.to_owned(),
+                None => panic!("write.py {model} key {k} is not a string"),
+            })
             .collect()
     };
     let rust_episode_keys: Vec<String> = fx.episodes.iter().map(|e| e.key().redis_key()).collect();
@@ -631,7 +635,7 @@ fn sort_by_key(rows: &mut [Json]) {
         let k = |v: &Json| {
             v.get("_key")
                 .and_then(Json::as_str)
-                .unwrap_or_default()
+                .unwrap_or_else(|| panic!("row without a string _key: {v}"))
                 .to_owned()
         };
         k(a).into_bytes().cmp(&k(b).into_bytes())
@@ -1431,7 +1435,10 @@ fn compare_results(
         };
         for inst in instances {
             rows += 1;
-            let key = inst.get("_key").and_then(Json::as_str).unwrap_or_default();
+            let Some(key) = inst.get("_key").and_then(Json::as_str) else {
+                p.push(format!("{}: instance without a _key: {inst}", case.label));
+                continue;
+            };
             match expected.get(key) {
                 Some(want) => p.json_eq(
                     &format!("{}: instance {key}", case.label),
@@ -1539,12 +1546,13 @@ fn compare_dumps(py: &Json, rs: &Json, p: &mut Problems) {
                 let m = |v: &Json| -> BTreeSet<String> {
                     v.get("set")
                         .and_then(Json::as_array)
-                        .map(|a| {
-                            a.iter()
-                                .map(|s| s.as_str().unwrap_or_default().to_owned())
-                                .collect()
+                        .unwrap_or_else(|| panic!("dump of set {key:?} has no member list: {v}"))
+                        .iter()
+                        .map(|s| match s.as_str() {
+                            Some(s) => s.to_owned(),
+                            None => panic!("dump of set {key:?}: member {s} is not a string"),
                         })
-                        .unwrap_or_default()
+                        .collect()
                 };
                 let (mx, my) = (m(x), m(y));
                 p.check(mx == my, || {
@@ -1559,20 +1567,18 @@ fn compare_dumps(py: &Json, rs: &Json, p: &mut Problems) {
                 let m = |v: &Json| -> BTreeMap<String, String> {
                     v.get("zset")
                         .and_then(Json::as_array)
-                        .map(|a| {
-                            a.iter()
-                                .map(|e| {
-                                    let s = |i: usize| {
-                                        e.get(i)
-                                            .and_then(Json::as_str)
-                                            .unwrap_or_default()
-                                            .to_owned()
-                                    };
-                                    (s(0), s(1))
-                                })
-                                .collect()
+                        .unwrap_or_else(|| panic!("dump of zset {key:?} has no member list: {v}"))
+                        .iter()
+                        .map(|e| {
+                            let s = |i: usize| {
+                                e.get(i).and_then(Json::as_str).map_or_else(
+                                    || panic!("dump of zset {key:?}: bad entry {e}"),
+                                    str::to_owned,
+                                )
+                            };
+                            (s(0), s(1))
                         })
-                        .unwrap_or_default()
+                        .collect()
                 };
                 let (mx, my) = (m(x), m(y));
                 let members: BTreeSet<&String> = mx.keys().chain(my.keys()).collect();

@@ -1,5 +1,6 @@
 //! Confidence fields against the real Python popoto 1.10.1 (`tests/interop/confidence.py`,
-//! run with the interop harness's Python, `interop_support::python`; missing, the tests fail).
+//! run with `$POPOTO_PYTHON`, else a venv the harness creates under `target/tmp`; the tests
+//! fail, never skip, when there is none).
 //!
 //! * `popoto_legacy_data_migrates_and_popoto_reads_it_back`: popoto writes an unpartitioned
 //!   companion hash (updated a few times, two instances deleted), Rust migrates it into

@@ -291,7 +291,10 @@ async fn the_audit_covers_every_model_and_finds_a_cross_tenant_member() {
         tokio::spawn(async move { popoto::testing::assert_db_isolated(&db, &models()).await })
             .await;
     let panic = caught.unwrap_err().into_panic();
-    let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+    let message = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .expect("the panic message is a formatted String");
     assert!(
         message.contains("tenant isolation audit failed") && message.contains(&acme_key),
         "{message}"

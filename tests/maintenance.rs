@@ -1445,7 +1445,10 @@ async fn a_key_that_disagrees_with_its_tenant_field_is_reported_not_repaired() {
     })
     .await;
     let panic = joined.expect_err("assert_isolated panics").into_panic();
-    let msg = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+    let msg = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .expect("the panic message is a formatted String");
     assert!(
         msg.contains("Memory:acme_1:acme") && msg.contains("globex"),
         "{msg}"

@@ -6,11 +6,10 @@
 //! an external server instead (each `start()` then FLUSHDBs it, so run tests one at a time);
 //! `POPOTO_REDIS_SERVER` names another server binary.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::db::Db;
@@ -32,6 +31,8 @@ pub struct TestRedis {
     dir: Option<tempfile::TempDir>,
     url: String,
     external: bool,
+    /// Every line the server printed, across restarts (kept in memory: nothing to fail writing).
+    log: Arc<Mutex<String>>,
 }
 
 fn free_port() -> std::io::Result<u16> {
@@ -41,7 +42,7 @@ fn free_port() -> std::io::Result<u16> {
 impl TestRedis {
     /// Starts a private server (or connects the external one).
     pub fn start() -> Result<TestRedis, TestServerError> {
-        if let Ok(url) = std::env::var("POPOTO_TEST_REDIS_URL") {
+        if let Some(url) = env_var("POPOTO_TEST_REDIS_URL")? {
             let client = redis::Client::open(url.as_str())
                 .map_err(|e| err(format!("bad POPOTO_TEST_REDIS_URL: {e}"), ""))?;
             let mut conn = client
@@ -56,6 +57,7 @@ impl TestRedis {
                 dir: None,
                 url,
                 external: true,
+                log: Arc::default(),
             });
         }
         let mut dir = Some(tempfile::tempdir().map_err(|e| err(format!("temp dir: {e}"), ""))?);
@@ -69,6 +71,7 @@ impl TestRedis {
                 dir: dir.take(),
                 url,
                 external: false,
+                log: Arc::default(),
             };
             match server.spawn() {
                 Ok(()) => return Ok(server),
@@ -83,21 +86,13 @@ impl TestRedis {
         Err(last.unwrap_or_else(|| err("redis-server did not start".into(), "")))
     }
 
-    fn log_path(&self) -> PathBuf {
-        self.dir
-            .as_ref()
-            .map(|d| d.path().join("redis.log"))
-            .unwrap_or_default()
-    }
-
     /// Spawns the server on `self.port` and waits for it to accept connections.
     fn spawn(&mut self) -> Result<(), TestServerError> {
-        let bin = std::env::var("POPOTO_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
-        let dir = self
-            .dir
-            .as_ref()
-            .map(|d| d.path().to_path_buf())
-            .unwrap_or_default();
+        let bin = std::env::var_os("POPOTO_REDIS_SERVER").unwrap_or_else(|| "redis-server".into());
+        let dir = match &self.dir {
+            Some(d) => d.path().to_path_buf(),
+            None => return Err(err("a private server needs its temp dir".into(), "")),
+        };
         let mut child = Command::new(&bin)
             .args([
                 "--port",
@@ -123,26 +118,34 @@ impl TestRedis {
             .spawn()
             .map_err(|e| {
                 err(
-                    format!("cannot run {bin}: {e} (is redis-server 6.2+ on PATH?)"),
+                    format!("cannot run {bin:?}: {e} (is redis-server 6.2+ on PATH?)"),
                     "",
                 )
             })?;
-        let stdout = child.stdout.take();
-        let log_path = self.log_path();
+        let Some(stdout) = child.stdout.take() else {
+            return Err(err(
+                "redis-server was started without a stdout pipe".into(),
+                "",
+            ));
+        };
+        let log = Arc::clone(&self.log);
         let (tx, rx) = mpsc::channel::<bool>();
-        // Copies the server's log to a file and reports readiness (or exit) once.
+        // Keeps the server's log and reports readiness (or exit) once. A send fails only when
+        // spawn() stopped waiting (it timed out and killed the server): nobody needs the news.
         std::thread::spawn(move || {
-            let Some(stdout) = stdout else { return };
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log_path)
-                .ok();
             let mut told = false;
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(f) = file.as_mut() {
-                    let _ = writeln!(f, "{line}");
-                }
+            for line in BufReader::new(stdout).split(b'\n') {
+                let mut text = log.lock().unwrap_or_else(PoisonError::into_inner);
+                let line = match line {
+                    Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                    Err(e) => {
+                        text.push_str(&format!("(reading the server's output failed: {e})\n"));
+                        break;
+                    }
+                };
+                text.push_str(&line);
+                text.push('\n');
+                drop(text);
                 if !told && line.contains("Ready to accept connections") {
                     told = true;
                     let _ = tx.send(true);
@@ -153,16 +156,17 @@ impl TestRedis {
             }
         });
         self.child = Some(child);
-        match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(true) => Ok(()),
-            Ok(false) | Err(_) => {
-                self.kill();
-                Err(err(
-                    format!("redis-server on port {} did not become ready", self.port),
-                    &self.log(),
-                ))
-            }
+        let why = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(true) => return Ok(()),
+            Ok(false) => "exited before it was ready",
+            Err(mpsc::RecvTimeoutError::Timeout) => "was not ready within 20 s",
+            Err(mpsc::RecvTimeoutError::Disconnected) => "lost its log reader",
+        };
+        let mut message = format!("redis-server on port {} {why}", self.port);
+        if let Err(e) = self.try_kill() {
+            message.push_str(&format!("; then {}", e.message));
         }
+        Err(err(message, &self.log()))
     }
 
     /// The server's URL, database 0.
@@ -198,15 +202,30 @@ impl TestRedis {
         if self.external {
             return format!("(external server {})", self.url);
         }
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+        self.log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
-    /// Kills the server (SIGKILL) and waits for it to exit.
+    /// Kills the server (SIGKILL) and waits for it to exit. Panics if it cannot.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Err(e) = self.try_kill() {
+            panic!("{e}");
         }
+    }
+
+    fn try_kill(&mut self) -> Result<(), TestServerError> {
+        let Some(mut c) = self.child.take() else {
+            return Ok(());
+        };
+        // `kill` is Ok for a child that has already exited.
+        c.kill().and_then(|()| c.wait().map(drop)).map_err(|e| {
+            err(
+                format!("killing redis-server on port {}: {e}", self.port),
+                &self.log(),
+            )
+        })
     }
 
     /// Kills the server and starts a new, empty one on the same port.
@@ -217,14 +236,30 @@ impl TestRedis {
                 "",
             ));
         }
-        self.kill();
+        self.try_kill()?;
         self.spawn()
     }
 }
 
 impl Drop for TestRedis {
     fn drop(&mut self) {
-        self.kill();
+        if let Err(e) = self.try_kill() {
+            // A second panic while a test unwinds would abort the whole test binary.
+            if std::thread::panicking() {
+                eprintln!("{e}");
+            } else {
+                panic!("{e}");
+            }
+        }
+    }
+}
+
+/// `Some` value of an environment variable, `None` when it is unset; not UTF-8 is an error.
+fn env_var(name: &str) -> Result<Option<String>, TestServerError> {
+    match std::env::var(name) {
+        Ok(v) => Ok(Some(v)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(e) => Err(err(format!("{name}: {e}"), "")),
     }
 }
 
@@ -238,9 +273,9 @@ fn err(message: String, log: &str) -> TestServerError {
 /// `REDIS_URL` when set, else the URL of a throwaway private server, which lives as long as the
 /// returned guard: what the examples run on.
 pub fn redis_url_or_private() -> Result<(Option<TestRedis>, String), TestServerError> {
-    match std::env::var("REDIS_URL") {
-        Ok(url) => Ok((None, url)),
-        Err(_) => {
+    match env_var("REDIS_URL")? {
+        Some(url) => Ok((None, url)),
+        None => {
             let server = TestRedis::start()?;
             let url = server.url().to_owned();
             Ok((Some(server), url))

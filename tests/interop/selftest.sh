@@ -2,10 +2,16 @@
 # Self-test of the Python interop scripts against a private, throw-away redis-server.
 # Starts redis-server on a free port (never 6379), runs write.py, dump.py,
 # selftest_check.py and a few query.py specs, then stops that server (by its pid).
-# Usage: tests/interop/selftest.sh      (PYTHON defaults to <repo>/.venv/bin/python)
+# Usage: tests/interop/selftest.sh      (PYTHON defaults to $POPOTO_PYTHON, else the venv that
+# the interop tests create: <repo>/target/tmp/popoto-venv/bin/python; run them once first)
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
-PYTHON="${PYTHON:-$HERE/../../.venv/bin/python}"
+PYTHON="${PYTHON:-${POPOTO_PYTHON:-$HERE/../../target/tmp/popoto-venv/bin/python}}"
+if ! "$PYTHON" -c 'import popoto' 2>/dev/null; then
+    echo "no popoto in $PYTHON: run 'cargo test --all-features --test interop' once (it creates" \
+         "the venv), or set PYTHON to a python that has popoto==1.10.1" >&2
+    exit 2
+fi
 WORK="$(mktemp -d)"
 PORT="$("$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 [ "$PORT" != 6379 ] || { echo "refusing port 6379" >&2; exit 1; }

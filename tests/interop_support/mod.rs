@@ -3,7 +3,6 @@
 //! a collector of mismatches that reports all of them at once.
 
 use std::collections::BTreeSet;
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -12,6 +11,9 @@ use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Timelik
 use popoto::codec::PyDecimal;
 use serde_json::{json, Map, Value as Json};
 
+mod venv;
+pub use venv::python;
+
 /// `<repo>/tests/interop`.
 pub fn interop_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -19,30 +21,7 @@ pub fn interop_dir() -> PathBuf {
         .join("interop")
 }
 
-/// The Python of the venv holding popoto 1.10.1: `$POPOTO_PYTHON`, else `<repo>/.venv/bin/python`.
-///
-/// Missing: the test fails (it is never skipped).
-pub fn python() -> PathBuf {
-    let path = match std::env::var_os("POPOTO_PYTHON") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join(".venv")
-            .join("bin")
-            .join("python"),
-    };
-    if !path.exists() {
-        panic!(
-            "the interop tests need Python with popoto 1.10.1, but {} does not exist.\n\
-             Run .ci/run (it creates the venv), or create it by hand:\n  \
-             python3 -m venv .venv && .venv/bin/pip install popoto==1.10.1\n\
-             or point POPOTO_PYTHON at a python that has popoto 1.10.1.",
-            path.display()
-        );
-    }
-    path
-}
-
-/// Runs `tests/interop/<script>` with the venv python against `url` (if any), feeding `stdin`,
+/// Runs `tests/interop/<script>` with the oracle [`python`] against `url` (if any), feeding `stdin`,
 /// and returns its stdout. Any failure panics with the script's stderr.
 pub fn run_script(script: &str, args: &[&str], url: Option<&str>, stdin: &str) -> String {
     let py = python();
@@ -146,7 +125,7 @@ pub fn parse_json(text: &str) -> Json {
                 }
                 let token = &text[i..end];
                 if token.contains(['.', 'e', 'E']) {
-                    let _ = write!(out, "{{\"$f\":\"{token}\"}}");
+                    out.push_str(&format!("{{\"$f\":\"{token}\"}}"));
                 } else {
                     out.push_str(token);
                 }
@@ -198,7 +177,9 @@ pub fn canon(v: &Json) -> Json {
             Some(("$decimal", Json::String(s))) => json!({ "$decimal": normalize_decimal(s) }),
             _ => Json::Object(m.iter().map(|(k, v)| (k.clone(), canon(v))).collect()),
         },
-        Json::Number(n) if n.is_f64() => jf(n.as_f64().unwrap_or(f64::NAN)),
+        Json::Number(n) if n.is_f64() => jf(n
+            .as_f64()
+            .unwrap_or_else(|| panic!("JSON number {n} is not an f64"))),
         other => other.clone(),
     }
 }
@@ -326,7 +307,7 @@ pub fn try_parse_offset(s: &str) -> Option<FixedOffset> {
 pub fn hex(b: &[u8]) -> String {
     b.iter()
         .fold(String::with_capacity(b.len() * 2), |mut s, x| {
-            let _ = write!(s, "{x:02x}");
+            s.push_str(&format!("{x:02x}"));
             s
         })
 }
@@ -346,7 +327,7 @@ pub fn unhex(s: &str) -> Vec<u8> {
 fn push_fraction(s: &mut String, nanos: u32) {
     let micros = nanos / 1000;
     if micros != 0 {
-        let _ = write!(s, ".{micros:06}");
+        s.push_str(&format!(".{micros:06}"));
     }
 }
 
@@ -449,10 +430,10 @@ impl Problems {
         json_diff("$", left, right, &mut diffs);
         let mut msg = format!("{what}: {left_name} != {right_name}");
         for d in diffs.iter().take(12) {
-            let _ = write!(msg, "\n    {d}");
+            msg.push_str(&format!("\n    {d}"));
         }
         if diffs.len() > 12 {
-            let _ = write!(msg, "\n    ... {} more differences", diffs.len() - 12);
+            msg.push_str(&format!("\n    ... {} more differences", diffs.len() - 12));
         }
         self.items.push(msg);
     }
@@ -468,7 +449,7 @@ impl Problems {
             self.checks
         );
         for (i, p) in self.items.iter().enumerate() {
-            let _ = writeln!(msg, "[{}] {p}", i + 1);
+            msg.push_str(&format!("[{}] {p}\n", i + 1));
         }
         panic!("{msg}");
     }

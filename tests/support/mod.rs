@@ -45,47 +45,72 @@ pub async fn setup() -> (TestRedis, Db) {
     (server, db)
 }
 
+/// Runs `cmd` (described as `what`) on `conn`; an error panics naming the command, the server
+/// and its log.
+fn query<T: redis::FromRedisValue>(
+    server: &TestRedis,
+    conn: &mut redis::Connection,
+    what: &str,
+    cmd: &redis::Cmd,
+) -> T {
+    cmd.query(conn).unwrap_or_else(|e| {
+        panic!(
+            "{what} on {}: {e}\n--- server log ---\n{}",
+            server.url(),
+            server.log()
+        )
+    })
+}
+
 /// Every key on the server, sorted.
 pub fn all_keys(server: &TestRedis) -> Vec<String> {
-    let mut conn = server.raw();
-    let mut keys: Vec<String> = redis::cmd("KEYS")
-        .arg("*")
-        .query(&mut conn)
-        .unwrap_or_default();
+    let mut keys: Vec<String> = query(
+        server,
+        &mut server.raw(),
+        "KEYS *",
+        redis::cmd("KEYS").arg("*"),
+    );
     keys.sort();
     keys
 }
 
 /// Members of a set, sorted.
 pub fn smembers(server: &TestRedis, key: &str) -> Vec<String> {
-    let mut conn = server.raw();
-    let mut m: Vec<String> = redis::cmd("SMEMBERS")
-        .arg(key)
-        .query(&mut conn)
-        .unwrap_or_default();
+    let what = format!("SMEMBERS {key}");
+    let mut m: Vec<String> = query(
+        server,
+        &mut server.raw(),
+        &what,
+        redis::cmd("SMEMBERS").arg(key),
+    );
     m.sort();
     m
 }
 
 /// Members of a zset with scores, by score.
 pub fn zrange(server: &TestRedis, key: &str) -> Vec<(String, f64)> {
-    let mut conn = server.raw();
-    redis::cmd("ZRANGE")
-        .arg(key)
-        .arg(0)
-        .arg(-1)
-        .arg("WITHSCORES")
-        .query(&mut conn)
-        .unwrap_or_default()
+    let what = format!("ZRANGE {key} 0 -1 WITHSCORES");
+    query(
+        server,
+        &mut server.raw(),
+        &what,
+        redis::cmd("ZRANGE")
+            .arg(key)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES"),
+    )
 }
 
 /// A hash as (field, raw bytes), sorted by field.
 pub fn hgetall(server: &TestRedis, key: &str) -> Vec<(String, Vec<u8>)> {
-    let mut conn = server.raw();
-    let mut h: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
-        .arg(key)
-        .query(&mut conn)
-        .unwrap_or_default();
+    let what = format!("HGETALL {key}");
+    let mut h: Vec<(String, Vec<u8>)> = query(
+        server,
+        &mut server.raw(),
+        &what,
+        redis::cmd("HGETALL").arg(key),
+    );
     h.sort();
     h
 }
@@ -97,8 +122,7 @@ pub fn hlen(server: &TestRedis, key: &str) -> u64 {
 
 /// Runs a raw command on the server.
 pub fn raw_cmd<T: redis::FromRedisValue>(server: &TestRedis, cmd: &redis::Cmd) -> T {
-    let mut conn = server.raw();
-    cmd.query(&mut conn).unwrap_or_else(|e| panic!("{e}"))
+    query(server, &mut server.raw(), "a raw command", cmd)
 }
 
 /// Sets one raw hash field on the server.
@@ -167,46 +191,53 @@ pub struct Poll {
 /// The whole database as text, byte for byte (hash fields, set members, zset scores).
 pub fn dump(server: &TestRedis) -> std::collections::BTreeMap<String, String> {
     let mut conn = server.raw();
-    let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
-        .arg("*")
-        .query(&mut conn)
-        .unwrap_or_default();
+    let keys: Vec<Vec<u8>> = query(server, &mut conn, "KEYS *", redis::cmd("KEYS").arg("*"));
     let mut out = std::collections::BTreeMap::new();
     for k in keys {
-        let ty: String = redis::cmd("TYPE")
-            .arg(&k)
-            .query(&mut conn)
-            .unwrap_or_default();
+        let name = String::from_utf8_lossy(&k).into_owned();
+        let ty: String = query(
+            server,
+            &mut conn,
+            &format!("TYPE {name}"),
+            redis::cmd("TYPE").arg(&k),
+        );
         let content = match ty.as_str() {
             "hash" => {
-                let mut h: Vec<(Vec<u8>, Vec<u8>)> = redis::cmd("HGETALL")
-                    .arg(&k)
-                    .query(&mut conn)
-                    .unwrap_or_default();
+                let mut h: Vec<(Vec<u8>, Vec<u8>)> = query(
+                    server,
+                    &mut conn,
+                    &format!("HGETALL {name}"),
+                    redis::cmd("HGETALL").arg(&k),
+                );
                 h.sort();
                 format!("{h:?}")
             }
             "set" => {
-                let mut m: Vec<Vec<u8>> = redis::cmd("SMEMBERS")
-                    .arg(&k)
-                    .query(&mut conn)
-                    .unwrap_or_default();
+                let mut m: Vec<Vec<u8>> = query(
+                    server,
+                    &mut conn,
+                    &format!("SMEMBERS {name}"),
+                    redis::cmd("SMEMBERS").arg(&k),
+                );
                 m.sort();
                 format!("{m:?}")
             }
             "zset" => {
-                let z: Vec<(Vec<u8>, String)> = redis::cmd("ZRANGE")
-                    .arg(&k)
-                    .arg(0)
-                    .arg(-1)
-                    .arg("WITHSCORES")
-                    .query(&mut conn)
-                    .unwrap_or_default();
+                let z: Vec<(Vec<u8>, String)> = query(
+                    server,
+                    &mut conn,
+                    &format!("ZRANGE {name} 0 -1 WITHSCORES"),
+                    redis::cmd("ZRANGE")
+                        .arg(&k)
+                        .arg(0)
+                        .arg(-1)
+                        .arg("WITHSCORES"),
+                );
                 format!("{z:?}")
             }
             other => format!("<{other}>"),
         };
-        out.insert(format!("{ty} {}", String::from_utf8_lossy(&k)), content);
+        out.insert(format!("{ty} {name}"), content);
     }
     out
 }
