@@ -13,17 +13,136 @@ use std::time::Duration;
 
 use deadpool::managed::{self, Metrics, Pool, RecycleError, RecycleResult};
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, ErrorKind, RedisError, RedisResult, ServerErrorKind};
+use redis::{Arg, AsyncConnectionConfig, ErrorKind, RedisError, RedisResult, ServerErrorKind};
 
 use crate::error::{Error, Result};
 
 /// The script that creates one instance (see `Instance::create_cmd`).
-pub(crate) static CREATE: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("lua/create.lua")));
+pub(crate) static CREATE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/create.lua")));
 
 /// The script that applies one instance write (see `plan.rs`).
-pub(crate) static APPLY: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("lua/apply.lua")));
+pub(crate) static APPLY: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/apply.lua")));
+
+/// A Lua script with its source, so that a call can go as `EVAL` as well as `EVALSHA`.
+///
+/// Derefs to the `redis::Script` (its SHA1), which builds the usual `EVALSHA`.
+pub(crate) struct Script {
+    code: &'static str,
+    inner: redis::Script,
+}
+
+impl Script {
+    /// The script of this source.
+    pub(crate) fn new(code: &'static str) -> Script {
+        Script {
+            code,
+            inner: redis::Script::new(code),
+        }
+    }
+
+    /// Starts a call of the script: `EVALSHA <sha1>` or `EVAL <source>`, with room for
+    /// `args` more arguments of `bytes` bytes in all.
+    pub(crate) fn command(&self, form: Form, args: usize, bytes: usize) -> redis::Cmd {
+        let head = match form {
+            Form::Sha => 48,
+            Form::Eval => 16 + self.code.len(),
+        };
+        let mut cmd = redis::Cmd::with_capacity(args + 2, bytes + head);
+        match form {
+            Form::Sha => cmd.arg("EVALSHA").arg(self.inner.get_hash()),
+            Form::Eval => cmd.arg("EVAL").arg(self.code),
+        };
+        cmd
+    }
+
+    /// The `EVAL` (source sent in full) of a call built as `EVALSHA` of this script.
+    pub(crate) fn to_eval(&self, cmd: &redis::Cmd) -> RedisResult<redis::Cmd> {
+        let mut args = cmd.args_iter();
+        let head = (args.next(), args.next());
+        let sha = self.inner.get_hash().as_bytes();
+        if !matches!(head, (Some(Arg::Simple(name)), Some(Arg::Simple(hash)))
+            if name.eq_ignore_ascii_case(b"EVALSHA") && hash == sha)
+        {
+            return Err(RedisError::from((
+                ErrorKind::Client,
+                "not an EVALSHA of this script",
+            )));
+        }
+        let mut out = self.command(Form::Eval, args.len(), 0);
+        for arg in args {
+            match arg {
+                Arg::Simple(bytes) => out.arg(bytes),
+                _ => {
+                    return Err(RedisError::from((
+                        ErrorKind::Client,
+                        "a script call with a cursor argument",
+                    )))
+                }
+            };
+        }
+        Ok(out)
+    }
+}
+
+impl std::ops::Deref for Script {
+    type Target = redis::Script;
+
+    fn deref(&self) -> &redis::Script {
+        &self.inner
+    }
+}
+
+/// How a script call is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Form {
+    /// `EVALSHA`: refused with `NOSCRIPT` when the server's script cache lacks the script.
+    Sha,
+    /// `EVAL` with the source: always runs (and caches the script).
+    Eval,
+}
+
+/// Times one script call is sent before a `NOSCRIPT` is given up: the first try may be an
+/// `EVALSHA`, every later one is an `EVAL`, which a server cannot refuse with `NOSCRIPT`; the
+/// bound only stops a loop should something between us and Redis (a proxy) refuse it anyway.
+pub(crate) const SCRIPT_ATTEMPTS: usize = 5;
+
+/// The tries of one script call: first in a given form, then, while the server answers
+/// `NOSCRIPT` (nothing ran), again as `EVAL`, at most [`SCRIPT_ATTEMPTS`] times in all; the
+/// last `NOSCRIPT` is the call's reply when every try was refused.
+///
+/// Only for a call behind which no later call of the same ordered batch was sent: resending it
+/// must not land after a later write (see [`Backend::eval_many`]).
+pub(crate) struct Tries {
+    form: Form,
+    attempt: usize,
+}
+
+impl Tries {
+    /// The first try goes as `first`.
+    pub(crate) fn new(first: Form) -> Tries {
+        Tries {
+            form: first,
+            attempt: 1,
+        }
+    }
+
+    /// The form of the next try.
+    pub(crate) fn form(&self) -> Form {
+        self.form
+    }
+
+    /// Whether `reply` is a `NOSCRIPT` to send again (as `EVAL`), within the bound.
+    pub(crate) fn again<T>(&mut self, reply: &RedisResult<T>) -> bool {
+        let again = matches!(reply, Err(e) if is_noscript(e)) && self.attempt < SCRIPT_ATTEMPTS;
+        if again {
+            self.form = Form::Eval;
+            self.attempt += 1;
+        }
+        again
+    }
+}
 
 /// Connection settings of a backend (its `Debug` hides the URL's credentials).
 #[derive(Clone)]
@@ -137,6 +256,7 @@ pub(crate) fn is_connection_error(e: &RedisError) -> bool {
     e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
 }
 
+/// Whether the server refused a script call because its script cache lacks the script.
 pub(crate) fn is_noscript(e: &RedisError) -> bool {
     e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
 }
@@ -230,33 +350,48 @@ impl Backend {
             .await
     }
 
-    /// Runs a script (EVALSHA, loading it on NOSCRIPT).
+    /// Runs a script (`EVALSHA`; sent again as `EVAL` on `NOSCRIPT`).
     pub(crate) async fn eval(
         &self,
         op: &'static str,
         model: &'static str,
-        script: &redis::Script,
+        script: &Script,
         keys: &[String],
         args: &[Vec<u8>],
     ) -> Result<redis::Value> {
-        self.eval_cmd(op, model, script, &evalsha(script, keys, args))
-            .await
+        self.with_conn(op, model, async |c| {
+            let mut tries = Tries::new(Form::Sha);
+            loop {
+                let cmd = script_call(script, tries.form(), keys, args);
+                let reply = cmd.query_async(c).await;
+                if !tries.again(&reply) {
+                    return reply;
+                }
+            }
+        })
+        .await
     }
 
-    /// Runs an `EVALSHA` of `script` built by the caller, loading the script on NOSCRIPT.
+    /// Runs an `EVALSHA` of `script` built by the caller; on `NOSCRIPT` (nothing ran) it is
+    /// sent again as `EVAL`, which runs whatever the script cache holds.
     pub(crate) async fn eval_cmd(
         &self,
         op: &'static str,
         model: &'static str,
-        script: &redis::Script,
+        script: &Script,
         cmd: &redis::Cmd,
     ) -> Result<redis::Value> {
-        self.with_conn(op, model, async |c| match cmd.query_async(c).await {
-            Err(e) if is_noscript(&e) => {
-                script.prepare_invoke().load_async(c).await?;
-                cmd.query_async(c).await
+        self.with_conn(op, model, async |c| {
+            let mut tries = Tries::new(Form::Sha);
+            loop {
+                let reply = match tries.form() {
+                    Form::Sha => cmd.query_async(c).await,
+                    Form::Eval => script.to_eval(cmd)?.query_async(c).await,
+                };
+                if !tries.again(&reply) {
+                    return reply;
+                }
             }
-            other => other,
         })
         .await
     }
@@ -265,46 +400,56 @@ impl Backend {
     /// then per plan its key count, argument count and arguments) and returns one result per
     /// plan, in order.
     ///
-    /// [`PLANS_PER_CALL`] plans go in one `EVALSHA` (the script's per-call cost and its type
+    /// [`PLANS_PER_CALL`] plans go in one script call (the script's per-call cost and its type
     /// checks of keys shared by the plans are paid once per call, not per plan), and
-    /// [`PLANS_PER_ROUND_TRIP`] plans in one pipeline. The script is loaded only when the
-    /// server answers `NOSCRIPT` (first use, or after a restart); nothing ran then, so the
-    /// refused calls are simply sent again.
+    /// [`PLANS_PER_ROUND_TRIP`] plans in one pipeline, whose calls the server runs in order.
+    ///
+    /// The script cache can be emptied (`SCRIPT FLUSH`, a failover to a replica that never ran
+    /// the script) between two calls of a pipeline, and refilled (another client's `EVAL` or
+    /// `SCRIPT LOAD`) before the next. An `EVALSHA` refused with `NOSCRIPT` ran nothing and can
+    /// be sent again, but not after a later call of the pipeline that did run: a plan of that
+    /// later call may write the same key, and resending the refused one would apply the older
+    /// write last. So every call of a pipeline but its last goes as `EVAL` (the source in full,
+    /// which the server never refuses), and only the last, behind which nothing was sent, as
+    /// `EVALSHA`; if that one is refused it is sent again as `EVAL` once its predecessors have
+    /// all answered. Writes apply in the order given, and none twice.
     pub(crate) async fn eval_many(
         &self,
         op: &'static str,
         model: &'static str,
-        script: &redis::Script,
+        script: &Script,
         calls: &[(Vec<String>, Vec<Vec<u8>>)],
     ) -> Result<Vec<RedisResult<redis::Value>>> {
         self.with_conn(op, model, async |c| {
             let mut out = Vec::with_capacity(calls.len());
             for chunk in calls.chunks(PLANS_PER_ROUND_TRIP) {
                 let batches: Vec<_> = chunk.chunks(PLANS_PER_CALL).collect();
-                let send = |which: &[usize]| {
-                    let mut pipe = redis::pipe();
-                    pipe.ignore_errors();
-                    for &i in which {
-                        pipe.add_command(evalsha_batch(script, batches[i]));
-                    }
-                    pipe
+                let Some(last) = batches.len().checked_sub(1) else {
+                    continue;
                 };
-                let all: Vec<usize> = (0..batches.len()).collect();
-                let mut replies: Vec<RedisResult<redis::Value>> = send(&all).query_async(c).await?;
+                let mut pipe = redis::pipe();
+                pipe.ignore_errors();
+                for (i, batch) in batches.iter().enumerate() {
+                    let form = if i == last { Form::Sha } else { Form::Eval };
+                    pipe.add_command(batch_call(script, form, batch));
+                }
+                let mut replies: Vec<RedisResult<redis::Value>> = pipe.query_async(c).await?;
                 if let Some(e) = replies.iter().find_map(|r| r.as_ref().err()) {
                     if is_connection_error(e) {
                         return Err(e.clone());
                     }
                 }
-                let refused: Vec<usize> = (0..replies.len())
-                    .filter(|&i| matches!(&replies[i], Err(e) if is_noscript(e)))
-                    .collect();
-                if !refused.is_empty() {
-                    script.prepare_invoke().load_async(c).await?;
-                    let again: Vec<RedisResult<redis::Value>> =
-                        send(&refused).query_async(c).await?;
-                    for (i, r) in refused.into_iter().zip(again) {
-                        replies[i] = r;
+                if let Some(reply) = replies.get_mut(last) {
+                    let mut tries = Tries::new(Form::Sha);
+                    while tries.again(reply) {
+                        let mut pipe = redis::pipe();
+                        pipe.ignore_errors().add_command(batch_call(
+                            script,
+                            tries.form(),
+                            batches[last],
+                        ));
+                        let again: Vec<RedisResult<redis::Value>> = pipe.query_async(c).await?;
+                        *reply = again.into_iter().next().unwrap_or_else(|| Err(no_reply()));
                     }
                 }
                 for (batch, reply) in batches.iter().zip(replies) {
@@ -333,18 +478,24 @@ impl Backend {
     }
 }
 
-/// Plans applied by one `EVALSHA` in [`Backend::eval_many`]: large enough that the call's own
+/// The error for a pipeline that answered nothing.
+fn no_reply() -> RedisError {
+    RedisError::from((ErrorKind::Parse, "no reply to a script call"))
+}
+
+/// Plans applied by one script call in [`Backend::eval_many`]: large enough that the call's own
 /// cost is spread thin, small enough that one call blocks the server for about a millisecond.
 pub(crate) const PLANS_PER_CALL: usize = 100;
 
 /// Plans sent per pipelined round trip in [`Backend::eval_many`].
 pub(crate) const PLANS_PER_ROUND_TRIP: usize = 1000;
 
-/// One `EVALSHA` applying several plans (the batch protocol of `lua/apply.lua`).
-fn evalsha_batch(script: &redis::Script, plans: &[(Vec<String>, Vec<Vec<u8>>)]) -> redis::Cmd {
+/// One call applying several plans (the batch protocol of `lua/apply.lua`).
+fn batch_call(script: &Script, form: Form, plans: &[(Vec<String>, Vec<Vec<u8>>)]) -> redis::Cmd {
     let nkeys: usize = plans.iter().map(|(keys, _)| keys.len()).sum();
-    let mut cmd = redis::cmd("EVALSHA");
-    cmd.arg(script.get_hash()).arg(nkeys);
+    let nargs: usize = plans.iter().map(|(_, args)| args.len() + 2).sum();
+    let mut cmd = script.command(form, 2 + nkeys + nargs, 0);
+    cmd.arg(nkeys);
     for (keys, _) in plans {
         cmd.arg(keys);
     }
@@ -355,19 +506,73 @@ fn evalsha_batch(script: &redis::Script, plans: &[(Vec<String>, Vec<Vec<u8>>)]) 
     cmd
 }
 
-/// The `EVALSHA` of `script` with these keys and arguments.
-pub(crate) fn evalsha(script: &redis::Script, keys: &[String], args: &[Vec<u8>]) -> redis::Cmd {
-    let mut cmd = redis::cmd("EVALSHA");
-    cmd.arg(script.get_hash())
-        .arg(keys.len())
-        .arg(keys)
-        .arg(args);
+/// A call of `script` with these keys and arguments.
+fn script_call(script: &Script, form: Form, keys: &[String], args: &[Vec<u8>]) -> redis::Cmd {
+    let mut cmd = script.command(form, 1 + keys.len() + args.len(), 0);
+    cmd.arg(keys.len()).arg(keys).arg(args);
     cmd
+}
+
+/// The `EVALSHA` of `script` with these keys and arguments.
+pub(crate) fn evalsha(script: &Script, keys: &[String], args: &[Vec<u8>]) -> redis::Cmd {
+    script_call(script, Form::Sha, keys, args)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn args(cmd: &redis::Cmd) -> Vec<Vec<u8>> {
+        cmd.args_iter()
+            .map(|a| match a {
+                Arg::Simple(b) => b.to_vec(),
+                _ => panic!("a cursor argument"),
+            })
+            .collect()
+    }
+
+    /// A call built as `EVALSHA` becomes the same call as `EVAL` with the source; a command
+    /// that is not an `EVALSHA` of the script is refused, never sent with another source.
+    #[test]
+    fn an_evalsha_becomes_the_same_eval() {
+        let script = Script::new("return ARGV[1]");
+        let keys = vec!["k1".to_owned(), "k2".to_owned()];
+        let argv = vec![b"a".to_vec(), vec![0, 255]];
+        let sha = evalsha(&script, &keys, &argv);
+        let eval = script.to_eval(&sha).unwrap();
+        assert_eq!(
+            args(&eval),
+            args(&script_call(&script, Form::Eval, &keys, &argv))
+        );
+        let mut expected = vec![b"EVAL".to_vec(), b"return ARGV[1]".to_vec(), b"2".to_vec()];
+        expected.extend([b"k1".to_vec(), b"k2".to_vec(), b"a".to_vec(), vec![0, 255]]);
+        assert_eq!(args(&eval), expected);
+        let other = Script::new("return 2");
+        assert!(other.to_eval(&sha).is_err());
+        assert!(script.to_eval(redis::cmd("GET").arg("k")).is_err());
+    }
+
+    /// A refused call is tried again as `EVAL`, at most `SCRIPT_ATTEMPTS` times in all; any
+    /// other reply ends the tries.
+    #[test]
+    fn noscript_is_retried_as_eval_a_bounded_number_of_times() {
+        let noscript: RedisResult<()> = Err(RedisError::from((
+            ErrorKind::Server(ServerErrorKind::NoScript),
+            "no script",
+        )));
+        let mut tries = Tries::new(Form::Sha);
+        assert_eq!(tries.form(), Form::Sha);
+        let mut sent = 1;
+        while tries.again(&noscript) {
+            assert_eq!(tries.form(), Form::Eval);
+            sent += 1;
+        }
+        assert_eq!(sent, SCRIPT_ATTEMPTS);
+        let mut tries = Tries::new(Form::Sha);
+        assert!(!tries.again(&Ok(())));
+        let other: RedisResult<()> = Err(RedisError::from((ErrorKind::Client, "other")));
+        assert!(!tries.again(&other));
+    }
 
     /// A server that accepts connections and closes them before answering: every dial is cut
     /// in its handshake, and each cut counts as a connection failure (so connections dialed

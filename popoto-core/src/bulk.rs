@@ -18,15 +18,15 @@ use std::task::Poll;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{ErrorKind, RedisError, RedisResult, Value};
 
-use crate::backend::{is_connection_error, is_noscript, Backend};
+use crate::backend::{is_connection_error, Backend, Form, Script, Tries};
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::model::{FieldKind, ModelMeta, Record};
 use crate::plan::{initial_confidence, push_score, IndexEntry, Instance};
 
 /// The script that writes many instances at once.
-pub(crate) static INSERT_MANY: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("lua/insert_many.lua")));
+pub(crate) static INSERT_MANY: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/insert_many.lua")));
 
 /// Instances per script call: one call blocks the server for a few milliseconds.
 const PER_CALL: usize = 500;
@@ -142,8 +142,13 @@ fn selecting_fields(meta: &ModelMeta) -> Vec<usize> {
     out
 }
 
-/// Builds the `EVALSHA` of one call.
-fn call(meta: &'static ModelMeta, write: Write, rows: &[Row<'_>]) -> Result<redis::Cmd> {
+/// Builds one call, as `EVALSHA` or `EVAL` (`form`).
+fn call(
+    meta: &'static ModelMeta,
+    write: Write,
+    rows: &[Row<'_>],
+    form: Form,
+) -> Result<redis::Cmd> {
     // Every distinct index key once in KEYS; rows that agree on the selecting fields (a
     // tenant's rows, mostly) reuse the first one's slots instead of rendering keys again.
     let mut keys: Vec<String> = Vec::new();
@@ -215,11 +220,8 @@ fn call(meta: &'static ModelMeta, write: Write, rows: &[Row<'_>]) -> Result<redi
     let sorted_fields: Vec<usize> = (0..meta.fields.len())
         .filter(|&i| meta.fields[i].kind == FieldKind::Sorted)
         .collect();
-    let mut cmd = redis::Cmd::with_capacity(args + keys.len(), bytes);
-    cmd.arg("EVALSHA")
-        .arg(INSERT_MANY.get_hash())
-        .arg(keys.len())
-        .arg(&keys);
+    let mut cmd = INSERT_MANY.command(form, args + keys.len(), bytes);
+    cmd.arg(keys.len()).arg(&keys);
     // How many entries of each kind an instance has: the same for every row of a model.
     let shape = |slots: &[Slot]| {
         let mut n = [0usize; 4];
@@ -345,25 +347,43 @@ pub(crate) async fn insert_many(
         }
     }
     let calls = calls_of(meta, rows);
-    let build = |range: &std::ops::Range<usize>| {
-        call(meta, write, &rows[range.clone()])
+    let n = calls.len();
+    let build = |i: usize, form: Form| {
+        call(meta, write, &rows[calls[i].clone()], form)
             .map_err(|e| RedisError::from((ErrorKind::Client, "bulk write", e.to_string())))
+    };
+    // The script cache can be emptied (`SCRIPT FLUSH`, a failover to a replica that never ran
+    // the script) and refilled (another client's `EVAL` or `SCRIPT LOAD`) between two queued
+    // calls. An `EVALSHA` refused with `NOSCRIPT` ran nothing, but sending it again after a
+    // later call that did run would apply its rows after newer writes of the same keys. So an
+    // `EVALSHA` goes only where nothing of the batch is sent behind it before its reply: the
+    // first call (sent alone) and the last; the calls between go as `EVAL` (the source in
+    // full, which the server never refuses). A refused first or last call is sent again as
+    // `EVAL`, when every call before it has answered and none after it was sent.
+    let form = |i: usize| {
+        if i == 0 || i + 1 == n {
+            Form::Sha
+        } else {
+            Form::Eval
+        }
     };
     let replies: Vec<RedisResult<Value>> = backend
         .with_conn(op, meta.name, async |c| {
-            let mut replies = Vec::with_capacity(calls.len());
-            // The first call alone: on a server that lacks the script, load it once.
-            let mut first = send(c, build(&calls[0])?).await;
-            if matches!(&first, Err(e) if is_noscript(e)) {
-                INSERT_MANY.prepare_invoke().load_async(c).await?;
-                first = send(c, build(&calls[0])?).await;
-            }
+            let mut replies = Vec::with_capacity(n);
+            // The first call alone: on a server that lacks the script, it is loaded here.
+            let mut tries = Tries::new(Form::Sha);
+            let first = loop {
+                let reply = send(c, build(0, tries.form())?).await;
+                if !tries.again(&reply) {
+                    break reply;
+                }
+            };
             replies.push(first);
             // Then up to IN_FLIGHT calls queued on the connection, in the batch's order, while
             // the next is built here.
             let mut in_flight: VecDeque<Reply> = VecDeque::with_capacity(IN_FLIGHT);
-            for range in &calls[1..] {
-                let cmd = build(range)?;
+            for i in 1..n {
+                let cmd = build(i, form(i))?;
                 while in_flight.len() >= IN_FLIGHT {
                     if let Some(reply) = in_flight.pop_front() {
                         replies.push(reply.await);
@@ -379,16 +399,11 @@ pub(crate) async fn insert_many(
                     return Err(e.clone());
                 }
             }
-            // A `SCRIPT FLUSH` meanwhile: the refused calls ran nothing; load and send them again.
-            if replies
-                .iter()
-                .any(|r| matches!(r, Err(e) if is_noscript(e)))
-            {
-                INSERT_MANY.prepare_invoke().load_async(c).await?;
-                for (i, r) in replies.iter_mut().enumerate() {
-                    if matches!(r, Err(e) if is_noscript(e)) {
-                        *r = send(c, build(&calls[i])?).await;
-                    }
+            // The last call, if refused: everything before it has answered.
+            if let Some(reply) = replies.get_mut(1..).and_then(|r| r.last_mut()) {
+                let mut tries = Tries::new(Form::Sha);
+                while tries.again(reply) {
+                    *reply = send(c, build(n - 1, tries.form())?).await;
                 }
             }
             Ok(replies)

@@ -20,8 +20,8 @@ use crate::verify::Guard;
 /// Raw (field, value) pairs as HSCAN returns them.
 type RawPairs = Vec<(Vec<u8>, Vec<u8>)>;
 
-static UPDATE: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("lua/confidence.lua")));
+static UPDATE: LazyLock<crate::backend::Script> =
+    LazyLock::new(|| crate::backend::Script::new(include_str!("lua/confidence.lua")));
 
 /// The four values of a confidence entry.
 #[derive(Debug, Clone, Copy, PartialEq)]

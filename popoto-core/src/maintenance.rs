@@ -25,8 +25,8 @@ use crate::backend::{Backend, APPLY};
 const PAGE_CALL: usize = 1000;
 
 /// The script that moves one scanned page of a legacy index (partitions from member keys).
-static MIGRATE_PAGE: std::sync::LazyLock<redis::Script> =
-    std::sync::LazyLock::new(|| redis::Script::new(include_str!("lua/migrate_page.lua")));
+static MIGRATE_PAGE: std::sync::LazyLock<crate::backend::Script> =
+    std::sync::LazyLock::new(|| crate::backend::Script::new(include_str!("lua/migrate_page.lua")));
 use crate::admin::Admin;
 use crate::error::{Error, Result};
 use crate::keys::{self, IndexKind};
