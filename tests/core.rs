@@ -879,3 +879,34 @@ async fn a_failed_create_undoes_only_what_it_wrote() {
         "the hash, $Class and the unique set were undone; the orphan stays"
     );
 }
+
+#[tokio::test]
+async fn a_failed_create_restores_the_score_it_overwrote() {
+    let (server, db) = setup().await;
+    let acme = db.tenant("acme").unwrap();
+    let id = "e".repeat(32);
+    let member = Episode::key_of("acme", id.clone()).redis_key();
+    // A stale member of the score partition with its own score, and a wrong type on the
+    // unpartitioned rank zset written after it.
+    raw_cmd::<i64>(
+        &server,
+        redis::cmd("ZADD")
+            .arg("$SortF:Episode:score:acme")
+            .arg(5)
+            .arg(&member),
+    );
+    raw_cmd::<()>(
+        &server,
+        redis::cmd("SET").arg("$SortF:Episode:rank").arg("x"),
+    );
+    let before = dump(&server);
+    let err = acme
+        .create(Episode {
+            episode_id: id,
+            ..episode("", "t", 0.25, 1)
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::WrongType { .. }), "{err:?}");
+    assert_eq!(dump(&server), before, "the stale member keeps its score 5");
+}

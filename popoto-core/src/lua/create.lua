@@ -29,11 +29,18 @@ local written = redis.pcall('HSET', key, unpack(ARGV, 3, last))
 if type(written) == 'table' and written.err then return written end
 -- KEYS indices of the entries this call added: only those are undone on a failure, an index
 -- entry left by an earlier writer stays.
-local added = {}
+-- A zset member left by an earlier writer keeps its score unless this call completes: its old
+-- score is read (only then) before it is overwritten, and restored by the undo.
+local added, rescored = {}, {}
 for i = 2, #KEYS do
   local op, k, arg = ARGV[base + 2 * i], KEYS[i], ARGV[base + 2 * i + 1]
   local r
-  if op == 'Z' then r = redis.pcall('ZADD', k, arg, key)
+  if op == 'Z' then
+    r = redis.pcall('ZADD', k, 'NX', arg, key)
+    if r == 0 then
+      rescored[#rescored + 1] = {k, redis.call('ZSCORE', k, key)}
+      r = redis.pcall('ZADD', k, arg, key)
+    end
   elseif op == 'H' then r = redis.pcall('HSETNX', k, key, arg)
   else r = redis.pcall('SADD', k, key) end
   if type(r) == 'table' and r.err then
@@ -44,6 +51,9 @@ for i = 2, #KEYS do
       if uop == 'Z' then redis.call('ZREM', KEYS[u], key)
       elseif uop == 'H' then redis.call('HDEL', KEYS[u], key)
       else redis.call('SREM', KEYS[u], key) end
+    end
+    for j = #rescored, 1, -1 do
+      redis.call('ZADD', rescored[j][1], rescored[j][2], key)
     end
     local kind = (op == 'Z' and 'zset') or (op == 'H' and 'hash') or 'set'
     local found = redis.call('TYPE', k).ok
