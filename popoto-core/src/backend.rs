@@ -309,13 +309,15 @@ impl Backend {
     where
         F: AsyncFnOnce(&mut MultiplexedConnection) -> RedisResult<T>,
     {
-        let mut obj = self.pool.get().await.map_err(|e| Error::Pool {
+        // Boxed: the pool's and the client's futures are deeply nested, and callers' futures
+        // (a query spawned on a runtime) would otherwise exceed rustc's layout depth limit.
+        let mut obj = Box::pin(self.pool.get()).await.map_err(|e| Error::Pool {
             op,
             model,
             reason: e.to_string(),
         })?;
         self.round_trips.fetch_add(1, Ordering::Relaxed);
-        let result = f(&mut obj.inner).await;
+        let result = Box::pin(f(&mut obj.inner)).await;
         match result {
             Ok(v) => Ok(v),
             Err(source) => {
