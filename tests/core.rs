@@ -910,3 +910,17 @@ async fn a_failed_create_restores_the_score_it_overwrote() {
     assert!(matches!(err, Error::WrongType { .. }), "{err:?}");
     assert_eq!(dump(&server), before, "the stale member keeps its score 5");
 }
+
+#[tokio::test]
+async fn connect_fails_fast_on_a_server_that_does_not_answer() {
+    let server = popoto::testing::TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
+    let url = server.url().to_owned();
+    assert!(popoto::Db::connect(&url).await.is_ok());
+    drop(server);
+    match popoto::Db::connect(&url).await {
+        Err(e) => assert!(e.is_connection_error(), "{e:?}"),
+        Ok(_) => panic!("connect succeeded against a stopped server"),
+    }
+    // Building the pool without dialing stays lazy.
+    assert!(popoto::Db::with_config(popoto::BackendConfig::new(url)).is_ok());
+}

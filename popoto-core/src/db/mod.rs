@@ -30,14 +30,22 @@ pub struct Db {
 }
 
 impl Db {
-    /// Connects to `url` (`redis://host:port/db`) with default pool settings.
-    ///
-    /// No connection is dialed until the first call; a bad URL is an error at once.
+    /// Connects to `url` (`redis://host:port/db`) with default pool settings and checks that
+    /// the server answers (one `PING`), so a wrong address or password fails here, not at the
+    /// first request. [`Db::with_config`] builds the pool without dialing.
     pub async fn connect(url: &str) -> Result<Db> {
-        Db::with_config(BackendConfig::new(url))
+        let db = Db::with_config(BackendConfig::new(url))?;
+        let Target::Fixed(backend) = &db.root else {
+            return Ok(db);
+        };
+        backend
+            .query::<String>("connect", "-", &redis::cmd("PING"))
+            .await?;
+        Ok(db)
     }
 
-    /// Connects with explicit settings.
+    /// A `Db` with explicit settings; no connection is dialed until the first call, a bad URL
+    /// is an error at once.
     pub fn with_config(config: BackendConfig) -> Result<Db> {
         Ok(Db::from_backend(Backend::new(config)?))
     }
