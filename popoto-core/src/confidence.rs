@@ -13,7 +13,9 @@ use tracing::Instrument;
 use crate::db::Session;
 use crate::error::{Error, Result};
 use crate::keys;
-use crate::model::{key_segments, ConfidenceField, FieldKind, Key, Model, ModelMeta, Record};
+use crate::model::{
+    hidden_key_of, key_segments, ConfidenceField, FieldKind, Key, Model, ModelMeta, Record,
+};
 use crate::tenant::Scope;
 use crate::verify::Guard;
 
@@ -182,20 +184,7 @@ impl Session {
         self.check_key(key)?;
         self.check_value(value)?;
         let record = value.to_record()?;
-        let hidden = M::META
-            .has_hidden_key()
-            .then(|| key.segments().first().map(String::as_str))
-            .flatten();
-        if key_segments::<M>(&record, hidden) != key.segments() {
-            return Err(Error::InvalidValue {
-                model: M::META.name,
-                field: "<key>",
-                reason: format!(
-                    "the value's key fields do not match key {}",
-                    key.redis_key()
-                ),
-            });
-        }
+        hidden_key_of(key, &record)?;
         self.confidence_handle(key, &record, field)
     }
 

@@ -157,6 +157,29 @@ pub(crate) fn key_segments<M: Model>(record: &Record, hidden: Option<&str>) -> V
         .collect()
 }
 
+/// Checks that `record`'s key fields are `key`'s and returns the segment of Popoto's hidden
+/// `_auto_key` in `key` (for models keyed by it), which no record carries.
+pub(crate) fn hidden_key_of<'k, M: Model>(
+    key: &'k Key<M>,
+    record: &Record,
+) -> Result<Option<&'k str>> {
+    let hidden = M::META
+        .has_hidden_key()
+        .then(|| key.segments().first().map(String::as_str))
+        .flatten();
+    if key_segments::<M>(record, hidden) != key.segments() {
+        return Err(Error::InvalidValue {
+            model: M::META.name,
+            field: "<key>",
+            reason: format!(
+                "the value's key fields do not match key {}",
+                key.redis_key()
+            ),
+        });
+    }
+    Ok(hidden)
+}
+
 /// The key values of one instance, rendered, in instance-key order. Built by `Model::key_of`.
 pub struct Key<M> {
     segments: Vec<String>,

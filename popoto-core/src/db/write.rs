@@ -6,7 +6,7 @@ use tracing::Instrument;
 
 use crate::backend::{APPLY, CREATE};
 use crate::error::{Error, Result};
-use crate::model::{key_segments, FieldKind, Key, Model, ModelMeta, Record};
+use crate::model::{hidden_key_of, key_segments, FieldKind, Key, Model, ModelMeta, Record};
 use crate::plan::{movable_partition_fields, Check, Instance, Outcome, Plan, Write};
 
 use super::{Mode, Session, MAX_ATTEMPTS};
@@ -93,21 +93,8 @@ impl Session {
     pub async fn save_at<M: Model>(&self, key: &Key<M>, value: &M) -> Result<()> {
         self.check_key(key)?;
         let record = self.record_of(value)?;
-        let hidden = M::META
-            .has_hidden_key()
-            .then(|| key.segments().first().cloned())
-            .flatten();
-        if key_segments::<M>(&record, hidden.as_deref()) != key.segments() {
-            return Err(Error::InvalidValue {
-                model: M::META.name,
-                field: "<key>",
-                reason: format!(
-                    "the value's key fields do not match key {}",
-                    key.redis_key()
-                ),
-            });
-        }
-        self.write(Mode::Save, key, &record, hidden.as_deref(), false)
+        let hidden = hidden_key_of(key, &record)?;
+        self.write(Mode::Save, key, &record, hidden, false)
             .instrument(self.span::<M>("save"))
             .await
             .map(|_| ())
