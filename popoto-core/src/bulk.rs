@@ -220,8 +220,12 @@ fn call(
     let sorted_fields: Vec<usize> = (0..meta.fields.len())
         .filter(|&i| meta.fields[i].kind == FieldKind::Sorted)
         .collect();
+    // Every key the script touches is declared: the index keys, then each row's instance key.
     let mut cmd = INSERT_MANY.command(form, args + keys.len(), bytes);
-    cmd.arg(keys.len()).arg(&keys);
+    cmd.arg(keys.len() + rows.len()).arg(&keys);
+    for row in rows {
+        cmd.arg(&row.key);
+    }
     // How many entries of each kind an instance has: the same for every row of a model.
     let shape = |slots: &[Slot]| {
         let mut n = [0usize; 4];
@@ -264,7 +268,6 @@ fn call(
                 detail: format!("a record of {} values", row.record.values.len()),
             });
         }
-        cmd.arg(&row.key);
         Instance {
             meta,
             key: String::new(),

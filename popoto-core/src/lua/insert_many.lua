@@ -1,12 +1,13 @@
 -- popoto-rs: create (or save) many instances of one model in one call, each all or nothing.
 -- KEYS: the distinct index keys of the call (class set, key-field value sets, sorted sets,
--- confidence companion hashes).
+-- confidence companion hashes), then the instance key of each instance, in order: every key the
+-- script touches is declared.
 -- ARGV[1]: 'C' (create: an instance key must be absent), 'F' (create of keys that hold a uuid4
 -- generated for them: they cannot exist, so no EXISTS) or 'S' (save: insert or update);
 -- ARGV[2]: the number of instances; ARGV[3]: one letter per KEYS index, what is written there
 -- ('s' set members, 'z' zset members, 'h' hash entries); ARGV[4..8]: nf, nu, ns, nz, nh, the
 -- same for every instance of a model; then per instance:
---   key, nf (field, value) pairs,
+--   nf (field, value) pairs,
 --   nu (KEYS index of a unique value set, field tag) pairs,
 --   ns KEYS indices of sets to SADD the key to,
 --   nz (KEYS index, score) pairs to ZADD it to,
@@ -21,11 +22,13 @@
 -- instance and HSETNX of its companion entries at once, then one SADD or ZADD per index key
 -- with every member added by the call (a thousand per command at most).
 local mode, n, kinds = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+-- Index keys come first in KEYS; instance j's key is KEYS[ni + j].
+local ni = #KEYS - n
 local create, check_absent = mode ~= 'S', mode == 'C'
 local names = {s = 'set', z = 'zset', h = 'hash'}
 -- Index keys holding another type, and what each key collects.
 local bad, anybad, lists, counts = {}, false, {}, {}
-for k = 1, #KEYS do
+for k = 1, ni do
   local found = redis.call('TYPE', KEYS[k]).ok
   if found ~= 'none' and found ~= names[string.sub(kinds, k, k)] then
     bad[k] = {'wrongtype', KEYS[k], found}
@@ -37,7 +40,7 @@ end
 local nf, nu, ns = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local nz, nh = tonumber(ARGV[7]), tonumber(ARGV[8])
 -- Offsets of each part from an instance's key.
-local fo = 1
+local fo = 0
 local uo = fo + 2 * nf
 local so = uo + 2 * nu
 local zo = so + ns
@@ -46,7 +49,7 @@ local stride = ho + 2 * nh
 local out = {}
 for j = 1, n do
   local p = 9 + (j - 1) * stride
-  local key = ARGV[p]
+  local key = KEYS[ni + j]
   local f, u, s, z, h = p + fo, p + uo, p + so, p + zo, p + ho
   local reply = nil
   if check_absent and redis.call('EXISTS', key) == 1 then reply = {'exists', key} end
@@ -91,7 +94,7 @@ for j = 1, n do
   end
 end
 -- The index entries of every instance written.
-for k = 1, #KEYS do
+for k = 1, ni do
   local c, l = counts[k], lists[k]
   if c > 0 then
     local cmd, step = 'SADD', 1000

@@ -1,0 +1,238 @@
+//! Every key a Lua script touches is declared in its KEYS (what Redis Cluster requires of a
+//! script, and what the cluster layout builds on). `redis-cli monitor` records the commands the
+//! scripts run while the crate's operations go through every script; each command's keys must be
+//! among the KEYS of the script call that ran it.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use support::*;
+
+/// `redis-cli monitor` on `server`, killed on drop.
+struct Monitor {
+    child: Child,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+}
+
+impl Monitor {
+    fn start(server: &popoto::testing::TestRedis) -> Monitor {
+        let port = server
+            .url()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.split('/').next())
+            .unwrap_or_else(|| panic!("no port in {}", server.url()))
+            .to_owned();
+        let mut child = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &port, "monitor"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("redis-cli monitor: {e}"));
+        let stdout = child
+            .stdout
+            .take()
+            .unwrap_or_else(|| panic!("redis-cli monitor has no stdout"));
+        let mut lines = BufReader::new(stdout).lines();
+        match lines.next() {
+            Some(Ok(l)) if l == "OK" => {}
+            other => panic!("redis-cli monitor did not start: {other:?}"),
+        }
+        Monitor { child, lines }
+    }
+
+    /// Every line up to the `ECHO` of `marker` sent after the operations.
+    fn until(&mut self, marker: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for line in self.lines.by_ref() {
+            let line = line.unwrap_or_else(|e| panic!("reading redis-cli monitor: {e}"));
+            if line.contains("\"ECHO\"") && line.contains(marker) {
+                return out;
+            }
+            out.push(line);
+        }
+        panic!(
+            "redis-cli monitor ended before the marker; read {} lines",
+            out.len()
+        );
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        if let Err(e) = self.child.kill() {
+            eprintln!("killing redis-cli monitor: {e}");
+        }
+        let _reaped = self.child.wait();
+    }
+}
+
+/// The quoted arguments of a MONITOR line (redis-cli's escapes kept as they are: keys are only
+/// compared with each other).
+fn args(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c != '"' {
+            continue;
+        }
+        let mut arg = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => {
+                    arg.push('\\');
+                    if let Some(n) = chars.next() {
+                        arg.push(n);
+                    }
+                }
+                '"' => break,
+                c => arg.push(c),
+            }
+        }
+        out.push(arg);
+    }
+    out
+}
+
+/// The keys of a command as the scripts use it; a command not listed fails the test, so a new
+/// command in a script must say where its keys are.
+fn keys_of(cmd: &[String]) -> Vec<String> {
+    let name = cmd[0].to_ascii_uppercase();
+    let rest = &cmd[1..];
+    match name.as_str() {
+        "EXISTS" | "DEL" | "SUNION" | "SINTER" => rest.to_vec(),
+        "RENAME" => rest.iter().take(2).cloned().collect(),
+        "HSET" | "HSETNX" | "HGET" | "HMGET" | "HGETALL" | "HDEL" | "HLEN" | "HEXISTS" | "SADD"
+        | "SREM" | "SMEMBERS" | "SCARD" | "SISMEMBER" | "ZADD" | "ZREM" | "ZSCORE" | "ZMSCORE"
+        | "ZCARD" | "ZRANGEBYSCORE" | "ZRANGE" | "TYPE" | "HINCRBY" => {
+            rest.iter().take(1).cloned().collect()
+        }
+        other => panic!("a script runs {other}: add where its keys are to keys_of"),
+    }
+}
+
+/// Checks every script call in `lines`; returns the script commands seen.
+fn check(lines: &[String]) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    // The call being run: MONITOR shows a script call, then the commands it ran.
+    let mut current: Option<(String, BTreeSet<String>)> = None;
+    let mut calls = 0;
+    for line in lines {
+        let a = args(line);
+        if a.is_empty() {
+            continue;
+        }
+        if line.contains(" lua]") {
+            let Some((call, declared)) = &current else {
+                panic!("a script command before any script call: {line}");
+            };
+            seen.insert(a[0].to_ascii_uppercase());
+            for k in keys_of(&a) {
+                assert!(
+                    declared.contains(&k),
+                    "a script touches {k}, which its call does not declare in KEYS\n  call: {call}\n  command: {a:?}"
+                );
+            }
+            continue;
+        }
+        let name = a[0].to_ascii_uppercase();
+        current = if name == "EVAL" || name == "EVALSHA" {
+            calls += 1;
+            let numkeys: usize = a[2]
+                .parse()
+                .unwrap_or_else(|e| panic!("numkeys of {line}: {e}"));
+            Some((line.clone(), a[3..3 + numkeys].iter().cloned().collect()))
+        } else {
+            None
+        };
+    }
+    assert!(calls >= 10, "only {calls} script calls were seen");
+    seen
+}
+
+#[tokio::test]
+async fn every_script_declares_every_key_it_touches() {
+    let (server, db) = setup().await;
+    let mut monitor = Monitor::start(&server);
+    let acme = db.tenant("acme").unwrap_or_else(|e| panic!("{e}"));
+    // create.lua (generated and given keys), apply.lua (save, move, delete), insert_many.lua
+    // (bulk creates and saves), confidence.lua, verify.lua (count, exists, fetch_keys).
+    let mut e = acme
+        .create(episode("", "a", 1.0, 1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    e.title = "b".into();
+    e.score = 2.0;
+    acme.save(&e).await.unwrap_or_else(|e| panic!("{e}"));
+    let rows: Vec<Episode> = (0..5)
+        .map(|i| episode("", "x", f64::from(i), i64::from(i)))
+        .collect();
+    let rows = acme
+        .create_many(rows)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    acme.save_many(rows).await.unwrap_or_else(|e| panic!("{e}"));
+    let items: Vec<Item> = (0..3)
+        .map(|i| Item {
+            sku: format!("s{i}"),
+            region: "eu".into(),
+            level: i,
+            ..Default::default()
+        })
+        .collect();
+    let items = acme
+        .create_many(items)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut moved = items[0].clone();
+    moved.region = "us".into();
+    acme.save(&moved).await.unwrap_or_else(|e| panic!("{e}"));
+    acme.save_many(items[1..].to_vec())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let m = acme
+        .create(Memory {
+            key: "fact".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    acme.confidence(&m, Memory::certainty())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .update(0.9)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let renamed = acme
+        .move_key(
+            &m,
+            Memory {
+                key: "fact2".into(),
+                ..m.clone()
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    acme.delete(&renamed)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(acme.query::<Episode>().count().await.ok(), Some(6));
+    assert_eq!(
+        acme.query::<Item>()
+            .fetch_keys()
+            .await
+            .map(|k| k.len())
+            .ok(),
+        Some(3)
+    );
+    let key = Episode::key_of("acme", e.episode_id.clone());
+    assert_eq!(acme.exists(&key).await.ok(), Some(true));
+    assert!(acme.delete(&e).await.unwrap_or_else(|e| panic!("{e}")));
+    raw_cmd::<String>(&server, redis::cmd("ECHO").arg("script-keys-done"));
+    let lines = monitor.until("script-keys-done");
+    let seen = check(&lines);
+    for cmd in ["HSET", "SADD", "ZADD", "HGET"] {
+        assert!(seen.contains(cmd), "{cmd} never ran in a script: {seen:?}");
+    }
+}
