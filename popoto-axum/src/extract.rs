@@ -66,3 +66,51 @@ impl<S: Send + Sync> FromRequestParts<S> for Tenant {
         })
     }
 }
+
+/// `axum::Json` whose rejection is an [`ApiError`] with a fixed message: axum's own rejection
+/// quotes the parser's message, which can echo the request body.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for Json<T>
+where
+    axum::Json<T>:
+        axum::extract::FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        use axum::extract::rejection::JsonRejection as R;
+        use axum::http::StatusCode;
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Json(v)),
+            Err(e) => {
+                let (status, code, message) = match &e {
+                    R::MissingJsonContentType(_) => (
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        "unsupported_media_type",
+                        "the body must be application/json",
+                    ),
+                    R::JsonDataError(_) => (
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "invalid_body",
+                        "the body does not have the expected fields and types",
+                    ),
+                    _ => (
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        "the body is not valid JSON",
+                    ),
+                };
+                Err(ApiError::new(status, code, message, e.body_text()))
+            }
+        }
+    }
+}
+
+impl<T: serde::Serialize> axum::response::IntoResponse for Json<T> {
+    fn into_response(self) -> axum::response::Response {
+        axum::Json(self.0).into_response()
+    }
+}

@@ -26,7 +26,7 @@ mod tenancy;
 pub use auth::{BoxError, BoxFuture, Credential, JwtConfig, Principal};
 pub use cache::CacheTtl;
 pub use error::ApiError;
-pub use extract::Tenant;
+pub use extract::{Json, Tenant};
 pub use jsonwebtoken;
 pub use layer::{request_id, TenancyLayer, TenancyService};
 pub use tenancy::{Authorizer, StatusHook, Tenancy, TenancyBuilder, TenantStatus};
