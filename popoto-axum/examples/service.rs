@@ -241,17 +241,28 @@ pub fn demo_keys() -> Arc<HashMap<String, (String, String)>> {
     ]))
 }
 
-#[allow(dead_code)]
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// The demo started by `main`: where it listens, a token of `acme`, the curl lines to try, and
+/// the server task.
+pub struct Demo {
+    /// Its address.
+    pub addr: std::net::SocketAddr,
+    /// A JWT of user `alice` in tenant `acme`, valid for an hour.
+    pub token: String,
+    /// Commands to try.
+    pub curl: Vec<String>,
+    /// The server.
+    pub server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Starts the demo on a free loopback port against `url`: tenants `acme` and `globex`
+/// registered (no other is served), JWT and API key authentication, header and path selection.
+pub async fn start(url: &str) -> Result<Demo, Box<dyn std::error::Error>> {
     use popoto::registry::Placement;
     use popoto::{BackendConfig, Db, TenantId, TenantRegistry};
     use popoto_axum::jsonwebtoken::{encode, EncodingKey, Header};
     use popoto_axum::{JwtConfig, Principal};
 
-    let (_server, url) = popoto::testing::redis_url_or_private()?;
-    // Only registered tenants are served.
-    let registry = TenantRegistry::new(BackendConfig::new(&url))?;
+    let registry = TenantRegistry::new(BackendConfig::new(url))?;
     for t in ["acme", "globex"] {
         registry
             .register(&TenantId::new(t)?, Placement::Shared)
@@ -290,17 +301,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         &serde_json::json!({"sub": "alice", "tenant": "acme", "exp": exp}),
         &EncodingKey::from_secret(secret.as_bytes())?,
     )?;
-    println!("listening on http://{addr}");
-    println!(
-        "curl -s -H 'Authorization: Bearer {token}' -H 'content-type: application/json' -d '{{\"title\":\"hello\",\"rank\":1}}' http://{addr}/notes"
-    );
-    println!("curl -s -H 'Authorization: Bearer {token}' http://{addr}/notes");
-    println!("curl -s -H 'x-api-key: globex-key' http://{addr}/t/globex/notes");
-    let app = router(&tenancy);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .await?;
+    let curl = vec![
+        format!("curl -s -H 'Authorization: Bearer {token}' -H 'content-type: application/json' -d '{{\"title\":\"hello\",\"rank\":1}}' http://{addr}/notes"),
+        format!("curl -s -H 'Authorization: Bearer {token}' http://{addr}/notes"),
+        format!("curl -s -H 'x-api-key: globex-key' http://{addr}/t/globex/notes"),
+    ];
+    let app = router(&tenancy).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(Demo {
+        addr,
+        token,
+        curl,
+        server,
+    })
+}
+
+#[allow(dead_code)]
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let (_server, url) = popoto::testing::redis_url_or_private()?;
+    let demo = start(&url).await?;
+    println!("listening on http://{}", demo.addr);
+    for line in &demo.curl {
+        println!("{line}");
+    }
+    demo.server.await??;
     Ok(())
 }

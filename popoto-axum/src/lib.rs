@@ -30,3 +30,8 @@ pub use extract::{Json, Tenant};
 pub use jsonwebtoken;
 pub use layer::{request_id, TenancyLayer, TenancyService};
 pub use tenancy::{Authorizer, StatusHook, Tenancy, TenancyBuilder, TenantStatus};
+
+/// `docs/web.md`, whose code compiles as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/web.md")]
+mod web_guide {}

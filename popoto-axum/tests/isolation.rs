@@ -201,3 +201,54 @@ async fn concurrent_requests_alternating_tenants_never_bleed() {
     }
     popoto::testing::assert_isolated::<Note>(&h.db).await;
 }
+
+#[tokio::test]
+async fn the_example_serves_what_its_curl_lines_say() {
+    let redis = popoto::testing::TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
+    let demo = common::service::start(redis.url())
+        .await
+        .unwrap_or_else(|e| panic!("demo: {e}"));
+    assert!(
+        demo.curl[0].contains(&format!("http://{}/notes", demo.addr)),
+        "{:?}",
+        demo.curl
+    );
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/notes", demo.addr);
+    let r = send(
+        client
+            .post(&url)
+            .bearer_auth(&demo.token)
+            .json(&json!({"title": "hello", "rank": 1})),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json["org"].as_str()),
+        (StatusCode::CREATED, Some("acme")),
+        "{}",
+        r.raw
+    );
+    let r = send(client.get(&url).bearer_auth(&demo.token)).await;
+    assert_eq!(titles(&r.json), ["hello"], "{}", r.raw);
+    // The API key of globex sees none of it; an unregistered tenant is refused.
+    let r = send(
+        client
+            .get(format!("http://{}/t/globex/notes", demo.addr))
+            .header("x-api-key", "globex-key"),
+    )
+    .await;
+    assert_eq!(
+        (r.status, titles(&r.json).len()),
+        (StatusCode::OK, 0),
+        "{}",
+        r.raw
+    );
+    let r = send(
+        client
+            .get(format!("http://{}/t/ghost/notes", demo.addr))
+            .header("x-api-key", "globex-key"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.raw);
+    demo.server.abort();
+}
