@@ -8,13 +8,14 @@ use std::net::SocketAddr;
 
 use axum::extract::ConnectInfo;
 use axum::http::request::Parts;
-use popoto_core::{Error, TenantId};
+use popoto_core::{Db, Error, TenantId};
 
 use crate::auth::{AuthSource, Presented, Principal};
+use crate::cache::{CacheTtl, TtlCache};
 use crate::error::ApiError;
 use crate::extract::Tenant;
 use crate::select::{is_trusted, Selection};
-use crate::tenancy::{Tenancy, TenantStatus};
+use crate::tenancy::{StatusHook, Tenancy, TenantStatus};
 
 impl Tenancy {
     /// Resolves a request to its tenant, or the error response to send.
@@ -119,51 +120,59 @@ impl Tenancy {
         }
     }
 
-    /// The status hook (cached) and the registry (live): unknown 404, suspended 403, destroyed
-    /// 410, disabled or unreachable 503.
+    /// The status hook (cached) and the registry (live).
     async fn check_status(&self, tenant: &TenantId) -> Result<(), ApiError> {
-        if let Some(hook) = &self.inner.status {
-            let status = match self.inner.statuses.get(tenant) {
-                Some(s) => s,
-                None => {
-                    let s = hook(tenant.clone()).await.map_err(|e| {
-                        ApiError::tenant_unavailable(format!(
-                            "status of tenant {tenant:?} failed: {e}"
-                        ))
-                    })?;
-                    let ttl = match s {
-                        TenantStatus::Unknown => self.inner.ttl.negative,
-                        _ => self.inner.ttl.positive,
-                    };
-                    self.inner.statuses.insert(tenant.clone(), s, ttl);
-                    s
-                }
-            };
-            match status {
-                TenantStatus::Active => {}
-                TenantStatus::Suspended => {
-                    return Err(ApiError::tenant_suspended(format!(
-                        "tenant {tenant:?} is suspended"
-                    )))
-                }
-                _ => {
-                    return Err(ApiError::tenant_not_found(format!(
-                        "tenant {tenant:?} is unknown to the status hook"
-                    )))
-                }
+        let i = &self.inner;
+        check_tenant(&i.db, i.status.as_ref(), &i.statuses, i.ttl, tenant).await
+    }
+}
+
+/// Whether `tenant` may be served: the status hook (cached in `cache`) and the `Db`'s registry
+/// (live); unknown 404, suspended 403, destroyed 410, disabled or unreachable 503.
+pub(crate) async fn check_tenant(
+    db: &Db,
+    hook: Option<&StatusHook>,
+    cache: &TtlCache<TenantId, TenantStatus>,
+    ttl: CacheTtl,
+    tenant: &TenantId,
+) -> Result<(), ApiError> {
+    if let Some(hook) = hook {
+        let status = match cache.get(tenant) {
+            Some(s) => s,
+            None => {
+                let s = hook(tenant.clone()).await.map_err(|e| {
+                    ApiError::tenant_unavailable(format!("status of tenant {tenant:?} failed: {e}"))
+                })?;
+                let keep = match s {
+                    TenantStatus::Unknown => ttl.negative,
+                    _ => ttl.positive,
+                };
+                cache.insert(tenant.clone(), s, keep);
+                s
             }
-        }
-        let Some(registry) = self.inner.db.registry() else {
-            return Ok(());
         };
-        match registry.backend_for(tenant).await {
-            Ok(_) => Ok(()),
-            Err(e @ Error::UnknownTenant { .. }) => Err(ApiError::tenant_not_found(e.to_string())),
-            Err(e @ Error::TenantDestroyed { .. }) => {
-                Err(ApiError::tenant_destroyed(e.to_string()))
+        match status {
+            TenantStatus::Active => {}
+            TenantStatus::Suspended => {
+                return Err(ApiError::tenant_suspended(format!(
+                    "tenant {tenant:?} is suspended"
+                )))
             }
-            Err(e) => Err(ApiError::tenant_unavailable(e.to_string())),
+            _ => {
+                return Err(ApiError::tenant_not_found(format!(
+                    "tenant {tenant:?} is unknown to the status hook"
+                )))
+            }
         }
+    }
+    let Some(registry) = db.registry() else {
+        return Ok(());
+    };
+    match registry.backend_for(tenant).await {
+        Ok(_) => Ok(()),
+        Err(e @ Error::UnknownTenant { .. }) => Err(ApiError::tenant_not_found(e.to_string())),
+        Err(e @ Error::TenantDestroyed { .. }) => Err(ApiError::tenant_destroyed(e.to_string())),
+        Err(e) => Err(ApiError::tenant_unavailable(e.to_string())),
     }
 }
 
