@@ -1,6 +1,6 @@
 //! A tenant-partitioned web service: JWT and API-key authentication, tenant selection by header
-//! or path, CRUD on two models, a sorted listing with paging, and JSON errors that never show a
-//! Redis key.
+//! or path, CRUD on two models, a sorted listing with paging, a background job on a Redis
+//! Stream, and JSON errors that never show a Redis key.
 //!
 //! `cargo run -p popoto-axum --example service` starts it on a free loopback port with its own
 //! throwaway redis-server (or `REDIS_URL`) and prints curl lines to try.
@@ -8,12 +8,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, RawQuery};
+use axum::extract::{Extension, Path, RawQuery};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use popoto::Model;
-use popoto_axum::{ApiError, Json, Tenancy, Tenant};
+use popoto_axum::{ApiError, BoxError, Job, JobQueue, Json, Tenancy, Tenant};
 use serde::{Deserialize, Serialize};
 
 /// A note of an organisation (the tenant), ranked.
@@ -45,8 +45,8 @@ pub struct Project {
     pub name: String,
 }
 
-/// Body of `POST /notes` and `PUT /notes/{id}`.
-#[derive(Debug, Deserialize)]
+/// Body of `POST /notes`, `POST /notes/later` and `PUT /notes/{id}`.
+#[derive(Debug, Serialize, Deserialize)]
 pub struct NoteInput {
     /// Text.
     pub title: String,
@@ -89,9 +89,10 @@ pub struct Page {
 }
 
 /// The routes of the API, at the root and under `/t/{tenant}` (for a path-segment source),
-/// behind `tenancy`'s layer; `/health` is for a skip path.
-pub fn router(tenancy: &Tenancy) -> Router {
-    let api = Router::new()
+/// behind `tenancy`'s layer; `/health` is for a skip path. With `jobs`, `POST /notes/later`
+/// enqueues the creation of a note for a worker ([`run_job`]).
+pub fn router(tenancy: &Tenancy, jobs: Option<JobQueue>) -> Router {
+    let mut api = Router::new()
         .route("/notes", get(list_notes).post(create_note))
         .route(
             "/notes/{id}",
@@ -100,6 +101,11 @@ pub fn router(tenancy: &Tenancy) -> Router {
         .route("/projects", axum::routing::post(create_project))
         .route("/projects/{slug}", get(get_project).delete(delete_project))
         .route("/whoami", get(whoami));
+    if let Some(jobs) = jobs {
+        api = api
+            .route("/notes/later", axum::routing::post(create_note_later))
+            .layer(Extension(jobs));
+    }
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .merge(api.clone())
@@ -164,6 +170,33 @@ async fn create_note(
         })
         .await?;
     Ok((StatusCode::CREATED, Json(note)))
+}
+
+async fn create_note_later(
+    tenant: Tenant,
+    Extension(jobs): Extension<JobQueue>,
+    Json(input): Json<NoteInput>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let id = jobs.enqueue_for(&tenant, "create_note", &input).await?;
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "job": id }))))
+}
+
+/// Runs one job in its tenant's session (what a worker process calls).
+pub async fn run_job(job: Job, session: popoto::Session) -> Result<(), BoxError> {
+    match job.kind.as_str() {
+        "create_note" => {
+            let input: NoteInput = job.payload()?;
+            session
+                .create(Note {
+                    title: input.title,
+                    rank: input.rank,
+                    ..Default::default()
+                })
+                .await?;
+            Ok(())
+        }
+        other => Err(format!("unknown job kind {other:?}").into()),
+    }
 }
 
 async fn get_note(tenant: Tenant, Path(p): Path<NoteId>) -> Result<Json<Note>, ApiError> {
@@ -305,8 +338,22 @@ pub async fn start(url: &str) -> Result<Demo, Box<dyn std::error::Error>> {
         format!("curl -s -H 'Authorization: Bearer {token}' -H 'content-type: application/json' -d '{{\"title\":\"hello\",\"rank\":1}}' http://{addr}/notes"),
         format!("curl -s -H 'Authorization: Bearer {token}' http://{addr}/notes"),
         format!("curl -s -H 'x-api-key: globex-key' http://{addr}/t/globex/notes"),
+        format!("curl -s -H 'x-api-key: globex-key' -H 'content-type: application/json' -d '{{\"title\":\"later\",\"rank\":2}}' http://{addr}/t/globex/notes/later"),
     ];
-    let app = router(&tenancy).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let jobs = JobQueue::open(tenancy.db(), "service").await?;
+    let worker_db = tenancy.db().clone();
+    let app = router(&tenancy, Some(jobs.clone()))
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    // The demo runs its worker in-process; a real deployment runs it as its own process.
+    let worker = popoto_axum::Worker::new(jobs, worker_db, "demo-worker");
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = worker.poll(run_job).await {
+                tracing::error!(error = %e, "worker poll failed");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+    });
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(Demo {
         addr,

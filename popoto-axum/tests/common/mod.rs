@@ -42,6 +42,8 @@ pub struct Harness {
     pub db: Db,
     pub registry: TenantRegistry,
     pub tenancy: Tenancy,
+    /// The queue `POST /notes/later` enqueues into.
+    pub jobs: popoto_axum::JobQueue,
     pub base: String,
     pub client: reqwest::Client,
     /// Tenants the status hook reports as suspended.
@@ -131,7 +133,10 @@ pub async fn start_with(extra: impl FnOnce(TenancyBuilder) -> TenancyBuilder) ->
     let tenancy = extra(builder)
         .build()
         .unwrap_or_else(|e| panic!("tenancy: {e}"));
-    let app = service::router(&tenancy);
+    let jobs = popoto_axum::JobQueue::open(&db, "tests")
+        .await
+        .unwrap_or_else(|e| panic!("job queue: {e}"));
+    let app = service::router(&tenancy, Some(jobs.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap_or_else(|e| panic!("bind: {e}"));
@@ -149,6 +154,7 @@ pub async fn start_with(extra: impl FnOnce(TenancyBuilder) -> TenancyBuilder) ->
         db,
         registry,
         tenancy,
+        jobs,
         base: format!("http://{addr}"),
         client: reqwest::Client::new(),
         suspended,
