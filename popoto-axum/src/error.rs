@@ -12,7 +12,7 @@ use popoto_core::Error;
 use crate::layer::request_id;
 
 /// An HTTP error response: a status, a fixed code and message, and a detail that only goes to
-/// the log.
+/// the log. Its `Display` shows the detail (for logs and reports), never send it to a client.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,

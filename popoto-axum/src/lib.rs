@@ -12,6 +12,10 @@
 //! the tenant exists or not. Errors become JSON bodies with fixed messages ([`ApiError`]); the
 //! detail goes to `tracing` with the request id.
 //!
+//! Background work keeps its tenant explicitly: [`JobQueue`] and [`Worker`] carry the tenant id
+//! in each job of a Redis Stream (redelivered to another worker if one crashes), and
+//! [`spawn_in_tenant`] hands a spawned task the request's session.
+//!
 //! The guide is `docs/web.md`.
 
 mod auth;
