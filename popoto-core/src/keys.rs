@@ -283,6 +283,12 @@ pub fn instance_pattern(meta: &ModelMeta) -> String {
     format!("{}:*", glob_escape(&escape(meta.name)))
 }
 
+/// `$Jobs:<seg(queue)>`: the Redis Stream of a background job queue (popoto-axum); no model's
+/// key or index pattern matches it.
+pub fn job_stream_key(queue: &str) -> String {
+    format!("$Jobs:{}", escape(queue))
+}
+
 /// The label of a partition key in migration reports: the text after `<unpartitioned>:`
 /// (for a confidence field, what follows `:data:`; for a sorted field, the escaped partition
 /// segments), or `default` when `partitioned` is not below `unpartitioned`.
@@ -462,6 +468,12 @@ mod tests {
         assert_eq!(partition_label("$SortF:M:s", "$SortF:M:s:a/-b"), "a/-b");
         assert_eq!(partition_label("$SortF:M:s", "$SortF:M:s"), "default");
         assert_eq!(partition_label("$SortF:M:s", "$SortF:M:sx:a"), "default");
+    }
+
+    #[test]
+    fn job_streams_escape_the_queue_name() {
+        assert_eq!(job_stream_key("mail"), "$Jobs:mail");
+        assert_eq!(job_stream_key("a:b*"), "$Jobs:a{&#58;}b/*");
     }
 
     #[test]

@@ -1,0 +1,67 @@
+//! The cost of resolving one request in-process (`cargo bench -p popoto-axum --bench resolve`):
+//! a JWT verification, and an API key answered from the cache with a header selection.
+//! Nothing is dialed: the `Db` has no registry and the hooks answer at once.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use axum::http::Request;
+use popoto_axum::jsonwebtoken::{encode, EncodingKey, Header};
+use popoto_axum::{JwtConfig, Principal, Tenancy};
+use popoto_core::{Db, TenantId};
+
+const SECRET: &[u8] = b"bench-secret-bench-secret-bench-secret";
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let rt = tokio::runtime::Builder::new_current_thread().build()?;
+    rt.block_on(async {
+        let db = Db::connect("redis://127.0.0.1:1/0").await?;
+        let acme = TenantId::new("acme")?;
+        let key_tenants = vec![acme.clone(), TenantId::new("globex")?];
+        let tenancy = Tenancy::builder(db)
+            .jwt(JwtConfig::hs256(SECRET)?)
+            .api_key("x-api-key", move |_key| {
+                let tenants = key_tenants.clone();
+                async move { Ok(Some(Principal::new("bench", tenants))) }
+            })
+            .header("x-tenant")
+            .build()?;
+        let exp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs()
+            + 3600;
+        let token = encode(
+            &Header::default(),
+            &serde_json::json!({"sub": "bench", "tenant": "acme", "exp": exp}),
+            &EncodingKey::from_secret(SECRET)?,
+        )?;
+        let jwt = Request::builder()
+            .uri("/notes")
+            .header("authorization", format!("Bearer {token}"))
+            .body(())?
+            .into_parts()
+            .0;
+        let key = Request::builder()
+            .uri("/notes")
+            .header("x-api-key", "k")
+            .header("x-tenant", "globex")
+            .body(())?
+            .into_parts()
+            .0;
+        let iterations: u32 = std::env::var("BENCH_ITERATIONS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20_000);
+        for (name, parts) in [("jwt (HS256)", &jwt), ("api key (cached) + header", &key)] {
+            let t = tenancy.resolve(parts).await?;
+            assert!(t.id().as_str() == "acme" || t.id().as_str() == "globex");
+            let start = Instant::now();
+            for _ in 0..iterations {
+                black_box(tenancy.resolve(black_box(parts)).await?);
+            }
+            let per = start.elapsed() / iterations;
+            println!("resolve {name}: {per:?} per request ({iterations} iterations)");
+        }
+        Ok(())
+    })
+}
