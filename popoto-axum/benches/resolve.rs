@@ -15,7 +15,8 @@ const SECRET: &[u8] = b"bench-secret-bench-secret-bench-secret";
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rt = tokio::runtime::Builder::new_current_thread().build()?;
     rt.block_on(async {
-        let db = Db::connect("redis://127.0.0.1:1/0").await?;
+        // Resolution only: nothing is dialed.
+        let db = Db::with_config(popoto_core::BackendConfig::new("redis://127.0.0.1:1/0"))?;
         let acme = TenantId::new("acme")?;
         let key_tenants = vec![acme.clone(), TenantId::new("globex")?];
         let tenancy = Tenancy::builder(db)
