@@ -101,7 +101,7 @@ fn as_tenant(s: &str) -> String {
         }
         out.push(c);
     }
-    if out.is_empty() {
+    if out.trim().is_empty() {
         out.push('t');
     }
     out
