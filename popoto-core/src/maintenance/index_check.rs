@@ -11,6 +11,7 @@ use super::*;
 use crate::admin::Admin;
 use crate::backend::APPLY;
 use crate::keys::{self, IndexKind};
+use crate::model::FieldKind;
 use crate::plan::{Outcome, Write};
 
 /// An instance whose index entries are being verified: the writes `save` would make, and the
@@ -43,6 +44,9 @@ pub(super) struct IndexScan<M> {
     pub(super) batch: usize,
     pub(super) report: IndexReport,
     seen: HashSet<(FindingKind, String, String, Option<&'static str>)>,
+    /// Unique value sets holding more than one member, with the field: examined for owners
+    /// sharing the value once every index key has been read.
+    pub(super) shared_values: Vec<(Arc<str>, usize)>,
     _m: PhantomData<fn() -> M>,
 }
 
@@ -91,6 +95,7 @@ impl<M: Model> IndexScan<M> {
     async fn run(mut self) -> Result<IndexReport> {
         self.index_phase().await?;
         self.instance_phase().await?;
+        self.unique_phase().await?;
         Ok(self.report)
     }
 
@@ -262,6 +267,11 @@ impl<M: Model> IndexScan<M> {
                 continue;
             };
             let index: Arc<str> = key.into();
+            if let IndexKind::ValueSet(i) = kind {
+                if meta.fields[i].kind == FieldKind::UniqueKey && (next != 0 || flat.len() > 1) {
+                    self.shared_values.push((index.clone(), i));
+                }
+            }
             self.push_members(&mut entries, &index, kind, flat);
             if next != 0 {
                 more.push((index, kind, next));
@@ -513,6 +523,7 @@ impl Admin {
                 ..Default::default()
             },
             seen: HashSet::new(),
+            shared_values: Vec::new(),
             _m: PhantomData,
         };
         scan.run().await

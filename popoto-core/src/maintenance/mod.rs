@@ -13,6 +13,7 @@ mod index_check;
 mod index_instances;
 mod migrate;
 mod report;
+mod unique;
 
 pub use report::{Finding, FindingKind, IndexReport, MigrationError, MigrationReport, Progress};
 

@@ -61,12 +61,24 @@ pub enum FindingKind {
     KeyMismatch,
     /// An instance hash that cannot be decoded or indexed; never repaired.
     Unreadable,
+    /// A unique value held by two or more instances of one tenant (or of a model without
+    /// tenant): each exists and carries the value in its key and its stored field. Reported
+    /// once per owner, never repaired (which one keeps the value is a decision for a person).
+    DuplicateUnique,
+    /// A unique value held by instances of different tenants: a tenant-isolation defect (the
+    /// unique index names another tenant's instance as the value's owner), reported once per
+    /// owner and never repaired.
+    CrossTenantUnique,
 }
 
 impl FindingKind {
-    /// Whether the defect can expose one tenant's data to another (misplaced, key mismatch).
+    /// Whether the defect crosses the tenant boundary (misplaced entry, key mismatch, unique
+    /// value held by instances of different tenants).
     pub fn is_isolation(self) -> bool {
-        matches!(self, FindingKind::Misplaced | FindingKind::KeyMismatch)
+        matches!(
+            self,
+            FindingKind::Misplaced | FindingKind::KeyMismatch | FindingKind::CrossTenantUnique
+        )
     }
 
     fn label(self) -> &'static str {
@@ -76,6 +88,8 @@ impl FindingKind {
             FindingKind::Misplaced => "entry outside its partition",
             FindingKind::KeyMismatch => "key disagrees with stored values",
             FindingKind::Unreadable => "unreadable instance",
+            FindingKind::DuplicateUnique => "unique value with several owners",
+            FindingKind::CrossTenantUnique => "unique value owned by several tenants",
         }
     }
 }
@@ -158,7 +172,7 @@ impl IndexReport {
         self.of_kind(kind).count()
     }
 
-    /// Findings that can expose one tenant's data to another (misplaced entries, key mismatches).
+    /// Findings that cross the tenant boundary ([`FindingKind::is_isolation`]).
     pub fn isolation_violations(&self) -> impl Iterator<Item = &Finding> {
         self.findings.iter().filter(|f| f.kind.is_isolation())
     }
