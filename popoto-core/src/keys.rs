@@ -243,6 +243,31 @@ pub fn instance_match<'a>(meta: &ModelMeta, value: &dyn Fn(usize) -> Option<&'a 
     out
 }
 
+/// MATCH pattern for the partition keys of sorted or confidence field `field` whose partition
+/// fields have the given values (`*` elsewhere): sorted segments escaped as key segments,
+/// companion segments raw (as Popoto writes them), then every value glob-escaped.
+pub fn partition_match<'a>(
+    meta: &ModelMeta,
+    field: usize,
+    value: &dyn Fn(usize) -> Option<&'a str>,
+) -> String {
+    let f = &meta.fields[field];
+    let confidence = matches!(f.kind, FieldKind::Confidence { .. });
+    let mut out = glob_escape(&field_base(meta, field)).into_owned();
+    if confidence {
+        out.push_str(":data");
+    }
+    for &p in f.partition_by {
+        out.push(':');
+        match value(p) {
+            Some(v) if confidence => out.push_str(&glob_escape(v)),
+            Some(v) => out.push_str(&glob_escape(&escape(v))),
+            None => out.push('*'),
+        }
+    }
+    out
+}
+
 /// MATCH patterns covering every index key of a model: `$Class` and each indexed field's keys.
 pub fn index_patterns(meta: &ModelMeta) -> Vec<String> {
     let mut out = vec![glob_escape(&class_key(meta)).into_owned()];
