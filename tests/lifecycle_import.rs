@@ -163,14 +163,15 @@ async fn an_import_cut_by_a_dropped_task_or_a_killed_connection_completes_when_r
     let (server, db) = setup().await;
     let len = fx.stream.len();
     let mut partial_cuts = 0;
-    for cut in [len / 5, len / 2, len * 4 / 5] {
+    // Cut points leave at least one full batch to read after them.
+    for cut in [len / 5, len * 2 / 5, len * 3 / 5] {
         // The task is dropped while a batch is in flight: the reader fires the signal, and the
         // import is dropped at its next await (sending the batch it was filling).
         redis::cmd("FLUSHALL").exec(&mut server.raw()).unwrap();
         others(&db).await;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let mut tx = Some(tx);
-        let reader = Cut::new(&fx.stream, len, false, || {});
+        let reader = Cut::new(&fx.stream, len, true, || {});
         let reader = Signal {
             inner: reader,
             read: 0,
@@ -201,7 +202,7 @@ async fn an_import_cut_by_a_dropped_task_or_a_killed_connection_completes_when_r
         redis::cmd("FLUSHALL").exec(&mut server.raw()).unwrap();
         others(&db).await;
         let killer = &server;
-        let reader = Cut::new(&fx.stream, len, false, || {});
+        let reader = Cut::new(&fx.stream, len, true, || {});
         let reader = Signal {
             inner: reader,
             read: 0,

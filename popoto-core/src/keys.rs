@@ -243,29 +243,17 @@ pub fn instance_match<'a>(meta: &ModelMeta, value: &dyn Fn(usize) -> Option<&'a 
     out
 }
 
-/// MATCH pattern for the partition keys of sorted or confidence field `field` whose partition
-/// fields have the given values (`*` elsewhere): sorted segments escaped as key segments,
-/// companion segments raw (as Popoto writes them), then every value glob-escaped.
-pub fn partition_match<'a>(
-    meta: &ModelMeta,
-    field: usize,
-    value: &dyn Fn(usize) -> Option<&'a str>,
-) -> String {
-    let f = &meta.fields[field];
-    let confidence = matches!(f.kind, FieldKind::Confidence { .. });
-    let mut out = glob_escape(&field_base(meta, field)).into_owned();
-    if confidence {
-        out.push_str(":data");
-    }
-    for &p in f.partition_by {
-        out.push(':');
-        match value(p) {
-            Some(v) if confidence => out.push_str(&glob_escape(v)),
-            Some(v) => out.push_str(&glob_escape(&escape(v))),
-            None => out.push('*'),
-        }
-    }
-    out
+/// MATCH pattern for every key with a segment starting with `value` (`*:<value>*`): escaped
+/// as a key segment, or raw (`escaped` false) as Popoto writes companion partition segments,
+/// then glob-escaped. Matches are candidates only: callers check each one exactly.
+///
+/// ```
+/// assert_eq!(popoto_core::keys::segment_match("a-b", true), r"*:a/\-b*");
+/// assert_eq!(popoto_core::keys::segment_match("a-b", false), r"*:a\-b*");
+/// ```
+pub fn segment_match(value: &str, escaped: bool) -> String {
+    let seg = if escaped { escape(value) } else { Cow::Borrowed(value) };
+    format!("*:{}*", glob_escape(&seg))
 }
 
 /// MATCH patterns covering every index key of a model: `$Class` and each indexed field's keys.

@@ -79,7 +79,7 @@ pub(super) async fn model(
     // Entries an orphan's key derives in shared index keys, and legacy entries of everything.
     let legacy = existing_legacy(backend, meta).await?;
     for member in &loose {
-        for (key, member, kind) in shared_entries(meta, tenant, member, None, &legacy) {
+        for (key, member, kind) in shared_entries(meta, &fp.read_whole, member, None, &legacy) {
             removals.push(removal(&key, &member, kind));
         }
     }

@@ -1,5 +1,6 @@
 //! Export of one tenant's instances and index entries, model by model.
 
+use std::collections::HashSet;
 use std::io::Write;
 
 use serde_bytes::ByteBuf;
@@ -48,11 +49,11 @@ impl<W: Write> Writer<W> {
     }
 }
 
-/// Index entries of `member` outside the tenant's own keys that its key (and `stored`
-/// partition values) derive, plus the existing legacy keys: what to probe.
+/// Index entries of `member` outside the keys read whole (`read_whole`) that its key (and
+/// `stored` partition values) derive, plus the existing legacy keys: what to probe.
 pub(super) fn shared_entries(
     meta: &'static ModelMeta,
-    tenant: &TenantId,
+    read_whole: &HashSet<String>,
     member: &str,
     stored: Option<&[(usize, String)]>,
     legacy: &[(String, IndexKind)],
@@ -62,9 +63,7 @@ pub(super) fn shared_entries(
         .filter_map(|e| {
             let key = e.key().to_owned();
             let kind = keys::parse_index_key(meta, &key)?;
-            layout::tenant_key_kind(meta, tenant, &key)
-                .is_none()
-                .then(|| (key, member.to_owned(), kind))
+            (!read_whole.contains(&key)).then(|| (key, member.to_owned(), kind))
         })
         .collect();
     out.extend(
@@ -172,10 +171,16 @@ pub(super) async fn model<W: Write>(
         for (k, f) in chunk.iter().zip(&found) {
             let start = probes.len();
             match f {
-                Found::Instance(_, stored) => {
-                    probes.extend(shared_entries(meta, tenant, k, stored.as_deref(), &legacy))
+                Found::Instance(_, stored) => probes.extend(shared_entries(
+                    meta,
+                    &fp.read_whole,
+                    k,
+                    stored.as_deref(),
+                    &legacy,
+                )),
+                Found::Loose => {
+                    probes.extend(shared_entries(meta, &fp.read_whole, k, None, &legacy))
                 }
-                Found::Loose => probes.extend(shared_entries(meta, tenant, k, None, &legacy)),
                 Found::Skipped(_) => {}
             }
             spans.push(start..probes.len());

@@ -1,22 +1,20 @@
 //! Reading one tenant's footprint in a model set, at a cost that follows the tenant's data.
 //!
-//! Candidates for the tenant's instances come from its own index keys (its value set,
-//! partitions carrying its segment: read whole, they hold only its entries) and from one `SCAN
-//! MATCH` of its instance keys (hashes no index names). Index keys of the whole model (`$Class`,
-//! unpartitioned sorted sets and companion hashes, value sets of other fields) are never
-//! scanned: an instance's entries there are derived from its own values
-//! ([`super::layout::derived_entries`]) and probed one by one.
-//!
-//! Every `SCAN` of the operation (each model's instance pattern and partition patterns) runs as
-//! a parallel cursor in one pipeline per page of [`SCAN_COUNT`] keys, so the keyspace costs one
-//! pass of server-side matching and a round trip per [`SCAN_COUNT`] keys, not per index key.
+//! The tenant's own index keys (its value set, partitions carrying its segment) hold only its
+//! entries: they are read whole and name the candidates for its instances. With
+//! [`Sweep::Keyspace`] (the default), one `SCAN MATCH` pass over the keyspace adds keys of the
+//! tenant no index names (hashes missing from its value set, partitions with further segments):
+//! every key with a segment starting with the tenant's, checked exactly on the client. Index
+//! keys of the whole model (`$Class`, unpartitioned sorted sets and companion hashes, value sets
+//! of other fields) are never scanned: an instance's entries there are derived from its own
+//! values ([`super::layout::derived_entries`]) and probed one by one.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde_bytes::ByteBuf;
 
-use super::layout::{self, TenantKeys};
-use super::ExportRecord;
+use super::layout;
+use super::{ExportRecord, Sweep};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::keys::{self, IndexKind};
@@ -74,17 +72,9 @@ pub(super) struct ModelFootprint {
     pub own_keys: Vec<(String, IndexKind)>,
     /// Entries of the tenant's members in its own index keys, by member.
     pub own_entries: HashMap<String, Vec<OwnEntry>>,
-}
-
-/// The `SCAN MATCH` patterns of one model: its instance pattern first, then its partition
-/// patterns.
-fn patterns(meta: &'static ModelMeta, tenant: &TenantId, own: &TenantKeys) -> Vec<String> {
-    let tf = meta.tenant;
-    let mut out = vec![keys::instance_match(meta, &|i| {
-        (Some(i) == tf).then_some(tenant.as_str())
-    })];
-    out.extend(own.patterns.iter().cloned());
-    out
+    /// The index keys read whole (existing or not): an instance's entries there are in
+    /// `own_entries`, its other entries are probed.
+    pub read_whole: HashSet<String>,
 }
 
 /// Reads the footprint of `tenant` in each of `metas` (models with a tenant field).
@@ -92,45 +82,38 @@ pub(super) async fn read(
     backend: &Backend,
     metas: &[&'static ModelMeta],
     tenant: &TenantId,
+    sweep: Sweep,
 ) -> Result<Vec<ModelFootprint>> {
-    let own: Vec<TenantKeys> = metas
-        .iter()
-        .map(|m| layout::tenant_keys(m, tenant))
-        .collect();
-    let per_model: Vec<Vec<String>> = metas
-        .iter()
-        .zip(&own)
-        .map(|(m, o)| patterns(m, tenant, o))
-        .collect();
-    let all: Vec<String> = per_model.iter().flatten().cloned().collect();
-    let mut found = scan_all(backend, &all).await?.into_iter();
+    let found = match sweep {
+        Sweep::Keyspace if !metas.is_empty() => {
+            scan_all(backend, &layout::sweep_patterns(metas, tenant)).await?
+        }
+        _ => BTreeSet::new(),
+    };
     let mut out = Vec::with_capacity(metas.len());
-    for ((&meta, own), pats) in metas.iter().zip(own).zip(&per_model) {
+    for &meta in metas {
         let mut fp = ModelFootprint::default();
-        let mut index_keys = own.exact;
-        for (i, matched) in found.by_ref().take(pats.len()).enumerate() {
-            for key in matched {
-                if i == 0 {
-                    if layout::owned(meta, tenant, &key) {
-                        fp.candidates.insert(key);
-                    }
-                } else if let Some(kind) = layout::tenant_key_kind(meta, tenant, &key) {
-                    if !index_keys.iter().any(|(k, _)| *k == key) {
-                        index_keys.push((key, kind));
-                    }
+        let mut index_keys = layout::exact_tenant_keys(meta, tenant);
+        for key in &found {
+            if layout::owned(meta, tenant, key) {
+                fp.candidates.insert(key.clone());
+            } else if let Some(kind) = layout::tenant_key_kind(meta, tenant, key) {
+                if !index_keys.iter().any(|(k, _)| k == key) {
+                    index_keys.push((key.clone(), kind));
                 }
             }
         }
+        fp.read_whole = index_keys.iter().map(|(k, _)| k.clone()).collect();
         read_own_keys(backend, meta, tenant, index_keys, &mut fp).await?;
         out.push(fp);
     }
     Ok(out)
 }
 
-/// Runs every pattern's `SCAN` as a parallel cursor, one pipeline per page; returns each
-/// pattern's distinct matches.
-async fn scan_all(backend: &Backend, patterns: &[String]) -> Result<Vec<Vec<String>>> {
-    let mut out: Vec<BTreeSet<String>> = vec![BTreeSet::new(); patterns.len()];
+/// Runs every pattern's `SCAN` as a parallel cursor, one pipeline per page; returns the
+/// distinct matches.
+async fn scan_all(backend: &Backend, patterns: &[String]) -> Result<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
     let mut cursors: Vec<Option<u64>> = vec![Some(0); patterns.len()];
     loop {
         let active: Vec<(usize, u64)> = cursors
@@ -139,7 +122,7 @@ async fn scan_all(backend: &Backend, patterns: &[String]) -> Result<Vec<Vec<Stri
             .filter_map(|(i, c)| c.map(|c| (i, c)))
             .collect();
         if active.is_empty() {
-            return Ok(out.into_iter().map(|s| s.into_iter().collect()).collect());
+            return Ok(out);
         }
         let mut pipe = redis::pipe();
         for &(i, cursor) in &active {
@@ -152,7 +135,7 @@ async fn scan_all(backend: &Backend, patterns: &[String]) -> Result<Vec<Vec<Stri
         }
         let pages: Vec<(u64, Vec<Vec<u8>>)> = backend.pipeline("scan", "-", &pipe).await?;
         for ((i, _), (next, keys)) in active.into_iter().zip(pages) {
-            out[i].extend(keys.into_iter().filter_map(|k| String::from_utf8(k).ok()));
+            out.extend(keys.into_iter().filter_map(|k| String::from_utf8(k).ok()));
             cursors[i] = (next != 0).then_some(next);
         }
     }

@@ -100,42 +100,48 @@ pub(super) fn index_fits(meta: &'static ModelMeta, key: &str, member: &str) -> b
     }
 }
 
-/// The tenant's own index keys of `meta`: those known exactly (its value set, partitions by
-/// the tenant field alone) and MATCH patterns for partitions with further segments.
-pub(super) struct TenantKeys {
-    /// Keys named exactly, with what they index.
-    pub exact: Vec<(String, IndexKind)>,
-    /// MATCH patterns (each match is checked with [`is_tenant_key`]).
-    pub patterns: Vec<String>,
-}
-
-/// The tenant's own index keys of `meta` (none for a model without tenant field).
-pub(super) fn tenant_keys(meta: &'static ModelMeta, tenant: &TenantId) -> TenantKeys {
-    let mut out = TenantKeys {
-        exact: Vec::new(),
-        patterns: Vec::new(),
+/// The tenant's own index keys of `meta` known exactly: its value set, and the partitions of
+/// fields partitioned by the tenant field alone (none for a model without tenant field).
+/// Partitions with further segments are found by the keyspace sweep ([`sweep_patterns`]).
+pub(super) fn exact_tenant_keys(
+    meta: &'static ModelMeta,
+    tenant: &TenantId,
+) -> Vec<(String, IndexKind)> {
+    let Some(tf) = meta.tenant else {
+        return Vec::new();
     };
-    let Some(tf) = meta.tenant else { return out };
     let t = tenant.as_str();
-    out.exact
-        .push((keys::value_set_key(meta, tf, t), IndexKind::ValueSet(tf)));
+    let mut out = vec![(keys::value_set_key(meta, tf, t), IndexKind::ValueSet(tf))];
     for (i, f) in meta.fields.iter().enumerate() {
         let kind = match f.kind {
             FieldKind::Sorted => IndexKind::Sorted(i),
             FieldKind::Confidence { .. } => IndexKind::Confidence(i),
             _ => continue,
         };
-        if !f.partition_by.contains(&tf) {
-            continue;
-        }
         if f.partition_by == [tf] {
             if let Some(key) = partition_key(meta, i, &[t.to_owned()]) {
-                out.exact.push((key, kind));
+                out.push((key, kind));
             }
-        } else {
-            out.patterns
-                .push(keys::partition_match(meta, i, &|p| (p == tf).then_some(t)));
         }
+    }
+    out
+}
+
+/// The `SCAN MATCH` patterns of the keyspace sweep: every key with a segment starting with the
+/// escaped tenant (instance keys, value sets, sorted partitions), and with the raw tenant when
+/// a companion partition with several segments writes it unescaped and differently.
+pub(super) fn sweep_patterns(metas: &[&'static ModelMeta], tenant: &TenantId) -> Vec<String> {
+    let t = tenant.as_str();
+    let mut out = vec![keys::segment_match(t, true)];
+    let raw = metas.iter().any(|m| {
+        m.fields.iter().any(|f| {
+            matches!(f.kind, FieldKind::Confidence { .. })
+                && f.partition_by.len() > 1
+                && m.tenant.is_some_and(|tf| f.partition_by.contains(&tf))
+        })
+    });
+    if raw && keys::escape(t) != t {
+        out.push(keys::segment_match(t, false));
     }
     out
 }
