@@ -252,7 +252,11 @@ pub fn instance_match<'a>(meta: &ModelMeta, value: &dyn Fn(usize) -> Option<&'a 
 /// assert_eq!(popoto_core::keys::segment_match("a-b", false), r"*:a\-b*");
 /// ```
 pub fn segment_match(value: &str, escaped: bool) -> String {
-    let seg = if escaped { escape(value) } else { Cow::Borrowed(value) };
+    let seg = if escaped {
+        escape(value)
+    } else {
+        Cow::Borrowed(value)
+    };
     format!("*:{}*", glob_escape(&seg))
 }
 
