@@ -215,9 +215,9 @@ async fn export_and_destroy_send_as_many_round_trips_among_few_or_many_tenants()
         match f.0 {
             // Only the tenant's data: exactly the same round trips.
             Sweep::Indexes => assert_eq!(f, m, "{seen:?}"),
-            // Plus the sweep: one round trip per SCAN_COUNT keys in the database.
+            // Plus the sweep: a round trip per SCAN_COUNT keys in the database or so.
             _ => {
-                let pages = (many.1 / SCAN_COUNT + 1) as u64;
+                let pages = (2 * many.1 / SCAN_COUNT + 2) as u64;
                 assert!(
                     m.2 - f.2 <= pages && m.3 - f.3 <= pages,
                     "{f:?} {m:?} ({pages} pages): {seen:?}"
@@ -228,7 +228,7 @@ async fn export_and_destroy_send_as_many_round_trips_among_few_or_many_tenants()
 }
 
 /// Keys per `SCAN` call of the keyspace sweep.
-const SCAN_COUNT: usize = 10_000;
+const SCAN_COUNT: usize = 1000;
 
 #[tokio::test]
 async fn a_hash_no_index_names_is_found_by_the_keyspace_sweep_only() {

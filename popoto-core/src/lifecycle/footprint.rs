@@ -21,9 +21,10 @@ use crate::keys::{self, IndexKind};
 use crate::model::ModelMeta;
 use crate::tenant::TenantId;
 
-/// Keys asked per `SCAN` call: one call walks about this many keys on the server (a
-/// millisecond or so), and the keyspace costs one round trip per this many keys.
-pub(super) const SCAN_COUNT: usize = 10_000;
+/// Keys asked per `SCAN` call: one call walks about this many keys on the server (under a
+/// millisecond, so other clients barely wait), and the keyspace costs one round trip per this
+/// many keys.
+pub(super) const SCAN_COUNT: usize = 1000;
 
 /// Members asked per `SSCAN`/`ZSCAN`/`HSCAN` call of a tenant index key.
 const MEMBER_COUNT: usize = 1000;

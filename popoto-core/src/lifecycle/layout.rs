@@ -146,8 +146,8 @@ pub(super) fn sweep_patterns(metas: &[&'static ModelMeta], tenant: &TenantId) ->
     out
 }
 
-/// Whether `key` is one of `tenant`'s own index keys of `meta` (see [`tenant_keys`]), and what
-/// it indexes.
+/// Whether `key` is one of `tenant`'s own index keys of `meta` (its value set, or a partition
+/// whose tenant segment is the tenant's), and what it indexes.
 pub(super) fn tenant_key_kind(
     meta: &'static ModelMeta,
     tenant: &TenantId,

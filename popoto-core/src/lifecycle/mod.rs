@@ -201,7 +201,7 @@ pub enum Sweep {
     /// The tenant's own index keys, plus one server-side `SCAN MATCH` pass over the keyspace
     /// for the tenant's keys no index names (a hash missing from its value set, a partition no
     /// instance uses): complete. The pass costs server time per key in the database (about
-    /// 0.8 us a key with redis 7.0 on the benchmark machine) and a round trip per 10,000 keys.
+    /// 0.8 us a key with redis 7.0 on the benchmark machine) and a round trip per 1,000 keys.
     #[default]
     Keyspace,
     /// Only what the tenant's own index keys name, and the entries its instances derive: the
