@@ -1,121 +1,32 @@
 //! Tenant lifecycle: destroy, export/import, counts; other tenants stay byte for byte as they were.
 
+mod lifecycle_common;
 mod support;
 
-use popoto::testing::TestRedis;
-use popoto::{Db, Error, ModelSet, TenantId};
+use lifecycle_common::*;
+use popoto::Error;
 use support::*;
-
-fn models() -> ModelSet {
-    ModelSet::new()
-        .with::<Episode>()
-        .with::<Item>()
-        .with::<Memory>()
-        .with::<Claim>()
-        .with::<Note>()
-}
-
-fn tid(s: &str) -> TenantId {
-    TenantId::new(s).unwrap()
-}
-
-/// Deterministic data of one tenant (explicit auto keys).
-async fn seed(db: &Db, tenant: &str) {
-    let t = db.tenant(tenant).unwrap();
-    for i in 0..25 {
-        let id = format!(
-            "{:032x}",
-            i as u128
-                + (tenant.len() as u128) * 1000
-                + tenant.bytes().map(u128::from).sum::<u128>() * 100_000
-        );
-        t.create(Episode {
-            episode_id: id,
-            ..episode("", &format!("{tenant} {i}"), i as f64 * 0.5, i % 4)
-        })
-        .await
-        .unwrap();
-        t.create(Item {
-            sku: format!("{tenant}#{i}"),
-            region: ["eu", "us"][i as usize % 2].into(),
-            level: i,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    }
-    for i in 0..5 {
-        let m = t
-            .create(Memory {
-                key: format!("{tenant}~m{i}"),
-                certainty: 0.5,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        let c = t.confidence(&m, Memory::certainty()).unwrap();
-        for s in [0.9, 0.2, 1.0] {
-            c.update(s).await.unwrap();
-        }
-        let claim = t
-            .create(Claim {
-                id: format!("c{i}"),
-                topic: "sky".into(),
-                belief: 0.5,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        t.confidence(&claim, Claim::belief())
-            .unwrap()
-            .update(0.7)
-            .await
-            .unwrap();
-    }
-}
-
-const TENANTS: &[&str] = &["acme", "a", "ab", "a*", "a:b", "[ab]", "umbrella:eu-1"];
-
-async fn seeded(except: Option<&str>) -> (TestRedis, Db) {
-    let (server, db) = setup().await;
-    db.unscoped()
-        .save_at(
-            &Note::key_of("0".repeat(32)),
-            &Note {
-                text: "shared".into(),
-                stars: 1,
-            },
-        )
-        .await
-        .unwrap();
-    for t in TENANTS.iter().filter(|t| Some(**t) != except) {
-        seed(&db, t).await;
-    }
-    (server, db)
-}
 
 #[tokio::test]
 async fn destroy_removes_one_tenant_and_leaves_the_others_byte_for_byte() {
     for victim in ["a", "umbrella:eu-1", "a*"] {
         let (server, db) = seeded(None).await;
         let (reference, _ref_db) = seeded(Some(victim)).await;
-        // An orphan index entry of the victim (no instance) is removed too.
+        // An orphan of the victim (an instance key without instance, left in its value set,
+        // its partition and the model's shared indexes) is removed everywhere its key derives.
         let orphan = format!(
             "Episode:{}:{}",
             "f".repeat(32),
             popoto::keys::escape(victim)
         );
-        raw_cmd::<i64>(
-            &server,
-            redis::cmd("SADD").arg("$Class:Episode").arg(&orphan),
-        );
-        raw_cmd::<i64>(
-            &server,
-            redis::cmd("ZADD")
-                .arg("$SortF:Episode:rank")
-                .arg(1)
-                .arg(&orphan),
-        );
+        let value_set = format!("$KeyF:Episode:project_id:{}", popoto::keys::escape(victim));
+        let partition = format!("$SortF:Episode:score:{}", popoto::keys::escape(victim));
+        for set in ["$Class:Episode", value_set.as_str()] {
+            raw_cmd::<i64>(&server, redis::cmd("SADD").arg(set).arg(&orphan));
+        }
+        for zset in ["$SortF:Episode:rank", partition.as_str()] {
+            raw_cmd::<i64>(&server, redis::cmd("ZADD").arg(zset).arg(1).arg(&orphan));
+        }
         let report = db
             .admin()
             .destroy_tenant(&tid(victim), &models())
@@ -129,7 +40,8 @@ async fn destroy_removes_one_tenant_and_leaves_the_others_byte_for_byte() {
         assert_eq!(report.instances.get("Item"), Some(&25));
         assert_eq!(report.instances.get("Memory"), Some(&5));
         assert_eq!(report.instances.get("Claim"), Some(&5));
-        assert_eq!(report.orphan_entries, 2);
+        assert_eq!(report.orphan_entries, 4);
+        assert!(report.kept.is_empty(), "{report:?}");
         let got = dump(&server);
         let want = dump(&reference);
         assert_eq!(got.len(), want.len(), "{victim}");
@@ -166,13 +78,13 @@ async fn export_then_import_round_trips_exactly() {
         .unwrap();
     assert_eq!(applied, records);
     assert_eq!(dump(&server), before, "same keys, same bytes");
-    // Importing again is refused (the instances exist) rather than doubling anything.
-    assert!(matches!(
-        db.admin()
-            .import_tenant(&victim, &models(), stream.as_slice())
-            .await,
-        Err(Error::AlreadyExists { .. })
-    ));
+    // Importing again changes nothing: every instance is there with exactly its fields.
+    let again = db
+        .admin()
+        .import_tenant(&victim, &models(), stream.as_slice())
+        .await
+        .unwrap();
+    assert_eq!(again, records);
     assert_eq!(dump(&server), before);
 
     // Into an empty server: exactly the tenant's footprint.

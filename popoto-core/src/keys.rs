@@ -243,6 +243,23 @@ pub fn instance_match<'a>(meta: &ModelMeta, value: &dyn Fn(usize) -> Option<&'a 
     out
 }
 
+/// MATCH pattern for every key with a segment starting with `value` (`*:<value>*`): escaped
+/// as a key segment, or raw (`escaped` false) as Popoto writes companion partition segments,
+/// then glob-escaped. Matches are candidates only: callers check each one exactly.
+///
+/// ```
+/// assert_eq!(popoto_core::keys::segment_match("a-b", true), r"*:a/\-b*");
+/// assert_eq!(popoto_core::keys::segment_match("a-b", false), r"*:a\-b*");
+/// ```
+pub fn segment_match(value: &str, escaped: bool) -> String {
+    let seg = if escaped {
+        escape(value)
+    } else {
+        Cow::Borrowed(value)
+    };
+    format!("*:{}*", glob_escape(&seg))
+}
+
 /// MATCH patterns covering every index key of a model: `$Class` and each indexed field's keys.
 pub fn index_patterns(meta: &ModelMeta) -> Vec<String> {
     let mut out = vec![glob_escape(&class_key(meta)).into_owned()];

@@ -32,7 +32,7 @@ pub use backend::{Backend, BackendConfig};
 pub use confidence::{Confidence, ConfidenceScan, ConfidenceState};
 pub use db::{Db, Session};
 pub use error::{BulkError, Error, Result};
-pub use lifecycle::{DestroyReport, ExportRecord, ModelSet};
+pub use lifecycle::{DestroyReport, ExportRecord, ModelSet, Sweep};
 pub use maintenance::{
     DryRun, Finding, FindingKind, IndexOptions, IndexReport, MigrationError, MigrationOptions,
     MigrationReport, Progress,

@@ -35,6 +35,13 @@ pub(crate) enum Check {
     },
     /// The key must be absent or of this Redis type.
     Type { key: usize, ty: &'static str },
+    /// The key is absent, or a hash holding exactly these fields and bytes and no other field:
+    /// a write that may already have been applied (an import run again). A failure replies
+    /// `exists`.
+    Same {
+        key: usize,
+        pairs: Vec<(String, Vec<u8>)>,
+    },
 }
 
 /// A write command; key operands are indices into [`Plan::keys`].
@@ -151,7 +158,8 @@ impl Plan {
             .checks
             .iter()
             .filter_map(|c| match c {
-                Check::Absent(k) => Some((*k, "")),
+                // `Same` checks the type itself.
+                Check::Absent(k) | Check::Same { key: k, .. } => Some((*k, "")),
                 _ => None,
             })
             .collect();
@@ -225,6 +233,17 @@ impl Plan {
                 ]),
                 Check::Type { key, ty } => {
                     out.extend([b"T".to_vec(), idx(*key), ty.as_bytes().to_vec()])
+                }
+                Check::Same { key, pairs } => {
+                    out.extend([
+                        b"S".to_vec(),
+                        idx(*key),
+                        pairs.len().to_string().into_bytes(),
+                    ]);
+                    for (f, v) in pairs {
+                        out.push(f.clone().into_bytes());
+                        out.push(v.clone());
+                    }
                 }
             }
         }
@@ -735,6 +754,28 @@ mod tests {
                 Check::Type { key: 0, ty: "zset" },
                 Check::Type { key: 1, ty: "zset" }
             ]
+        );
+    }
+
+    #[test]
+    fn same_check_carries_its_pairs_and_needs_no_type_check() {
+        let mut p = Plan::default();
+        let k = p.key("M:1".into());
+        let pairs = vec![("a".to_owned(), b"1".to_vec())];
+        p.checks.push(Check::Same {
+            key: k,
+            pairs: pairs.clone(),
+        });
+        p.writes.push(Write::HSet { key: k, pairs });
+        p.add_type_checks();
+        let args: Vec<String> = p
+            .args()
+            .into_iter()
+            .map(|a| String::from_utf8(a).unwrap_or_default())
+            .collect();
+        assert_eq!(
+            args,
+            ["1", "S", "1", "1", "a", "1", "HSET", "1", "1", "a", "1"]
         );
     }
 

@@ -45,6 +45,17 @@ for _ = 1, nchecks do
     if redis.call('EXISTS', key) == 1 and redis.call('HGET', key, f) ~= v then
       return {'changed', key}
     end
+  elseif op == 'S' then -- key absent, or a hash holding exactly the given fields and no other
+    local key = k(); local n = tonumber(a())
+    local t = redis.call('TYPE', key).ok
+    if t ~= 'none' and t ~= 'hash' then return {'wrongtype', key, t} end
+    local same = t == 'none' or redis.call('HLEN', key) == n
+    for _ = 1, n do
+      local f = a(); local v = a()
+      if same and t == 'hash' and redis.call('HGET', key, f) ~= v then same = false end
+    end
+    if not same then return {'exists', key} end
+    if t == 'hash' then typed[key] = 'hash' end
   elseif op == 'T' then -- key must be absent or of the given type
     local key = k(); local t = a()
     if typed[key] ~= t then

@@ -1,0 +1,116 @@
+//! Destruction of one tenant's data in one model.
+
+use super::export::{existing_legacy, shared_entries};
+use super::footprint::{self, ModelFootprint};
+use super::{DestroyReport, Entry};
+use crate::admin::Admin;
+use crate::backend::{Backend, APPLY};
+use crate::error::{Error, Result};
+use crate::keys::IndexKind;
+use crate::plan::{Check, Outcome, Plan, Write};
+use crate::tenant::TenantId;
+use crate::verify::{self, Skip};
+
+/// Instances deleted per batch.
+const CHUNK: usize = 1000;
+
+/// The plan removing `member` from index key `key` unless an instance exists at `member`.
+fn removal(key: &str, member: &str, kind: IndexKind) -> Plan {
+    let mut plan = Plan::default();
+    let m = plan.key(member.to_owned());
+    let k = plan.key(key.to_owned());
+    plan.checks.push(Check::Absent(m));
+    let member = member.to_owned();
+    plan.writes.push(match kind {
+        IndexKind::Class | IndexKind::ValueSet(_) => Write::SRem { key: k, member },
+        IndexKind::Sorted(_) => Write::ZRem { key: k, member },
+        IndexKind::Confidence(_) => Write::HDel {
+            key: k,
+            field: member,
+        },
+    });
+    plan.add_type_checks();
+    plan
+}
+
+/// Destroys model `e`'s data of `tenant`: its instances (each atomically, with the index
+/// entries its values derive), then every entry of the tenant's instance keys left in the
+/// tenant's own index keys, the shared entries an orphan's key derives, and the legacy
+/// unpartitioned entries, each removed only while no instance exists at its key.
+pub(super) async fn model(
+    admin: &Admin,
+    backend: &Backend,
+    e: &Entry,
+    tenant: &TenantId,
+    fp: ModelFootprint,
+    report: &mut DestroyReport,
+) -> Result<()> {
+    let meta = e.meta;
+    let candidates: Vec<String> = fp.candidates.into_iter().collect();
+    let flags = (e.verify)(backend.clone(), tenant.clone(), candidates.clone()).await?;
+    let (mut instances, mut loose, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
+    for (k, flag) in candidates.into_iter().zip(flags) {
+        match flag {
+            None => instances.push(k),
+            Some(Skip::Stale) => loose.push(k),
+            Some(why) => skipped.push((k, why)),
+        }
+    }
+    let mut deleted = 0;
+    for chunk in instances.chunks(CHUNK) {
+        deleted += (e.delete)(admin.clone(), chunk.to_vec()).await?;
+    }
+    report.instances.insert(meta.name, deleted);
+    let indexes: Vec<String> = fp.own_keys.iter().map(|(k, _)| k.clone()).collect();
+    verify::report(meta.name, &indexes, &skipped);
+    report.kept.extend(skipped.into_iter().map(|(k, _)| k));
+
+    // What is left: the tenant's own index keys, read again.
+    let mut removals: Vec<Plan> = Vec::new();
+    let mut left = ModelFootprint::default();
+    footprint::read_own_keys(backend, meta, tenant, fp.own_keys, &mut left).await?;
+    for (member, entries) in &left.own_entries {
+        for o in entries {
+            if let Some(kind) = crate::keys::parse_index_key(meta, &o.key) {
+                removals.push(removal(&o.key, member, kind));
+            }
+        }
+    }
+    // Entries an orphan's key derives in shared index keys, and legacy entries of everything.
+    let legacy = existing_legacy(backend, meta).await?;
+    for member in &loose {
+        for (key, member, kind) in shared_entries(meta, &fp.read_whole, member, None, &legacy) {
+            removals.push(removal(&key, &member, kind));
+        }
+    }
+    if !legacy.is_empty() {
+        for member in &instances {
+            for (key, kind) in &legacy {
+                removals.push(removal(key, member, *kind));
+            }
+        }
+    }
+    if removals.is_empty() {
+        return Ok(());
+    }
+    let calls: Vec<(Vec<String>, Vec<Vec<u8>>)> = removals
+        .iter()
+        .map(|p| (p.keys.clone(), p.args()))
+        .collect();
+    let replies = backend
+        .eval_many("destroy", meta.name, &APPLY, &calls)
+        .await?;
+    for reply in replies {
+        let reply = reply.map_err(|source| Error::Redis {
+            op: "destroy",
+            model: meta.name,
+            source,
+        })?;
+        // Refused: an instance exists at the member's key (a kept key), or the index key is
+        // of another type (not ours): left as it is.
+        if let Outcome::Applied(n) = Plan::outcome(meta, "destroy", reply)? {
+            report.orphan_entries += u64::from(n > 0);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,268 @@
+//! Where one tenant's data of a model can be, from the model's layout alone: which keys are the
+//! tenant's own (its value set, partitions carrying its segment), which index entries an
+//! instance has by its own values (the entries its writes make), and whether an index key may
+//! hold a member at all. Pure functions, no server.
+
+use crate::keys::{self, IndexKind};
+use crate::model::{FieldKind, ModelMeta, Record};
+use crate::plan::{movable_partition_fields, IndexEntry, Instance};
+use crate::tenant::TenantId;
+
+/// Whether `member` is a canonical instance key of `meta` whose tenant segment is `tenant`.
+pub(super) fn owned(meta: &'static ModelMeta, tenant: &TenantId, member: &str) -> bool {
+    let Some(tf) = meta.tenant else { return false };
+    let Ok(segments) = keys::parse_instance_key(meta, member) else {
+        return false;
+    };
+    let own = meta
+        .key_fields
+        .iter()
+        .position(|&k| k == tf)
+        .and_then(|p| segments.get(p))
+        .is_some_and(|s| s == tenant.as_str());
+    own && keys::instance_key(meta, &segments) == member
+}
+
+/// The partition segments written in index key `key` of sorted or confidence field `field`
+/// (empty for the unpartitioned key); `None` if `key` is not one of the field's keys.
+pub(super) fn partition_of(
+    meta: &'static ModelMeta,
+    field: usize,
+    key: &str,
+) -> Option<Vec<String>> {
+    let by = meta.fields[field].partition_by;
+    let (base, confidence) = match keys::parse_index_key(meta, key)? {
+        IndexKind::Sorted(f) if f == field => (keys::sorted_key(meta, f, &[]), false),
+        IndexKind::Confidence(f) if f == field => (keys::confidence_key(meta, f, &[]).ok()?, true),
+        _ => return None,
+    };
+    let rest = key.strip_prefix(base.as_str())?;
+    if rest.is_empty() {
+        return Some(Vec::new());
+    }
+    let rest = rest.strip_prefix(':')?;
+    Some(if confidence && by.len() == 1 {
+        // Popoto does not escape companion partition segments: one field takes it all.
+        vec![rest.to_owned()]
+    } else if confidence {
+        rest.split(':').map(str::to_owned).collect()
+    } else {
+        rest.split(':')
+            .map(|p| keys::unescape(p).into_owned())
+            .collect()
+    })
+}
+
+/// The key of field `field`'s partition `parts` (sorted or confidence field).
+fn partition_key(meta: &'static ModelMeta, field: usize, parts: &[String]) -> Option<String> {
+    let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+    match meta.fields[field].kind {
+        FieldKind::Sorted => Some(keys::sorted_key(meta, field, &refs)),
+        FieldKind::Confidence { .. } => keys::confidence_key(meta, field, &refs).ok(),
+        _ => None,
+    }
+}
+
+/// Whether index key `key` of `meta` may hold `member`, one of the model's instance keys: a
+/// value set must be the one of the member's own value, and each partition segment given by a
+/// key field (the tenant's above all) must be the member's own. Partition segments of non-key
+/// fields, and the unpartitioned (legacy) key of a partitioned field, are free.
+pub(super) fn index_fits(meta: &'static ModelMeta, key: &str, member: &str) -> bool {
+    let Ok(segments) = keys::parse_instance_key(meta, member) else {
+        return false;
+    };
+    let own = |field: usize| {
+        meta.key_fields
+            .iter()
+            .position(|&k| k == field)
+            .and_then(|p| segments.get(p))
+            .map(String::as_str)
+    };
+    match keys::parse_index_key(meta, key) {
+        None => false,
+        Some(IndexKind::Class) => true,
+        Some(IndexKind::ValueSet(f)) => {
+            own(f).is_some_and(|v| keys::value_set_key(meta, f, v) == key)
+        }
+        Some(IndexKind::Sorted(f)) | Some(IndexKind::Confidence(f)) => {
+            let Some(parts) = partition_of(meta, f, key) else {
+                return false;
+            };
+            let by = meta.fields[f].partition_by;
+            parts.is_empty()
+                || (parts.len() == by.len()
+                    && by
+                        .iter()
+                        .zip(&parts)
+                        .all(|(&p, v)| !meta.fields[p].kind.is_key() || own(p) == Some(v))
+                    && partition_key(meta, f, &parts).is_some_and(|k| k == key))
+        }
+    }
+}
+
+/// The tenant's own index keys of `meta` known exactly: its value set, and the partitions of
+/// fields partitioned by the tenant field alone (none for a model without tenant field).
+/// Partitions with further segments are found by the keyspace sweep ([`sweep_patterns`]).
+pub(super) fn exact_tenant_keys(
+    meta: &'static ModelMeta,
+    tenant: &TenantId,
+) -> Vec<(String, IndexKind)> {
+    let Some(tf) = meta.tenant else {
+        return Vec::new();
+    };
+    let t = tenant.as_str();
+    let mut out = vec![(keys::value_set_key(meta, tf, t), IndexKind::ValueSet(tf))];
+    for (i, f) in meta.fields.iter().enumerate() {
+        let kind = match f.kind {
+            FieldKind::Sorted => IndexKind::Sorted(i),
+            FieldKind::Confidence { .. } => IndexKind::Confidence(i),
+            _ => continue,
+        };
+        if f.partition_by == [tf] {
+            if let Some(key) = partition_key(meta, i, &[t.to_owned()]) {
+                out.push((key, kind));
+            }
+        }
+    }
+    out
+}
+
+/// The `SCAN MATCH` patterns of the keyspace sweep: every key with a segment starting with the
+/// escaped tenant (instance keys, value sets, sorted partitions), and with the raw tenant when
+/// a companion partition with several segments writes it unescaped and differently.
+pub(super) fn sweep_patterns(metas: &[&'static ModelMeta], tenant: &TenantId) -> Vec<String> {
+    let t = tenant.as_str();
+    let mut out = vec![keys::segment_match(t, true)];
+    let raw = metas.iter().any(|m| {
+        m.fields.iter().any(|f| {
+            matches!(f.kind, FieldKind::Confidence { .. })
+                && f.partition_by.len() > 1
+                && m.tenant.is_some_and(|tf| f.partition_by.contains(&tf))
+        })
+    });
+    if raw && keys::escape(t) != t {
+        out.push(keys::segment_match(t, false));
+    }
+    out
+}
+
+/// Whether `key` is one of `tenant`'s own index keys of `meta` (its value set, or a partition
+/// whose tenant segment is the tenant's), and what it indexes.
+pub(super) fn tenant_key_kind(
+    meta: &'static ModelMeta,
+    tenant: &TenantId,
+    key: &str,
+) -> Option<IndexKind> {
+    let tf = meta.tenant?;
+    let kind = keys::parse_index_key(meta, key)?;
+    let ok = match kind {
+        IndexKind::Class => false,
+        IndexKind::ValueSet(f) => f == tf && keys::value_set_key(meta, tf, tenant.as_str()) == key,
+        IndexKind::Sorted(f) | IndexKind::Confidence(f) => {
+            let by = meta.fields[f].partition_by;
+            let pos = by.iter().position(|&p| p == tf);
+            let parts = partition_of(meta, f, key);
+            match (pos, parts) {
+                (Some(pos), Some(parts)) => {
+                    parts.len() == by.len()
+                        && parts[pos] == tenant.as_str()
+                        && partition_key(meta, f, &parts).is_some_and(|k| k == key)
+                }
+                _ => false,
+            }
+        }
+    };
+    ok.then_some(kind)
+}
+
+/// A record holding the key fields' `segments` (in instance-key order) and the `stored`
+/// segments of movable partition fields: what an instance's index keys are built from.
+pub(super) fn key_record(
+    meta: &'static ModelMeta,
+    segments: &[String],
+    stored: &[(usize, String)],
+) -> Record {
+    let mut record = Record {
+        segments: vec![None; meta.fields.len()],
+        ..Record::default()
+    };
+    for (pos, &i) in meta.key_fields.iter().enumerate() {
+        record.segments[i] = segments.get(pos).cloned();
+    }
+    for (f, seg) in stored {
+        record.segments[*f] = Some(seg.clone());
+    }
+    record
+}
+
+/// The instance at `member` (key `segments`) rendered from `record`.
+pub(super) fn instance<'r>(
+    meta: &'static ModelMeta,
+    member: &str,
+    segments: &'r [String],
+    record: &'r Record,
+) -> Instance<'r> {
+    Instance {
+        meta,
+        key: member.to_owned(),
+        record,
+        hidden_key: meta
+            .has_hidden_key()
+            .then(|| segments.first().map(String::as_str))
+            .flatten(),
+    }
+}
+
+/// The index entries the instance at `member` has by its own values: what its writes put in
+/// `$Class`, its value sets, sorted sets and companion hashes (the plan of a save). `stored`
+/// gives the segments of its movable partition fields (non-key fields that partition an
+/// index), read from its hash; without them (no hash) the entries they decide are left out.
+pub(super) fn derived_entries(
+    meta: &'static ModelMeta,
+    member: &str,
+    stored: Option<&[(usize, String)]>,
+) -> Vec<IndexEntry> {
+    let Ok(segments) = keys::parse_instance_key(meta, member) else {
+        return Vec::new();
+    };
+    let record = key_record(meta, &segments, stored.unwrap_or_default());
+    let movable = movable_partition_fields(meta);
+    let inst = instance(meta, member, &segments, &record);
+    let Ok(entries) = inst.index_entries() else {
+        return Vec::new();
+    };
+    entries
+        .into_iter()
+        .filter(|e| {
+            stored.is_some()
+                || match keys::parse_index_key(meta, e.key()) {
+                    Some(IndexKind::Sorted(f)) | Some(IndexKind::Confidence(f)) => !meta.fields[f]
+                        .partition_by
+                        .iter()
+                        .any(|p| movable.contains(p)),
+                    _ => true,
+                }
+        })
+        .collect()
+}
+
+/// The unpartitioned (legacy, pre-migration) keys of partitioned sorted and confidence fields:
+/// an instance's entry may still be there.
+pub(super) fn legacy_keys(meta: &'static ModelMeta) -> Vec<(String, IndexKind)> {
+    let mut out = Vec::new();
+    for (i, f) in meta.fields.iter().enumerate() {
+        if f.partition_by.is_empty() {
+            continue;
+        }
+        match f.kind {
+            FieldKind::Sorted => out.push((keys::sorted_key(meta, i, &[]), IndexKind::Sorted(i))),
+            FieldKind::Confidence { .. } => {
+                if let Ok(k) = keys::confidence_key(meta, i, &[]) {
+                    out.push((k, IndexKind::Confidence(i)));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}

@@ -1,0 +1,607 @@
+//! Partition migrations: moving legacy unpartitioned confidence and sorted entries into their
+//! partitions, one script call per scanned page (or one checked plan per entry).
+
+use std::collections::{HashMap, HashSet};
+use std::marker::PhantomData;
+
+use redis::Value as RValue;
+use tracing::Instrument;
+
+use super::*;
+use crate::admin::Admin;
+use crate::backend::{Backend, APPLY};
+use crate::keys;
+use crate::model::{ConfidenceField, FieldKind, SortedField};
+use crate::plan::{Outcome, Write};
+
+/// Entries per `lua/migrate_page.lua` call: the script unpacks them into one command's
+/// arguments, which Lua bounds at a few thousand.
+const PAGE_CALL: usize = 1000;
+
+/// The script that moves one scanned page of a legacy index (partitions from member keys).
+static MIGRATE_PAGE: std::sync::LazyLock<crate::backend::Script> = std::sync::LazyLock::new(|| {
+    crate::backend::Script::new(include_str!("../lua/migrate_page.lua"))
+});
+
+/// Which kind of unpartitioned index a migration empties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Confidence,
+    Sorted,
+}
+
+/// An entry whose partition is known.
+struct Move {
+    member: String,
+    dest: String,
+    label: String,
+    raw: Vec<Option<Vec<u8>>>,
+}
+
+/// One `lua/migrate_page.lua` call: its command, the members it sends with the index of their
+/// destination, and each destination's partition label.
+struct PageCall {
+    cmd: redis::Cmd,
+    sent: Vec<(String, usize)>,
+    labels: Vec<String>,
+}
+
+/// Runs the calls of one page in order; owns what it needs, so it can run while the next
+/// page is prepared.
+async fn send_page(
+    backend: Backend,
+    meta: &'static ModelMeta,
+    calls: Vec<PageCall>,
+) -> Result<Vec<(PageCall, RValue)>> {
+    let mut out = Vec::with_capacity(calls.len());
+    for call in calls {
+        let reply = backend
+            .eval_cmd("migrate to partitions", meta.name, &MIGRATE_PAGE, &call.cmd)
+            .await?;
+        out.push((call, reply));
+    }
+    Ok(out)
+}
+
+struct Migration<M, P> {
+    backend: Backend,
+    field: usize,
+    target: Target,
+    source: String,
+    dry_run: bool,
+    batch: usize,
+    stored: Vec<usize>,
+    report: MigrationReport,
+    errored: HashSet<String>,
+    scanned: u64,
+    progress: P,
+    _m: PhantomData<fn() -> M>,
+}
+
+impl<M: Model, P: FnMut(Progress)> Migration<M, P> {
+    const OP: &'static str = "migrate to partitions";
+
+    fn fail(&mut self, member: String, error: String) {
+        if self.errored.insert(member.clone()) {
+            self.report.errors.push(MigrationError {
+                member_key: member,
+                error,
+            });
+        }
+    }
+
+    fn dest_key(&self, parts: &[String]) -> Result<String> {
+        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+        match self.target {
+            Target::Confidence => keys::confidence_key(M::META, self.field, &parts),
+            Target::Sorted => Ok(keys::sorted_key(M::META, self.field, &parts)),
+        }
+    }
+
+    async fn run(mut self) -> Result<MigrationReport> {
+        let meta = M::META;
+        let len_cmd = match self.target {
+            Target::Confidence => "HLEN",
+            Target::Sorted => "ZCARD",
+        };
+        self.report.total = self
+            .backend
+            .query(Self::OP, meta.name, redis::cmd(len_cmd).arg(&self.source))
+            .await?;
+        if self.report.total == 0 {
+            return Ok(self.report);
+        }
+        let scan_cmd = match self.target {
+            Target::Confidence => "HSCAN",
+            Target::Sorted => "ZSCAN",
+        };
+        let (source, batch) = (self.source.clone(), self.batch);
+        let scan = move |cursor: u64| {
+            redis::cmd(scan_cmd)
+                .arg(&source)
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(batch)
+                .clone()
+        };
+        // Pages whose partitions come from the member keys go to `lua/migrate_page.lua`; the
+        // script calls of one page run on the server while the next page is scanned and
+        // prepared here, so neither side waits for the other.
+        let paged = self.stored.is_empty() && !self.dry_run;
+        let mut in_flight: Option<Vec<PageCall>> = None;
+        let mut cursor = 0u64;
+        loop {
+            let cmd = scan(cursor);
+            if !paged {
+                let (next, flat) = scan_page(&self.backend, Self::OP, meta, &cmd).await?;
+                let members = self.members_of(flat);
+                self.batch_of(members).await?;
+                self.report_progress();
+                if next == 0 {
+                    return Ok(self.report);
+                }
+                cursor = next;
+                continue;
+            }
+            let backend = self.backend.clone();
+            let previous = in_flight.take();
+            let sent = async move {
+                match previous {
+                    Some(calls) => send_page(backend, meta, calls).await.map(Some),
+                    None => Ok(None),
+                }
+            };
+            let this = &mut self;
+            let page = async {
+                let (next, flat) = scan_page(&this.backend, Self::OP, meta, &cmd).await?;
+                let members = this.members_of(flat);
+                Ok::<_, Error>((next, this.prepare_page(members)))
+            };
+            let (page, sent) = tokio::join!(page, sent);
+            if let Some(sent) = sent? {
+                self.finish_page(sent)?;
+                self.report_progress();
+            }
+            let (next, calls) = page?;
+            if next == 0 {
+                let sent = send_page(self.backend.clone(), meta, calls).await?;
+                self.finish_page(sent)?;
+                self.report_progress();
+                return Ok(self.report);
+            }
+            in_flight = Some(calls);
+            cursor = next;
+        }
+    }
+
+    /// The members of a scanned page of (member, value or score) pairs, minus those already
+    /// reported; only the members matter, the scripts move the bytes.
+    fn members_of(&mut self, flat: Vec<Vec<u8>>) -> Vec<String> {
+        let mut members = Vec::with_capacity(flat.len() / 2);
+        for raw in flat.into_iter().step_by(2) {
+            self.scanned += 1;
+            match String::from_utf8(raw) {
+                Ok(m) if !self.errored.contains(&m) => members.push(m),
+                Ok(_) => {}
+                Err(e) => {
+                    let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
+                    self.fail(lossy, "the member is not UTF-8: not an instance key".into());
+                }
+            }
+        }
+        members
+    }
+
+    fn report_progress(&mut self) {
+        (self.progress)(Progress {
+            moved: self.report.migrated,
+            scanned: self.scanned,
+            errors: self.report.errors.len() as u64,
+            total: self.report.total,
+        });
+    }
+
+    /// Finds the partition of each member: its type, and the stored partition values if needed.
+    async fn resolve(&mut self, members: Vec<String>) -> Result<Vec<Move>> {
+        let meta = M::META;
+        let mut pipe = redis::pipe();
+        let names: Vec<&str> = self.stored.iter().map(|&p| meta.fields[p].name).collect();
+        for m in &members {
+            pipe.cmd("TYPE").arg(m);
+            if !names.is_empty() {
+                pipe.cmd("HMGET").arg(m).arg(&names);
+            }
+        }
+        let replies = pipeline_results(&self.backend, Self::OP, meta, &mut pipe).await?;
+        let mut it = replies.into_iter();
+        let mut moves = Vec::with_capacity(members.len());
+        for member in members {
+            let ty = reply_text(next_reply(&mut it, Self::OP, meta)?);
+            let raw = if names.is_empty() {
+                Vec::new()
+            } else {
+                reply_optional_bytes_list(next_reply(&mut it, Self::OP, meta)?).unwrap_or_default()
+            };
+            match ty.as_deref() {
+                Some("hash") => {}
+                Some("none") => {
+                    self.fail(member, INSTANCE_NOT_FOUND.into());
+                    continue;
+                }
+                other => {
+                    let found = other.unwrap_or("?").to_owned();
+                    self.fail(
+                        member,
+                        format!("the instance key holds a {found}, not a hash"),
+                    );
+                    continue;
+                }
+            }
+            let key = match Key::<M>::parse(&member) {
+                Ok(k) => k,
+                Err(e) => {
+                    self.fail(member, e.to_string());
+                    continue;
+                }
+            };
+            let parts = match partition_segments(&key, &member, self.field, &self.stored, &raw) {
+                Ok(p) => p,
+                Err(e) => {
+                    self.fail(member, e);
+                    continue;
+                }
+            };
+            let dest = match self.dest_key(&parts) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.fail(member, e.to_string());
+                    continue;
+                }
+            };
+            let label = keys::partition_label(&self.source, &dest);
+            moves.push(Move {
+                member,
+                dest,
+                label,
+                raw,
+            });
+        }
+        Ok(moves)
+    }
+
+    fn count(&mut self, label: String, kept: bool) {
+        *self.report.partitions.entry(label).or_default() += 1;
+        if kept {
+            self.report.kept_existing += 1;
+        }
+    }
+
+    /// The `lua/migrate_page.lua` calls of one page whose partitions all come from the member
+    /// keys, [`PAGE_CALL`] entries per call; members whose key cannot be parsed are reported.
+    fn prepare_page(&mut self, mut members: Vec<String>) -> Vec<PageCall> {
+        // A scan may return a member twice; the script takes each once.
+        let mut seen = HashSet::with_capacity(members.len());
+        members.retain(|m| seen.insert(m.clone()));
+        let mut calls = Vec::with_capacity(members.len().div_ceil(PAGE_CALL));
+        while !members.is_empty() {
+            let rest = members.split_off(members.len().min(PAGE_CALL));
+            if let Some(call) = self.page_call(members) {
+                calls.push(call);
+            }
+            members = rest;
+        }
+        calls
+    }
+
+    /// One call for at most [`PAGE_CALL`] members, or `None` if none of them can be moved.
+    fn page_call(&mut self, members: Vec<String>) -> Option<PageCall> {
+        // KEYS: the source, then each destination once; `dests` maps partition segments to
+        // their KEYS index, `labels` holds each destination's report label.
+        let mut keys = vec![self.source.clone()];
+        let mut labels: Vec<String> = Vec::new();
+        let mut dests: HashMap<Vec<String>, usize> = HashMap::new();
+        let mut args: Vec<Vec<u8>> = Vec::with_capacity(1 + 2 * members.len());
+        args.push(match self.target {
+            Target::Confidence => b"H".to_vec(),
+            Target::Sorted => b"Z".to_vec(),
+        });
+        let mut sent = Vec::with_capacity(members.len());
+        for member in members {
+            let parts = Key::<M>::parse(&member)
+                .map_err(|e| e.to_string())
+                .and_then(|key| partition_segments(&key, &member, self.field, &[], &[]));
+            let dest = match parts {
+                Ok(parts) => match dests.get(&parts) {
+                    Some(&k) => Ok(k),
+                    None => self
+                        .dest_key(&parts)
+                        .map_err(|e| e.to_string())
+                        .map(|dest| {
+                            labels.push(keys::partition_label(&self.source, &dest));
+                            keys.push(dest);
+                            dests.insert(parts, keys.len() - 1);
+                            keys.len() - 1
+                        }),
+                },
+                Err(e) => Err(e),
+            };
+            match dest {
+                Ok(k) => {
+                    args.push(member.as_bytes().to_vec());
+                    args.push((k + 1).to_string().into_bytes());
+                    sent.push((member, k - 1));
+                }
+                Err(e) => self.fail(member, e),
+            }
+        }
+        (!sent.is_empty()).then(|| PageCall {
+            cmd: crate::backend::evalsha(&MIGRATE_PAGE, &keys, &args),
+            sent,
+            labels,
+        })
+    }
+
+    /// Records the statuses the page script answered.
+    fn finish_page(&mut self, sent: Vec<(PageCall, RValue)>) -> Result<()> {
+        let meta = M::META;
+        for (call, reply) in sent {
+            let RValue::Array(statuses) = reply else {
+                return Err(protocol(Self::OP, meta, "one status per entry expected"));
+            };
+            if statuses.len() != call.sent.len() {
+                return Err(protocol(Self::OP, meta, "one status per entry expected"));
+            }
+            // Entries moved or kept, per destination.
+            let mut moved = vec![0u64; call.labels.len()];
+            for ((member, dest), status) in call.sent.into_iter().zip(statuses) {
+                let status = match status {
+                    RValue::BulkString(b) => b,
+                    RValue::SimpleString(s) => s.into_bytes(),
+                    other => return Err(protocol(Self::OP, meta, format!("{other:?}"))),
+                };
+                match status.as_slice() {
+                    b"moved" => moved[dest] += 1,
+                    b"kept" => {
+                        moved[dest] += 1;
+                        self.report.kept_existing += 1;
+                    }
+                    // Already gone: moved by a concurrent run, or returned twice by the scan.
+                    b"gone" => {}
+                    b"missing" => self.fail(member, INSTANCE_NOT_FOUND.into()),
+                    other => {
+                        let other = String::from_utf8_lossy(other);
+                        let found = other.strip_prefix("wrongtype:").unwrap_or(&other);
+                        self.fail(
+                            member,
+                            format!(
+                                "the partition key holds a {found}, not what popoto stores there"
+                            ),
+                        );
+                    }
+                }
+            }
+            for (label, n) in call.labels.into_iter().zip(moved) {
+                if n > 0 {
+                    self.report.migrated += n;
+                    *self.report.partitions.entry(label).or_default() += n;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves one batch: one script call per entry, pipelined; entries whose instance changed
+    /// meanwhile are resolved again.
+    async fn batch_of(&mut self, mut pending: Vec<String>) -> Result<()> {
+        let meta = M::META;
+        for _ in 0..MAX_ATTEMPTS {
+            if pending.is_empty() {
+                return Ok(());
+            }
+            let moves = self.resolve(std::mem::take(&mut pending)).await?;
+            if moves.is_empty() {
+                return Ok(());
+            }
+            if self.dry_run {
+                let mut pipe = redis::pipe();
+                for mv in &moves {
+                    match self.target {
+                        Target::Confidence => pipe.cmd("HEXISTS").arg(&mv.dest).arg(&mv.member),
+                        Target::Sorted => pipe.cmd("ZSCORE").arg(&mv.dest).arg(&mv.member),
+                    };
+                }
+                let replies = pipeline_results(&self.backend, Self::OP, meta, &mut pipe).await?;
+                for (mv, reply) in moves.into_iter().zip(replies) {
+                    let present = match reply {
+                        Ok(RValue::Nil) | Ok(RValue::Int(0)) => false,
+                        Ok(_) => true,
+                        Err(e) => {
+                            self.fail(mv.member, e.to_string());
+                            continue;
+                        }
+                    };
+                    self.count(mv.label, present);
+                }
+                return Ok(());
+            }
+            let mut calls = Vec::with_capacity(moves.len());
+            for mv in &moves {
+                let mut plan = Plan::default();
+                let m = plan.key(mv.member.clone());
+                let from = plan.key(self.source.clone());
+                let to = plan.key(mv.dest.clone());
+                plan.checks.push(Check::Present(m));
+                field_checks(&mut plan, meta, m, &self.stored, &mv.raw);
+                plan.writes.push(match self.target {
+                    Target::Confidence => Write::HMoveNx {
+                        from,
+                        from_field: mv.member.clone(),
+                        to,
+                        to_field: mv.member.clone(),
+                    },
+                    Target::Sorted => Write::ZMoveNx {
+                        from,
+                        to,
+                        member: mv.member.clone(),
+                    },
+                });
+                plan.add_type_checks();
+                calls.push((plan.keys.clone(), plan.args()));
+            }
+            let replies = self
+                .backend
+                .eval_many(Self::OP, meta.name, &APPLY, &calls)
+                .await?;
+            for (mv, reply) in moves.into_iter().zip(replies) {
+                let outcome = reply
+                    .map_err(|e| e.to_string())
+                    .and_then(|v| Plan::outcome(meta, Self::OP, v).map_err(|e| e.to_string()));
+                match outcome {
+                    Ok(Outcome::Applied(1)) => {
+                        self.report.migrated += 1;
+                        self.count(mv.label, false);
+                    }
+                    Ok(Outcome::Applied(2)) => {
+                        self.report.migrated += 1;
+                        self.count(mv.label, true);
+                    }
+                    // Already gone: moved by a concurrent run, or returned twice by the scan.
+                    Ok(Outcome::Applied(_)) => {}
+                    Ok(Outcome::Missing(_)) => self.fail(mv.member, INSTANCE_NOT_FOUND.into()),
+                    Ok(Outcome::Changed) => pending.push(mv.member),
+                    Ok(Outcome::WrongType { key, found }) => self.fail(
+                        mv.member,
+                        format!("{key} holds a {found}, not what popoto stores there"),
+                    ),
+                    Ok(other) => self.fail(mv.member, format!("unexpected outcome {other:?}")),
+                    Err(e) => self.fail(mv.member, e),
+                }
+            }
+        }
+        for member in pending {
+            self.fail(
+                member,
+                "the instance kept changing during the migration; run it again".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Admin {
+    /// Moves a confidence field's legacy unpartitioned companion hash into its partition hashes
+    /// (popoto's `migrate_to_partitioned`, made safe to interrupt and re-run).
+    ///
+    /// Streams `$ConfidencF:<M>:<f>:data` with `HSCAN` in batches of [`DEFAULT_BATCH`], then
+    /// moves each entry atomically (one script call per page, or per entry when a partition
+    /// value is stored outside the key): the instance must
+    /// exist (else the entry is reported as [`INSTANCE_NOT_FOUND`] and **kept**), the entry is
+    /// written into its partition hash only if the partition holds none for that instance (the
+    /// partition's entry wins over older legacy data; see `kept_existing`), and is then removed
+    /// from the legacy hash, which therefore disappears exactly when every entry has moved.
+    /// `progress` is called after each batch. Admin handle only.
+    pub async fn migrate_to_partitioned<M: Model>(
+        &self,
+        field: ConfidenceField<M, f64>,
+        dry_run: DryRun,
+        progress: impl FnMut(Progress),
+    ) -> Result<MigrationReport> {
+        self.migrate_to_partitioned_with(field, MigrationOptions::new(dry_run), progress)
+            .await
+    }
+
+    /// [`Admin::migrate_to_partitioned`] with explicit options (batch size).
+    pub async fn migrate_to_partitioned_with<M: Model>(
+        &self,
+        field: ConfidenceField<M, f64>,
+        options: MigrationOptions,
+        progress: impl FnMut(Progress),
+    ) -> Result<MigrationReport> {
+        self.migrate::<M, _>(field.index(), Target::Confidence, options, progress)
+            .instrument(span::<M>("migrate_to_partitioned"))
+            .await
+    }
+
+    /// Moves the members of a sorted field's unpartitioned zset `$SortF:<M>:<f>` into its
+    /// partition zsets, after `partition_by` was added to the field.
+    ///
+    /// Same streaming (`ZSCAN`), guarantees and report as [`Admin::migrate_to_partitioned`]:
+    /// each member is moved atomically: it is added with its score to its partition only if absent
+    /// there, then removes it from the unpartitioned zset; members whose instance is missing
+    /// are reported and kept. Admin handle only.
+    pub async fn migrate_sorted_to_partitioned<M: Model, T>(
+        &self,
+        field: SortedField<M, T>,
+        dry_run: DryRun,
+        progress: impl FnMut(Progress),
+    ) -> Result<MigrationReport> {
+        self.migrate_sorted_to_partitioned_with(field, MigrationOptions::new(dry_run), progress)
+            .await
+    }
+
+    /// [`Admin::migrate_sorted_to_partitioned`] with explicit options (batch size).
+    pub async fn migrate_sorted_to_partitioned_with<M: Model, T>(
+        &self,
+        field: SortedField<M, T>,
+        options: MigrationOptions,
+        progress: impl FnMut(Progress),
+    ) -> Result<MigrationReport> {
+        self.migrate::<M, _>(field.index(), Target::Sorted, options, progress)
+            .instrument(span::<M>("migrate_sorted_to_partitioned"))
+            .await
+    }
+
+    async fn migrate<M: Model, P: FnMut(Progress)>(
+        &self,
+        field: usize,
+        target: Target,
+        options: MigrationOptions,
+        progress: P,
+    ) -> Result<MigrationReport> {
+        let meta = M::META;
+        let op = match target {
+            Target::Confidence => "migrate_to_partitioned",
+            Target::Sorted => "migrate_sorted_to_partitioned",
+        };
+        let f = meta
+            .fields
+            .get(field)
+            .ok_or_else(|| protocol(op, meta, format!("no field at index {field}")))?;
+        let (right_kind, expected) = match target {
+            Target::Confidence => (matches!(f.kind, FieldKind::Confidence { .. }), "confidence"),
+            Target::Sorted => (f.kind == FieldKind::Sorted, "sorted"),
+        };
+        if !right_kind {
+            return Err(Error::WrongFieldKind {
+                model: meta.name,
+                field: f.name,
+                expected,
+            });
+        }
+        if f.partition_by.is_empty() {
+            return Err(Error::NotPartitioned {
+                model: meta.name,
+                field: f.name,
+            });
+        }
+        let source = match target {
+            Target::Confidence => keys::confidence_key(meta, field, &[])?,
+            Target::Sorted => keys::sorted_key(meta, field, &[]),
+        };
+        let migration: Migration<M, P> = Migration {
+            backend: self.backend().await?,
+            field,
+            target,
+            source,
+            dry_run: options.dry_run == DryRun::Yes,
+            batch: options.batch,
+            stored: stored_partition_fields(meta, field),
+            report: MigrationReport::default(),
+            errored: HashSet::new(),
+            scanned: 0,
+            progress,
+            _m: PhantomData,
+        };
+        migration.run().await
+    }
+}
