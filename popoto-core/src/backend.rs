@@ -241,6 +241,8 @@ pub struct Backend {
     url: Arc<str>,
     round_trips: Arc<AtomicU64>,
     failures: Arc<AtomicU64>,
+    /// Calls in a row that failed at the connection level (0 after any reply).
+    consecutive: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -286,6 +288,7 @@ impl Backend {
             url: config.url.into(),
             round_trips: Arc::new(AtomicU64::new(0)),
             failures,
+            consecutive: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -299,6 +302,13 @@ impl Backend {
         self.round_trips.load(Ordering::Relaxed)
     }
 
+    /// Calls in a row that failed at the connection level (no connection could be checked out
+    /// or dialed, the connection was refused, cut or timed out); 0 once a call got a reply.
+    /// The tenant registry's health reacts to it.
+    pub fn consecutive_failures(&self) -> u64 {
+        self.consecutive.load(Ordering::Relaxed)
+    }
+
     /// Runs `f` on a pooled connection, marking the connection broken on a connection error.
     pub(crate) async fn with_conn<T, F>(
         &self,
@@ -309,19 +319,29 @@ impl Backend {
     where
         F: AsyncFnOnce(&mut MultiplexedConnection) -> RedisResult<T>,
     {
-        let mut obj = self.pool.get().await.map_err(|e| Error::Pool {
-            op,
-            model,
-            reason: e.to_string(),
+        let mut obj = self.pool.get().await.map_err(|e| {
+            self.consecutive.fetch_add(1, Ordering::Relaxed);
+            Error::Pool {
+                op,
+                model,
+                reason: e.to_string(),
+            }
         })?;
         self.round_trips.fetch_add(1, Ordering::Relaxed);
         let result = f(&mut obj.inner).await;
         match result {
-            Ok(v) => Ok(v),
+            Ok(v) => {
+                self.consecutive.store(0, Ordering::Relaxed);
+                Ok(v)
+            }
             Err(source) => {
                 if is_connection_error(&source) {
                     obj.broken.store(true, Ordering::Relaxed);
                     self.failures.fetch_add(1, Ordering::AcqRel);
+                    self.consecutive.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    // The server answered: it is up.
+                    self.consecutive.store(0, Ordering::Relaxed);
                 }
                 Err(Error::Redis { op, model, source })
             }

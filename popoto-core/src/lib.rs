@@ -6,6 +6,7 @@
 mod admin;
 pub mod backend;
 mod bulk;
+pub mod catalog;
 pub mod codec;
 pub mod confidence;
 pub mod db;
@@ -29,6 +30,7 @@ pub mod __private;
 
 pub use admin::Admin;
 pub use backend::{Backend, BackendConfig};
+pub use catalog::{Catalog, CatalogPlacement, TenantEntry, TenantStatus};
 pub use confidence::{Confidence, ConfidenceScan, ConfidenceState};
 pub use db::{Db, Session};
 pub use error::{BulkError, Error, Result};
@@ -42,5 +44,5 @@ pub use model::{
     Record, SortedField,
 };
 pub use query::{Filter, Query};
-pub use registry::{Health, Placement, TenantRegistry};
+pub use registry::{Health, HealthPolicy, Placement, TenantRegistry};
 pub use tenant::{Scope, TenantId};
