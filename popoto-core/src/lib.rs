@@ -11,6 +11,7 @@ pub mod codec;
 pub mod confidence;
 pub mod db;
 pub mod error;
+pub mod fleet;
 pub mod keys;
 pub mod lifecycle;
 pub mod maintenance;
@@ -34,6 +35,7 @@ pub use catalog::{Catalog, CatalogPlacement, TenantEntry, TenantStatus};
 pub use confidence::{Confidence, ConfidenceScan, ConfidenceState};
 pub use db::{Db, Session};
 pub use error::{BulkError, Error, Result};
+pub use fleet::{Fleet, FleetOptions, FleetReport};
 pub use lifecycle::{DestroyReport, ExportRecord, ModelSet};
 pub use maintenance::{
     DryRun, Finding, FindingKind, IndexOptions, IndexReport, MigrationError, MigrationOptions,
