@@ -4,9 +4,9 @@
 //! A generic binary cannot know an application's models, so there are two ways to run it:
 //!
 //! * the `popoto` binary of this crate knows no model: it manages the tenant catalog
-//!   (`tenants list|show|create|suspend|resume|destroy --keep-data`) and refuses, with exit code
-//!   2, the commands that read or write model data (`export`, `import`, `audit`, destroying
-//!   data);
+//!   (`tenants list|show|create|suspend|resume|destroy --keep-data`, `stats` per backend) and
+//!   refuses, with exit code 2, the commands that read or write model data (`export`,
+//!   `import`, `audit`, destroying data);
 //! * an application adds `src/bin/popoto.rs` with
 //!   `fn main() -> std::process::ExitCode { popoto_cli::main_with(ModelSet::new().with::<A>()) }`
 //!   and every command works on its models.
@@ -24,6 +24,7 @@ use clap::{Parser, Subcommand};
 use popoto::{BackendConfig, Catalog, Error, ModelSet, TenantRegistry};
 
 mod data;
+mod stats;
 mod tenants;
 
 /// Everything went as asked.
@@ -60,6 +61,9 @@ enum Command {
     Import(data::ImportArgs),
     /// Isolation audit of every catalog tenant on every backend (needs the application's models).
     Audit(data::AuditArgs),
+    /// Keys and memory of every backend holding catalog tenants; with the application's
+    /// models, instances per tenant.
+    Stats,
 }
 
 /// What a command ends with: its exit code, or an error to report.
@@ -176,6 +180,7 @@ pub async fn run(
             Command::Export(args) => data::export(&ctx, args, &mut io).await,
             Command::Import(args) => data::import(&ctx, args, &mut io).await,
             Command::Audit(args) => data::audit(&ctx, args, &mut io).await,
+            Command::Stats => stats::stats(&ctx, &mut io).await,
         },
         Err(f) => Err(f),
     };

@@ -139,6 +139,32 @@ fn the_generic_binary_manages_the_catalog() {
     ));
     assert_eq!(destroyed["status"], "destroyed");
     expect(url, &["tenants", "suspend", "acme"], 1);
+    // Per-backend stats need no model: database 0 (globex) and database 3 (acme, destroyed:
+    // not counted).
+    let mut conn = server.raw();
+    redis::cmd("SET")
+        .arg("somekey")
+        .arg("x")
+        .exec(&mut conn)
+        .unwrap_or_else(|e| panic!("SET: {e}"));
+    let stats = json(&expect(url, &["stats", "--json"], 0));
+    let backends = stats["backends"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{stats}"));
+    assert_eq!(backends.len(), 1, "{stats}");
+    assert_eq!(backends[0]["tenants"], 1);
+    let dbsize: u64 = redis::cmd("DBSIZE")
+        .query(&mut conn)
+        .unwrap_or_else(|e| panic!("DBSIZE: {e}"));
+    assert_eq!(backends[0]["keys"].as_u64(), Some(dbsize));
+    assert!(backends[0]["used_memory_bytes"]
+        .as_u64()
+        .is_some_and(|n| n > 0));
+    assert_eq!(
+        stats["tenants"].as_array().map(Vec::len),
+        Some(0),
+        "no models, no counts"
+    );
     // A server that is not there: an operational failure.
     expect(Some("redis://127.0.0.1:1/0"), &["tenants", "list"], 1);
     // --help is not an error.
@@ -297,6 +323,11 @@ async fn an_application_binary_exports_imports_audits_and_destroys() {
     assert_eq!(report["failed"], 1);
     assert_eq!(report["tenants"][0]["outcome"]["status"], "failed");
     assert!(err.contains("FAILED acme"), "{err}");
+
+    // Stats with models: instances per tenant.
+    let stats = json(&text(&app_ok(&["--url", url, "--json", "stats"]).await));
+    assert_eq!(stats["tenants"][0]["instances"]["Note"], 3, "{stats}");
+    assert_eq!(stats["backends"][0]["backend"], server.url_db(2));
 
     // Destroy: tombstone, then the data.
     app_ok(&["--url", url, "tenants", "destroy", "acme"]).await;
