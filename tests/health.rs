@@ -151,8 +151,7 @@ async fn a_tenant_whose_server_stops_is_disabled_then_healthy_again_after_restar
         second.as_ref().is_err_and(Error::is_connection_error),
         "{second:?}"
     );
-    // Disabled: refused at once, without waiting on the dead server.
-    let started = std::time::Instant::now();
+    // Disabled: refused at once, without a call to the dead server.
     match write(&db, "solo").await {
         Err(Error::TenantDisabled { tenant, reason }) => {
             assert_eq!(tenant, "solo");
@@ -160,7 +159,6 @@ async fn a_tenant_whose_server_stops_is_disabled_then_healthy_again_after_restar
         }
         other => panic!("expected TenantDisabled, got {other:?}"),
     }
-    assert!(started.elapsed() < Duration::from_millis(250));
     let changes = [
         next_change(&mut events, "solo").await,
         next_change(&mut events, "solo").await,
