@@ -509,3 +509,35 @@ async fn server_credentials_are_used_but_never_shown() {
         assert!(!s.contains("s3cret-pw"), "{s}");
     }
 }
+
+#[tokio::test]
+async fn a_durable_destroy_marks_the_tenant_then_removes_its_data() {
+    let shared = start();
+    let own = start();
+    let catalog = catalog(&shared).await;
+    create(&catalog, "acme", &format!("server:{}", own.url())).await;
+    create(&catalog, "globex", &format!("server:{}", own.url())).await;
+    let db = Db::with_registry(registry(&shared));
+    for t in ["acme", "globex"] {
+        write(&db, t, "x")
+            .await
+            .unwrap_or_else(|e| panic!("write for {t}: {e}"));
+    }
+    let models = popoto::ModelSet::new().with::<Episode>();
+    let report = catalog
+        .destroy_tenant(&db.admin(), &tid("acme"), &models)
+        .await
+        .unwrap_or_else(|e| panic!("destroy: {e}"));
+    assert_eq!(report.instances.get("Episode"), Some(&1));
+    let left = all_keys(&own);
+    assert!(!left.iter().any(|k| k.contains("acme")), "{left:?}");
+    assert!(left.iter().any(|k| k.contains("globex")), "{left:?}");
+    // Every process, including one started afterwards, refuses it.
+    for db in [&db, &Db::with_registry(registry(&shared))] {
+        assert!(matches!(
+            write(db, "acme", "late").await,
+            Err(Error::TenantDestroyed { .. })
+        ));
+    }
+    assert_eq!(count(&db, "globex").await.ok(), Some(1));
+}
