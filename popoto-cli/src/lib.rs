@@ -9,11 +9,13 @@
 //!   `import`, `audit`, destroying data);
 //! * an application adds `src/bin/popoto.rs` with
 //!   `fn main() -> std::process::ExitCode { popoto_cli::main_with(ModelSet::new().with::<A>()) }`
-//!   and every command works on its models.
+//!   and every command works on its models; [`main_with_migrations`] adds its partition
+//!   migrations ([`Migration`]) for `popoto migrate`.
 //!
 //! Contract (Python popoto's `popoto-transfer`): data on stdout (a table, or JSON with
 //! `--json`; the export stream), summaries and progress on stderr; exit codes [`EXIT_OK`],
-//! [`EXIT_FAILURE`], [`EXIT_USAGE`], [`EXIT_PARTIAL`]. Server credentials are never printed.
+//! [`EXIT_FAILURE`], [`EXIT_USAGE`], [`EXIT_PARTIAL`], and [`EXIT_PENDING`] for
+//! `migrate --check`. Server credentials are never printed.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -24,6 +26,7 @@ use clap::{Parser, Subcommand};
 use popoto::{BackendConfig, Catalog, Error, ModelSet, TenantRegistry};
 
 mod data;
+mod migrate;
 mod stats;
 mod tenants;
 
@@ -35,6 +38,10 @@ pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 /// The command completed, but some tenant or record failed (see the report).
 pub const EXIT_PARTIAL: u8 = 3;
+/// `migrate --check`: migrations would still move entries (a CI gate).
+pub const EXIT_PENDING: u8 = 4;
+
+pub use migrate::Migration;
 
 /// `popoto`: operate a popoto deployment.
 #[derive(Debug, Parser)]
@@ -64,6 +71,8 @@ enum Command {
     /// Keys and memory of every backend holding catalog tenants; with the application's
     /// models, instances per tenant.
     Stats,
+    /// Runs the application's partition migrations on every backend holding catalog tenants.
+    Migrate(migrate::MigrateArgs),
 }
 
 /// What a command ends with: its exit code, or an error to report.
@@ -133,6 +142,11 @@ impl Ctx<'_> {
 
 /// The program: parses `std::env::args`, runs on a tokio runtime, exits with the command's code.
 pub fn main_with(models: ModelSet) -> ExitCode {
+    main_with_migrations(models, Vec::new())
+}
+
+/// [`main_with`], with the application's partition migrations for `popoto migrate`.
+pub fn main_with_migrations(models: ModelSet, migrations: Vec<Migration>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -144,7 +158,13 @@ pub fn main_with(models: ModelSet) -> ExitCode {
         }
     };
     let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
-    let code = runtime.block_on(run(std::env::args_os(), &models, &mut out, &mut err));
+    let code = runtime.block_on(run_with(
+        std::env::args_os(),
+        &models,
+        &migrations,
+        &mut out,
+        &mut err,
+    ));
     let _ = out.flush();
     ExitCode::from(code)
 }
@@ -153,6 +173,17 @@ pub fn main_with(models: ModelSet) -> ExitCode {
 pub async fn run(
     args: impl IntoIterator<Item = impl Into<OsString> + Clone>,
     models: &ModelSet,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    run_with(args, models, &[], out, err).await
+}
+
+/// [`run`], with the application's partition migrations for `popoto migrate`.
+pub async fn run_with(
+    args: impl IntoIterator<Item = impl Into<OsString> + Clone>,
+    models: &ModelSet,
+    migrations: &[Migration],
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> u8 {
@@ -181,6 +212,7 @@ pub async fn run(
             Command::Import(args) => data::import(&ctx, args, &mut io).await,
             Command::Audit(args) => data::audit(&ctx, args, &mut io).await,
             Command::Stats => stats::stats(&ctx, &mut io).await,
+            Command::Migrate(args) => migrate::migrate(&ctx, migrations, args, &mut io).await,
         },
         Err(f) => Err(f),
     };

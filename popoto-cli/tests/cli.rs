@@ -19,6 +19,29 @@ struct Note {
     text: String,
 }
 
+/// Points of a tenant, partitioned by tenant since the last release.
+#[derive(Model, Debug, Clone, PartialEq, Default)]
+struct Score {
+    #[popoto(key, tenant)]
+    org: String,
+    #[popoto(key)]
+    id: String,
+    #[popoto(sorted, partition_by = "org")]
+    points: f64,
+}
+
+/// `Score` before `partition_by`: one zset for every tenant.
+#[derive(Model, Debug, Clone, PartialEq, Default)]
+#[popoto(name = "Score")]
+struct LegacyScore {
+    #[popoto(key, tenant)]
+    org: String,
+    #[popoto(key)]
+    id: String,
+    #[popoto(sorted)]
+    points: f64,
+}
+
 fn start() -> TestRedis {
     TestRedis::start().unwrap_or_else(|e| panic!("{e}"))
 }
@@ -340,4 +363,101 @@ async fn an_application_binary_exports_imports_audits_and_destroys() {
         acme.query::<Note>().count().await,
         Err(popoto::Error::TenantDestroyed { .. })
     ));
+}
+
+/// `popoto migrate` of the application's binary, with one migration.
+async fn migrate(args: &[&str]) -> (u8, String, String) {
+    let models = ModelSet::new().with::<Score>();
+    let migrations = vec![popoto_cli::Migration::new(
+        "Score.points by org",
+        |admin: popoto::Admin, dry_run| async move {
+            admin
+                .migrate_sorted_to_partitioned(Score::points(), dry_run, |_| {})
+                .await
+        },
+    )];
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut argv = vec!["popoto"];
+    argv.extend_from_slice(args);
+    let code = popoto_cli::run_with(argv, &models, &migrations, &mut out, &mut err).await;
+    (code, text(&out), text(&err))
+}
+
+fn zcard(server: &TestRedis, db: u8, key: &str) -> u64 {
+    let mut conn = redis::Client::open(server.url_db(db))
+        .and_then(|c| c.get_connection())
+        .unwrap_or_else(|e| panic!("{e}"));
+    redis::cmd("ZCARD")
+        .arg(key)
+        .query(&mut conn)
+        .unwrap_or_else(|e| panic!("ZCARD {key}: {e}"))
+}
+
+#[tokio::test]
+async fn migrate_check_gates_on_pending_migrations_on_every_backend() {
+    let server = start();
+    let url = server.url();
+    app_ok(&["--url", url, "tenants", "create", "acme"]).await;
+    app_ok(&[
+        "--url",
+        url,
+        "tenants",
+        "create",
+        "globex",
+        "--placement",
+        "db:6",
+    ])
+    .await;
+    let db = Db::with_registry(
+        popoto::TenantRegistry::with_catalog(
+            popoto::BackendConfig::new(url),
+            std::time::Duration::ZERO,
+        )
+        .unwrap_or_else(|e| panic!("registry: {e}")),
+    );
+    for t in ["acme", "globex"] {
+        let session = db.tenant(t).unwrap_or_else(|e| panic!("{e}"));
+        for i in 0..2 {
+            session
+                .create(LegacyScore {
+                    id: format!("s{i}"),
+                    points: i as f64,
+                    ..Default::default()
+                })
+                .await
+                .unwrap_or_else(|e| panic!("legacy create: {e}"));
+        }
+    }
+    let legacy = "$SortF:Score:points";
+    assert_eq!(
+        (zcard(&server, 0, legacy), zcard(&server, 6, legacy)),
+        (2, 2)
+    );
+
+    // The generic binary does not know the migrations.
+    expect(Some(url), &["migrate", "--check"], 2);
+    // Pending: exit 4, nothing written (so is a dry run, exit 0).
+    let (code, _, err) = migrate(&["--url", url, "migrate", "--check"]).await;
+    assert_eq!(code, popoto_cli::EXIT_PENDING, "{err}");
+    assert!(err.contains("4 entries still to migrate"), "{err}");
+    let (code, out, err) = migrate(&["--url", url, "--json", "migrate", "--dry-run"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("would move 2 of 2"), "{out}");
+    assert_eq!(
+        (zcard(&server, 0, legacy), zcard(&server, 6, legacy)),
+        (2, 2)
+    );
+    // The real run moves both backends' entries; then the gate is clean.
+    let (code, out, err) = migrate(&["--url", url, "--json", "migrate", "--all"]).await;
+    assert_eq!(code, 0, "{err}");
+    let reports = json(&out);
+    assert_eq!(reports[0]["ok"], 2, "{reports}");
+    assert_eq!(reports[0]["backends"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        (zcard(&server, 0, legacy), zcard(&server, 6, legacy)),
+        (0, 0)
+    );
+    assert_eq!(zcard(&server, 6, "$SortF:Score:points:globex"), 2);
+    let (code, _, err) = migrate(&["--url", url, "migrate", "--check"]).await;
+    assert_eq!(code, 0, "{err}");
 }
