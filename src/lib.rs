@@ -17,6 +17,10 @@ pub mod guide {
     #[doc = include_str!("../docs/isolation-audit.md")]
     pub mod isolation_audit {}
 
+    /// Operations: the tenant catalog, reactive health, fleet maintenance, the `popoto` tool.
+    #[doc = include_str!("../docs/operations.md")]
+    pub mod operations {}
+
     /// Confidence fields: layout, the capped formula, scans, key helpers, migrations, index checks.
     #[doc = include_str!("../docs/confidence.md")]
     pub mod confidence {}

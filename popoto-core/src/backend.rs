@@ -241,6 +241,8 @@ pub struct Backend {
     url: Arc<str>,
     round_trips: Arc<AtomicU64>,
     failures: Arc<AtomicU64>,
+    /// Calls in a row that failed at the connection level (0 after any reply).
+    consecutive: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -286,6 +288,7 @@ impl Backend {
             url: config.url.into(),
             round_trips: Arc::new(AtomicU64::new(0)),
             failures,
+            consecutive: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -297,6 +300,13 @@ impl Backend {
     /// Number of round trips (commands or pipelines sent) since the backend was built.
     pub fn round_trips(&self) -> u64 {
         self.round_trips.load(Ordering::Relaxed)
+    }
+
+    /// Calls in a row that failed at the connection level (no connection could be checked out
+    /// or dialed, the connection was refused, cut or timed out); 0 once a call got a reply.
+    /// The tenant registry's health reacts to it.
+    pub fn consecutive_failures(&self) -> u64 {
+        self.consecutive.load(Ordering::Relaxed)
     }
 
     /// Runs `f` on a pooled connection, marking the connection broken on a connection error.
@@ -311,19 +321,29 @@ impl Backend {
     {
         // Boxed: the pool's and the client's futures are deeply nested, and callers' futures
         // (a query spawned on a runtime) would otherwise exceed rustc's layout depth limit.
-        let mut obj = Box::pin(self.pool.get()).await.map_err(|e| Error::Pool {
-            op,
-            model,
-            reason: e.to_string(),
+        let mut obj = Box::pin(self.pool.get()).await.map_err(|e| {
+            self.consecutive.fetch_add(1, Ordering::Relaxed);
+            Error::Pool {
+                op,
+                model,
+                reason: e.to_string(),
+            }
         })?;
         self.round_trips.fetch_add(1, Ordering::Relaxed);
         let result = Box::pin(f(&mut obj.inner)).await;
         match result {
-            Ok(v) => Ok(v),
+            Ok(v) => {
+                self.consecutive.store(0, Ordering::Relaxed);
+                Ok(v)
+            }
             Err(source) => {
                 if is_connection_error(&source) {
                     obj.broken.store(true, Ordering::Relaxed);
                     self.failures.fetch_add(1, Ordering::AcqRel);
+                    self.consecutive.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    // The server answered: it is up.
+                    self.consecutive.store(0, Ordering::Relaxed);
                 }
                 Err(Error::Redis { op, model, source })
             }

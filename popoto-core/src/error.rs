@@ -158,6 +158,30 @@ pub enum Error {
         /// The tenant.
         tenant: String,
     },
+    /// The tenant catalog marks the tenant suspended; it is refused until resumed.
+    #[error("tenant {tenant:?} is suspended: resume it in the tenant catalog to serve it again")]
+    TenantSuspended {
+        /// The tenant.
+        tenant: String,
+    },
+    /// A tenant catalog entry (or index) read from Redis is not what the catalog writes.
+    #[error("corrupt tenant catalog entry at key {key}: {reason}")]
+    CorruptCatalog {
+        /// The catalog key read.
+        key: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A catalog update expected another version of the entry (changed concurrently).
+    #[error("tenant catalog entry of {tenant:?} is at version {found}, not {expected}: changed concurrently")]
+    CatalogConflict {
+        /// The tenant.
+        tenant: String,
+        /// The version the update was based on.
+        expected: u64,
+        /// The version found.
+        found: u64,
+    },
     /// A query on a partitioned sorted field lacks a partition value.
     #[error("query on {model}.{field} needs a value for partition field {partition_field}")]
     MissingPartition {

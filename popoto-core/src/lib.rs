@@ -6,10 +6,12 @@
 mod admin;
 pub mod backend;
 mod bulk;
+pub mod catalog;
 pub mod codec;
 pub mod confidence;
 pub mod db;
 pub mod error;
+pub mod fleet;
 pub mod keys;
 pub mod lifecycle;
 pub mod maintenance;
@@ -29,9 +31,11 @@ pub mod __private;
 
 pub use admin::Admin;
 pub use backend::{Backend, BackendConfig};
+pub use catalog::{Catalog, CatalogPlacement, TenantEntry, TenantStatus};
 pub use confidence::{Confidence, ConfidenceScan, ConfidenceState};
 pub use db::{Db, Session};
 pub use error::{BulkError, Error, Result};
+pub use fleet::{Fleet, FleetOptions, FleetReport};
 pub use lifecycle::{DestroyReport, ExportRecord, ModelSet, Sweep};
 pub use maintenance::{
     DryRun, Finding, FindingKind, IndexOptions, IndexReport, MigrationError, MigrationOptions,
@@ -42,5 +46,5 @@ pub use model::{
     Record, SortedField,
 };
 pub use query::{Filter, Query};
-pub use registry::{Health, Placement, TenantRegistry};
+pub use registry::{Health, HealthPolicy, Placement, TenantRegistry};
 pub use tenant::{Scope, TenantId};

@@ -5,6 +5,11 @@
 //! It fails closed: a tenant that is neither registered nor placed by the policy is refused
 //! ([`Error::UnknownTenant`]) unless the application opted in to a default placement, and a
 //! destroyed tenant is refused ([`Error::TenantDestroyed`]) until it is registered again.
+//!
+//! With a tenant catalog ([`TenantRegistry::use_catalog`], `placing.rs`) the catalog's status
+//! comes first (suspended and destroyed tenants are refused) and its placement places the
+//! tenants it knows; health reacts to real failures of a tenant's backend and is rechecked
+//! periodically (`health.rs`).
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -13,9 +18,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::backend::{Backend, BackendConfig};
+use crate::catalog::view::CatalogView;
 use crate::error::{Error, Result};
 use crate::redis_url;
 use crate::tenant::TenantId;
+
+mod health;
+mod placing;
+
+pub use health::{HealthChecker, HealthEvent, HealthPolicy};
 
 /// A boxed future, as factories and validators return.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -44,28 +55,36 @@ pub enum Placement {
     Backend(Backend),
 }
 
-/// Health of a registered tenant's backend.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Health of a registered (or catalog) tenant's backend.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum Health {
     /// Registered lazily, not built yet (or reaped by the open-backend cap).
     Pending,
     /// Built and validated.
     Healthy,
-    /// Was healthy; the last recheck failed. Still used.
+    /// Was healthy; the last recheck failed, or calls on it failed at the connection level
+    /// ([`HealthPolicy::unverified_after`]). Still used.
     Unverified,
-    /// The factory or first validation failed; not retried until `recheck` or re-registration.
+    /// The factory or first validation failed, or [`HealthPolicy::disable_after`] calls in a row
+    /// failed at the connection level: refused with [`Error::TenantDisabled`] until a recheck
+    /// (`recheck`, the periodic checker) or a re-registration succeeds.
     Disabled(String),
 }
 
 enum Source {
     Placement(Placement),
     Lazy(Factory),
+    /// Placed by the catalog entry of this version.
+    Catalog(Placement, u64),
 }
 
 struct SlotState {
     health: Health,
     backend: Option<Backend>,
+    /// Whether `health` was set by observing failed calls (a call that succeeds undoes it).
+    observed: bool,
 }
 
 struct Slot {
@@ -94,6 +113,10 @@ struct Inner {
     validator: Mutex<Validator>,
     max_open: Mutex<Option<usize>>,
     tick: AtomicU64,
+    catalog: Mutex<Option<Arc<CatalogView>>>,
+    tiers: Mutex<HashMap<String, Placement>>,
+    health_policy: Mutex<HealthPolicy>,
+    events: tokio::sync::broadcast::Sender<HealthEvent>,
 }
 
 /// Maps tenants to backends. Cheap to clone; clones share state.
@@ -146,6 +169,10 @@ impl TenantRegistry {
                 validator: Mutex::new(ping_validator()),
                 max_open: Mutex::new(None),
                 tick: AtomicU64::new(0),
+                catalog: Mutex::new(None),
+                tiers: Mutex::new(HashMap::new()),
+                health_policy: Mutex::new(HealthPolicy::default()),
+                events: tokio::sync::broadcast::channel(256).0,
             }),
         })
     }
@@ -207,6 +234,7 @@ impl TenantRegistry {
             state: tokio::sync::Mutex::new(SlotState {
                 health: Health::Pending,
                 backend: None,
+                observed: false,
             }),
             last_used: AtomicU64::new(self.inner.tick.fetch_add(1, Ordering::Relaxed)),
         });
@@ -262,11 +290,13 @@ impl TenantRegistry {
         out
     }
 
-    /// Health of one tenant (`None` if not registered).
+    /// Health of one tenant (`None` if not registered and not yet placed by the catalog),
+    /// after observing the failures of the calls made on its backend since.
     pub async fn health(&self, tenant: &TenantId) -> Option<Health> {
         let slot = lock(&self.inner.tenants).slots.get(tenant).cloned()?;
-        let h = slot.state.lock().await.health.clone();
-        Some(h)
+        let mut state = slot.state.lock().await;
+        self.observe(tenant, &mut state);
+        Some(state.health.clone())
     }
 
     /// Re-validates a tenant's backend: healthy or unverified → healthy on success, unverified
@@ -277,15 +307,16 @@ impl TenantRegistry {
         match (&state.health, state.backend.clone()) {
             (Health::Healthy | Health::Unverified, Some(b)) => {
                 let validator = lock(&self.inner.validator).clone();
-                state.health = if validator(b).await.is_ok() {
+                let health = if validator(b).await.is_ok() {
                     Health::Healthy
                 } else {
                     Health::Unverified
                 };
+                self.transition(tenant, &mut state, health, "recheck");
                 Some(state.health.clone())
             }
             _ => {
-                state.health = Health::Pending;
+                self.transition(tenant, &mut state, Health::Pending, "recheck");
                 drop(state);
                 self.build(tenant, &slot).await;
                 let h = slot.state.lock().await.health.clone();
@@ -309,15 +340,25 @@ impl TenantRegistry {
     /// The backend of `tenant`: its registered one (built on first use), the policy's
     /// placement or the default placement; otherwise [`Error::UnknownTenant`], and
     /// [`Error::TenantDestroyed`] for a tombstoned tenant.
+    ///
+    /// With a catalog, a tenant it marks suspended or destroyed is refused
+    /// ([`Error::TenantSuspended`], [`Error::TenantDestroyed`]) whatever else places it, and a
+    /// tenant whose backend is disabled is refused with [`Error::TenantDisabled`].
     pub async fn backend_for(&self, tenant: &TenantId) -> Result<Backend> {
-        let slot = {
+        let (slot, catalog) = {
             let tenants = lock(&self.inner.tenants);
             if tenants.destroyed.contains(tenant) {
                 return Err(Error::TenantDestroyed {
                     tenant: tenant.to_string(),
                 });
             }
-            tenants.slots.get(tenant).cloned()
+            let catalog = lock(&self.inner.catalog).clone();
+            (tenants.slots.get(tenant).cloned(), catalog)
+        };
+        let slot = match catalog {
+            // Boxed: keeps the futures of every data operation (which await this) shallow.
+            Some(view) => Box::pin(self.catalog_slot(&view, tenant, slot)).await?,
+            None => slot,
         };
         let Some(slot) = slot else {
             let policy = lock(&self.inner.policy).clone();
@@ -336,7 +377,8 @@ impl TenantRegistry {
             Ordering::Relaxed,
         );
         {
-            let state = slot.state.lock().await;
+            let mut state = slot.state.lock().await;
+            self.observe(tenant, &mut state);
             match (&state.health, &state.backend) {
                 (Health::Healthy | Health::Unverified, Some(b)) => return Ok(b.clone()),
                 (Health::Disabled(reason), _) => {
@@ -363,6 +405,11 @@ impl TenantRegistry {
                 tenant: tenant.to_string(),
             }),
         }
+    }
+
+    /// A backend for a placement, shared by every tenant placed there (opened on first use).
+    pub fn backend_of(&self, placement: Placement) -> Result<Backend> {
+        self.placed(placement)
     }
 
     /// A backend for a placement, shared by every tenant placed there.
@@ -393,7 +440,7 @@ impl TenantRegistry {
             return;
         }
         let built = match &slot.source {
-            Source::Placement(p) => self.placed(p.clone()),
+            Source::Placement(p) | Source::Catalog(p, _) => self.placed(p.clone()),
             Source::Lazy(factory) => factory(tenant.clone()).await,
         };
         let validated = match built {
@@ -413,13 +460,13 @@ impl TenantRegistry {
         }
         match validated {
             Ok(b) => {
-                state.health = Health::Healthy;
+                self.transition(tenant, &mut state, Health::Healthy, "build");
                 state.backend = Some(b);
                 drop(state);
                 self.reap(slot).await;
             }
             Err(e) => {
-                state.health = Health::Disabled(e.to_string());
+                self.transition(tenant, &mut state, Health::Disabled(e.to_string()), "build");
                 state.backend = None;
             }
         }
@@ -430,30 +477,35 @@ impl TenantRegistry {
         let Some(max) = *lock(&self.inner.max_open) else {
             return;
         };
-        let mut lazy: Vec<Arc<Slot>> = lock(&self.inner.tenants)
+        let mut lazy: Vec<(TenantId, Arc<Slot>)> = lock(&self.inner.tenants)
             .slots
-            .values()
-            .filter(|s| matches!(s.source, Source::Lazy(_)) && !Arc::ptr_eq(s, keep))
-            .cloned()
+            .iter()
+            .filter(|(_, s)| matches!(s.source, Source::Lazy(_)) && !Arc::ptr_eq(s, keep))
+            .map(|(t, s)| (t.clone(), s.clone()))
             .collect();
-        lazy.sort_by_key(|s| s.last_used.load(Ordering::Relaxed));
+        lazy.sort_by_key(|(_, s)| s.last_used.load(Ordering::Relaxed));
         let mut open = Vec::new();
-        for s in lazy {
+        for (t, s) in lazy {
             let is_open = s
                 .state
                 .try_lock()
                 .map(|st| st.backend.is_some())
                 .unwrap_or(false);
             if is_open {
-                open.push(s);
+                open.push((t, s));
             }
         }
         // `keep` is open too.
         let excess = (open.len() + 1).saturating_sub(max);
-        for s in open.into_iter().take(excess) {
+        for (t, s) in open.into_iter().take(excess) {
             if let Ok(mut st) = s.state.try_lock() {
                 st.backend = None;
-                st.health = Health::Pending;
+                self.transition(
+                    &t,
+                    &mut st,
+                    Health::Pending,
+                    "reaped by the open-backend cap",
+                );
             }
         }
     }

@@ -1,0 +1,177 @@
+//! Commands on model data: `export`, `import`, `audit` (the application's models needed).
+
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use popoto::{Admin, Db, Error, Fleet, FleetOptions, TenantEntry, TenantId};
+use serde::Serialize;
+
+use crate::tenants::tenant_id;
+use crate::{Ctx, Failure, Io, EXIT_OK, EXIT_PARTIAL};
+
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    /// The tenant id.
+    tenant: String,
+    /// Write the stream to this file (default: stdout).
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImportArgs {
+    /// The tenant id.
+    tenant: String,
+    /// Read the stream from this file (default: stdin).
+    #[arg(long, short)]
+    input: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AuditArgs {
+    /// Tenants (or backends) audited at once.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Journal id: a rerun with the same id skips tenants already clean.
+    #[arg(long)]
+    run: Option<String>,
+    /// Audit suspended tenants too.
+    #[arg(long)]
+    include_suspended: bool,
+    /// Only this tenant (repeatable).
+    #[arg(long)]
+    tenant: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Transfer<'a> {
+    operation: &'a str,
+    tenant: &'a str,
+    records: u64,
+}
+
+/// The admin handle where a catalog tenant lives, whatever its status.
+pub(crate) async fn admin_for(ctx: &Ctx<'_>, entry: &TenantEntry) -> Result<Admin, Failure> {
+    let placement = ctx.registry.placement_of(entry)?;
+    Ok(Db::from_backend(ctx.registry.backend_of(placement)?).admin())
+}
+
+/// The admin handle for `tenant`: where the catalog places it, else the shared server.
+async fn admin_of(ctx: &Ctx<'_>, tenant: &TenantId) -> Result<Admin, Failure> {
+    match ctx.catalog.get(tenant).await? {
+        Some(entry) => admin_for(ctx, &entry).await,
+        None => Ok(Db::from_backend(ctx.registry.shared().clone()).admin()),
+    }
+}
+
+fn io_error(what: &str, e: std::io::Error) -> Failure {
+    Failure::Op(Error::Stream(format!("{what}: {e}")))
+}
+
+pub(crate) async fn export(
+    ctx: &Ctx<'_>,
+    args: ExportArgs,
+    io: &mut Io<'_>,
+) -> Result<u8, Failure> {
+    ctx.need_models("export")?;
+    let id = tenant_id(&args.tenant)?;
+    let admin = admin_of(ctx, &id).await?;
+    let records = match &args.output {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .map_err(|e| io_error(&path.display().to_string(), e))?;
+            let mut out = BufWriter::new(file);
+            let n = admin.export_tenant(&id, ctx.models, &mut out).await?;
+            out.flush()
+                .map_err(|e| io_error(&path.display().to_string(), e))?;
+            n
+        }
+        None => {
+            let mut out = BufWriter::new(&mut *io.out);
+            let n = admin.export_tenant(&id, ctx.models, &mut out).await?;
+            out.flush().map_err(|e| io_error("stdout", e))?;
+            n
+        }
+    };
+    let summary = Transfer {
+        operation: "export",
+        tenant: id.as_str(),
+        records,
+    };
+    if io.json && args.output.is_some() {
+        io.json(&summary)?;
+    } else if io.json {
+        // stdout carries the stream: the JSON summary goes to stderr.
+        let text = serde_json::to_string(&summary)
+            .map_err(|e| Failure::Op(Error::Stream(e.to_string())))?;
+        io.note(&text);
+    } else {
+        io.note(&format!("exported {records} records of tenant {id}"));
+    }
+    Ok(EXIT_OK)
+}
+
+pub(crate) async fn import(
+    ctx: &Ctx<'_>,
+    args: ImportArgs,
+    io: &mut Io<'_>,
+) -> Result<u8, Failure> {
+    ctx.need_models("import")?;
+    let id = tenant_id(&args.tenant)?;
+    let admin = admin_of(ctx, &id).await?;
+    let input: Box<dyn Read> = match &args.input {
+        Some(path) => Box::new(
+            std::fs::File::open(path).map_err(|e| io_error(&path.display().to_string(), e))?,
+        ),
+        None => Box::new(std::io::stdin()),
+    };
+    let records = admin
+        .import_tenant(&id, ctx.models, BufReader::new(input))
+        .await?;
+    if io.json {
+        io.json(&Transfer {
+            operation: "import",
+            tenant: id.as_str(),
+            records,
+        })?;
+    } else {
+        io.note(&format!("imported {records} records into tenant {id}"));
+    }
+    Ok(EXIT_OK)
+}
+
+pub(crate) async fn audit(ctx: &Ctx<'_>, args: AuditArgs, io: &mut Io<'_>) -> Result<u8, Failure> {
+    ctx.need_models("audit")?;
+    let mut options = FleetOptions::default()
+        .concurrency(args.concurrency)
+        .include_suspended(args.include_suspended);
+    if let Some(run) = args.run {
+        options = options.run(run);
+    }
+    if !args.tenant.is_empty() {
+        let only = args
+            .tenant
+            .iter()
+            .map(|t| tenant_id(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        options = options.only(only);
+    }
+    let fleet = Fleet::new(&ctx.registry, options)?;
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.set_message("auditing every catalog tenant");
+    spinner.enable_steady_tick(Duration::from_millis(120));
+    let report = fleet.audit(ctx.models).await;
+    spinner.finish_and_clear();
+    let report = report?;
+    if io.json {
+        io.json(&report)?;
+    }
+    io.note(&report.to_string());
+    Ok(if report.is_success() {
+        EXIT_OK
+    } else {
+        EXIT_PARTIAL
+    })
+}

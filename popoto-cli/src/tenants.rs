@@ -1,0 +1,205 @@
+//! `popoto tenants ...`: the tenant catalog.
+
+use std::collections::BTreeMap;
+
+use clap::Subcommand;
+use popoto::catalog::ListQuery;
+use popoto::{CatalogPlacement, TenantEntry, TenantId, TenantStatus};
+use serde::Serialize;
+
+use crate::{Ctx, Failure, Io, EXIT_OK, EXIT_PARTIAL};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TenantsCommand {
+    /// Lists tenants by id, one page (or --all).
+    List {
+        /// Only tenants in this status (active, suspended, destroyed).
+        #[arg(long)]
+        status: Option<String>,
+        /// Most tenants on the page.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Start after this id (the previous page's `next`).
+        #[arg(long)]
+        after: Option<String>,
+        /// Every page.
+        #[arg(long, conflicts_with_all = ["limit", "after"])]
+        all: bool,
+    },
+    /// Shows one tenant's entry.
+    Show {
+        /// The tenant id.
+        tenant: String,
+    },
+    /// Adds an active tenant (or starts a destroyed one afresh).
+    Create {
+        /// The tenant id.
+        tenant: String,
+        /// shared, db:<n>, server:<redis url> or tier:<name>.
+        #[arg(long, default_value = "shared")]
+        placement: String,
+        /// Metadata entry name=value (repeatable).
+        #[arg(long = "meta")]
+        meta: Vec<String>,
+    },
+    /// Suspends a tenant: every process refuses it until resumed.
+    Suspend {
+        /// The tenant id.
+        tenant: String,
+    },
+    /// Serves a suspended tenant again.
+    Resume {
+        /// The tenant id.
+        tenant: String,
+    },
+    /// Marks a tenant destroyed (a durable tombstone), then removes its data.
+    Destroy {
+        /// The tenant id.
+        tenant: String,
+        /// Only mark it destroyed; leave its data (the only way without the application's models).
+        #[arg(long)]
+        keep_data: bool,
+    },
+}
+
+pub(crate) fn tenant_id(raw: &str) -> Result<TenantId, Failure> {
+    TenantId::new(raw).map_err(|e| Failure::Usage(e.to_string()))
+}
+
+/// Parses a placement; the message never repeats the value (it may hold a password).
+fn placement(raw: &str) -> Result<CatalogPlacement, Failure> {
+    raw.parse()
+        .map_err(|e: popoto::Error| Failure::Usage(format!("--placement: {e}")))
+}
+
+fn metadata(raw: &[String]) -> Result<BTreeMap<String, String>, Failure> {
+    raw.iter()
+        .map(|m| match m.split_once('=') {
+            Some((k, v)) => Ok((k.to_owned(), v.to_owned())),
+            None => Err(Failure::Usage(format!("--meta {m:?}: expected name=value"))),
+        })
+        .collect()
+}
+
+/// One entry as a table row.
+fn row(e: &TenantEntry) -> String {
+    let meta: Vec<String> = e.metadata.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!(
+        "{}\t{}\t{}\tv{}\t{}",
+        e.id,
+        e.status,
+        e.placement,
+        e.version,
+        meta.join(",")
+    )
+}
+
+#[derive(Serialize)]
+struct ListJson<'a> {
+    entries: &'a [TenantEntry],
+    invalid: Vec<String>,
+    next: Option<&'a TenantId>,
+}
+
+pub(crate) async fn run(
+    ctx: &Ctx<'_>,
+    cmd: TenantsCommand,
+    io: &mut Io<'_>,
+) -> Result<u8, Failure> {
+    let catalog = &ctx.catalog;
+    let entry = match cmd {
+        TenantsCommand::List {
+            status,
+            limit,
+            after,
+            all,
+        } => {
+            let status: Option<TenantStatus> = status
+                .map(|s| {
+                    s.parse()
+                        .map_err(|e: popoto::Error| Failure::Usage(e.to_string()))
+                })
+                .transpose()?;
+            let page = if all {
+                catalog.list_all(status).await?
+            } else {
+                let query = ListQuery {
+                    status,
+                    after: after.as_deref().map(tenant_id).transpose()?,
+                    limit,
+                };
+                catalog.list(&query).await?
+            };
+            let invalid: Vec<String> = page.invalid.iter().map(|e| e.to_string()).collect();
+            if io.json {
+                io.json(&ListJson {
+                    entries: &page.entries,
+                    invalid: invalid.clone(),
+                    next: page.next.as_ref(),
+                })?;
+            } else {
+                for e in &page.entries {
+                    io.line(&row(e))?;
+                }
+                if let Some(next) = &page.next {
+                    io.note(&format!("more after {next} (--after {next})"));
+                }
+            }
+            for i in &invalid {
+                io.note(&format!("unreadable: {i}"));
+            }
+            io.note(&format!("{} tenants listed", page.entries.len()));
+            return Ok(if invalid.is_empty() {
+                EXIT_OK
+            } else {
+                EXIT_PARTIAL
+            });
+        }
+        TenantsCommand::Show { tenant } => {
+            let id = tenant_id(&tenant)?;
+            match catalog.get(&id).await? {
+                Some(e) => e,
+                None => {
+                    return Err(Failure::Op(popoto::Error::NotFound {
+                        model: "tenant catalog",
+                        key: popoto::keys::catalog_entry_key(id.as_str()),
+                    }))
+                }
+            }
+        }
+        TenantsCommand::Create {
+            tenant,
+            placement: p,
+            meta,
+        } => {
+            let (id, p, meta) = (tenant_id(&tenant)?, placement(&p)?, metadata(&meta)?);
+            catalog.create(&id, p, meta).await?
+        }
+        TenantsCommand::Suspend { tenant } => catalog.suspend(&tenant_id(&tenant)?).await?,
+        TenantsCommand::Resume { tenant } => catalog.resume(&tenant_id(&tenant)?).await?,
+        TenantsCommand::Destroy { tenant, keep_data } => {
+            let id = tenant_id(&tenant)?;
+            if !keep_data {
+                ctx.need_models("destroying a tenant's data (without --keep-data)")?;
+            }
+            // The tombstone first: no process writes while the data goes.
+            let entry = catalog.destroy(&id).await?;
+            if !keep_data {
+                let admin = crate::data::admin_for(ctx, &entry).await?;
+                let report = admin.destroy_tenant(&id, ctx.models).await?;
+                let removed: u64 = report.instances.values().sum();
+                io.note(&format!(
+                    "{id}: {removed} instances and {} orphan index entries removed",
+                    report.orphan_entries
+                ));
+            }
+            entry
+        }
+    };
+    if io.json {
+        io.json(&entry)?;
+    } else {
+        io.line(&row(&entry))?;
+    }
+    Ok(EXIT_OK)
+}
