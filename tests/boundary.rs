@@ -41,6 +41,21 @@ impl<S: tracing::Subscriber> Layer<S> for Warnings {
     }
 }
 
+/// The warnings of this test binary: one global subscriber (a thread-local one can miss events
+/// whose callsites another test's thread registered first without a subscriber).
+fn warnings() -> Warnings {
+    static GLOBAL: std::sync::OnceLock<Warnings> = std::sync::OnceLock::new();
+    GLOBAL
+        .get_or_init(|| {
+            let w = Warnings::default();
+            let subscriber = tracing_subscriber::registry().with(w.clone());
+            tracing::subscriber::set_global_default(subscriber)
+                .unwrap_or_else(|e| panic!("a global subscriber is already set: {e}"));
+            w
+        })
+        .clone()
+}
+
 impl Warnings {
     fn take(&self) -> Vec<String> {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| panic!("poisoned: {e}")))
@@ -179,9 +194,7 @@ async fn members_planted_in_a_tenants_indexes_are_never_returned() {
             .arg(99)
             .arg(&member),
     );
-    let warnings = Warnings::default();
-    let subscriber = tracing_subscriber::registry().with(warnings.clone());
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let warnings = warnings();
     acme_sees_only_its_own(&acme, &globex_key).await;
     let seen = warnings.take();
     assert!(
