@@ -206,15 +206,17 @@ while i <= #ARGV do
     for j = 1, n do items[j] = ARGV[i + 1 + j] end
     stack[#stack + 1] = list_node(items)
     i = i + 2 + n
-  elseif op == 'A' then
-    stack[#stack + 1] = and_node(pop(tonumber(ARGV[i + 1])))
-    i = i + 2
-  elseif op == 'O' then
-    stack[#stack + 1] = or_node(pop(tonumber(ARGV[i + 1])))
+  elseif op == 'A' or op == 'O' then
+    -- Pop first: `stack[#stack + 1] = f(pop(..))` may take the index before the pop.
+    local children = pop(tonumber(ARGV[i + 1]))
+    local node
+    if op == 'A' then node = and_node(children) else node = or_node(children) end
+    stack[#stack + 1] = node
     i = i + 2
   elseif op == 'N' then
     local pair = pop(2)
-    stack[#stack + 1] = not_node(pair[1], pair[2])
+    local node = not_node(pair[1], pair[2])
+    stack[#stack + 1] = node
     i = i + 1
   else
     return redis.error_reply('select.lua: unknown op ' .. tostring(op))

@@ -208,3 +208,4 @@ fn nan_bounds_are_refused() {
         Err(Error::InvalidValue { field: "score", .. })
     ));
 }
+
