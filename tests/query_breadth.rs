@@ -119,7 +119,11 @@ async fn queries_clone_and_answer_exists_first_last() {
         .last()
         .await
         .unwrap();
-    assert_eq!(desc_last.as_ref(), all.first(), "desc ties reverse the key order");
+    assert_eq!(
+        desc_last.as_ref(),
+        all.first(),
+        "desc ties reverse the key order"
+    );
     let ranged = acme.query::<Episode>().filter(Episode::score().lt(2.0));
     assert_eq!(
         ranged.clone().last().await.unwrap(),
@@ -302,7 +306,9 @@ async fn not_is_relative_to_the_tenants_own_rows_and_planted_members_stay_out() 
         .await
         .unwrap();
     assert_eq!(not_rank1.len(), 8);
-    assert!(not_rank1.iter().all(|e| e.project_id == "acme" && e.rank != 1));
+    assert!(not_rank1
+        .iter()
+        .all(|e| e.project_id == "acme" && e.rank != 1));
     // OR over the partition the planted members sit in: they are never returned or counted.
     let q = || {
         acme.query::<Episode>()
@@ -310,8 +316,16 @@ async fn not_is_relative_to_the_tenants_own_rows_and_planted_members_stay_out() 
     };
     let rows = q().fetch_keyed().await.unwrap();
     let keys: Vec<String> = rows.iter().map(|(k, _)| k.redis_key()).collect();
-    assert!(!keys.contains(&member) && !keys.contains(&forged), "{keys:?}");
-    assert_eq!(sorted(titles(&rows.into_iter().map(|(_, e)| e).collect::<Vec<_>>())), ["acme-0", "acme-5"]);
+    assert!(
+        !keys.contains(&member) && !keys.contains(&forged),
+        "{keys:?}"
+    );
+    assert_eq!(
+        sorted(titles(
+            &rows.into_iter().map(|(_, e)| e).collect::<Vec<_>>()
+        )),
+        ["acme-0", "acme-5"]
+    );
     assert_eq!(q().count().await.unwrap(), 2);
     assert_eq!(q().fetch_keys().await.unwrap().len(), 2);
     let none = || acme.query::<Episode>().filter(!Episode::score().lt(50.0));
@@ -342,12 +356,19 @@ async fn ranges_on_one_field_are_one_read() {
         .fetch()
         .await
         .unwrap();
-    assert_eq!(calls(&server, "zrangebyscore") - before, 1, "one range read");
+    assert_eq!(
+        calls(&server, "zrangebyscore") - before,
+        1,
+        "one range read"
+    );
     assert_eq!(
         sorted(titles(&rows)),
         ["acme-10", "acme-11", "acme-12", "acme-13", "acme-14", "acme-15", "acme-8", "acme-9"]
     );
-    assert!(rows.windows(2).all(|w| w[0].score <= w[1].score), "in score order");
+    assert!(
+        rows.windows(2).all(|w| w[0].score <= w[1].score),
+        "in score order"
+    );
     // Half-open, closed and open-ended Rust ranges.
     let count = |f: Filter<Episode>| {
         let acme = acme.clone();
@@ -357,20 +378,30 @@ async fn ranges_on_one_field_are_one_read() {
     assert_eq!(count(Episode::score().range(1.0..=3.0)).await, 12);
     assert_eq!(count(Episode::score().range(3.0..)).await, 8);
     assert_eq!(count(Episode::score().range(..1.0)).await, 4);
-    assert_eq!(count(Episode::score().gte(2.0) & Episode::score().lte(2.0)).await, 4);
+    assert_eq!(
+        count(Episode::score().gte(2.0) & Episode::score().lte(2.0)).await,
+        4
+    );
     // Merged bounds keep the tighter side, exclusive at equal values.
     assert_eq!(
         count(Episode::score().gte(2.0) & Episode::score().gt(2.0)).await,
         8
     );
-    assert_eq!(count(Episode::score().gt(3.0) & Episode::score().lt(2.0)).await, 0);
+    assert_eq!(
+        count(Episode::score().gt(3.0) & Episode::score().lt(2.0)).await,
+        0
+    );
 }
 
 #[tokio::test]
 async fn projections_read_only_their_fields_and_verify_the_tenant() {
     let (server, db) = seeded(8).await;
     let acme = db.tenant("acme").unwrap();
-    let top = || acme.query::<Episode>().order_by_desc(Episode::score()).limit(3);
+    let top = || {
+        acme.query::<Episode>()
+            .order_by_desc(Episode::score())
+            .limit(3)
+    };
     let want: Vec<(String, f64, String)> = top()
         .fetch()
         .await
@@ -385,7 +416,11 @@ async fn projections_read_only_their_fields_and_verify_the_tenant() {
         .await
         .unwrap();
     assert_eq!(rows, want);
-    assert_eq!(calls(&server, "hgetall"), hgetall_before, "no whole hash read");
+    assert_eq!(
+        calls(&server, "hgetall"),
+        hgetall_before,
+        "no whole hash read"
+    );
     assert_eq!(calls(&server, "hmget"), 3, "one HMGET per row");
     // Planted and forged members are not projected.
     let (member, forged) = plant(&server, &db).await;
@@ -417,7 +452,10 @@ async fn projections_read_only_their_fields_and_verify_the_tenant() {
         .await
         .unwrap();
     let ikey = Item::key_of("acme", acme_item.sku.clone()).redis_key();
-    raw_cmd::<i64>(&server, redis::cmd("HDEL").arg(&ikey).arg("note").arg("region"));
+    raw_cmd::<i64>(
+        &server,
+        redis::cmd("HDEL").arg(&ikey).arg("note").arg("region"),
+    );
     let notes = acme
         .query::<Item>()
         .values((Item::note(), Item::level()))
@@ -425,7 +463,9 @@ async fn projections_read_only_their_fields_and_verify_the_tenant() {
         .unwrap();
     assert_eq!(notes, [(None, 3)]);
     match acme.query::<Item>().values((Item::region(),)).await {
-        Err(Error::Decode { key, field, .. }) => assert_eq!((key, field.as_str()), (ikey, "region")),
+        Err(Error::Decode { key, field, .. }) => {
+            assert_eq!((key, field.as_str()), (ikey, "region"))
+        }
         other => panic!("{other:?}"),
     }
     // A projection cannot run a client-side predicate: refused, not silently ignored.
@@ -441,7 +481,17 @@ async fn projections_read_only_their_fields_and_verify_the_tenant() {
 #[tokio::test]
 async fn key_lookups_scan_only_the_tenants_set_and_globs_do_not_widen() {
     let (server, db) = setup().await;
-    let skus = ["a*b", "a*c", "ab", "axb", "a?c", "[x]1", "x:y-1", "ends*", "mid[dle]x"];
+    let skus = [
+        "a*b",
+        "a*c",
+        "ab",
+        "axb",
+        "a?c",
+        "[x]1",
+        "x:y-1",
+        "ends*",
+        "mid[dle]x",
+    ];
     for (tenant, prefix) in [("acme", ""), ("globex", "g")] {
         let t = db.tenant(tenant).unwrap();
         let items: Vec<Item> = skus
@@ -488,8 +538,14 @@ async fn key_lookups_scan_only_the_tenants_set_and_globs_do_not_widen() {
     assert_eq!(skus_of(Item::sku().ends_with("*b")).await, ["a*b"]);
     assert_eq!(skus_of(Item::sku().contains(":y")).await, ["x:y-1"]);
     assert_eq!(skus_of(Item::sku().contains("[dle]")).await, ["mid[dle]x"]);
-    assert_eq!(skus_of(Item::sku().contains("*")).await, ["a*b", "a*c", "ends*"]);
-    assert_eq!(skus_of(Item::sku().starts_with("g")).await, Vec::<String>::new());
+    assert_eq!(
+        skus_of(Item::sku().contains("*")).await,
+        ["a*b", "a*c", "ends*"]
+    );
+    assert_eq!(
+        skus_of(Item::sku().starts_with("g")).await,
+        Vec::<String>::new()
+    );
     // Combined with OR / NOT and other filters.
     assert_eq!(
         skus_of(Item::sku().starts_with("a*") | Item::sku().ends_with("1")).await,
@@ -514,7 +570,9 @@ async fn key_lookups_scan_only_the_tenants_set_and_globs_do_not_widen() {
     let planted = Item::key_of("globex", "a*zz").redis_key();
     raw_cmd::<i64>(
         &server,
-        redis::cmd("SADD").arg("$KeyF:Item:tenant:acme").arg(&planted),
+        redis::cmd("SADD")
+            .arg("$KeyF:Item:tenant:acme")
+            .arg(&planted),
     );
     assert_eq!(skus_of(Item::sku().starts_with("a*")).await, ["a*b", "a*c"]);
     assert_eq!(

@@ -77,7 +77,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || !s.is_ascii() {
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
         return None;
     }
     (0..s.len())
@@ -160,9 +160,7 @@ impl<'s, M: Model> Query<'s, M> {
                 "cursor pages take a page size > 0, and no offset, limit or client-side order",
             ));
         }
-        let mut pos = cursor
-            .map(|c| self.position(c, field, order))
-            .transpose()?;
+        let mut pos = cursor.map(|c| self.position(c, field, order)).transpose()?;
         let span = self.span("page");
         async {
             let sources = self.resolve()?;
@@ -193,7 +191,11 @@ impl<'s, M: Model> Query<'s, M> {
                 let mut args: Vec<Vec<u8>> = vec![
                     min.arg(true).into_bytes(),
                     max.arg(false).into_bytes(),
-                    if order == Order::Asc { b"a".to_vec() } else { b"d".to_vec() },
+                    if order == Order::Asc {
+                        b"a".to_vec()
+                    } else {
+                        b"d".to_vec()
+                    },
                 ];
                 match &pos {
                     Some((s, m)) => {
@@ -206,7 +208,13 @@ impl<'s, M: Model> Query<'s, M> {
                 args.push(window.to_string().into_bytes());
                 commands += 1;
                 let reply = backend
-                    .eval("page", M::META.name, &WINDOW, std::slice::from_ref(&zset), &args)
+                    .eval(
+                        "page",
+                        M::META.name,
+                        &WINDOW,
+                        std::slice::from_ref(&zset),
+                        &args,
+                    )
                     .await?;
                 let flat: Vec<(Vec<u8>, f64)> =
                     redis::from_redis_value(reply).map_err(|e| Error::Protocol {

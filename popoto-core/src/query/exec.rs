@@ -140,9 +140,7 @@ impl<M: Model> Query<'_, M> {
             for s in &resolved {
                 match s {
                     Resolved::Index(Source::Set(k)) => pipe.cmd("SMEMBERS").arg(k),
-                    Resolved::Index(Source::Union(ks)) if ks.is_empty() => {
-                        return Ok(Vec::new())
-                    }
+                    Resolved::Index(Source::Union(ks)) if ks.is_empty() => return Ok(Vec::new()),
                     Resolved::Index(Source::Union(ks)) => pipe.cmd("SUNION").arg(ks),
                     Resolved::Index(Source::Range { zset, min, max, .. }) => pipe
                         .cmd("ZRANGEBYSCORE")

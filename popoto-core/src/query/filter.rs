@@ -318,4 +318,14 @@ macro_rules! plain_field_filters {
         }
     };
 }
-plain_field_filters!(eq, is_in, gt, gte, lt, lte, starts_with, ends_with, contains);
+plain_field_filters!(
+    eq,
+    is_in,
+    gt,
+    gte,
+    lt,
+    lte,
+    starts_with,
+    ends_with,
+    contains
+);

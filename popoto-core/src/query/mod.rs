@@ -25,11 +25,11 @@ mod resolve;
 mod stream;
 
 pub use cursor::{Cursor, Page};
-pub use stream::Rows;
 use exec::page;
 use filter::FilterKind;
 pub use filter::{Filter, Indexed};
 pub use project::{Projected, Projection, SerdeField};
+pub use stream::Rows;
 
 /// Sort direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -40,8 +40,7 @@ pub trait Projected<M> {
 fn decode_value<T: Value>(bytes: Option<&[u8]>) -> std::result::Result<T, DecodeError> {
     match bytes {
         Some(b) => T::decode(b),
-        None => T::decode(NIL)
-            .map_err(|_| DecodeError::new("field missing from the stored hash")),
+        None => T::decode(NIL).map_err(|_| DecodeError::new("field missing from the stored hash")),
     }
 }
 
@@ -132,7 +131,6 @@ projection!(
     (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7)
 );
 
-
 impl<M: Model> Query<'_, M> {
     /// Runs the query and returns only the given fields of each instance, as a tuple
     /// (`(Episode::title(), Episode::score())` gives `(String, f64)` rows), in the query's
@@ -150,10 +148,7 @@ impl<M: Model> Query<'_, M> {
     }
 
     /// [`Query::values`], each row with its key.
-    pub async fn values_keyed<P: Projection<M>>(
-        self,
-        fields: P,
-    ) -> Result<Vec<(Key<M>, P::Row)>> {
+    pub async fn values_keyed<P: Projection<M>>(self, fields: P) -> Result<Vec<(Key<M>, P::Row)>> {
         if self.needs_rows() {
             return Err(self.invalid(
                 "a projection reads some fields only: a client-side predicate or order needs whole rows (use fetch)",
@@ -234,10 +229,9 @@ impl<M: Model> Query<'_, M> {
                 for ((name, key), item) in chunk.iter().cloned().zip(items) {
                     match item {
                         redis::Value::Array(values) if values.len() == names.len() => {
-                            let values: Vec<Option<Vec<u8>>> = redis::from_redis_value(
-                                redis::Value::Array(values),
-                            )
-                            .map_err(|e| protocol(e.to_string()))?;
+                            let values: Vec<Option<Vec<u8>>> =
+                                redis::from_redis_value(redis::Value::Array(values))
+                                    .map_err(|e| protocol(e.to_string()))?;
                             rows.push((key, values));
                         }
                         redis::Value::Int(0) => skipped.push((name, Skip::Stale)),

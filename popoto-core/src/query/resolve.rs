@@ -31,7 +31,10 @@ pub(crate) enum Source {
     },
     /// A combination with OR / NOT, evaluated on the server by `lua/select.lua`; `Not` is
     /// relative to `universe`, the scope's own index set.
-    Expr { node: Box<Node>, universe: String },
+    Expr {
+        node: Box<Node>,
+        universe: String,
+    },
 }
 
 /// A boolean combination of sources.

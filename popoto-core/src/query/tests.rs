@@ -208,4 +208,3 @@ fn nan_bounds_are_refused() {
         Err(Error::InvalidValue { field: "score", .. })
     ));
 }
-
