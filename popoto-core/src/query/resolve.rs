@@ -237,6 +237,8 @@ impl<M: Model> Query<'_, M> {
                     needle: needle.clone(),
                 })
             }
+            // `all([])` matches every instance of the scope.
+            FilterKind::All(fs) if fs.is_empty() => Node::Leaf(Source::Set(self.scope_set())),
             FilterKind::All(fs) => Node::And(
                 merge_ranges(fs)
                     .iter()
