@@ -60,7 +60,8 @@ impl<M: Model> Query<'_, M> {
         paged: bool,
         commands: &mut usize,
     ) -> Result<Vec<Vec<u8>>> {
-        self.select_in(sources, paged, true, commands).await
+        // Boxed: keeps the nesting of callers' futures (and rustc's layout queries) shallow.
+        Box::pin(self.select_in(sources, paged, true, commands)).await
     }
 
     /// Every candidate key, in no particular order (what `count` verifies).
@@ -69,7 +70,7 @@ impl<M: Model> Query<'_, M> {
         sources: &[Source],
         commands: &mut usize,
     ) -> Result<Vec<Vec<u8>>> {
-        self.select_in(sources, false, false, commands).await
+        Box::pin(self.select_in(sources, false, false, commands)).await
     }
 
     /// Whether source `s` gives the query's order (a range on the ordered field, or any range

@@ -2,12 +2,15 @@
 //! the client-side resolution of key-field lookups (`starts_with`, ...) by an escaped `SSCAN`.
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::LazyLock;
 
 use crate::backend::{Backend, Script};
 use crate::error::{Error, Result};
 use crate::model::{Key, Model};
 
+use super::filter::Match;
 use super::resolve::{Node, Source};
 
 /// The expression script (`lua/select.lua`).
@@ -127,6 +130,10 @@ impl Resolved {
     }
 }
 
+/// A boxed future (the lookups recurse through expression trees; naming the type keeps the
+/// `Send` check of callers finite).
+type Boxed<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+
 /// Runs every key-field lookup of `sources` (an escaped `SSCAN` of the scope's own set, each
 /// match compared exactly) and returns the sources with the matches as literal lists.
 pub(super) async fn run_lookups<M: Model>(
@@ -136,95 +143,110 @@ pub(super) async fn run_lookups<M: Model>(
 ) -> Result<Vec<Resolved>> {
     let mut out = Vec::with_capacity(sources.len());
     for s in sources {
-        out.push(Box::pin(resolve_source::<M>(backend, s, commands)).await?);
+        out.push(resolve_source::<M>(backend, s, commands).await?);
     }
     Ok(out)
 }
 
-async fn resolve_source<M: Model>(
-    backend: &Backend,
-    s: &Source,
-    commands: &mut usize,
-) -> Result<Resolved> {
-    Ok(match s {
-        Source::Scan {
-            set,
-            pattern,
-            field,
-            how,
-            needle,
-        } => {
-            let pos = M::META
-                .key_fields
-                .iter()
-                .position(|i| i == field)
-                .ok_or_else(|| Error::WrongFieldKind {
-                    model: M::META.name,
-                    field: M::META.fields[*field].name,
-                    expected: "key",
-                })?;
-            let mut found = Vec::new();
-            let mut seen = HashSet::new();
-            let mut cursor = 0u64;
-            loop {
-                let cmd = redis::cmd("SSCAN")
-                    .arg(set)
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(pattern)
-                    .arg("COUNT")
-                    .arg(SCAN_COUNT)
-                    .clone();
-                *commands += 1;
-                let (next, members): (u64, Vec<Vec<u8>>) =
-                    backend.query("query", M::META.name, &cmd).await?;
-                for m in members {
-                    let hit = std::str::from_utf8(&m)
-                        .ok()
-                        .and_then(|k| Key::<M>::parse(k).ok())
-                        .is_some_and(|k| how.test(&k.segments()[pos], needle));
-                    // SSCAN may return a member twice.
-                    if hit && seen.insert(m.clone()) {
-                        found.push(m);
-                    }
-                }
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
-            }
-            Resolved::List(found)
-        }
-        Source::Expr { node, universe } => Resolved::Expr {
-            node: Box::new(Box::pin(resolve_node::<M>(backend, node, commands)).await?),
-            universe: universe.clone(),
-        },
-        other => Resolved::Index(other.clone()),
+fn resolve_source<'a, M: Model>(
+    backend: &'a Backend,
+    s: &'a Source,
+    commands: &'a mut usize,
+) -> Boxed<'a, Resolved> {
+    Box::pin(async move {
+        Ok(match s {
+            Source::Scan {
+                set,
+                pattern,
+                field,
+                how,
+                needle,
+            } => Resolved::List(
+                scan::<M>(backend, set, pattern, *field, *how, needle, commands).await?,
+            ),
+            Source::Expr { node, universe } => Resolved::Expr {
+                node: Box::new(resolve_node::<M>(backend, node, commands).await?),
+                universe: universe.clone(),
+            },
+            other => Resolved::Index(other.clone()),
+        })
     })
 }
 
-async fn resolve_node<M: Model>(
-    backend: &Backend,
-    n: &Node,
-    commands: &mut usize,
-) -> Result<RNode> {
-    Ok(match n {
-        Node::Leaf(s) => RNode::Leaf(Box::pin(resolve_source::<M>(backend, s, commands)).await?),
-        Node::And(ns) | Node::Or(ns) => {
-            let mut out = Vec::with_capacity(ns.len());
-            for c in ns {
-                out.push(Box::pin(resolve_node::<M>(backend, c, commands)).await?);
+fn resolve_node<'a, M: Model>(
+    backend: &'a Backend,
+    n: &'a Node,
+    commands: &'a mut usize,
+) -> Boxed<'a, RNode> {
+    Box::pin(async move {
+        Ok(match n {
+            Node::Leaf(s) => RNode::Leaf(resolve_source::<M>(backend, s, commands).await?),
+            Node::And(ns) | Node::Or(ns) => {
+                let mut out = Vec::with_capacity(ns.len());
+                for c in ns {
+                    out.push(resolve_node::<M>(backend, c, &mut *commands).await?);
+                }
+                if matches!(n, Node::And(_)) {
+                    RNode::And(out)
+                } else {
+                    RNode::Or(out)
+                }
             }
-            if matches!(n, Node::And(_)) {
-                RNode::And(out)
-            } else {
-                RNode::Or(out)
+            Node::Not(c) => RNode::Not(Box::new(resolve_node::<M>(backend, c, commands).await?)),
+        })
+    })
+}
+
+/// The members of `set` (the scope's own index set) whose key field `field` matches `needle`:
+/// an `SSCAN` narrowed by `pattern`, then an exact comparison of the parsed segment.
+async fn scan<M: Model>(
+    backend: &Backend,
+    set: &str,
+    pattern: &str,
+    field: usize,
+    how: Match,
+    needle: &str,
+    commands: &mut usize,
+) -> Result<Vec<Vec<u8>>> {
+    let pos = M::META
+        .key_fields
+        .iter()
+        .position(|&i| i == field)
+        .ok_or_else(|| Error::WrongFieldKind {
+            model: M::META.name,
+            field: M::META.fields[field].name,
+            expected: "key",
+        })?;
+    let mut found = Vec::new();
+    let mut seen = HashSet::new();
+    let mut cursor = 0u64;
+    loop {
+        let cmd = redis::cmd("SSCAN")
+            .arg(set)
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(SCAN_COUNT)
+            .clone();
+        *commands += 1;
+        let (next, members): (u64, Vec<Vec<u8>>) =
+            backend.query("query", M::META.name, &cmd).await?;
+        for m in members {
+            let hit = std::str::from_utf8(&m)
+                .ok()
+                .and_then(|k| Key::<M>::parse(k).ok())
+                .is_some_and(|k| how.test(&k.segments()[pos], needle));
+            // SSCAN may return a member twice.
+            if hit && seen.insert(m.clone()) {
+                found.push(m);
             }
         }
-        Node::Not(c) => RNode::Not(Box::new(
-            Box::pin(resolve_node::<M>(backend, c, commands)).await?,
-        )),
-    })
+        if next == 0 {
+            return Ok(found);
+        }
+        cursor = next;
+    }
 }
 
 /// Runs `program` and returns the members it selects, in order.
