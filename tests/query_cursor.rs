@@ -331,3 +331,85 @@ async fn cursors_are_refused_outside_the_query_they_were_made_for() {
         ));
     }
 }
+
+#[tokio::test]
+async fn scans_stream_every_instance_of_the_scope_a_batch_at_a_time() {
+    let (server, db) = setup().await;
+    for tenant in ["acme", "globex"] {
+        let t = db.tenant(tenant).unwrap();
+        let items: Vec<Item> = (0..300)
+            .map(|i| Item {
+                sku: format!("{tenant}-{i}"),
+                region: if i % 3 == 0 { "eu".into() } else { "us".into() },
+                level: i,
+                ..Default::default()
+            })
+            .collect();
+        t.create_many(items).await.unwrap();
+    }
+    // Globex's item planted in acme's set, and a stale member.
+    let planted = Item::key_of("globex", "globex-1").redis_key();
+    raw_cmd::<i64>(
+        &server,
+        redis::cmd("SADD")
+            .arg("$KeyF:Item:tenant:acme")
+            .arg(&planted)
+            .arg("Item:gone:acme"),
+    );
+    let acme = db.tenant("acme").unwrap();
+    let sscan_before = calls(&server, "sscan");
+    let mut rows = acme.query::<Item>().scan(50);
+    let mut seen = Vec::new();
+    while let Some(r) = rows.next().await {
+        let (k, item) = r.unwrap();
+        assert_eq!((k.tenant(), item.tenant.as_str()), (Some("acme"), "acme"));
+        seen.push(item.sku);
+    }
+    let unique: HashSet<&String> = seen.iter().collect();
+    assert_eq!((seen.len(), unique.len()), (300, 300));
+    assert!(
+        calls(&server, "sscan") - sscan_before > 3,
+        "read in batches, not at once"
+    );
+    // With filters: a lookup and an OR, applied to each batch.
+    let mut rows = acme
+        .query::<Item>()
+        .filter(Item::sku().ends_with("7") | Item::sku().ends_with("9"))
+        .matching(|i| i.region == "eu")
+        .scan(40);
+    let mut n = 0;
+    while let Some(r) = rows.next().await {
+        let (_, item) = r.unwrap();
+        assert!(item.region == "eu" && (item.sku.ends_with('7') || item.sku.ends_with('9')));
+        n += 1;
+    }
+    let want = acme
+        .query::<Item>()
+        .filter(Item::sku().ends_with("7") | Item::sku().ends_with("9"))
+        .matching(|i| i.region == "eu")
+        .count()
+        .await
+        .unwrap();
+    assert_eq!((n, want), (20, 20));
+    // An order does not apply to a scan.
+    let mut rows = acme.query::<Item>().order_by(Item::level()).scan(10);
+    assert!(matches!(
+        rows.next().await,
+        Some(Err(Error::InvalidQuery { .. }))
+    ));
+    assert!(rows.next().await.is_none(), "an error ends the stream");
+}
+
+/// Commands the server has run of `name` (`INFO commandstats`; scripts' commands included).
+fn calls(server: &popoto::testing::TestRedis, name: &str) -> u64 {
+    let info: String = raw_cmd(server, redis::cmd("INFO").arg("commandstats"));
+    info.lines()
+        .find(|l| l.starts_with(&format!("cmdstat_{name}:")))
+        .map_or(0, |l| {
+            l.split("calls=")
+                .nth(1)
+                .and_then(|s| s.split(',').next())
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| panic!("no call count in {l:?}"))
+        })
+}
