@@ -131,10 +131,12 @@ impl<M: Model> Query<'_, M> {
         }
         let driver = sources.iter().position(|s| self.orders(s));
         let resolved = expr::run_lookups::<M>(&backend, sources, commands).await?;
-        let mut keys = if resolved.iter().any(Resolved::is_expr) {
-            // OR / NOT: the whole intersection on the server, in the driver's order.
+        let (mut keys, driver) = if resolved.iter().any(Resolved::is_expr) {
+            // OR / NOT: the whole intersection on the server, walking its smallest operand;
+            // the order (a sorted field's, or a range's) is then read with ZMSCORE.
             *commands += 1;
-            expr::run(&backend, name, &Program::of(&resolved, driver)).await?
+            let keys = expr::run(&backend, name, &Program::of(&resolved, None)).await?;
+            (keys, None)
         } else {
             let mut pipe = redis::pipe();
             let mut fetched = 0;
@@ -166,9 +168,16 @@ impl<M: Model> Query<'_, M> {
                     _ => replies.next().unwrap_or_default(),
                 })
                 .collect();
-            intersect(lists, driver)
+            (intersect(lists, driver), driver)
         };
-        match (driver, self.order) {
+        // Without a driver, the order is `order_by`'s, else the first range's (ascending).
+        let order = self.order.or_else(|| {
+            sources.iter().find_map(|s| match s {
+                Source::Range { field, .. } => Some((*field, Order::Asc)),
+                _ => None,
+            })
+        });
+        match (driver, order) {
             (Some(_), Some((_, Order::Desc))) => keys.reverse(),
             (Some(_), _) => {}
             (None, Some(_)) if !ordered => {}
