@@ -413,3 +413,18 @@ fn calls(server: &popoto::testing::TestRedis, name: &str) -> u64 {
                 .unwrap_or_else(|| panic!("no call count in {l:?}"))
         })
 }
+
+#[tokio::test]
+async fn a_last_page_that_is_exactly_full_says_it_is_the_last() {
+    let (_server, db) = setup().await;
+    seed(&db, "acme", 12).await;
+    let acme = db.tenant("acme").unwrap();
+    let q = || acme.query::<Episode>().order_by(Episode::score());
+    let first = q().page(None, 6).await.unwrap();
+    assert_eq!(first.rows.len(), 6);
+    let second = q().page(first.next.as_ref(), 6).await.unwrap();
+    assert_eq!(second.rows.len(), 6);
+    assert!(second.next.is_none(), "no empty third page");
+    let whole = q().page(None, 12).await.unwrap();
+    assert_eq!((whole.rows.len(), whole.next.is_none()), (12, true));
+}

@@ -186,7 +186,8 @@ impl<'s, M: Model> Query<'s, M> {
             let others = expr::run_lookups::<M>(&backend, &others, &mut commands).await?;
             let mut rows = Vec::with_capacity(size);
             let mut scores: HashMap<Key<M>, (f64, String)> = HashMap::new();
-            let mut window = size.min(MAX_WINDOW);
+            // One member more than the page: a full page then knows whether anything follows.
+            let mut window = (size + 1).min(MAX_WINDOW);
             loop {
                 let mut args: Vec<Vec<u8>> = vec![
                     min.arg(true).into_bytes(),
@@ -246,7 +247,8 @@ impl<'s, M: Model> Query<'s, M> {
                     expr::run(&backend, M::META.name, &Program::of(&srcs, Some(0))).await?
                 };
                 let (loaded, _) = self.hydrate(&sources, candidates, &mut commands).await?;
-                for row in loaded {
+                let loaded_len = loaded.len();
+                for (i, row) in loaded.into_iter().enumerate() {
                     let (key, value) = row?;
                     if self.predicate.as_ref().is_some_and(|p| !p(&value)) {
                         continue;
@@ -259,12 +261,12 @@ impl<'s, M: Model> Query<'s, M> {
                             model: M::META.name,
                             detail: format!("row {} not in the window read", k.redis_key()),
                         })?;
-                        let next = self.cursor_for(field, order, *score, member);
+                        // The end is known when this window was the last and nothing of it is
+                        // left; otherwise the next page may still come back empty.
+                        let more = read == window || i + 1 < loaded_len;
+                        let next = more.then(|| self.cursor_for(field, order, *score, member));
                         tracing::Span::current().record("commands", commands);
-                        return Ok(Page {
-                            next: Some(next),
-                            rows,
-                        });
+                        return Ok(Page { next, rows });
                     }
                 }
                 if read < window {
