@@ -228,6 +228,8 @@ if #stack ~= top or top == 0 then
   return redis.error_reply('select.lua: malformed program')
 end
 local d = tonumber(ARGV[1])
-if d == 0 then d = smallest(stack) end
+if d == 0 then
+  if top == 1 then d = 1 else d = smallest(stack) end
+end
 local driver, others = split(stack, d)
 return intersect(driver, others)

@@ -185,7 +185,7 @@ impl<'s, M: Model> Query<'s, M> {
             let mut commands = 0;
             let others = expr::run_lookups::<M>(&backend, &others, &mut commands).await?;
             let mut rows = Vec::with_capacity(size);
-            let mut scores: HashMap<Key<M>, (f64, String)> = HashMap::new();
+            let mut scores: HashMap<Vec<u8>, f64> = HashMap::new();
             // One member more than the page: a full page then knows whether anything follows.
             let mut window = (size + 1).min(MAX_WINDOW);
             loop {
@@ -228,14 +228,10 @@ impl<'s, M: Model> Query<'s, M> {
                 };
                 pos = Some((*last_score, String::from_utf8_lossy(last).into_owned()));
                 let read = flat.len();
+                scores.clear();
                 let mut members = Vec::with_capacity(read);
                 for (m, s) in flat {
-                    if let Some(k) = std::str::from_utf8(&m)
-                        .ok()
-                        .and_then(|t| Key::<M>::parse(t).ok())
-                    {
-                        scores.insert(k, (s, String::from_utf8_lossy(&m).into_owned()));
-                    }
+                    scores.insert(m.clone(), s);
                     members.push(m);
                 }
                 let candidates = if others.is_empty() {
@@ -256,15 +252,16 @@ impl<'s, M: Model> Query<'s, M> {
                     rows.push((key, value));
                     if rows.len() == size {
                         let (k, _) = &rows[size - 1];
-                        let (score, member) = scores.get(k).ok_or_else(|| Error::Protocol {
-                            op: "page",
-                            model: M::META.name,
-                            detail: format!("row {} not in the window read", k.redis_key()),
-                        })?;
+                        let (member, score) =
+                            window_member(&scores, k).ok_or_else(|| Error::Protocol {
+                                op: "page",
+                                model: M::META.name,
+                                detail: format!("row {} not in the window read", k.redis_key()),
+                            })?;
                         // The end is known when this window was the last and nothing of it is
                         // left; otherwise the next page may still come back empty.
                         let more = read == window || i + 1 < loaded_len;
-                        let next = more.then(|| self.cursor_for(field, order, *score, member));
+                        let next = more.then(|| self.cursor_for(field, order, score, &member));
                         tracing::Span::current().record("commands", commands);
                         return Ok(Page { next, rows });
                     }
@@ -280,4 +277,17 @@ impl<'s, M: Model> Query<'s, M> {
         .instrument(span)
         .await
     }
+}
+
+/// The member (as stored in the sorted set) and score of row `key` in a window: its canonical
+/// key, else (a member spelled otherwise that parses to the same key) found by parsing.
+fn window_member<M: Model>(scores: &HashMap<Vec<u8>, f64>, key: &Key<M>) -> Option<(String, f64)> {
+    let canonical = key.redis_key();
+    if let Some(s) = scores.get(canonical.as_bytes()) {
+        return Some((canonical, *s));
+    }
+    scores.iter().find_map(|(m, s)| {
+        let text = std::str::from_utf8(m).ok()?;
+        (Key::<M>::parse(text).ok()? == *key).then(|| (text.to_owned(), *s))
+    })
 }

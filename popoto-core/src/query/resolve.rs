@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::keys;
-use crate::model::{FieldKind, Model};
+use crate::model::{FieldKind, Model, ModelMeta};
 use crate::tenant::Scope;
 
 use super::filter::{Bound, FilterKind, Match};
@@ -119,6 +119,8 @@ impl<M: Model> Query<'_, M> {
         for f in &filters {
             if f.is_compound() {
                 let node = self.node(f, &known)?;
+                tenant_covered |=
+                    tenant.is_some_and(|(tf, _)| covers(&node, meta, tf, &self.scope_set()));
                 sources.push(Source::Expr {
                     node: Box::new(node),
                     universe: self.scope_set(),
@@ -298,6 +300,22 @@ impl<M: Model> Query<'_, M> {
             known.push((tf, t));
         }
         known
+    }
+}
+
+/// Whether every member `node` selects is in the tenant's own set `own` (tenant field `tf`): a
+/// NOT (relative to that set), a lookup (a scan of it), the set itself (an equality on the
+/// tenant field), a range of a partition of the tenant; an AND of which one is, an OR of which
+/// all are. Such a tree needs no intersection with the tenant's set.
+fn covers(node: &Node, meta: &ModelMeta, tf: usize, own: &str) -> bool {
+    match node {
+        Node::Not(_) | Node::Leaf(Source::Scan { .. }) => true,
+        Node::Leaf(Source::Set(k)) => k == own,
+        Node::Leaf(Source::Union(ks)) => !ks.is_empty() && ks.iter().all(|k| k == own),
+        Node::Leaf(Source::Range { field, .. }) => meta.fields[*field].partition_by.contains(&tf),
+        Node::Leaf(Source::Expr { .. }) => false,
+        Node::And(ns) => ns.iter().any(|n| covers(n, meta, tf, own)),
+        Node::Or(ns) => !ns.is_empty() && ns.iter().all(|n| covers(n, meta, tf, own)),
     }
 }
 

@@ -457,3 +457,24 @@ fn programs_are_postfix_with_keys_by_position() {
         ["2", "2", "S", "1", "S", "2", "L", "1", "m", "N", "O", "2", "R", "3", "(1.5", "+inf"]
     );
 }
+
+#[test]
+fn trees_confined_to_the_tenant_need_no_intersection_with_its_set() {
+    let db = db();
+    let acme = db.tenant("acme").unwrap_or_else(|e| panic!("{e}"));
+    let own = "$KeyF:Episode:project_id:acme";
+    let only_expr = |f: Filter<Episode>| match resolve(acme.query::<Episode>().filter(f)) {
+        Ok(sources) => !sources.contains(&set(own)),
+        Err(e) => panic!("{e}"),
+    };
+    // Ranges of acme's partition, a NOT (relative to acme's set), a lookup (a scan of it).
+    assert!(only_expr(SCORE.lt(1.0) | SCORE.gte(5.0)));
+    assert!(only_expr(!RANK.eq(1)));
+    assert!(only_expr(EPISODE_ID.starts_with("a") | !RANK.eq(2)));
+    assert!(only_expr(RANK.eq(1) & (SCORE.lt(1.0) | PROJECT.eq("acme"))));
+    // The global rank zset is not confined: acme's set is intersected.
+    match resolve(acme.query::<Episode>().filter(RANK.eq(1) | SCORE.lt(1.0))) {
+        Ok(sources) => assert_eq!(sources.last(), Some(&set(own))),
+        Err(e) => panic!("{e}"),
+    }
+}
