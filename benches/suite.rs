@@ -132,7 +132,7 @@ pub struct Config {
     /// Progress lines on stderr.
     pub verbose: bool,
     /// Runs only these sections (`seq_create`, `bulk_create`, `get`, `range_query`, `count`,
-    /// `confidence_update`, `python`, `migrate_to_partitioned`, `scaling`); `None`: all.
+    /// `or_query`, `cursor_page`, `confidence_update`, `python`, `migrate_to_partitioned`, `scaling`); `None`: all.
     pub only: Option<Vec<String>>,
 }
 
@@ -1197,7 +1197,7 @@ async fn try_run(cfg: &Config) -> Res<Report> {
     if cfg.wants("seq_create") {
         report.ops.push(seq_create(cfg, &db, &mut conn).await?);
     }
-    let reads = ["get", "range_query", "count"];
+    let reads = ["get", "range_query", "count", "or_query", "cursor_page"];
     if cfg.wants("bulk_create") || reads.iter().any(|r| cfg.wants(r)) {
         let (bulk, t0_ids) = bulk_create(cfg, &db, &mut conn).await?;
         if cfg.wants("bulk_create") {
@@ -1216,6 +1216,16 @@ async fn try_run(cfg: &Config) -> Res<Report> {
             report
                 .ops
                 .push(count(cfg, &db, &mut conn, t0_ids.len()).await?);
+        }
+        if cfg.wants("or_query") {
+            report
+                .ops
+                .push(or_query(cfg, &db, &mut conn, t0_ids.len()).await?);
+        }
+        if cfg.wants("cursor_page") {
+            report
+                .ops
+                .push(cursor_page(cfg, &db, &mut conn, t0_ids.len()).await?);
         }
     }
     if cfg.wants("confidence_update") {
@@ -1460,6 +1470,140 @@ async fn count(
     )
     .await?;
     Ok(op("count", "count", n, d))
+}
+
+/// An OR of two ranges of tenant t0's partition (its lowest and highest scores, about
+/// `range_rows` rows in all): the ORM's server-side OR script against a pipeline of the two
+/// ranges, a client-side union and the rows, as hand-written code would do it.
+async fn or_query(
+    cfg: &Config,
+    db: &Db,
+    conn: &mut MultiplexedConnection,
+    tenant_rows: usize,
+) -> Res<Op> {
+    let n = cfg.range_queries;
+    let half = cfg.range_rows.min(tenant_rows / 2).max(2) as f64 / 2.0 / tenant_rows as f64;
+    let (low, high) = (half, 1.0 - half);
+    progress(cfg, format!("OR of two ranges: {n} per round"));
+    let t0 = db.tenant("t0")?;
+    let raw_t0 = RawTenant::new("t0");
+    let expected = t0
+        .query::<Episode>()
+        .filter(Episode::score().lt(low) | Episode::score().gte(high))
+        .count()
+        .await?;
+    check(expected > 0, "the OR query selects rows")?;
+    let d = duel(
+        cfg.rounds,
+        async || {
+            for _ in 0..n {
+                let got = t0
+                    .query::<Episode>()
+                    .filter(Episode::score().lt(low) | Episode::score().gte(high))
+                    .fetch()
+                    .await?;
+                check(got.len() == expected, "ORM OR query")?;
+            }
+            Ok(())
+        },
+        async || {
+            for _ in 0..n {
+                let (a, b): (Vec<Vec<u8>>, Vec<Vec<u8>>) = redis::pipe()
+                    .cmd("ZRANGEBYSCORE")
+                    .arg(&raw_t0.sortf)
+                    .arg("-inf")
+                    .arg(format!("({low}"))
+                    .cmd("ZRANGEBYSCORE")
+                    .arg(&raw_t0.sortf)
+                    .arg(high)
+                    .arg("+inf")
+                    .query_async(conn)
+                    .await?;
+                let mut keys = a;
+                for k in b {
+                    if !keys.contains(&k) {
+                        keys.push(k);
+                    }
+                }
+                let mut pipe = redis::pipe();
+                for k in &keys {
+                    pipe.cmd("HGETALL").arg(k);
+                }
+                let hashes: Vec<Vec<(Vec<u8>, Vec<u8>)>> = pipe.query_async(conn).await?;
+                let rows: Vec<Episode> = hashes.into_iter().map(raw_decode).collect();
+                check(rows.len() == expected, "raw OR query")?;
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    Ok(op(
+        "or_query",
+        &format!("OR query of {expected} rows"),
+        n,
+        d,
+    ))
+}
+
+/// Cursor pages of `range_rows` rows through tenant t0's partition by score (from the start
+/// again at the end): the ORM's `page` against `ZRANGEBYSCORE (last +inf LIMIT` and the rows.
+async fn cursor_page(
+    cfg: &Config,
+    db: &Db,
+    conn: &mut MultiplexedConnection,
+    tenant_rows: usize,
+) -> Res<Op> {
+    let n = cfg.range_queries;
+    let rows = cfg.range_rows.min(tenant_rows / 2).max(1);
+    progress(cfg, format!("cursor page of {rows} rows: {n} per round"));
+    let t0 = db.tenant("t0")?;
+    let raw_t0 = RawTenant::new("t0");
+    let d = duel(
+        cfg.rounds,
+        async || {
+            let mut cursor: Option<popoto::Cursor> = None;
+            for _ in 0..n {
+                let page = t0
+                    .query::<Episode>()
+                    .order_by(Episode::score())
+                    .page(cursor.as_ref(), rows)
+                    .await?;
+                check(!page.rows.is_empty(), "ORM cursor page")?;
+                cursor = page.next;
+            }
+            Ok(())
+        },
+        async || {
+            let mut last: Option<f64> = None;
+            for _ in 0..n {
+                let from = last.map_or("-inf".to_owned(), |s| format!("({s}"));
+                // One member more than the page tells whether another page follows.
+                let mut page: Vec<(Vec<u8>, f64)> = redis::cmd("ZRANGEBYSCORE")
+                    .arg(&raw_t0.sortf)
+                    .arg(from)
+                    .arg("+inf")
+                    .arg("WITHSCORES")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(rows + 1)
+                    .query_async(conn)
+                    .await?;
+                let more = page.len() > rows;
+                page.truncate(rows);
+                let mut pipe = redis::pipe();
+                for (k, _) in &page {
+                    pipe.cmd("HGETALL").arg(k);
+                }
+                let hashes: Vec<Vec<(Vec<u8>, Vec<u8>)>> = pipe.query_async(conn).await?;
+                let got: Vec<Episode> = hashes.into_iter().map(raw_decode).collect();
+                check(!got.is_empty(), "raw cursor page")?;
+                last = more.then(|| page[rows - 1].1);
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    Ok(op("cursor_page", &format!("page of {rows} rows"), n, d))
 }
 
 async fn confidence_update(cfg: &Config, db: &Db, conn: &mut MultiplexedConnection) -> Res<Op> {

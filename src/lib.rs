@@ -21,6 +21,10 @@ pub mod guide {
     #[doc = include_str!("../docs/operations.md")]
     pub mod operations {}
 
+    /// Queries: filters, OR / NOT, key lookups, ordering, projections, cursor pages, streams, costs.
+    #[doc = include_str!("../docs/queries.md")]
+    pub mod queries {}
+
     /// Confidence fields: layout, the capped formula, scans, key helpers, migrations, index checks.
     #[doc = include_str!("../docs/confidence.md")]
     pub mod confidence {}

@@ -22,6 +22,8 @@ async fn suite_reports_every_operation() {
             "get",
             "range_query",
             "count",
+            "or_query",
+            "cursor_page",
             "confidence_update",
             "migrate_to_partitioned"
         ]

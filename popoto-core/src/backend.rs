@@ -351,25 +351,23 @@ impl Backend {
     }
 
     /// Runs one command (`op` and `model` label errors and traces), e.g. a validator's PING.
-    pub async fn query<T: redis::FromRedisValue>(
+    pub async fn query<T: redis::FromRedisValue + Send>(
         &self,
         op: &'static str,
         model: &'static str,
         cmd: &redis::Cmd,
     ) -> Result<T> {
-        self.with_conn(op, model, async |c| cmd.query_async(c).await)
-            .await
+        erased(self.with_conn(op, model, async |c| cmd.query_async(c).await)).await
     }
 
     /// Runs a pipeline (not a transaction) and returns every reply.
-    pub(crate) async fn pipeline<T: redis::FromRedisValue>(
+    pub(crate) async fn pipeline<T: redis::FromRedisValue + Send>(
         &self,
         op: &'static str,
         model: &'static str,
         pipe: &redis::Pipeline,
     ) -> Result<T> {
-        self.with_conn(op, model, async |c| pipe.query_async(c).await)
-            .await
+        erased(self.with_conn(op, model, async |c| pipe.query_async(c).await)).await
     }
 
     /// Runs a script (`EVALSHA`; sent again as `EVAL` on `NOSCRIPT`).
@@ -381,7 +379,7 @@ impl Backend {
         keys: &[String],
         args: &[Vec<u8>],
     ) -> Result<redis::Value> {
-        self.with_conn(op, model, async |c| {
+        erased(self.with_conn(op, model, async |c| {
             let mut tries = Tries::new(Form::Sha);
             loop {
                 let cmd = script_call(script, tries.form(), keys, args);
@@ -390,7 +388,7 @@ impl Backend {
                     return reply;
                 }
             }
-        })
+        }))
         .await
     }
 
@@ -403,7 +401,7 @@ impl Backend {
         script: &Script,
         cmd: &redis::Cmd,
     ) -> Result<redis::Value> {
-        self.with_conn(op, model, async |c| {
+        erased(self.with_conn(op, model, async |c| {
             let mut tries = Tries::new(Form::Sha);
             loop {
                 let reply = match tries.form() {
@@ -414,7 +412,7 @@ impl Backend {
                     return reply;
                 }
             }
-        })
+        }))
         .await
     }
 
@@ -442,7 +440,7 @@ impl Backend {
         script: &Script,
         calls: &[(Vec<String>, Vec<Vec<u8>>)],
     ) -> Result<Vec<RedisResult<redis::Value>>> {
-        self.with_conn(op, model, async |c| {
+        erased(self.with_conn(op, model, async |c| {
             let mut out = Vec::with_capacity(calls.len());
             for chunk in calls.chunks(PLANS_PER_ROUND_TRIP) {
                 let batches: Vec<_> = chunk.chunks(PLANS_PER_CALL).collect();
@@ -495,7 +493,7 @@ impl Backend {
                 }
             }
             Ok(out)
-        })
+        }))
         .await
     }
 }
@@ -538,6 +536,15 @@ fn script_call(script: &Script, form: Form, keys: &[String], args: &[Vec<u8>]) -
 /// The `EVALSHA` of `script` with these keys and arguments.
 pub(crate) fn evalsha(script: &Script, keys: &[String], args: &[Vec<u8>]) -> redis::Cmd {
     script_call(script, Form::Sha, keys, args)
+}
+
+/// `fut` behind a `dyn Future + Send`: the client's futures are deeply nested, and a caller's
+/// future (a query spawned on a runtime) would otherwise make rustc walk all of them to prove
+/// it `Send`, past its recursion limit.
+fn erased<'a, T>(
+    fut: impl std::future::Future<Output = T> + Send + 'a,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>> {
+    Box::pin(fut)
 }
 
 #[cfg(test)]

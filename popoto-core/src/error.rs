@@ -264,6 +264,24 @@ pub enum Error {
         /// The kind the operation needs (`confidence`, `sorted`).
         expected: &'static str,
     },
+    /// A query asks for something its filters and options cannot give (a cursor page without
+    /// an order on a sorted field, a projection with a client-side predicate, ...).
+    #[error("invalid query on {model}: {reason}")]
+    InvalidQuery {
+        /// Model concerned.
+        model: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A pagination cursor was not made by this query (another model, order, direction or
+    /// scope) or was altered; it is refused before anything is read.
+    #[error("invalid cursor for {model}: {reason}")]
+    InvalidCursor {
+        /// Model concerned.
+        model: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
     /// A partition migration was asked for a field without `partition_by`.
     #[error("{model}.{field} has no partition_by configured: nothing to migrate")]
     NotPartitioned {

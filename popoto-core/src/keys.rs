@@ -318,6 +318,41 @@ pub fn partition_label(unpartitioned: &str, partitioned: &str) -> String {
         .to_owned()
 }
 
+/// MATCH pattern (for an `SSCAN` of an index set of instance keys) narrowing to keys whose
+/// key field `field` may contain `needle` (with a wildcard `before` it, `after` it, or both: a
+/// suffix, prefix or substring lookup); other key fields are `fixed` values or `*`. A superset: `*` also matches
+/// `:`, and a needle holding `{` (which could meet an escaped `{&#58;}` half-way) does not
+/// narrow at all, so callers compare the parsed segment exactly. Values are escaped as key
+/// segments, then for the glob: a needle cannot widen the pattern.
+pub fn lookup_match<'a>(
+    meta: &ModelMeta,
+    fixed: &dyn Fn(usize) -> Option<&'a str>,
+    field: usize,
+    needle: &str,
+    (before, after): (bool, bool),
+) -> String {
+    let mut out = glob_escape(&escape(meta.name)).into_owned();
+    for &i in meta.key_fields {
+        out.push(':');
+        if let Some(v) = fixed(i) {
+            out.push_str(&glob_escape(&escape(v)));
+            continue;
+        }
+        if i != field || needle.is_empty() || needle.contains('{') {
+            out.push('*');
+            continue;
+        }
+        if before {
+            out.push('*');
+        }
+        out.push_str(&glob_escape(&escape(needle)));
+        if after {
+            out.push('*');
+        }
+    }
+    out
+}
+
 /// MATCH pattern for every `$`-prefixed index key of a model except `$Class:<Model>`
 /// (`$*:<Model>:*`); [`parse_index_key`] then keeps exactly the model's own index keys.
 pub fn index_pattern(meta: &ModelMeta) -> String {

@@ -45,6 +45,6 @@ pub use model::{
     ConfidenceField, Field, FieldHandle, FieldKind, FieldMeta, Key, KeyField, Model, ModelMeta,
     Record, SortedField,
 };
-pub use query::{Filter, Query};
+pub use query::{Cursor, Filter, Page, Query, Rows};
 pub use registry::{Health, HealthPolicy, Placement, TenantRegistry};
 pub use tenant::{Scope, TenantId};

@@ -136,7 +136,7 @@ impl<'a> Guard<'a> {
         }
     }
 
-    fn args<M: Model>(&self) -> Result<Vec<Vec<u8>>> {
+    pub(crate) fn args<M: Model>(&self) -> Result<Vec<Vec<u8>>> {
         match self.tenant {
             Some((f, t)) => {
                 let want = tenant_bytes::<M>(f, t)?;

@@ -1,27 +1,35 @@
 //! Typed queries: filters built from field handles, resolved against Popoto's indexes.
 //!
-//! A query reads its candidate keys from index sets and sorted sets (one round trip), orders
-//! them (one more for an order on a sorted field that is not filtered), then loads the hashes
-//! in one pipeline: the number of round trips does not depend on the number of rows.
+//! A query reads its candidate keys from index sets and sorted sets (one round trip; filters
+//! combined with OR / NOT are evaluated by one server-side script), orders them (one more for
+//! an order on a sorted field that is not filtered), verifies them against the handle's scope,
+//! then loads the hashes in one pipeline: the number of round trips does not depend on the
+//! number of rows. The guide is `docs/queries.md`.
 
-use std::collections::HashSet;
-
-use redis::RedisResult;
+use std::cmp::Ordering;
+use std::sync::Arc;
 
 use tracing::Instrument;
 
 use crate::codec::KeySegment;
 use crate::db::Session;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{render_segment, FieldHandle, Key, Model, SortedField};
-use crate::verify::{self, Guard, Skip};
 
+mod cursor;
+mod exec;
+mod expr;
 mod filter;
+mod project;
 mod resolve;
+mod stream;
 
+pub use cursor::{Cursor, Page};
+use exec::page;
 use filter::FilterKind;
 pub use filter::{Filter, Indexed};
-use resolve::{index_keys, Source};
+pub use project::{Projected, Projection, SerdeField};
+pub use stream::Rows;
 
 /// Sort direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,20 +38,46 @@ enum Order {
     Desc,
 }
 
-/// An instance hash as read: field names and raw values.
-type HashFields = Vec<(Vec<u8>, Vec<u8>)>;
+impl Order {
+    fn flip(self) -> Order {
+        match self {
+            Order::Asc => Order::Desc,
+            Order::Desc => Order::Asc,
+        }
+    }
+}
 
-type Predicate<'s, M> = Box<dyn Fn(&M) -> bool + Send + Sync + 's>;
+type Predicate<'s, M> = Arc<dyn Fn(&M) -> bool + Send + Sync + 's>;
+type Compare<'s, M> = Arc<dyn Fn(&M, &M) -> Ordering + Send + Sync + 's>;
 
 /// A query on model `M` through a [`Session`]; nothing runs until `fetch`, `count`, ...
+///
+/// Cloning a query is cheap (a client-side predicate or sort is shared, not copied), so one
+/// query can be run several ways (`count`, then a page of `fetch`).
 pub struct Query<'s, M: Model> {
     session: &'s Session,
     filters: Vec<FilterKind>,
     partitions: Vec<(usize, String)>,
     order: Option<(usize, Order)>,
+    client_order: Option<Compare<'s, M>>,
     limit: Option<usize>,
     offset: usize,
     predicate: Option<Predicate<'s, M>>,
+}
+
+impl<M: Model> Clone for Query<'_, M> {
+    fn clone(&self) -> Self {
+        Query {
+            session: self.session,
+            filters: self.filters.clone(),
+            partitions: self.partitions.clone(),
+            order: self.order,
+            client_order: self.client_order.clone(),
+            limit: self.limit,
+            offset: self.offset,
+            predicate: self.predicate.clone(),
+        }
+    }
 }
 
 impl<'s, M: Model> Query<'s, M> {
@@ -53,15 +87,20 @@ impl<'s, M: Model> Query<'s, M> {
             filters: Vec::new(),
             partitions: Vec::new(),
             order: None,
+            client_order: None,
             limit: None,
             offset: 0,
             predicate: None,
         }
     }
 
-    /// Adds a filter; several filters intersect.
+    /// Adds a filter; several filters intersect. Filters combined with `|` or `!` are
+    /// evaluated on the server from the index sets, `!` relative to the handle's own instances.
     pub fn filter(mut self, filter: Filter<M>) -> Self {
-        self.filters.push(filter.kind);
+        match filter.kind {
+            FilterKind::All(fs) => self.filters.extend(fs),
+            k => self.filters.push(k),
+        }
         self
     }
 
@@ -89,6 +128,24 @@ impl<'s, M: Model> Query<'s, M> {
         self
     }
 
+    /// Orders by any value computed from an instance (an unindexed field, say), ascending, on
+    /// the client: every matching row is loaded and sorted before offset and limit apply, so
+    /// the cost is every row's `HGETALL` and an O(n log n) sort, whatever the limit. Rows with
+    /// equal values keep the index order ([`Query::order_by`], else by key).
+    pub fn order_by_client<K: Ord>(mut self, key: impl Fn(&M) -> K + Send + Sync + 's) -> Self {
+        self.client_order = Some(Arc::new(move |a: &M, b: &M| key(a).cmp(&key(b))));
+        self
+    }
+
+    /// [`Query::order_by_client`], descending.
+    pub fn order_by_client_desc<K: Ord>(
+        mut self,
+        key: impl Fn(&M) -> K + Send + Sync + 's,
+    ) -> Self {
+        self.client_order = Some(Arc::new(move |a: &M, b: &M| key(b).cmp(&key(a))));
+        self
+    }
+
     /// Returns at most `n` instances.
     pub fn limit(mut self, n: usize) -> Self {
         self.limit = Some(n);
@@ -104,7 +161,7 @@ impl<'s, M: Model> Query<'s, M> {
     /// Keeps only instances for which `predicate` holds, evaluated on the client after loading:
     /// the explicit opt-in for conditions on unindexed fields.
     pub fn matching(mut self, predicate: impl Fn(&M) -> bool + Send + Sync + 's) -> Self {
-        self.predicate = Some(Box::new(predicate));
+        self.predicate = Some(Arc::new(predicate));
         self
     }
 
@@ -116,6 +173,22 @@ impl<'s, M: Model> Query<'s, M> {
             tenant = self.session.scope().label(),
             commands = tracing::field::Empty
         )
+    }
+
+    /// Whether rows must be loaded before paging (a client-side predicate or sort).
+    fn needs_rows(&self) -> bool {
+        self.predicate.is_some() || self.client_order.is_some()
+    }
+
+    fn is_paged(&self) -> bool {
+        self.offset > 0 || self.limit.is_some()
+    }
+
+    fn invalid(&self, reason: &str) -> Error {
+        Error::InvalidQuery {
+            model: M::META.name,
+            reason: reason.to_owned(),
+        }
     }
 
     /// Runs the query and returns the instances.
@@ -146,7 +219,7 @@ impl<'s, M: Model> Query<'s, M> {
         async {
             let sources = self.resolve()?;
             let mut commands = 0;
-            let paged = self.predicate.is_none();
+            let paged = !self.needs_rows();
             let keys = self.select(&sources, paged, &mut commands).await?;
             let (mut rows, skipped) = self.hydrate(&sources, keys, &mut commands).await?;
             if paged && skipped > 0 && self.is_paged() {
@@ -155,8 +228,19 @@ impl<'s, M: Model> Query<'s, M> {
                 rows = self.hydrate(&sources, keys, &mut commands).await?.0;
                 rows = page(rows, self.offset, self.limit);
             }
-            if let Some(p) = &self.predicate {
-                rows.retain(|r| r.as_ref().map_or(true, |(_, m)| p(m)));
+            if !paged {
+                if let Some(p) = &self.predicate {
+                    rows.retain(|r| r.as_ref().map_or(true, |(_, m)| p(m)));
+                }
+                if let Some(c) = &self.client_order {
+                    // Undecodable rows first, then the rows in the client order (stable).
+                    rows.sort_by(|a, b| match (a, b) {
+                        (Ok((_, x)), Ok((_, y))) => c(x, y),
+                        (Err(_), Ok(_)) => Ordering::Less,
+                        (Ok(_), Err(_)) => Ordering::Greater,
+                        (Err(_), Err(_)) => Ordering::Equal,
+                    });
+                }
                 rows = page(rows, self.offset, self.limit);
             }
             tracing::Span::current().record("commands", commands);
@@ -171,10 +255,72 @@ impl<'s, M: Model> Query<'s, M> {
         Ok(self.limit(1).fetch().await?.into_iter().next())
     }
 
+    /// The last instance [`Query::fetch`] would return, if any. With an order (a sorted field's,
+    /// or a range's) and no offset, limit or client-side step, the order is flipped and one row
+    /// read, like `first`; otherwise the verified keys are read and only the last row loaded.
+    pub async fn last(self) -> Result<Option<M>> {
+        if self.needs_rows() {
+            return Ok(self.fetch().await?.pop());
+        }
+        if !self.is_paged() {
+            if let Some(order) = self.effective_order() {
+                let flipped = Query {
+                    order: Some((order.0, order.1.flip())),
+                    ..self
+                };
+                return flipped.first().await;
+            }
+        }
+        let sources = self.resolve()?;
+        let mut keys = self.clone().fetch_keys().await?;
+        let span = self.span("last");
+        async {
+            let mut commands = 0;
+            // Verified already; a row deleted since moves to the one before.
+            while let Some(k) = keys.pop() {
+                let member = vec![k.redis_key().into_bytes()];
+                let (rows, _) = self.hydrate(&sources, member, &mut commands).await?;
+                if let Some(row) = rows.into_iter().next() {
+                    tracing::Span::current().record("commands", commands);
+                    return Ok(Some(row?.1));
+                }
+            }
+            Ok(None)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// The order rows come in: `order_by`'s, else the first range filter's (ascending).
+    fn effective_order(&self) -> Option<(usize, Order)> {
+        self.order.or_else(|| {
+            resolve::merge_ranges(&self.filters)
+                .iter()
+                .find_map(|f| match f {
+                    FilterKind::Range { field, .. } => Some((*field, Order::Asc)),
+                    _ => None,
+                })
+        })
+    }
+
+    /// Whether at least one instance matches (offset and limit are ignored): members are
+    /// verified like `fetch_keys` verifies them, and no row is loaded unless a client-side
+    /// predicate needs it.
+    pub async fn exists(self) -> Result<bool> {
+        let q = Query {
+            limit: Some(1),
+            offset: 0,
+            client_order: None,
+            ..self
+        };
+        Ok(!q.fetch_keys().await?.is_empty())
+    }
+
     /// Runs the query and returns only the keys, each verified to hold an instance of the
-    /// handle's scope (server-side, without loading the hashes unless a predicate needs them).
+    /// handle's scope (server-side, without loading the hashes unless a predicate or a client
+    /// order needs them).
     pub async fn fetch_keys(self) -> Result<Vec<Key<M>>> {
-        if self.predicate.is_some() {
+        if self.needs_rows() {
             return Ok(self
                 .fetch_keyed()
                 .await?
@@ -208,6 +354,7 @@ impl<'s, M: Model> Query<'s, M> {
             let q = Query {
                 limit: None,
                 offset: 0,
+                client_order: None,
                 ..self
             };
             return Ok(q.fetch_keyed().await?.len());
@@ -224,250 +371,4 @@ impl<'s, M: Model> Query<'s, M> {
         .instrument(span)
         .await
     }
-
-    fn is_paged(&self) -> bool {
-        self.offset > 0 || self.limit.is_some()
-    }
-
-    /// The keys among `members` that hold an instance of the scope (in order), and how many
-    /// were skipped (reported).
-    async fn verified(
-        &self,
-        sources: &[Source],
-        members: Vec<Vec<u8>>,
-        commands: &mut usize,
-    ) -> Result<(Vec<Key<M>>, usize)> {
-        let guard = Guard::of::<M>(self.session.scope());
-        let mut skipped = Vec::new();
-        let mut keys = Vec::with_capacity(members.len());
-        let mut names = Vec::with_capacity(members.len());
-        for m in members {
-            match guard.key::<M>(m) {
-                Ok((name, k)) => {
-                    keys.push(k);
-                    names.push(name);
-                }
-                Err((name, why)) => skipped.push((name, why)),
-            }
-        }
-        let mut found = Vec::with_capacity(keys.len());
-        if !names.is_empty() {
-            let backend = self.session.backend().await?;
-            *commands += names.len();
-            let flags = guard.verify::<M>(&backend, &names).await?;
-            for ((k, name), flag) in keys.into_iter().zip(names).zip(flags) {
-                match flag {
-                    None => found.push(k),
-                    Some(why) => skipped.push((name, why)),
-                }
-            }
-        }
-        verify::report(M::META.name, &index_keys(sources), &skipped);
-        Ok((found, skipped.len()))
-    }
-
-    /// Candidate keys in the query's order; with `paged`, offset and limit applied.
-    async fn select(
-        &self,
-        sources: &[Source],
-        paged: bool,
-        commands: &mut usize,
-    ) -> Result<Vec<Vec<u8>>> {
-        self.select_in(sources, paged, true, commands).await
-    }
-
-    /// Every candidate key, in no particular order (what `count` verifies).
-    async fn candidates(&self, sources: &[Source], commands: &mut usize) -> Result<Vec<Vec<u8>>> {
-        self.select_in(sources, false, false, commands).await
-    }
-
-    async fn select_in(
-        &self,
-        sources: &[Source],
-        paged: bool,
-        ordered: bool,
-        commands: &mut usize,
-    ) -> Result<Vec<Vec<u8>>> {
-        let backend = self.session.backend().await?;
-        let name = M::META.name;
-        let (offset, limit) = if paged {
-            (self.offset, self.limit)
-        } else {
-            (0, None)
-        };
-        // One range, ordered by its own field (or not at all): let Redis order and page it.
-        if let [Source::Range {
-            field,
-            zset,
-            min,
-            max,
-        }] = sources
-        {
-            if self.order.is_none_or(|(f, _)| f == *field) {
-                let desc = matches!(self.order, Some((_, Order::Desc)));
-                let mut cmd = if desc {
-                    redis::cmd("ZREVRANGEBYSCORE")
-                        .arg(zset)
-                        .arg(max.arg(false))
-                        .arg(min.arg(true))
-                        .clone()
-                } else {
-                    redis::cmd("ZRANGEBYSCORE")
-                        .arg(zset)
-                        .arg(min.arg(true))
-                        .arg(max.arg(false))
-                        .clone()
-                };
-                if offset > 0 || limit.is_some() {
-                    cmd.arg("LIMIT")
-                        .arg(offset)
-                        .arg(limit.map_or(-1, |l| l as i64));
-                }
-                *commands += 1;
-                return backend.query("query", name, &cmd).await;
-            }
-        }
-        let mut pipe = redis::pipe();
-        for s in sources {
-            match s {
-                Source::Set(k) => pipe.cmd("SMEMBERS").arg(k),
-                Source::Union(ks) if ks.is_empty() => return Ok(Vec::new()),
-                Source::Union(ks) => pipe.cmd("SUNION").arg(ks),
-                Source::Range { zset, min, max, .. } => pipe
-                    .cmd("ZRANGEBYSCORE")
-                    .arg(zset)
-                    .arg(min.arg(true))
-                    .arg(max.arg(false)),
-            };
-        }
-        *commands += sources.len();
-        let lists: Vec<Vec<Vec<u8>>> = backend.pipeline("query", name, &pipe).await?;
-        // Iterate the ordered source when it gives the order; intersect with the others.
-        let ordered_by = |i: usize| match (&sources[i], self.order) {
-            (Source::Range { field, .. }, Some((f, _))) => *field == f,
-            (Source::Range { .. }, None) => true,
-            _ => false,
-        };
-        let driver = (0..sources.len()).find(|&i| ordered_by(i));
-        let driver_index = driver.unwrap_or_else(|| {
-            (0..lists.len())
-                .min_by_key(|&i| lists[i].len())
-                .unwrap_or_default()
-        });
-        let others: Vec<HashSet<&[u8]>> = lists
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != driver_index)
-            .map(|(_, l)| l.iter().map(Vec::as_slice).collect())
-            .collect();
-        let mut keys: Vec<Vec<u8>> = Vec::new();
-        for k in lists.get(driver_index).into_iter().flatten() {
-            if others.iter().all(|o| o.contains(k.as_slice())) {
-                keys.push(k.clone());
-            }
-        }
-        match (driver, self.order) {
-            (Some(_), Some((_, Order::Desc))) => keys.reverse(),
-            (Some(_), _) => {}
-            (None, Some(_)) if !ordered => {}
-            (None, Some((field, order))) => {
-                let known: Vec<(usize, &str)> = self.known_partitions();
-                let zset = self.zset(field, &known)?;
-                let scores: Vec<Option<f64>> = if keys.is_empty() {
-                    Vec::new()
-                } else {
-                    *commands += 1;
-                    backend
-                        .query("query", name, redis::cmd("ZMSCORE").arg(&zset).arg(&keys))
-                        .await?
-                };
-                let mut scored: Vec<(Option<f64>, Vec<u8>)> =
-                    scores.into_iter().zip(keys).collect();
-                scored.sort_by(|a, b| {
-                    let by_score = match (a.0, b.0) {
-                        (Some(x), Some(y)) => x.total_cmp(&y),
-                        (Some(_), None) => std::cmp::Ordering::Less,
-                        (None, Some(_)) => std::cmp::Ordering::Greater,
-                        (None, None) => std::cmp::Ordering::Equal,
-                    };
-                    by_score.then_with(|| a.1.cmp(&b.1))
-                });
-                if order == Order::Desc {
-                    scored.reverse();
-                }
-                keys = scored.into_iter().map(|(_, k)| k).collect();
-            }
-            (None, None) => keys.sort_unstable(),
-        }
-        Ok(page(keys, offset, limit))
-    }
-
-    /// Loads the hashes of `members` in one pipeline, keeping only instances of the scope (the
-    /// others are reported); returns the rows (a row that cannot be decoded is an error in its
-    /// place) and how many members were skipped.
-    async fn hydrate(
-        &self,
-        sources: &[Source],
-        members: Vec<Vec<u8>>,
-        commands: &mut usize,
-    ) -> Result<(Vec<Result<(Key<M>, M)>>, usize)> {
-        let guard = Guard::of::<M>(self.session.scope());
-        let mut skipped = Vec::new();
-        let mut keys = Vec::with_capacity(members.len());
-        for m in members {
-            match guard.key::<M>(m) {
-                Ok(named) => keys.push(named),
-                Err(skip) => skipped.push(skip),
-            }
-        }
-        let mut rows = Vec::with_capacity(keys.len());
-        if !keys.is_empty() {
-            let mut pipe = redis::pipe();
-            for (name, _) in &keys {
-                pipe.cmd("HGETALL").arg(name);
-            }
-            *commands += keys.len();
-            // A key holding another type fails alone, not the whole pipeline.
-            pipe.ignore_errors();
-            let hashes: Vec<RedisResult<HashFields>> = self
-                .session
-                .backend()
-                .await?
-                .pipeline("query", M::META.name, &pipe)
-                .await?;
-            for ((name, key), fields) in keys.into_iter().zip(hashes) {
-                let fields = match fields {
-                    Ok(f) if !f.is_empty() => f,
-                    Ok(_) => {
-                        skipped.push((name, Skip::Stale));
-                        continue;
-                    }
-                    // A key of the model holding another type: not an instance.
-                    Err(_) => {
-                        skipped.push((name, Skip::ForeignStored));
-                        continue;
-                    }
-                };
-                match M::from_hash(&name, fields) {
-                    Ok(value) => match guard.value(&value) {
-                        Ok(()) => rows.push(Ok((key, value))),
-                        Err(why) => skipped.push((name, why)),
-                    },
-                    Err(e) => rows.push(Err(e)),
-                }
-            }
-        }
-        verify::report(M::META.name, &index_keys(sources), &skipped);
-        Ok((rows, skipped.len()))
-    }
-}
-
-fn page<T>(mut items: Vec<T>, offset: usize, limit: Option<usize>) -> Vec<T> {
-    if offset > 0 {
-        items.drain(..offset.min(items.len()));
-    }
-    if let Some(l) = limit {
-        items.truncate(l);
-    }
-    items
 }
