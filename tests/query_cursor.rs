@@ -428,3 +428,26 @@ async fn a_last_page_that_is_exactly_full_says_it_is_the_last() {
     let whole = q().page(None, 12).await.unwrap();
     assert_eq!((whole.rows.len(), whole.next.is_none()), (12, true));
 }
+
+#[tokio::test]
+async fn models_without_a_tenant_or_index_are_scanned_through_the_unscoped_handle() {
+    let (_server, db) = setup().await;
+    let shared = db.unscoped();
+    for i in 0..150u8 {
+        shared
+            .create(Note {
+                text: format!("note {i}"),
+                stars: i % 5,
+            })
+            .await
+            .unwrap();
+    }
+    let mut rows = shared.query::<Note>().matching(|n| n.stars == 4).scan(25);
+    let mut texts = HashSet::new();
+    while let Some(r) = rows.next().await {
+        let (_, note) = r.unwrap();
+        assert_eq!(note.stars, 4);
+        assert!(texts.insert(note.text));
+    }
+    assert_eq!(texts.len(), 30);
+}
