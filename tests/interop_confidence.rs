@@ -211,34 +211,7 @@ async fn interleaved_python_and_rust_updates_follow_the_formula_to_the_bit() {
     let member = created["key"].as_str().unwrap().to_owned();
     let companion = "$ConfidencF:Memory:certainty:data:umbrella:eu-1";
     // 26 signals: past the evidence cap of 20, where the gain freezes.
-    let signals: Vec<f64> = vec![
-        0.9,
-        0.1,
-        1.0,
-        0.5,
-        0.0,
-        0.75,
-        0.3,
-        0.33,
-        0.99,
-        0.01,
-        0.6,
-        0.45,
-        0.7,
-        0.2,
-        0.8,
-        0.55,
-        0.123456789,
-        0.9,
-        0.4,
-        1.0,
-        0.0,
-        0.65,
-        0.35,
-        0.5,
-        0.05,
-        0.95,
-    ];
+    let signals: Vec<f64> = interop_support::LONG_SIGNALS.to_vec();
     let expected = py(
         "expect",
         None,

@@ -163,34 +163,7 @@ fn byte_ops() -> Vec<Json> {
     ops.push(update("Memory", memory("atlas", "fact1"), 0.9));
     ops.push(update("Memory", memory("umbrella:eu-1", "fact2"), 1.0));
     // fact3: 26 signals, past the cap of 20; fact4: from its given 0.9 (the entry starts at 0.5).
-    let long = [
-        0.9,
-        0.1,
-        1.0,
-        0.5,
-        0.0,
-        0.75,
-        0.3,
-        0.33,
-        0.99,
-        0.01,
-        0.6,
-        0.45,
-        0.7,
-        0.2,
-        0.8,
-        0.55,
-        0.123456789,
-        0.9,
-        0.4,
-        1.0,
-        0.0,
-        0.65,
-        0.35,
-        0.5,
-        0.05,
-        0.95,
-    ];
+    let long = interop_support::LONG_SIGNALS;
     for (i, s) in long.into_iter().enumerate() {
         ops.push(update("Memory", memory("atlas", "fact3"), s));
         if i < 2 {

@@ -35,20 +35,6 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
     v
 }
 
-/// Commands the server has run of `name` (`INFO commandstats`; scripts' commands included).
-fn calls(server: &popoto::testing::TestRedis, name: &str) -> u64 {
-    let info: String = raw_cmd(server, redis::cmd("INFO").arg("commandstats"));
-    info.lines()
-        .find(|l| l.starts_with(&format!("cmdstat_{name}:")))
-        .map_or(0, |l| {
-            l.split("calls=")
-                .nth(1)
-                .and_then(|s| s.split(',').next())
-                .and_then(|s| s.parse().ok())
-                .unwrap_or_else(|| panic!("no call count in {l:?}"))
-        })
-}
-
 /// Globex's first episode planted in acme's value set and score partition (top score), and a
 /// hash under an acme key whose stored tenant field says globex, indexed in acme's sets too.
 /// Returns the planted and the forged member.

@@ -400,20 +400,6 @@ async fn scans_stream_every_instance_of_the_scope_a_batch_at_a_time() {
     assert!(rows.next().await.is_none(), "an error ends the stream");
 }
 
-/// Commands the server has run of `name` (`INFO commandstats`; scripts' commands included).
-fn calls(server: &popoto::testing::TestRedis, name: &str) -> u64 {
-    let info: String = raw_cmd(server, redis::cmd("INFO").arg("commandstats"));
-    info.lines()
-        .find(|l| l.starts_with(&format!("cmdstat_{name}:")))
-        .map_or(0, |l| {
-            l.split("calls=")
-                .nth(1)
-                .and_then(|s| s.split(',').next())
-                .and_then(|s| s.parse().ok())
-                .unwrap_or_else(|| panic!("no call count in {l:?}"))
-        })
-}
-
 #[tokio::test]
 async fn a_last_page_that_is_exactly_full_says_it_is_the_last() {
     let (_server, db) = setup().await;

@@ -25,20 +25,6 @@ fn titles(rows: &[Episode]) -> Vec<String> {
     rows.iter().map(|e| e.title.clone()).collect()
 }
 
-/// Commands the server has run of `name` (`INFO commandstats`; scripts' commands included).
-fn calls(server: &popoto::testing::TestRedis, name: &str) -> u64 {
-    let info: String = raw_cmd(server, redis::cmd("INFO").arg("commandstats"));
-    info.lines()
-        .find(|l| l.starts_with(&format!("cmdstat_{name}:")))
-        .map_or(0, |l| {
-            l.split("calls=")
-                .nth(1)
-                .and_then(|s| s.split(',').next())
-                .and_then(|s| s.parse().ok())
-                .unwrap_or_else(|| panic!("no call count in {l:?}"))
-        })
-}
-
 #[tokio::test]
 async fn key_lookups_scan_only_the_tenants_set_and_globs_do_not_widen() {
     let (server, db) = setup().await;

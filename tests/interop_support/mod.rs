@@ -486,3 +486,35 @@ pub fn json_diff(path: &str, a: &Json, b: &Json, out: &mut Vec<String>) {
 fn show(v: Option<&Json>) -> String {
     v.map_or_else(|| "<absent>".to_owned(), Json::to_string)
 }
+
+/// 26 confidence signals, past the evidence cap of 20 (where the gain freezes), with values
+/// whose results are stored as float64, float32 and int.
+#[allow(dead_code)] // only the confidence interop tests use it
+pub const LONG_SIGNALS: [f64; 26] = [
+    0.9,
+    0.1,
+    1.0,
+    0.5,
+    0.0,
+    0.75,
+    0.3,
+    0.33,
+    0.99,
+    0.01,
+    0.6,
+    0.45,
+    0.7,
+    0.2,
+    0.8,
+    0.55,
+    0.123456789,
+    0.9,
+    0.4,
+    1.0,
+    0.0,
+    0.65,
+    0.35,
+    0.5,
+    0.05,
+    0.95,
+];

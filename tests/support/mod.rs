@@ -125,6 +125,20 @@ pub fn raw_cmd<T: redis::FromRedisValue>(server: &TestRedis, cmd: &redis::Cmd) -
     query(server, &mut server.raw(), "a raw command", cmd)
 }
 
+/// Commands the server has run of `name` (`INFO commandstats`; scripts' commands included).
+pub fn calls(server: &TestRedis, name: &str) -> u64 {
+    let info: String = raw_cmd(server, redis::cmd("INFO").arg("commandstats"));
+    info.lines()
+        .find(|l| l.starts_with(&format!("cmdstat_{name}:")))
+        .map_or(0, |l| {
+            l.split("calls=")
+                .nth(1)
+                .and_then(|s| s.split(',').next())
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| panic!("no call count in {l:?}"))
+        })
+}
+
 /// Sets one raw hash field on the server.
 pub fn hset(server: &TestRedis, key: &str, field: &[u8], value: &[u8]) {
     raw_cmd::<i64>(server, redis::cmd("HSET").arg(key).arg(field).arg(value));
