@@ -229,6 +229,18 @@ async fn every_script_declares_every_key_it_touches() {
     let key = Episode::key_of("acme", e.episode_id.clone());
     assert_eq!(acme.exists(&key).await.ok(), Some(true));
     assert!(acme.delete(&e).await.unwrap_or_else(|e| panic!("{e}")));
+    // migrate_page.lua: a legacy unpartitioned zset moved into partitions.
+    raw_cmd::<i64>(
+        &server,
+        redis::cmd("ZADD")
+            .arg("$SortF:Episode:score")
+            .arg(1)
+            .arg(Episode::key_of("acme", "e".repeat(32)).redis_key()),
+    );
+    db.admin()
+        .migrate_sorted_to_partitioned(Episode::score(), popoto::DryRun::No, |_| {})
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     raw_cmd::<String>(&server, redis::cmd("ECHO").arg("script-keys-done"));
     let lines = monitor.until("script-keys-done");
     let seen = check(&lines);

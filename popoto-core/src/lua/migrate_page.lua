@@ -1,5 +1,7 @@
 -- popoto-rs: move one scanned page of a legacy unpartitioned index into its partitions.
--- KEYS[1]: the legacy hash or zset; KEYS[2..]: destination partition keys.
+-- KEYS[1]: the legacy hash or zset; KEYS[2..]: destination partition keys, then the instance key
+-- of each entry (declared for EXISTS; the script reads them from ARGV, where they are also the
+-- members and fields it moves).
 -- ARGV[1]: 'H' (confidence hash entries) or 'Z' (sorted-set members); then per entry the member
 -- (an instance key, each at most once) and the KEYS index of its destination; at most 1000.
 -- Per entry, all in this one atomic call: the instance key must exist (else 'missing', and the

@@ -334,6 +334,9 @@ impl<M: Model, P: FnMut(Progress)> Migration<M, P> {
                 Err(e) => self.fail(member, e),
             }
         }
+        // The instance keys the script checks with EXISTS are declared too, after the
+        // destinations (the destination indices in ARGV stay valid).
+        keys.extend(sent.iter().map(|(member, _)| member.clone()));
         (!sent.is_empty()).then(|| PageCall {
             cmd: crate::backend::evalsha(&MIGRATE_PAGE, &keys, &args),
             sent,
