@@ -5,62 +5,11 @@
 //! key) and shows up in the isolation audit.
 
 mod support;
-
-use std::sync::{Arc, Mutex};
+mod warnings;
 
 use popoto::{Error, FindingKind, Key, Session, TenantId};
 use support::*;
-use tracing::field::{Field, Visit};
-use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
-
-/// Warnings emitted while a test runs, as "field=value" text.
-#[derive(Clone, Default)]
-struct Warnings(Arc<Mutex<Vec<String>>>);
-
-struct Text<'a>(&'a mut String);
-
-impl Visit for Text<'_> {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.push_str(&format!("{}={:?} ", field.name(), value));
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.push_str(&format!("{}={} ", field.name(), value));
-    }
-}
-
-impl<S: tracing::Subscriber> Layer<S> for Warnings {
-    fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
-        if *event.metadata().level() == tracing::Level::WARN {
-            let mut text = String::new();
-            event.record(&mut Text(&mut text));
-            self.0
-                .lock()
-                .unwrap_or_else(|e| panic!("poisoned: {e}"))
-                .push(text);
-        }
-    }
-}
-
-/// The warnings of this test binary: one global subscriber (a thread-local one can miss events
-/// whose callsites another test's thread registered first without a subscriber).
-fn warnings() -> Warnings {
-    static GLOBAL: std::sync::OnceLock<Warnings> = std::sync::OnceLock::new();
-    GLOBAL
-        .get_or_init(|| {
-            let w = Warnings::default();
-            let subscriber = tracing_subscriber::registry().with(w.clone());
-            tracing::subscriber::set_global_default(subscriber)
-                .unwrap_or_else(|e| panic!("a global subscriber is already set: {e}"));
-            w
-        })
-        .clone()
-}
-
-impl Warnings {
-    fn take(&self) -> Vec<String> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| panic!("poisoned: {e}")))
-    }
-}
+use warnings::warnings;
 
 /// Acme's and globex's own rows: 3 episodes and 2 items each.
 async fn seed(db: &popoto::Db) -> (Vec<Episode>, Vec<Episode>) {

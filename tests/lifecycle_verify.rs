@@ -5,39 +5,12 @@
 
 mod lifecycle_common;
 mod support;
-
-use std::sync::{Arc, Mutex};
+mod warnings;
 
 use lifecycle_common::*;
 use popoto::{Db, ExportRecord, FindingKind, Model, Sweep};
 use support::*;
-use tracing::field::{Field, Visit};
-use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
-
-/// Warnings emitted while a test runs, as "field=value" text.
-#[derive(Clone, Default)]
-struct Warnings(Arc<Mutex<Vec<String>>>);
-
-struct Text<'a>(&'a mut String);
-
-impl Visit for Text<'_> {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.push_str(&format!("{}={:?} ", field.name(), value));
-    }
-}
-
-impl<S: tracing::Subscriber> Layer<S> for Warnings {
-    fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
-        if *event.metadata().level() == tracing::Level::WARN {
-            let mut text = String::new();
-            event.record(&mut Text(&mut text));
-            self.0
-                .lock()
-                .unwrap_or_else(|e| panic!("poisoned: {e}"))
-                .push(text);
-        }
-    }
-}
+use warnings::warnings;
 
 /// Keys an export stream names (instance keys of hashes and members of entries).
 fn named(records: &[ExportRecord]) -> Vec<String> {
@@ -56,9 +29,7 @@ fn named(records: &[ExportRecord]) -> Vec<String> {
 
 #[tokio::test]
 async fn export_destroy_and_counts_take_only_the_tenants_own_instances() {
-    let warnings = Warnings::default();
-    let _guard =
-        tracing::subscriber::set_default(tracing_subscriber::registry().with(warnings.clone()));
+    let warnings = warnings();
     let (server, db) = seeded(None).await;
     // Tenant ab's episode, planted in acme's value set and partition.
     let foreign: String = raw_cmd(
@@ -113,11 +84,7 @@ async fn export_destroy_and_counts_take_only_the_tenants_own_instances() {
         names.contains(&stale),
         "the orphan entries are exported as they are"
     );
-    let warned = warnings
-        .0
-        .lock()
-        .unwrap_or_else(|e| panic!("poisoned: {e}"))
-        .clone();
+    let warned = warnings.take();
     assert!(
         warned.iter().any(|w| w.contains(&forged)),
         "no warning names the skipped hash: {warned:?}"
