@@ -412,7 +412,12 @@ impl Worker {
                 .arg(u64::try_from(self.block.as_millis()).unwrap_or(u64::MAX));
         }
         cmd.arg("STREAMS").arg(&*q.stream).arg(">");
-        let reply: Value = q.backend.query(OP, MODEL, &cmd).await?;
+        // A blocking read holds its connection: a dedicated one, not a shared one.
+        let reply: Value = if self.block.is_zero() {
+            q.backend.query(OP, MODEL, &cmd).await?
+        } else {
+            q.backend.query_blocking(OP, MODEL, &cmd).await?
+        };
         match &reply {
             Value::Nil => Ok(Vec::new()),
             Value::Array(streams) => match streams.first() {

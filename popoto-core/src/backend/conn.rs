@@ -1,0 +1,189 @@
+//! Connections: a few shared multiplexed connections ("lanes") that concurrent calls pipeline
+//! on, and a small pool of dedicated connections for commands that hold one to themselves.
+//!
+//! A redis-rs `MultiplexedConnection` sends the requests of every clone on one socket, in the
+//! order they are issued, and matches replies in order: calls from many tasks share a socket
+//! and their writes and reads are batched by the connection's driver, instead of each call
+//! holding a connection of its own until its reply arrives. A blocking read (`XREADGROUP
+//! BLOCK`) would stall everyone behind it on a lane, so it runs on a dedicated connection.
+//!
+//! Faults: once a call failed at the connection level (cut, refused, timed out), its lane is
+//! emptied and every connection dialed before the failure is presumed dead (a restart or
+//! `CLIENT KILL` closes them all; a dial cut in its handshake counts too), so the next calls
+//! dial fresh connections instead of failing one by one on dead sockets. Calls already in
+//! flight on a replaced connection finish on it: replacing a lane closes nothing.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, RedisError, RedisResult};
+
+/// Whether an error means the connection itself is unusable.
+pub(crate) fn is_connection_error(e: &RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
+}
+
+/// Connection-level failures seen so far, shared by lanes and the dedicated pool: a connection
+/// dialed before the latest failure is presumed dead.
+#[derive(Debug, Default)]
+pub(crate) struct Failures(AtomicU64);
+
+impl Failures {
+    /// The failure count now: a connection dialed now carries it as its generation.
+    pub(crate) fn now(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Records a connection-level failure.
+    pub(crate) fn record(&self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Whether a connection of `generation` was dialed before a failure.
+    fn stale(&self, generation: u64) -> bool {
+        generation < self.now()
+    }
+}
+
+/// Dials multiplexed connections with the backend's settings.
+#[derive(Clone)]
+pub(crate) struct Dialer {
+    client: redis::Client,
+    config: AsyncConnectionConfig,
+    failures: Arc<Failures>,
+}
+
+impl Dialer {
+    /// A dialer for `client`; failures of its dials are counted in `failures`.
+    pub(crate) fn new(
+        client: redis::Client,
+        config: AsyncConnectionConfig,
+        failures: Arc<Failures>,
+    ) -> Dialer {
+        Dialer {
+            client,
+            config,
+            failures,
+        }
+    }
+
+    /// A new connection and its generation; a dial cut by the network counts as a failure.
+    async fn dial(&self) -> RedisResult<(MultiplexedConnection, u64)> {
+        let generation = self.failures.now();
+        match self
+            .client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await
+        {
+            Ok(conn) => Ok((conn, generation)),
+            Err(e) => {
+                if is_connection_error(&e) {
+                    self.failures.record();
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// One shared connection slot.
+#[derive(Default)]
+struct Lane {
+    /// The lane's connection, its generation and its id (`None` until dialed or after a
+    /// failure).
+    slot: Mutex<Option<(MultiplexedConnection, u64, u64)>>,
+    /// Held while dialing, so that concurrent calls on an empty lane dial once.
+    dialing: tokio::sync::Mutex<()>,
+}
+
+impl Lane {
+    /// The lane's connection if it is usable.
+    fn current(&self, failures: &Failures) -> Option<(MultiplexedConnection, u64)> {
+        let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        match &*slot {
+            Some((_, generation, _)) if failures.stale(*generation) => {
+                *slot = None;
+                None
+            }
+            Some((conn, _, id)) => Some((conn.clone(), *id)),
+            None => None,
+        }
+    }
+}
+
+/// A lane's connection checked out for one call: report a connection-level failure with
+/// [`Lanes::failed`].
+pub(crate) struct Shared {
+    /// A clone of the lane's connection (clones share its socket).
+    pub(crate) conn: MultiplexedConnection,
+    lane: usize,
+    id: u64,
+}
+
+/// The shared connections of a backend.
+pub(crate) struct Lanes {
+    dialer: Dialer,
+    lanes: Box<[Lane]>,
+    next: AtomicUsize,
+    ids: AtomicU64,
+}
+
+impl Lanes {
+    /// `count` lanes (at least one), dialed on first use.
+    pub(crate) fn new(dialer: Dialer, count: usize) -> Lanes {
+        Lanes {
+            dialer,
+            lanes: (0..count.max(1)).map(|_| Lane::default()).collect(),
+            next: AtomicUsize::new(0),
+            ids: AtomicU64::new(0),
+        }
+    }
+
+    /// A connection of the next lane (round robin), dialed if the lane has none.
+    pub(crate) async fn get(&self) -> RedisResult<Shared> {
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.lanes.len();
+        let lane = &self.lanes[index];
+        let failures = &self.dialer.failures;
+        if let Some((conn, id)) = lane.current(failures) {
+            return Ok(Shared {
+                conn,
+                lane: index,
+                id,
+            });
+        }
+        let _dialing = lane.dialing.lock().await;
+        if let Some((conn, id)) = lane.current(failures) {
+            return Ok(Shared {
+                conn,
+                lane: index,
+                id,
+            });
+        }
+        let (conn, generation) = self.dialer.dial().await?;
+        let id = self.ids.fetch_add(1, Ordering::Relaxed);
+        *lane.slot.lock().unwrap_or_else(|p| p.into_inner()) = Some((conn.clone(), generation, id));
+        Ok(Shared {
+            conn,
+            lane: index,
+            id,
+        })
+    }
+
+    /// A call on `shared` failed at the connection level: its lane is emptied and the failure
+    /// counted, once per connection (the other calls in flight on it fail too).
+    pub(crate) fn failed(&self, shared: &Shared) {
+        let mut slot = self.lanes[shared.lane]
+            .slot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if matches!(&*slot, Some((_, _, id)) if *id == shared.id) {
+            *slot = None;
+            self.dialer.failures.record();
+        }
+    }
+}
+
+/// The pool of dedicated connections: deadpool-redis' (its recycle step PINGs on checkout,
+/// a round trip the rare blocking commands can afford).
+pub(crate) type Dedicated = deadpool_redis::Pool;

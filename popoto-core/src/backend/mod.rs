@@ -1,0 +1,424 @@
+//! A backend: one Redis server (or logical database), the connections to it, and calls with
+//! their error labels, `NOSCRIPT` handling and health counters.
+//!
+//! Calls share a few multiplexed connections so that concurrent calls pipeline on one socket
+//! (`conn.rs`); commands that hold a connection to themselves (blocking reads) use a small pool
+//! of dedicated ones. Scripts and their `EVALSHA`/`EVAL` forms are in `script.rs`.
+
+mod conn;
+mod script;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, ErrorKind, RedisError, RedisResult};
+
+pub(crate) use conn::is_connection_error;
+use conn::{Dedicated, Dialer, Failures, Lanes};
+use script::{batch_call, script_call, PLANS_PER_CALL, PLANS_PER_ROUND_TRIP};
+pub(crate) use script::{evalsha, Form, Script, Tries, APPLY, CREATE};
+
+use crate::error::{Error, Result};
+
+/// Connection settings of a backend (its `Debug` hides the URL's credentials).
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct BackendConfig {
+    /// Redis URL (`redis://host:port/db`).
+    pub url: String,
+    /// Shared multiplexed connections that concurrent calls pipeline on (one keeps a single
+    /// Redis server busy in most services; more spread the client's socket work).
+    pub shared_connections: usize,
+    /// Maximum number of dedicated connections, for commands that hold one to themselves
+    /// (blocking stream reads).
+    pub max_dedicated_connections: usize,
+    /// How long a call waits for its reply before failing.
+    pub response_timeout: Duration,
+    /// How long dialing a connection may take.
+    pub connect_timeout: Duration,
+}
+
+impl BackendConfig {
+    /// Defaults for `url`: 2 shared connections, up to 16 dedicated ones, 30 s response
+    /// timeout, 2 s connect timeout.
+    pub fn new(url: impl Into<String>) -> Self {
+        BackendConfig {
+            url: url.into(),
+            shared_connections: 2,
+            max_dedicated_connections: 16,
+            response_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl std::fmt::Debug for BackendConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendConfig")
+            .field("url", &crate::redis_url::redacted(&self.url))
+            .field("shared_connections", &self.shared_connections)
+            .field("max_dedicated_connections", &self.max_dedicated_connections)
+            .field("response_timeout", &self.response_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
+/// One Redis server (or logical database) and its connections.
+#[derive(Clone)]
+pub struct Backend {
+    lanes: Arc<Lanes>,
+    dedicated: Dedicated,
+    url: Arc<str>,
+    round_trips: Arc<AtomicU64>,
+    failures: Arc<Failures>,
+    /// Calls in a row that failed at the connection level (0 after any reply).
+    consecutive: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend")
+            .field("url", &self.url())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a call runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// On a shared connection, pipelined with other tasks' calls.
+    Shared,
+    /// On a dedicated connection (a blocking command would stall a shared one).
+    Dedicated,
+}
+
+impl Backend {
+    /// Builds a backend; no connection is dialed until the first call.
+    pub fn new(config: BackendConfig) -> Result<Self> {
+        let conn_config = AsyncConnectionConfig::new()
+            .set_response_timeout(Some(config.response_timeout))
+            .set_connection_timeout(Some(config.connect_timeout));
+        let client =
+            redis::Client::open(config.url.as_str()).map_err(|e| Error::Config(e.to_string()))?;
+        let failures = Arc::new(Failures::default());
+        let dialer = Dialer::new(client, conn_config.clone(), failures.clone());
+        let manager = deadpool_redis::Manager::new_with_config(config.url.as_str(), conn_config)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let dedicated = deadpool_redis::Pool::builder(manager)
+            .max_size(config.max_dedicated_connections.max(1))
+            .runtime(deadpool::Runtime::Tokio1)
+            .wait_timeout(Some(config.connect_timeout + config.response_timeout))
+            .create_timeout(Some(config.connect_timeout))
+            .build()
+            .map_err(|e| Error::Config(e.to_string()))?;
+        Ok(Backend {
+            lanes: Arc::new(Lanes::new(dialer, config.shared_connections)),
+            dedicated,
+            url: config.url.into(),
+            round_trips: Arc::new(AtomicU64::new(0)),
+            failures,
+            consecutive: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// The URL this backend connects to, user and password shown as `***`.
+    pub fn url(&self) -> String {
+        crate::redis_url::redacted(&self.url)
+    }
+
+    /// Number of round trips (commands or pipelines sent) since the backend was built.
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips.load(Ordering::Relaxed)
+    }
+
+    /// Calls in a row that failed at the connection level (no connection could be checked out
+    /// or dialed, the connection was refused, cut or timed out); 0 once a call got a reply.
+    /// The tenant registry's health reacts to it.
+    pub fn consecutive_failures(&self) -> u64 {
+        self.consecutive.load(Ordering::Relaxed)
+    }
+
+    /// Runs `f` on a shared connection, reporting a connection-level failure.
+    pub(crate) async fn with_conn<T, F>(
+        &self,
+        op: &'static str,
+        model: &'static str,
+        f: F,
+    ) -> Result<T>
+    where
+        F: AsyncFnOnce(&mut MultiplexedConnection) -> RedisResult<T>,
+    {
+        self.with_route(Route::Shared, op, model, f).await
+    }
+
+    /// Runs `f` on a connection of `route`; a connection-level failure empties the lane (or
+    /// drops the dedicated connection) and counts toward the backend's health.
+    pub(crate) async fn with_route<T, F>(
+        &self,
+        route: Route,
+        op: &'static str,
+        model: &'static str,
+        f: F,
+    ) -> Result<T>
+    where
+        F: AsyncFnOnce(&mut MultiplexedConnection) -> RedisResult<T>,
+    {
+        let refused = |reason: String| {
+            self.consecutive.fetch_add(1, Ordering::Relaxed);
+            Error::Pool { op, model, reason }
+        };
+        // Boxed: the client's futures are deeply nested, and callers' futures (a query spawned
+        // on a runtime) would otherwise exceed rustc's layout depth limit.
+        let result = match route {
+            Route::Shared => {
+                let mut shared = Box::pin(self.lanes.get())
+                    .await
+                    .map_err(|e| refused(e.to_string()))?;
+                self.round_trips.fetch_add(1, Ordering::Relaxed);
+                let result = Box::pin(f(&mut shared.conn)).await;
+                if matches!(&result, Err(e) if is_connection_error(e)) {
+                    self.lanes.failed(&shared);
+                }
+                result
+            }
+            Route::Dedicated => {
+                let mut obj = Box::pin(self.dedicated.get())
+                    .await
+                    .map_err(|e| refused(e.to_string()))?;
+                self.round_trips.fetch_add(1, Ordering::Relaxed);
+                let result = Box::pin(f(&mut obj)).await;
+                if matches!(&result, Err(e) if is_connection_error(e)) {
+                    // Not returned to the pool; the lanes' connections are presumed dead too.
+                    drop(deadpool_redis::Connection::take(obj));
+                    self.failures.record();
+                }
+                result
+            }
+        };
+        match result {
+            Ok(v) => {
+                self.consecutive.store(0, Ordering::Relaxed);
+                Ok(v)
+            }
+            Err(source) => {
+                if is_connection_error(&source) {
+                    self.consecutive.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    // The server answered: it is up.
+                    self.consecutive.store(0, Ordering::Relaxed);
+                }
+                Err(Error::Redis { op, model, source })
+            }
+        }
+    }
+
+    /// Runs one command on a dedicated connection: for blocking commands (`XREADGROUP
+    /// BLOCK`), which would hold up every call pipelined behind them on a shared one.
+    pub async fn query_blocking<T: redis::FromRedisValue + Send>(
+        &self,
+        op: &'static str,
+        model: &'static str,
+        cmd: &redis::Cmd,
+    ) -> Result<T> {
+        erased(self.with_route(Route::Dedicated, op, model, async |c| {
+            cmd.query_async(c).await
+        }))
+        .await
+    }
+
+    /// Runs one command (`op` and `model` label errors and traces), e.g. a validator's PING.
+    pub async fn query<T: redis::FromRedisValue + Send>(
+        &self,
+        op: &'static str,
+        model: &'static str,
+        cmd: &redis::Cmd,
+    ) -> Result<T> {
+        erased(self.with_conn(op, model, async |c| cmd.query_async(c).await)).await
+    }
+
+    /// Runs a pipeline (not a transaction) and returns every reply.
+    pub(crate) async fn pipeline<T: redis::FromRedisValue + Send>(
+        &self,
+        op: &'static str,
+        model: &'static str,
+        pipe: &redis::Pipeline,
+    ) -> Result<T> {
+        erased(self.with_conn(op, model, async |c| pipe.query_async(c).await)).await
+    }
+
+    /// Runs a script (`EVALSHA`; sent again as `EVAL` on `NOSCRIPT`).
+    pub(crate) async fn eval(
+        &self,
+        op: &'static str,
+        model: &'static str,
+        script: &Script,
+        keys: &[String],
+        args: &[Vec<u8>],
+    ) -> Result<redis::Value> {
+        erased(self.with_conn(op, model, async |c| {
+            let mut tries = Tries::new(Form::Sha);
+            loop {
+                let cmd = script_call(script, tries.form(), keys, args);
+                let reply = cmd.query_async(c).await;
+                if !tries.again(&reply) {
+                    return reply;
+                }
+            }
+        }))
+        .await
+    }
+
+    /// Runs an `EVALSHA` of `script` built by the caller; on `NOSCRIPT` (nothing ran) it is
+    /// sent again as `EVAL`, which runs whatever the script cache holds.
+    pub(crate) async fn eval_cmd(
+        &self,
+        op: &'static str,
+        model: &'static str,
+        script: &Script,
+        cmd: &redis::Cmd,
+    ) -> Result<redis::Value> {
+        erased(self.with_conn(op, model, async |c| {
+            let mut tries = Tries::new(Form::Sha);
+            loop {
+                let reply = match tries.form() {
+                    Form::Sha => cmd.query_async(c).await,
+                    Form::Eval => script.to_eval(cmd)?.query_async(c).await,
+                };
+                if !tries.again(&reply) {
+                    return reply;
+                }
+            }
+        }))
+        .await
+    }
+
+    /// Runs many plans of `script` (which must speak [`APPLY`]'s batch protocol: `ARGV[1]` `*`,
+    /// then per plan its key count, argument count and arguments) and returns one result per
+    /// plan, in order.
+    ///
+    /// [`PLANS_PER_CALL`] plans go in one script call (the script's per-call cost and its type
+    /// checks of keys shared by the plans are paid once per call, not per plan), and
+    /// [`PLANS_PER_ROUND_TRIP`] plans in one pipeline, whose calls the server runs in order.
+    ///
+    /// The script cache can be emptied (`SCRIPT FLUSH`, a failover to a replica that never ran
+    /// the script) between two calls of a pipeline, and refilled (another client's `EVAL` or
+    /// `SCRIPT LOAD`) before the next. An `EVALSHA` refused with `NOSCRIPT` ran nothing and can
+    /// be sent again, but not after a later call of the pipeline that did run: a plan of that
+    /// later call may write the same key, and resending the refused one would apply the older
+    /// write last. So every call of a pipeline but its last goes as `EVAL` (the source in full,
+    /// which the server never refuses), and only the last, behind which nothing was sent, as
+    /// `EVALSHA`; if that one is refused it is sent again as `EVAL` once its predecessors have
+    /// all answered. Writes apply in the order given, and none twice.
+    pub(crate) async fn eval_many(
+        &self,
+        op: &'static str,
+        model: &'static str,
+        script: &Script,
+        calls: &[(Vec<String>, Vec<Vec<u8>>)],
+    ) -> Result<Vec<RedisResult<redis::Value>>> {
+        erased(self.with_conn(op, model, async |c| {
+            let mut out = Vec::with_capacity(calls.len());
+            for chunk in calls.chunks(PLANS_PER_ROUND_TRIP) {
+                let batches: Vec<_> = chunk.chunks(PLANS_PER_CALL).collect();
+                let Some(last) = batches.len().checked_sub(1) else {
+                    continue;
+                };
+                let mut pipe = redis::pipe();
+                pipe.ignore_errors();
+                for (i, batch) in batches.iter().enumerate() {
+                    let form = if i == last { Form::Sha } else { Form::Eval };
+                    pipe.add_command(batch_call(script, form, batch));
+                }
+                let mut replies: Vec<RedisResult<redis::Value>> = pipe.query_async(c).await?;
+                if let Some(e) = replies.iter().find_map(|r| r.as_ref().err()) {
+                    if is_connection_error(e) {
+                        return Err(e.clone());
+                    }
+                }
+                if let Some(reply) = replies.get_mut(last) {
+                    let mut tries = Tries::new(Form::Sha);
+                    while tries.again(reply) {
+                        let mut pipe = redis::pipe();
+                        pipe.ignore_errors().add_command(batch_call(
+                            script,
+                            tries.form(),
+                            batches[last],
+                        ));
+                        let again: Vec<RedisResult<redis::Value>> = pipe.query_async(c).await?;
+                        *reply = again.into_iter().next().unwrap_or_else(|| Err(no_reply()));
+                    }
+                }
+                for (batch, reply) in batches.iter().zip(replies) {
+                    match reply {
+                        Ok(redis::Value::Array(items)) if items.len() == batch.len() => {
+                            out.extend(items.into_iter().map(|v| match v {
+                                redis::Value::ServerError(e) => Err(e.into()),
+                                v => Ok(v),
+                            }));
+                        }
+                        Ok(other) => {
+                            let e = RedisError::from((
+                                ErrorKind::Parse,
+                                "unexpected reply to a batch of plans",
+                                format!("{other:?}"),
+                            ));
+                            out.extend(batch.iter().map(|_| Err(e.clone())));
+                        }
+                        Err(e) => out.extend(batch.iter().map(|_| Err(e.clone()))),
+                    }
+                }
+            }
+            Ok(out)
+        }))
+        .await
+    }
+}
+
+/// The error for a pipeline that answered nothing.
+fn no_reply() -> RedisError {
+    RedisError::from((ErrorKind::Parse, "no reply to a script call"))
+}
+
+/// `fut` behind a `dyn Future + Send`: the client's futures are deeply nested, and a caller's
+/// future (a query spawned on a runtime) would otherwise make rustc walk all of them to prove
+/// it `Send`, past its recursion limit.
+fn erased<'a, T>(
+    fut: impl std::future::Future<Output = T> + Send + 'a,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>> {
+    Box::pin(fut)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server that accepts connections and closes them before answering: every dial is cut
+    /// in its handshake, and each cut counts as a connection failure (so connections dialed
+    /// before it would be discarded at their next checkout).
+    #[tokio::test]
+    async fn a_dial_cut_in_its_handshake_counts_as_a_connection_failure() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let closer = tokio::spawn(async move {
+            loop {
+                let (socket, _) = listener.accept().await.unwrap();
+                drop(socket);
+            }
+        });
+        let backend =
+            Backend::new(BackendConfig::new(format!("redis://127.0.0.1:{port}/0"))).unwrap();
+        assert_eq!(backend.failures.now(), 0);
+        for attempt in 1..=2u64 {
+            let err = backend
+                .query::<String>("ping", "-", &redis::cmd("PING"))
+                .await
+                .unwrap_err();
+            assert!(err.is_connection_error(), "{err}");
+            assert_eq!(backend.failures.now(), attempt);
+        }
+        closer.abort();
+    }
+}
