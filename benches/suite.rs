@@ -575,12 +575,6 @@ fn progress(cfg: &Config, what: impl std::fmt::Display) {
 
 // ------------------------------------------------------------------------------- setup helpers
 
-/// The raw baseline's connection settings: no response timeout, since FLUSHDB of millions of
-/// keys and big pipelines take longer than redis-rs' 500 ms default.
-fn raw_config() -> redis::AsyncConnectionConfig {
-    redis::AsyncConnectionConfig::new().set_response_timeout(None)
-}
-
 async fn flushdb(conn: &mut MultiplexedConnection) -> Res<()> {
     redis::cmd("FLUSHDB").query_async::<()>(conn).await?;
     Ok(())

@@ -133,7 +133,13 @@ impl RawTenant {
 
 /// popoto's commands for one new episode: HSET of every field, SADD to the class set and the
 /// tenant's key-field set, ZADD to the tenant's score zset.
-pub fn raw_create_cmds(pipe: &mut redis::Pipeline, t: &RawTenant, id: &str, title: &str, score: f64) {
+pub fn raw_create_cmds(
+    pipe: &mut redis::Pipeline,
+    t: &RawTenant,
+    id: &str,
+    title: &str,
+    score: f64,
+) {
     let key = t.key(id);
     pipe.cmd("HSET")
         .arg(&key)
@@ -311,6 +317,12 @@ pub async fn raw_migrate(conn: &mut MultiplexedConnection) -> Res<u64> {
         }
         cursor = next;
     }
+}
+
+/// The raw baseline's connection settings: no response timeout, since FLUSHDB of millions of
+/// keys and big pipelines take longer than redis-rs' 500 ms default.
+pub fn raw_config() -> redis::AsyncConnectionConfig {
+    redis::AsyncConnectionConfig::new().set_response_timeout(None)
 }
 
 // ------------------------------------------------------------------------------- plots
