@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use popoto::testing::TestRedis;
-use popoto::{Db, Key, Session};
+use popoto::{BackendConfig, Db, Key, Session};
 use redis::aio::MultiplexedConnection;
 
 /// What the benchmark runs, and how much of it.
@@ -76,6 +76,8 @@ impl Config {
 pub enum Side {
     /// popoto-rs.
     Orm,
+    /// popoto-rs with group commit off (each create its own script call).
+    OrmSingle,
     /// Hand-written redis-rs: `MULTI`/`EXEC` for a write, the plain commands for a read.
     Raw,
     /// Hand-written redis-rs: the same commands in one Lua call.
@@ -86,6 +88,7 @@ impl Side {
     fn label(self) -> &'static str {
         match self {
             Side::Orm => "popoto-rs",
+            Side::OrmSingle => "popoto-rs, no group commit",
             Side::Raw => "raw MULTI/EXEC",
             Side::RawLua => "raw Lua",
         }
@@ -381,6 +384,9 @@ where
 pub async fn run(cfg: &Config) -> Res<Report> {
     let server = TestRedis::start()?;
     let db = Db::connect(server.url()).await?;
+    let mut single = BackendConfig::new(server.url());
+    single.group_commit = false;
+    let db_single = Db::with_config(single)?;
     let client = redis::Client::open(server.url())?;
     let raw_conn = client
         .get_multiplexed_async_connection_with_config(&raw_config())
@@ -396,11 +402,19 @@ pub async fn run(cfg: &Config) -> Res<Report> {
 
     // create
     let orm: Session = db.tenant("orm")?;
+    let orm_single: Session = db_single.tenant("single")?;
     let raw_t = Arc::new(RawTenant::new("raw"));
     let lua_t = Arc::new(RawTenant::new("lua"));
     let sides: Vec<(Side, OpFn)> = vec![
         (Side::Orm, {
             let t = orm.clone();
+            op_fn(move |i| {
+                let t = t.clone();
+                async move { t.create(episode(i)).await.map(drop).map_err(Into::into) }
+            })
+        }),
+        (Side::OrmSingle, {
+            let t = orm_single.clone();
             op_fn(move |i| {
                 let t = t.clone();
                 async move { t.create(episode(i)).await.map(drop).map_err(Into::into) }
@@ -614,7 +628,12 @@ fn plot(report: &Report, path: &Path) -> Res<()> {
             .x_label_formatter(&|x| format!("{:.0}", x.exp2()))
             .draw()
             .map_err(plot_err)?;
-        for (side, color) in [(Side::Orm, BLUE), (Side::Raw, RED), (Side::RawLua, GREEN)] {
+        for (side, color) in [
+            (Side::Orm, BLUE),
+            (Side::OrmSingle, CYAN),
+            (Side::Raw, RED),
+            (Side::RawLua, GREEN),
+        ] {
             let pts: Vec<(f64, f64)> = tasks
                 .iter()
                 .zip(&xs)

@@ -18,7 +18,10 @@ async fn concurrency_benchmark_reports_every_row() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let sides = [
-        ("create", &[Side::Orm, Side::Raw, Side::RawLua][..]),
+        (
+            "create",
+            &[Side::Orm, Side::OrmSingle, Side::Raw, Side::RawLua][..],
+        ),
         ("get", &[Side::Orm, Side::Raw][..]),
         ("range_query", &[Side::Orm, Side::Raw][..]),
         ("confidence_update", &[Side::Orm, Side::RawLua][..]),

@@ -1,6 +1,8 @@
 //! Shared test models and helpers.
 #![allow(dead_code)]
 
+pub mod faults;
+
 use popoto::testing::TestRedis;
 use popoto::{Db, Model};
 

@@ -6,6 +6,7 @@
 //! of dedicated ones. Scripts and their `EVALSHA`/`EVAL` forms are in `script.rs`.
 
 mod conn;
+mod group;
 mod script;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +18,7 @@ use redis::{AsyncConnectionConfig, ErrorKind, RedisError, RedisResult};
 
 pub(crate) use conn::is_connection_error;
 use conn::{Dedicated, Dialer, Failures, Lanes};
+use group::{Group, Turn};
 use script::{batch_call, script_call, PLANS_PER_CALL, PLANS_PER_ROUND_TRIP};
 pub(crate) use script::{evalsha, Form, Script, Tries, APPLY, CREATE};
 
@@ -34,6 +36,9 @@ pub struct BackendConfig {
     /// Maximum number of dedicated connections, for commands that hold one to themselves
     /// (blocking stream reads).
     pub max_dedicated_connections: usize,
+    /// Whether creates issued while others are on the wire go out together, as one script
+    /// call (group commit, `group.rs`); off, each create is a call of its own.
+    pub group_commit: bool,
     /// How long a call waits for its reply before failing.
     pub response_timeout: Duration,
     /// How long dialing a connection may take.
@@ -41,13 +46,14 @@ pub struct BackendConfig {
 }
 
 impl BackendConfig {
-    /// Defaults for `url`: 2 shared connections, up to 16 dedicated ones, 30 s response
-    /// timeout, 2 s connect timeout.
+    /// Defaults for `url`: 2 shared connections, up to 16 dedicated ones, group commit on,
+    /// 30 s response timeout, 2 s connect timeout.
     pub fn new(url: impl Into<String>) -> Self {
         BackendConfig {
             url: url.into(),
             shared_connections: 2,
             max_dedicated_connections: 16,
+            group_commit: true,
             response_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(2),
         }
@@ -60,6 +66,7 @@ impl std::fmt::Debug for BackendConfig {
             .field("url", &crate::redis_url::redacted(&self.url))
             .field("shared_connections", &self.shared_connections)
             .field("max_dedicated_connections", &self.max_dedicated_connections)
+            .field("group_commit", &self.group_commit)
             .field("response_timeout", &self.response_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .finish()
@@ -70,6 +77,8 @@ impl std::fmt::Debug for BackendConfig {
 #[derive(Clone)]
 pub struct Backend {
     lanes: Arc<Lanes>,
+    /// Group commit of concurrent creates (`None`: off).
+    creates: Option<Arc<Group>>,
     dedicated: Dedicated,
     url: Arc<str>,
     round_trips: Arc<AtomicU64>,
@@ -116,6 +125,7 @@ impl Backend {
             .map_err(|e| Error::Config(e.to_string()))?;
         Ok(Backend {
             lanes: Arc::new(Lanes::new(dialer, config.shared_connections)),
+            creates: config.group_commit.then(|| Arc::new(Group::new(&CREATE))),
             dedicated,
             url: config.url.into(),
             round_trips: Arc::new(AtomicU64::new(0)),
@@ -229,6 +239,62 @@ impl Backend {
         .await
     }
 
+    /// Runs an `EVALSHA` of `script` on a shared connection (sent again as `EVAL` on
+    /// `NOSCRIPT`), with the health counters of any call, returning the client's own result:
+    /// the replies of a group-committed batch are handed to callers of several models.
+    pub(crate) async fn eval_raw(
+        &self,
+        script: &Script,
+        cmd: &redis::Cmd,
+    ) -> RedisResult<redis::Value> {
+        let result = match Box::pin(self.lanes.get()).await {
+            Ok(mut shared) => {
+                self.round_trips.fetch_add(1, Ordering::Relaxed);
+                let result = Box::pin(send_script(&mut shared.conn, script, cmd)).await;
+                if matches!(&result, Err(e) if is_connection_error(e)) {
+                    self.lanes.failed(&shared);
+                }
+                result
+            }
+            Err(e) => Err(e),
+        };
+        match &result {
+            Err(e) if is_connection_error(e) => {
+                self.consecutive.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => self.consecutive.store(0, Ordering::Relaxed),
+        }
+        result
+    }
+
+    /// Runs a create (`cmd`, an `EVALSHA` of [`CREATE`]) through group commit: sent at once
+    /// when the connection is idle, otherwise together with the creates issued meanwhile.
+    pub(crate) async fn create_grouped(
+        &self,
+        op: &'static str,
+        model: &'static str,
+        cmd: redis::Cmd,
+    ) -> Result<redis::Value> {
+        let to_err = |source| Error::Redis { op, model, source };
+        let Some(group) = &self.creates else {
+            return self.eval_cmd(op, model, &CREATE, &cmd).await;
+        };
+        match group.enter(self, cmd) {
+            Turn::Now(sending, cmd) => {
+                let reply = self.eval_raw(&CREATE, &cmd).await;
+                drop(sending);
+                reply.map_err(to_err)
+            }
+            Turn::Queued(rx) => match erased(rx).await {
+                Ok(reply) => reply.map_err(to_err),
+                Err(_) => Err(to_err(RedisError::from((
+                    ErrorKind::Io,
+                    "the batch carrying this create stopped before its reply (outcome unknown)",
+                )))),
+            },
+        }
+    }
+
     /// Runs one command (`op` and `model` label errors and traces), e.g. a validator's PING.
     pub async fn query<T: redis::FromRedisValue + Send>(
         &self,
@@ -280,19 +346,7 @@ impl Backend {
         script: &Script,
         cmd: &redis::Cmd,
     ) -> Result<redis::Value> {
-        erased(self.with_conn(op, model, async |c| {
-            let mut tries = Tries::new(Form::Sha);
-            loop {
-                let reply = match tries.form() {
-                    Form::Sha => cmd.query_async(c).await,
-                    Form::Eval => script.to_eval(cmd)?.query_async(c).await,
-                };
-                if !tries.again(&reply) {
-                    return reply;
-                }
-            }
-        }))
-        .await
+        erased(self.with_conn(op, model, async |c| send_script(c, script, cmd).await)).await
     }
 
     /// Runs many plans of `script` (which must speak [`APPLY`]'s batch protocol: `ARGV[1]` `*`,
@@ -374,6 +428,25 @@ impl Backend {
             Ok(out)
         }))
         .await
+    }
+}
+
+/// Sends `cmd`, an `EVALSHA` of `script`; on `NOSCRIPT` (nothing ran) it is sent again as
+/// `EVAL`, which runs whatever the script cache holds.
+async fn send_script(
+    c: &mut MultiplexedConnection,
+    script: &Script,
+    cmd: &redis::Cmd,
+) -> RedisResult<redis::Value> {
+    let mut tries = Tries::new(Form::Sha);
+    loop {
+        let reply = match tries.form() {
+            Form::Sha => cmd.query_async(c).await,
+            Form::Eval => script.to_eval(cmd)?.query_async(c).await,
+        };
+        if !tries.again(&reply) {
+            return reply;
+        }
     }
 }
 

@@ -358,7 +358,7 @@ impl Session {
                 let reply = self
                     .backend()
                     .await?
-                    .eval_cmd("create", M::META.name, &CREATE, &cmd)
+                    .create_grouped("create", M::META.name, cmd)
                     .await?;
                 return match Plan::outcome(M::META, "create", reply)? {
                     Outcome::Applied(n) => Ok(n),

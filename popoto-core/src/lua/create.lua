@@ -1,65 +1,154 @@
--- popoto-rs: create one instance, all or nothing, with the fewest server commands.
--- KEYS[1]: the instance key; KEYS[2..]: its index keys, one per index entry.
+-- popoto-rs: create instances, each all or nothing, with the fewest server commands.
+-- One instance: KEYS[1] is the instance key, KEYS[2..] its index keys, one per index entry.
 -- ARGV[1]: 'F' (the key holds a uuid4 generated for this create: it cannot exist, so no EXISTS)
 -- or 'C'; ARGV[2]: nf; then nf (field, value) pairs; then one (op, arg) pair per index key:
 -- 'S' SADD the instance key, 'U' the same into a unique value set (arg: the field tag), 'Z' ZADD
 -- it with score arg, 'H' HSETNX it with value arg (a confidence entry).
+-- Several instances (concurrent creates sent together): ARGV[1] is '*', then per instance its
+-- key count, its argument count and its arguments as above; KEYS holds every instance's keys in
+-- the same order. The reply is one reply per instance, in order; each instance is checked and
+-- written (or undone) before the next, so a later one sees an earlier one's key and values.
 -- Checks first: the key is absent, no unique value set holds another instance. Then the hash and
 -- the index writes; if one fails (another program left a wrong type on an index key, or the
--- server is out of memory), everything this call wrote is undone before replying, so the
+-- server is out of memory), everything this instance wrote is undone before going on, so the
 -- instance and its index entries are all there or all gone.
 -- Reply: {'ok', HSET reply}, {'exists', key}, {'unique', tag, member}, {'wrongtype', key, type}
 -- or the failing command's error.
-local key = KEYS[1]
-if ARGV[1] ~= 'F' and redis.call('EXISTS', key) == 1 then return {'exists', key} end
-local last = 2 + 2 * tonumber(ARGV[2])
--- The (op, arg) pair of KEYS[i] is ARGV[base + 2 * i], ARGV[base + 2 * i + 1].
-local base = last - 3
-for i = 2, #KEYS do
-  if ARGV[base + 2 * i] == 'U' then
-    local set = KEYS[i]
-    local members = redis.pcall('SMEMBERS', set)
-    if members.err then return {'wrongtype', set, redis.call('TYPE', set).ok} end
-    for _, m in ipairs(members) do
-      if m ~= key then return {'unique', ARGV[base + 2 * i + 1], m} end
+
+-- The instance whose keys follow KEYS[k0] (nk of them) and arguments follow ARGV[a0].
+local function create(k0, nk, a0)
+  local key = KEYS[k0 + 1]
+  if ARGV[a0 + 1] ~= 'F' and redis.call('EXISTS', key) == 1 then return {'exists', key} end
+  local last = a0 + 2 + 2 * tonumber(ARGV[a0 + 2])
+  -- The (op, arg) pair of KEYS[k0 + i] is ARGV[base + 2 * i], ARGV[base + 2 * i + 1].
+  local base = last - 3
+  for i = 2, nk do
+    if ARGV[base + 2 * i] == 'U' then
+      local set = KEYS[k0 + i]
+      local members = redis.pcall('SMEMBERS', set)
+      if members.err then return {'wrongtype', set, redis.call('TYPE', set).ok} end
+      for _, m in ipairs(members) do
+        if m ~= key then return {'unique', ARGV[base + 2 * i + 1], m} end
+      end
     end
   end
-end
-local written = redis.pcall('HSET', key, unpack(ARGV, 3, last))
-if type(written) == 'table' and written.err then return written end
--- KEYS indices of the entries this call added: only those are undone on a failure, an index
--- entry left by an earlier writer stays.
--- A zset member left by an earlier writer keeps its score unless this call completes: its old
--- score is read (only then) before it is overwritten, and restored by the undo.
-local added, rescored = {}, {}
-for i = 2, #KEYS do
-  local op, k, arg = ARGV[base + 2 * i], KEYS[i], ARGV[base + 2 * i + 1]
-  local r
-  if op == 'Z' then
-    r = redis.pcall('ZADD', k, 'NX', arg, key)
-    if r == 0 then
-      rescored[#rescored + 1] = {k, redis.call('ZSCORE', k, key)}
-      r = redis.pcall('ZADD', k, arg, key)
+  local written = redis.pcall('HSET', key, unpack(ARGV, a0 + 3, last))
+  if type(written) == 'table' and written.err then return written end
+  -- Indices of the entries this call added: only those are undone on a failure, an index
+  -- entry left by an earlier writer stays.
+  -- A zset member left by an earlier writer keeps its score unless this call completes: its old
+  -- score is read (only then) before it is overwritten, and restored by the undo.
+  local added, rescored = {}, {}
+  for i = 2, nk do
+    local op, k, arg = ARGV[base + 2 * i], KEYS[k0 + i], ARGV[base + 2 * i + 1]
+    local r
+    if op == 'Z' then
+      r = redis.pcall('ZADD', k, 'NX', arg, key)
+      if r == 0 then
+        rescored[#rescored + 1] = {k, redis.call('ZSCORE', k, key)}
+        r = redis.pcall('ZADD', k, arg, key)
+      end
+    elseif op == 'H' then r = redis.pcall('HSETNX', k, key, arg)
+    else r = redis.pcall('SADD', k, key) end
+    if type(r) == 'table' and r.err then
+      redis.call('DEL', key)
+      for j = #added, 1, -1 do
+        local u = added[j]
+        local uop = ARGV[base + 2 * u]
+        if uop == 'Z' then redis.call('ZREM', KEYS[k0 + u], key)
+        elseif uop == 'H' then redis.call('HDEL', KEYS[k0 + u], key)
+        else redis.call('SREM', KEYS[k0 + u], key) end
+      end
+      for j = #rescored, 1, -1 do
+        redis.call('ZADD', rescored[j][1], rescored[j][2], key)
+      end
+      local kind = (op == 'Z' and 'zset') or (op == 'H' and 'hash') or 'set'
+      local found = redis.call('TYPE', k).ok
+      if found ~= 'none' and found ~= kind then return {'wrongtype', k, found} end
+      return r
     end
-  elseif op == 'H' then r = redis.pcall('HSETNX', k, key, arg)
-  else r = redis.pcall('SADD', k, key) end
-  if type(r) == 'table' and r.err then
-    redis.call('DEL', key)
-    for j = #added, 1, -1 do
-      local u = added[j]
-      local uop = ARGV[base + 2 * u]
-      if uop == 'Z' then redis.call('ZREM', KEYS[u], key)
-      elseif uop == 'H' then redis.call('HDEL', KEYS[u], key)
-      else redis.call('SREM', KEYS[u], key) end
-    end
-    for j = #rescored, 1, -1 do
-      redis.call('ZADD', rescored[j][1], rescored[j][2], key)
-    end
-    local kind = (op == 'Z' and 'zset') or (op == 'H' and 'hash') or 'set'
-    local found = redis.call('TYPE', k).ok
-    if found ~= 'none' and found ~= kind then return {'wrongtype', k, found} end
-    return r
+    if r == 1 then added[#added + 1] = i end
   end
-  if r == 1 then added[#added + 1] = i end
+  return {'ok', written}
 end
-return {'ok', written}
+
+if ARGV[1] ~= '*' then return create(0, #KEYS, 0) end
+
+-- Several instances. Each index key's type is read once; an instance naming a key of the wrong
+-- type is refused before it writes anything. Nothing after an instance's HSET can then fail
+-- (types are right, and a script that has written is not refused for memory), so the set and
+-- zset entries of every instance are added at the end, one SADD or ZADD per index key, and
+-- nothing needs undoing. Unique value sets and confidence entries are written at once, so a
+-- later instance sees an earlier one's values.
+local kinds = {S = 'set', U = 'set', Z = 'zset', H = 'hash'}
+local types, sets, zsets, order = {}, {}, {}, {}
+local out, k0, a = {}, 0, 2
+while a <= #ARGV do
+  local nk, na = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local a0 = a + 1
+  local key = KEYS[k0 + 1]
+  local last = a0 + 2 + 2 * tonumber(ARGV[a0 + 2])
+  local base = last - 3
+  local reply
+  for i = 2, nk do
+    local k, kind = KEYS[k0 + i], kinds[ARGV[base + 2 * i]]
+    local t = types[k]
+    if t == nil then
+      t = redis.call('TYPE', k).ok
+      types[k] = t
+    end
+    if t ~= 'none' and t ~= kind then
+      reply = {'wrongtype', k, t}
+      break
+    end
+  end
+  if not reply and ARGV[a0 + 1] ~= 'F' and redis.call('EXISTS', key) == 1 then
+    reply = {'exists', key}
+  end
+  if not reply then
+    for i = 2, nk do
+      if ARGV[base + 2 * i] == 'U' then
+        for _, m in ipairs(redis.call('SMEMBERS', KEYS[k0 + i])) do
+          if m ~= key then
+            reply = {'unique', ARGV[base + 2 * i + 1], m}
+            break
+          end
+        end
+        if reply then break end
+      end
+    end
+  end
+  if not reply then
+    local written = redis.pcall('HSET', key, unpack(ARGV, a0 + 3, last))
+    if type(written) == 'table' and written.err then
+      reply = written
+    else
+      for i = 2, nk do
+        local op, k, arg = ARGV[base + 2 * i], KEYS[k0 + i], ARGV[base + 2 * i + 1]
+        types[k] = kinds[op]
+        if op == 'U' then redis.call('SADD', k, key)
+        elseif op == 'H' then redis.call('HSETNX', k, key, arg)
+        else
+          local into = (op == 'Z' and zsets) or sets
+          local list = into[k]
+          if not list then
+            list = {}
+            into[k] = list
+            order[#order + 1] = k
+          end
+          if op == 'Z' then list[#list + 1] = arg end
+          list[#list + 1] = key
+        end
+      end
+      reply = {'ok', written}
+    end
+  end
+  out[#out + 1] = reply
+  k0 = k0 + nk
+  a = a + 2 + na
+end
+for _, k in ipairs(order) do
+  if sets[k] then redis.call('SADD', k, unpack(sets[k])) end
+  if zsets[k] then redis.call('ZADD', k, unpack(zsets[k])) end
+end
+return out

@@ -1,0 +1,204 @@
+//! Group commit of script calls: calls of one script issued while earlier ones are on the wire
+//! go out together, as one call of the script's batch form.
+//!
+//! A call finding nothing queued and fewer than [`IN_FLIGHT`] calls outstanding is sent at once,
+//! as itself: a lone task pays nothing. Otherwise it is queued, and each time a call on the wire
+//! answers, the queue goes out as one batch call: under load the server pays a script call's
+//! fixed cost once per batch instead of once per instance, and the client writes one command
+//! instead of many. The script checks and writes each instance of a batch all or nothing, and
+//! the batch runs atomically.
+//!
+//! Order: a task issues its next write only once the previous one answered, so its writes apply
+//! in order; calls of different tasks in flight together have no order to keep. A batch refused
+//! with `NOSCRIPT` ran nothing and is sent again as `EVAL`.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use redis::{Arg, ErrorKind, RedisError, RedisResult, Value};
+use tokio::sync::oneshot;
+
+use super::script::{Form, Script};
+use super::Backend;
+
+/// Calls of one script outstanding at a time (sent alone or as batches).
+pub(crate) const IN_FLIGHT: usize = 2;
+
+/// Calls per batch at most (well under a millisecond of server time).
+pub(crate) const MAX_BATCH: usize = 128;
+
+/// A queued call and where its reply goes.
+struct Waiting {
+    cmd: redis::Cmd,
+    reply: oneshot::Sender<RedisResult<Value>>,
+}
+
+#[derive(Default)]
+struct State {
+    queue: Vec<Waiting>,
+    /// Calls or batches on the wire (a flusher counts as one until its queue is empty).
+    sending: usize,
+}
+
+/// The group-commit state of one script on one backend.
+pub(crate) struct Group {
+    script: &'static Script,
+    state: Mutex<State>,
+}
+
+/// How a call goes out.
+pub(crate) enum Turn {
+    /// Send it now, as itself; drop the [`Sending`] once it answered.
+    Now(Sending, redis::Cmd),
+    /// Queued: the reply arrives here.
+    Queued(oneshot::Receiver<RedisResult<Value>>),
+}
+
+/// A call on the wire: dropping it lets the queue go out.
+pub(crate) struct Sending {
+    backend: Backend,
+    group: Arc<Group>,
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        let mut state = self.group.lock();
+        if state.queue.is_empty() {
+            state.sending -= 1;
+        } else {
+            // The flusher takes over this call's slot.
+            drop(state);
+            flush(self.backend.clone(), self.group.clone());
+        }
+    }
+}
+
+impl Group {
+    /// The group of `script`, whose batch form is `ARGV[1]` `*` then, per call, its key count,
+    /// argument count and arguments (its keys all first, in `KEYS`).
+    pub(crate) fn new(script: &'static Script) -> Group {
+        Group {
+            script,
+            state: Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The turn of `cmd`, an `EVALSHA` of the group's script.
+    pub(crate) fn enter(self: &Arc<Self>, backend: &Backend, cmd: redis::Cmd) -> Turn {
+        let mut state = self.lock();
+        if state.queue.is_empty() && state.sending < IN_FLIGHT {
+            state.sending += 1;
+            let sending = Sending {
+                backend: backend.clone(),
+                group: self.clone(),
+            };
+            return Turn::Now(sending, cmd);
+        }
+        let (tx, rx) = oneshot::channel();
+        state.queue.push(Waiting { cmd, reply: tx });
+        if state.sending < IN_FLIGHT {
+            state.sending += 1;
+            drop(state);
+            flush(backend.clone(), self.clone());
+        }
+        Turn::Queued(rx)
+    }
+}
+
+/// A task sending the queue as batches until it is empty (it holds one `sending` slot).
+fn flush(backend: Backend, group: Arc<Group>) {
+    tokio::spawn(async move {
+        loop {
+            let batch: Vec<Waiting> = {
+                let mut state = group.lock();
+                if state.queue.is_empty() {
+                    state.sending -= 1;
+                    return;
+                }
+                let n = state.queue.len().min(MAX_BATCH);
+                state.queue.drain(..n).collect()
+            };
+            let replies = send(&backend, group.script, &batch).await;
+            for (waiting, reply) in batch.into_iter().zip(replies) {
+                // A caller that stopped waiting is not told (its write may have applied).
+                let _ = waiting.reply.send(reply);
+            }
+        }
+    });
+}
+
+/// One call for `batch` (as itself when alone); one reply per call, in order.
+async fn send(backend: &Backend, script: &Script, batch: &[Waiting]) -> Vec<RedisResult<Value>> {
+    if let [one] = batch {
+        return vec![backend.eval_raw(script, &one.cmd).await];
+    }
+    let reply = match batch_of(script, batch.iter().map(|w| &w.cmd)) {
+        Ok(cmd) => backend.eval_raw(script, &cmd).await,
+        Err(e) => Err(e),
+    };
+    match reply {
+        Ok(Value::Array(items)) if items.len() == batch.len() => items
+            .into_iter()
+            .map(|v| match v {
+                Value::ServerError(e) => Err(e.into()),
+                v => Ok(v),
+            })
+            .collect(),
+        Ok(other) => {
+            let e = RedisError::from((
+                ErrorKind::Parse,
+                "unexpected reply to a batch of script calls",
+                format!("{other:?}"),
+            ));
+            batch.iter().map(|_| Err(e.clone())).collect()
+        }
+        Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),
+    }
+}
+
+/// The batch call of several `EVALSHA <sha> <numkeys> <keys…> <args…>` calls of `script`.
+pub(crate) fn batch_of<'a>(
+    script: &Script,
+    calls: impl Iterator<Item = &'a redis::Cmd>,
+) -> RedisResult<redis::Cmd> {
+    let bad = || RedisError::from((ErrorKind::Client, "not a script call"));
+    let mut parts: Vec<(Vec<&[u8]>, usize)> = Vec::new();
+    let (mut nkeys, mut nargs, mut bytes) = (0, 0, 0);
+    for cmd in calls {
+        let args: Vec<&[u8]> = cmd
+            .args_iter()
+            .map(|a| match a {
+                Arg::Simple(b) => Ok(b),
+                _ => Err(bad()),
+            })
+            .collect::<RedisResult<_>>()?;
+        let n: usize = args
+            .get(2)
+            .and_then(|n| std::str::from_utf8(n).ok()?.parse().ok())
+            .filter(|n| args.len() >= 3 + n)
+            .ok_or_else(bad)?;
+        nkeys += n;
+        nargs += args.len() - 3 - n + 2;
+        bytes += args[3..].iter().map(|a| a.len()).sum::<usize>();
+        parts.push((args, n));
+    }
+    let mut out = script.command(Form::Sha, 2 + nkeys + nargs, bytes + 16 * parts.len());
+    out.arg(nkeys);
+    for (args, n) in &parts {
+        for key in &args[3..3 + n] {
+            out.arg(*key);
+        }
+    }
+    out.arg("*");
+    for (args, n) in &parts {
+        let rest = &args[3 + n..];
+        out.arg(*n).arg(rest.len());
+        for a in rest {
+            out.arg(*a);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,204 @@
+//! Group commit: creates issued concurrently go to the server together, as batches of one
+//! script call, and each instance of a batch is still all or nothing with its own outcome.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use popoto::Error;
+use support::faults::{all_or_nothing, item_probes, killer};
+use support::{all_keys, calls, hgetall, raw_cmd, setup, smembers, zrange, Item};
+
+/// 512 concurrent creates of items of 4 tenants: every 8th repeats another task's unique sku,
+/// and tenant `bad` has an index key of the wrong type. Each create gets its own outcome
+/// (written, `UniqueViolation`, `WrongType`); what was written is complete, what was refused
+/// left nothing; and the server ran fewer script calls than creates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_are_batched_and_each_is_all_or_nothing() {
+    let (server, db) = setup().await;
+    // A string where tenant `bad`'s sorted-set partition of region `eu` must go.
+    raw_cmd::<()>(
+        &server,
+        redis::cmd("SET")
+            .arg("$SortF:Item:level:bad:eu")
+            .arg("planted"),
+    );
+    let scripts_before = calls(&server, "evalsha") + calls(&server, "eval");
+    let tasks: Vec<_> = (0..64)
+        .map(|t| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                for j in 0..8usize {
+                    let tenant = ["acme", "globex", "initech", "bad"][(t + j) % 4];
+                    // sku `dup{t/2}` is claimed by two tasks (j == 0): one of them wins.
+                    let sku = if j == 0 {
+                        format!("dup{}", t / 2)
+                    } else {
+                        format!("s{t}x{j}")
+                    };
+                    let item = Item {
+                        sku: sku.clone(),
+                        region: "eu".into(),
+                        level: (t * 8 + j) as i64,
+                        ..Default::default()
+                    };
+                    let r = db.tenant(tenant).unwrap().create(item).await;
+                    out.push((tenant, sku, r.map(|_| ())));
+                }
+                out
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.extend(t.await.unwrap());
+    }
+    let scripts = calls(&server, "evalsha") + calls(&server, "eval") - scripts_before;
+    assert!(
+        scripts < 512,
+        "{scripts} script calls for 512 creates: nothing was batched"
+    );
+
+    let mut winners: BTreeMap<String, usize> = BTreeMap::new();
+    for (tenant, sku, r) in &outcomes {
+        let key = format!("Item:{sku}:{tenant}");
+        match r {
+            Ok(()) => {
+                assert_ne!(*tenant, "bad", "a create into a wrong-type key succeeded");
+                *winners.entry(sku.clone()).or_default() += 1;
+                assert!(!hgetall(&server, &key).is_empty(), "{key} hash missing");
+                assert!(
+                    smembers(&server, "$Class:Item").contains(&key),
+                    "{key} class"
+                );
+                let zset = format!("$SortF:Item:level:{tenant}:eu");
+                assert!(
+                    zrange(&server, &zset).iter().any(|(m, _)| *m == key),
+                    "{key} missing from {zset}"
+                );
+            }
+            Err(Error::UniqueViolation { .. }) => {
+                assert!(sku.starts_with("dup"), "{sku} refused as not unique");
+                assert!(hgetall(&server, &key).is_empty(), "{key} half written");
+            }
+            Err(Error::WrongType { key: k, found, .. }) => {
+                assert_eq!(*tenant, "bad");
+                assert_eq!(
+                    (k.as_str(), found.as_str()),
+                    ("$SortF:Item:level:bad:eu", "string")
+                );
+                assert!(hgetall(&server, &key).is_empty(), "{key} half written");
+            }
+            Err(e) => panic!("{tenant}/{sku}: unexpected {e}"),
+        }
+    }
+    // Tenant `bad` wrote nothing anywhere; every sku has at most one owner, every pair of
+    // tasks sharing a `dup` sku produced exactly one winner unless both were `bad`.
+    assert!(all_keys(&server)
+        .iter()
+        .all(|k| !k.starts_with("Item:") || !k.ends_with(":bad")));
+    assert!(smembers(&server, "$Class:Item")
+        .iter()
+        .all(|m| !m.ends_with(":bad")));
+    assert!(winners.values().all(|n| *n == 1), "{winners:?}");
+    let written = outcomes.iter().filter(|o| o.2.is_ok()).count();
+    assert_eq!(smembers(&server, "$Class:Item").len(), written);
+    assert!(written > 300, "only {written} creates written");
+}
+
+/// A lone task's creates are not held back: each goes out as its own call at once.
+#[tokio::test]
+async fn a_lone_create_is_one_script_call() {
+    let (server, db) = setup().await;
+    let acme = db.tenant("acme").unwrap();
+    // The first call loads the script (`EVALSHA` refused, then `EVAL`).
+    acme.create(Item::default()).await.unwrap();
+    let before = calls(&server, "evalsha") + calls(&server, "eval");
+    for i in 0..20 {
+        acme.create(Item {
+            sku: format!("s{i}"),
+            region: "eu".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        calls(&server, "evalsha") + calls(&server, "eval") - before,
+        20
+    );
+    assert_eq!(smembers(&server, "$Class:Item").len(), 21);
+}
+
+/// Every client killed while 64 tasks create items (most of them in batches): each instance is
+/// all or nothing, every failure is a connection error, and the same `Db` goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_mid_batches_leaves_every_instance_all_or_nothing() {
+    let (server, db) = setup().await;
+    const TASKS: usize = 64;
+    const PER_TASK: usize = 40;
+    let all: Vec<Item> = (0..TASKS * PER_TASK)
+        .map(|i| Item {
+            tenant: "acme".into(),
+            sku: format!("sku{i}"),
+            region: ["eu", "us", "ap"][i % 3].into(),
+            level: i as i64,
+            note: Some(format!("note {i}")),
+        })
+        .collect();
+    let mut cut = 0;
+    for round in 0..3u64 {
+        raw_cmd::<()>(&server, &redis::cmd("FLUSHDB"));
+        let threshold = (TASKS * PER_TASK) as u64 * (round + 1) / 4;
+        let k = killer(
+            server.url().to_owned(),
+            redis::cmd("SCARD").arg("$Class:Item").clone(),
+            threshold,
+        );
+        let tasks: Vec<_> = all
+            .chunks(PER_TASK)
+            .map(|chunk| {
+                let (t, chunk) = (db.tenant("acme").unwrap(), chunk.to_vec());
+                tokio::spawn(async move {
+                    let mut failed = 0;
+                    for item in chunk {
+                        match t.create(item).await {
+                            Ok(_) => {}
+                            Err(e) => {
+                                assert!(e.is_connection_error(), "{e}");
+                                failed += 1;
+                            }
+                        }
+                    }
+                    failed
+                })
+            })
+            .collect();
+        let mut failed = 0;
+        for t in tasks {
+            failed += t.await.unwrap();
+        }
+        assert!(
+            k.join().unwrap().is_some(),
+            "round {round}: the killer never fired"
+        );
+        let present = all_or_nothing(&server, &all, item_probes);
+        if failed > 0 && present < all.len() {
+            cut += 1;
+        }
+        assert!(
+            present + failed >= all.len(),
+            "a create reported Ok but is missing"
+        );
+        popoto::testing::assert_isolated::<Item>(&db).await;
+        // The same Db goes on: saving every item completes what the kill left out.
+        db.tenant("acme")
+            .unwrap()
+            .save_many(all.clone())
+            .await
+            .unwrap();
+        assert_eq!(all_or_nothing(&server, &all, item_probes), all.len());
+    }
+    assert!(cut >= 2, "only {cut} of 3 rounds were cut mid-way");
+}
