@@ -21,7 +21,7 @@ use super::script::{Form, Script};
 use super::Backend;
 
 /// Calls of one script outstanding at a time (sent alone or as batches).
-pub(crate) const IN_FLIGHT: usize = 2;
+pub(crate) const IN_FLIGHT: usize = 4;
 
 /// Calls per batch at most (well under a millisecond of server time).
 pub(crate) const MAX_BATCH: usize = 128;
