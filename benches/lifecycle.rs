@@ -12,46 +12,15 @@
 //! `tests/bench_lifecycle_smoke.rs` runs it with tiny sizes ([`Config::tiny`]) so CI keeps it
 //! compiling and working; nothing asserts a duration.
 
-use std::error::Error as StdError;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use popoto::testing::TestRedis;
-use popoto::{Db, Model, ModelSet, Sweep, TenantId};
+use popoto::{Db, ModelSet, Sweep, TenantId};
 
-type Res<T> = Result<T, Box<dyn StdError + Send + Sync>>;
-
-/// An episode: tenant key, auto key, a title and a per-tenant sorted score.
-#[derive(Model, Debug, Clone, PartialEq, Default)]
-pub struct Episode {
-    /// The tenant.
-    #[popoto(key, tenant)]
-    pub project_id: String,
-    /// uuid4 hex, filled on create.
-    #[popoto(auto_key)]
-    pub episode_id: String,
-    /// A plain field.
-    pub title: String,
-    /// One zset per tenant.
-    #[popoto(sorted, partition_by = "project_id")]
-    pub score: f64,
-}
-
-/// popoto's Memory: a unique key (model-wide index) and a confidence field per tenant.
-#[derive(Model, Debug, Clone, PartialEq, Default)]
-pub struct Memory {
-    /// The tenant.
-    #[popoto(key, tenant)]
-    pub project: String,
-    /// Unique across the model.
-    #[popoto(unique_key)]
-    pub key: String,
-    /// A plain field.
-    pub content: String,
-    /// Confidence metadata in a companion hash per tenant.
-    #[popoto(confidence(initial = 0.5, evidence_cap = 20), partition_by = "project")]
-    pub certainty: f64,
-}
+#[path = "common/mod.rs"]
+mod common;
+use common::{Episode, Memory, Res};
 
 /// What the benchmark runs.
 #[derive(Debug, Clone)]

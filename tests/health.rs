@@ -11,6 +11,7 @@ use std::time::Duration;
 use popoto::registry::{Health, HealthEvent, HealthPolicy, Placement};
 use popoto::testing::TestRedis;
 use popoto::{BackendConfig, Catalog, Db, Error, TenantId, TenantRegistry};
+use support::faults::kill_others;
 use support::{episode, Episode};
 use tokio::sync::broadcast;
 use tracing::field::{Field, Visit};
@@ -247,14 +248,7 @@ async fn authentication_refused_disables_the_tenant_until_it_is_accepted_again()
     // The password changes and every client is disconnected: dials are refused.
     let mut admin = raw(&url);
     config_set(&mut admin, "requirepass", "pw-two");
-    redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("normal")
-        .arg("SKIPME")
-        .arg("yes")
-        .exec(&mut admin)
-        .unwrap_or_else(|e| panic!("CLIENT KILL: {e}"));
+    kill_others(&mut admin);
     let mut last = Ok(());
     for _ in 0..3 {
         last = write(&db, "vault").await;

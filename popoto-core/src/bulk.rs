@@ -18,7 +18,7 @@ use std::task::Poll;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{ErrorKind, RedisError, RedisResult, Value};
 
-use crate::backend::{is_connection_error, Backend, Form, Script, Tries};
+use crate::backend::{is_connection_error, split_batch_replies, Backend, Form, Script, Tries};
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::model::{FieldKind, ModelMeta, Record};
@@ -414,26 +414,9 @@ pub(crate) async fn insert_many(
         .await?;
     let mut out = Vec::with_capacity(rows.len());
     for (range, reply) in calls.iter().zip(replies) {
-        let chunk = &rows[range.clone()];
-        match reply {
-            Ok(Value::Array(items)) if items.len() == chunk.len() => {
-                // Written: the HSET's reply (an integer, read by `Plan::outcome`), else the
-                // failed check's reply or the error.
-                out.extend(items.into_iter().map(|v| match v {
-                    Value::ServerError(e) => Err(e.into()),
-                    v => Ok(v),
-                }));
-            }
-            Ok(other) => {
-                let e = RedisError::from((
-                    ErrorKind::Parse,
-                    "unexpected reply to a bulk write",
-                    format!("{other:?}"),
-                ));
-                out.extend(chunk.iter().map(|_| Err(e.clone())));
-            }
-            Err(e) => out.extend(chunk.iter().map(|_| Err(e.clone()))),
-        }
+        // Written: the HSET's reply (an integer, read by `Plan::outcome`), else the failed
+        // check's reply or the error.
+        out.extend(split_batch_replies(reply, range.len(), "bulk write"));
     }
     Ok(out)
 }

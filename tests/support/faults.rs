@@ -10,14 +10,19 @@ pub fn kill_clients(url: &str) -> u64 {
     let mut conn = redis::Client::open(url)
         .and_then(|c| c.get_connection())
         .unwrap();
+    kill_others(&mut conn)
+}
+
+/// `CLIENT KILL TYPE normal SKIPME yes` on `conn`: every client but `conn`; how many.
+pub fn kill_others(conn: &mut redis::Connection) -> u64 {
     redis::cmd("CLIENT")
         .arg("KILL")
         .arg("TYPE")
         .arg("normal")
         .arg("SKIPME")
         .arg("yes")
-        .query(&mut conn)
-        .unwrap()
+        .query(conn)
+        .unwrap_or_else(|e| panic!("CLIENT KILL: {e}"))
 }
 
 /// Spawns a thread that polls `probe` (a raw command returning a count) until it reaches

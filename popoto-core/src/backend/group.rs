@@ -17,8 +17,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use redis::{Arg, ErrorKind, RedisError, RedisResult, Value};
 use tokio::sync::oneshot;
 
-use super::script::{Form, Script};
+use super::script::{split_batch_replies, Form, Script};
 use super::Backend;
+
+/// A call's reply, or why no connection could be had for it.
+pub(crate) type Reply = Result<RedisResult<Value>, String>;
 
 /// Calls of one script outstanding at a time (sent alone or as batches).
 pub(crate) const IN_FLIGHT: usize = 4;
@@ -29,7 +32,7 @@ pub(crate) const MAX_BATCH: usize = 128;
 /// A queued call and where its reply goes.
 struct Waiting {
     cmd: redis::Cmd,
-    reply: oneshot::Sender<RedisResult<Value>>,
+    reply: oneshot::Sender<Reply>,
 }
 
 #[derive(Default)]
@@ -50,7 +53,7 @@ pub(crate) enum Turn {
     /// Send it now, as itself; drop the [`Sending`] once it answered.
     Now(Sending, redis::Cmd),
     /// Queued: the reply arrives here.
-    Queued(oneshot::Receiver<RedisResult<Value>>),
+    Queued(oneshot::Receiver<Reply>),
 }
 
 /// A call on the wire: dropping it lets the queue go out.
@@ -131,31 +134,19 @@ fn flush(backend: Backend, group: Arc<Group>) {
 }
 
 /// One call for `batch` (as itself when alone); one reply per call, in order.
-async fn send(backend: &Backend, script: &Script, batch: &[Waiting]) -> Vec<RedisResult<Value>> {
+async fn send(backend: &Backend, script: &Script, batch: &[Waiting]) -> Vec<Reply> {
     if let [one] = batch {
         return vec![backend.eval_raw(script, &one.cmd).await];
     }
     let reply = match batch_of(script, batch.iter().map(|w| &w.cmd)) {
         Ok(cmd) => backend.eval_raw(script, &cmd).await,
-        Err(e) => Err(e),
+        Err(e) => Ok(Err(e)),
     };
     match reply {
-        Ok(Value::Array(items)) if items.len() == batch.len() => items
-            .into_iter()
-            .map(|v| match v {
-                Value::ServerError(e) => Err(e.into()),
-                v => Ok(v),
-            })
+        Ok(reply) => split_batch_replies(reply, batch.len(), "group-committed creates")
+            .map(Ok)
             .collect(),
-        Ok(other) => {
-            let e = RedisError::from((
-                ErrorKind::Parse,
-                "unexpected reply to a batch of script calls",
-                format!("{other:?}"),
-            ));
-            batch.iter().map(|_| Err(e.clone())).collect()
-        }
-        Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),
+        Err(reason) => batch.iter().map(|_| Err(reason.clone())).collect(),
     }
 }
 

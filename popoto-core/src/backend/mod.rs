@@ -18,7 +18,8 @@ use redis::{AsyncConnectionConfig, ErrorKind, RedisError, RedisResult};
 
 pub(crate) use conn::is_connection_error;
 use conn::{Dedicated, Dialer, Failures, Lanes};
-use group::{Group, Turn};
+use group::{Group, Reply, Turn};
+pub(crate) use script::split_batch_replies;
 use script::{batch_call, script_call, PLANS_PER_CALL, PLANS_PER_ROUND_TRIP};
 pub(crate) use script::{evalsha, Form, Script, Tries, APPLY, CREATE};
 
@@ -240,31 +241,26 @@ impl Backend {
     }
 
     /// Runs an `EVALSHA` of `script` on a shared connection (sent again as `EVAL` on
-    /// `NOSCRIPT`), with the health counters of any call, returning the client's own result:
-    /// the replies of a group-committed batch are handed to callers of several models.
-    pub(crate) async fn eval_raw(
-        &self,
-        script: &Script,
-        cmd: &redis::Cmd,
-    ) -> RedisResult<redis::Value> {
-        let result = match Box::pin(self.lanes.get()).await {
-            Ok(mut shared) => {
-                self.round_trips.fetch_add(1, Ordering::Relaxed);
-                let result = Box::pin(send_script(&mut shared.conn, script, cmd)).await;
-                if matches!(&result, Err(e) if is_connection_error(e)) {
-                    self.lanes.failed(&shared);
-                }
-                result
-            }
-            Err(e) => Err(e),
-        };
-        match &result {
-            Err(e) if is_connection_error(e) => {
+    /// `NOSCRIPT`), with the health counters of any call, returning the client's own result
+    /// (`Err`: no connection could be had, and why): the replies of a group-committed batch
+    /// are handed to callers of several models, each labelling its own error.
+    pub(crate) async fn eval_raw(&self, script: &Script, cmd: &redis::Cmd) -> Reply {
+        let mut shared = match Box::pin(self.lanes.get()).await {
+            Ok(shared) => shared,
+            Err(e) => {
                 self.consecutive.fetch_add(1, Ordering::Relaxed);
+                return Err(e.to_string());
             }
-            _ => self.consecutive.store(0, Ordering::Relaxed),
+        };
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        let result = Box::pin(send_script(&mut shared.conn, script, cmd)).await;
+        if matches!(&result, Err(e) if is_connection_error(e)) {
+            self.lanes.failed(&shared);
+            self.consecutive.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.consecutive.store(0, Ordering::Relaxed);
         }
-        result
+        Ok(result)
     }
 
     /// Runs a create (`cmd`, an `EVALSHA` of [`CREATE`]) through group commit: sent at once
@@ -275,23 +271,25 @@ impl Backend {
         model: &'static str,
         cmd: redis::Cmd,
     ) -> Result<redis::Value> {
-        let to_err = |source| Error::Redis { op, model, source };
         let Some(group) = &self.creates else {
             return self.eval_cmd(op, model, &CREATE, &cmd).await;
         };
-        match group.enter(self, cmd) {
+        let reply = match group.enter(self, cmd) {
             Turn::Now(sending, cmd) => {
                 let reply = self.eval_raw(&CREATE, &cmd).await;
                 drop(sending);
-                reply.map_err(to_err)
+                reply
             }
-            Turn::Queued(rx) => match erased(rx).await {
-                Ok(reply) => reply.map_err(to_err),
-                Err(_) => Err(to_err(RedisError::from((
+            Turn::Queued(rx) => erased(rx).await.unwrap_or_else(|_| {
+                Ok(Err(RedisError::from((
                     ErrorKind::Io,
                     "the batch carrying this create stopped before its reply (outcome unknown)",
-                )))),
-            },
+                ))))
+            }),
+        };
+        match reply {
+            Ok(result) => result.map_err(|source| Error::Redis { op, model, source }),
+            Err(reason) => Err(Error::Pool { op, model, reason }),
         }
     }
 
@@ -406,23 +404,7 @@ impl Backend {
                     }
                 }
                 for (batch, reply) in batches.iter().zip(replies) {
-                    match reply {
-                        Ok(redis::Value::Array(items)) if items.len() == batch.len() => {
-                            out.extend(items.into_iter().map(|v| match v {
-                                redis::Value::ServerError(e) => Err(e.into()),
-                                v => Ok(v),
-                            }));
-                        }
-                        Ok(other) => {
-                            let e = RedisError::from((
-                                ErrorKind::Parse,
-                                "unexpected reply to a batch of plans",
-                                format!("{other:?}"),
-                            ));
-                            out.extend(batch.iter().map(|_| Err(e.clone())));
-                        }
-                        Err(e) => out.extend(batch.iter().map(|_| Err(e.clone()))),
-                    }
+                    out.extend(split_batch_replies(reply, batch.len(), "apply"));
                 }
             }
             Ok(out)

@@ -3,7 +3,7 @@
 
 use std::sync::LazyLock;
 
-use redis::{Arg, ErrorKind, RedisError, RedisResult, ServerErrorKind};
+use redis::{Arg, ErrorKind, RedisError, RedisResult, ServerErrorKind, Value};
 
 /// The script that creates one instance (see `Instance::create_cmd`).
 pub(crate) static CREATE: LazyLock<Script> =
@@ -179,6 +179,36 @@ pub(crate) fn script_call(
 /// The `EVALSHA` of `script` with these keys and arguments.
 pub(crate) fn evalsha(script: &Script, keys: &[String], args: &[Vec<u8>]) -> redis::Cmd {
     script_call(script, Form::Sha, keys, args)
+}
+
+/// The replies of a batch call of `n` instances (`what` names it in errors): one per instance,
+/// in order; an instance's error element is its error, and a reply of another shape or a failed
+/// call is every instance's error.
+pub(crate) fn split_batch_replies(
+    reply: RedisResult<Value>,
+    n: usize,
+    what: &str,
+) -> impl Iterator<Item = RedisResult<Value>> {
+    let (items, error) = match reply {
+        Ok(Value::Array(items)) if items.len() == n => (items, None),
+        Ok(other) => (
+            Vec::new(),
+            Some(RedisError::from((
+                ErrorKind::Parse,
+                "unexpected reply to a batch call",
+                format!("{what}: {other:?}"),
+            ))),
+        ),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    let failed = error.map(|e| (0..n).map(move |_| Err(e.clone())));
+    items
+        .into_iter()
+        .map(|v| match v {
+            Value::ServerError(e) => Err(e.into()),
+            v => Ok(v),
+        })
+        .chain(failed.into_iter().flatten())
 }
 
 #[cfg(test)]
