@@ -1,8 +1,7 @@
 //! Builds the benchmark suite and runs it with tiny sizes: every operation is reported with a
 //! positive count and finite ratios. Nothing here asserts a duration.
 
-#[allow(dead_code)]
-#[path = "../benches/suite.rs"]
+#[path = "../benches/suite/main.rs"]
 mod suite;
 
 #[tokio::test]
