@@ -41,6 +41,19 @@ pub struct Config {
     pub ceiling_requests: usize,
     /// Where to draw the plot.
     pub plot: Option<PathBuf>,
+    /// Operations to run (`None`: all); the reads need the creates' rows, so they bring
+    /// `create` along.
+    pub only: Option<Vec<String>>,
+}
+
+impl Config {
+    /// Whether `op` runs.
+    fn runs(&self, op: &str) -> bool {
+        self.only.as_ref().is_none_or(|only| {
+            only.iter()
+                .any(|o| o == op || (op == "create" && o != "confidence_update"))
+        })
+    }
 }
 
 impl Config {
@@ -54,6 +67,7 @@ impl Config {
             rounds: 3,
             ceiling_requests: 1_000_000,
             plot: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/concurrency.png")),
+            only: None,
         }
     }
 
@@ -67,6 +81,7 @@ impl Config {
             rounds: 1,
             ceiling_requests: 2_000,
             plot: None,
+            only: None,
         }
     }
 }
@@ -347,6 +362,9 @@ struct Bench<'a> {
 impl Bench<'_> {
     /// Measures one operation: `sides` gives, per side, the operation of index `i`.
     async fn op(&mut self, name: &'static str, total: usize, sides: &[(Side, OpFn)]) -> Res<()> {
+        if !self.cfg.runs(name) {
+            return Ok(());
+        }
         for &tasks in &self.cfg.tasks {
             eprintln!("[concurrency] {name} at {tasks} tasks");
             let mut samples: Vec<Vec<Sample>> = sides.iter().map(|_| Vec::new()).collect();
@@ -664,11 +682,15 @@ fn plot(report: &Report, path: &Path) -> Res<()> {
     Ok(())
 }
 
-/// `cargo bench --bench concurrency [-- --quick]`.
+/// `cargo bench --bench concurrency [-- [--quick] [--only create,get,...] [--tasks 1,64]]`.
 #[allow(dead_code)]
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
-    let cfg = if quick {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let value = |flag: &str| {
+        let i = args.iter().position(|a| a == flag)?;
+        args.get(i + 1).cloned()
+    };
+    let mut cfg = if args.iter().any(|a| a == "--quick") {
         Config {
             ops: 4_000,
             ranges: 800,
@@ -680,6 +702,14 @@ fn main() {
     } else {
         Config::full()
     };
+    if let Some(only) = value("--only") {
+        cfg.only = Some(only.split(',').map(str::to_owned).collect());
+        cfg.plot = None;
+    }
+    if let Some(tasks) = value("--tasks") {
+        cfg.tasks = tasks.split(',').filter_map(|t| t.parse().ok()).collect();
+        cfg.plot = None;
+    }
     // Two workers, like a service on this 2-core machine.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
