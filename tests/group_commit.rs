@@ -202,3 +202,47 @@ async fn a_kill_mid_batches_leaves_every_instance_all_or_nothing() {
     }
     assert!(cut >= 2, "only {cut} of 3 rounds were cut mid-way");
 }
+
+/// `save_many` of items (a movable partition: plans batched in `apply.lua` calls) with a
+/// wrong-type partition key met midway: every plan type-checks its keys before its first
+/// write, so the plan naming it is refused alone and the plans around it, in the same script
+/// call, are written whole.
+#[tokio::test]
+async fn a_refused_plan_midway_through_a_batch_leaves_its_neighbours_whole() {
+    let (server, db) = setup().await;
+    raw_cmd::<()>(
+        &server,
+        redis::cmd("SET")
+            .arg("$SortF:Item:level:acme:bad")
+            .arg("planted"),
+    );
+    let items: Vec<Item> = (0..9)
+        .map(|i| Item {
+            tenant: "acme".into(),
+            sku: format!("sku{i}"),
+            region: if i == 4 { "bad" } else { "eu" }.into(),
+            level: i,
+            note: None,
+        })
+        .collect();
+    let before = calls(&server, "evalsha") + calls(&server, "eval");
+    let err = db
+        .tenant("acme")
+        .unwrap()
+        .save_many(items.clone())
+        .await
+        .unwrap_err();
+    // The nine plans went in one call (after the script was loaded).
+    assert!(calls(&server, "evalsha") + calls(&server, "eval") - before <= 2);
+    assert_eq!(err.failed.len(), 1, "{err:?}");
+    let (index, _, e) = &err.failed[0];
+    assert_eq!(*index, 4);
+    assert!(
+        matches!(e, Error::WrongType { key, .. } if key == "$SortF:Item:level:acme:bad"),
+        "{e:?}"
+    );
+    let neighbours: Vec<Item> = items.iter().filter(|i| i.level != 4).cloned().collect();
+    assert_eq!(all_or_nothing(&server, &neighbours, item_probes), 8);
+    assert!(hgetall(&server, "Item:sku4:acme").is_empty());
+    assert!(!smembers(&server, "$Class:Item").contains(&"Item:sku4:acme".to_owned()));
+}

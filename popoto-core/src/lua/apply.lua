@@ -122,6 +122,10 @@ end
 -- keys in order. Each plan is applied or refused on its own, as if called alone (a plan that
 -- raises an error gets the error as its reply and the next plans still run); the reply is the
 -- array of the plans' replies.
+-- No plan is left half written: a plan's checks type-check every key it writes ('T', 'S')
+-- before its first write, and once a script has written, Redis refuses none of its later
+-- writes for memory; so no write of a plan that passed its checks can fail, and a refused
+-- plan wrote nothing (tests/group_commit.rs, a refused plan midway through a batch).
 if ARGV[1] ~= '*' then return apply() end
 local out, kp, ap, n = {}, 0, 2, #ARGV
 while ap <= n do
