@@ -171,7 +171,7 @@ impl Plan {
                 }
                 Write::SAdd { key, .. } | Write::SRem { key, .. } => [Some((*key, "set")), None],
                 Write::ZAdd { key, .. } | Write::ZRem { key, .. } => [Some((*key, "zset")), None],
-                Write::HMove { to, .. } => [Some((*to, "hash")), None],
+                Write::HMove { from, to, .. } => [Some((*from, "hash")), Some((*to, "hash"))],
                 Write::Del { .. } | Write::Rename { .. } => [None, None],
                 Write::HMoveNx { from, to, .. } => [Some((*from, "hash")), Some((*to, "hash"))],
                 Write::ZMoveNx { from, to, .. } => [Some((*from, "zset")), Some((*to, "zset"))],
