@@ -168,17 +168,10 @@ impl<M: Model> IndexScan<M> {
         let mut done: HashSet<String> = HashSet::new();
         let mut cursor = 0u64;
         loop {
-            let cmd = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(self.batch)
-                .clone();
-            let (next, raw) = scan_page(&self.backend, Self::OP, meta, &cmd).await?;
-            let found: Vec<(String, IndexKind)> = raw
+            let (next, keys) =
+                scan_keys(&self.backend, Self::OP, meta, &pattern, self.batch, cursor).await?;
+            let found: Vec<(String, IndexKind)> = keys
                 .into_iter()
-                .filter_map(|k| String::from_utf8(k).ok())
                 .filter_map(|k| keys::parse_index_key(meta, &k).map(|kind| (k, kind)))
                 .filter(|(k, kind)| *kind != IndexKind::Class && !done.contains(k))
                 .collect();
@@ -349,20 +342,7 @@ impl<M: Model> IndexScan<M> {
                         let m = plan.key(member.to_owned());
                         let k = plan.key(index.to_owned());
                         plan.checks.push(Check::Absent(m));
-                        plan.writes.push(match kind {
-                            IndexKind::Class | IndexKind::ValueSet(_) => Write::SRem {
-                                key: k,
-                                member: member.to_owned(),
-                            },
-                            IndexKind::Sorted(_) => Write::ZRem {
-                                key: k,
-                                member: member.to_owned(),
-                            },
-                            IndexKind::Confidence(_) => Write::HDel {
-                                key: k,
-                                field: member.to_owned(),
-                            },
-                        });
+                        plan.writes.push(removal(kind, k, member));
                         plan.add_type_checks();
                         plan
                     });
@@ -418,14 +398,6 @@ impl<M: Model> IndexScan<M> {
                     plan.checks.push(Check::Present(m));
                     field_checks(&mut plan, meta, m, &stored, &raw);
                     plan.writes.push(match kind {
-                        IndexKind::Class | IndexKind::ValueSet(_) => Write::SRem {
-                            key: k,
-                            member: member.to_owned(),
-                        },
-                        IndexKind::Sorted(_) => Write::ZRem {
-                            key: k,
-                            member: member.to_owned(),
-                        },
                         // Confidence data is moved, not dropped, unless its partition has an entry.
                         IndexKind::Confidence(_) => Write::HMoveNx {
                             from: k,
@@ -433,6 +405,7 @@ impl<M: Model> IndexScan<M> {
                             to,
                             to_field: member.to_owned(),
                         },
+                        _ => removal(kind, k, member),
                     });
                     plan.add_type_checks();
                     plan
@@ -527,5 +500,15 @@ impl Admin {
             _m: PhantomData,
         };
         scan.run().await
+    }
+}
+
+/// The write removing `member` from index key `key` (plan index) of this kind.
+fn removal(kind: IndexKind, key: usize, member: &str) -> Write {
+    let member = member.to_owned();
+    match kind {
+        IndexKind::Class | IndexKind::ValueSet(_) => Write::SRem { key, member },
+        IndexKind::Sorted(_) => Write::ZRem { key, member },
+        IndexKind::Confidence(_) => Write::HDel { key, field: member },
     }
 }

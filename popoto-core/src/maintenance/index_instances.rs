@@ -15,17 +15,10 @@ impl<M: Model> IndexScan<M> {
         let pattern = keys::instance_pattern(meta);
         let mut cursor = 0u64;
         loop {
-            let cmd = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(self.batch)
-                .clone();
-            let (next, raw) = scan_page(&self.backend, Self::OP, meta, &cmd).await?;
-            let found: Vec<String> = raw
+            let (next, keys) =
+                scan_keys(&self.backend, Self::OP, meta, &pattern, self.batch, cursor).await?;
+            let found: Vec<String> = keys
                 .into_iter()
-                .filter_map(|k| String::from_utf8(k).ok())
                 .filter(|k| Key::<M>::parse(k).is_ok())
                 .collect();
             self.instances(found).await?;

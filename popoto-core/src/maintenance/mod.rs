@@ -146,6 +146,31 @@ async fn scan_page(
     backend.query(op, meta.name, cmd).await
 }
 
+/// One `SCAN … MATCH pattern COUNT count` page: the next cursor and the UTF-8 keys found (a
+/// key that is not UTF-8 is no key popoto writes).
+async fn scan_keys(
+    backend: &Backend,
+    op: &'static str,
+    meta: &ModelMeta,
+    pattern: &str,
+    count: usize,
+    cursor: u64,
+) -> Result<(u64, Vec<String>)> {
+    let cmd = redis::cmd("SCAN")
+        .arg(cursor)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(count)
+        .clone();
+    let (next, raw) = scan_page(backend, op, meta, &cmd).await?;
+    let keys = raw
+        .into_iter()
+        .filter_map(|k| String::from_utf8(k).ok())
+        .collect();
+    Ok((next, keys))
+}
+
 /// Takes the next result of a pipeline.
 fn next_reply(
     it: &mut impl Iterator<Item = RedisResult<RValue>>,
