@@ -207,13 +207,9 @@ impl Session {
 
 impl<M: Model> Confidence<'_, M> {
     fn span(&self, op: &'static str) -> tracing::Span {
-        tracing::debug_span!(
-            "popoto",
-            op,
-            model = M::META.name,
-            tenant = self.session.scope().label(),
-            commands = 1
-        )
+        let span = self.session.span::<M>(op);
+        span.record("commands", 1);
+        span
     }
 
     /// The companion hash key of this entry, as computed from the value the handle was built

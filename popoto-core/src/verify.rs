@@ -93,6 +93,22 @@ impl<'a> Guard<'a> {
         }
     }
 
+    /// The members that name keys of `M` in this scope, and the others with why not.
+    pub(crate) fn keys<M: Model>(
+        &self,
+        members: Vec<Vec<u8>>,
+    ) -> (Vec<(String, Key<M>)>, Vec<(String, Skip)>) {
+        let mut skipped = Vec::new();
+        let mut keys = Vec::with_capacity(members.len());
+        for m in members {
+            match self.key::<M>(m) {
+                Ok(named) => keys.push(named),
+                Err(skip) => skipped.push(skip),
+            }
+        }
+        (keys, skipped)
+    }
+
     /// Whether a loaded instance belongs to this scope.
     pub(crate) fn value<M: Model>(&self, value: &M) -> std::result::Result<(), Skip> {
         match self.tenant {

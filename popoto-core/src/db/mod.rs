@@ -158,7 +158,7 @@ impl Session {
         }
     }
 
-    fn span<M: Model>(&self, op: &'static str) -> tracing::Span {
+    pub(crate) fn span<M: Model>(&self, op: &'static str) -> tracing::Span {
         tracing::debug_span!(
             "popoto",
             op,

@@ -223,14 +223,7 @@ impl<M: Model> Query<'_, M> {
         commands: &mut usize,
     ) -> Result<(Vec<Result<(Key<M>, M)>>, usize)> {
         let guard = Guard::of::<M>(self.session.scope());
-        let mut skipped = Vec::new();
-        let mut keys = Vec::with_capacity(members.len());
-        for m in members {
-            match guard.key::<M>(m) {
-                Ok(named) => keys.push(named),
-                Err(skip) => skipped.push(skip),
-            }
-        }
+        let (keys, mut skipped) = guard.keys::<M>(members);
         let mut rows = Vec::with_capacity(keys.len());
         if !keys.is_empty() {
             let mut pipe = redis::pipe();

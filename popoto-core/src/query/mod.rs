@@ -166,13 +166,7 @@ impl<'s, M: Model> Query<'s, M> {
     }
 
     fn span(&self, op: &'static str) -> tracing::Span {
-        tracing::debug_span!(
-            "popoto",
-            op,
-            model = M::META.name,
-            tenant = self.session.scope().label(),
-            commands = tracing::field::Empty
-        )
+        self.session.span::<M>(op)
     }
 
     /// Whether rows must be loaded before paging (a client-side predicate or sort).

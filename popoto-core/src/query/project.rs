@@ -192,14 +192,7 @@ impl<M: Model> Query<'_, M> {
         commands: &mut usize,
     ) -> Result<(Vec<(Key<M>, Vec<Option<Vec<u8>>>)>, usize)> {
         let guard = Guard::of::<M>(self.session.scope());
-        let mut skipped = Vec::new();
-        let mut keys = Vec::with_capacity(members.len());
-        for m in members {
-            match guard.key::<M>(m) {
-                Ok(named) => keys.push(named),
-                Err(skip) => skipped.push(skip),
-            }
-        }
+        let (keys, mut skipped) = guard.keys::<M>(members);
         let mut rows = Vec::with_capacity(keys.len());
         if !keys.is_empty() {
             let backend = self.session.backend().await?;
