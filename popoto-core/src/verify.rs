@@ -19,6 +19,12 @@ static VERIFY: LazyLock<crate::backend::Script> =
 /// Candidate keys per script call.
 const KEYS_PER_CALL: usize = 1000;
 
+/// A member naming a key of the scope: the member and its key.
+pub(crate) type Named<M> = (String, Key<M>);
+
+/// A member skipped: the member (lossily decoded) and why.
+pub(crate) type Skipped = (String, Skip);
+
 /// What a read of model `M` through a scope must check of each candidate instance.
 pub(crate) struct Guard<'a> {
     model: &'static str,
@@ -97,7 +103,7 @@ impl<'a> Guard<'a> {
     pub(crate) fn keys<M: Model>(
         &self,
         members: Vec<Vec<u8>>,
-    ) -> (Vec<(String, Key<M>)>, Vec<(String, Skip)>) {
+    ) -> (Vec<Named<M>>, Vec<Skipped>) {
         let mut skipped = Vec::new();
         let mut keys = Vec::with_capacity(members.len());
         for m in members {
