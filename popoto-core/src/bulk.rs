@@ -15,10 +15,12 @@ use std::pin::Pin;
 use std::sync::LazyLock;
 use std::task::Poll;
 
-use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::aio::ConnectionLike;
 use redis::{ErrorKind, RedisError, RedisResult, Value};
 
-use crate::backend::{is_connection_error, split_batch_replies, Backend, Form, Script, Tries};
+use crate::backend::{
+    is_connection_error, split_batch_replies, Backend, Conn, Form, Script, Tries,
+};
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::model::{FieldKind, ModelMeta, Record};
@@ -313,7 +315,7 @@ fn may_refuse(meta: &ModelMeta) -> bool {
 
 /// Sends one call; the reply keeps the rows' own errors (a plain query would turn the first
 /// one into the call's).
-async fn send(conn: &mut MultiplexedConnection, cmd: redis::Cmd) -> RedisResult<Value> {
+async fn send(conn: &mut Conn, cmd: redis::Cmd) -> RedisResult<Value> {
     match conn.req_packed_command(&cmd).await? {
         Value::ServerError(e) => Err(e.into()),
         v => Ok(v),
@@ -427,7 +429,7 @@ type Reply = Pin<Box<dyn Future<Output = RedisResult<Value>> + Send>>;
 /// Sends `cmd` now and returns its reply to await later. The multiplexed connection queues a
 /// request when its future is first polled, so polling each once here, in turn, sends the calls
 /// in the order they were started; their replies arrive through the connection's own task.
-async fn start(conn: &MultiplexedConnection, cmd: redis::Cmd) -> Reply {
+async fn start(conn: &Conn, cmd: redis::Cmd) -> Reply {
     let mut conn = conn.clone();
     let mut reply: Reply = Box::pin(async move { send(&mut conn, cmd).await });
     match std::future::poll_fn(|cx| Poll::Ready(reply.as_mut().poll(cx))).await {

@@ -15,6 +15,9 @@ use std::time::Duration;
 use crate::db::Db;
 use crate::model::Model;
 
+mod cluster;
+pub use cluster::TestCluster;
+
 /// Why a test server could not be provided.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}\n--- redis-server log ---\n{log}")]
@@ -33,6 +36,8 @@ pub struct TestRedis {
     external: bool,
     /// Every line the server printed, across restarts (kept in memory: nothing to fail writing).
     log: Arc<Mutex<String>>,
+    /// Arguments added to the server's command line (a cluster node's settings).
+    extra: Vec<String>,
 }
 
 fn free_port() -> std::io::Result<u16> {
@@ -42,6 +47,15 @@ fn free_port() -> std::io::Result<u16> {
 impl TestRedis {
     /// Starts a private server (or connects the external one).
     pub fn start() -> Result<TestRedis, TestServerError> {
+        Self::start_with(&[])
+    }
+
+    /// Starts a private server with these arguments added to its command line (never the
+    /// external one: its settings are not the test's to choose).
+    pub fn start_with(extra: &[&str]) -> Result<TestRedis, TestServerError> {
+        if !extra.is_empty() {
+            return Self::start_private(extra);
+        }
         if let Some(url) = env_var("POPOTO_TEST_REDIS_URL")? {
             let client = redis::Client::open(url.as_str())
                 .map_err(|e| err(format!("bad POPOTO_TEST_REDIS_URL: {e}"), ""))?;
@@ -58,12 +72,22 @@ impl TestRedis {
                 url,
                 external: true,
                 log: Arc::default(),
+                extra: Vec::new(),
             });
         }
+        Self::start_private(extra)
+    }
+
+    fn start_private(extra: &[&str]) -> Result<TestRedis, TestServerError> {
         let mut dir = Some(tempfile::tempdir().map_err(|e| err(format!("temp dir: {e}"), ""))?);
         let mut last = None;
-        for _ in 0..5 {
+        // A cluster node also listens on its port + 10000 (the cluster bus).
+        let cluster = extra.contains(&"--cluster-enabled");
+        for _ in 0..20 {
             let port = free_port().map_err(|e| err(format!("no free port: {e}"), ""))?;
+            if cluster && port > u16::MAX - 10_000 {
+                continue;
+            }
             let url = format!("redis://127.0.0.1:{port}/0");
             let mut server = TestRedis {
                 child: None,
@@ -72,6 +96,7 @@ impl TestRedis {
                 url,
                 external: false,
                 log: Arc::default(),
+                extra: extra.iter().map(|a| (*a).to_owned()).collect(),
             };
             match server.spawn() {
                 Ok(()) => return Ok(server),
@@ -112,6 +137,7 @@ impl TestRedis {
                 "--daemonize",
                 "no",
             ])
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -167,6 +193,11 @@ impl TestRedis {
             message.push_str(&format!("; then {}", e.message));
         }
         Err(err(message, &self.log()))
+    }
+
+    /// The server's port.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// The server's URL, database 0.

@@ -100,10 +100,7 @@ impl<'a> Guard<'a> {
     }
 
     /// The members that name keys of `M` in this scope, and the others with why not.
-    pub(crate) fn keys<M: Model>(
-        &self,
-        members: Vec<Vec<u8>>,
-    ) -> (Vec<Named<M>>, Vec<Skipped>) {
+    pub(crate) fn keys<M: Model>(&self, members: Vec<Vec<u8>>) -> (Vec<Named<M>>, Vec<Skipped>) {
         let mut skipped = Vec::new();
         let mut keys = Vec::with_capacity(members.len());
         for m in members {

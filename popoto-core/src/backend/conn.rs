@@ -16,8 +16,10 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, RedisError, RedisResult};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 
 /// Whether an error means the connection itself is unusable.
 pub(crate) fn is_connection_error(e: &RedisError) -> bool {
@@ -46,36 +48,77 @@ impl Failures {
     }
 }
 
-/// Dials multiplexed connections with the backend's settings.
+/// A shared connection: to one server, or to a Redis Cluster (each command routed to the node
+/// of its keys' slot, `MOVED`/`ASK` followed by the client). Clones share their sockets.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    /// One server.
+    Single(MultiplexedConnection),
+    /// A cluster.
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Where connections go.
+#[derive(Clone)]
+pub(crate) enum Target {
+    /// One server, with the connection settings.
+    Single(redis::Client, AsyncConnectionConfig),
+    /// A cluster (its client carries the settings).
+    Cluster(ClusterClient),
+}
+
+/// Dials shared connections with the backend's settings.
 #[derive(Clone)]
 pub(crate) struct Dialer {
-    client: redis::Client,
-    config: AsyncConnectionConfig,
+    target: Target,
     failures: Arc<Failures>,
 }
 
 impl Dialer {
-    /// A dialer for `client`; failures of its dials are counted in `failures`.
-    pub(crate) fn new(
-        client: redis::Client,
-        config: AsyncConnectionConfig,
-        failures: Arc<Failures>,
-    ) -> Dialer {
-        Dialer {
-            client,
-            config,
-            failures,
-        }
+    /// A dialer for `target`; failures of its dials are counted in `failures`.
+    pub(crate) fn new(target: Target, failures: Arc<Failures>) -> Dialer {
+        Dialer { target, failures }
     }
 
     /// A new connection and its generation; a dial cut by the network counts as a failure.
-    async fn dial(&self) -> RedisResult<(MultiplexedConnection, u64)> {
+    async fn dial(&self) -> RedisResult<(Conn, u64)> {
         let generation = self.failures.now();
-        match self
-            .client
-            .get_multiplexed_async_connection_with_config(&self.config)
-            .await
-        {
+        let dialed = match &self.target {
+            Target::Single(client, config) => client
+                .get_multiplexed_async_connection_with_config(config)
+                .await
+                .map(Conn::Single),
+            Target::Cluster(client) => client.get_async_connection().await.map(Conn::Cluster),
+        };
+        match dialed {
             Ok(conn) => Ok((conn, generation)),
             Err(e) => {
                 if is_connection_error(&e) {
@@ -92,14 +135,14 @@ impl Dialer {
 struct Lane {
     /// The lane's connection, its generation and its id (`None` until dialed or after a
     /// failure).
-    slot: Mutex<Option<(MultiplexedConnection, u64, u64)>>,
+    slot: Mutex<Option<(Conn, u64, u64)>>,
     /// Held while dialing, so that concurrent calls on an empty lane dial once.
     dialing: tokio::sync::Mutex<()>,
 }
 
 impl Lane {
     /// The lane's connection if it is usable.
-    fn current(&self, failures: &Failures) -> Option<(MultiplexedConnection, u64)> {
+    fn current(&self, failures: &Failures) -> Option<(Conn, u64)> {
         let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
         match &*slot {
             Some((_, generation, _)) if failures.stale(*generation) => {
@@ -116,7 +159,7 @@ impl Lane {
 /// [`Lanes::failed`].
 pub(crate) struct Shared {
     /// A clone of the lane's connection (clones share its socket).
-    pub(crate) conn: MultiplexedConnection,
+    pub(crate) conn: Conn,
     lane: usize,
     id: u64,
 }
@@ -168,6 +211,11 @@ impl Lanes {
             lane: index,
             id,
         })
+    }
+
+    /// A connection of its own, outside the lanes (a blocking call on a cluster).
+    pub(crate) async fn dial(&self) -> RedisResult<Conn> {
+        self.dialer.dial().await.map(|(conn, _)| conn)
     }
 
     /// A call on `shared` failed at the connection level: its lane is emptied and the failure

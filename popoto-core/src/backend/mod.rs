@@ -13,11 +13,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ErrorKind, RedisError, RedisResult};
 
 pub(crate) use conn::is_connection_error;
-use conn::{Dedicated, Dialer, Failures, Lanes};
+pub(crate) use conn::Conn;
+use conn::{Dedicated, Dialer, Failures, Lanes, Target};
 use group::{Group, Reply, Turn};
 pub(crate) use script::split_batch_replies;
 use script::{batch_call, script_call, PLANS_PER_CALL, PLANS_PER_ROUND_TRIP};
@@ -29,8 +29,10 @@ use crate::error::{Error, Result};
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct BackendConfig {
-    /// Redis URL (`redis://host:port/db`).
+    /// Redis URL (`redis://host:port/db`); for a cluster, the first seed node.
     pub url: String,
+    /// Seed nodes of a Redis Cluster (`redis://host:port` each); empty for one server.
+    pub cluster_nodes: Vec<String>,
     /// Shared multiplexed connections that concurrent calls pipeline on (one keeps a single
     /// Redis server busy in most services; more spread the client's socket work).
     pub shared_connections: usize,
@@ -52,6 +54,7 @@ impl BackendConfig {
     pub fn new(url: impl Into<String>) -> Self {
         BackendConfig {
             url: url.into(),
+            cluster_nodes: Vec::new(),
             shared_connections: 2,
             max_dedicated_connections: 16,
             group_commit: true,
@@ -61,10 +64,28 @@ impl BackendConfig {
     }
 }
 
+impl BackendConfig {
+    /// Defaults for a Redis Cluster reached through these seed nodes (at least one): each
+    /// command goes to the node of its keys' slot, and a script's keys must share one slot.
+    pub fn cluster(nodes: Vec<String>) -> Self {
+        let mut config = BackendConfig::new(nodes.first().cloned().unwrap_or_default());
+        config.cluster_nodes = nodes;
+        config
+    }
+}
+
 impl std::fmt::Debug for BackendConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BackendConfig")
             .field("url", &crate::redis_url::redacted(&self.url))
+            .field(
+                "cluster_nodes",
+                &self
+                    .cluster_nodes
+                    .iter()
+                    .map(|n| crate::redis_url::redacted(n))
+                    .collect::<Vec<_>>(),
+            )
             .field("shared_connections", &self.shared_connections)
             .field("max_dedicated_connections", &self.max_dedicated_connections)
             .field("group_commit", &self.group_commit)
@@ -80,7 +101,8 @@ pub struct Backend {
     lanes: Arc<Lanes>,
     /// Group commit of concurrent creates (`None`: off).
     creates: Option<Arc<Group>>,
-    dedicated: Dedicated,
+    /// Dedicated connections (`None` on a cluster: each blocking call dials its own).
+    dedicated: Option<Dedicated>,
     url: Arc<str>,
     round_trips: Arc<AtomicU64>,
     failures: Arc<Failures>,
@@ -111,19 +133,31 @@ impl Backend {
         let conn_config = AsyncConnectionConfig::new()
             .set_response_timeout(Some(config.response_timeout))
             .set_connection_timeout(Some(config.connect_timeout));
-        let client =
-            redis::Client::open(config.url.as_str()).map_err(|e| Error::Config(e.to_string()))?;
         let failures = Arc::new(Failures::default());
-        let dialer = Dialer::new(client, conn_config.clone(), failures.clone());
-        let manager = deadpool_redis::Manager::new_with_config(config.url.as_str(), conn_config)
-            .map_err(|e| Error::Config(e.to_string()))?;
-        let dedicated = deadpool_redis::Pool::builder(manager)
-            .max_size(config.max_dedicated_connections.max(1))
-            .runtime(deadpool::Runtime::Tokio1)
-            .wait_timeout(Some(config.connect_timeout + config.response_timeout))
-            .create_timeout(Some(config.connect_timeout))
-            .build()
-            .map_err(|e| Error::Config(e.to_string()))?;
+        let (target, dedicated) = if config.cluster_nodes.is_empty() {
+            let client = redis::Client::open(config.url.as_str())
+                .map_err(|e| Error::Config(e.to_string()))?;
+            let manager =
+                deadpool_redis::Manager::new_with_config(config.url.as_str(), conn_config.clone())
+                    .map_err(|e| Error::Config(e.to_string()))?;
+            let dedicated = deadpool_redis::Pool::builder(manager)
+                .max_size(config.max_dedicated_connections.max(1))
+                .runtime(deadpool::Runtime::Tokio1)
+                .wait_timeout(Some(config.connect_timeout + config.response_timeout))
+                .create_timeout(Some(config.connect_timeout))
+                .build()
+                .map_err(|e| Error::Config(e.to_string()))?;
+            (Target::Single(client, conn_config), Some(dedicated))
+        } else {
+            let client = redis::cluster::ClusterClientBuilder::new(config.cluster_nodes.clone())
+                .connection_timeout(config.connect_timeout)
+                .response_timeout(config.response_timeout)
+                .build()
+                .map_err(|e| Error::Config(e.to_string()))?;
+            // A blocking read dials a cluster connection of its own (no pool: they are rare).
+            (Target::Cluster(client), None)
+        };
+        let dialer = Dialer::new(target, failures.clone());
         Ok(Backend {
             lanes: Arc::new(Lanes::new(dialer, config.shared_connections)),
             creates: config.group_commit.then(|| Arc::new(Group::new(&CREATE))),
@@ -160,7 +194,7 @@ impl Backend {
         f: F,
     ) -> Result<T>
     where
-        F: AsyncFnOnce(&mut MultiplexedConnection) -> RedisResult<T>,
+        F: AsyncFnOnce(&mut Conn) -> RedisResult<T>,
     {
         self.with_route(Route::Shared, op, model, f).await
     }
@@ -175,7 +209,7 @@ impl Backend {
         f: F,
     ) -> Result<T>
     where
-        F: AsyncFnOnce(&mut MultiplexedConnection) -> RedisResult<T>,
+        F: AsyncFnOnce(&mut Conn) -> RedisResult<T>,
     {
         let refused = |reason: String| {
             self.consecutive.fetch_add(1, Ordering::Relaxed);
@@ -195,19 +229,29 @@ impl Backend {
                 }
                 result
             }
-            Route::Dedicated => {
-                let mut obj = Box::pin(self.dedicated.get())
-                    .await
-                    .map_err(|e| refused(e.to_string()))?;
-                self.round_trips.fetch_add(1, Ordering::Relaxed);
-                let result = Box::pin(f(&mut obj)).await;
-                if matches!(&result, Err(e) if is_connection_error(e)) {
-                    // Not returned to the pool; the lanes' connections are presumed dead too.
-                    drop(deadpool_redis::Connection::take(obj));
-                    self.failures.record();
+            Route::Dedicated => match &self.dedicated {
+                Some(pool) => {
+                    let obj = Box::pin(pool.get())
+                        .await
+                        .map_err(|e| refused(e.to_string()))?;
+                    self.round_trips.fetch_add(1, Ordering::Relaxed);
+                    let mut conn = Conn::Single((*obj).clone());
+                    let result = Box::pin(f(&mut conn)).await;
+                    if matches!(&result, Err(e) if is_connection_error(e)) {
+                        // Not returned to the pool; the lanes' connections are presumed dead too.
+                        drop(deadpool_redis::Connection::take(obj));
+                        self.failures.record();
+                    }
+                    result
                 }
-                result
-            }
+                None => {
+                    let mut conn = Box::pin(self.lanes.dial())
+                        .await
+                        .map_err(|e| refused(e.to_string()))?;
+                    self.round_trips.fetch_add(1, Ordering::Relaxed);
+                    Box::pin(f(&mut conn)).await
+                }
+            },
         };
         match result {
             Ok(v) => {
@@ -415,11 +459,7 @@ impl Backend {
 
 /// Sends `cmd`, an `EVALSHA` of `script`; on `NOSCRIPT` (nothing ran) it is sent again as
 /// `EVAL`, which runs whatever the script cache holds.
-async fn send_script(
-    c: &mut MultiplexedConnection,
-    script: &Script,
-    cmd: &redis::Cmd,
-) -> RedisResult<redis::Value> {
+async fn send_script(c: &mut Conn, script: &Script, cmd: &redis::Cmd) -> RedisResult<redis::Value> {
     let mut tries = Tries::new(Form::Sha);
     loop {
         let reply = match tries.form() {
