@@ -28,4 +28,8 @@ pub mod guide {
     /// Confidence fields: layout, the capped formula, scans, key helpers, migrations, index checks.
     #[doc = include_str!("../docs/confidence.md")]
     pub mod confidence {}
+
+    /// Redis Cluster: connecting, what runs there today, the test harness.
+    #[doc = include_str!("../docs/cluster.md")]
+    pub mod cluster {}
 }
