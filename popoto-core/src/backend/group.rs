@@ -24,7 +24,7 @@ use super::Backend;
 pub(crate) type Reply = Result<RedisResult<Value>, String>;
 
 /// Calls of one script outstanding at a time (sent alone or as batches).
-pub(crate) const IN_FLIGHT: usize = 4;
+pub(crate) const IN_FLIGHT: usize = 8;
 
 /// Calls per batch at most (well under a millisecond of server time).
 pub(crate) const MAX_BATCH: usize = 128;
