@@ -217,6 +217,35 @@ async fn every_script_declares_every_key_it_touches() {
     acme.delete(&renamed)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    // Unique values within a tenant: create.lua's 'V', apply.lua's 'W', insert_many.lua's
+    // scoped triples (and their refusals).
+    let member = |id: &str, email: &str| Member {
+        id: id.repeat(32),
+        email: email.into(),
+        ..Default::default()
+    };
+    let ann = acme
+        .create(member("a", "ann@x.io"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(acme.create(member("b", "ann@x.io")).await.is_err());
+    acme.save(&member("c", "cy@x.io"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(acme.save(&member("d", "ann@x.io")).await.is_err());
+    assert!(acme
+        .create_many(vec![member("e", "eve@x.io"), member("f", "ann@x.io")])
+        .await
+        .is_err());
+    acme.move_key(
+        &ann,
+        Member {
+            email: "ann2@x.io".into(),
+            ..ann.clone()
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(acme.query::<Episode>().count().await.ok(), Some(6));
     assert_eq!(
         acme.query::<Item>()

@@ -197,7 +197,7 @@ fn call(
             }
         };
         let slots = &groups[group];
-        args += 6 + 2 * row.record.values.len() + 3 * slots.len();
+        args += 6 + 2 * row.record.values.len() + 4 * slots.len();
         bytes += 2 * row.key.len()
             + row
                 .record
@@ -277,7 +277,7 @@ fn call(
         .push_hash_fields(&mut cmd);
         for slot in slots {
             if let Slot::Set(k, Some(field)) = *slot {
-                cmd.arg(k).arg(field);
+                cmd.arg(k).arg(field).arg(meta.unique_scope(field));
             }
         }
         for slot in slots {

@@ -15,10 +15,13 @@ pub(crate) enum Check {
     /// The key must exist.
     Present(usize),
     /// The set may hold no member besides `allowed` (a unique key's value set); `field` names it.
+    /// `within` is [`ModelMeta::unique_scope`]: with a position, only members whose key has the
+    /// same segment there as `allowed[0]` (an instance of the same tenant) conflict.
     Unique {
         set: usize,
         field: usize,
         allowed: [String; 2],
+        within: usize,
     },
     /// The hash field must hold these bytes (`None`: must be absent).
     Field {
@@ -203,12 +206,26 @@ impl Plan {
                     set,
                     field,
                     allowed,
+                    within: 0,
                 } => out.extend([
                     b"U".to_vec(),
                     idx(*set),
                     field.to_string().into_bytes(),
                     allowed[0].clone().into_bytes(),
                     allowed[1].clone().into_bytes(),
+                ]),
+                Check::Unique {
+                    set,
+                    field,
+                    allowed,
+                    within,
+                } => out.extend([
+                    b"W".to_vec(),
+                    idx(*set),
+                    field.to_string().into_bytes(),
+                    allowed[0].clone().into_bytes(),
+                    allowed[1].clone().into_bytes(),
+                    within.to_string().into_bytes(),
                 ]),
                 Check::Field {
                     key,
@@ -634,7 +651,10 @@ impl<'r> Instance<'r> {
         for e in &entries {
             match e {
                 IndexEntry::Set(_, None) => cmd.arg("S").arg(""),
-                IndexEntry::Set(_, Some(field)) => cmd.arg("U").arg(field),
+                IndexEntry::Set(_, Some(field)) => match self.meta.unique_scope(*field) {
+                    0 => cmd.arg("U").arg(field),
+                    within => cmd.arg("V").arg(format!("{field} {within}")),
+                },
                 IndexEntry::ZSet(_, score) => {
                     push_score(cmd.arg("Z"), *score);
                     &mut cmd
@@ -659,6 +679,7 @@ impl<'r> Instance<'r> {
                     set,
                     field: i,
                     allowed: [self.key.clone(), also.unwrap_or(&self.key).to_owned()],
+                    within: self.meta.unique_scope(i),
                 });
             }
         }

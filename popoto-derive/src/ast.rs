@@ -61,6 +61,8 @@ pub(crate) struct Field<'a> {
     pub(crate) kind: Kind,
     /// Span of `tenant`, when the field is the tenant.
     pub(crate) tenant: Option<Span>,
+    /// Span of `per_tenant`, when the field is a unique key unique within its tenant.
+    pub(crate) per_tenant: Option<Span>,
     /// Names given to `partition_by`, with their literals for error spans.
     pub(crate) partition_by: Vec<LitStr>,
     /// `partition_by` resolved to field indices (filled by `check`).
@@ -130,6 +132,7 @@ impl<'a> Container<'a> {
                     ty: &field.ty,
                     kind: attrs.kind,
                     tenant: attrs.tenant,
+                    per_tenant: attrs.per_tenant,
                     partition_by: attrs.partition_by,
                     partition_indices: Vec::new(),
                 })

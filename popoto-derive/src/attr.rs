@@ -31,6 +31,7 @@ const KEY: &str = "key";
 const AUTO_KEY: &str = "auto_key";
 const UNIQUE_KEY: &str = "unique_key";
 const TENANT: &str = "tenant";
+const PER_TENANT: &str = "per_tenant";
 const SORTED: &str = "sorted";
 const PARTITION_BY: &str = "partition_by";
 const CONFIDENCE: &str = "confidence";
@@ -39,6 +40,7 @@ const FIELD_KEYS: &[&str] = &[
     AUTO_KEY,
     UNIQUE_KEY,
     TENANT,
+    PER_TENANT,
     SORTED,
     PARTITION_BY,
     CONFIDENCE,
@@ -190,6 +192,8 @@ pub(crate) struct Field {
     pub(crate) kind: Kind,
     /// Span of `tenant`, when present.
     pub(crate) tenant: Option<Span>,
+    /// Span of `per_tenant` (on a `unique_key`), when present.
+    pub(crate) per_tenant: Option<Span>,
     /// The names listed in `partition_by`, in order.
     pub(crate) partition_by: Vec<LitStr>,
 }
@@ -204,6 +208,7 @@ impl Field {
         let mut sorted = Attr::none(cx, SORTED);
         let mut confidence = Attr::none(cx, CONFIDENCE);
         let mut tenant = Attr::none(cx, TENANT);
+        let mut per_tenant = Attr::none(cx, PER_TENANT);
         let mut partition_by = Attr::none(cx, PARTITION_BY);
 
         for attr in attrs.iter().filter(|a| a.path().is_ident(POPOTO)) {
@@ -228,6 +233,9 @@ impl Field {
                 if meta.path.is_ident(TENANT) {
                     flag(cx, &meta, TENANT)?;
                     tenant.set(span, ());
+                } else if meta.path.is_ident(PER_TENANT) {
+                    flag(cx, &meta, PER_TENANT)?;
+                    per_tenant.set(span, ());
                 } else if meta.path.is_ident(CONFIDENCE) {
                     let kind = parse_confidence(cx, &meta)?;
                     if confidence.value.is_none() {
@@ -280,6 +288,24 @@ impl Field {
             }
         }
 
+        let per_tenant = per_tenant.get().map(|(span, ())| span);
+        if let Some(span) = per_tenant {
+            match kind_name {
+                Some(UNIQUE_KEY) => {}
+                Some(other) => cx.error(
+                    span,
+                    format!(
+                        "`per_tenant` is only allowed together with `unique_key`, not with `{other}`"
+                    ),
+                ),
+                None => cx.error(
+                    span,
+                    "`per_tenant` is only allowed together with `unique_key`: write \
+                     `#[popoto(unique_key, per_tenant)]`",
+                ),
+            }
+        }
+
         let partition_by = match partition_by.get() {
             Some((span, names)) => {
                 if !matches!(kind, Kind::Sorted | Kind::Confidence { .. }) {
@@ -296,6 +322,7 @@ impl Field {
         Field {
             kind,
             tenant,
+            per_tenant,
             partition_by,
         }
     }

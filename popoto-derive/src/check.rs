@@ -12,6 +12,7 @@ pub(crate) const KEY_OF: &str = "key_of";
 /// Checks the whole model and resolves `partition_by` names to field indices.
 pub(crate) fn check(cx: &Ctxt, cont: &mut Container) {
     check_tenant(cx, cont);
+    check_per_tenant(cx, cont);
     check_names(cx, cont);
     resolve_partitions(cx, cont);
 }
@@ -29,6 +30,20 @@ fn check_tenant(cx: &Ctxt, cont: &Container) {
                 ),
             );
         }
+    }
+}
+
+/// A `per_tenant` unique key needs the model's tenant field: the tenant its values are unique in.
+fn check_per_tenant(cx: &Ctxt, cont: &Container) {
+    if cont.fields.iter().any(|f| f.tenant.is_some()) {
+        return;
+    }
+    for span in cont.fields.iter().filter_map(|f| f.per_tenant) {
+        cx.error(
+            span,
+            "`per_tenant` needs a tenant field to be unique in: mark one key field \
+             `#[popoto(key, tenant)]`",
+        );
     }
 }
 

@@ -134,12 +134,14 @@ impl<'a> Gen<'a> {
                 let name = &f.name;
                 let kind = self.kind(f.kind);
                 let partition_by = &f.partition_indices;
+                let per_tenant = f.per_tenant.is_some();
                 quote! {
                     #private::FieldMeta {
                         name: #name,
                         kind: #kind,
                         partition_by: &[#(#partition_by),*],
                         hidden: false,
+                        per_tenant: #per_tenant,
                     }
                 }
             })
@@ -151,6 +153,7 @@ impl<'a> Gen<'a> {
                     kind: #private::FieldKind::AutoKey,
                     partition_by: &[],
                     hidden: true,
+                    per_tenant: false,
                 }
             });
         }
@@ -538,6 +541,10 @@ impl<'a> Gen<'a> {
             let (handle, what) = match f.kind {
                 Kind::Plain => (quote!(Field), "plain field"),
                 Kind::Key => (quote!(KeyField), "key field"),
+                Kind::UniqueKey if f.per_tenant.is_some() => (
+                    quote!(KeyField),
+                    "unique key field (unique within its tenant)",
+                ),
                 Kind::UniqueKey => (quote!(KeyField), "unique key field"),
                 Kind::AutoKey => (quote!(KeyField), "auto key field"),
                 Kind::Sorted => (quote!(SortedField), "sorted field"),

@@ -31,6 +31,18 @@ pub struct Item {
     pub note: Option<String>,
 }
 
+/// Members of an organisation: an e-mail unique within the organisation (`per_tenant`).
+#[derive(Model, Debug, Clone, PartialEq, Default)]
+pub struct Member {
+    #[popoto(key, tenant)]
+    pub org: String,
+    #[popoto(auto_key)]
+    pub id: String,
+    #[popoto(unique_key, per_tenant)]
+    pub email: String,
+    pub name: String,
+}
+
 /// An untenanted model without key fields: Popoto's hidden `_auto_key`.
 #[derive(Model, Debug, Clone, PartialEq, Default)]
 pub struct Note {

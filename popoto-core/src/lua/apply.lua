@@ -15,6 +15,19 @@ local argv, kbase, i, last = ARGV, 0, 1, #ARGV
 local function k() local x = KEYS[kbase + tonumber(argv[i])]; i = i + 1; return x end
 local function a() local x = argv[i]; i = i + 1; return x end
 
+-- The p-th ':'-separated segment of an instance key after its class name (escaped segments
+-- never hold ':'), or nil.
+local function seg(s, p)
+  local start = 1
+  for _ = 1, p do
+    local c = string.find(s, ':', start, true)
+    if not c then return nil end
+    start = c + 1
+  end
+  local e = string.find(s, ':', start, true)
+  return string.sub(s, start, (e or 0) - 1)
+end
+
 local function apply()
 local nchecks = tonumber(a())
 
@@ -32,6 +45,15 @@ for _ = 1, nchecks do
     if n > 0 then
       for _, m in ipairs(redis.call('SMEMBERS', key)) do
         if m ~= m1 and m ~= m2 then return {'unique', tag, m} end
+      end
+    end
+  elseif op == 'W' then -- as 'U', counting only members whose key segment at the given
+    -- position is the first given member's (a unique value within one tenant)
+    local key = k(); local tag = a(); local m1 = a(); local m2 = a(); local p = tonumber(a())
+    local own = seg(m1, p)
+    if redis.call('SCARD', key) > 0 then
+      for _, m in ipairs(redis.call('SMEMBERS', key)) do
+        if m ~= m1 and m ~= m2 and seg(m, p) == own then return {'unique', tag, m} end
       end
     end
   elseif op == 'G' then -- hash field must hold the given bytes

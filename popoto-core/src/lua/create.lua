@@ -2,8 +2,10 @@
 -- KEYS[1]: the instance key; KEYS[2..]: its index keys, one per index entry.
 -- ARGV[1]: 'F' (the key holds a uuid4 generated for this create: it cannot exist, so no EXISTS)
 -- or 'C'; ARGV[2]: nf; then nf (field, value) pairs; then one (op, arg) pair per index key:
--- 'S' SADD the instance key, 'U' the same into a unique value set (arg: the field tag), 'Z' ZADD
--- it with score arg, 'H' HSETNX it with value arg (a confidence entry).
+-- 'S' SADD the instance key, 'U' the same into a unique value set (arg: the field tag), 'V' the
+-- same into a unique value set shared by tenants (arg: '<tag> <p>': only members whose key has
+-- the instance key's segment at position p conflict), 'Z' ZADD it with score arg, 'H' HSETNX it
+-- with value arg (a confidence entry).
 -- Checks first: the key is absent, no unique value set holds another instance. Then the hash and
 -- the index writes; if one fails (another program left a wrong type on an index key, or the
 -- server is out of memory), everything this call wrote is undone before replying, so the
@@ -11,17 +13,34 @@
 -- Reply: {'ok', HSET reply}, {'exists', key}, {'unique', tag, member}, {'wrongtype', key, type}
 -- or the failing command's error.
 local key = KEYS[1]
+-- The p-th ':'-separated segment of an instance key after its class name, or nil.
+local function seg(s, p)
+  local start = 1
+  for _ = 1, p do
+    local c = string.find(s, ':', start, true)
+    if not c then return nil end
+    start = c + 1
+  end
+  local e = string.find(s, ':', start, true)
+  return string.sub(s, start, (e or 0) - 1)
+end
 if ARGV[1] ~= 'F' and redis.call('EXISTS', key) == 1 then return {'exists', key} end
 local last = 2 + 2 * tonumber(ARGV[2])
 -- The (op, arg) pair of KEYS[i] is ARGV[base + 2 * i], ARGV[base + 2 * i + 1].
 local base = last - 3
 for i = 2, #KEYS do
-  if ARGV[base + 2 * i] == 'U' then
-    local set = KEYS[i]
+  local op = ARGV[base + 2 * i]
+  if op == 'U' or op == 'V' then
+    local set, tag, own, p = KEYS[i], ARGV[base + 2 * i + 1], nil, 0
+    if op == 'V' then
+      local t, q = string.match(tag, '^(%d+) (%d+)$')
+      tag, p = t, tonumber(q)
+      own = seg(key, p)
+    end
     local members = redis.pcall('SMEMBERS', set)
     if members.err then return {'wrongtype', set, redis.call('TYPE', set).ok} end
     for _, m in ipairs(members) do
-      if m ~= key then return {'unique', ARGV[base + 2 * i + 1], m} end
+      if m ~= key and (p == 0 or seg(m, p) == own) then return {'unique', tag, m} end
     end
   end
 end
