@@ -246,6 +246,24 @@ async fn every_script_declares_every_key_it_touches() {
     )
     .await
     .unwrap_or_else(|e| panic!("{e}"));
+    // Versions: apply.lua's 'R' check (refused and passed); update's 'P' and 'S' checks.
+    let page = acme
+        .create(Page {
+            slug: "p".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    acme.save(&page).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(acme.save(&page).await.is_err());
+    acme.update(&Page::key_of("acme", "p"), |p| p.body.push('x'))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    acme.update(&Episode::key_of("acme", e.episode_id.clone()), |e| {
+        e.title.push('!')
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(acme.query::<Episode>().count().await.ok(), Some(6));
     assert_eq!(
         acme.query::<Item>()

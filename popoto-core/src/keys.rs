@@ -529,6 +529,7 @@ mod tests {
             ],
             key_fields: &[0],
             tenant: Some(0),
+            version: None,
         };
         assert_eq!(index_pattern(&META), "$*:M:*");
         let cases = [

@@ -76,6 +76,9 @@ pub struct ModelMeta {
     pub key_fields: &'static [usize],
     /// Index of the `#[popoto(tenant)]` field.
     pub tenant: Option<usize>,
+    /// Index of the `#[popoto(version)]` field: saves of a stale copy are refused
+    /// ([`Error::Conflict`]).
+    pub version: Option<usize>,
 }
 
 impl ModelMeta {
@@ -153,6 +156,17 @@ pub trait Model: Sized + Send + Sync + 'static {
     /// Decodes the stored bytes of field `field` and renders its key segment; used to find the
     /// partition an instance is stored in.
     fn segment_from_stored(key: &str, field: usize, raw: &[u8]) -> Result<String>;
+
+    /// The value of the `#[popoto(version)]` field (`0` for a model without one): the version
+    /// of the stored instance this value was read at.
+    fn version(&self) -> u64 {
+        0
+    }
+
+    /// Sets the `#[popoto(version)]` field (no-op for a model without one).
+    fn set_version(&mut self, version: u64) {
+        let _ = version;
+    }
 }
 
 /// Key segments of a rendered instance in instance-key order; `hidden` is the segment of

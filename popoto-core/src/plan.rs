@@ -38,6 +38,13 @@ pub(crate) enum Check {
     },
     /// The key must be absent or of this Redis type.
     Type { key: usize, ty: &'static str },
+    /// The hash field (a model's version) must hold `expected` as a msgpack int; an absent
+    /// field or hash counts as 0. A failure replies `conflict` with the stored version.
+    Version {
+        key: usize,
+        field: String,
+        expected: u64,
+    },
     /// The key is absent, or a hash holding exactly these fields and bytes and no other field:
     /// a write that may already have been applied (an import run again). A failure replies
     /// `exists`.
@@ -134,6 +141,8 @@ pub(crate) enum Outcome {
     Changed,
     /// `Check::Type` failed.
     WrongType { key: String, found: String },
+    /// `Check::Version` failed: the stored version (`None`: not a msgpack unsigned int).
+    Conflict { key: String, found: Option<u64> },
 }
 
 impl Plan {
@@ -251,6 +260,16 @@ impl Plan {
                 Check::Type { key, ty } => {
                     out.extend([b"T".to_vec(), idx(*key), ty.as_bytes().to_vec()])
                 }
+                Check::Version {
+                    key,
+                    field,
+                    expected,
+                } => out.extend([
+                    b"R".to_vec(),
+                    idx(*key),
+                    field.clone().into_bytes(),
+                    expected.to_string().into_bytes(),
+                ]),
                 Check::Same { key, pairs } => {
                     out.extend([
                         b"S".to_vec(),
@@ -391,6 +410,10 @@ impl Plan {
             "wrongtype" => Ok(Outcome::WrongType {
                 key: text(1)?,
                 found: text(2)?,
+            }),
+            "conflict" => Ok(Outcome::Conflict {
+                key: text(1)?,
+                found: text(2)?.parse().ok(),
             }),
             other => Err(protocol(format!("unknown reply {other:?}"))),
         }

@@ -63,6 +63,8 @@ pub(crate) struct Field<'a> {
     pub(crate) tenant: Option<Span>,
     /// Span of `per_tenant`, when the field is a unique key unique within its tenant.
     pub(crate) per_tenant: Option<Span>,
+    /// Span of `version`, when the field is the model's version.
+    pub(crate) version: Option<Span>,
     /// Names given to `partition_by`, with their literals for error spans.
     pub(crate) partition_by: Vec<LitStr>,
     /// `partition_by` resolved to field indices (filled by `check`).
@@ -133,6 +135,7 @@ impl<'a> Container<'a> {
                     kind: attrs.kind,
                     tenant: attrs.tenant,
                     per_tenant: attrs.per_tenant,
+                    version: attrs.version,
                     partition_by: attrs.partition_by,
                     partition_indices: Vec::new(),
                 })

@@ -32,6 +32,7 @@ const AUTO_KEY: &str = "auto_key";
 const UNIQUE_KEY: &str = "unique_key";
 const TENANT: &str = "tenant";
 const PER_TENANT: &str = "per_tenant";
+const VERSION: &str = "version";
 const SORTED: &str = "sorted";
 const PARTITION_BY: &str = "partition_by";
 const CONFIDENCE: &str = "confidence";
@@ -41,6 +42,7 @@ const FIELD_KEYS: &[&str] = &[
     UNIQUE_KEY,
     TENANT,
     PER_TENANT,
+    VERSION,
     SORTED,
     PARTITION_BY,
     CONFIDENCE,
@@ -194,6 +196,8 @@ pub(crate) struct Field {
     pub(crate) tenant: Option<Span>,
     /// Span of `per_tenant` (on a `unique_key`), when present.
     pub(crate) per_tenant: Option<Span>,
+    /// Span of `version` (on a plain field), when present.
+    pub(crate) version: Option<Span>,
     /// The names listed in `partition_by`, in order.
     pub(crate) partition_by: Vec<LitStr>,
 }
@@ -209,6 +213,7 @@ impl Field {
         let mut confidence = Attr::none(cx, CONFIDENCE);
         let mut tenant = Attr::none(cx, TENANT);
         let mut per_tenant = Attr::none(cx, PER_TENANT);
+        let mut version = Attr::none(cx, VERSION);
         let mut partition_by = Attr::none(cx, PARTITION_BY);
 
         for attr in attrs.iter().filter(|a| a.path().is_ident(POPOTO)) {
@@ -236,6 +241,9 @@ impl Field {
                 } else if meta.path.is_ident(PER_TENANT) {
                     flag(cx, &meta, PER_TENANT)?;
                     per_tenant.set(span, ());
+                } else if meta.path.is_ident(VERSION) {
+                    flag(cx, &meta, VERSION)?;
+                    version.set(span, ());
                 } else if meta.path.is_ident(CONFIDENCE) {
                     let kind = parse_confidence(cx, &meta)?;
                     if confidence.value.is_none() {
@@ -306,6 +314,17 @@ impl Field {
             }
         }
 
+        let version = version.get().map(|(span, ())| span);
+        if let (Some(span), Some(other)) = (version, kind_name) {
+            cx.error(
+                span,
+                format!(
+                    "`version` is only allowed on a plain field, not with `{other}`: the version \
+                     changes on every save"
+                ),
+            );
+        }
+
         let partition_by = match partition_by.get() {
             Some((span, names)) => {
                 if !matches!(kind, Kind::Sorted | Kind::Confidence { .. }) {
@@ -323,6 +342,7 @@ impl Field {
             kind,
             tenant,
             per_tenant,
+            version,
             partition_by,
         }
     }

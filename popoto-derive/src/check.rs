@@ -13,6 +13,7 @@ pub(crate) const KEY_OF: &str = "key_of";
 pub(crate) fn check(cx: &Ctxt, cont: &mut Container) {
     check_tenant(cx, cont);
     check_per_tenant(cx, cont);
+    check_version(cx, cont);
     check_names(cx, cont);
     resolve_partitions(cx, cont);
 }
@@ -44,6 +45,37 @@ fn check_per_tenant(cx: &Ctxt, cont: &Container) {
             "`per_tenant` needs a tenant field to be unique in: mark one key field \
              `#[popoto(key, tenant)]`",
         );
+    }
+}
+
+/// At most one field is the version, and no index is partitioned by it.
+fn check_version(cx: &Ctxt, cont: &Container) {
+    let mut versions = cont.fields.iter().filter_map(|f| Some((f, f.version?)));
+    let Some((first, _)) = versions.next() else {
+        return;
+    };
+    for (_, span) in versions {
+        cx.error(
+            span,
+            format!(
+                "a model has at most one version field, and `{}` already is",
+                first.name
+            ),
+        );
+    }
+    for field in &cont.fields {
+        for lit in &field.partition_by {
+            if lit.value() == first.name {
+                cx.error(
+                    lit.span(),
+                    format!(
+                        "`{}` is the version field: it changes on every save and cannot \
+                         partition an index",
+                        first.name
+                    ),
+                );
+            }
+        }
     }
 }
 

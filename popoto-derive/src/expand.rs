@@ -88,6 +88,7 @@ impl<'a> Gen<'a> {
         let fill_confidence_initials = self.gen_fill_confidence_initials();
         let tenant = self.gen_tenant();
         let segment_from_stored = self.gen_segment_from_stored();
+        let version = self.gen_version();
         let type_checks = self.gen_type_checks();
         let handles = self.gen_handles();
         let key_of = self.gen_key_of();
@@ -106,6 +107,7 @@ impl<'a> Gen<'a> {
                     #fill_confidence_initials
                     #tenant
                     #segment_from_stored
+                    #version
                 }
 
                 #[automatically_derived]
@@ -162,12 +164,17 @@ impl<'a> Gen<'a> {
             Some((i, _)) => quote!(::core::option::Option::Some(#i)),
             None => quote!(::core::option::Option::None),
         };
+        let version = match self.version_field() {
+            Some((i, _)) => quote!(::core::option::Option::Some(#i)),
+            None => quote!(::core::option::Option::None),
+        };
         quote! {
             const META: &'static #private::ModelMeta = &#private::ModelMeta {
                 name: #name,
                 fields: &[#(#fields),*],
                 key_fields: &[#(#key_fields),*],
                 tenant: #tenant,
+                version: #version,
             };
         }
     }
@@ -200,6 +207,33 @@ impl<'a> Gen<'a> {
             .iter()
             .enumerate()
             .find(|(_, f)| f.tenant.is_some())
+    }
+
+    fn version_field(&self) -> Option<(usize, &Field<'a>)> {
+        self.cont
+            .fields
+            .iter()
+            .enumerate()
+            .find(|(_, f)| f.version.is_some())
+    }
+
+    /// `version`/`set_version`, for a model with a version field.
+    fn gen_version(&self) -> TokenStream {
+        let private = &self.private;
+        let Some((_, f)) = self.version_field() else {
+            return TokenStream::new();
+        };
+        let (ident, ty) = (f.ident, f.ty);
+        let get = quote_spanned!(ty.span()=> <#ty as #private::VersionValue>::get(&self.#ident));
+        let set = quote_spanned!(ty.span()=> <#ty as #private::VersionValue>::set(&mut self.#ident, version));
+        quote! {
+            fn version(&self) -> u64 {
+                #get
+            }
+            fn set_version(&mut self, version: u64) {
+                #set;
+            }
+        }
     }
 
     /// `segment::<T>(value)`, spanned at the field type so a missing `KeySegment` is blamed there.

@@ -43,6 +43,18 @@ pub struct Member {
     pub name: String,
 }
 
+/// A versioned page: saves of a stale copy are refused.
+#[derive(Model, Debug, Clone, PartialEq, Default)]
+pub struct Page {
+    #[popoto(key, tenant)]
+    pub org: String,
+    #[popoto(key)]
+    pub slug: String,
+    pub body: String,
+    #[popoto(version)]
+    pub version: u64,
+}
+
 /// An untenanted model without key fields: Popoto's hidden `_auto_key`.
 #[derive(Model, Debug, Clone, PartialEq, Default)]
 pub struct Note {

@@ -90,6 +90,27 @@ impl TenantValue for String {
     }
 }
 
+/// A field type that can hold a model's version (`#[popoto(version)]`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a version field",
+    label = "the version field must be a `u64`"
+)]
+pub trait VersionValue {
+    /// The version held by the field.
+    fn get(&self) -> u64;
+    /// Sets the field to the given version.
+    fn set(&mut self, version: u64);
+}
+
+impl VersionValue for u64 {
+    fn get(&self) -> u64 {
+        *self
+    }
+    fn set(&mut self, version: u64) {
+        *self = version;
+    }
+}
+
 /// Encodes any serde value with `rmp-serde` as msgpack-python would (structs as maps, bytes as bin).
 pub fn encode_serde<T: serde::Serialize + ?Sized>(
     v: &T,

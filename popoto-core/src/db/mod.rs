@@ -14,6 +14,7 @@ use crate::tenant::{Scope, TenantId};
 use crate::verify::{Guard, Skip};
 
 mod bulk_write;
+mod update;
 mod write;
 
 /// How often a write is retried when its instance changed between read and write.

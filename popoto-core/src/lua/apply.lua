@@ -78,6 +78,21 @@ for _ = 1, nchecks do
     end
     if not same then return {'exists', key} end
     if t == 'hash' then typed[key] = 'hash' end
+  elseif op == 'R' then -- the version field must hold the given number (no field, no hash: 0);
+    -- a failure replies the stored version, or -1 when it is not an unsigned int
+    local key = k(); local f = a(); local want = a()
+    local raw = redis.pcall('HGET', key, f)
+    if type(raw) == 'table' and raw.err then return {'wrongtype', key, redis.call('TYPE', key).ok} end
+    local found = '0'
+    if raw then
+      local ok, n = pcall(cmsgpack.unpack, raw)
+      if ok and type(n) == 'number' and n >= 0 and n == math.floor(n) then
+        found = string.format('%.0f', n)
+      else
+        found = '-1'
+      end
+    end
+    if found ~= want then return {'conflict', key, found} end
   elseif op == 'T' then -- key must be absent or of the given type
     local key = k(); local t = a()
     if typed[key] ~= t then

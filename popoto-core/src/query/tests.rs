@@ -46,6 +46,7 @@ impl Model for Episode {
         ],
         key_fields: &[1, 0],
         tenant: Some(0),
+        version: None,
     };
 
     fn to_record(&self) -> Result<Record> {
