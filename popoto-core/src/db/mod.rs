@@ -14,6 +14,7 @@ use crate::tenant::{Scope, TenantId};
 use crate::verify::{Guard, Skip};
 
 mod bulk_write;
+mod relocate;
 mod update;
 mod write;
 
