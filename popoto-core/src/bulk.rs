@@ -189,6 +189,14 @@ fn call(
                             Slot::ZSet(k, sorted - 1)
                         }
                         IndexEntry::Companion(_, initial) => Slot::Companion(k, initial),
+                        // Expiring models are written one plan each (`apply.lua`).
+                        IndexEntry::Expiry(..) => {
+                            return Err(Error::Protocol {
+                                op: "bulk write",
+                                model: meta.name,
+                                detail: "an expiring model in insert_many".into(),
+                            })
+                        }
                     });
                 }
                 groups.push(slots);

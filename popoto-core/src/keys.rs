@@ -229,6 +229,44 @@ pub fn confidence_key(
     Ok(out)
 }
 
+/// Prefix of the expiry sets: not a popoto prefix (popoto keeps no record of expiry besides the
+/// hash's own TTL).
+const EXPIRY: &str = "$ExpireF";
+
+/// `$ExpireF:<Model>[:<seg(tenant)>]`: the zset of the instances of a model (of one tenant, for
+/// a tenant model) that expire, scored by their expiry time in milliseconds since the epoch.
+/// An instance's index entries are removed from it once the hash is gone (`expiry.rs`).
+pub fn expiry_key(meta: &ModelMeta, tenant: Option<&str>) -> String {
+    let model = escape(meta.name);
+    let mut out = String::with_capacity(EXPIRY.len() + model.len() + 24);
+    out.push_str(EXPIRY);
+    out.push(':');
+    out.push_str(&model);
+    if let Some(t) = tenant {
+        push_seg(&mut out, t);
+    }
+    out
+}
+
+/// MATCH pattern for every expiry set of a model (candidates: [`parse_index_key`] keeps the
+/// model's own).
+pub fn expiry_pattern(meta: &ModelMeta) -> String {
+    format!("{}*", glob_escape(&expiry_key(meta, None)))
+}
+
+/// The tenant of expiry set `key` of `meta` (`Some(None)` for an untenanted model's set), or
+/// `None` if `key` is not one of the model's expiry sets.
+pub fn expiry_tenant(meta: &ModelMeta, key: &str) -> Option<Option<String>> {
+    let rest = key.strip_prefix(&expiry_key(meta, None))?;
+    match (meta.tenant, rest.strip_prefix(':')) {
+        (None, None) if rest.is_empty() => Some(None),
+        (Some(_), Some(seg)) if !seg.is_empty() && !seg.contains(':') => {
+            Some(Some(unescape(seg).into_owned()))
+        }
+        _ => None,
+    }
+}
+
 /// MATCH pattern for instance keys whose key fields have the given values (`*` elsewhere);
 /// every value is escaped twice: as a key segment, then for the glob.
 pub fn instance_match<'a>(meta: &ModelMeta, value: &dyn Fn(usize) -> Option<&'a str>) -> String {
@@ -263,6 +301,9 @@ pub fn segment_match(value: &str, escaped: bool) -> String {
 /// MATCH patterns covering every index key of a model: `$Class` and each indexed field's keys.
 pub fn index_patterns(meta: &ModelMeta) -> Vec<String> {
     let mut out = vec![glob_escape(&class_key(meta)).into_owned()];
+    if meta.expires() {
+        out.push(expiry_pattern(meta));
+    }
     for (i, f) in meta.fields.iter().enumerate() {
         if matches!(
             f.kind,
@@ -279,7 +320,7 @@ pub fn index_patterns(meta: &ModelMeta) -> Vec<String> {
 
 /// Whether `key` is one of the model's index keys (`$Class` or an indexed field's key).
 pub fn is_index_key(meta: &ModelMeta, key: &str) -> bool {
-    if key == class_key(meta) {
+    if key == class_key(meta) || (meta.expires() && expiry_tenant(meta, key).is_some()) {
         return true;
     }
     meta.fields.iter().enumerate().any(|(i, f)| {
@@ -370,6 +411,8 @@ pub enum IndexKind {
     Sorted(usize),
     /// A `$ConfidencF` companion hash (any partition, or the unpartitioned one) of this field.
     Confidence(usize),
+    /// An `$ExpireF` expiry set (of one tenant, for a tenant model).
+    Expiry,
 }
 
 /// Classifies `key` as one of the model's index keys by exact prefix, or `None`.
@@ -380,6 +423,9 @@ pub enum IndexKind {
 pub fn parse_index_key(meta: &ModelMeta, key: &str) -> Option<IndexKind> {
     if key == class_key(meta) {
         return Some(IndexKind::Class);
+    }
+    if meta.expires() && expiry_tenant(meta, key).is_some() {
+        return Some(IndexKind::Expiry);
     }
     let below = |base: &str| {
         key.strip_prefix(base)
@@ -530,6 +576,8 @@ mod tests {
             key_fields: &[0],
             tenant: Some(0),
             version: None,
+            ttl: None,
+            expire_at: false,
         };
         assert_eq!(index_pattern(&META), "$*:M:*");
         let cases = [
@@ -549,6 +597,46 @@ mod tests {
         for (key, kind) in cases {
             assert_eq!(parse_index_key(&META, key), kind, "{key}");
         }
+    }
+
+    #[test]
+    fn expiry_sets_are_per_tenant_and_classified_exactly() {
+        use crate::model::FieldMeta;
+        static META: ModelMeta = ModelMeta {
+            name: "S",
+            fields: &[FieldMeta {
+                name: "t",
+                kind: FieldKind::Key,
+                partition_by: &[],
+                hidden: false,
+                per_tenant: false,
+            }],
+            key_fields: &[0],
+            tenant: Some(0),
+            version: None,
+            ttl: Some(60),
+            expire_at: false,
+        };
+        assert_eq!(expiry_key(&META, Some("a:b*")), "$ExpireF:S:a{&#58;}b/*");
+        assert_eq!(expiry_pattern(&META), r"$ExpireF:S*");
+        assert_eq!(
+            expiry_tenant(&META, "$ExpireF:S:a{&#58;}b/*"),
+            Some(Some("a:b*".to_owned()))
+        );
+        for other in [
+            "$ExpireF:S",
+            "$ExpireF:S:",
+            "$ExpireF:S:a:b",
+            "$ExpireF:SS:a",
+        ] {
+            assert_eq!(expiry_tenant(&META, other), None, "{other}");
+        }
+        assert_eq!(
+            parse_index_key(&META, "$ExpireF:S:acme"),
+            Some(IndexKind::Expiry)
+        );
+        assert!(is_index_key(&META, "$ExpireF:S:acme"));
+        assert!(index_patterns(&META).contains(&r"$ExpireF:S*".to_owned()));
     }
 
     #[test]

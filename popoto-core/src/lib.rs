@@ -11,6 +11,7 @@ pub mod codec;
 pub mod confidence;
 pub mod db;
 pub mod error;
+pub mod expiry;
 pub mod fleet;
 pub mod keys;
 pub mod lifecycle;
@@ -35,6 +36,7 @@ pub use catalog::{Catalog, CatalogPlacement, TenantEntry, TenantStatus};
 pub use confidence::{Confidence, ConfidenceScan, ConfidenceState};
 pub use db::{Db, Session};
 pub use error::{BulkError, Error, Result};
+pub use expiry::SweepReport;
 pub use fleet::{Fleet, FleetOptions, FleetReport};
 pub use lifecycle::{DestroyReport, ExportRecord, ModelSet, Sweep};
 pub use maintenance::{

@@ -79,6 +79,11 @@ pub struct ModelMeta {
     /// Index of the `#[popoto(version)]` field: saves of a stale copy are refused
     /// ([`Error::Conflict`]).
     pub version: Option<usize>,
+    /// `#[popoto(ttl = seconds)]`: every create and save expires the instance this long after
+    /// the write (popoto's `Meta.ttl`), unless the value gives its own `expire_at`.
+    pub ttl: Option<u64>,
+    /// Whether the model has an `#[popoto(expire_at)]` field (per-instance expiry time).
+    pub expire_at: bool,
 }
 
 impl ModelMeta {
@@ -90,6 +95,12 @@ impl ModelMeta {
     /// Whether the model has the hidden `_auto_key` field.
     pub fn has_hidden_key(&self) -> bool {
         self.fields.last().is_some_and(|f| f.hidden)
+    }
+
+    /// Whether instances can expire (a `ttl` or an `expire_at` field): their index entries are
+    /// then tracked in the expiry sets (`$ExpireF`) so none outlives its instance.
+    pub fn expires(&self) -> bool {
+        self.ttl.is_some() || self.expire_at
     }
 
     /// Number of declared (non-hidden) fields.
@@ -123,6 +134,9 @@ pub struct Record {
     pub segments: Vec<Option<String>>,
     /// Score of sorted fields; `None` for other fields.
     pub scores: Vec<Option<f64>>,
+    /// The value's `#[popoto(expire_at)]`, in milliseconds since the Unix epoch (`None`: none
+    /// given, the model's `ttl` if any applies, else the stored expiry is kept).
+    pub expire_at: Option<i64>,
 }
 
 /// A struct stored as a Popoto model. Implemented by `#[derive(Model)]`; not by hand.

@@ -24,7 +24,8 @@ const POPOTO: &str = "popoto";
 // Container keys.
 const NAME: &str = "name";
 const CRATE: &str = "crate";
-const CONTAINER_KEYS: &[&str] = &[NAME, CRATE];
+const TTL: &str = "ttl";
+const CONTAINER_KEYS: &[&str] = &[NAME, CRATE, TTL];
 
 // Field keys.
 const KEY: &str = "key";
@@ -33,6 +34,7 @@ const UNIQUE_KEY: &str = "unique_key";
 const TENANT: &str = "tenant";
 const PER_TENANT: &str = "per_tenant";
 const VERSION: &str = "version";
+const EXPIRE_AT: &str = "expire_at";
 const SORTED: &str = "sorted";
 const PARTITION_BY: &str = "partition_by";
 const CONFIDENCE: &str = "confidence";
@@ -43,6 +45,7 @@ const FIELD_KEYS: &[&str] = &[
     TENANT,
     PER_TENANT,
     VERSION,
+    EXPIRE_AT,
     SORTED,
     PARTITION_BY,
     CONFIDENCE,
@@ -136,6 +139,8 @@ pub(crate) struct Container {
     pub(crate) name: Option<LitStr>,
     /// Path to the popoto crate.
     pub(crate) crate_path: Option<syn::Path>,
+    /// `ttl = seconds`: every write expires the instance this long after it.
+    pub(crate) ttl: Option<u64>,
 }
 
 impl Container {
@@ -143,6 +148,7 @@ impl Container {
     pub(crate) fn from_ast(cx: &Ctxt, attrs: &[syn::Attribute]) -> Self {
         let mut name = Attr::none(cx, NAME);
         let mut crate_path = Attr::none(cx, CRATE);
+        let mut ttl = Attr::none(cx, TTL);
         for attr in attrs.iter().filter(|a| a.path().is_ident(POPOTO)) {
             let parsed = attr.parse_nested_meta(|meta| {
                 let span = meta.path.span();
@@ -159,6 +165,11 @@ impl Container {
                             format!("`{}` is not a path to the popoto crate", lit.value()),
                         ),
                     }
+                } else if meta.path.is_ident(TTL) {
+                    let expr: Expr = meta.value()?.parse()?;
+                    if let Some(v) = parse_ttl(cx, &expr) {
+                        ttl.set(span, v);
+                    }
                 } else {
                     unknown_key(cx, &meta, "container", CONTAINER_KEYS)?;
                 }
@@ -171,6 +182,7 @@ impl Container {
         Container {
             name: name.get().map(|(_, lit)| lit),
             crate_path: crate_path.get().map(|(_, path)| path),
+            ttl: ttl.get().map(|(_, v)| v),
         }
     }
 }
@@ -198,6 +210,8 @@ pub(crate) struct Field {
     pub(crate) per_tenant: Option<Span>,
     /// Span of `version` (on a plain field), when present.
     pub(crate) version: Option<Span>,
+    /// Span of `expire_at` (a field that is not stored: the instance's expiry time).
+    pub(crate) expire_at: Option<Span>,
     /// The names listed in `partition_by`, in order.
     pub(crate) partition_by: Vec<LitStr>,
 }
@@ -214,6 +228,7 @@ impl Field {
         let mut tenant = Attr::none(cx, TENANT);
         let mut per_tenant = Attr::none(cx, PER_TENANT);
         let mut version = Attr::none(cx, VERSION);
+        let mut expire_at = Attr::none(cx, EXPIRE_AT);
         let mut partition_by = Attr::none(cx, PARTITION_BY);
 
         for attr in attrs.iter().filter(|a| a.path().is_ident(POPOTO)) {
@@ -244,6 +259,9 @@ impl Field {
                 } else if meta.path.is_ident(VERSION) {
                     flag(cx, &meta, VERSION)?;
                     version.set(span, ());
+                } else if meta.path.is_ident(EXPIRE_AT) {
+                    flag(cx, &meta, EXPIRE_AT)?;
+                    expire_at.set(span, ());
                 } else if meta.path.is_ident(CONFIDENCE) {
                     let kind = parse_confidence(cx, &meta)?;
                     if confidence.value.is_none() {
@@ -325,6 +343,23 @@ impl Field {
             );
         }
 
+        let expire_at = expire_at.get().map(|(span, ())| span);
+        if let Some(span) = expire_at {
+            let other = kind_name
+                .or(tenant.map(|_| TENANT))
+                .or(version.map(|_| VERSION))
+                .or(partition_by.value.as_ref().map(|_| PARTITION_BY));
+            if let Some(other) = other {
+                cx.error(
+                    span,
+                    format!(
+                        "`expire_at` conflicts with `{other}`: the expiry time is not a popoto \
+                         field (it is not stored in the hash)"
+                    ),
+                );
+            }
+        }
+
         let partition_by = match partition_by.get() {
             Some((span, names)) => {
                 if !matches!(kind, Kind::Sorted | Kind::Confidence { .. }) {
@@ -343,6 +378,7 @@ impl Field {
             tenant,
             per_tenant,
             version,
+            expire_at,
             partition_by,
         }
     }
@@ -521,6 +557,32 @@ fn number(cx: &Ctxt, expr: &Expr, what: &str) -> Option<f64> {
     };
     match value {
         Ok(v) => Some(if negative { -v } else { v }),
+        Err(err) => {
+            cx.syn_error(err);
+            None
+        }
+    }
+}
+
+/// `ttl`: a whole number of seconds, at least 1 (popoto's `Meta.ttl`), that fits in `u32`
+/// (136 years: the expiry time in milliseconds stays exact in the scripts' Lua numbers).
+fn parse_ttl(cx: &Ctxt, expr: &Expr) -> Option<u64> {
+    let Expr::Lit(ExprLit {
+        lit: Lit::Int(lit), ..
+    }) = expr
+    else {
+        cx.error_spanned_by(
+            expr,
+            "`ttl` must be a whole number of seconds: `ttl = 3600`",
+        );
+        return None;
+    };
+    match lit.base10_parse::<u32>() {
+        Ok(0) => {
+            cx.error_spanned_by(expr, "`ttl` must be at least 1 second, got 0");
+            None
+        }
+        Ok(v) => Some(u64::from(v)),
         Err(err) => {
             cx.syn_error(err);
             None

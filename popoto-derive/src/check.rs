@@ -14,6 +14,7 @@ pub(crate) fn check(cx: &Ctxt, cont: &mut Container) {
     check_tenant(cx, cont);
     check_per_tenant(cx, cont);
     check_version(cx, cont);
+    check_expiry(cx, cont);
     check_names(cx, cont);
     resolve_partitions(cx, cont);
 }
@@ -72,6 +73,31 @@ fn check_version(cx: &Ctxt, cont: &Container) {
                         "`{}` is the version field: it changes on every save and cannot \
                          partition an index",
                         first.name
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// An expiring model partitions indexes by key fields only: once a hash has expired, its
+/// index entries must be found from its key alone. (`partition_by` names are resolved later;
+/// an unknown name is reported there.)
+fn check_expiry(cx: &Ctxt, cont: &Container) {
+    if cont.ttl.is_none() && cont.expire_at.is_none() {
+        return;
+    }
+    for field in &cont.fields {
+        for lit in &field.partition_by {
+            let wanted = lit.value();
+            let target = cont.fields.iter().find(|f| f.name == wanted);
+            if target.is_some_and(|t| !t.kind.is_key()) {
+                cx.error(
+                    lit.span(),
+                    format!(
+                        "`{wanted}` is not a key field: in a model whose instances expire \
+                         (`ttl`, `expire_at`), indexes are partitioned by key fields only, so an \
+                         expired instance's entries are found from its key"
                     ),
                 );
             }

@@ -168,6 +168,11 @@ impl<'a> Gen<'a> {
             Some((i, _)) => quote!(::core::option::Option::Some(#i)),
             None => quote!(::core::option::Option::None),
         };
+        let ttl = match self.cont.ttl {
+            Some(s) => quote!(::core::option::Option::Some(#s)),
+            None => quote!(::core::option::Option::None),
+        };
+        let expire_at = self.cont.expire_at.is_some();
         quote! {
             const META: &'static #private::ModelMeta = &#private::ModelMeta {
                 name: #name,
@@ -175,6 +180,8 @@ impl<'a> Gen<'a> {
                 key_fields: &[#(#key_fields),*],
                 tenant: #tenant,
                 version: #version,
+                ttl: #ttl,
+                expire_at: #expire_at,
             };
         }
     }
@@ -282,6 +289,15 @@ impl<'a> Gen<'a> {
                 quote!(::core::option::Option::None)
             });
         }
+        let expire_at = match &self.cont.expire_at {
+            Some(f) => {
+                let (ident, ty, name) = (f.ident, f.ty, &f.name);
+                let millis = quote_spanned!(ty.span()=>
+                    <#ty as #private::ExpiryValue>::expire_at_millis(&self.#ident));
+                quote!(#millis.map_err(|e| #private::expiry_error(#meta, #name, e))?)
+            }
+            None => quote!(::core::option::Option::None),
+        };
         quote! {
             fn to_record(&self) -> #private::Result<#private::Record> {
                 #[allow(unused_imports)]
@@ -291,6 +307,7 @@ impl<'a> Gen<'a> {
                     values: ::std::vec![#(#values),*],
                     segments: ::std::vec![#(#segments),*],
                     scores: ::std::vec![#(#scores),*],
+                    expire_at: #expire_at,
                 })
             }
         }
@@ -343,6 +360,13 @@ impl<'a> Gen<'a> {
                 }
             }
         });
+        // The expiry time is not stored in the hash: a value read has none.
+        let unread = self.cont.expire_at.iter().map(|f| {
+            let (ident, ty) = (f.ident, f.ty);
+            let private = &self.private;
+            quote_spanned!(ty.span()=> #ident: <#ty as #private::ExpiryValue>::unread())
+        });
+        let build = build.chain(unread);
         let read = if fields.is_empty() {
             quote!(let _ = (key, fields);)
         } else {

@@ -55,6 +55,20 @@ pub struct Page {
     pub version: u64,
 }
 
+/// Tickets expire a day after each write, or at a time of their own (`expire_at`).
+#[derive(Model, Debug, Clone, PartialEq, Default)]
+#[popoto(ttl = 86400)]
+pub struct Ticket {
+    #[popoto(key, tenant)]
+    pub org: String,
+    #[popoto(key)]
+    pub id: String,
+    #[popoto(sorted, partition_by = "org")]
+    pub at: i64,
+    #[popoto(expire_at)]
+    pub expires: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// An untenanted model without key fields: Popoto's hidden `_auto_key`.
 #[derive(Model, Debug, Clone, PartialEq, Default)]
 pub struct Note {

@@ -111,6 +111,34 @@ impl VersionValue for u64 {
     }
 }
 
+/// A field type that can hold an instance's expiry time (`#[popoto(expire_at)]`): not stored in
+/// the hash (popoto keeps it as the hash's TTL only), so a value read back has none.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be an expiry time",
+    label = "the `expire_at` field must be an `Option<chrono::DateTime<chrono::Utc>>`"
+)]
+pub trait ExpiryValue {
+    /// The expiry time in milliseconds since the Unix epoch, if one is set.
+    fn expire_at_millis(&self) -> Result<Option<i64>, EncodeError>;
+    /// The value of a field read from Redis: none.
+    fn unread() -> Self;
+}
+
+impl ExpiryValue for Option<chrono::DateTime<chrono::Utc>> {
+    /// A time before the Unix epoch is refused: Redis has no such expiry.
+    fn expire_at_millis(&self) -> Result<Option<i64>, EncodeError> {
+        match self.map(|t| t.timestamp_millis()) {
+            Some(ms) if ms < 0 => Err(EncodeError::new(format_args!(
+                "expiry time {ms} ms is before the Unix epoch"
+            ))),
+            ms => Ok(ms),
+        }
+    }
+    fn unread() -> Self {
+        None
+    }
+}
+
 /// Encodes any serde value with `rmp-serde` as msgpack-python would (structs as maps, bytes as bin).
 pub fn encode_serde<T: serde::Serialize + ?Sized>(
     v: &T,

@@ -262,9 +262,10 @@ impl Session {
         }
         let backend = self.backend().await?;
         let movable = movable_partition_fields(meta);
-        // Saves of a versioned model check each version: one plan each.
+        // Saves of a versioned model check each version, and expiring instances set their
+        // expiry: one plan each.
         let checked = mode == Mode::Save && meta.version.is_some();
-        if movable.is_empty() && !checked {
+        if movable.is_empty() && !checked && !meta.expires() {
             // Instances whose partitions are all in their keys: many per script call.
             let rows: Vec<bulk::Row<'_>> = prepared
                 .iter()

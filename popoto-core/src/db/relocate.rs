@@ -71,6 +71,18 @@ impl Session {
                     });
                 }
             }
+            // The hash keeps its expiry through RENAME: so does its expiry entry (a new expiry
+            // given by `new` then replaces it).
+            if meta.expires() {
+                let from = plan.key(old_inst.expiry_key());
+                let to = plan.key(new_inst.expiry_key());
+                plan.writes.push(Write::ZRename {
+                    from,
+                    to,
+                    from_member: old_redis.clone(),
+                    to_member: new_redis.clone(),
+                });
+            }
             new_inst.add_indexes(&mut plan)?;
             plan.add_type_checks();
             match self.apply::<M>("move_key", &plan).await? {

@@ -28,6 +28,16 @@ local function seg(s, p)
   return string.sub(s, start, (e or 0) - 1)
 end
 
+-- An expiry time in ms since the epoch: 'A<ms>' as is, 'R<ms>' after the server's TIME.
+local function expiry_at(spec)
+  local n = tonumber(string.sub(spec, 2))
+  if string.sub(spec, 1, 1) == 'R' then
+    local t = redis.call('TIME')
+    n = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + n
+  end
+  return n
+end
+
 local function apply()
 local nchecks = tonumber(a())
 
@@ -147,6 +157,18 @@ while i <= n do
       redis.call('ZREM', src, m)
       note(added == 1 and 1 or 2)
     else note(0) end
+  elseif op == 'EXPIRE' then -- expire the hash at the given time and record it in the expiry set
+    local key = k(); local z = k(); local at = expiry_at(a())
+    redis.call('ZADD', z, at, key)
+    note(redis.call('PEXPIREAT', key, at))
+  elseif op == 'ZRENAME' then -- move a member's score to another member (and zset)
+    local src = k(); local dst = k(); local m1 = a(); local m2 = a()
+    local s = redis.call('ZSCORE', src, m1)
+    if s then
+      redis.call('ZREM', src, m1)
+      redis.call('ZADD', dst, s, m2)
+    end
+    note(s and 1 or 0)
   else
     return redis.error_reply('popoto: unknown op ' .. tostring(op))
   end

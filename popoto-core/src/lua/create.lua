@@ -5,7 +5,9 @@
 -- 'S' SADD the instance key, 'U' the same into a unique value set (arg: the field tag), 'V' the
 -- same into a unique value set shared by tenants (arg: '<tag> <p>': only members whose key has
 -- the instance key's segment at position p conflict), 'Z' ZADD it with score arg, 'H' HSETNX it
--- with value arg (a confidence entry).
+-- with value arg (a confidence entry), 'X' ZADD it into the expiry set with the expiry time
+-- (arg: 'A<ms>' absolute, 'R<ms>' after the server's TIME) and, once everything is written,
+-- PEXPIREAT the hash at that time.
 -- Checks first: the key is absent, no unique value set holds another instance. Then the hash and
 -- the index writes; if one fails (another program left a wrong type on an index key, or the
 -- server is out of memory), everything this call wrote is undone before replying, so the
@@ -51,9 +53,19 @@ if type(written) == 'table' and written.err then return written end
 -- A zset member left by an earlier writer keeps its score unless this call completes: its old
 -- score is read (only then) before it is overwritten, and restored by the undo.
 local added, rescored = {}, {}
+local expire = nil
 for i = 2, #KEYS do
   local op, k, arg = ARGV[base + 2 * i], KEYS[i], ARGV[base + 2 * i + 1]
   local r
+  if op == 'X' then
+    local n = tonumber(string.sub(arg, 2))
+    if string.sub(arg, 1, 1) == 'R' then
+      local t = redis.call('TIME')
+      n = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + n
+    end
+    expire = n
+    op, arg = 'Z', n
+  end
   if op == 'Z' then
     r = redis.pcall('ZADD', k, 'NX', arg, key)
     if r == 0 then
@@ -67,7 +79,7 @@ for i = 2, #KEYS do
     for j = #added, 1, -1 do
       local u = added[j]
       local uop = ARGV[base + 2 * u]
-      if uop == 'Z' then redis.call('ZREM', KEYS[u], key)
+      if uop == 'Z' or uop == 'X' then redis.call('ZREM', KEYS[u], key)
       elseif uop == 'H' then redis.call('HDEL', KEYS[u], key)
       else redis.call('SREM', KEYS[u], key) end
     end
@@ -81,4 +93,5 @@ for i = 2, #KEYS do
   end
   if r == 1 then added[#added + 1] = i end
 end
+if expire then redis.call('PEXPIREAT', key, expire) end
 return {'ok', written}

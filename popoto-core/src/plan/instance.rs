@@ -36,6 +36,25 @@ pub(crate) fn initial_confidence(initial: f64) -> Vec<u8> {
     out
 }
 
+/// When an instance expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expiry {
+    /// At this time, in milliseconds since the Unix epoch (the value's `expire_at`).
+    At(i64),
+    /// This many milliseconds after the write, on the server's clock (the model's `ttl`).
+    After(u64),
+}
+
+impl Expiry {
+    /// The scripts' argument: `A<ms>` (absolute) or `R<ms>` (relative to the server's `TIME`).
+    pub fn arg(self) -> String {
+        match self {
+            Expiry::At(ms) => format!("A{ms}"),
+            Expiry::After(ms) => format!("R{ms}"),
+        }
+    }
+}
+
 /// One index entry of an instance.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum IndexEntry {
@@ -46,13 +65,19 @@ pub(crate) enum IndexEntry {
     ZSet(String, f64),
     /// An entry of a confidence companion hash, with the field's initial confidence.
     Companion(String, f64),
+    /// Membership of the expiry set of an instance that can expire, with the expiry the write
+    /// sets (`None`: the write keeps the stored one).
+    Expiry(String, Option<Expiry>),
 }
 
 impl IndexEntry {
     /// The index key.
     pub fn key(&self) -> &str {
         match self {
-            IndexEntry::Set(k, _) | IndexEntry::ZSet(k, _) | IndexEntry::Companion(k, _) => k,
+            IndexEntry::Set(k, _)
+            | IndexEntry::ZSet(k, _)
+            | IndexEntry::Companion(k, _)
+            | IndexEntry::Expiry(k, _) => k,
         }
     }
 }
@@ -159,7 +184,24 @@ impl<'r> Instance<'r> {
                 _ => {}
             }
         }
+        if self.meta.expires() {
+            out.push(IndexEntry::Expiry(self.expiry_key(), self.expiry()));
+        }
         Ok(out)
+    }
+
+    /// The expiry set of this instance (its tenant's, for a tenant model).
+    pub fn expiry_key(&self) -> String {
+        keys::expiry_key(self.meta, self.meta.tenant.map(|t| self.segment(t)))
+    }
+
+    /// The expiry this write sets: the value's `expire_at`, else the model's `ttl`.
+    pub fn expiry(&self) -> Option<Expiry> {
+        match (self.record.expire_at, self.meta.ttl) {
+            (Some(at), _) => Some(Expiry::At(at)),
+            (None, Some(ttl)) => Some(Expiry::After(ttl.saturating_mul(1000))),
+            (None, None) => None,
+        }
     }
 
     /// Adds the index entries of this instance (popoto's `on_save` of every field); a
@@ -182,6 +224,13 @@ impl<'r> Instance<'r> {
                     field: member,
                     value: initial_confidence(initial),
                 },
+                IndexEntry::Expiry(k, Some(expiry)) => Write::Expire {
+                    key: plan.key(member),
+                    zset: plan.key(k),
+                    expiry,
+                },
+                // No expiry given: the instance keeps the one it has (HSET keeps a TTL).
+                IndexEntry::Expiry(_, None) => continue,
             };
             plan.writes.push(write);
         }
@@ -189,7 +238,8 @@ impl<'r> Instance<'r> {
     }
 
     /// Removes the index entries of this instance (popoto's `on_delete`); with
-    /// `with_confidence` false the companion entries are left to the caller (moved).
+    /// `with_confidence` false (a key move) the companion and expiry entries are left to the
+    /// caller (moved).
     pub fn remove_indexes(&self, plan: &mut Plan, with_confidence: bool) -> Result<()> {
         for entry in self.index_entries()? {
             let member = self.key.clone();
@@ -206,7 +256,11 @@ impl<'r> Instance<'r> {
                     key: plan.key(k),
                     field: member,
                 },
-                IndexEntry::Companion(..) => continue,
+                IndexEntry::Expiry(k, _) if with_confidence => Write::ZRem {
+                    key: plan.key(k),
+                    member,
+                },
+                IndexEntry::Companion(..) | IndexEntry::Expiry(..) => continue,
             };
             plan.writes.push(write);
         }
@@ -218,7 +272,9 @@ impl<'r> Instance<'r> {
     /// `fresh`: the key holds a uuid4 generated for this create, so the script skips `EXISTS`.
     /// Also returns the number of commands the script runs when nothing fails.
     pub fn create_cmd(&self, script: &redis::Script, fresh: bool) -> Result<(redis::Cmd, usize)> {
-        let entries = self.index_entries()?;
+        let mut entries = self.index_entries()?;
+        // A create without an expiry writes no expiry entry.
+        entries.retain(|e| !matches!(e, IndexEntry::Expiry(_, None)));
         let nf = self.hash_field_count();
         let values: usize = self.record.values.iter().map(Vec::len).sum();
         let keys: usize = entries.iter().map(|e| e.key().len()).sum();
@@ -247,13 +303,20 @@ impl<'r> Instance<'r> {
                     &mut cmd
                 }
                 IndexEntry::Companion(_, initial) => cmd.arg("H").arg(initial_confidence(*initial)),
+                IndexEntry::Expiry(_, expiry) => cmd
+                    .arg("X")
+                    .arg(expiry.map(Expiry::arg).unwrap_or_default()),
             };
         }
         let uniques = entries
             .iter()
             .filter(|e| matches!(e, IndexEntry::Set(_, Some(_))))
             .count();
-        let commands = usize::from(!fresh) + uniques + 1 + entries.len();
+        let expiring = entries
+            .iter()
+            .filter(|e| matches!(e, IndexEntry::Expiry(..)))
+            .count();
+        let commands = usize::from(!fresh) + uniques + 1 + entries.len() + 2 * expiring;
         Ok((cmd, commands))
     }
 

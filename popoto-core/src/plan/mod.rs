@@ -4,7 +4,7 @@
 
 mod instance;
 
-pub(crate) use instance::{initial_confidence, IndexEntry, Instance};
+pub(crate) use instance::{initial_confidence, Expiry, IndexEntry, Instance};
 
 use std::collections::HashMap;
 
@@ -120,6 +120,21 @@ pub(crate) enum Write {
         to: usize,
         member: String,
     },
+    /// Expires the hash at `key` at the time `expiry` gives (`PEXPIREAT`) and records it in the
+    /// expiry set `zset` (member: the hash's key, score: the time in ms).
+    Expire {
+        key: usize,
+        zset: usize,
+        expiry: Expiry,
+    },
+    /// Moves the score of `from_member` in zset `from` to `to_member` in zset `to` (a key
+    /// move's expiry entry); nothing if there is none.
+    ZRename {
+        from: usize,
+        to: usize,
+        from_member: String,
+        to_member: String,
+    },
 }
 
 /// Checks and writes of one atomic instance write.
@@ -188,6 +203,8 @@ impl Plan {
                 }
                 Write::SAdd { key, .. } | Write::SRem { key, .. } => [Some((*key, "set")), None],
                 Write::ZAdd { key, .. } | Write::ZRem { key, .. } => [Some((*key, "zset")), None],
+                Write::Expire { key, zset, .. } => [Some((*key, "hash")), Some((*zset, "zset"))],
+                Write::ZRename { from, to, .. } => [Some((*from, "zset")), Some((*to, "zset"))],
                 Write::HMove { to, .. } => [Some((*to, "hash")), None],
                 Write::Del { .. } | Write::Rename { .. } => [None, None],
                 Write::HMoveNx { from, to, .. } => [Some((*from, "hash")), Some((*to, "hash"))],
@@ -358,6 +375,24 @@ impl Plan {
                     idx(*from),
                     idx(*to),
                     member.clone().into_bytes(),
+                ]),
+                Write::Expire { key, zset, expiry } => out.extend([
+                    b"EXPIRE".to_vec(),
+                    idx(*key),
+                    idx(*zset),
+                    expiry.arg().into_bytes(),
+                ]),
+                Write::ZRename {
+                    from,
+                    to,
+                    from_member,
+                    to_member,
+                } => out.extend([
+                    b"ZRENAME".to_vec(),
+                    idx(*from),
+                    idx(*to),
+                    from_member.clone().into_bytes(),
+                    to_member.clone().into_bytes(),
                 ]),
             }
         }

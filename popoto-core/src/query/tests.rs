@@ -47,6 +47,8 @@ impl Model for Episode {
         key_fields: &[1, 0],
         tenant: Some(0),
         version: None,
+        ttl: None,
+        expire_at: false,
     };
 
     fn to_record(&self) -> Result<Record> {
