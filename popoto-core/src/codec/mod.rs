@@ -17,6 +17,8 @@
 //! * chrono values are **truncated** to microseconds (Python's resolution) wherever they are
 //!   written, rendered or scored, and a leap second is clamped to `:59.999999`. Years outside
 //!   1..=9999 cannot be encoded.
+//! * A `Decimal` also decodes from a msgpack int (the same number: a field that was an int);
+//!   see `docs/models.md` for every type change old data survives.
 //! * `rust_decimal` has no positive exponents: a stored `1E+2` decodes to `100` (and re-encodes
 //!   as `100`); more than 28 fractional digits are rounded half-even.
 //! * Set payloads are written in ascending order (Python's own order is arbitrary).
