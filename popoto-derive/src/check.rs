@@ -9,6 +9,9 @@ pub(crate) const HIDDEN_KEY: &str = "_auto_key";
 /// Name of the generated key constructor.
 pub(crate) const KEY_OF: &str = "key_of";
 
+/// Name of the generated key builder.
+pub(crate) const KEY_BUILDER: &str = "key_builder";
+
 /// Checks the whole model and resolves `partition_by` names to field indices.
 pub(crate) fn check(cx: &Ctxt, cont: &mut Container) {
     check_tenant(cx, cont);
@@ -109,10 +112,13 @@ fn check_expiry(cx: &Ctxt, cont: &Container) {
 fn check_names(cx: &Ctxt, cont: &Container) {
     let hidden = cont.has_hidden_key();
     for field in &cont.fields {
-        if field.name == KEY_OF {
+        if field.name == KEY_OF || field.name == KEY_BUILDER {
             cx.error(
                 field.ident.span(),
-                "a field cannot be named `key_of`: the derive generates `key_of` to build instance keys",
+                format!(
+                    "a field cannot be named `{}`: the derive generates `{}` to build instance keys",
+                    field.name, field.name
+                ),
             );
         }
         if hidden && field.name == HIDDEN_KEY {

@@ -92,6 +92,7 @@ impl<'a> Gen<'a> {
         let type_checks = self.gen_type_checks();
         let handles = self.gen_handles();
         let key_of = self.gen_key_of();
+        let (builder_fn, builder) = self.gen_key_builder();
         quote! {
             #[doc(hidden)]
             #[allow(non_upper_case_globals, unused_qualifications, clippy::absolute_paths)]
@@ -114,7 +115,10 @@ impl<'a> Gen<'a> {
                 impl #ident {
                     #handles
                     #key_of
+                    #builder_fn
                 }
+
+                #builder
             };
         }
     }
@@ -622,6 +626,98 @@ impl<'a> Gen<'a> {
             }
         });
         quote!(#(#handles)*)
+    }
+
+    /// `key_builder()` and its typestate builder: one setter per key field (named like it),
+    /// each callable once, and `build` once every one is set, so key values are given by name
+    /// and none can be missing or swapped (a compile error otherwise).
+    fn gen_key_builder(&self) -> (TokenStream, TokenStream) {
+        let krate = self.krate;
+        let private = &self.private;
+        let model = self.cont.ident;
+        let builder = format_ident!("{}KeyBuilder", model);
+        let n = self.key_fields.len();
+        let params: Vec<Ident> = (0..n).map(|p| format_ident!("P{}", p)).collect();
+        let unset = vec![quote!(false); n];
+        let all_set = vec![quote!(true); n];
+        let empty = (0..n).map(|_| quote!(::std::string::String::new()));
+        let doc = format!(
+            " A builder of a `{model}` key: each key field by name, in any order, each once; \
+             `build` exists once all are set."
+        );
+        let builder_doc = format!(
+            " The key of a `{model}` being built (`{model}::key_builder()`): the const \
+             parameters say which key fields are set."
+        );
+        let setters = self.key_fields.iter().enumerate().map(|(pos, &i)| {
+            let (ident, ty, name) = if self.hidden {
+                (
+                    format_ident!("auto_key"),
+                    quote!(::std::string::String),
+                    HIDDEN_KEY.to_owned(),
+                )
+            } else {
+                let f = &self.cont.fields[i];
+                let ty = f.ty;
+                (f.ident.clone(), quote!(#ty), f.name.clone())
+            };
+            let others: Vec<&Ident> = params
+                .iter()
+                .enumerate()
+                .filter(|(p, _)| *p != pos)
+                .map(|(_, id)| id)
+                .collect();
+            let before: Vec<TokenStream> = params
+                .iter()
+                .enumerate()
+                .map(|(p, id)| if p == pos { quote!(false) } else { quote!(#id) })
+                .collect();
+            let after: Vec<TokenStream> = params
+                .iter()
+                .enumerate()
+                .map(|(p, id)| if p == pos { quote!(true) } else { quote!(#id) })
+                .collect();
+            let doc = format!(" Sets the key field `{name}`.");
+            quote! {
+                #[automatically_derived]
+                impl<#(const #others: bool),*> #builder<#(#before),*> {
+                    #[doc = #doc]
+                    pub fn #ident(
+                        mut self,
+                        value: impl ::core::convert::Into<#ty>,
+                    ) -> #builder<#(#after),*> {
+                        self.segments[#pos] = #private::segment::<#ty>(
+                            &::core::convert::Into::<#ty>::into(value),
+                        );
+                        #builder { segments: self.segments }
+                    }
+                }
+            }
+        });
+        let builder_fn = quote! {
+            #[doc = #doc]
+            pub fn key_builder() -> #builder<#(#unset),*> {
+                #builder { segments: [#(#empty),*] }
+            }
+        };
+        let builder_def = quote! {
+            #[doc = #builder_doc]
+            #[must_use = "a key builder does nothing until `build`"]
+            pub struct #builder<#(const #params: bool),*> {
+                segments: [::std::string::String; #n],
+            }
+
+            #(#setters)*
+
+            #[automatically_derived]
+            impl #builder<#(#all_set),*> {
+                /// The key, every key field set.
+                pub fn build(self) -> #krate::Key<#model> {
+                    #krate::Key::from_segments(::std::vec::Vec::from(self.segments))
+                }
+            }
+        };
+        (builder_fn, builder_def)
     }
 
     fn gen_key_of(&self) -> TokenStream {
