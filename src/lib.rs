@@ -25,7 +25,8 @@ pub mod guide {
     #[doc = include_str!("../docs/queries.md")]
     pub mod queries {}
 
-    /// Models: unique keys within a tenant, versions, expiry, type changes, keys and updates.
+    /// Models: unique keys within a tenant, versions, expiry, type changes, keys and updates,
+    /// the `testing` feature, `Dynamic` values.
     #[doc = include_str!("../docs/models.md")]
     pub mod models {}
 

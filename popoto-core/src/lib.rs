@@ -33,6 +33,7 @@ pub mod __private;
 pub use admin::Admin;
 pub use backend::{Backend, BackendConfig};
 pub use catalog::{Catalog, CatalogPlacement, TenantEntry, TenantStatus};
+pub use codec::Dynamic;
 pub use confidence::{Confidence, ConfidenceScan, ConfidenceState};
 pub use db::{Db, Session};
 pub use error::{BulkError, Error, Result};

@@ -26,6 +26,7 @@
 use crate::error::{DecodeError, EncodeError};
 
 mod datetime;
+mod dynamic;
 mod msgpack;
 mod pydecimal;
 mod pyfmt;
@@ -36,6 +37,7 @@ mod value;
 #[cfg(test)]
 mod tests;
 
+pub use dynamic::Dynamic;
 pub use pydecimal::PyDecimal;
 pub use pyfmt::{decimal_str, float_repr, parse_decimal};
 
