@@ -100,6 +100,15 @@ impl Admin {
         self.session.save_many(values).await
     }
 
+    /// [`Session::update`] of any tenant's instance.
+    pub async fn update<M, F>(&self, key: &Key<M>, change: F) -> Result<Option<M>>
+    where
+        M: Model,
+        F: FnMut(&mut M) + Send,
+    {
+        self.session.update(key, change).await
+    }
+
     /// [`Session::get`] of any tenant's instance.
     pub async fn get<M: Model>(&self, key: &Key<M>) -> Result<Option<M>> {
         self.session.get(key).await
