@@ -89,6 +89,35 @@ async fn a_value_repeats_across_tenants_but_not_within_one() {
         .create_many(vec![member("i", "fay@x.io"), member("j", "gus@x.io")])
         .await
         .unwrap();
+    // One bulk call may hold one value for several tenants (the admin handle writes both),
+    // but not twice for one tenant.
+    let bulk = db
+        .admin()
+        .create_many(vec![
+            Member {
+                org: "t1".into(),
+                ..member("k", "kim@x.io")
+            },
+            Member {
+                org: "t2".into(),
+                ..member("l", "kim@x.io")
+            },
+            Member {
+                org: "t2".into(),
+                ..member("m", "kim@x.io")
+            },
+        ])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        bulk.written.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+        [0, 1]
+    );
+    assert_eq!(bulk.failed.len(), 1);
+    assert!(matches!(
+        bulk.failed[0].2,
+        Error::UniqueViolation { field: "email", .. }
+    ));
     // Moving a key (apply.lua's unique check with the old key allowed): onto a value the
     // tenant holds is refused, onto one only another tenant holds is not.
     let dan = acme

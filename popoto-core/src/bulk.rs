@@ -63,20 +63,28 @@ pub(crate) struct Row<'r> {
     pub hidden: Option<&'r str>,
 }
 
-/// The value sets of `row`'s unique key fields, with the field index.
-fn unique_sets(meta: &'static ModelMeta, row: &Row<'_>) -> Vec<(String, usize)> {
+/// What two rows must not share in one call, per unique key field of `row`: its value set, and
+/// for a value unique within a tenant, the row's tenant too (rows of two tenants may share it).
+fn unique_sets(meta: &'static ModelMeta, row: &Row<'_>) -> Vec<String> {
+    let segment = |i: usize| {
+        row.record
+            .segments
+            .get(i)
+            .and_then(|s| s.as_deref())
+            .unwrap_or_default()
+    };
     meta.fields
         .iter()
         .enumerate()
         .filter(|(_, f)| f.kind == FieldKind::UniqueKey)
         .map(|(i, _)| {
-            let seg = row
-                .record
-                .segments
-                .get(i)
-                .and_then(|s| s.as_deref())
-                .unwrap_or_default();
-            (keys::value_set_key(meta, i, seg), i)
+            let mut id = keys::value_set_key(meta, i, segment(i));
+            if let (true, Some(t)) = (meta.unique_scope(i) > 0, meta.tenant) {
+                // Tenant ids hold no control character: the last NUL splits the id back.
+                id.push('\0');
+                id.push_str(segment(t));
+            }
+            id
         })
         .collect()
 }
@@ -95,8 +103,7 @@ fn calls_of(meta: &'static ModelMeta, rows: &[Row<'_>]) -> Vec<std::ops::Range<u
         } else {
             Vec::new()
         };
-        let conflict =
-            keys.contains(row.key.as_str()) || unique.iter().any(|(s, _)| sets.contains(s));
+        let conflict = keys.contains(row.key.as_str()) || unique.iter().any(|s| sets.contains(s));
         if i > start && (conflict || i - start == PER_CALL) {
             calls.push(start..i);
             start = i;
@@ -104,7 +111,7 @@ fn calls_of(meta: &'static ModelMeta, rows: &[Row<'_>]) -> Vec<std::ops::Range<u
             sets.clear();
         }
         keys.insert(row.key.as_str());
-        sets.extend(unique.into_iter().map(|(s, _)| s));
+        sets.extend(unique);
     }
     if start < rows.len() {
         calls.push(start..rows.len());
