@@ -25,6 +25,11 @@ pub mod guide {
     #[doc = include_str!("../docs/queries.md")]
     pub mod queries {}
 
+    /// Models: unique keys within a tenant, versions, expiry, type changes, keys and updates,
+    /// the `testing` feature, `Dynamic` values.
+    #[doc = include_str!("../docs/models.md")]
+    pub mod models {}
+
     /// Confidence fields: layout, the capped formula, scans, key helpers, migrations, index checks.
     #[doc = include_str!("../docs/confidence.md")]
     pub mod confidence {}

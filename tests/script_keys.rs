@@ -103,10 +103,11 @@ fn keys_of(cmd: &[String]) -> Vec<String> {
     let rest = &cmd[1..];
     match name.as_str() {
         "EXISTS" | "DEL" | "SUNION" | "SINTER" => rest.to_vec(),
+        "TIME" => Vec::new(),
         "RENAME" => rest.iter().take(2).cloned().collect(),
         "HSET" | "HSETNX" | "HGET" | "HMGET" | "HGETALL" | "HDEL" | "HLEN" | "HEXISTS" | "SADD"
         | "SREM" | "SMEMBERS" | "SCARD" | "SISMEMBER" | "ZADD" | "ZREM" | "ZSCORE" | "ZMSCORE"
-        | "ZCARD" | "ZRANGEBYSCORE" | "ZRANGE" | "TYPE" | "HINCRBY" => {
+        | "ZCARD" | "ZRANGEBYSCORE" | "ZRANGE" | "TYPE" | "HINCRBY" | "PEXPIREAT" | "PTTL" => {
             rest.iter().take(1).cloned().collect()
         }
         other => panic!("a script runs {other}: add where its keys are to keys_of"),
@@ -217,6 +218,99 @@ async fn every_script_declares_every_key_it_touches() {
     acme.delete(&renamed)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    // Unique values within a tenant: create.lua's 'V', apply.lua's 'W', insert_many.lua's
+    // scoped triples (and their refusals).
+    let member = |id: &str, email: &str| Member {
+        id: id.repeat(32),
+        email: email.into(),
+        ..Default::default()
+    };
+    let ann = acme
+        .create(member("a", "ann@x.io"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(acme.create(member("b", "ann@x.io")).await.is_err());
+    acme.save(&member("c", "cy@x.io"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(acme.save(&member("d", "ann@x.io")).await.is_err());
+    assert!(acme
+        .create_many(vec![member("e", "eve@x.io"), member("f", "ann@x.io")])
+        .await
+        .is_err());
+    acme.move_key(
+        &ann,
+        Member {
+            email: "ann2@x.io".into(),
+            ..ann.clone()
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    // Versions: apply.lua's 'R' check (refused and passed); update's 'P' and 'S' checks.
+    let page = acme
+        .create(Page {
+            slug: "p".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    acme.save(&page).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(acme.save(&page).await.is_err());
+    acme.update(&Page::key_of("acme", "p"), |p| p.body.push('x'))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    acme.update(&Episode::key_of("acme", e.episode_id.clone()), |e| {
+        e.title.push('!')
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    // Expiry: create.lua's 'X' (ZADD + PEXPIREAT), apply.lua's EXPIRE and ZRENAME, and
+    // sweep.lua after a read meets an expired instance and on demand.
+    let ticket = |id: &str, expires| Ticket {
+        id: id.into(),
+        expires,
+        ..Default::default()
+    };
+    let t1 = acme
+        .create(ticket("t1", None))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    acme.save(&ticket(
+        "t1",
+        Some(chrono::Utc::now() + chrono::Duration::hours(2)),
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    acme.move_key(&t1, ticket("t2", None))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    acme.create(ticket(
+        "gone",
+        Some(chrono::Utc::now() - chrono::Duration::hours(1)),
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(acme.query::<Ticket>().count().await.ok(), Some(1));
+    acme.create(ticket(
+        "gone",
+        Some(chrono::Utc::now() - chrono::Duration::hours(1)),
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    // A live ticket whose entry says it expired: the sweep reads its TTL (PTTL).
+    raw_cmd::<i64>(
+        &server,
+        redis::cmd("ZADD")
+            .arg("$ExpireF:Ticket:acme")
+            .arg(1)
+            .arg(Ticket::key_of("acme", "t2").redis_key()),
+    );
+    let swept = acme
+        .sweep_expired::<Ticket>()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((swept.swept, swept.rescored), (1, 1));
     assert_eq!(acme.query::<Episode>().count().await.ok(), Some(6));
     assert_eq!(
         acme.query::<Item>()
@@ -244,7 +338,15 @@ async fn every_script_declares_every_key_it_touches() {
     raw_cmd::<String>(&server, redis::cmd("ECHO").arg("script-keys-done"));
     let lines = monitor.until("script-keys-done");
     let seen = check(&lines);
-    for cmd in ["HSET", "SADD", "ZADD", "HGET"] {
+    for cmd in [
+        "HSET",
+        "SADD",
+        "ZADD",
+        "HGET",
+        "PEXPIREAT",
+        "PTTL",
+        "EXISTS",
+    ] {
         assert!(seen.contains(cmd), "{cmd} never ran in a script: {seen:?}");
     }
 }

@@ -100,9 +100,26 @@ impl Admin {
         self.session.save_many(values).await
     }
 
+    /// [`Session::update`] of any tenant's instance.
+    pub async fn update<M, F>(&self, key: &Key<M>, change: F) -> Result<Option<M>>
+    where
+        M: Model,
+        F: FnMut(&mut M) + Send,
+    {
+        self.session.update(key, change).await
+    }
+
     /// [`Session::get`] of any tenant's instance.
     pub async fn get<M: Model>(&self, key: &Key<M>) -> Result<Option<M>> {
         self.session.get(key).await
+    }
+
+    /// [`Session::get_fields`] of any tenant's instance.
+    pub async fn get_fields<M: Model>(
+        &self,
+        key: &Key<M>,
+    ) -> Result<Option<std::collections::BTreeMap<String, crate::Dynamic>>> {
+        self.session.get_fields(key).await
     }
 
     /// [`Session::exists`] for any tenant's key.
@@ -132,6 +149,15 @@ impl Admin {
         field: ConfidenceField<M, f64>,
     ) -> Result<Confidence<'s, M>> {
         self.session.confidence_at(key, value, field)
+    }
+
+    /// [`Session::confidence_by_key`] of any tenant's instance.
+    pub fn confidence_by_key<M: Model>(
+        &self,
+        key: &Key<M>,
+        field: ConfidenceField<M, f64>,
+    ) -> Result<Confidence<'_, M>> {
+        self.session.confidence_by_key(key, field)
     }
 
     /// [`Session::confidence_scan`] across tenants.

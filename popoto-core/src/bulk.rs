@@ -65,20 +65,28 @@ pub(crate) struct Row<'r> {
     pub hidden: Option<&'r str>,
 }
 
-/// The value sets of `row`'s unique key fields, with the field index.
-fn unique_sets(meta: &'static ModelMeta, row: &Row<'_>) -> Vec<(String, usize)> {
+/// What two rows must not share in one call, per unique key field of `row`: its value set, and
+/// for a value unique within a tenant, the row's tenant too (rows of two tenants may share it).
+fn unique_sets(meta: &'static ModelMeta, row: &Row<'_>) -> Vec<String> {
+    let segment = |i: usize| {
+        row.record
+            .segments
+            .get(i)
+            .and_then(|s| s.as_deref())
+            .unwrap_or_default()
+    };
     meta.fields
         .iter()
         .enumerate()
         .filter(|(_, f)| f.kind == FieldKind::UniqueKey)
         .map(|(i, _)| {
-            let seg = row
-                .record
-                .segments
-                .get(i)
-                .and_then(|s| s.as_deref())
-                .unwrap_or_default();
-            (keys::value_set_key(meta, i, seg), i)
+            let mut id = keys::value_set_key(meta, i, segment(i));
+            if let (true, Some(t)) = (meta.unique_scope(i) > 0, meta.tenant) {
+                // Tenant ids hold no control character: the last NUL splits the id back.
+                id.push('\0');
+                id.push_str(segment(t));
+            }
+            id
         })
         .collect()
 }
@@ -97,8 +105,7 @@ fn calls_of(meta: &'static ModelMeta, rows: &[Row<'_>]) -> Vec<std::ops::Range<u
         } else {
             Vec::new()
         };
-        let conflict =
-            keys.contains(row.key.as_str()) || unique.iter().any(|(s, _)| sets.contains(s));
+        let conflict = keys.contains(row.key.as_str()) || unique.iter().any(|s| sets.contains(s));
         if i > start && (conflict || i - start == PER_CALL) {
             calls.push(start..i);
             start = i;
@@ -106,7 +113,7 @@ fn calls_of(meta: &'static ModelMeta, rows: &[Row<'_>]) -> Vec<std::ops::Range<u
             sets.clear();
         }
         keys.insert(row.key.as_str());
-        sets.extend(unique.into_iter().map(|(s, _)| s));
+        sets.extend(unique);
     }
     if start < rows.len() {
         calls.push(start..rows.len());
@@ -191,6 +198,14 @@ fn call(
                             Slot::ZSet(k, sorted - 1)
                         }
                         IndexEntry::Companion(_, initial) => Slot::Companion(k, initial),
+                        // Expiring models are written one plan each (`apply.lua`).
+                        IndexEntry::Expiry(..) => {
+                            return Err(Error::Protocol {
+                                op: "bulk write",
+                                model: meta.name,
+                                detail: "an expiring model in insert_many".into(),
+                            })
+                        }
                     });
                 }
                 groups.push(slots);
@@ -199,7 +214,7 @@ fn call(
             }
         };
         let slots = &groups[group];
-        args += 6 + 2 * row.record.values.len() + 3 * slots.len();
+        args += 6 + 2 * row.record.values.len() + 4 * slots.len();
         bytes += 2 * row.key.len()
             + row
                 .record
@@ -279,7 +294,7 @@ fn call(
         .push_hash_fields(&mut cmd);
         for slot in slots {
             if let Slot::Set(k, Some(field)) = *slot {
-                cmd.arg(k).arg(field);
+                cmd.arg(k).arg(field).arg(meta.unique_scope(field));
             }
         }
         for slot in slots {

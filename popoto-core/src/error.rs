@@ -204,6 +204,20 @@ pub enum Error {
         /// Attempts made.
         attempts: u32,
     },
+    /// A versioned instance (`#[popoto(version)]`) was saved since this copy was read: the
+    /// stored version is not the copy's, so the write was refused and nothing was written.
+    /// Read the instance again (or use `Session::update`, which does) and redo the change.
+    #[error("{model} instance {key} is at version {found}, not {expected}: it changed since this copy was read")]
+    Conflict {
+        /// Model concerned.
+        model: &'static str,
+        /// Instance key.
+        key: String,
+        /// The version of the copy being written (the one it was read at).
+        expected: u64,
+        /// The version stored (0: no instance, or one without a version).
+        found: u64,
+    },
     /// Some instances of a bulk write failed; the others were written (each all-or-nothing).
     #[error("{} of {total} {model} instances failed in a bulk write; first: {}", failed.len(), failed.first().map(|f| f.1.to_string()).unwrap_or_default())]
     Bulk {

@@ -229,6 +229,44 @@ pub fn confidence_key(
     Ok(out)
 }
 
+/// Prefix of the expiry sets: not a popoto prefix (popoto keeps no record of expiry besides the
+/// hash's own TTL).
+const EXPIRY: &str = "$ExpireF";
+
+/// `$ExpireF:<Model>[:<seg(tenant)>]`: the zset of the instances of a model (of one tenant, for
+/// a tenant model) that expire, scored by their expiry time in milliseconds since the epoch.
+/// An instance's index entries are removed from it once the hash is gone (`expiry.rs`).
+pub fn expiry_key(meta: &ModelMeta, tenant: Option<&str>) -> String {
+    let model = escape(meta.name);
+    let mut out = String::with_capacity(EXPIRY.len() + model.len() + 24);
+    out.push_str(EXPIRY);
+    out.push(':');
+    out.push_str(&model);
+    if let Some(t) = tenant {
+        push_seg(&mut out, t);
+    }
+    out
+}
+
+/// MATCH pattern for every expiry set of a model (candidates: [`parse_index_key`] keeps the
+/// model's own).
+pub fn expiry_pattern(meta: &ModelMeta) -> String {
+    format!("{}*", glob_escape(&expiry_key(meta, None)))
+}
+
+/// The tenant of expiry set `key` of `meta` (`Some(None)` for an untenanted model's set), or
+/// `None` if `key` is not one of the model's expiry sets.
+pub fn expiry_tenant(meta: &ModelMeta, key: &str) -> Option<Option<String>> {
+    let rest = key.strip_prefix(&expiry_key(meta, None))?;
+    match (meta.tenant, rest.strip_prefix(':')) {
+        (None, None) if rest.is_empty() => Some(None),
+        (Some(_), Some(seg)) if !seg.is_empty() && !seg.contains(':') => {
+            Some(Some(unescape(seg).into_owned()))
+        }
+        _ => None,
+    }
+}
+
 /// MATCH pattern for instance keys whose key fields have the given values (`*` elsewhere);
 /// every value is escaped twice: as a key segment, then for the glob.
 pub fn instance_match<'a>(meta: &ModelMeta, value: &dyn Fn(usize) -> Option<&'a str>) -> String {
@@ -263,6 +301,9 @@ pub fn segment_match(value: &str, escaped: bool) -> String {
 /// MATCH patterns covering every index key of a model: `$Class` and each indexed field's keys.
 pub fn index_patterns(meta: &ModelMeta) -> Vec<String> {
     let mut out = vec![glob_escape(&class_key(meta)).into_owned()];
+    if meta.expires() {
+        out.push(expiry_pattern(meta));
+    }
     for (i, f) in meta.fields.iter().enumerate() {
         if matches!(
             f.kind,
@@ -279,7 +320,7 @@ pub fn index_patterns(meta: &ModelMeta) -> Vec<String> {
 
 /// Whether `key` is one of the model's index keys (`$Class` or an indexed field's key).
 pub fn is_index_key(meta: &ModelMeta, key: &str) -> bool {
-    if key == class_key(meta) {
+    if key == class_key(meta) || (meta.expires() && expiry_tenant(meta, key).is_some()) {
         return true;
     }
     meta.fields.iter().enumerate().any(|(i, f)| {
@@ -370,6 +411,8 @@ pub enum IndexKind {
     Sorted(usize),
     /// A `$ConfidencF` companion hash (any partition, or the unpartitioned one) of this field.
     Confidence(usize),
+    /// An `$ExpireF` expiry set (of one tenant, for a tenant model).
+    Expiry,
 }
 
 /// Classifies `key` as one of the model's index keys by exact prefix, or `None`.
@@ -380,6 +423,9 @@ pub enum IndexKind {
 pub fn parse_index_key(meta: &ModelMeta, key: &str) -> Option<IndexKind> {
     if key == class_key(meta) {
         return Some(IndexKind::Class);
+    }
+    if meta.expires() && expiry_tenant(meta, key).is_some() {
+        return Some(IndexKind::Expiry);
     }
     let below = |base: &str| {
         key.strip_prefix(base)
@@ -441,145 +487,4 @@ pub fn fleet_journal_key(run: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escape_matches_popoto_examples() {
-        let cases = [
-            ("a:b", "a{&#58;}b"),
-            ("a-b", "a/-b"),
-            ("x*y?", "x/*y/?"),
-            ("[q]^'", "/[q/]/^/'"),
-            ("s/lash", "s//lash"),
-            ("{&#58;}", "/{&#58;}"),
-            ("umbrella:eu-1", "umbrella{&#58;}eu/-1"),
-            ("-1", "/-1"),
-            ("1e-05", "1e/-05"),
-            ("2024-01-15", "2024/-01/-15"),
-            (
-                "2024-01-15T10:30:00.000000Z",
-                "2024/-01/-15T10{&#58;}30{&#58;}00.000000Z",
-            ),
-            ("10:30:00", "10{&#58;}30{&#58;}00"),
-            ("plain", "plain"),
-            ("h\u{e9}llo {x} & # \\", "h\u{e9}llo {x} & # \\"),
-        ];
-        for (raw, seg) in cases {
-            assert_eq!(escape(raw), seg, "escape({raw:?})");
-            assert_eq!(unescape(seg), raw, "unescape({seg:?})");
-        }
-    }
-
-    #[test]
-    fn escaped_segments_never_contain_separators_or_globs() {
-        for raw in [
-            "a:b:c",
-            "*",
-            "?",
-            "[ab]",
-            "^x",
-            "a-b",
-            "{&#58;}:{&#58;}",
-            "//::",
-        ] {
-            let e = escape(raw);
-            assert!(!e.contains(':'), "{e}");
-            assert_eq!(unescape(&e), raw);
-        }
-    }
-
-    #[test]
-    fn index_keys_are_classified_by_exact_prefix() {
-        use crate::model::FieldMeta;
-        static META: ModelMeta = ModelMeta {
-            name: "M",
-            fields: &[
-                FieldMeta {
-                    name: "t",
-                    kind: FieldKind::Key,
-                    partition_by: &[],
-                    hidden: false,
-                },
-                FieldMeta {
-                    name: "score",
-                    kind: FieldKind::Sorted,
-                    partition_by: &[0],
-                    hidden: false,
-                },
-                FieldMeta {
-                    name: "scores",
-                    kind: FieldKind::Sorted,
-                    partition_by: &[],
-                    hidden: false,
-                },
-                FieldMeta {
-                    name: "c",
-                    kind: FieldKind::Confidence {
-                        initial: 0.5,
-                        evidence_cap: 20,
-                    },
-                    partition_by: &[0],
-                    hidden: false,
-                },
-            ],
-            key_fields: &[0],
-            tenant: Some(0),
-        };
-        assert_eq!(index_pattern(&META), "$*:M:*");
-        let cases = [
-            ("$Class:M", Some(IndexKind::Class)),
-            ("$KeyF:M:t:a{&#58;}b", Some(IndexKind::ValueSet(0))),
-            ("$KeyF:M:t", None),
-            ("$SortF:M:score", Some(IndexKind::Sorted(1))),
-            ("$SortF:M:score:acme", Some(IndexKind::Sorted(1))),
-            ("$SortF:M:scores", Some(IndexKind::Sorted(2))),
-            ("$SortF:M:scoreboard", None),
-            ("$ConfidencF:M:c:data", Some(IndexKind::Confidence(3))),
-            ("$ConfidencF:M:c:data:a:b", Some(IndexKind::Confidence(3))),
-            ("$ConfidencF:M:c:database", None),
-            ("$KeyF:N:t:x", None),
-            ("M:x", None),
-        ];
-        for (key, kind) in cases {
-            assert_eq!(parse_index_key(&META, key), kind, "{key}");
-        }
-    }
-
-    #[test]
-    fn partition_labels_follow_the_unpartitioned_key() {
-        assert_eq!(
-            partition_label("$ConfidencF:M:c:data", "$ConfidencF:M:c:data:umbrella:eu-1"),
-            "umbrella:eu-1"
-        );
-        assert_eq!(partition_label("$SortF:M:s", "$SortF:M:s:a/-b"), "a/-b");
-        assert_eq!(partition_label("$SortF:M:s", "$SortF:M:s"), "default");
-        assert_eq!(partition_label("$SortF:M:s", "$SortF:M:sx:a"), "default");
-    }
-
-    #[test]
-    fn job_streams_escape_the_queue_name() {
-        assert_eq!(job_stream_key("mail"), "$Jobs:mail");
-        assert_eq!(job_stream_key("a:b*"), "$Jobs:a{&#58;}b/*");
-    }
-
-    #[test]
-    fn catalog_keys_escape_the_tenant_and_stay_apart_from_model_keys() {
-        assert_eq!(catalog_entry_key("acme"), "$PopotoCatalog:entry:acme");
-        assert_eq!(
-            catalog_entry_key("a:b*"),
-            "$PopotoCatalog:entry:a{&#58;}b/*"
-        );
-        assert_eq!(catalog_status_key("active"), "$PopotoCatalog:status:active");
-        assert_eq!(fleet_journal_key("r:1"), "$PopotoCatalog:run:r{&#58;}1");
-        assert!(!catalog_ids_key().starts_with("$Class:"));
-    }
-
-    #[test]
-    fn glob_escape_escapes_metacharacters() {
-        assert_eq!(glob_escape("a*"), "a\\*");
-        assert_eq!(glob_escape("[ab]"), "\\[ab\\]");
-        assert_eq!(glob_escape("a\\"), "a\\\\");
-        assert_eq!(glob_escape("plain:x"), "plain:x");
-    }
-}
+mod tests;

@@ -7,7 +7,7 @@
 
 use std::marker::PhantomData;
 
-pub use crate::codec::{KeySegment, Score, TenantValue, Value};
+pub use crate::codec::{ExpiryValue, KeySegment, Score, TenantValue, Value, VersionValue};
 pub use crate::error::{DecodeError, EncodeError, Error, Result};
 pub use crate::model::{FieldKind, FieldMeta, Key, Model, ModelMeta, Record};
 pub use uuid;
@@ -116,6 +116,15 @@ pub fn decode_error(meta: &'static ModelMeta, key: &str, field: &str, e: DecodeE
         model: meta.name,
         key: key.to_owned(),
         field: field.to_owned(),
+        reason: e.0,
+    }
+}
+
+/// Wraps an error of the `expire_at` field `field` (not one of the model's popoto fields).
+pub fn expiry_error(meta: &'static ModelMeta, field: &'static str, e: EncodeError) -> Error {
+    Error::InvalidValue {
+        model: meta.name,
+        field,
         reason: e.0,
     }
 }

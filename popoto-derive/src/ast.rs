@@ -45,8 +45,12 @@ pub(crate) struct Container<'a> {
     pub(crate) name: String,
     /// Path to the popoto crate.
     pub(crate) crate_path: syn::Path,
-    /// Fields in declaration order.
+    /// Fields in declaration order (the `expire_at` field excepted: it is not stored).
     pub(crate) fields: Vec<Field<'a>>,
+    /// The `#[popoto(expire_at)]` field, if any (more than one is an error).
+    pub(crate) expire_at: Option<Field<'a>>,
+    /// `ttl = seconds`.
+    pub(crate) ttl: Option<u64>,
 }
 
 /// One named field of the struct.
@@ -61,6 +65,12 @@ pub(crate) struct Field<'a> {
     pub(crate) kind: Kind,
     /// Span of `tenant`, when the field is the tenant.
     pub(crate) tenant: Option<Span>,
+    /// Span of `per_tenant`, when the field is a unique key unique within its tenant.
+    pub(crate) per_tenant: Option<Span>,
+    /// Span of `version`, when the field is the model's version.
+    pub(crate) version: Option<Span>,
+    /// Span of `expire_at`, when the field is the instance's expiry time.
+    pub(crate) expire_at: Option<Span>,
     /// Names given to `partition_by`, with their literals for error spans.
     pub(crate) partition_by: Vec<LitStr>,
     /// `partition_by` resolved to field indices (filled by `check`).
@@ -118,7 +128,7 @@ impl<'a> Container<'a> {
             }
         };
 
-        let fields = named
+        let all: Vec<Field<'a>> = named
             .named
             .iter()
             .filter_map(|field| {
@@ -130,11 +140,32 @@ impl<'a> Container<'a> {
                     ty: &field.ty,
                     kind: attrs.kind,
                     tenant: attrs.tenant,
+                    per_tenant: attrs.per_tenant,
+                    version: attrs.version,
+                    expire_at: attrs.expire_at,
                     partition_by: attrs.partition_by,
                     partition_indices: Vec::new(),
                 })
             })
             .collect();
+        // The expiry time is not a popoto field: kept apart, so field indices stay popoto's.
+        let (expiring, fields): (Vec<Field<'a>>, Vec<Field<'a>>) =
+            all.into_iter().partition(|f| f.expire_at.is_some());
+        let mut expiring = expiring.into_iter();
+        let expire_at = expiring.next();
+        if let Some(first) = &expire_at {
+            for other in expiring {
+                if let Some(span) = other.expire_at {
+                    cx.error(
+                        span,
+                        format!(
+                            "a model has at most one `expire_at` field, and `{}` already is",
+                            first.name
+                        ),
+                    );
+                }
+            }
+        }
 
         let name = attrs
             .name
@@ -148,6 +179,8 @@ impl<'a> Container<'a> {
             name,
             crate_path,
             fields,
+            expire_at,
+            ttl: attrs.ttl,
         })
     }
 

@@ -12,11 +12,14 @@ use std::fmt::Display;
 use proc_macro2::{Span, TokenTree};
 use quote::ToTokens;
 use syn::meta::ParseNestedMeta;
-use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
-use syn::{Expr, ExprLit, ExprUnary, Lit, LitStr, Token, UnOp};
+use syn::{Expr, LitStr, Token};
 
 use crate::ast::Kind;
+
+mod values;
+
+use values::{parse_confidence, parse_partition_by, parse_ttl};
 
 /// Name of the attribute this derive reads.
 const POPOTO: &str = "popoto";
@@ -24,13 +27,17 @@ const POPOTO: &str = "popoto";
 // Container keys.
 const NAME: &str = "name";
 const CRATE: &str = "crate";
-const CONTAINER_KEYS: &[&str] = &[NAME, CRATE];
+const TTL: &str = "ttl";
+const CONTAINER_KEYS: &[&str] = &[NAME, CRATE, TTL];
 
 // Field keys.
 const KEY: &str = "key";
 const AUTO_KEY: &str = "auto_key";
 const UNIQUE_KEY: &str = "unique_key";
 const TENANT: &str = "tenant";
+const PER_TENANT: &str = "per_tenant";
+const VERSION: &str = "version";
+const EXPIRE_AT: &str = "expire_at";
 const SORTED: &str = "sorted";
 const PARTITION_BY: &str = "partition_by";
 const CONFIDENCE: &str = "confidence";
@@ -39,6 +46,9 @@ const FIELD_KEYS: &[&str] = &[
     AUTO_KEY,
     UNIQUE_KEY,
     TENANT,
+    PER_TENANT,
+    VERSION,
+    EXPIRE_AT,
     SORTED,
     PARTITION_BY,
     CONFIDENCE,
@@ -132,6 +142,8 @@ pub(crate) struct Container {
     pub(crate) name: Option<LitStr>,
     /// Path to the popoto crate.
     pub(crate) crate_path: Option<syn::Path>,
+    /// `ttl = seconds`: every write expires the instance this long after it.
+    pub(crate) ttl: Option<u64>,
 }
 
 impl Container {
@@ -139,6 +151,7 @@ impl Container {
     pub(crate) fn from_ast(cx: &Ctxt, attrs: &[syn::Attribute]) -> Self {
         let mut name = Attr::none(cx, NAME);
         let mut crate_path = Attr::none(cx, CRATE);
+        let mut ttl = Attr::none(cx, TTL);
         for attr in attrs.iter().filter(|a| a.path().is_ident(POPOTO)) {
             let parsed = attr.parse_nested_meta(|meta| {
                 let span = meta.path.span();
@@ -155,6 +168,11 @@ impl Container {
                             format!("`{}` is not a path to the popoto crate", lit.value()),
                         ),
                     }
+                } else if meta.path.is_ident(TTL) {
+                    let expr: Expr = meta.value()?.parse()?;
+                    if let Some(v) = parse_ttl(cx, &expr) {
+                        ttl.set(span, v);
+                    }
                 } else {
                     unknown_key(cx, &meta, "container", CONTAINER_KEYS)?;
                 }
@@ -167,6 +185,7 @@ impl Container {
         Container {
             name: name.get().map(|(_, lit)| lit),
             crate_path: crate_path.get().map(|(_, path)| path),
+            ttl: ttl.get().map(|(_, v)| v),
         }
     }
 }
@@ -190,6 +209,12 @@ pub(crate) struct Field {
     pub(crate) kind: Kind,
     /// Span of `tenant`, when present.
     pub(crate) tenant: Option<Span>,
+    /// Span of `per_tenant` (on a `unique_key`), when present.
+    pub(crate) per_tenant: Option<Span>,
+    /// Span of `version` (on a plain field), when present.
+    pub(crate) version: Option<Span>,
+    /// Span of `expire_at` (a field that is not stored: the instance's expiry time).
+    pub(crate) expire_at: Option<Span>,
     /// The names listed in `partition_by`, in order.
     pub(crate) partition_by: Vec<LitStr>,
 }
@@ -204,6 +229,9 @@ impl Field {
         let mut sorted = Attr::none(cx, SORTED);
         let mut confidence = Attr::none(cx, CONFIDENCE);
         let mut tenant = Attr::none(cx, TENANT);
+        let mut per_tenant = Attr::none(cx, PER_TENANT);
+        let mut version = Attr::none(cx, VERSION);
+        let mut expire_at = Attr::none(cx, EXPIRE_AT);
         let mut partition_by = Attr::none(cx, PARTITION_BY);
 
         for attr in attrs.iter().filter(|a| a.path().is_ident(POPOTO)) {
@@ -228,6 +256,15 @@ impl Field {
                 if meta.path.is_ident(TENANT) {
                     flag(cx, &meta, TENANT)?;
                     tenant.set(span, ());
+                } else if meta.path.is_ident(PER_TENANT) {
+                    flag(cx, &meta, PER_TENANT)?;
+                    per_tenant.set(span, ());
+                } else if meta.path.is_ident(VERSION) {
+                    flag(cx, &meta, VERSION)?;
+                    version.set(span, ());
+                } else if meta.path.is_ident(EXPIRE_AT) {
+                    flag(cx, &meta, EXPIRE_AT)?;
+                    expire_at.set(span, ());
                 } else if meta.path.is_ident(CONFIDENCE) {
                     let kind = parse_confidence(cx, &meta)?;
                     if confidence.value.is_none() {
@@ -280,6 +317,52 @@ impl Field {
             }
         }
 
+        let per_tenant = per_tenant.get().map(|(span, ())| span);
+        if let Some(span) = per_tenant {
+            match kind_name {
+                Some(UNIQUE_KEY) => {}
+                Some(other) => cx.error(
+                    span,
+                    format!(
+                        "`per_tenant` is only allowed together with `unique_key`, not with `{other}`"
+                    ),
+                ),
+                None => cx.error(
+                    span,
+                    "`per_tenant` is only allowed together with `unique_key`: write \
+                     `#[popoto(unique_key, per_tenant)]`",
+                ),
+            }
+        }
+
+        let version = version.get().map(|(span, ())| span);
+        if let (Some(span), Some(other)) = (version, kind_name) {
+            cx.error(
+                span,
+                format!(
+                    "`version` is only allowed on a plain field, not with `{other}`: the version \
+                     changes on every save"
+                ),
+            );
+        }
+
+        let expire_at = expire_at.get().map(|(span, ())| span);
+        if let Some(span) = expire_at {
+            let other = kind_name
+                .or(tenant.map(|_| TENANT))
+                .or(version.map(|_| VERSION))
+                .or(partition_by.value.as_ref().map(|_| PARTITION_BY));
+            if let Some(other) = other {
+                cx.error(
+                    span,
+                    format!(
+                        "`expire_at` conflicts with `{other}`: the expiry time is not a popoto \
+                         field (it is not stored in the hash)"
+                    ),
+                );
+            }
+        }
+
         let partition_by = match partition_by.get() {
             Some((span, names)) => {
                 if !matches!(kind, Kind::Sorted | Kind::Confidence { .. }) {
@@ -296,6 +379,9 @@ impl Field {
         Field {
             kind,
             tenant,
+            per_tenant,
+            version,
+            expire_at,
             partition_by,
         }
     }
@@ -383,135 +469,4 @@ pub(crate) fn did_you_mean<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a
         })
         .min_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)))
         .map(|(_, _, c)| c)
-}
-
-/// `partition_by = "a"` or `partition_by("a", "b")`.
-fn parse_partition_by(cx: &Ctxt, meta: &ParseNestedMeta) -> syn::Result<Vec<LitStr>> {
-    if meta.input.peek(Token![=]) {
-        let lit = lit_str(meta, "#[popoto(partition_by = \"project_id\")]")?;
-        return Ok(vec![lit]);
-    }
-    if meta.input.peek(syn::token::Paren) {
-        let content;
-        syn::parenthesized!(content in meta.input);
-        let names = Punctuated::<LitStr, Token![,]>::parse_terminated(&content).map_err(|e| {
-            syn::Error::new(
-                e.span(),
-                "`partition_by` takes field names as strings: `partition_by(\"a\", \"b\")`",
-            )
-        })?;
-        if names.is_empty() {
-            cx.error_spanned_by(&meta.path, "`partition_by` needs at least one field name");
-        }
-        return Ok(names.into_iter().collect());
-    }
-    Err(meta.error(
-        "`partition_by` needs field names: `partition_by = \"a\"` or `partition_by(\"a\", \"b\")`",
-    ))
-}
-
-/// `confidence` or `confidence(initial = 0.5, evidence_cap = 20)`.
-fn parse_confidence(cx: &Ctxt, meta: &ParseNestedMeta) -> syn::Result<Kind> {
-    let mut initial = Attr::none(cx, INITIAL);
-    let mut evidence_cap = Attr::none(cx, EVIDENCE_CAP);
-    if meta.input.peek(Token![=]) {
-        return Err(
-            meta.error("write `confidence` or `confidence(initial = 0.5, evidence_cap = 20)`")
-        );
-    }
-    if meta.input.peek(syn::token::Paren) {
-        meta.parse_nested_meta(|inner| {
-            let span = inner.path.span();
-            if inner.path.is_ident(INITIAL) {
-                let expr: Expr = inner.value()?.parse()?;
-                if let Some(v) = parse_initial(cx, &expr) {
-                    initial.set(span, v);
-                }
-            } else if inner.path.is_ident(EVIDENCE_CAP) {
-                let expr: Expr = inner.value()?.parse()?;
-                if let Some(v) = parse_evidence_cap(cx, &expr) {
-                    evidence_cap.set(span, v);
-                }
-            } else {
-                unknown_key(cx, &inner, "confidence", CONFIDENCE_KEYS)?;
-            }
-            Ok(())
-        })?;
-    }
-    Ok(Kind::Confidence {
-        initial: initial.get().map_or(DEFAULT_INITIAL, |(_, v)| v),
-        evidence_cap: evidence_cap.get().map_or(DEFAULT_EVIDENCE_CAP, |(_, v)| v),
-    })
-}
-
-/// A number literal, possibly negated, as `f64`; `None` (after an error) for anything else.
-fn number(cx: &Ctxt, expr: &Expr, what: &str) -> Option<f64> {
-    let (negative, lit) = match expr {
-        Expr::Lit(ExprLit { lit, .. }) => (false, lit),
-        Expr::Unary(ExprUnary {
-            op: UnOp::Neg(_),
-            expr,
-            ..
-        }) => match &**expr {
-            Expr::Lit(ExprLit { lit, .. }) => (true, lit),
-            _ => {
-                cx.error_spanned_by(expr, format!("`{what}` must be a number literal"));
-                return None;
-            }
-        },
-        _ => {
-            cx.error_spanned_by(expr, format!("`{what}` must be a number literal"));
-            return None;
-        }
-    };
-    let value = match lit {
-        Lit::Float(f) => f.base10_parse::<f64>(),
-        Lit::Int(i) => i.base10_parse::<f64>(),
-        _ => {
-            cx.error_spanned_by(expr, format!("`{what}` must be a number literal"));
-            return None;
-        }
-    };
-    match value {
-        Ok(v) => Some(if negative { -v } else { v }),
-        Err(err) => {
-            cx.syn_error(err);
-            None
-        }
-    }
-}
-
-/// `initial`: a number in [0, 1].
-fn parse_initial(cx: &Ctxt, expr: &Expr) -> Option<f64> {
-    let v = number(cx, expr, INITIAL)?;
-    if v.is_finite() && (0.0..=1.0).contains(&v) {
-        Some(v)
-    } else {
-        cx.error_spanned_by(expr, format!("`initial` must be between 0 and 1, got {v}"));
-        None
-    }
-}
-
-/// `evidence_cap`: an integer >= 1 that fits in `u32`.
-fn parse_evidence_cap(cx: &Ctxt, expr: &Expr) -> Option<u32> {
-    let lit = match expr {
-        Expr::Lit(ExprLit {
-            lit: Lit::Int(lit), ..
-        }) => lit,
-        _ => {
-            cx.error_spanned_by(expr, "`evidence_cap` must be an integer of at least 1");
-            return None;
-        }
-    };
-    match lit.base10_parse::<u32>() {
-        Ok(0) => {
-            cx.error_spanned_by(expr, "`evidence_cap` must be at least 1, got 0");
-            None
-        }
-        Ok(v) => Some(v),
-        Err(err) => {
-            cx.syn_error(err);
-            None
-        }
-    }
 }

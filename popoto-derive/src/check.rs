@@ -9,9 +9,15 @@ pub(crate) const HIDDEN_KEY: &str = "_auto_key";
 /// Name of the generated key constructor.
 pub(crate) const KEY_OF: &str = "key_of";
 
+/// Name of the generated key builder.
+pub(crate) const KEY_BUILDER: &str = "key_builder";
+
 /// Checks the whole model and resolves `partition_by` names to field indices.
 pub(crate) fn check(cx: &Ctxt, cont: &mut Container) {
     check_tenant(cx, cont);
+    check_per_tenant(cx, cont);
+    check_version(cx, cont);
+    check_expiry(cx, cont);
     check_names(cx, cont);
     resolve_partitions(cx, cont);
 }
@@ -32,14 +38,87 @@ fn check_tenant(cx: &Ctxt, cont: &Container) {
     }
 }
 
+/// A `per_tenant` unique key needs the model's tenant field: the tenant its values are unique in.
+fn check_per_tenant(cx: &Ctxt, cont: &Container) {
+    if cont.fields.iter().any(|f| f.tenant.is_some()) {
+        return;
+    }
+    for span in cont.fields.iter().filter_map(|f| f.per_tenant) {
+        cx.error(
+            span,
+            "`per_tenant` needs a tenant field to be unique in: mark one key field \
+             `#[popoto(key, tenant)]`",
+        );
+    }
+}
+
+/// At most one field is the version, and no index is partitioned by it.
+fn check_version(cx: &Ctxt, cont: &Container) {
+    let mut versions = cont.fields.iter().filter_map(|f| Some((f, f.version?)));
+    let Some((first, _)) = versions.next() else {
+        return;
+    };
+    for (_, span) in versions {
+        cx.error(
+            span,
+            format!(
+                "a model has at most one version field, and `{}` already is",
+                first.name
+            ),
+        );
+    }
+    for field in &cont.fields {
+        for lit in &field.partition_by {
+            if lit.value() == first.name {
+                cx.error(
+                    lit.span(),
+                    format!(
+                        "`{}` is the version field: it changes on every save and cannot \
+                         partition an index",
+                        first.name
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// An expiring model partitions indexes by key fields only: once a hash has expired, its
+/// index entries must be found from its key alone. (`partition_by` names are resolved later;
+/// an unknown name is reported there.)
+fn check_expiry(cx: &Ctxt, cont: &Container) {
+    if cont.ttl.is_none() && cont.expire_at.is_none() {
+        return;
+    }
+    for field in &cont.fields {
+        for lit in &field.partition_by {
+            let wanted = lit.value();
+            let target = cont.fields.iter().find(|f| f.name == wanted);
+            if target.is_some_and(|t| !t.kind.is_key()) {
+                cx.error(
+                    lit.span(),
+                    format!(
+                        "`{wanted}` is not a key field: in a model whose instances expire \
+                         (`ttl`, `expire_at`), indexes are partitioned by key fields only, so an \
+                         expired instance's entries are found from its key"
+                    ),
+                );
+            }
+        }
+    }
+}
+
 /// Field names that would clash with generated items or popoto's hidden field.
 fn check_names(cx: &Ctxt, cont: &Container) {
     let hidden = cont.has_hidden_key();
     for field in &cont.fields {
-        if field.name == KEY_OF {
+        if field.name == KEY_OF || field.name == KEY_BUILDER {
             cx.error(
                 field.ident.span(),
-                "a field cannot be named `key_of`: the derive generates `key_of` to build instance keys",
+                format!(
+                    "a field cannot be named `{}`: the derive generates `{}` to build instance keys",
+                    field.name, field.name
+                ),
             );
         }
         if hidden && field.name == HIDDEN_KEY {

@@ -14,6 +14,8 @@ use crate::ast::{Container, Field, Kind};
 use crate::attr::Ctxt;
 use crate::check::{self, HIDDEN_KEY};
 
+mod keys;
+
 /// Expands `#[derive(Model)]` on `input`.
 pub fn expand(input: TokenStream) -> syn::Result<TokenStream> {
     let input: DeriveInput = syn::parse2(input)?;
@@ -88,9 +90,11 @@ impl<'a> Gen<'a> {
         let fill_confidence_initials = self.gen_fill_confidence_initials();
         let tenant = self.gen_tenant();
         let segment_from_stored = self.gen_segment_from_stored();
+        let version = self.gen_version();
         let type_checks = self.gen_type_checks();
         let handles = self.gen_handles();
         let key_of = self.gen_key_of();
+        let (builder_fn, builder) = self.gen_key_builder();
         quote! {
             #[doc(hidden)]
             #[allow(non_upper_case_globals, unused_qualifications, clippy::absolute_paths)]
@@ -106,13 +110,17 @@ impl<'a> Gen<'a> {
                     #fill_confidence_initials
                     #tenant
                     #segment_from_stored
+                    #version
                 }
 
                 #[automatically_derived]
                 impl #ident {
                     #handles
                     #key_of
+                    #builder_fn
                 }
+
+                #builder
             };
         }
     }
@@ -134,12 +142,14 @@ impl<'a> Gen<'a> {
                 let name = &f.name;
                 let kind = self.kind(f.kind);
                 let partition_by = &f.partition_indices;
+                let per_tenant = f.per_tenant.is_some();
                 quote! {
                     #private::FieldMeta {
                         name: #name,
                         kind: #kind,
                         partition_by: &[#(#partition_by),*],
                         hidden: false,
+                        per_tenant: #per_tenant,
                     }
                 }
             })
@@ -151,6 +161,7 @@ impl<'a> Gen<'a> {
                     kind: #private::FieldKind::AutoKey,
                     partition_by: &[],
                     hidden: true,
+                    per_tenant: false,
                 }
             });
         }
@@ -159,12 +170,24 @@ impl<'a> Gen<'a> {
             Some((i, _)) => quote!(::core::option::Option::Some(#i)),
             None => quote!(::core::option::Option::None),
         };
+        let version = match self.version_field() {
+            Some((i, _)) => quote!(::core::option::Option::Some(#i)),
+            None => quote!(::core::option::Option::None),
+        };
+        let ttl = match self.cont.ttl {
+            Some(s) => quote!(::core::option::Option::Some(#s)),
+            None => quote!(::core::option::Option::None),
+        };
+        let expire_at = self.cont.expire_at.is_some();
         quote! {
             const META: &'static #private::ModelMeta = &#private::ModelMeta {
                 name: #name,
                 fields: &[#(#fields),*],
                 key_fields: &[#(#key_fields),*],
                 tenant: #tenant,
+                version: #version,
+                ttl: #ttl,
+                expire_at: #expire_at,
             };
         }
     }
@@ -197,6 +220,33 @@ impl<'a> Gen<'a> {
             .iter()
             .enumerate()
             .find(|(_, f)| f.tenant.is_some())
+    }
+
+    fn version_field(&self) -> Option<(usize, &Field<'a>)> {
+        self.cont
+            .fields
+            .iter()
+            .enumerate()
+            .find(|(_, f)| f.version.is_some())
+    }
+
+    /// `version`/`set_version`, for a model with a version field.
+    fn gen_version(&self) -> TokenStream {
+        let private = &self.private;
+        let Some((_, f)) = self.version_field() else {
+            return TokenStream::new();
+        };
+        let (ident, ty) = (f.ident, f.ty);
+        let get = quote_spanned!(ty.span()=> <#ty as #private::VersionValue>::get(&self.#ident));
+        let set = quote_spanned!(ty.span()=> <#ty as #private::VersionValue>::set(&mut self.#ident, version));
+        quote! {
+            fn version(&self) -> u64 {
+                #get
+            }
+            fn set_version(&mut self, version: u64) {
+                #set;
+            }
+        }
     }
 
     /// `segment::<T>(value)`, spanned at the field type so a missing `KeySegment` is blamed there.
@@ -245,6 +295,15 @@ impl<'a> Gen<'a> {
                 quote!(::core::option::Option::None)
             });
         }
+        let expire_at = match &self.cont.expire_at {
+            Some(f) => {
+                let (ident, ty, name) = (f.ident, f.ty, &f.name);
+                let millis = quote_spanned!(ty.span()=>
+                    <#ty as #private::ExpiryValue>::expire_at_millis(&self.#ident));
+                quote!(#millis.map_err(|e| #private::expiry_error(#meta, #name, e))?)
+            }
+            None => quote!(::core::option::Option::None),
+        };
         quote! {
             fn to_record(&self) -> #private::Result<#private::Record> {
                 #[allow(unused_imports)]
@@ -254,6 +313,7 @@ impl<'a> Gen<'a> {
                     values: ::std::vec![#(#values),*],
                     segments: ::std::vec![#(#segments),*],
                     scores: ::std::vec![#(#scores),*],
+                    expire_at: #expire_at,
                 })
             }
         }
@@ -306,6 +366,13 @@ impl<'a> Gen<'a> {
                 }
             }
         });
+        // The expiry time is not stored in the hash: a value read has none.
+        let unread = self.cont.expire_at.iter().map(|f| {
+            let (ident, ty) = (f.ident, f.ty);
+            let private = &self.private;
+            quote_spanned!(ty.span()=> #ident: <#ty as #private::ExpiryValue>::unread())
+        });
+        let build = build.chain(unread);
         let read = if fields.is_empty() {
             quote!(let _ = (key, fields);)
         } else {
@@ -527,79 +594,5 @@ impl<'a> Gen<'a> {
             });
         }
         out
-    }
-
-    fn gen_handles(&self) -> TokenStream {
-        let krate = self.krate;
-        let model = self.cont.ident;
-        let handles = self.cont.fields.iter().enumerate().map(|(i, f)| {
-            let ident = f.ident;
-            let ty = f.ty;
-            let (handle, what) = match f.kind {
-                Kind::Plain => (quote!(Field), "plain field"),
-                Kind::Key => (quote!(KeyField), "key field"),
-                Kind::UniqueKey => (quote!(KeyField), "unique key field"),
-                Kind::AutoKey => (quote!(KeyField), "auto key field"),
-                Kind::Sorted => (quote!(SortedField), "sorted field"),
-                Kind::Confidence { .. } => (quote!(ConfidenceField), "confidence field"),
-            };
-            let tenant = if f.tenant.is_some() {
-                " (the tenant)"
-            } else {
-                ""
-            };
-            let doc = format!(" Handle of the {what} `{}`{tenant}.", f.name);
-            quote! {
-                #[doc = #doc]
-                pub const fn #ident() -> #krate::#handle<#model, #ty> {
-                    #krate::#handle::new(#i)
-                }
-            }
-        });
-        quote!(#(#handles)*)
-    }
-
-    fn gen_key_of(&self) -> TokenStream {
-        let krate = self.krate;
-        let model = self.cont.ident;
-        let into = quote!(::core::convert::Into);
-        let fields = &self.cont.fields;
-        let (params, segments, names): (Vec<_>, Vec<_>, Vec<_>) = if self.hidden {
-            let param = format_ident!("auto_key");
-            (
-                vec![quote!(#param: impl #into<::std::string::String>)],
-                vec![quote!(#into::<::std::string::String>::into(#param))],
-                vec![HIDDEN_KEY.to_owned()],
-            )
-        } else {
-            let params = fields.iter().filter(|f| f.kind.is_key()).map(|f| {
-                let ident = f.ident;
-                let ty = f.ty;
-                quote!(#ident: impl #into<#ty>)
-            });
-            let segments = self.key_fields.iter().map(|&i| {
-                let f = &fields[i];
-                let ident = f.ident;
-                let ty = f.ty;
-                self.segment(f, quote!(&#into::<#ty>::into(#ident)))
-            });
-            let names = self.key_fields.iter().map(|&i| fields[i].name.clone());
-            (params.collect(), segments.collect(), names.collect())
-        };
-        let names = names
-            .iter()
-            .map(|n| format!("`{n}`"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let doc = format!(
-            " The key of the `{model}` whose key fields have these values (key order: {names})."
-        );
-        quote! {
-            #[doc = #doc]
-            #[allow(clippy::too_many_arguments)]
-            pub fn key_of(#(#params),*) -> #krate::Key<#model> {
-                #krate::Key::from_segments(::std::vec![#(#segments),*])
-            }
-        }
     }
 }

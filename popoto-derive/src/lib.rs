@@ -25,6 +25,8 @@ use proc_macro::TokenStream;
 /// - `key`, `unique_key`, `auto_key` (a `String` filled with a uuid4 hex when empty): the field
 ///   is part of the instance key; key segments are ordered by field name.
 /// - `tenant` (with `key`, on a `String`): the field holding the tenant id; at most one.
+/// - `per_tenant` (with `unique_key`, in a model with a tenant field): the value is unique
+///   within each tenant instead of across the model (same layout as popoto's `UniqueKeyField`).
 /// - `sorted`: the field's score is indexed in a sorted set.
 /// - `confidence` or `confidence(initial = 0.5, evidence_cap = 20)`: a Popoto
 ///   `ConfidenceField` on an `f64`.

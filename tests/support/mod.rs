@@ -33,6 +33,44 @@ pub struct Item {
     pub note: Option<String>,
 }
 
+/// Members of an organisation: an e-mail unique within the organisation (`per_tenant`).
+#[derive(Model, Debug, Clone, PartialEq, Default)]
+pub struct Member {
+    #[popoto(key, tenant)]
+    pub org: String,
+    #[popoto(auto_key)]
+    pub id: String,
+    #[popoto(unique_key, per_tenant)]
+    pub email: String,
+    pub name: String,
+}
+
+/// A versioned page: saves of a stale copy are refused.
+#[derive(Model, Debug, Clone, PartialEq, Default)]
+pub struct Page {
+    #[popoto(key, tenant)]
+    pub org: String,
+    #[popoto(key)]
+    pub slug: String,
+    pub body: String,
+    #[popoto(version)]
+    pub version: u64,
+}
+
+/// Tickets expire a day after each write, or at a time of their own (`expire_at`).
+#[derive(Model, Debug, Clone, PartialEq, Default)]
+#[popoto(ttl = 86400)]
+pub struct Ticket {
+    #[popoto(key, tenant)]
+    pub org: String,
+    #[popoto(key)]
+    pub id: String,
+    #[popoto(sorted, partition_by = "org")]
+    pub at: i64,
+    #[popoto(expire_at)]
+    pub expires: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// An untenanted model without key fields: Popoto's hidden `_auto_key`.
 #[derive(Model, Debug, Clone, PartialEq, Default)]
 pub struct Note {

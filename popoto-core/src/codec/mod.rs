@@ -17,6 +17,8 @@
 //! * chrono values are **truncated** to microseconds (Python's resolution) wherever they are
 //!   written, rendered or scored, and a leap second is clamped to `:59.999999`. Years outside
 //!   1..=9999 cannot be encoded.
+//! * A `Decimal` also decodes from a msgpack int (the same number: a field that was an int);
+//!   see `docs/models.md` for every type change old data survives.
 //! * `rust_decimal` has no positive exponents: a stored `1E+2` decodes to `100` (and re-encodes
 //!   as `100`); more than 28 fractional digits are rounded half-even.
 //! * Set payloads are written in ascending order (Python's own order is arbitrary).
@@ -24,6 +26,7 @@
 use crate::error::{DecodeError, EncodeError};
 
 mod datetime;
+mod dynamic;
 mod msgpack;
 mod pydecimal;
 mod pyfmt;
@@ -34,6 +37,7 @@ mod value;
 #[cfg(test)]
 mod tests;
 
+pub use dynamic::Dynamic;
 pub use pydecimal::PyDecimal;
 pub use pyfmt::{decimal_str, float_repr, parse_decimal};
 
@@ -87,6 +91,55 @@ impl TenantValue for String {
     fn set_tenant_id(&mut self, id: &str) {
         self.clear();
         self.push_str(id);
+    }
+}
+
+/// A field type that can hold a model's version (`#[popoto(version)]`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a version field",
+    label = "the version field must be a `u64`"
+)]
+pub trait VersionValue {
+    /// The version held by the field.
+    fn get(&self) -> u64;
+    /// Sets the field to the given version.
+    fn set(&mut self, version: u64);
+}
+
+impl VersionValue for u64 {
+    fn get(&self) -> u64 {
+        *self
+    }
+    fn set(&mut self, version: u64) {
+        *self = version;
+    }
+}
+
+/// A field type that can hold an instance's expiry time (`#[popoto(expire_at)]`): not stored in
+/// the hash (popoto keeps it as the hash's TTL only), so a value read back has none.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be an expiry time",
+    label = "the `expire_at` field must be an `Option<chrono::DateTime<chrono::Utc>>`"
+)]
+pub trait ExpiryValue {
+    /// The expiry time in milliseconds since the Unix epoch, if one is set.
+    fn expire_at_millis(&self) -> Result<Option<i64>, EncodeError>;
+    /// The value of a field read from Redis: none.
+    fn unread() -> Self;
+}
+
+impl ExpiryValue for Option<chrono::DateTime<chrono::Utc>> {
+    /// A time before the Unix epoch is refused: Redis has no such expiry.
+    fn expire_at_millis(&self) -> Result<Option<i64>, EncodeError> {
+        match self.map(|t| t.timestamp_millis()) {
+            Some(ms) if ms < 0 => Err(EncodeError::new(format_args!(
+                "expiry time {ms} ms is before the Unix epoch"
+            ))),
+            ms => Ok(ms),
+        }
+    }
+    fn unread() -> Self {
+        None
     }
 }
 

@@ -193,8 +193,14 @@ impl Value for Decimal {
         write_tagged_text(out, Tag::Decimal, decimal_str_buf(self).as_bytes())
     }
 
-    /// Any finite `Decimal` text, exponent forms included (see [`parse_decimal`]).
+    /// Any finite `Decimal` text, exponent forms included (see [`parse_decimal`]); also a
+    /// msgpack int, the same number (an `IntField` that became a `DecimalField`).
     fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        match read_only_number(bytes) {
+            Ok(Number::Uint(v)) => return Ok(Decimal::from(v)),
+            Ok(Number::Int(v)) => return Ok(Decimal::from(v)),
+            _ => {}
+        }
         parse_decimal(read_tagged_str(bytes, Tag::Decimal)?)
     }
 }

@@ -8,7 +8,7 @@ use crate::error::{BulkError, Error, Result};
 use crate::model::{key_segments, Key, Model, Record};
 use crate::plan::{movable_partition_fields, Outcome, Plan};
 
-use super::write::Stored;
+use super::write::{next_version, Stored};
 use super::{Mode, Session};
 
 impl Session {
@@ -53,7 +53,7 @@ impl Session {
                 };
                 let mut calls = Vec::with_capacity(chunk.len());
                 for (k, st) in chunk.iter().zip(&stored) {
-                    let (plan, _) = Self::delete_plan(k, st)?;
+                    let (plan, _) = Self::delete_plan(k, st, None)?;
                     calls.push((plan.keys.clone(), plan.args()));
                 }
                 let replies = backend
@@ -76,8 +76,15 @@ impl Session {
                                     raw: Vec::new(),
                                     assumed: false,
                                 },
+                                None,
                             )?;
-                            return Err(self.outcome_error::<M>(other, &record, &k.redis_key(), 1));
+                            return Err(self.outcome_error::<M>(
+                                other,
+                                &record,
+                                &k.redis_key(),
+                                1,
+                                None,
+                            ));
                         }
                     }
                 }
@@ -106,6 +113,9 @@ impl Session {
     ///
     /// Models with non-key partition fields read their stored partition values first (one
     /// pipelined round trip per batch). Failures are reported as for [`Session::create_many`].
+    /// A versioned model checks each value's version as [`Session::save`] does (a stale one is
+    /// refused alone with [`Error::Conflict`]); the values written come back with their new
+    /// version.
     pub async fn save_many<M: Model>(
         &self,
         values: Vec<M>,
@@ -121,6 +131,13 @@ impl Session {
         mut values: Vec<M>,
     ) -> std::result::Result<Vec<M>, BulkError<M>> {
         let outcomes = self.write_rows(mode, &mut values).await;
+        if mode == Mode::Save && M::META.version.is_some() {
+            for (v, outcome) in values.iter_mut().zip(&outcomes) {
+                if outcome.is_none() {
+                    v.set_version(v.version().saturating_add(1));
+                }
+            }
+        }
         if outcomes.iter().all(Option::is_none) {
             return Ok(values);
         }
@@ -149,8 +166,8 @@ impl Session {
         let mut fresh = mode == Mode::Create;
         for (i, v) in values.iter_mut().enumerate() {
             match self.prepare_row(mode, v, &mut fresh) {
-                Ok((key, record, hidden)) => {
-                    prepared.push((i, key, record, hidden));
+                Ok(row) => {
+                    prepared.push((i, row));
                     outcomes.push(None);
                 }
                 Err(e) => outcomes.push(Some(e)),
@@ -166,7 +183,13 @@ impl Session {
                 return outcomes;
             }
         };
-        for ((i, key, record, hidden), reply) in prepared.iter().zip(replies) {
+        for ((i, row), reply) in prepared.iter().zip(replies) {
+            let Prepared {
+                key,
+                record,
+                hidden,
+                version,
+            } = row;
             let outcome = reply
                 .map_err(|source| Error::Redis {
                     op: mode.op(),
@@ -178,10 +201,12 @@ impl Session {
                 Ok(Outcome::Applied(_)) => None,
                 // Changed concurrently since the pipelined read: redo this one alone.
                 Ok(Outcome::Changed) => self
-                    .write(mode, key, record, hidden.as_deref(), false)
+                    .write(mode, key, record, hidden.as_deref(), false, *version)
                     .await
                     .err(),
-                Ok(other) => Some(self.outcome_error::<M>(other, record, &key.redis_key(), 1)),
+                Ok(other) => {
+                    Some(self.outcome_error::<M>(other, record, &key.redis_key(), 1, *version))
+                }
                 Err(e) => Some(e),
             };
         }
@@ -194,28 +219,40 @@ impl Session {
         mode: Mode,
         v: &mut M,
         fresh: &mut bool,
-    ) -> Result<(Key<M>, Record, Option<String>)> {
+    ) -> Result<Prepared<M>> {
         let meta = M::META;
         self.scope_value(v)?;
         if mode == Mode::Create {
             *fresh &= v.fill_auto_keys() || meta.has_hidden_key();
             v.fill_confidence_initials();
+            if meta.version.is_some() {
+                v.set_version(1);
+            }
         }
-        let record = v.to_record()?;
+        let mut record = v.to_record()?;
+        let version = match mode {
+            Mode::Save => next_version(v, &mut record)?,
+            Mode::Create => None,
+        };
         let hidden =
             (meta.has_hidden_key() && mode == Mode::Create).then(crate::__private::new_auto_key);
         let key: Key<M> = match &hidden {
             Some(h) => Key::from_segments(key_segments::<M>(&record, Some(h))),
             None => self.key_of_record::<M>(&record)?,
         };
-        Ok((key, record, hidden))
+        Ok(Prepared {
+            key,
+            record,
+            hidden,
+            version,
+        })
     }
 
     /// Sends the prepared records of a bulk write; one reply per record, in order.
     async fn send_rows<M: Model>(
         &self,
         mode: Mode,
-        prepared: &[(usize, Key<M>, Record, Option<String>)],
+        prepared: &[(usize, Prepared<M>)],
         fresh: bool,
     ) -> Result<Vec<redis::RedisResult<redis::Value>>> {
         let meta = M::META;
@@ -225,14 +262,17 @@ impl Session {
         }
         let backend = self.backend().await?;
         let movable = movable_partition_fields(meta);
-        if movable.is_empty() {
+        // Saves of a versioned model check each version, and expiring instances set their
+        // expiry: one plan each.
+        let checked = mode == Mode::Save && meta.version.is_some();
+        if movable.is_empty() && !checked && !meta.expires() {
             // Instances whose partitions are all in their keys: many per script call.
             let rows: Vec<bulk::Row<'_>> = prepared
                 .iter()
-                .map(|(_, key, record, hidden)| bulk::Row {
-                    key: key.redis_key(),
-                    record,
-                    hidden: hidden.as_deref(),
+                .map(|(_, p)| bulk::Row {
+                    key: p.key.redis_key(),
+                    record: &p.record,
+                    hidden: p.hidden.as_deref(),
                 })
                 .collect();
             let write = match mode {
@@ -244,16 +284,33 @@ impl Session {
         }
         // Saves assume their partitions did not move; a refused one is redone alone.
         let mut calls = Vec::with_capacity(prepared.len());
-        for (_, key, record, hidden) in prepared {
+        for (_, p) in prepared {
             let stored = match mode {
                 Mode::Create => Stored::none(meta),
-                Mode::Save => Stored::assumed(meta, record),
+                Mode::Save => Stored::assumed(meta, &p.record),
             };
-            let plan = Self::write_plan(mode, key, record, hidden.as_deref(), &stored)?;
+            let plan = Self::write_plan(
+                mode,
+                &p.key,
+                &p.record,
+                p.hidden.as_deref(),
+                &stored,
+                p.version,
+            )?;
             calls.push((plan.keys.clone(), plan.args()));
         }
         backend
             .eval_many(mode.op(), meta.name, &APPLY, &calls)
             .await
     }
+}
+
+/// One record of a bulk write, checked and rendered.
+struct Prepared<M> {
+    key: Key<M>,
+    record: Record,
+    /// The hidden `_auto_key` generated for a create.
+    hidden: Option<String>,
+    /// For a save of a versioned model: the version the value was read at.
+    version: Option<u64>,
 }

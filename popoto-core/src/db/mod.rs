@@ -14,6 +14,8 @@ use crate::tenant::{Scope, TenantId};
 use crate::verify::{Guard, Skip};
 
 mod bulk_write;
+mod relocate;
+mod update;
 mod write;
 
 /// How often a write is retried when its instance changed between read and write.
@@ -263,6 +265,63 @@ impl Session {
                 Ok(()) => Ok(Some(value)),
                 Err(_) => Err(self.not_in_scope::<M>(redis_key)),
             }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Every field of the hash stored at `key`, each decoded as a [`crate::Dynamic`] value,
+    /// whether the struct declares it or not (fields popoto or an older struct wrote included):
+    /// one `HGETALL`, `None` if there is no instance. Through a tenant handle, the stored
+    /// tenant field must be the tenant's ([`Error::NotInScope`] otherwise). A value that is not
+    /// msgpack is [`Error::Decode`] naming its field; popoto's legacy `<field>\0idxset`
+    /// entries are left out.
+    pub async fn get_fields<M: Model>(
+        &self,
+        key: &Key<M>,
+    ) -> Result<Option<std::collections::BTreeMap<String, crate::Dynamic>>> {
+        self.check_key(key)?;
+        let redis_key = key.redis_key();
+        let span = self.span::<M>("get_fields");
+        span.record("commands", 1);
+        async {
+            let fields: Vec<(Vec<u8>, Vec<u8>)> = self
+                .backend()
+                .await?
+                .query("get", M::META.name, redis::cmd("HGETALL").arg(&redis_key))
+                .await?;
+            if fields.is_empty() {
+                return Ok(None);
+            }
+            if let (Scope::Tenant(t), Some(f)) = (&self.scope, M::META.tenant) {
+                let want = crate::verify::tenant_bytes::<M>(f, t.as_str())?;
+                let name = M::META.fields[f].name.as_bytes();
+                if !fields.iter().any(|(n, v)| n == name && *v == want) {
+                    return Err(self.not_in_scope::<M>(redis_key));
+                }
+            }
+            let mut out = std::collections::BTreeMap::new();
+            for (name, raw) in fields {
+                if name.contains(&0) {
+                    continue;
+                }
+                let decode = |reason: String, field: String| Error::Decode {
+                    model: M::META.name,
+                    key: redis_key.clone(),
+                    field,
+                    reason,
+                };
+                let name = String::from_utf8(name).map_err(|e| {
+                    decode(
+                        "the field name is not UTF-8".into(),
+                        String::from_utf8_lossy(e.as_bytes()).into_owned(),
+                    )
+                })?;
+                let value = <crate::Dynamic as crate::codec::Value>::decode(&raw)
+                    .map_err(|e| decode(e.0, name.clone()))?;
+                out.insert(name, value);
+            }
+            Ok(Some(out))
         }
         .instrument(span)
         .await

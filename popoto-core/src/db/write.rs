@@ -58,6 +58,9 @@ impl Session {
         self.scope_value(&mut value)?;
         let filled = value.fill_auto_keys();
         value.fill_confidence_initials();
+        if M::META.version.is_some() {
+            value.set_version(1);
+        }
         let span = self.span::<M>("create");
         async {
             let record = value.to_record()?;
@@ -68,7 +71,7 @@ impl Session {
             let key = Key::from_segments(segments);
             // A key holding a uuid4 generated just now cannot exist yet.
             let fresh = filled || hidden.is_some();
-            self.write(Mode::Create, &key, &record, hidden.as_deref(), fresh)
+            self.write(Mode::Create, &key, &record, hidden.as_deref(), fresh, None)
                 .await?;
             Ok((key, value))
         }
@@ -80,10 +83,16 @@ impl Session {
     /// sorted-set members and confidence entries when a non-key partition value changed.
     ///
     /// Auto keys must be set (use [`Session::create`] for new instances with generated keys).
+    ///
+    /// A versioned model (`#[popoto(version)]`) is written only if the stored version is still
+    /// the value's (an absent instance counts as version 0), and stores the next version; a
+    /// stale copy is refused with [`Error::Conflict`]. The value itself is not changed: read the
+    /// instance again, or use [`Session::update`], to save it a second time.
     pub async fn save<M: Model>(&self, value: &M) -> Result<()> {
-        let record = self.record_of(value)?;
+        let mut record = self.record_of(value)?;
+        let version = next_version(value, &mut record)?;
         let key = self.key_of_record::<M>(&record)?;
-        self.write(Mode::Save, &key, &record, None, false)
+        self.write(Mode::Save, &key, &record, None, false, version)
             .instrument(self.span::<M>("save"))
             .await
             .map(|_| ())
@@ -92,9 +101,10 @@ impl Session {
     /// Inserts or updates the instance stored at `key` (for models with a hidden auto key).
     pub async fn save_at<M: Model>(&self, key: &Key<M>, value: &M) -> Result<()> {
         self.check_key(key)?;
-        let record = self.record_of(value)?;
+        let mut record = self.record_of(value)?;
+        let version = next_version(value, &mut record)?;
         let hidden = hidden_key_of(key, &record)?;
-        self.write(Mode::Save, key, &record, hidden, false)
+        self.write(Mode::Save, key, &record, hidden, false, version)
             .instrument(self.span::<M>("save"))
             .await
             .map(|_| ())
@@ -102,23 +112,29 @@ impl Session {
 
     /// Changes key fields: moves the hash (foreign fields included), every index entry and the
     /// confidence entries from `old`'s key to `new`'s, atomically. `old` must exist; `new`'s key
-    /// must not.
+    /// must not. A versioned model checks `old`'s version, like [`Session::save`], and returns
+    /// `new` with the next version.
     pub async fn move_key<M: Model>(&self, old: &M, mut new: M) -> Result<M> {
         let old_record = self.record_of(old)?;
         self.scope_value(&mut new)?;
         new.fill_auto_keys();
+        new.set_version(old.version());
         let span = self.span::<M>("move_key");
         async {
-            let new_record = new.to_record()?;
+            let mut new_record = new.to_record()?;
+            let version = next_version(&new, &mut new_record)?;
             let old_key = self.key_of_record::<M>(&old_record)?;
             let new_key = self.key_of_record::<M>(&new_record)?;
             if old_key == new_key {
-                self.write(Mode::Save, &new_key, &new_record, None, false)
+                self.write(Mode::Save, &new_key, &new_record, None, false, version)
                     .await?;
-                return Ok(new);
+            } else {
+                self.relocate(&old_key, &old_record, &new_key, &new_record, version)
+                    .await?;
             }
-            self.relocate(&old_key, &old_record, &new_key, &new_record)
-                .await?;
+            if let Some(v) = version {
+                new.set_version(v + 1);
+            }
             Ok(new)
         }
         .instrument(span)
@@ -126,20 +142,28 @@ impl Session {
     }
 
     /// Deletes an instance and all its index and confidence entries; `false` if it did not exist.
+    /// A versioned model refuses to delete through a stale copy ([`Error::Conflict`]).
     pub async fn delete<M: Model>(&self, value: &M) -> Result<bool> {
         let record = self.record_of(value)?;
         let key = self.key_of_record::<M>(&record)?;
-        self.delete_at(&key, Some(&record)).await
+        let version = M::META.version.map(|_| value.version());
+        self.delete_at(&key, Some(&record), version).await
     }
 
-    /// Deletes the instance at `key`; `false` if it did not exist.
+    /// Deletes the instance at `key` (whatever its version); `false` if it did not exist.
     pub async fn delete_key<M: Model>(&self, key: &Key<M>) -> Result<bool> {
-        self.delete_at(key, None).await
+        self.delete_at(key, None, None).await
     }
 
     /// Deletes the instance at `key`; with `assumed`, first assuming its stored partition
-    /// values are the given record's (one round trip when they are).
-    async fn delete_at<M: Model>(&self, key: &Key<M>, assumed: Option<&Record>) -> Result<bool> {
+    /// values are the given record's (one round trip when they are); with `version`, only if
+    /// the stored version is still that one.
+    async fn delete_at<M: Model>(
+        &self,
+        key: &Key<M>,
+        assumed: Option<&Record>,
+        version: Option<u64>,
+    ) -> Result<bool> {
         self.check_key(key)?;
         let span = self.span::<M>("delete");
         async {
@@ -149,12 +173,14 @@ impl Session {
                     Some(record) if attempt == 1 => Stored::assumed(M::META, record),
                     _ => self.read_stored::<M>(&redis_key).await?,
                 };
-                let (plan, record) = Self::delete_plan(key, &stored)?;
+                let (plan, record) = Self::delete_plan(key, &stored, version)?;
                 match self.apply::<M>("delete", &plan).await? {
                     Outcome::Applied(n) => return Ok(n > 0),
                     Outcome::Changed if attempt < MAX_ATTEMPTS => continue,
                     other => {
-                        return Err(self.outcome_error::<M>(other, &record, &redis_key, attempt))
+                        return Err(
+                            self.outcome_error::<M>(other, &record, &redis_key, attempt, version)
+                        )
                     }
                 }
             }
@@ -168,8 +194,13 @@ impl Session {
         .await
     }
 
-    /// The plan deleting the instance at `key` given its stored partition values.
-    pub(super) fn delete_plan<M: Model>(key: &Key<M>, stored: &Stored) -> Result<(Plan, Record)> {
+    /// The plan deleting the instance at `key` given its stored partition values (and, with
+    /// `version`, only if the stored version is that one).
+    pub(super) fn delete_plan<M: Model>(
+        key: &Key<M>,
+        stored: &Stored,
+        version: Option<u64>,
+    ) -> Result<(Plan, Record)> {
         let meta = M::META;
         let redis_key = key.redis_key();
         let mut record = Record {
@@ -185,6 +216,7 @@ impl Session {
             .flatten();
         let mut plan = Plan::default();
         let k = plan.key(redis_key.clone());
+        version_check(&mut plan, meta, k, version);
         plan.writes.push(Write::Del { key: k });
         for (f, raw) in &stored.raw {
             plan.checks.push(if stored.assumed {
@@ -217,7 +249,7 @@ impl Session {
     }
 
     /// Reads the stored bytes of the movable partition fields (no command if there are none).
-    async fn read_stored<M: Model>(&self, redis_key: &str) -> Result<Stored> {
+    pub(super) async fn read_stored<M: Model>(&self, redis_key: &str) -> Result<Stored> {
         let movable = movable_partition_fields(M::META);
         if movable.is_empty() {
             return Ok(Stored {
@@ -241,13 +273,15 @@ impl Session {
         })
     }
 
-    /// Builds the plan of a create or save, given the stored partition values.
+    /// Builds the plan of a create or save, given the stored partition values; with `version`,
+    /// the stored version must be that one.
     pub(super) fn write_plan<M: Model>(
         mode: Mode,
         key: &Key<M>,
         record: &Record,
         hidden: Option<&str>,
         stored: &Stored,
+        version: Option<u64>,
     ) -> Result<Plan> {
         let meta = M::META;
         let redis_key = key.redis_key();
@@ -262,6 +296,7 @@ impl Session {
         if mode == Mode::Create {
             plan.checks.push(Check::Absent(k));
         }
+        version_check(&mut plan, meta, k, version);
         inst.unique_checks(&mut plan, None);
         // Moves out of partitions whose (non-key) partition value changed.
         let mut old_segments: HashMap<usize, String> = HashMap::new();
@@ -336,6 +371,7 @@ impl Session {
         Ok(plan)
     }
 
+    /// Writes one instance (a create, or a save checked against the stored `version`).
     pub(super) async fn write<M: Model>(
         &self,
         mode: Mode,
@@ -343,6 +379,7 @@ impl Session {
         record: &Record,
         hidden: Option<&str>,
         fresh: bool,
+        version: Option<u64>,
     ) -> Result<i64> {
         let redis_key = key.redis_key();
         for attempt in 1..=MAX_ATTEMPTS {
@@ -362,7 +399,7 @@ impl Session {
                     .await?;
                 return match Plan::outcome(M::META, "create", reply)? {
                     Outcome::Applied(n) => Ok(n),
-                    other => Err(self.outcome_error::<M>(other, record, &redis_key, attempt)),
+                    other => Err(self.outcome_error::<M>(other, record, &redis_key, attempt, None)),
                 };
             }
             // An update first assumes its partitions did not move (one round trip); if they did,
@@ -372,11 +409,13 @@ impl Session {
                 Mode::Save if attempt == 1 => Stored::assumed(M::META, record),
                 Mode::Save => self.read_stored::<M>(&redis_key).await?,
             };
-            let plan = Self::write_plan(mode, key, record, hidden, &stored)?;
+            let plan = Self::write_plan(mode, key, record, hidden, &stored, version)?;
             match self.apply::<M>(mode.op(), &plan).await? {
                 Outcome::Applied(n) => return Ok(n),
                 Outcome::Changed if attempt < MAX_ATTEMPTS => continue,
-                other => return Err(self.outcome_error::<M>(other, record, &redis_key, attempt)),
+                other => {
+                    return Err(self.outcome_error::<M>(other, record, &redis_key, attempt, version))
+                }
             }
         }
         Err(Error::Contention {
@@ -386,88 +425,7 @@ impl Session {
         })
     }
 
-    async fn relocate<M: Model>(
-        &self,
-        old_key: &Key<M>,
-        old_record: &Record,
-        new_key: &Key<M>,
-        new_record: &Record,
-    ) -> Result<()> {
-        let meta = M::META;
-        let (old_redis, new_redis) = (old_key.redis_key(), new_key.redis_key());
-        for attempt in 1..=MAX_ATTEMPTS {
-            let stored = self.read_stored::<M>(&old_redis).await?;
-            let mut old = old_record.clone();
-            let mut plan = Plan::default();
-            let ko = plan.key(old_redis.clone());
-            let kn = plan.key(new_redis.clone());
-            plan.checks.push(Check::Present(ko));
-            plan.checks.push(Check::Absent(kn));
-            for (f, raw) in &stored.raw {
-                plan.checks.push(Check::Field {
-                    key: ko,
-                    field: meta.fields[*f].name.to_owned(),
-                    value: raw.clone(),
-                });
-                if let Some(raw) = raw {
-                    old.segments[*f] = Some(M::segment_from_stored(&old_redis, *f, raw)?);
-                }
-            }
-            let old_inst = Instance {
-                meta,
-                key: old_redis.clone(),
-                record: &old,
-                hidden_key: None,
-            };
-            let new_inst = Instance {
-                meta,
-                key: new_redis.clone(),
-                record: new_record,
-                hidden_key: None,
-            };
-            new_inst.unique_checks(&mut plan, Some(&old_redis));
-            plan.writes.push(Write::Rename { from: ko, to: kn });
-            plan.writes.push(Write::HSet {
-                key: kn,
-                pairs: new_inst.hash_pairs(),
-            });
-            old_inst.remove_indexes(&mut plan, false)?;
-            for (i, f) in meta.fields.iter().enumerate() {
-                if let FieldKind::Confidence { .. } = f.kind {
-                    let from = plan.key(old_inst.confidence_key(i)?);
-                    let to = plan.key(new_inst.confidence_key(i)?);
-                    plan.writes.push(Write::HMove {
-                        from,
-                        from_field: old_redis.clone(),
-                        to,
-                        to_field: new_redis.clone(),
-                    });
-                }
-            }
-            new_inst.add_indexes(&mut plan)?;
-            plan.add_type_checks();
-            match self.apply::<M>("move_key", &plan).await? {
-                Outcome::Applied(_) => return Ok(()),
-                Outcome::Changed if attempt < MAX_ATTEMPTS => continue,
-                Outcome::Exists(k) => {
-                    return Err(Error::AlreadyExists {
-                        model: meta.name,
-                        key: k,
-                    })
-                }
-                other => {
-                    return Err(self.outcome_error::<M>(other, new_record, &new_redis, attempt))
-                }
-            }
-        }
-        Err(Error::Contention {
-            model: meta.name,
-            key: old_redis,
-            attempts: MAX_ATTEMPTS,
-        })
-    }
-
-    async fn apply<M: Model>(&self, op: &'static str, plan: &Plan) -> Result<Outcome> {
+    pub(super) async fn apply<M: Model>(&self, op: &'static str, plan: &Plan) -> Result<Outcome> {
         tracing::Span::current().record("commands", plan.command_count());
         let reply = self
             .backend()
@@ -477,15 +435,32 @@ impl Session {
         Plan::outcome(M::META, op, reply)
     }
 
+    /// The error of a refused write; `version` is the version the write expected.
     pub(super) fn outcome_error<M: Model>(
         &self,
         outcome: Outcome,
         record: &Record,
         key: &str,
         attempts: u32,
+        version: Option<u64>,
     ) -> Error {
         let meta: &'static ModelMeta = M::META;
         match outcome {
+            Outcome::Conflict {
+                key,
+                found: Some(found),
+            } => Error::Conflict {
+                model: meta.name,
+                key,
+                expected: version.unwrap_or_default(),
+                found,
+            },
+            Outcome::Conflict { key, found: None } => Error::Decode {
+                model: meta.name,
+                key,
+                field: meta.version.map_or("?", |f| meta.fields[f].name).to_owned(),
+                reason: "the stored version is not a msgpack unsigned int".into(),
+            },
             Outcome::Exists(k) => Error::AlreadyExists {
                 model: meta.name,
                 key: k,
@@ -521,5 +496,35 @@ impl Session {
                 detail: "applied".into(),
             },
         }
+    }
+}
+
+/// For a versioned model: the version `value` was read at (checked by the write) after writing
+/// the next one into `record`; `None` for a model without a version field.
+pub(super) fn next_version<M: Model>(value: &M, record: &mut Record) -> Result<Option<u64>> {
+    let Some(f) = M::META.version else {
+        return Ok(None);
+    };
+    let expected = value.version();
+    let next = expected
+        .checked_add(1)
+        .ok_or_else(|| crate::model::invalid_value(M::META, f, "the version cannot grow"))?;
+    let mut bytes = Vec::with_capacity(9);
+    crate::codec::Value::encode(&next, &mut bytes)
+        .map_err(|e| crate::model::invalid_value(M::META, f, e))?;
+    if let Some(slot) = record.values.get_mut(f) {
+        *slot = bytes;
+    }
+    Ok(Some(expected))
+}
+
+/// Adds the check that the stored version of the instance at plan key `k` is `version`.
+pub(super) fn version_check(plan: &mut Plan, meta: &ModelMeta, k: usize, version: Option<u64>) {
+    if let (Some(expected), Some(f)) = (version, meta.version) {
+        plan.checks.push(Check::Version {
+            key: k,
+            field: meta.fields[f].name.to_owned(),
+            expected,
+        });
     }
 }

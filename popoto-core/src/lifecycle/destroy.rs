@@ -23,7 +23,7 @@ fn removal(key: &str, member: &str, kind: IndexKind) -> Plan {
     let member = member.to_owned();
     plan.writes.push(match kind {
         IndexKind::Class | IndexKind::ValueSet(_) => Write::SRem { key: k, member },
-        IndexKind::Sorted(_) => Write::ZRem { key: k, member },
+        IndexKind::Sorted(_) | IndexKind::Expiry => Write::ZRem { key: k, member },
         IndexKind::Confidence(_) => Write::HDel {
             key: k,
             field: member,

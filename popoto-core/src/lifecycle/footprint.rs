@@ -145,7 +145,7 @@ async fn scan_all(backend: &Backend, patterns: &[String]) -> Result<BTreeSet<Str
 fn scan_command(kind: IndexKind) -> &'static str {
     match kind {
         IndexKind::Class | IndexKind::ValueSet(_) => "SSCAN",
-        IndexKind::Sorted(_) => "ZSCAN",
+        IndexKind::Sorted(_) | IndexKind::Expiry => "ZSCAN",
         IndexKind::Confidence(_) => "HSCAN",
     }
 }
@@ -228,7 +228,7 @@ fn take_members(
             continue;
         }
         let held = match (kind, payload) {
-            (IndexKind::Sorted(_), Some(score)) => {
+            (IndexKind::Sorted(_) | IndexKind::Expiry, Some(score)) => {
                 let score = String::from_utf8_lossy(&score)
                     .parse::<f64>()
                     .map_err(|e| Error::Decode {
@@ -270,7 +270,7 @@ pub(super) async fn probe(
     for (key, member, kind) in entries {
         match kind {
             IndexKind::Class | IndexKind::ValueSet(_) => pipe.cmd("SISMEMBER").arg(key).arg(member),
-            IndexKind::Sorted(_) => pipe.cmd("ZSCORE").arg(key).arg(member),
+            IndexKind::Sorted(_) | IndexKind::Expiry => pipe.cmd("ZSCORE").arg(key).arg(member),
             IndexKind::Confidence(_) => pipe.cmd("HGET").arg(key).arg(member),
         };
     }
@@ -286,17 +286,19 @@ pub(super) async fn probe(
             IndexKind::Class | IndexKind::ValueSet(_) => {
                 (redis::from_redis_value::<i64>(v).ok() == Some(1)).then_some(Held::Set)
             }
-            IndexKind::Sorted(_) => match redis::from_redis_value::<Option<String>>(v) {
-                Ok(Some(s)) => Some(Held::Score(s.parse::<f64>().map_err(|e| {
-                    Error::Decode {
-                        model: meta.name,
-                        key: key.clone(),
-                        field: member.clone(),
-                        reason: e.to_string(),
-                    }
-                })?)),
-                _ => None,
-            },
+            IndexKind::Sorted(_) | IndexKind::Expiry => {
+                match redis::from_redis_value::<Option<String>>(v) {
+                    Ok(Some(s)) => Some(Held::Score(s.parse::<f64>().map_err(|e| {
+                        Error::Decode {
+                            model: meta.name,
+                            key: key.clone(),
+                            field: member.clone(),
+                            reason: e.to_string(),
+                        }
+                    })?)),
+                    _ => None,
+                }
+            }
             IndexKind::Confidence(_) => redis::from_redis_value::<Option<Vec<u8>>>(v)
                 .ok()
                 .flatten()

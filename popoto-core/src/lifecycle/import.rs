@@ -17,7 +17,7 @@ use crate::backend::{Backend, APPLY};
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::model::ModelMeta;
-use crate::plan::{Check, Outcome, Plan, Write as W};
+use crate::plan::{Check, Expiry, Outcome, Plan, Write as W};
 use crate::tenant::TenantId;
 
 /// Plans per round trip (one script call).
@@ -224,8 +224,16 @@ impl Import<'_> {
         let Some(step) = self.current.as_mut() else {
             return Err(refuse("no plan"));
         };
+        let expiry = keys::parse_index_key(meta, &key) == Some(keys::IndexKind::Expiry);
         let k = step.plan.key(key);
-        step.plan.writes.push(match record {
+        let instance = step.plan.key(member);
+        let write = match record {
+            // The instance's expiry: its hash's TTL again, and its expiry entry.
+            ExportRecord::ZSetMember { score, .. } if expiry => W::Expire {
+                key: instance,
+                zset: k,
+                expiry: Expiry::At(score as i64),
+            },
             ExportRecord::SetMember { member, .. } => W::SAdd { key: k, member },
             ExportRecord::ZSetMember { member, score, .. } => W::ZAdd {
                 key: k,
@@ -238,7 +246,8 @@ impl Import<'_> {
                 value: value.into_vec(),
             },
             _ => return Err(refuse("unexpected record")),
-        });
+        };
+        step.plan.writes.push(write);
         Ok(())
     }
 }

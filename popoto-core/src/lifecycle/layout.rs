@@ -81,6 +81,11 @@ pub(super) fn index_fits(meta: &'static ModelMeta, key: &str, member: &str) -> b
     match keys::parse_index_key(meta, key) {
         None => false,
         Some(IndexKind::Class) => true,
+        // The expiry set of the member's own tenant.
+        Some(IndexKind::Expiry) => {
+            let tenant = meta.tenant.and_then(own);
+            keys::expiry_key(meta, tenant) == key
+        }
         Some(IndexKind::ValueSet(f)) => {
             own(f).is_some_and(|v| keys::value_set_key(meta, f, v) == key)
         }
@@ -124,6 +129,9 @@ pub(super) fn exact_tenant_keys(
             }
         }
     }
+    if meta.expires() {
+        out.push((keys::expiry_key(meta, Some(t)), IndexKind::Expiry));
+    }
     out
 }
 
@@ -157,6 +165,7 @@ pub(super) fn tenant_key_kind(
     let kind = keys::parse_index_key(meta, key)?;
     let ok = match kind {
         IndexKind::Class => false,
+        IndexKind::Expiry => keys::expiry_key(meta, Some(tenant.as_str())) == key,
         IndexKind::ValueSet(f) => f == tf && keys::value_set_key(meta, tf, tenant.as_str()) == key,
         IndexKind::Sorted(f) | IndexKind::Confidence(f) => {
             let by = meta.fields[f].partition_by;

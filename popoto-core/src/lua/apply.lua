@@ -15,6 +15,29 @@ local argv, kbase, i, last = ARGV, 0, 1, #ARGV
 local function k() local x = KEYS[kbase + tonumber(argv[i])]; i = i + 1; return x end
 local function a() local x = argv[i]; i = i + 1; return x end
 
+-- The p-th ':'-separated segment of an instance key after its class name (escaped segments
+-- never hold ':'), or nil.
+local function seg(s, p)
+  local start = 1
+  for _ = 1, p do
+    local c = string.find(s, ':', start, true)
+    if not c then return nil end
+    start = c + 1
+  end
+  local e = string.find(s, ':', start, true)
+  return string.sub(s, start, (e or 0) - 1)
+end
+
+-- An expiry time in ms since the epoch: 'A<ms>' as is, 'R<ms>' after the server's TIME.
+local function expiry_at(spec)
+  local n = tonumber(string.sub(spec, 2))
+  if string.sub(spec, 1, 1) == 'R' then
+    local t = redis.call('TIME')
+    n = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + n
+  end
+  return n
+end
+
 local function apply()
 local nchecks = tonumber(a())
 
@@ -32,6 +55,15 @@ for _ = 1, nchecks do
     if n > 0 then
       for _, m in ipairs(redis.call('SMEMBERS', key)) do
         if m ~= m1 and m ~= m2 then return {'unique', tag, m} end
+      end
+    end
+  elseif op == 'W' then -- as 'U', counting only members whose key segment at the given
+    -- position is the first given member's (a unique value within one tenant)
+    local key = k(); local tag = a(); local m1 = a(); local m2 = a(); local p = tonumber(a())
+    local own = seg(m1, p)
+    if redis.call('SCARD', key) > 0 then
+      for _, m in ipairs(redis.call('SMEMBERS', key)) do
+        if m ~= m1 and m ~= m2 and seg(m, p) == own then return {'unique', tag, m} end
       end
     end
   elseif op == 'G' then -- hash field must hold the given bytes
@@ -56,6 +88,21 @@ for _ = 1, nchecks do
     end
     if not same then return {'exists', key} end
     if t == 'hash' then typed[key] = 'hash' end
+  elseif op == 'R' then -- the version field must hold the given number (no field, no hash: 0);
+    -- a failure replies the stored version, or -1 when it is not an unsigned int
+    local key = k(); local f = a(); local want = a()
+    local raw = redis.pcall('HGET', key, f)
+    if type(raw) == 'table' and raw.err then return {'wrongtype', key, redis.call('TYPE', key).ok} end
+    local found = '0'
+    if raw then
+      local ok, n = pcall(cmsgpack.unpack, raw)
+      if ok and type(n) == 'number' and n >= 0 and n == math.floor(n) then
+        found = string.format('%.0f', n)
+      else
+        found = '-1'
+      end
+    end
+    if found ~= want then return {'conflict', key, found} end
   elseif op == 'T' then -- key must be absent or of the given type
     local key = k(); local t = a()
     if typed[key] ~= t then
@@ -110,6 +157,18 @@ while i <= n do
       redis.call('ZREM', src, m)
       note(added == 1 and 1 or 2)
     else note(0) end
+  elseif op == 'EXPIRE' then -- expire the hash at the given time and record it in the expiry set
+    local key = k(); local z = k(); local at = expiry_at(a())
+    redis.call('ZADD', z, at, key)
+    note(redis.call('PEXPIREAT', key, at))
+  elseif op == 'ZRENAME' then -- move a member's score to another member (and zset)
+    local src = k(); local dst = k(); local m1 = a(); local m2 = a()
+    local s = redis.call('ZSCORE', src, m1)
+    if s then
+      redis.call('ZREM', src, m1)
+      redis.call('ZADD', dst, s, m2)
+    end
+    note(s and 1 or 0)
   else
     return redis.error_reply('popoto: unknown op ' .. tostring(op))
   end

@@ -2,18 +2,60 @@
 -- One instance: KEYS[1] is the instance key, KEYS[2..] its index keys, one per index entry.
 -- ARGV[1]: 'F' (the key holds a uuid4 generated for this create: it cannot exist, so no EXISTS)
 -- or 'C'; ARGV[2]: nf; then nf (field, value) pairs; then one (op, arg) pair per index key:
--- 'S' SADD the instance key, 'U' the same into a unique value set (arg: the field tag), 'Z' ZADD
--- it with score arg, 'H' HSETNX it with value arg (a confidence entry).
+-- 'S' SADD the instance key, 'U' the same into a unique value set (arg: the field tag), 'V' the
+-- same into a unique value set shared by tenants (arg: '<tag> <p>': only members whose key has
+-- the instance key's segment at position p conflict), 'Z' ZADD it with score arg, 'H' HSETNX it
+-- with value arg (a confidence entry), 'X' ZADD it into the expiry set with the expiry time
+-- (arg: 'A<ms>' absolute, 'R<ms>' after the server's TIME) and, once everything is written,
+-- PEXPIREAT the hash at that time.
 -- Several instances (concurrent creates sent together): ARGV[1] is '*', then per instance its
 -- key count, its argument count and its arguments as above; KEYS holds every instance's keys in
 -- the same order. The reply is one reply per instance, in order; each instance is checked and
--- written (or undone) before the next, so a later one sees an earlier one's key and values.
+-- written (or refused) before the next, so a later one sees an earlier one's key and values.
 -- Checks first: the key is absent, no unique value set holds another instance. Then the hash and
 -- the index writes; if one fails (another program left a wrong type on an index key, or the
--- server is out of memory), everything this instance wrote is undone before going on, so the
+-- server is out of memory), everything this instance wrote is undone before replying, so the
 -- instance and its index entries are all there or all gone.
 -- Reply: {'ok', HSET reply}, {'exists', key}, {'unique', tag, member}, {'wrongtype', key, type}
 -- or the failing command's error.
+
+-- The p-th ':'-separated segment of an instance key after its class name, or nil.
+local function seg(s, p)
+  local start = 1
+  for _ = 1, p do
+    local c = string.find(s, ':', start, true)
+    if not c then return nil end
+    start = c + 1
+  end
+  local e = string.find(s, ':', start, true)
+  return string.sub(s, start, (e or 0) - 1)
+end
+
+-- The unique check of a 'U' or 'V' entry of `key` into `set`: nil, or the refusal.
+local function unique(key, op, set, arg)
+  local tag, own, p = arg, nil, 0
+  if op == 'V' then
+    local t, q = string.match(arg, '^(%d+) (%d+)$')
+    tag, p = t, tonumber(q)
+    own = seg(key, p)
+  end
+  local members = redis.pcall('SMEMBERS', set)
+  if members.err then return {'wrongtype', set, redis.call('TYPE', set).ok} end
+  for _, m in ipairs(members) do
+    if m ~= key and (p == 0 or seg(m, p) == own) then return {'unique', tag, m} end
+  end
+  return nil
+end
+
+-- The expiry time (ms) of an 'X' argument.
+local function expiry(arg)
+  local n = tonumber(string.sub(arg, 2))
+  if string.sub(arg, 1, 1) == 'R' then
+    local t = redis.call('TIME')
+    n = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + n
+  end
+  return n
+end
 
 -- The instance whose keys follow KEYS[k0] (nk of them) and arguments follow ARGV[a0].
 local function create(k0, nk, a0)
@@ -23,13 +65,10 @@ local function create(k0, nk, a0)
   -- The (op, arg) pair of KEYS[k0 + i] is ARGV[base + 2 * i], ARGV[base + 2 * i + 1].
   local base = last - 3
   for i = 2, nk do
-    if ARGV[base + 2 * i] == 'U' then
-      local set = KEYS[k0 + i]
-      local members = redis.pcall('SMEMBERS', set)
-      if members.err then return {'wrongtype', set, redis.call('TYPE', set).ok} end
-      for _, m in ipairs(members) do
-        if m ~= key then return {'unique', ARGV[base + 2 * i + 1], m} end
-      end
+    local op = ARGV[base + 2 * i]
+    if op == 'U' or op == 'V' then
+      local refused = unique(key, op, KEYS[k0 + i], ARGV[base + 2 * i + 1])
+      if refused then return refused end
     end
   end
   local written = redis.pcall('HSET', key, unpack(ARGV, a0 + 3, last))
@@ -39,9 +78,14 @@ local function create(k0, nk, a0)
   -- A zset member left by an earlier writer keeps its score unless this call completes: its old
   -- score is read (only then) before it is overwritten, and restored by the undo.
   local added, rescored = {}, {}
+  local expire = nil
   for i = 2, nk do
     local op, k, arg = ARGV[base + 2 * i], KEYS[k0 + i], ARGV[base + 2 * i + 1]
     local r
+    if op == 'X' then
+      expire = expiry(arg)
+      op, arg = 'Z', expire
+    end
     if op == 'Z' then
       r = redis.pcall('ZADD', k, 'NX', arg, key)
       if r == 0 then
@@ -55,7 +99,7 @@ local function create(k0, nk, a0)
       for j = #added, 1, -1 do
         local u = added[j]
         local uop = ARGV[base + 2 * u]
-        if uop == 'Z' then redis.call('ZREM', KEYS[k0 + u], key)
+        if uop == 'Z' or uop == 'X' then redis.call('ZREM', KEYS[k0 + u], key)
         elseif uop == 'H' then redis.call('HDEL', KEYS[k0 + u], key)
         else redis.call('SREM', KEYS[k0 + u], key) end
       end
@@ -69,6 +113,7 @@ local function create(k0, nk, a0)
     end
     if r == 1 then added[#added + 1] = i end
   end
+  if expire then redis.call('PEXPIREAT', key, expire) end
   return {'ok', written}
 end
 
@@ -79,8 +124,8 @@ if ARGV[1] ~= '*' then return create(0, #KEYS, 0) end
 -- (types are right, and a script that has written is not refused for memory), so the set and
 -- zset entries of every instance are added at the end, one SADD or ZADD per index key, and
 -- nothing needs undoing. Unique value sets and confidence entries are written at once, so a
--- later instance sees an earlier one's values.
-local kinds = {S = 'set', U = 'set', Z = 'zset', H = 'hash'}
+-- later instance sees an earlier one's values; so is an expiry, with the hash's PEXPIREAT.
+local kinds = {S = 'set', U = 'set', V = 'set', Z = 'zset', X = 'zset', H = 'hash'}
 local types, sets, zsets, order = {}, {}, {}, {}
 local out, k0, a = {}, 0, 2
 while a <= #ARGV do
@@ -107,13 +152,9 @@ while a <= #ARGV do
   end
   if not reply then
     for i = 2, nk do
-      if ARGV[base + 2 * i] == 'U' then
-        for _, m in ipairs(redis.call('SMEMBERS', KEYS[k0 + i])) do
-          if m ~= key then
-            reply = {'unique', ARGV[base + 2 * i + 1], m}
-            break
-          end
-        end
+      local op = ARGV[base + 2 * i]
+      if op == 'U' or op == 'V' then
+        reply = unique(key, op, KEYS[k0 + i], ARGV[base + 2 * i + 1])
         if reply then break end
       end
     end
@@ -126,8 +167,12 @@ while a <= #ARGV do
       for i = 2, nk do
         local op, k, arg = ARGV[base + 2 * i], KEYS[k0 + i], ARGV[base + 2 * i + 1]
         types[k] = kinds[op]
-        if op == 'U' then redis.call('SADD', k, key)
+        if op == 'U' or op == 'V' then redis.call('SADD', k, key)
         elseif op == 'H' then redis.call('HSETNX', k, key, arg)
+        elseif op == 'X' then
+          local at = expiry(arg)
+          redis.call('ZADD', k, at, key)
+          redis.call('PEXPIREAT', key, at)
         else
           local into = (op == 'Z' and zsets) or sets
           local list = into[k]

@@ -8,7 +8,9 @@
 -- ('s' set members, 'z' zset members, 'h' hash entries); ARGV[4..8]: nf, nu, ns, nz, nh, the
 -- same for every instance of a model; then per instance:
 --   nf (field, value) pairs,
---   nu (KEYS index of a unique value set, field tag) pairs,
+--   nu (KEYS index of a unique value set, field tag, p) triples: p 0, no other member may be in
+--   the set; else only members whose key has the instance key's segment at position p (after
+--   the class name) conflict (a unique value within one tenant),
 --   ns KEYS indices of sets to SADD the key to,
 --   nz (KEYS index, score) pairs to ZADD it to,
 --   nh (KEYS index, bytes) pairs to HSETNX it into (confidence entries).
@@ -26,6 +28,17 @@ local mode, n, kinds = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local ni = #KEYS - n
 local create, check_absent = mode ~= 'S', mode == 'C'
 local names = {s = 'set', z = 'zset', h = 'hash'}
+-- The p-th ':'-separated segment of an instance key after its class name, or nil.
+local function seg(s, p)
+  local start = 1
+  for _ = 1, p do
+    local c = string.find(s, ':', start, true)
+    if not c then return nil end
+    start = c + 1
+  end
+  local e = string.find(s, ':', start, true)
+  return string.sub(s, start, (e or 0) - 1)
+end
 -- Index keys holding another type, and what each key collects.
 local bad, anybad, lists, counts = {}, false, {}, {}
 for k = 1, ni do
@@ -42,7 +55,7 @@ local nz, nh = tonumber(ARGV[7]), tonumber(ARGV[8])
 -- Offsets of each part from an instance's key.
 local fo = 0
 local uo = fo + 2 * nf
-local so = uo + 2 * nu
+local so = uo + 3 * nu
 local zo = so + ns
 local ho = zo + 2 * nz
 local stride = ho + 2 * nh
@@ -62,12 +75,13 @@ for j = 1, n do
     for i = z, z + 2 * nz - 2, 2 do reply = reply or bad[tonumber(ARGV[i])] end
     for i = h, h + 2 * nh - 2, 2 do reply = reply or bad[tonumber(ARGV[i])] end
   end
-  for i = u, u + 2 * nu - 2, 2 do
+  for i = u, u + 3 * nu - 3, 3 do
     if reply then break end
-    local set = KEYS[tonumber(ARGV[i])]
+    local set, p = KEYS[tonumber(ARGV[i])], tonumber(ARGV[i + 2])
     if redis.call('SCARD', set) > 0 then
+      local own = p > 0 and seg(key, p) or nil
       for _, m in ipairs(redis.call('SMEMBERS', set)) do
-        if m ~= key then reply = {'unique', ARGV[i + 1], m}; break end
+        if m ~= key and (p == 0 or seg(m, p) == own) then reply = {'unique', ARGV[i + 1], m}; break end
       end
     end
   end

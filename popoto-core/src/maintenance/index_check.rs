@@ -85,7 +85,7 @@ impl<M: Model> IndexScan<M> {
 
     pub(super) fn field_of(kind: IndexKind) -> Option<&'static str> {
         match kind {
-            IndexKind::Class => None,
+            IndexKind::Class | IndexKind::Expiry => None,
             IndexKind::ValueSet(i) | IndexKind::Sorted(i) | IndexKind::Confidence(i) => {
                 Some(M::META.fields[i].name)
             }
@@ -164,6 +164,17 @@ impl<M: Model> IndexScan<M> {
         if ty == "set" {
             self.index_keys(vec![(class, IndexKind::Class)]).await?;
         }
+        // The expiry set of an untenanted model is the one index key `index_pattern` misses.
+        if meta.expires() && meta.tenant.is_none() {
+            let expiry = keys::expiry_key(meta, None);
+            let ty: String = self
+                .backend
+                .query(Self::OP, meta.name, redis::cmd("TYPE").arg(&expiry))
+                .await?;
+            if ty == "zset" {
+                self.index_keys(vec![(expiry, IndexKind::Expiry)]).await?;
+            }
+        }
         let pattern = keys::index_pattern(meta);
         let mut done: HashSet<String> = HashSet::new();
         let mut cursor = 0u64;
@@ -185,7 +196,7 @@ impl<M: Model> IndexScan<M> {
                 for ((key, kind), ty) in found.into_iter().zip(types) {
                     let expected = match kind {
                         IndexKind::Class | IndexKind::ValueSet(_) => "set",
-                        IndexKind::Sorted(_) => "zset",
+                        IndexKind::Sorted(_) | IndexKind::Expiry => "zset",
                         IndexKind::Confidence(_) => "hash",
                     };
                     // A key of another type is not one of ours: skipped.
@@ -205,7 +216,7 @@ impl<M: Model> IndexScan<M> {
     fn scan_command(kind: IndexKind) -> &'static str {
         match kind {
             IndexKind::Class | IndexKind::ValueSet(_) => "SSCAN",
-            IndexKind::Sorted(_) => "ZSCAN",
+            IndexKind::Sorted(_) | IndexKind::Expiry => "ZSCAN",
             IndexKind::Confidence(_) => "HSCAN",
         }
     }
@@ -300,7 +311,7 @@ impl<M: Model> IndexScan<M> {
         let meta = M::META;
         let stored_of = |kind: IndexKind| match kind {
             IndexKind::Sorted(i) | IndexKind::Confidence(i) => stored_partition_fields(meta, i),
-            IndexKind::Class | IndexKind::ValueSet(_) => Vec::new(),
+            IndexKind::Class | IndexKind::ValueSet(_) | IndexKind::Expiry => Vec::new(),
         };
         for attempt in 1..=MAX_ATTEMPTS {
             if todo.is_empty() {
@@ -359,6 +370,14 @@ impl<M: Model> IndexScan<M> {
                 };
                 let expected = match kind {
                     IndexKind::Class => None,
+                    // The expiry set of the member's tenant.
+                    IndexKind::Expiry => Some(keys::expiry_key(
+                        meta,
+                        meta.tenant
+                            .and_then(|t| key_position(meta, t))
+                            .and_then(|pos| key.segments().get(pos))
+                            .map(String::as_str),
+                    )),
                     IndexKind::ValueSet(i) => key_position(meta, i)
                         .and_then(|pos| key.segments().get(pos))
                         .map(|seg| keys::value_set_key(meta, i, seg)),
@@ -389,15 +408,22 @@ impl<M: Model> IndexScan<M> {
                     let mut plan = Plan::default();
                     let m = plan.key(member.to_owned());
                     let k = plan.key(index.to_owned());
-                    // Only a confidence entry moves; other misplaced entries are dropped here
-                    // and re-added where they belong by the instance phase.
+                    // Only confidence and expiry entries move; other misplaced entries are dropped
+                    // here and re-added where they belong by the instance phase.
                     let to = match kind {
-                        IndexKind::Confidence(_) => plan.key(expected.clone()),
+                        IndexKind::Confidence(_) | IndexKind::Expiry => plan.key(expected.clone()),
                         _ => k,
                     };
                     plan.checks.push(Check::Present(m));
                     field_checks(&mut plan, meta, m, &stored, &raw);
                     plan.writes.push(match kind {
+                        // An expiry time cannot be derived again: moved with its score.
+                        IndexKind::Expiry => Write::ZRename {
+                            from: k,
+                            to,
+                            from_member: member.to_owned(),
+                            to_member: member.to_owned(),
+                        },
                         // Confidence data is moved, not dropped, unless its partition has an entry.
                         IndexKind::Confidence(_) => Write::HMoveNx {
                             from: k,
@@ -508,7 +534,7 @@ fn removal(kind: IndexKind, key: usize, member: &str) -> Write {
     let member = member.to_owned();
     match kind {
         IndexKind::Class | IndexKind::ValueSet(_) => Write::SRem { key, member },
-        IndexKind::Sorted(_) => Write::ZRem { key, member },
+        IndexKind::Sorted(_) | IndexKind::Expiry => Write::ZRem { key, member },
         IndexKind::Confidence(_) => Write::HDel { key, field: member },
     }
 }

@@ -10,7 +10,9 @@
 //! Owners of one tenant (or of a model without tenant) are [`FindingKind::DuplicateUnique`];
 //! owners of different tenants are [`FindingKind::CrossTenantUnique`], an isolation defect:
 //! one tenant's instance holds a value another tenant's instance claims, and the unique index
-//! that should keep them apart names both.
+//! that should keep them apart names both. A `per_tenant` unique key is unique within each
+//! tenant only: its value set is shared by the tenants that use the value, so owners are
+//! grouped by tenant and only owners of one tenant are a finding.
 
 use std::sync::Arc;
 
@@ -23,7 +25,15 @@ impl<M: Model> IndexScan<M> {
     pub(super) async fn unique_phase(&mut self) -> Result<()> {
         for (set, field) in std::mem::take(&mut self.shared_values) {
             let owners = self.owners(&set, field).await?;
-            if owners.len() < 2 {
+            if M::META.unique_scope(field) > 0 {
+                let mut by_tenant: std::collections::BTreeMap<Option<String>, Vec<String>> =
+                    Default::default();
+                for o in owners {
+                    by_tenant.entry(tenant_of::<M>(&o)).or_default().push(o);
+                }
+                for owners in by_tenant.into_values() {
+                    self.report_owners(&set, field, FindingKind::DuplicateUnique, &owners);
+                }
                 continue;
             }
             let tenants: std::collections::BTreeSet<Option<String>> =
@@ -33,23 +43,31 @@ impl<M: Model> IndexScan<M> {
             } else {
                 FindingKind::DuplicateUnique
             };
-            for owner in &owners {
-                let others: Vec<&str> = owners
-                    .iter()
-                    .filter(|o| *o != owner)
-                    .map(String::as_str)
-                    .collect();
-                let finding = Self::finding(
-                    kind,
-                    &set,
-                    owner,
-                    Some(M::META.fields[field].name),
-                    format!("the value is also held by {}", others.join(", ")),
-                );
-                self.record(finding);
-            }
+            self.report_owners(&set, field, kind, &owners);
         }
         Ok(())
+    }
+
+    /// Records one finding per owner of a value held by several `owners` (none for one).
+    fn report_owners(&mut self, set: &str, field: usize, kind: FindingKind, owners: &[String]) {
+        if owners.len() < 2 {
+            return;
+        }
+        for owner in owners {
+            let others: Vec<&str> = owners
+                .iter()
+                .filter(|o| *o != owner)
+                .map(String::as_str)
+                .collect();
+            let finding = Self::finding(
+                kind,
+                set,
+                owner,
+                Some(M::META.fields[field].name),
+                format!("the value is also held by {}", others.join(", ")),
+            );
+            self.record(finding);
+        }
     }
 
     /// The members of unique value set `set` (of field `field`) that own its value: their key

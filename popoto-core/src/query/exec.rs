@@ -50,6 +50,7 @@ impl<M: Model> Query<'_, M> {
             }
         }
         verify::report(M::META.name, &index_keys(sources), &skipped);
+        self.sweep_stale(&skipped).await?;
         Ok((found, skipped.len()))
     }
 
@@ -262,7 +263,22 @@ impl<M: Model> Query<'_, M> {
             }
         }
         verify::report(M::META.name, &index_keys(sources), &skipped);
+        self.sweep_stale(&skipped).await?;
         Ok((rows, skipped.len()))
+    }
+
+    /// Sweeps the expired entries among `skipped` members (expiring models only, see
+    /// `expiry.rs`): what expiry leaves in the indexes goes away as reads meet it.
+    pub(super) async fn sweep_stale(&self, skipped: &[(String, Skip)]) -> Result<()> {
+        if !M::META.expires() {
+            return Ok(());
+        }
+        let stale: Vec<&str> = skipped
+            .iter()
+            .filter(|(_, why)| *why == Skip::Stale)
+            .map(|(m, _)| m.as_str())
+            .collect();
+        self.session.sweep_after_read::<M>(&stale).await
     }
 }
 

@@ -235,6 +235,7 @@ impl<M: Model> Query<'_, M> {
             }
         }
         verify::report(M::META.name, &index_keys(sources), &skipped);
+        self.sweep_stale(&skipped).await?;
         Ok((rows, skipped.len()))
     }
 }

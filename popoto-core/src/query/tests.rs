@@ -20,28 +20,35 @@ impl Model for Episode {
                 kind: FieldKind::Key,
                 partition_by: &[],
                 hidden: false,
+                per_tenant: false,
             },
             FieldMeta {
                 name: "episode_id",
                 kind: FieldKind::AutoKey,
                 partition_by: &[],
                 hidden: false,
+                per_tenant: false,
             },
             FieldMeta {
                 name: "score",
                 kind: FieldKind::Sorted,
                 partition_by: &[0],
                 hidden: false,
+                per_tenant: false,
             },
             FieldMeta {
                 name: "rank",
                 kind: FieldKind::Sorted,
                 partition_by: &[],
                 hidden: false,
+                per_tenant: false,
             },
         ],
         key_fields: &[1, 0],
         tenant: Some(0),
+        version: None,
+        ttl: None,
+        expire_at: false,
     };
 
     fn to_record(&self) -> Result<Record> {

@@ -1,11 +1,16 @@
 //! Writes as data: every instance write is a [`Plan`] of checks and commands that one Lua script
-//! (`lua/apply.lua`) applies atomically. Plans are built without a server and unit-tested.
+//! (`lua/apply.lua`) applies atomically. Plans are built without a server and unit-tested. An
+//! instance's index entries and the writes that add or remove them are in `instance`.
+
+mod instance;
+
+pub(crate) use instance::{initial_confidence, Expiry, IndexEntry, Instance};
 
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
-use crate::keys;
-use crate::model::{FieldKind, ModelMeta, Record};
+
+use crate::model::ModelMeta;
 
 /// A check run before any write; the first failing one aborts the plan.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,10 +20,13 @@ pub(crate) enum Check {
     /// The key must exist.
     Present(usize),
     /// The set may hold no member besides `allowed` (a unique key's value set); `field` names it.
+    /// `within` is [`ModelMeta::unique_scope`]: with a position, only members whose key has the
+    /// same segment there as `allowed[0]` (an instance of the same tenant) conflict.
     Unique {
         set: usize,
         field: usize,
         allowed: [String; 2],
+        within: usize,
     },
     /// The hash field must hold these bytes (`None`: must be absent).
     Field {
@@ -35,6 +43,13 @@ pub(crate) enum Check {
     },
     /// The key must be absent or of this Redis type.
     Type { key: usize, ty: &'static str },
+    /// The hash field (a model's version) must hold `expected` as a msgpack int; an absent
+    /// field or hash counts as 0. A failure replies `conflict` with the stored version.
+    Version {
+        key: usize,
+        field: String,
+        expected: u64,
+    },
     /// The key is absent, or a hash holding exactly these fields and bytes and no other field:
     /// a write that may already have been applied (an import run again). A failure replies
     /// `exists`.
@@ -105,6 +120,21 @@ pub(crate) enum Write {
         to: usize,
         member: String,
     },
+    /// Expires the hash at `key` at the time `expiry` gives (`PEXPIREAT`) and records it in the
+    /// expiry set `zset` (member: the hash's key, score: the time in ms).
+    Expire {
+        key: usize,
+        zset: usize,
+        expiry: Expiry,
+    },
+    /// Moves the score of `from_member` in zset `from` to `to_member` in zset `to` (a key
+    /// move's expiry entry); nothing if there is none.
+    ZRename {
+        from: usize,
+        to: usize,
+        from_member: String,
+        to_member: String,
+    },
 }
 
 /// Checks and writes of one atomic instance write.
@@ -131,6 +161,8 @@ pub(crate) enum Outcome {
     Changed,
     /// `Check::Type` failed.
     WrongType { key: String, found: String },
+    /// `Check::Version` failed: the stored version (`None`: not a msgpack unsigned int).
+    Conflict { key: String, found: Option<u64> },
 }
 
 impl Plan {
@@ -171,6 +203,8 @@ impl Plan {
                 }
                 Write::SAdd { key, .. } | Write::SRem { key, .. } => [Some((*key, "set")), None],
                 Write::ZAdd { key, .. } | Write::ZRem { key, .. } => [Some((*key, "zset")), None],
+                Write::Expire { key, zset, .. } => [Some((*key, "hash")), Some((*zset, "zset"))],
+                Write::ZRename { from, to, .. } => [Some((*from, "zset")), Some((*to, "zset"))],
                 Write::HMove { from, to, .. } => [Some((*from, "hash")), Some((*to, "hash"))],
                 Write::Del { .. } | Write::Rename { .. } => [None, None],
                 Write::HMoveNx { from, to, .. } => [Some((*from, "hash")), Some((*to, "hash"))],
@@ -203,12 +237,26 @@ impl Plan {
                     set,
                     field,
                     allowed,
+                    within: 0,
                 } => out.extend([
                     b"U".to_vec(),
                     idx(*set),
                     field.to_string().into_bytes(),
                     allowed[0].clone().into_bytes(),
                     allowed[1].clone().into_bytes(),
+                ]),
+                Check::Unique {
+                    set,
+                    field,
+                    allowed,
+                    within,
+                } => out.extend([
+                    b"W".to_vec(),
+                    idx(*set),
+                    field.to_string().into_bytes(),
+                    allowed[0].clone().into_bytes(),
+                    allowed[1].clone().into_bytes(),
+                    within.to_string().into_bytes(),
                 ]),
                 Check::Field {
                     key,
@@ -234,6 +282,16 @@ impl Plan {
                 Check::Type { key, ty } => {
                     out.extend([b"T".to_vec(), idx(*key), ty.as_bytes().to_vec()])
                 }
+                Check::Version {
+                    key,
+                    field,
+                    expected,
+                } => out.extend([
+                    b"R".to_vec(),
+                    idx(*key),
+                    field.clone().into_bytes(),
+                    expected.to_string().into_bytes(),
+                ]),
                 Check::Same { key, pairs } => {
                     out.extend([
                         b"S".to_vec(),
@@ -318,6 +376,24 @@ impl Plan {
                     idx(*to),
                     member.clone().into_bytes(),
                 ]),
+                Write::Expire { key, zset, expiry } => out.extend([
+                    b"EXPIRE".to_vec(),
+                    idx(*key),
+                    idx(*zset),
+                    expiry.arg().into_bytes(),
+                ]),
+                Write::ZRename {
+                    from,
+                    to,
+                    from_member,
+                    to_member,
+                } => out.extend([
+                    b"ZRENAME".to_vec(),
+                    idx(*from),
+                    idx(*to),
+                    from_member.clone().into_bytes(),
+                    to_member.clone().into_bytes(),
+                ]),
             }
         }
         out
@@ -375,6 +451,10 @@ impl Plan {
                 key: text(1)?,
                 found: text(2)?,
             }),
+            "conflict" => Ok(Outcome::Conflict {
+                key: text(1)?,
+                found: text(2)?.parse().ok(),
+            }),
             other => Err(protocol(format!("unknown reply {other:?}"))),
         }
     }
@@ -403,268 +483,6 @@ pub(crate) fn push_score(cmd: &mut redis::Cmd, score: f64) {
     }
 }
 
-/// The stored bytes of Popoto's hidden `_auto_key` field: the key's uuid as a msgpack str.
-fn hidden_value(h: &str) -> Vec<u8> {
-    let mut v = Vec::with_capacity(h.len() + 2);
-    crate::codec::encode_serde(h, &mut v).ok();
-    v
-}
-
-/// Msgpack bytes of a fresh confidence entry, as popoto's `on_save` HSETNX writes them.
-pub(crate) fn initial_confidence(initial: f64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64);
-    out.push(0x84);
-    for (name, last) in [
-        ("confidence", false),
-        ("evidence_count", true),
-        ("corroborations", true),
-        ("contradictions", true),
-    ] {
-        out.push(0xa0 | name.len() as u8);
-        out.extend_from_slice(name.as_bytes());
-        if last {
-            out.push(0x00);
-        } else {
-            out.push(0xcb);
-            out.extend_from_slice(&initial.to_bits().to_be_bytes());
-        }
-    }
-    out
-}
-
-/// One index entry of an instance.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum IndexEntry {
-    /// Membership of a set (`$Class`, `$KeyF`, `$UniqueKeyF`); for a unique key's value set,
-    /// the field index (the set may hold no other instance).
-    Set(String, Option<usize>),
-    /// Membership of a sorted set, with the score.
-    ZSet(String, f64),
-    /// An entry of a confidence companion hash, with the field's initial confidence.
-    Companion(String, f64),
-}
-
-impl IndexEntry {
-    /// The index key.
-    pub fn key(&self) -> &str {
-        match self {
-            IndexEntry::Set(k, _) | IndexEntry::ZSet(k, _) | IndexEntry::Companion(k, _) => k,
-        }
-    }
-}
-
-/// The rendered state of one instance: its key and the record, with partitions resolved.
-pub(crate) struct Instance<'r> {
-    pub meta: &'static ModelMeta,
-    pub key: String,
-    pub record: &'r Record,
-    /// Segment of the hidden `_auto_key`, for models that have one.
-    pub hidden_key: Option<&'r str>,
-}
-
-impl<'r> Instance<'r> {
-    /// The segment of field `i` (hidden key included).
-    pub fn segment(&self, i: usize) -> &'r str {
-        if self.meta.fields[i].hidden {
-            return self.hidden_key.unwrap_or_default();
-        }
-        self.record
-            .segments
-            .get(i)
-            .and_then(|s| s.as_deref())
-            .unwrap_or_default()
-    }
-
-    /// Partition segments of field `i`.
-    pub fn partition(&self, i: usize) -> Vec<&str> {
-        self.meta.fields[i]
-            .partition_by
-            .iter()
-            .map(|&p| self.segment(p))
-            .collect()
-    }
-
-    /// The zset of sorted field `i` for this instance.
-    pub fn sorted_key(&self, i: usize) -> String {
-        keys::sorted_key(self.meta, i, &self.partition(i))
-    }
-
-    /// The companion hash of confidence field `i` for this instance.
-    pub fn confidence_key(&self, i: usize) -> Result<String> {
-        keys::confidence_key(self.meta, i, &self.partition(i))
-    }
-
-    /// Every hash field and value to HSET.
-    pub fn hash_pairs(&self) -> Vec<(String, Vec<u8>)> {
-        let mut pairs: Vec<(String, Vec<u8>)> = self
-            .meta
-            .fields
-            .iter()
-            .zip(&self.record.values)
-            .map(|(f, v)| (f.name.to_owned(), v.clone()))
-            .collect();
-        if let Some(h) = self.hidden_key {
-            pairs.push(("_auto_key".to_owned(), hidden_value(h)));
-        }
-        pairs
-    }
-
-    /// How many (field, value) pairs [`Instance::push_hash_fields`] writes.
-    pub fn hash_field_count(&self) -> usize {
-        self.meta.declared_len().min(self.record.values.len())
-            + usize::from(self.hidden_key.is_some())
-    }
-
-    /// Appends every hash (field, value) pair to `cmd`, as [`Instance::hash_pairs`] lists them,
-    /// without building the list.
-    pub fn push_hash_fields(&self, cmd: &mut redis::Cmd) {
-        for (f, v) in self.meta.fields.iter().zip(&self.record.values) {
-            cmd.arg(f.name).arg(&v[..]);
-        }
-        if let Some(h) = self.hidden_key {
-            cmd.arg("_auto_key").arg(hidden_value(h));
-        }
-    }
-
-    /// Every index entry of this instance: `$Class`, key value sets, sorted sets (with the
-    /// score) and confidence companion hashes (with the initial confidence).
-    pub fn index_entries(&self) -> Result<Vec<IndexEntry>> {
-        let mut out = Vec::with_capacity(self.meta.fields.len() + 1);
-        out.push(IndexEntry::Set(keys::class_key(self.meta), None));
-        for (i, f) in self.meta.fields.iter().enumerate() {
-            match f.kind {
-                FieldKind::Key | FieldKind::UniqueKey => {
-                    out.push(IndexEntry::Set(
-                        keys::value_set_key(self.meta, i, self.segment(i)),
-                        (f.kind == FieldKind::UniqueKey).then_some(i),
-                    ));
-                }
-                FieldKind::Sorted => {
-                    let score = self
-                        .record
-                        .scores
-                        .get(i)
-                        .copied()
-                        .flatten()
-                        .unwrap_or_default();
-                    out.push(IndexEntry::ZSet(self.sorted_key(i), score));
-                }
-                FieldKind::Confidence { initial, .. } => {
-                    out.push(IndexEntry::Companion(self.confidence_key(i)?, initial));
-                }
-                _ => {}
-            }
-        }
-        Ok(out)
-    }
-
-    /// Adds the index entries of this instance (popoto's `on_save` of every field); a
-    /// confidence entry is only initialised when absent.
-    pub fn add_indexes(&self, plan: &mut Plan) -> Result<()> {
-        for entry in self.index_entries()? {
-            let member = self.key.clone();
-            let write = match entry {
-                IndexEntry::Set(k, _) => Write::SAdd {
-                    key: plan.key(k),
-                    member,
-                },
-                IndexEntry::ZSet(k, score) => Write::ZAdd {
-                    key: plan.key(k),
-                    score,
-                    member,
-                },
-                IndexEntry::Companion(k, initial) => Write::HSetNx {
-                    key: plan.key(k),
-                    field: member,
-                    value: initial_confidence(initial),
-                },
-            };
-            plan.writes.push(write);
-        }
-        Ok(())
-    }
-
-    /// Removes the index entries of this instance (popoto's `on_delete`); with
-    /// `with_confidence` false the companion entries are left to the caller (moved).
-    pub fn remove_indexes(&self, plan: &mut Plan, with_confidence: bool) -> Result<()> {
-        for entry in self.index_entries()? {
-            let member = self.key.clone();
-            let write = match entry {
-                IndexEntry::Set(k, _) => Write::SRem {
-                    key: plan.key(k),
-                    member,
-                },
-                IndexEntry::ZSet(k, _) => Write::ZRem {
-                    key: plan.key(k),
-                    member,
-                },
-                IndexEntry::Companion(k, _) if with_confidence => Write::HDel {
-                    key: plan.key(k),
-                    field: member,
-                },
-                IndexEntry::Companion(..) => continue,
-            };
-            plan.writes.push(write);
-        }
-        Ok(())
-    }
-
-    /// The `EVALSHA` of `lua/create.lua` for this instance: the create path's own script,
-    /// which undoes its writes on a failed command instead of type-checking every key first.
-    /// `fresh`: the key holds a uuid4 generated for this create, so the script skips `EXISTS`.
-    /// Also returns the number of commands the script runs when nothing fails.
-    pub fn create_cmd(&self, script: &redis::Script, fresh: bool) -> Result<(redis::Cmd, usize)> {
-        let entries = self.index_entries()?;
-        let nf = self.hash_field_count();
-        let values: usize = self.record.values.iter().map(Vec::len).sum();
-        let keys: usize = entries.iter().map(|e| e.key().len()).sum();
-        let mut cmd = redis::Cmd::with_capacity(
-            6 + 2 * nf + 3 * entries.len(),
-            96 + values + keys + 2 * self.key.len() + 32 * nf + 24 * entries.len(),
-        );
-        cmd.arg("EVALSHA")
-            .arg(script.get_hash())
-            .arg(1 + entries.len())
-            .arg(&self.key);
-        for e in &entries {
-            cmd.arg(e.key());
-        }
-        cmd.arg(if fresh { "F" } else { "C" }).arg(nf);
-        self.push_hash_fields(&mut cmd);
-        for e in &entries {
-            match e {
-                IndexEntry::Set(_, None) => cmd.arg("S").arg(""),
-                IndexEntry::Set(_, Some(field)) => cmd.arg("U").arg(field),
-                IndexEntry::ZSet(_, score) => {
-                    push_score(cmd.arg("Z"), *score);
-                    &mut cmd
-                }
-                IndexEntry::Companion(_, initial) => cmd.arg("H").arg(initial_confidence(*initial)),
-            };
-        }
-        let uniques = entries
-            .iter()
-            .filter(|e| matches!(e, IndexEntry::Set(_, Some(_))))
-            .count();
-        let commands = usize::from(!fresh) + uniques + 1 + entries.len();
-        Ok((cmd, commands))
-    }
-
-    /// Uniqueness checks of every unique key field; `also` is another key allowed to hold them.
-    pub fn unique_checks(&self, plan: &mut Plan, also: Option<&str>) {
-        for (i, f) in self.meta.fields.iter().enumerate() {
-            if f.kind == FieldKind::UniqueKey {
-                let set = plan.key(keys::value_set_key(self.meta, i, self.segment(i)));
-                plan.checks.push(Check::Unique {
-                    set,
-                    field: i,
-                    allowed: [self.key.clone(), also.unwrap_or(&self.key).to_owned()],
-                });
-            }
-        }
-    }
-}
-
 /// Indices of fields that partition some index but are not key fields: an update can move them.
 pub(crate) fn movable_partition_fields(meta: &ModelMeta) -> Vec<usize> {
     let mut out: Vec<usize> = Vec::new();
@@ -679,112 +497,4 @@ pub(crate) fn movable_partition_fields(meta: &ModelMeta) -> Vec<usize> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn initial_confidence_matches_popoto_bytes() {
-        let hex: String = initial_confidence(0.5)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        assert_eq!(
-            hex,
-            "84aa636f6e666964656e6365cb3fe0000000000000ae65766964656e63655f636f756e7400ae636f72726f626f726174696f6e7300ae636f6e74726164696374696f6e7300"
-        );
-    }
-
-    #[test]
-    fn keys_are_interned_and_args_reference_them() {
-        let mut p = Plan::default();
-        let a = p.key("A".into());
-        let b = p.key("B".into());
-        assert_eq!(p.key("A".into()), a);
-        p.checks.push(Check::Absent(b));
-        p.writes.push(Write::SAdd {
-            key: a,
-            member: "m".into(),
-        });
-        p.add_type_checks();
-        let args: Vec<String> = p
-            .args()
-            .into_iter()
-            .map(|a| String::from_utf8(a).unwrap_or_default())
-            .collect();
-        assert_eq!(args, ["2", "A", "2", "T", "1", "set", "SADD", "1", "m"]);
-    }
-
-    #[test]
-    fn move_nx_writes_type_check_both_keys() {
-        let mut p = Plan::default();
-        let m = p.key("M:1".into());
-        let from = p.key("H".into());
-        let to = p.key("H:p".into());
-        p.checks.push(Check::Present(m));
-        p.writes.push(Write::HMoveNx {
-            from,
-            from_field: "M:1".into(),
-            to,
-            to_field: "M:1".into(),
-        });
-        p.add_type_checks();
-        let args: Vec<String> = p
-            .args()
-            .into_iter()
-            .map(|a| String::from_utf8(a).unwrap_or_default())
-            .collect();
-        assert_eq!(
-            args,
-            [
-                "3", "P", "1", "T", "2", "hash", "T", "3", "hash", "HMOVENX", "2", "M:1", "3",
-                "M:1"
-            ]
-        );
-        let mut z = Plan::default();
-        let (from, to) = (z.key("Z".into()), z.key("Z:p".into()));
-        z.writes.push(Write::ZMoveNx {
-            from,
-            to,
-            member: "M:1".into(),
-        });
-        z.add_type_checks();
-        assert_eq!(
-            z.checks,
-            [
-                Check::Type { key: 0, ty: "zset" },
-                Check::Type { key: 1, ty: "zset" }
-            ]
-        );
-    }
-
-    #[test]
-    fn same_check_carries_its_pairs_and_needs_no_type_check() {
-        let mut p = Plan::default();
-        let k = p.key("M:1".into());
-        let pairs = vec![("a".to_owned(), b"1".to_vec())];
-        p.checks.push(Check::Same {
-            key: k,
-            pairs: pairs.clone(),
-        });
-        p.writes.push(Write::HSet { key: k, pairs });
-        p.add_type_checks();
-        let args: Vec<String> = p
-            .args()
-            .into_iter()
-            .map(|a| String::from_utf8(a).unwrap_or_default())
-            .collect();
-        assert_eq!(
-            args,
-            ["1", "S", "1", "1", "a", "1", "HSET", "1", "1", "a", "1"]
-        );
-    }
-
-    #[test]
-    fn score_args_round_trip() {
-        for s in [0.1, 1.5, -0.0, 1e300, 5e-324, 1704067200.0] {
-            assert_eq!(score_arg(s).parse::<f64>().ok(), Some(s));
-        }
-        assert_eq!(score_arg(f64::INFINITY), "+inf");
-        assert_eq!(score_arg(f64::NEG_INFINITY), "-inf");
-    }
-}
+mod tests;
