@@ -58,7 +58,10 @@ async fn a_cluster_backend_routes_by_slot_and_refuses_cross_slot_scripts() {
     let mut cross = redis::cmd("EVAL");
     cross.arg(script).arg(2).arg("x1").arg("x2");
     let err = backend.query::<i64>("eval", "-", &cross).await.unwrap_err();
-    assert!(err.to_string().to_lowercase().contains("crossslot"), "{err}");
+    assert!(
+        err.to_string().to_lowercase().contains("crossslot"),
+        "{err}"
+    );
     assert!(!keys_everywhere(&cluster).iter().any(|k| k.starts_with('x')));
 }
 
@@ -76,7 +79,10 @@ async fn a_popoto_layout_write_on_a_cluster_fails_closed() {
         };
         match acme.create(ep).await {
             Err(Error::Redis { source, .. }) => {
-                assert!(source.to_string().to_lowercase().contains("crossslot"), "{source}")
+                assert!(
+                    source.to_string().to_lowercase().contains("crossslot"),
+                    "{source}"
+                )
             }
             other => panic!("expected a CROSSSLOT refusal, got {other:?}"),
         }

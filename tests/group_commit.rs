@@ -246,3 +246,73 @@ async fn a_refused_plan_midway_through_a_batch_leaves_its_neighbours_whole() {
     assert!(hgetall(&server, "Item:sku4:acme").is_empty());
     assert!(!smembers(&server, "$Class:Item").contains(&"Item:sku4:acme".to_owned()));
 }
+
+/// Logins with a model TTL and a per-tenant unique handle, created by 64 tasks at once (most in
+/// batches): every written one has its TTL and its expiry entry, and within each tenant one
+/// handle has exactly one owner while another tenant may reuse it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_creates_keep_expiry_and_per_tenant_uniqueness() {
+    #[derive(popoto::Model, Debug, Clone, PartialEq, Default)]
+    #[popoto(ttl = 3600)]
+    struct Login {
+        #[popoto(key, tenant)]
+        org: String,
+        #[popoto(auto_key)]
+        id: String,
+        #[popoto(unique_key, per_tenant)]
+        handle: String,
+    }
+    let (server, db) = setup().await;
+    let before = calls(&server, "evalsha") + calls(&server, "eval");
+    let tasks: Vec<_> = (0..64)
+        .map(|t| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let org = ["acme", "globex"][t % 2];
+                let mut won = Vec::new();
+                for j in 0..6 {
+                    // Every handle is claimed by 4 tasks of each tenant.
+                    let handle = format!("h{}x{j}", t / 8);
+                    let login = Login {
+                        handle: handle.clone(),
+                        ..Default::default()
+                    };
+                    match db.tenant(org).unwrap().create(login).await {
+                        Ok(l) => won.push((org, handle, l.id)),
+                        Err(Error::UniqueViolation { .. }) => {}
+                        Err(e) => panic!("{org}/{handle}: {e}"),
+                    }
+                }
+                won
+            })
+        })
+        .collect();
+    let mut won = Vec::new();
+    for t in tasks {
+        won.extend(t.await.unwrap());
+    }
+    let scripts = calls(&server, "evalsha") + calls(&server, "eval") - before;
+    assert!(
+        scripts < 384,
+        "{scripts} script calls for 384 creates: nothing was batched"
+    );
+    // 8 handle groups x 6 handles, once per tenant.
+    assert_eq!(won.len(), 2 * 8 * 6, "{won:?}");
+    let mut owners: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for (org, handle, id) in &won {
+        *owners
+            .entry(((*org).to_owned(), handle.clone()))
+            .or_default() += 1;
+        let key = format!("Login:{handle}:{id}:{org}");
+        let pttl: i64 = raw_cmd(&server, redis::cmd("PTTL").arg(&key));
+        assert!(pttl > 3_500_000 && pttl <= 3_600_000, "{key}: PTTL {pttl}");
+        let at: Option<f64> = raw_cmd(
+            &server,
+            redis::cmd("ZSCORE")
+                .arg(format!("$ExpireF:Login:{org}"))
+                .arg(&key),
+        );
+        assert!(at.is_some(), "{key} has no expiry entry");
+    }
+    assert!(owners.values().all(|n| *n == 1), "{owners:?}");
+}
