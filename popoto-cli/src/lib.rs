@@ -25,7 +25,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use popoto::{BackendConfig, Catalog, Error, ModelSet, TenantRegistry};
 
+mod check;
 mod data;
+mod dry;
 mod migrate;
 mod stats;
 mod tenants;
@@ -68,6 +70,10 @@ enum Command {
     Import(data::ImportArgs),
     /// Isolation audit of every catalog tenant on every backend (needs the application's models).
     Audit(data::AuditArgs),
+    /// Index check of every catalog tenant on every backend, or of some tenants: orphan,
+    /// missing and misplaced index entries, keys that disagree with their values (exit 3 on a
+    /// finding).
+    Check(check::CheckArgs),
     /// Keys and memory of every backend holding catalog tenants; with the application's
     /// models, instances per tenant.
     Stats,
@@ -211,6 +217,7 @@ pub async fn run_with(
             Command::Export(args) => data::export(&ctx, args, &mut io).await,
             Command::Import(args) => data::import(&ctx, args, &mut io).await,
             Command::Audit(args) => data::audit(&ctx, args, &mut io).await,
+            Command::Check(args) => check::check(&ctx, args, &mut io).await,
             Command::Stats => stats::stats(&ctx, &mut io).await,
             Command::Migrate(args) => migrate::migrate(&ctx, migrations, args, &mut io).await,
         },

@@ -16,6 +16,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{Arg, AsyncConnectionConfig, ErrorKind, RedisError, RedisResult, ServerErrorKind};
 
 use crate::error::{Error, Result};
+use crate::record::{self, CommandLog};
 
 /// The script that creates one instance (see `Instance::create_cmd`).
 pub(crate) static CREATE: LazyLock<Script> =
@@ -31,14 +32,25 @@ pub(crate) static APPLY: LazyLock<Script> =
 pub(crate) struct Script {
     code: &'static str,
     inner: redis::Script,
+    /// Whether the script only reads (a recording backend runs it).
+    read_only: bool,
 }
 
 impl Script {
-    /// The script of this source.
+    /// The script of this source (one that writes).
     pub(crate) fn new(code: &'static str) -> Script {
         Script {
             code,
             inner: redis::Script::new(code),
+            read_only: false,
+        }
+    }
+
+    /// A script of this source that only reads: a dry run ([`Backend::recording`]) runs it.
+    pub(crate) fn read_only(code: &'static str) -> Script {
+        Script {
+            read_only: true,
+            ..Script::new(code)
         }
     }
 
@@ -243,6 +255,8 @@ pub struct Backend {
     failures: Arc<AtomicU64>,
     /// Calls in a row that failed at the connection level (0 after any reply).
     consecutive: Arc<AtomicU64>,
+    /// A dry run: writes go to this log (or are refused), never to the server.
+    recorder: Option<CommandLog>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -289,12 +303,94 @@ impl Backend {
             round_trips: Arc::new(AtomicU64::new(0)),
             failures,
             consecutive: Arc::new(AtomicU64::new(0)),
+            recorder: None,
         })
+    }
+
+    /// The same backend (same pool) for a dry run: reads are sent, the writes of operations
+    /// that support a dry run are recorded in `log` instead of sent, and any other write is
+    /// refused with [`Error::DryRunWrite`] before it leaves the process.
+    pub fn recording(&self, log: &CommandLog) -> Backend {
+        Backend {
+            recorder: Some(log.clone()),
+            ..self.clone()
+        }
+    }
+
+    /// Whether this backend records writes instead of sending them ([`Backend::recording`]).
+    pub fn is_recording(&self) -> bool {
+        self.recorder.is_some()
+    }
+
+    /// The dry-run log, if this backend records.
+    pub(crate) fn recorder(&self) -> Option<&CommandLog> {
+        self.recorder.as_ref()
+    }
+
+    /// Whether both handles share one connection pool (one open backend).
+    pub fn same_pool(&self, other: &Backend) -> bool {
+        Arc::ptr_eq(&self.round_trips, &other.round_trips)
+    }
+
+    /// Records `cmd` as a write this dry run would send (`false` when not a dry run).
+    pub(crate) fn record(&self, cmd: &redis::Cmd) -> bool {
+        match &self.recorder {
+            Some(log) => {
+                log.push(self.url(), cmd);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Records the commands [`Backend::eval_many`] sends for these plans, in its order.
+    pub(crate) fn record_many(
+        &self,
+        script: &Script,
+        calls: &[(Vec<String>, Vec<Vec<u8>>)],
+    ) -> bool {
+        if self.recorder.is_none() {
+            return false;
+        }
+        for chunk in calls.chunks(PLANS_PER_ROUND_TRIP) {
+            for cmd in round_trip(script, chunk) {
+                self.record(&cmd);
+            }
+        }
+        true
+    }
+
+    /// Refuses, on a recording backend, a command that is not a read.
+    fn guard(&self, op: &'static str, cmd: &redis::Cmd) -> Result<()> {
+        if self.recorder.is_some() && !record::is_read_only(cmd) {
+            let name = record::args_of(cmd)
+                .first()
+                .map(|n| String::from_utf8_lossy(n).to_ascii_uppercase())
+                .unwrap_or_default();
+            return Err(Error::DryRunWrite { op, command: name });
+        }
+        Ok(())
+    }
+
+    /// Refuses, on a recording backend, a script that writes.
+    pub(crate) fn guard_script(&self, op: &'static str, script: &Script) -> Result<()> {
+        if self.recorder.is_some() && !script.read_only {
+            return Err(Error::DryRunWrite {
+                op,
+                command: format!("EVALSHA {}", script.get_hash()),
+            });
+        }
+        Ok(())
     }
 
     /// The URL this backend connects to, user and password shown as `***`.
     pub fn url(&self) -> String {
         crate::redis_url::redacted(&self.url)
+    }
+
+    /// The URL with its credentials: to connect, never to print.
+    pub(crate) fn connection_url(&self) -> &str {
+        &self.url
     }
 
     /// Number of round trips (commands or pipelines sent) since the backend was built.
@@ -357,6 +453,7 @@ impl Backend {
         model: &'static str,
         cmd: &redis::Cmd,
     ) -> Result<T> {
+        self.guard(op, cmd)?;
         erased(self.with_conn(op, model, async |c| cmd.query_async(c).await)).await
     }
 
@@ -367,6 +464,9 @@ impl Backend {
         model: &'static str,
         pipe: &redis::Pipeline,
     ) -> Result<T> {
+        for cmd in pipe.cmd_iter() {
+            self.guard(op, cmd)?;
+        }
         erased(self.with_conn(op, model, async |c| pipe.query_async(c).await)).await
     }
 
@@ -379,6 +479,7 @@ impl Backend {
         keys: &[String],
         args: &[Vec<u8>],
     ) -> Result<redis::Value> {
+        self.guard_script(op, script)?;
         erased(self.with_conn(op, model, async |c| {
             let mut tries = Tries::new(Form::Sha);
             loop {
@@ -401,6 +502,7 @@ impl Backend {
         script: &Script,
         cmd: &redis::Cmd,
     ) -> Result<redis::Value> {
+        self.guard_script(op, script)?;
         erased(self.with_conn(op, model, async |c| {
             let mut tries = Tries::new(Form::Sha);
             loop {
@@ -440,6 +542,7 @@ impl Backend {
         script: &Script,
         calls: &[(Vec<String>, Vec<Vec<u8>>)],
     ) -> Result<Vec<RedisResult<redis::Value>>> {
+        self.guard_script(op, script)?;
         erased(self.with_conn(op, model, async |c| {
             let mut out = Vec::with_capacity(calls.len());
             for chunk in calls.chunks(PLANS_PER_ROUND_TRIP) {
@@ -449,9 +552,8 @@ impl Backend {
                 };
                 let mut pipe = redis::pipe();
                 pipe.ignore_errors();
-                for (i, batch) in batches.iter().enumerate() {
-                    let form = if i == last { Form::Sha } else { Form::Eval };
-                    pipe.add_command(batch_call(script, form, batch));
+                for cmd in round_trip(script, chunk) {
+                    pipe.add_command(cmd);
                 }
                 let mut replies: Vec<RedisResult<redis::Value>> = pipe.query_async(c).await?;
                 if let Some(e) = replies.iter().find_map(|r| r.as_ref().err()) {
@@ -509,6 +611,22 @@ pub(crate) const PLANS_PER_CALL: usize = 100;
 
 /// Plans sent per pipelined round trip in [`Backend::eval_many`].
 pub(crate) const PLANS_PER_ROUND_TRIP: usize = 1000;
+
+/// The calls of one round trip of [`Backend::eval_many`] (at most [`PLANS_PER_ROUND_TRIP`]
+/// plans), as first sent: [`PLANS_PER_CALL`] plans per call, every call `EVAL` but the last,
+/// which is `EVALSHA`.
+fn round_trip(script: &Script, chunk: &[(Vec<String>, Vec<Vec<u8>>)]) -> Vec<redis::Cmd> {
+    let batches: Vec<_> = chunk.chunks(PLANS_PER_CALL).collect();
+    let last = batches.len().saturating_sub(1);
+    batches
+        .iter()
+        .enumerate()
+        .map(|(i, batch)| {
+            let form = if i == last { Form::Sha } else { Form::Eval };
+            batch_call(script, form, batch)
+        })
+        .collect()
+}
 
 /// One call applying several plans (the batch protocol of `lua/apply.lua`).
 fn batch_call(script: &Script, form: Form, plans: &[(Vec<String>, Vec<Vec<u8>>)]) -> redis::Cmd {

@@ -433,6 +433,12 @@ pub fn catalog_version_key() -> String {
     format!("{CATALOG}:version")
 }
 
+/// `$PopotoCatalog:changes`: the pub/sub channel on which every catalog change publishes the
+/// tenant's id (a channel, not a key: channels are server-wide, shared by every database).
+pub fn catalog_channel() -> String {
+    format!("{CATALOG}:changes")
+}
+
 /// `$PopotoCatalog:run:<seg(run)>`: the journal of a resumable fleet run (tenant → done).
 pub fn fleet_journal_key(run: &str) -> String {
     let mut out = format!("{CATALOG}:run");

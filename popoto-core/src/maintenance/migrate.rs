@@ -135,6 +135,12 @@ impl<M: Model, P: FnMut(Progress)> Migration<M, P> {
             if !paged {
                 let (next, flat) = scan_page(&self.backend, Self::OP, meta, &cmd).await?;
                 let members = self.members_of(flat);
+                if self.dry_run && self.stored.is_empty() && self.backend.is_recording() {
+                    // A dry run that records: the page calls a real run sends for this page.
+                    for call in self.prepare_page(members.clone()) {
+                        self.backend.record(&call.cmd);
+                    }
+                }
                 self.batch_of(members).await?;
                 self.report_progress();
                 if next == 0 {
@@ -393,6 +399,37 @@ impl<M: Model, P: FnMut(Progress)> Migration<M, P> {
         Ok(())
     }
 
+    /// One checked plan per entry (its instance exists, its stored partition values did not
+    /// change), as `apply.lua` calls.
+    fn move_calls(&self, moves: &[Move]) -> Vec<(Vec<String>, Vec<Vec<u8>>)> {
+        let meta = M::META;
+        let mut calls = Vec::with_capacity(moves.len());
+        for mv in moves {
+            let mut plan = Plan::default();
+            let m = plan.key(mv.member.clone());
+            let from = plan.key(self.source.clone());
+            let to = plan.key(mv.dest.clone());
+            plan.checks.push(Check::Present(m));
+            field_checks(&mut plan, meta, m, &self.stored, &mv.raw);
+            plan.writes.push(match self.target {
+                Target::Confidence => Write::HMoveNx {
+                    from,
+                    from_field: mv.member.clone(),
+                    to,
+                    to_field: mv.member.clone(),
+                },
+                Target::Sorted => Write::ZMoveNx {
+                    from,
+                    to,
+                    member: mv.member.clone(),
+                },
+            });
+            plan.add_type_checks();
+            calls.push((plan.keys.clone(), plan.args()));
+        }
+        calls
+    }
+
     /// Moves one batch: one script call per entry, pipelined; entries whose instance changed
     /// meanwhile are resolved again.
     async fn batch_of(&mut self, mut pending: Vec<String>) -> Result<()> {
@@ -406,6 +443,10 @@ impl<M: Model, P: FnMut(Progress)> Migration<M, P> {
                 return Ok(());
             }
             if self.dry_run {
+                if !self.stored.is_empty() {
+                    // A dry run that records: the plans a real run sends for this batch.
+                    self.backend.record_many(&APPLY, &self.move_calls(&moves));
+                }
                 let mut pipe = redis::pipe();
                 for mv in &moves {
                     match self.target {
@@ -427,30 +468,7 @@ impl<M: Model, P: FnMut(Progress)> Migration<M, P> {
                 }
                 return Ok(());
             }
-            let mut calls = Vec::with_capacity(moves.len());
-            for mv in &moves {
-                let mut plan = Plan::default();
-                let m = plan.key(mv.member.clone());
-                let from = plan.key(self.source.clone());
-                let to = plan.key(mv.dest.clone());
-                plan.checks.push(Check::Present(m));
-                field_checks(&mut plan, meta, m, &self.stored, &mv.raw);
-                plan.writes.push(match self.target {
-                    Target::Confidence => Write::HMoveNx {
-                        from,
-                        from_field: mv.member.clone(),
-                        to,
-                        to_field: mv.member.clone(),
-                    },
-                    Target::Sorted => Write::ZMoveNx {
-                        from,
-                        to,
-                        member: mv.member.clone(),
-                    },
-                });
-                plan.add_type_checks();
-                calls.push((plan.keys.clone(), plan.args()));
-            }
+            let calls = self.move_calls(&moves);
             let replies = self
                 .backend
                 .eval_many(Self::OP, meta.name, &APPLY, &calls)

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{lock, Health, Placement, Slot, SlotState, Source, TenantRegistry};
-use crate::backend::BackendConfig;
+use crate::backend::{Backend, BackendConfig};
 use crate::catalog::view::CatalogView;
-use crate::catalog::{Catalog, CatalogPlacement, TenantEntry, TenantStatus};
+use crate::catalog::{Catalog, CatalogPlacement, ServerUrl, TenantEntry, TenantStatus};
 use crate::error::{Error, Result};
 use crate::tenant::TenantId;
 
@@ -73,6 +73,75 @@ impl TenantRegistry {
                         entry.id.as_str()
                     ))
                 })?,
+        })
+    }
+
+    /// Where `tenant`'s data lives, whatever its status (lifecycle operations work on suspended
+    /// and destroyed tenants too): its registration in this process, else its catalog entry,
+    /// else the policy's or the default placement; [`Error::UnknownTenant`] if none places it.
+    /// Returns the backend and the placement as the catalog writes it.
+    pub async fn locate(&self, tenant: &TenantId) -> Result<(Backend, CatalogPlacement)> {
+        let slot = lock(&self.inner.tenants).slots.get(tenant).cloned();
+        if let Some(slot) = slot.filter(|s| !matches!(s.source, Source::Catalog(..))) {
+            let placement = match &slot.source {
+                Source::Placement(p) => Some(self.catalog_placement(p)?),
+                _ => None,
+            };
+            let built = slot.state.lock().await.backend.clone();
+            let backend = match built {
+                Some(b) => b,
+                None => {
+                    self.build(tenant, &slot).await;
+                    let state = slot.state.lock().await;
+                    match (&state.backend, &state.health) {
+                        (Some(b), _) => b.clone(),
+                        (None, Health::Disabled(reason)) => {
+                            return Err(Error::TenantDisabled {
+                                tenant: tenant.to_string(),
+                                reason: reason.clone(),
+                            })
+                        }
+                        _ => {
+                            return Err(Error::TenantUnregistered {
+                                tenant: tenant.to_string(),
+                            })
+                        }
+                    }
+                }
+            };
+            let placement = match placement {
+                Some(p) => p,
+                None => CatalogPlacement::Server(ServerUrl::new(backend.connection_url())?),
+            };
+            return Ok((backend, placement));
+        }
+        if let Some(catalog) = self.catalog() {
+            if let Some(entry) = catalog.get(tenant).await? {
+                let backend = self.placed(self.placement_of(&entry)?)?;
+                return Ok((backend, entry.placement));
+            }
+        }
+        let policy = lock(&self.inner.policy).clone();
+        let placement = policy
+            .and_then(|p| p(tenant))
+            .or_else(|| lock(&self.inner.default).clone());
+        match placement {
+            Some(p) => Ok((self.placed(p.clone())?, self.catalog_placement(&p)?)),
+            None => Err(Error::UnknownTenant {
+                tenant: tenant.to_string(),
+            }),
+        }
+    }
+
+    /// A registry placement as the catalog writes it.
+    fn catalog_placement(&self, placement: &Placement) -> Result<CatalogPlacement> {
+        Ok(match placement {
+            Placement::Shared => CatalogPlacement::Shared,
+            Placement::Database(n) => CatalogPlacement::Database(*n),
+            Placement::Server(config) => {
+                CatalogPlacement::Server(ServerUrl::new(config.url.clone())?)
+            }
+            Placement::Backend(b) => CatalogPlacement::Server(ServerUrl::new(b.connection_url())?),
         })
     }
 
