@@ -462,3 +462,66 @@ async fn migrate_check_gates_on_pending_migrations_on_every_backend() {
     let (code, _, err) = migrate(&["--url", url, "migrate", "--check"]).await;
     assert_eq!(code, 0, "{err}");
 }
+
+#[tokio::test]
+async fn check_reports_index_findings_per_tenant_with_exit_3() {
+    let server = start();
+    let url = server.url();
+    for (t, p) in [("acme", "db:2"), ("globex", "shared")] {
+        app_ok(&["--url", url, "tenants", "create", t, "--placement", p]).await;
+    }
+    let db = Db::with_registry(
+        popoto::TenantRegistry::with_catalog(
+            popoto::BackendConfig::new(url),
+            std::time::Duration::ZERO,
+        )
+        .unwrap_or_else(|e| panic!("registry: {e}")),
+    );
+    for t in ["acme", "globex"] {
+        db.tenant(t)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .create(Note {
+                id: "n1".into(),
+                text: "x".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("create: {e}"));
+    }
+    // Clean: exit 0, nothing on stdout.
+    let (code, out, err) = app(&["--url", url, "check"]).await;
+    assert_eq!((code, out.as_slice()), (0, &b""[..]), "{err}");
+    // An orphan of acme in its database: acme failed, exit 3, the finding on stdout.
+    let mut conn = redis::Client::open(server.url_db(2))
+        .and_then(|c| c.get_connection())
+        .unwrap_or_else(|e| panic!("{e}"));
+    redis::cmd("SADD")
+        .arg("$Class:Note")
+        .arg("Note:ghost:acme")
+        .exec(&mut conn)
+        .unwrap_or_else(|e| panic!("SADD: {e}"));
+    let (code, out, err) = app(&["--url", url, "check"]).await;
+    assert_eq!(code, popoto_cli::EXIT_PARTIAL, "{err}");
+    let table = text(&out);
+    assert!(
+        table.contains(&format!(
+            "{}\tNote\torphan index entry: Note:ghost:acme",
+            server.url_db(2)
+        )),
+        "{table}"
+    );
+    assert!(err.contains("FAILED acme"), "{err}");
+    let (code, out, err) = app(&["--url", url, "--json", "check"]).await;
+    assert_eq!(code, popoto_cli::EXIT_PARTIAL, "{err}");
+    let run = json(&text(&out));
+    assert_eq!(run["report"]["failed"], 1, "{run}");
+    assert_eq!(run["report"]["ok"], 1, "{run}");
+    let finding = &run["backends"][1]["reports"][0]["findings"][0];
+    assert_eq!(finding["kind"], "orphan", "{run}");
+    assert_eq!(finding["tenant"], "acme", "{run}");
+    // Only globex's backend: clean.
+    let (code, _, err) = app(&["--url", url, "check", "--tenant", "globex"]).await;
+    assert_eq!(code, 0, "{err}");
+    // The generic binary does not know the models.
+    expect(Some(url), &["check"], 2);
+}

@@ -351,7 +351,11 @@ impl Catalog {
         };
         self.destroy(id).await?;
         if let Some(registry) = admin.db().registry() {
-            registry.tombstone(id);
+            // A registry on a catalog obeys the tombstone (at once here); else its own.
+            match registry.catalog() {
+                Some(_) => registry.refresh_catalog(),
+                None => registry.tombstone(id),
+            }
         }
         Db::from_backend(backend)
             .admin()

@@ -224,11 +224,12 @@ impl Admin {
     /// instance, touching no other tenant's data. Keys of the tenant holding something other
     /// than its instance (another tenant's stored tenant field) are kept and reported.
     ///
-    /// On a `Db` with a registry the tenant is refused from the start: in this process (a
-    /// tombstone, until registered again) and, when the registry has a tenant catalog, in every
-    /// process on that catalog (the catalog marks it destroyed, adding a destroyed entry if it
-    /// did not know the tenant; `Catalog::create` starts it afresh). Its data is found where it
-    /// lives whatever its status, so a suspended tenant can be destroyed.
+    /// On a `Db` with a registry the tenant is refused from the start: when the registry has a
+    /// tenant catalog, by every process on that catalog, present or future (the catalog marks
+    /// it destroyed, adding a destroyed entry where its data was if it did not know the tenant;
+    /// `Catalog::create` starts it afresh); without a catalog, by this process (a tombstone,
+    /// until registered again). Its data is found where it lives whatever its status, so a
+    /// suspended tenant can be destroyed.
     ///
     /// On a recording backend ([`crate::Backend::recording`]) nothing is written: the calls a
     /// real run sends are recorded, and the report counts what they would remove.
@@ -258,11 +259,17 @@ impl Admin {
             Some(registry) => {
                 // Found before it is marked: a destroyed tenant is refused by lookups.
                 let (backend, placement) = registry.locate(tenant).await?;
-                if let Some(catalog) = registry.catalog() {
-                    catalog.tombstone(tenant, placement).await?;
+                // A late request must not re-create the tenant's data: with a catalog, no
+                // process serves it (this one from now on); else this process does not.
+                match registry.catalog() {
+                    Some(catalog) if !backend.is_recording() => {
+                        catalog.tombstone(tenant, placement).await?;
+                        registry.refresh_catalog();
+                    }
+                    Some(_) => {}
+                    None if !backend.is_recording() => registry.tombstone(tenant),
+                    None => {}
                 }
-                // A late request of this process must not re-create the tenant's data.
-                registry.tombstone(tenant);
                 backend
             }
             None => self.on(tenant).backend().await?,

@@ -15,6 +15,10 @@ use std::time::Duration;
 use crate::db::Db;
 use crate::model::Model;
 
+mod inspect;
+
+pub use inspect::{Monitor, Monitored};
+
 /// Why a test server could not be provided.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}\n--- redis-server log ---\n{log}")]
