@@ -131,3 +131,117 @@ async fn a_destroy_through_one_process_is_refused_by_every_other() {
         .unwrap_or_else(|e| panic!("write: {e}"));
     assert_eq!(count(&a, "acme").await.ok(), Some(1));
 }
+
+/// Polls `check` until it holds or `within` has passed (then fails with `what`).
+async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match check().await {
+            Ok(()) => return,
+            Err(last) if tokio::time::Instant::now() >= deadline => {
+                panic!("{what} not within {within:?}: {last}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// The logical databases other than 0 that clients of `server` are connected to.
+fn connected_databases(server: &TestRedis) -> std::collections::BTreeSet<u8> {
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query(&mut server.raw())
+        .unwrap_or_else(|e| panic!("CLIENT LIST: {e}"));
+    list.lines()
+        .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("db=")))
+        .filter_map(|d| d.parse().ok())
+        .filter(|d| *d != 0)
+        .collect()
+}
+
+#[tokio::test]
+async fn at_most_the_cap_of_tenant_backends_stay_open_and_closed_ones_reopen() {
+    let server = start();
+    let (registry, db) = process(&server);
+    registry.set_max_open(Some(2));
+    let catalog = registry.catalog().unwrap_or_else(|| panic!("no catalog"));
+    let tenants: Vec<String> = (1..=5).map(|i| format!("t{i}")).collect();
+    for (i, t) in tenants.iter().enumerate() {
+        catalog
+            .create(
+                &tid(t),
+                CatalogPlacement::Database(1 + i as u8),
+                Default::default(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("create {t}: {e}"));
+    }
+    // Each tenant in its own database: a count of 1 means it reads its own.
+    for round in 0..2 {
+        for t in &tenants {
+            if round == 0 {
+                write(&db, t)
+                    .await
+                    .unwrap_or_else(|e| panic!("write {t}: {e}"));
+            }
+            assert_eq!(count(&db, t).await.ok(), Some(1), "{t}, round {round}");
+            let open = registry.open_backends().await;
+            assert!(open <= 2, "{open} backends open after {t}");
+        }
+    }
+    // Closed pools disconnect: the server sees connections to at most 2 tenant databases.
+    eventually(
+        Duration::from_secs(10),
+        "closed backends disconnected",
+        || async {
+            let dbs = connected_databases(&server);
+            if dbs.len() <= 2 {
+                Ok(())
+            } else {
+                Err(format!("connected to databases {dbs:?}"))
+            }
+        },
+    )
+    .await;
+    let pending = registry
+        .list()
+        .await
+        .into_iter()
+        .filter(|(_, h)| *h == popoto::Health::Pending)
+        .count();
+    assert_eq!(pending, 3, "{:?}", registry.list().await);
+    // Concurrent requests over every tenant: each reopened as needed, each reads its own.
+    let tasks: Vec<_> = (0..60)
+        .map(|i| {
+            let db = db.clone();
+            let t = tenants[i % tenants.len()].clone();
+            tokio::spawn(async move { count(&db, &t).await })
+        })
+        .collect();
+    for task in tasks {
+        let n = task.await.unwrap_or_else(|e| panic!("task: {e}"));
+        assert_eq!(n.as_ref().ok(), Some(&1), "{n:?}");
+    }
+    // Backends in use are never closed, so a burst over more tenants than the cap may leave
+    // more open; the next request closes the idle ones.
+    assert_eq!(count(&db, "t1").await.ok(), Some(1));
+    let open = registry.open_backends().await;
+    assert!(open <= 2, "{open} backends open after the burst");
+    eventually(
+        Duration::from_secs(10),
+        "closed backends disconnected",
+        || async {
+            let dbs = connected_databases(&server);
+            if dbs.len() <= 2 {
+                Ok(())
+            } else {
+                Err(format!("connected to databases {dbs:?}"))
+            }
+        },
+    )
+    .await;
+}

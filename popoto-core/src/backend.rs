@@ -332,6 +332,11 @@ impl Backend {
         Arc::ptr_eq(&self.round_trips, &other.round_trips)
     }
 
+    /// Number of handles (clones) of this backend alive: more than its owner's means in use.
+    pub(crate) fn handles(&self) -> usize {
+        Arc::strong_count(&self.round_trips)
+    }
+
     /// Records `cmd` as a write this dry run would send (`false` when not a dry run).
     pub(crate) fn record(&self, cmd: &redis::Cmd) -> bool {
         match &self.recorder {

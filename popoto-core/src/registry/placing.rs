@@ -18,10 +18,12 @@ use crate::tenant::TenantId;
 impl TenantRegistry {
     /// A registry on the shared server `shared_config` whose tenants are placed by the catalog
     /// stored on that server (polled for changes at most every `refresh`; see
-    /// [`TenantRegistry::use_catalog`]). Nothing is dialed until the first lookup.
+    /// [`TenantRegistry::use_catalog`]), keeping at most [`super::DEFAULT_MAX_OPEN`] backends
+    /// open ([`TenantRegistry::set_max_open`]). Nothing is dialed until the first lookup.
     pub fn with_catalog(shared_config: BackendConfig, refresh: Duration) -> Result<Self> {
         let registry = TenantRegistry::new(shared_config)?;
         registry.use_catalog(Catalog::new(registry.shared().clone()), refresh);
+        registry.set_max_open(Some(super::DEFAULT_MAX_OPEN));
         Ok(registry)
     }
 
@@ -87,14 +89,16 @@ impl TenantRegistry {
                 Source::Placement(p) => Some(self.catalog_placement(p)?),
                 _ => None,
             };
-            let built = slot.state.lock().await.backend.clone();
+            let built = slot.state.lock().await.backend();
             let backend = match built {
                 Some(b) => b,
                 None => {
-                    self.build(tenant, &slot).await;
+                    if let Some(b) = self.build(tenant, &slot).await {
+                        return Ok((b.clone(), placement_or(placement, &b)?));
+                    }
                     let state = slot.state.lock().await;
-                    match (&state.backend, &state.health) {
-                        (Some(b), _) => b.clone(),
+                    match (state.backend(), &state.health) {
+                        (Some(b), _) => b,
                         (None, Health::Disabled(reason)) => {
                             return Err(Error::TenantDisabled {
                                 tenant: tenant.to_string(),
@@ -109,10 +113,7 @@ impl TenantRegistry {
                     }
                 }
             };
-            let placement = match placement {
-                Some(p) => p,
-                None => CatalogPlacement::Server(ServerUrl::new(backend.connection_url())?),
-            };
+            let placement = placement_or(placement, &backend)?;
             return Ok((backend, placement));
         }
         if let Some(catalog) = self.catalog() {
@@ -190,7 +191,7 @@ impl TenantRegistry {
             source: Source::Catalog(placement, entry.version),
             state: tokio::sync::Mutex::new(SlotState {
                 health: Health::Pending,
-                backend: None,
+                held: super::open::Held::None,
                 observed: false,
             }),
             last_used: AtomicU64::new(self.inner.tick.fetch_add(1, Ordering::Relaxed)),
@@ -207,5 +208,18 @@ impl TenantRegistry {
         }
         tenants.slots.insert(tenant.clone(), new.clone());
         Ok(Some(new))
+    }
+}
+
+/// `placement`, or the server placement of `backend` (a lazily built tenant's).
+fn placement_or(
+    placement: Option<CatalogPlacement>,
+    backend: &Backend,
+) -> Result<CatalogPlacement> {
+    match placement {
+        Some(p) => Ok(p),
+        None => Ok(CatalogPlacement::Server(ServerUrl::new(
+            backend.connection_url(),
+        )?)),
     }
 }
