@@ -245,3 +245,116 @@ async fn at_most_the_cap_of_tenant_backends_stay_open_and_closed_ones_reopen() {
     )
     .await;
 }
+
+/// Polls `db`'s count of `tenant` until `expected` says yes.
+async fn until_count(
+    db: &Db,
+    tenant: &str,
+    what: &str,
+    expected: fn(&Result<usize, Error>) -> bool,
+) {
+    eventually(Duration::from_secs(10), what, || async {
+        let r = count(db, tenant).await;
+        if expected(&r) {
+            Ok(())
+        } else {
+            Err(format!("{r:?}"))
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_watching_process_obeys_another_process_change_at_once() {
+    let server = start();
+    // A polls the counter once an hour: only the notifications can tell it in time.
+    let a_registry =
+        TenantRegistry::with_catalog(BackendConfig::new(server.url()), Duration::from_secs(3600))
+            .unwrap_or_else(|e| panic!("registry: {e}"));
+    let a = Db::with_registry(a_registry.clone());
+    let watcher = a_registry
+        .watch_catalog()
+        .unwrap_or_else(|e| panic!("watch: {e}"));
+    let (b_registry, b) = process(&server);
+    let catalog = b_registry.catalog().unwrap_or_else(|| panic!("no catalog"));
+    catalog
+        .create(
+            &tid("acme"),
+            CatalogPlacement::Database(2),
+            Default::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("create: {e}"));
+    write(&b, "acme")
+        .await
+        .unwrap_or_else(|e| panic!("write: {e}"));
+    watcher.subscribed(1).await;
+    assert_eq!(count(&a, "acme").await.ok(), Some(1));
+    let generation = a_registry.catalog_generation();
+
+    // Suspended through b: a refuses it on its next requests.
+    catalog
+        .suspend(&tid("acme"))
+        .await
+        .unwrap_or_else(|e| panic!("suspend: {e}"));
+    until_count(&a, "acme", "a refuses the suspended tenant", |r| {
+        matches!(r, Err(Error::TenantSuspended { .. }))
+    })
+    .await;
+    assert!(a_registry.catalog_generation() > generation);
+    catalog
+        .resume(&tid("acme"))
+        .await
+        .unwrap_or_else(|e| panic!("resume: {e}"));
+    until_count(&a, "acme", "a serves the resumed tenant", |r| {
+        r.as_ref().ok() == Some(&1)
+    })
+    .await;
+
+    // Moved to database 4 (its data copied first): a follows.
+    let copy = Db::from_backend(
+        popoto::Backend::new(BackendConfig::new(server.url_db(4)))
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    copy.tenant("acme")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .create(episode("", "copied", 0.5, 1))
+        .await
+        .unwrap_or_else(|e| panic!("copy: {e}"));
+    copy.tenant("acme")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .create(episode("", "new", 0.5, 1))
+        .await
+        .unwrap_or_else(|e| panic!("copy: {e}"));
+    let moved = popoto::catalog::TenantUpdate {
+        placement: Some(CatalogPlacement::Database(4)),
+        ..Default::default()
+    };
+    catalog
+        .update(&tid("acme"), &moved)
+        .await
+        .unwrap_or_else(|e| panic!("move: {e}"));
+    until_count(&a, "acme", "a follows the move", |r| {
+        r.as_ref().ok() == Some(&2)
+    })
+    .await;
+
+    // The subscription is cut: the watcher subscribes again, and a change made meanwhile is
+    // obeyed all the same.
+    redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query::<i64>(&mut server.raw())
+        .unwrap_or_else(|e| panic!("CLIENT KILL: {e}"));
+    catalog
+        .destroy(&tid("acme"))
+        .await
+        .unwrap_or_else(|e| panic!("destroy: {e}"));
+    until_count(&a, "acme", "a refuses the destroyed tenant", |r| {
+        matches!(r, Err(Error::TenantDestroyed { .. }))
+    })
+    .await;
+    watcher.subscribed(2).await;
+    assert!(watcher.subscriptions() >= 2);
+}

@@ -25,9 +25,11 @@ use crate::tenant::TenantId;
 mod health;
 mod open;
 mod placing;
+mod watch;
 
 pub use health::{HealthChecker, HealthEvent, HealthPolicy};
 pub use open::DEFAULT_MAX_OPEN;
+pub use watch::CatalogWatcher;
 
 /// A boxed future, as factories and validators return.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
