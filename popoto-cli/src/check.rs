@@ -1,5 +1,6 @@
 //! `popoto check`: the index check of every backend holding catalog tenants (or of the
-//! backends of some tenants), with the application's models.
+//! backends of some tenants): of the application's models in its own binary, from popoto's
+//! keys alone (orphan and foreign entries) in the generic one.
 
 use clap::Args;
 use popoto::Fleet;
@@ -26,7 +27,6 @@ pub(crate) struct CheckArgs {
 /// Runs the check: findings on stdout (a table, or the whole [`popoto::fleet::IndexRun`] as
 /// JSON), the per-tenant summary on stderr; exit 3 when anything was found.
 pub(crate) async fn check(ctx: &Ctx<'_>, args: CheckArgs, io: &mut Io<'_>) -> Result<u8, Failure> {
-    ctx.need_models("check")?;
     let options = fleet_options(
         args.concurrency,
         args.run,
@@ -35,7 +35,11 @@ pub(crate) async fn check(ctx: &Ctx<'_>, args: CheckArgs, io: &mut Io<'_>) -> Re
     )?;
     let fleet = Fleet::new(&ctx.registry, options)?;
     let spinner = spinner("checking the indexes of every catalog tenant");
-    let run = fleet.check_indexes(ctx.models).await;
+    let run = if ctx.has_models() {
+        fleet.check_indexes(ctx.models).await
+    } else {
+        fleet.check_keys().await
+    };
     spinner.finish_and_clear();
     let run = run?;
     if io.json {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{BackendRun, Fleet, FleetReport};
 use crate::admin::Admin;
+use crate::catalog::TenantEntry;
 use crate::error::Result;
 use crate::lifecycle::ModelSet;
 use crate::maintenance::IndexReport;
@@ -44,6 +45,7 @@ enum Mode {
     Audit,
     Check,
     Rebuild,
+    Keys,
 }
 
 impl Fleet {
@@ -68,6 +70,14 @@ impl Fleet {
         self.index_run(models, Mode::Rebuild).await
     }
 
+    /// [`Admin::check_keys`] (the index check that needs no model) on every backend holding a
+    /// catalog tenant. Its findings name no tenant: on a backend holding a single catalog
+    /// tenant in a keyspace of its own (own database or server) they fail that tenant; else
+    /// they fail the backend.
+    pub async fn check_keys(&self) -> Result<IndexRun> {
+        self.index_run(&ModelSet::new(), Mode::Keys).await
+    }
+
     async fn index_run(&self, models: &ModelSet, mode: Mode) -> Result<IndexRun> {
         let catalog_ids: HashSet<String> = self
             .catalog
@@ -81,18 +91,28 @@ impl Fleet {
             Mode::Audit => "audit",
             Mode::Check => "check indexes",
             Mode::Rebuild => "rebuild indexes",
+            Mode::Keys => "check keys",
         };
         let collected: Mutex<Vec<BackendIndexes>> = Mutex::new(Vec::new());
+        let shared = self.registry.shared().clone();
         let report = self
-            .for_each_backend(operation, |admin: Admin| {
-                let (catalog_ids, collected) = (&catalog_ids, &collected);
+            .each_backend(operation, |admin: Admin, entries: &[TenantEntry]| {
+                let (catalog_ids, collected, shared) = (&catalog_ids, &collected, &shared);
+                // The only tenant of a keyspace of its own owns whatever is found there.
+                let owner = match entries {
+                    [only] => Some(only.id.to_string()),
+                    _ => None,
+                };
                 async move {
-                    let backend = admin.backend().await?.url();
+                    let backend = admin.backend().await?;
+                    let owner = owner.filter(|_| !backend.same_pool(shared));
                     let reports = match mode {
                         Mode::Rebuild => admin.rebuild_indexes_all(models).await?,
                         Mode::Audit | Mode::Check => admin.audit_all(models).await?,
+                        Mode::Keys => vec![admin.check_keys().await?],
                     };
-                    let run = backend_run(&reports, catalog_ids, mode);
+                    let run = backend_run(&reports, catalog_ids, mode, owner.as_deref());
+                    let backend = backend.url();
                     collected
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
@@ -107,9 +127,14 @@ impl Fleet {
     }
 }
 
-/// The per-tenant result of one backend's reports: unrepaired findings fail their tenant (or
-/// the backend when they name no catalog tenant).
-fn backend_run(reports: &[IndexReport], catalog_ids: &HashSet<String>, mode: Mode) -> BackendRun {
+/// The per-tenant result of one backend's reports: unrepaired findings fail their tenant, or
+/// `owner` (the only tenant of the backend's keyspace) when they name none, else the backend.
+fn backend_run(
+    reports: &[IndexReport],
+    catalog_ids: &HashSet<String>,
+    mode: Mode,
+    owner: Option<&str>,
+) -> BackendRun {
     let repaired: usize = reports.iter().map(IndexReport::repaired).sum();
     let detail = match mode {
         Mode::Rebuild => format!(
@@ -118,6 +143,10 @@ fn backend_run(reports: &[IndexReport], catalog_ids: &HashSet<String>, mode: Mod
         ),
         Mode::Audit => format!("{} models audited, clean", reports.len()),
         Mode::Check => format!("{} models checked, clean", reports.len()),
+        Mode::Keys => {
+            let entries: u64 = reports.iter().map(|r| r.index_entries).sum();
+            format!("{entries} index entries checked from popoto's keys, clean")
+        }
     };
     let mut run = BackendRun {
         detail,
@@ -126,7 +155,7 @@ fn backend_run(reports: &[IndexReport], catalog_ids: &HashSet<String>, mode: Mod
     for r in reports {
         for f in r.unrepaired() {
             let text = format!("{}: {f}", r.model);
-            match &f.tenant {
+            match f.tenant.as_deref().or(owner).map(str::to_owned).as_ref() {
                 Some(t) if catalog_ids.contains(t) => {
                     let p = run.tenant_problems.entry(t.clone()).or_default();
                     if !p.is_empty() {

@@ -191,6 +191,15 @@ impl Fleet {
         F: Fn(Admin) -> Fut,
         Fut: Future<Output = Result<BackendRun>>,
     {
+        self.each_backend(operation, |admin, _| op(admin)).await
+    }
+
+    /// [`Fleet::for_each_backend`], `op` also given the catalog tenants living there.
+    pub(crate) async fn each_backend<F, Fut>(&self, operation: &str, op: F) -> Result<FleetReport>
+    where
+        F: Fn(Admin, &[TenantEntry]) -> Fut,
+        Fut: Future<Output = Result<BackendRun>>,
+    {
         let mut report = FleetReport::start(operation, self.options.run.clone());
         let (work, done) = self.select(&mut report).await?;
         // Tenants grouped by backend (by URL, credentials hidden); unreachable ones fail alone.
@@ -220,7 +229,7 @@ impl Fleet {
         let op = &op;
         let results: Vec<(BackendResult, Vec<TenantResult>)> = stream::iter(groups)
             .map(|(url, (backend, entries))| async move {
-                let ran = op(Db::from_backend(backend).admin()).await;
+                let ran = op(Db::from_backend(backend).admin(), &entries).await;
                 let mut tenants = Vec::with_capacity(entries.len());
                 for e in &entries {
                     let tenant = e.id.to_string();

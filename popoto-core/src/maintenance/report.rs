@@ -71,6 +71,10 @@ pub enum FindingKind {
     /// unique index names another tenant's instance as the value's owner), reported once per
     /// owner and never repaired.
     CrossTenantUnique,
+    /// Found by the check that needs no model ([`crate::Admin::check_keys`]): an index entry
+    /// naming a key of another model or a key that is not a hash, or an index key of another
+    /// Redis type than popoto writes there. Never repaired.
+    Foreign,
 }
 
 impl FindingKind {
@@ -92,6 +96,7 @@ impl FindingKind {
             FindingKind::Unreadable => "unreadable instance",
             FindingKind::DuplicateUnique => "unique value with several owners",
             FindingKind::CrossTenantUnique => "unique value owned by several tenants",
+            FindingKind::Foreign => "not an instance of the index's model",
         }
     }
 }
