@@ -165,8 +165,8 @@ fn protocol(cmd: &str, reply: &dyn std::fmt::Debug) -> Error {
     }
 }
 
-/// What one [`Worker::poll`] did.
-#[derive(Debug, Default, Clone)]
+/// What one [`Worker::poll`] did (serializes as JSON).
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WorkReport {
     /// Jobs done and acknowledged.
     pub done: Vec<String>,

@@ -12,7 +12,8 @@ use crate::cache::{CacheTtl, TtlCache};
 use crate::select::Selector;
 
 /// What the application's status hook says about a tenant (e.g. from its catalog).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum TenantStatus {
     /// Serve it.

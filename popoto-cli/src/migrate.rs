@@ -125,6 +125,7 @@ pub(crate) async fn migrate(
         }
         let fleet = Fleet::new(&ctx.registry, options)?;
         let pending = &pending;
+        let spinner = crate::data::spinner(&format!("migration {:?}", m.name));
         let report = fleet
             .for_each_backend(&m.name, |admin| {
                 let run = m.run.clone();
@@ -148,7 +149,9 @@ pub(crate) async fn migrate(
                     })
                 }
             })
-            .await?;
+            .await;
+        spinner.finish_and_clear();
+        let report = report?;
         io.note(&report.to_string());
         reports.push(report);
     }
