@@ -6,10 +6,13 @@
 //! run's writes, in order (creation and update times aside), and, executed on the first server,
 //! must leave it exactly as the real run left the second.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 
+use common::{json, start, text};
 use popoto::testing::{Monitored, TestRedis};
 use popoto::{Db, Model, ModelSet};
 
@@ -72,18 +75,6 @@ const NOT_WRITES: &[&str] = &[
 
 /// A command: its database and arguments.
 type Sent = (u8, Vec<Vec<u8>>);
-
-fn start() -> TestRedis {
-    TestRedis::start().unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn json(s: &str) -> serde_json::Value {
-    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
-}
 
 fn models() -> ModelSet {
     ModelSet::new().with::<Note>()
