@@ -288,7 +288,9 @@ async fn a_watching_process_obeys_another_process_change_at_once() {
     write(&b, "acme")
         .await
         .unwrap_or_else(|e| panic!("write: {e}"));
-    watcher.subscribed(1).await;
+    tokio::time::timeout(Duration::from_secs(10), watcher.subscribed(1))
+        .await
+        .unwrap_or_else(|_| panic!("the watcher did not subscribe within 10 s"));
     assert_eq!(count(&a, "acme").await.ok(), Some(1));
     let generation = a_registry.catalog_generation();
 
@@ -355,6 +357,8 @@ async fn a_watching_process_obeys_another_process_change_at_once() {
         matches!(r, Err(Error::TenantDestroyed { .. }))
     })
     .await;
-    watcher.subscribed(2).await;
+    tokio::time::timeout(Duration::from_secs(10), watcher.subscribed(2))
+        .await
+        .unwrap_or_else(|_| panic!("the watcher did not subscribe within 10 s"));
     assert!(watcher.subscriptions() >= 2);
 }

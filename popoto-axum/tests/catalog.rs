@@ -45,7 +45,9 @@ async fn catalog_changes_made_by_another_process_are_obeyed_at_once() {
     let demo = common::service::start(redis.url())
         .await
         .unwrap_or_else(|e| panic!("demo: {e}"));
-    demo.watcher.subscribed(1).await;
+    tokio::time::timeout(Duration::from_secs(10), demo.watcher.subscribed(1))
+        .await
+        .unwrap_or_else(|_| panic!("the watcher did not subscribe within 10 s"));
     // Process B: its own registry on the same catalog.
     let b = TenantRegistry::with_catalog(BackendConfig::new(redis.url()), Duration::ZERO)
         .unwrap_or_else(|e| panic!("registry: {e}"));
