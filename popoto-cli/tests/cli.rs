@@ -144,6 +144,30 @@ fn corrupt_entries_complete_with_exit_3_and_secrets_are_never_printed() {
         popoto(url, &["tenants", "list", "--json"]),
         popoto(url, &["tenants", "show", "vault"]),
         popoto(url, &["tenants", "show", "vault", "--json"]),
+        // A dry run prints the command a real run sends, the password hidden.
+        popoto(
+            url,
+            &[
+                "tenants",
+                "create",
+                "vault2",
+                "--placement",
+                secret_url,
+                "--dry-run",
+            ],
+        ),
+        popoto(
+            url,
+            &[
+                "tenants",
+                "create",
+                "vault2",
+                "--placement",
+                secret_url,
+                "--dry-run",
+                "--json",
+            ],
+        ),
         // A bad placement that holds a password is refused without repeating it.
         popoto(
             url,
@@ -169,7 +193,16 @@ fn corrupt_entries_complete_with_exit_3_and_secrets_are_never_printed() {
     let listed = json(&text(&outputs[1].stdout));
     assert_eq!(listed["entries"][0]["id"], "vault");
     assert_eq!(listed["invalid"].as_array().map(Vec::len), Some(1));
-    assert_eq!(code(&outputs[4]), 2);
+    // The dry runs printed the catalog call, its placement with the user hidden.
+    for o in &outputs[4..6] {
+        assert_eq!(code(o), 0, "{}", text(&o.stderr));
+        assert!(
+            text(&o.stdout).contains("server:redis://***@10.1.2.3:6380/0"),
+            "{}",
+            text(&o.stdout)
+        );
+    }
+    assert_eq!(code(&outputs[6]), 2);
 }
 
 async fn notes(db: &Db, tenant: &str) -> usize {

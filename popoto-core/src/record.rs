@@ -70,6 +70,30 @@ pub(crate) fn is_read_only(cmd: &redis::Cmd) -> bool {
     }
 }
 
+/// An argument as a dry run may print it: a URL in it (a server placement's) with its user and
+/// password hidden, as everywhere popoto shows one; every other argument as sent.
+fn shown_arg(arg: Vec<u8>) -> Vec<u8> {
+    let Ok(text) = std::str::from_utf8(&arg) else {
+        return arg;
+    };
+    let Some(at) = text.find("://") else {
+        return arg;
+    };
+    // The scheme starts after the last non-letter before `://` (`server:redis://...`).
+    let start = text[..at]
+        .rfind(|c: char| !c.is_ascii_alphanumeric() && c != '+' && c != '-' && c != '.')
+        .map_or(0, |i| i + 1);
+    let url = &text[start..];
+    if redis::parse_redis_url(url).is_none() {
+        return arg;
+    }
+    let shown = crate::redis_url::redacted(url);
+    if shown == url {
+        return arg;
+    }
+    format!("{}{shown}", &text[..start]).into_bytes()
+}
+
 /// The arguments of a command, as sent.
 pub(crate) fn args_of(cmd: &redis::Cmd) -> Vec<Vec<u8>> {
     cmd.args_iter()
@@ -81,7 +105,9 @@ pub(crate) fn args_of(cmd: &redis::Cmd) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// One command a dry run would send: the backend it goes to and its arguments, name first.
+/// One command a dry run would send: the backend it goes to and its arguments, name first. A
+/// URL in an argument (a server placement written to the catalog) shows its user as `***` and
+/// no password, as everywhere popoto prints one: such a command is the one sent but for that.
 ///
 /// `Display` writes it as `redis-cli` reads it (arguments quoted and escaped where needed), so
 /// the lines of one backend can be piped to `redis-cli`. Its JSON form is
@@ -237,10 +263,12 @@ impl CommandLog {
         self.lock().commands.is_empty()
     }
 
+    /// Records `cmd`, credentials in its arguments hidden (the one way a printed command may
+    /// differ from the one sent).
     pub(crate) fn push(&self, backend: String, cmd: &redis::Cmd) {
         self.lock().commands.push(RecordedCommand {
             backend,
-            args: args_of(cmd),
+            args: args_of(cmd).into_iter().map(shown_arg).collect(),
         });
     }
 
@@ -308,6 +336,34 @@ mod tests {
         assert!(json.contains(r#"{"hex":"81a178"}"#), "{json}");
         let back: RecordedCommand = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(back, c);
+    }
+
+    #[test]
+    fn credentials_in_arguments_are_never_recorded() {
+        let log = CommandLog::new();
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg("placement")
+            .arg("server:redis://admin:s3cret@10.0.0.1:6380/2")
+            .arg("db:3");
+        log.push("redis://127.0.0.1:6379/0".into(), &cmd);
+        let shown = log.commands()[0].to_string();
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("admin"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("server:redis://***@10.0.0.1:6380/2"),
+            "{shown}"
+        );
+        assert!(shown.ends_with(" db:3"), "{shown}");
+        // Not a URL: as sent (a script's source may hold `://`).
+        let mut eval = redis::cmd("EVAL");
+        eval.arg("-- see https://example.invalid/x\nreturn 1");
+        log.push("redis://127.0.0.1:6379/0".into(), &eval);
+        assert_eq!(
+            log.commands()[1].args[1],
+            b"-- see https://example.invalid/x\nreturn 1".to_vec()
+        );
     }
 
     #[test]
