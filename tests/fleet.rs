@@ -383,3 +383,66 @@ async fn a_migration_runs_once_on_every_backend_holding_catalog_tenants() {
     assert_eq!((again.ok, again.skipped), (0, 7), "{again}");
     assert!(again.backends.is_empty(), "{again}");
 }
+
+#[tokio::test]
+async fn index_checks_and_rebuilds_cover_every_backend_and_report_as_data() {
+    let mut f = fleet().await;
+    f.down.restart().unwrap_or_else(|e| panic!("restart: {e}"));
+    // An orphan entry of gamma in its own database.
+    let mut conn = redis::Client::open(f.shared.url_db(4))
+        .and_then(|c| c.get_connection())
+        .unwrap_or_else(|e| panic!("{e}"));
+    redis::cmd("SADD")
+        .arg("$Class:Episode")
+        .arg("Episode:ghost:gamma")
+        .exec(&mut conn)
+        .unwrap_or_else(|e| panic!("SADD: {e}"));
+    let fleet =
+        Fleet::new(&f.registry, FleetOptions::default()).unwrap_or_else(|e| panic!("fleet: {e}"));
+    let checked = fleet
+        .check_indexes(&models())
+        .await
+        .unwrap_or_else(|e| panic!("check: {e}"));
+    assert!(!checked.is_success());
+    assert!(
+        failed_with(outcome(&checked.report, "gamma"), "ghost"),
+        "{}",
+        checked.report
+    );
+    assert!(
+        is_ok(outcome(&checked.report, "alpha")),
+        "{}",
+        checked.report
+    );
+    let gamma = checked
+        .backends
+        .iter()
+        .find(|b| b.backend == f.shared.url_db(4))
+        .unwrap_or_else(|| panic!("no report of database 4: {checked:?}"));
+    let finding = &gamma.reports[0].findings[0];
+    assert_eq!(finding.kind, popoto::FindingKind::Orphan);
+    assert_eq!(finding.tenant.as_deref(), Some("gamma"));
+    // The run is data: JSON and back.
+    let json = serde_json::to_string(&checked).unwrap_or_else(|e| panic!("json: {e}"));
+    assert!(json.contains(r#""kind":"orphan""#), "{json}");
+    let back: popoto::fleet::IndexRun =
+        serde_json::from_str(&json).unwrap_or_else(|e| panic!("json: {e}"));
+    assert_eq!(back, checked);
+
+    let rebuilt = fleet
+        .rebuild_indexes(&models())
+        .await
+        .unwrap_or_else(|e| panic!("rebuild: {e}"));
+    assert!(rebuilt.is_success(), "{}", rebuilt.report);
+    assert!(
+        matches!(outcome(&rebuilt.report, "gamma"), Outcome::Ok { detail } if detail.contains("1 entries repaired")),
+        "{}",
+        rebuilt.report
+    );
+    let again = fleet
+        .check_indexes(&models())
+        .await
+        .unwrap_or_else(|e| panic!("check: {e}"));
+    assert!(again.is_success(), "{}", again.report);
+    assert_eq!(again.report.ok, 5);
+}

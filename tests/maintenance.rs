@@ -1428,7 +1428,7 @@ async fn a_key_that_disagrees_with_its_tenant_field_is_reported_not_repaired() {
     let f = &report.findings[0];
     assert_eq!(f.kind, FindingKind::KeyMismatch);
     assert_eq!(f.member, "Memory:acme_1:acme");
-    assert_eq!(f.field, Some("project"));
+    assert_eq!(f.field.as_deref(), Some("project"));
     assert_eq!(f.tenant.as_deref(), Some("acme"));
     assert!(f.detail.contains("globex"), "{f}");
     assert_eq!(report.isolation_violations().count(), 1);

@@ -1,12 +1,10 @@
-//! A tenant-partitioned web service: JWT and API-key authentication, tenant selection by header
-//! or path, CRUD on two models, a sorted listing with paging, a background job on a Redis
-//! Stream, and JSON errors that never show a Redis key.
+//! A tenant-partitioned web service: tenants in the tenant catalog, JWT and API-key (kept in
+//! the catalog) authentication, tenant selection by header or path, CRUD on two models, a
+//! sorted listing with paging, a background job on a Redis Stream, and JSON errors that never
+//! show a Redis key.
 //!
 //! `cargo run -p popoto-axum --example service` starts it on a free loopback port with its own
 //! throwaway redis-server (or `REDIS_URL`) and prints curl lines to try.
-
-use std::collections::HashMap;
-use std::sync::Arc;
 
 use axum::extract::{Extension, Path, RawQuery};
 use axum::http::StatusCode;
@@ -260,64 +258,63 @@ async fn delete_project(tenant: Tenant, Path(p): Path<Slug>) -> Result<StatusCod
     }
 }
 
-/// API keys of the demo: key → (subject, tenant). A real service looks them up in its store.
-pub fn demo_keys() -> Arc<HashMap<String, (String, String)>> {
-    Arc::new(HashMap::from([
-        (
-            "acme-key".to_owned(),
-            ("ci-bot".to_owned(), "acme".to_owned()),
-        ),
-        (
-            "globex-key".to_owned(),
-            ("importer".to_owned(), "globex".to_owned()),
-        ),
-    ]))
-}
-
-/// The demo started by `main`: where it listens, a token of `acme`, the curl lines to try, and
-/// the server task.
+/// The demo started by `main`: where it listens, a token of `acme`, an API key of `globex`, the
+/// curl lines to try, and the server task.
 pub struct Demo {
     /// Its address.
     pub addr: std::net::SocketAddr,
     /// A JWT of user `alice` in tenant `acme`, valid for an hour.
     pub token: String,
+    /// The API key `demo` of tenant `globex`, kept (as its SHA-256) in the tenant catalog.
+    pub api_key: String,
     /// Commands to try.
     pub curl: Vec<String>,
     /// The server.
     pub server: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// Listens to the catalog's changes (made by any process) while the demo runs.
+    pub watcher: popoto::registry::CatalogWatcher,
 }
 
-/// Starts the demo on a free loopback port against `url`: tenants `acme` and `globex`
-/// registered (no other is served), JWT and API key authentication, header and path selection.
+/// Starts the demo on a free loopback port against `url`: tenants `acme` and `globex` in the
+/// tenant catalog (no other is served), JWT and API key (through the catalog) authentication,
+/// header and path selection. Catalog changes made by any process (the `popoto` tool, another
+/// instance) are obeyed at the next request.
 pub async fn start(url: &str) -> Result<Demo, Box<dyn std::error::Error>> {
-    use popoto::registry::Placement;
-    use popoto::{BackendConfig, Db, TenantId, TenantRegistry};
+    use popoto::catalog::TenantUpdate;
+    use popoto::{BackendConfig, CatalogPlacement, Db, Error, TenantId, TenantRegistry};
     use popoto_axum::jsonwebtoken::{encode, EncodingKey, Header};
-    use popoto_axum::{JwtConfig, Principal};
+    use popoto_axum::JwtConfig;
 
-    let registry = TenantRegistry::new(BackendConfig::new(url))?;
+    // Tenants placed by the catalog; its changes are announced, so a long refresh is enough.
+    let registry =
+        TenantRegistry::with_catalog(BackendConfig::new(url), std::time::Duration::from_secs(30))?;
+    let watcher = registry.watch_catalog()?;
+    let catalog = registry
+        .catalog()
+        .ok_or("the registry has no tenant catalog")?;
     for t in ["acme", "globex"] {
-        registry
-            .register(&TenantId::new(t)?, Placement::Shared)
-            .await;
+        let placement = CatalogPlacement::Shared;
+        match catalog
+            .create(&TenantId::new(t)?, placement, Default::default())
+            .await
+        {
+            Ok(_) | Err(Error::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
+    let globex = TenantId::new("globex")?;
+    let (api_key, entry) = popoto_axum::new_api_key(&globex, "demo");
+    let stored = TenantUpdate {
+        set: entry,
+        ..Default::default()
+    };
+    catalog.update(&globex, &stored).await?;
     let db = Db::with_registry(registry);
 
     let secret = uuid::Uuid::new_v4().to_string();
-    let keys = demo_keys();
     let tenancy = Tenancy::builder(db)
         .jwt(JwtConfig::hs256(secret.as_bytes())?)
-        .api_key("x-api-key", move |key| {
-            let keys = keys.clone();
-            async move {
-                Ok(match keys.get(&key) {
-                    Some((subject, tenant)) => {
-                        Some(Principal::new(subject, [TenantId::new(tenant)?]))
-                    }
-                    None => None,
-                })
-            }
-        })
+        .catalog_api_key("x-api-key")
         .header("x-tenant")
         .path_prefix("/t")
         .skip_path("/health")
@@ -337,8 +334,8 @@ pub async fn start(url: &str) -> Result<Demo, Box<dyn std::error::Error>> {
     let curl = vec![
         format!("curl -s -H 'Authorization: Bearer {token}' -H 'content-type: application/json' -d '{{\"title\":\"hello\",\"rank\":1}}' http://{addr}/notes"),
         format!("curl -s -H 'Authorization: Bearer {token}' http://{addr}/notes"),
-        format!("curl -s -H 'x-api-key: globex-key' http://{addr}/t/globex/notes"),
-        format!("curl -s -H 'x-api-key: globex-key' -H 'content-type: application/json' -d '{{\"title\":\"later\",\"rank\":2}}' http://{addr}/t/globex/notes/later"),
+        format!("curl -s -H 'x-api-key: {api_key}' http://{addr}/t/globex/notes"),
+        format!("curl -s -H 'x-api-key: {api_key}' -H 'content-type: application/json' -d '{{\"title\":\"later\",\"rank\":2}}' http://{addr}/t/globex/notes/later"),
     ];
     let jobs = JobQueue::open(tenancy.db(), "service").await?;
     let worker_db = tenancy.db().clone();
@@ -358,8 +355,10 @@ pub async fn start(url: &str) -> Result<Demo, Box<dyn std::error::Error>> {
     Ok(Demo {
         addr,
         token,
+        api_key,
         curl,
         server,
+        watcher,
     })
 }
 

@@ -214,6 +214,9 @@ fn classify(e: &Error) -> (StatusCode, &'static str, &'static str) {
             "no such tenant, or not accessible with these credentials",
         ),
         Error::TenantDestroyed { .. } => (S::GONE, "tenant_destroyed", "this tenant was destroyed"),
+        Error::TenantSuspended { .. } => {
+            (S::FORBIDDEN, "tenant_suspended", "this tenant is suspended")
+        }
         Error::TenantDisabled { .. } | Error::TenantUnregistered { .. } => (
             S::SERVICE_UNAVAILABLE,
             "tenant_unavailable",

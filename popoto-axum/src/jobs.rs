@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::auth::BoxError;
-use crate::cache::{CacheTtl, TtlCache};
+use crate::cache::{catalog_generation, CacheTtl, TtlCache};
 use crate::extract::Tenant;
 use crate::resolve::check_tenant;
 use crate::tenancy::{StatusHook, TenantStatus};
@@ -165,8 +165,8 @@ fn protocol(cmd: &str, reply: &dyn std::fmt::Debug) -> Error {
     }
 }
 
-/// What one [`Worker::poll`] did.
-#[derive(Debug, Default, Clone)]
+/// What one [`Worker::poll`] did (serializes as JSON).
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WorkReport {
     /// Jobs done and acknowledged.
     pub done: Vec<String>,
@@ -317,7 +317,19 @@ impl Worker {
             )));
         }
         let hook = self.status.as_ref();
-        if let Err(e) = check_tenant(&self.db, hook, &self.statuses, self.ttl, &tenant).await {
+        let generation = match hook {
+            Some(_) => catalog_generation(&self.db).await,
+            None => Some(0),
+        };
+        let checked = check_tenant(
+            &self.db,
+            hook,
+            &self.statuses,
+            self.ttl,
+            &tenant,
+            generation,
+        );
+        if let Err(e) = checked.await {
             return Ok(Err(e.to_string()));
         }
         Ok(Ok(Job {

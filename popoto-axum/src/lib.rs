@@ -23,6 +23,7 @@ mod cache;
 mod error;
 mod extract;
 mod jobs;
+mod keys;
 mod layer;
 mod resolve;
 mod select;
@@ -34,6 +35,7 @@ pub use error::ApiError;
 pub use extract::{Json, Tenant};
 pub use jobs::{spawn_in_tenant, Job, JobQueue, WorkReport, Worker};
 pub use jsonwebtoken;
+pub use keys::{api_key_digest, catalog_api_keys, new_api_key, API_KEY_PREFIX};
 pub use layer::{request_id, TenancyLayer, TenancyService};
 pub use tenancy::{Authorizer, StatusHook, Tenancy, TenancyBuilder, TenantStatus};
 

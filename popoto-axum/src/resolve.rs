@@ -11,7 +11,7 @@ use axum::http::request::Parts;
 use popoto_core::{Db, Error, TenantId};
 
 use crate::auth::{AuthSource, Presented, Principal};
-use crate::cache::{CacheTtl, TtlCache};
+use crate::cache::{catalog_generation, CacheTtl, TtlCache};
 use crate::error::ApiError;
 use crate::extract::Tenant;
 use crate::select::{is_trusted, Selection};
@@ -20,19 +20,38 @@ use crate::tenancy::{StatusHook, Tenancy, TenantStatus};
 impl Tenancy {
     /// Resolves a request to its tenant, or the error response to send.
     pub async fn resolve(&self, parts: &Parts) -> Result<Tenant, ApiError> {
-        let principal = self.authenticate(parts).await?;
+        // Cached answers computed before a catalog change are not served after it.
+        let generation = if self.inner.keys_or_statuses_cached() {
+            catalog_generation(&self.inner.db).await
+        } else {
+            Some(0)
+        };
+        let principal = self.authenticate(parts, generation).await?;
         let tenant = self.select(parts, principal.as_ref())?;
         if !self.authorized(principal.as_ref(), &tenant).await {
             return Err(deny(principal.as_ref(), &tenant, "not authorized"));
         }
         // From here the caller is a member: distinct statuses are allowed.
-        self.check_status(&tenant).await?;
+        let i = &self.inner;
+        check_tenant(
+            &i.db,
+            i.status.as_ref(),
+            &i.statuses,
+            i.ttl,
+            &tenant,
+            generation,
+        )
+        .await?;
         let session = self.inner.db.tenant_id(&tenant);
         Ok(Tenant::new(tenant, session, principal))
     }
 
     /// The principal proven by the first credential present (`None`: anonymous).
-    async fn authenticate(&self, parts: &Parts) -> Result<Option<Principal>, ApiError> {
+    async fn authenticate(
+        &self,
+        parts: &Parts,
+        generation: Option<u64>,
+    ) -> Result<Option<Principal>, ApiError> {
         for source in &self.inner.auth {
             match (source, source.presented(&parts.headers)) {
                 (_, Presented::Absent) => continue,
@@ -44,7 +63,7 @@ impl Tenancy {
                         .map_err(ApiError::invalid_credentials);
                 }
                 (AuthSource::ApiKey { resolver, .. }, Presented::Key(key)) => {
-                    let cached = self.inner.keys.get(&key.to_owned());
+                    let cached = self.inner.keys.get(&key.to_owned(), generation);
                     let principal = match cached {
                         Some(p) => p,
                         None => {
@@ -56,7 +75,9 @@ impl Tenancy {
                             } else {
                                 self.inner.ttl.negative
                             };
-                            self.inner.keys.insert(key.to_owned(), p.clone(), ttl);
+                            self.inner
+                                .keys
+                                .insert(key.to_owned(), p.clone(), ttl, generation);
                             p
                         }
                     };
@@ -119,25 +140,21 @@ impl Tenancy {
             None => principal.is_some_and(|p| p.is_member(tenant)),
         }
     }
-
-    /// The status hook (cached) and the registry (live).
-    async fn check_status(&self, tenant: &TenantId) -> Result<(), ApiError> {
-        let i = &self.inner;
-        check_tenant(&i.db, i.status.as_ref(), &i.statuses, i.ttl, tenant).await
-    }
 }
 
-/// Whether `tenant` may be served: the status hook (cached in `cache`) and the `Db`'s registry
-/// (live); unknown 404, suspended 403, destroyed 410, disabled or unreachable 503.
+/// Whether `tenant` may be served: the status hook (cached in `cache` at catalog generation
+/// `generation`) and the `Db`'s registry (live, its catalog included); unknown 404, suspended
+/// 403, destroyed 410, disabled or unreachable 503.
 pub(crate) async fn check_tenant(
     db: &Db,
     hook: Option<&StatusHook>,
     cache: &TtlCache<TenantId, TenantStatus>,
     ttl: CacheTtl,
     tenant: &TenantId,
+    generation: Option<u64>,
 ) -> Result<(), ApiError> {
     if let Some(hook) = hook {
-        let status = match cache.get(tenant) {
+        let status = match cache.get(tenant, generation) {
             Some(s) => s,
             None => {
                 let s = hook(tenant.clone()).await.map_err(|e| {
@@ -147,7 +164,7 @@ pub(crate) async fn check_tenant(
                     TenantStatus::Unknown => ttl.negative,
                     _ => ttl.positive,
                 };
-                cache.insert(tenant.clone(), s, keep);
+                cache.insert(tenant.clone(), s, keep, generation);
                 s
             }
         };
@@ -172,6 +189,7 @@ pub(crate) async fn check_tenant(
         Ok(_) => Ok(()),
         Err(e @ Error::UnknownTenant { .. }) => Err(ApiError::tenant_not_found(e.to_string())),
         Err(e @ Error::TenantDestroyed { .. }) => Err(ApiError::tenant_destroyed(e.to_string())),
+        Err(e @ Error::TenantSuspended { .. }) => Err(ApiError::tenant_suspended(e.to_string())),
         Err(e) => Err(ApiError::tenant_unavailable(e.to_string())),
     }
 }

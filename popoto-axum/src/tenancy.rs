@@ -12,7 +12,8 @@ use crate::cache::{CacheTtl, TtlCache};
 use crate::select::Selector;
 
 /// What the application's status hook says about a tenant (e.g. from its catalog).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum TenantStatus {
     /// Serve it.
@@ -29,6 +30,17 @@ pub type Authorizer = Arc<dyn Fn(Option<Principal>, TenantId) -> BoxFuture<bool>
 /// Looks up a tenant's status.
 pub type StatusHook =
     Arc<dyn Fn(TenantId) -> BoxFuture<Result<TenantStatus, BoxError>> + Send + Sync>;
+
+impl Inner {
+    /// Whether anything is cached (an API key source or a status hook).
+    pub(crate) fn keys_or_statuses_cached(&self) -> bool {
+        self.status.is_some()
+            || self
+                .auth
+                .iter()
+                .any(|a| matches!(a, AuthSource::ApiKey { .. }))
+    }
+}
 
 pub(crate) struct Inner {
     pub(crate) db: Db,
@@ -84,7 +96,9 @@ impl Tenancy {
         &self.inner.db
     }
 
-    /// Forgets the cached status of `tenant` (call it when the catalog changes the tenant).
+    /// Forgets the cached status of `tenant` now. Not needed for changes of the `Db`'s tenant
+    /// catalog, which make every answer cached before them stale; for a status hook or API
+    /// keys read from elsewhere.
     pub fn invalidate_tenant(&self, tenant: &TenantId) {
         self.inner.statuses.remove(tenant);
     }
@@ -150,6 +164,21 @@ impl TenancyBuilder {
             Err(e) => self.errors.push(format!("API key header {header:?}: {e}")),
         }
         self
+    }
+
+    /// Authenticates API keys sent in `header` through the tenant catalog of the `Db`'s
+    /// registry ([`crate::catalog_api_keys`]: a key is `<tenant>.<secret>`, the catalog keeps
+    /// the SHA-256 of each secret in the tenant's metadata). Revoking a key in the catalog is
+    /// obeyed at the next request. [`Error::Config`] at build time when the `Db` has no catalog.
+    pub fn catalog_api_key(mut self, header: &str) -> Self {
+        match self.db.registry().and_then(|r| r.catalog()) {
+            Some(catalog) => self.api_key(header, crate::catalog_api_keys(catalog)),
+            None => {
+                self.errors
+                    .push("catalog_api_key needs a Db whose registry has a tenant catalog".into());
+                self
+            }
+        }
     }
 
     /// Selects the tenant named by a header (e.g. `X-Tenant`).

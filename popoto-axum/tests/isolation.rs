@@ -234,7 +234,7 @@ async fn the_example_serves_what_its_curl_lines_say() {
     let r = send(
         client
             .get(format!("http://{}/t/globex/notes", demo.addr))
-            .header("x-api-key", "globex-key"),
+            .header("x-api-key", &demo.api_key),
     )
     .await;
     assert_eq!(
@@ -246,7 +246,7 @@ async fn the_example_serves_what_its_curl_lines_say() {
     let r = send(
         client
             .get(format!("http://{}/t/ghost/notes", demo.addr))
-            .header("x-api-key", "globex-key"),
+            .header("x-api-key", &demo.api_key),
     )
     .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.raw);

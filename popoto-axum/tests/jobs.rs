@@ -193,6 +193,11 @@ async fn workers_refuse_jobs_of_unknown_destroyed_and_suspended_tenants() {
         report.refused[2].1.contains("tenant_suspended"),
         "{report:?}"
     );
+    // The report is data.
+    let json = serde_json::to_string(&report).unwrap_or_else(|e| panic!("{e}"));
+    let back: popoto_axum::WorkReport =
+        serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(back, report);
     for t in ["ghost", "umbrella", "initech"] {
         let admin = h.db.admin();
         let all = admin

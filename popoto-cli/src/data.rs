@@ -8,6 +8,7 @@ use clap::Args;
 use popoto::{Admin, Db, Error, Fleet, FleetOptions, TenantEntry, TenantId};
 use serde::Serialize;
 
+use crate::dry::Dry;
 use crate::tenants::tenant_id;
 use crate::{Ctx, Failure, Io, EXIT_OK, EXIT_PARTIAL};
 
@@ -27,6 +28,9 @@ pub(crate) struct ImportArgs {
     /// Read the stream from this file (default: stdin).
     #[arg(long, short)]
     input: Option<PathBuf>,
+    /// Read and check the stream, print the Redis commands it would send; write nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -52,17 +56,22 @@ struct Transfer<'a> {
     records: u64,
 }
 
-/// The admin handle where a catalog tenant lives, whatever its status.
-pub(crate) async fn admin_for(ctx: &Ctx<'_>, entry: &TenantEntry) -> Result<Admin, Failure> {
+/// The admin handle where a catalog tenant lives, whatever its status (recording in a dry run).
+pub(crate) async fn admin_for(
+    ctx: &Ctx<'_>,
+    entry: &TenantEntry,
+    dry: &Dry,
+) -> Result<Admin, Failure> {
     let placement = ctx.registry.placement_of(entry)?;
-    Ok(Db::from_backend(ctx.registry.backend_of(placement)?).admin())
+    let backend = dry.backend(ctx.registry.backend_of(placement)?);
+    Ok(Db::from_backend(backend).admin())
 }
 
 /// The admin handle for `tenant`: where the catalog places it, else the shared server.
-async fn admin_of(ctx: &Ctx<'_>, tenant: &TenantId) -> Result<Admin, Failure> {
+async fn admin_of(ctx: &Ctx<'_>, tenant: &TenantId, dry: &Dry) -> Result<Admin, Failure> {
     match ctx.catalog.get(tenant).await? {
-        Some(entry) => admin_for(ctx, &entry).await,
-        None => Ok(Db::from_backend(ctx.registry.shared().clone()).admin()),
+        Some(entry) => admin_for(ctx, &entry, dry).await,
+        None => Ok(Db::from_backend(dry.backend(ctx.registry.shared().clone())).admin()),
     }
 }
 
@@ -77,7 +86,7 @@ pub(crate) async fn export(
 ) -> Result<u8, Failure> {
     ctx.need_models("export")?;
     let id = tenant_id(&args.tenant)?;
-    let admin = admin_of(ctx, &id).await?;
+    let admin = admin_of(ctx, &id, &Dry::new(false)).await?;
     let records = match &args.output {
         Some(path) => {
             let file = std::fs::File::create(path)
@@ -120,7 +129,8 @@ pub(crate) async fn import(
 ) -> Result<u8, Failure> {
     ctx.need_models("import")?;
     let id = tenant_id(&args.tenant)?;
-    let admin = admin_of(ctx, &id).await?;
+    let dry = Dry::new(args.dry_run);
+    let admin = admin_of(ctx, &id, &dry).await?;
     let input: Box<dyn Read> = match &args.input {
         Some(path) => Box::new(
             std::fs::File::open(path).map_err(|e| io_error(&path.display().to_string(), e))?,
@@ -130,38 +140,66 @@ pub(crate) async fn import(
     let records = admin
         .import_tenant(&id, ctx.models, BufReader::new(input))
         .await?;
-    if io.json {
-        io.json(&Transfer {
-            operation: "import",
-            tenant: id.as_str(),
-            records,
-        })?;
-    } else {
-        io.note(&format!("imported {records} records into tenant {id}"));
+    let summary = Transfer {
+        operation: "import",
+        tenant: id.as_str(),
+        records,
+    };
+    if io.json || dry.is_on() {
+        dry.output(io, &summary, &[])?;
+    }
+    if !io.json {
+        let verb = if dry.is_on() {
+            "read (not imported)"
+        } else {
+            "imported"
+        };
+        io.note(&format!("{verb} {records} records for tenant {id}"));
     }
     Ok(EXIT_OK)
 }
 
-pub(crate) async fn audit(ctx: &Ctx<'_>, args: AuditArgs, io: &mut Io<'_>) -> Result<u8, Failure> {
-    ctx.need_models("audit")?;
+/// Fleet options from the flags audit and check share.
+pub(crate) fn fleet_options(
+    concurrency: usize,
+    run: Option<String>,
+    include_suspended: bool,
+    tenants: &[String],
+) -> Result<FleetOptions, Failure> {
     let mut options = FleetOptions::default()
-        .concurrency(args.concurrency)
-        .include_suspended(args.include_suspended);
-    if let Some(run) = args.run {
+        .concurrency(concurrency)
+        .include_suspended(include_suspended);
+    if let Some(run) = run {
         options = options.run(run);
     }
-    if !args.tenant.is_empty() {
-        let only = args
-            .tenant
+    if !tenants.is_empty() {
+        let only = tenants
             .iter()
             .map(|t| tenant_id(t))
             .collect::<Result<Vec<_>, _>>()?;
         options = options.only(only);
     }
-    let fleet = Fleet::new(&ctx.registry, options)?;
+    Ok(options)
+}
+
+/// A spinner on stderr while `what` runs.
+pub(crate) fn spinner(what: &str) -> indicatif::ProgressBar {
     let spinner = indicatif::ProgressBar::new_spinner();
-    spinner.set_message("auditing every catalog tenant");
+    spinner.set_message(what.to_owned());
     spinner.enable_steady_tick(Duration::from_millis(120));
+    spinner
+}
+
+pub(crate) async fn audit(ctx: &Ctx<'_>, args: AuditArgs, io: &mut Io<'_>) -> Result<u8, Failure> {
+    ctx.need_models("audit")?;
+    let options = fleet_options(
+        args.concurrency,
+        args.run,
+        args.include_suspended,
+        &args.tenant,
+    )?;
+    let fleet = Fleet::new(&ctx.registry, options)?;
+    let spinner = spinner("auditing every catalog tenant");
     let report = fleet.audit(ctx.models).await;
     spinner.finish_and_clear();
     let report = report?;

@@ -4,9 +4,10 @@
 //! A generic binary cannot know an application's models, so there are two ways to run it:
 //!
 //! * the `popoto` binary of this crate knows no model: it manages the tenant catalog
-//!   (`tenants list|show|create|suspend|resume|destroy --keep-data`, `stats` per backend) and
-//!   refuses, with exit code 2, the commands that read or write model data (`export`,
-//!   `import`, `audit`, destroying data);
+//!   (`tenants list|show|create|suspend|resume|destroy --keep-data`), `stats` per backend and
+//!   `check` from popoto's keys (orphan and foreign index entries), and refuses, with exit
+//!   code 2, the commands that read or write model data (`export`, `import`, `audit`,
+//!   `migrate`, destroying data);
 //! * an application adds `src/bin/popoto.rs` with
 //!   `fn main() -> std::process::ExitCode { popoto_cli::main_with(ModelSet::new().with::<A>()) }`
 //!   and every command works on its models; [`main_with_migrations`] adds its partition
@@ -25,7 +26,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use popoto::{BackendConfig, Catalog, Error, ModelSet, TenantRegistry};
 
+mod check;
 mod data;
+mod dry;
 mod migrate;
 mod stats;
 mod tenants;
@@ -68,6 +71,10 @@ enum Command {
     Import(data::ImportArgs),
     /// Isolation audit of every catalog tenant on every backend (needs the application's models).
     Audit(data::AuditArgs),
+    /// Index check of every catalog tenant on every backend, or of some tenants: orphan,
+    /// missing and misplaced index entries, keys that disagree with their values (exit 3 on a
+    /// finding); without the application's models, orphan and foreign entries only.
+    Check(check::CheckArgs),
     /// Keys and memory of every backend holding catalog tenants; with the application's
     /// models, instances per tenant.
     Stats,
@@ -211,6 +218,7 @@ pub async fn run_with(
             Command::Export(args) => data::export(&ctx, args, &mut io).await,
             Command::Import(args) => data::import(&ctx, args, &mut io).await,
             Command::Audit(args) => data::audit(&ctx, args, &mut io).await,
+            Command::Check(args) => check::check(&ctx, args, &mut io).await,
             Command::Stats => stats::stats(&ctx, &mut io).await,
             Command::Migrate(args) => migrate::migrate(&ctx, migrations, args, &mut io).await,
         },

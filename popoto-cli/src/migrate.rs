@@ -10,6 +10,7 @@ use clap::Args;
 use popoto::fleet::BackendRun;
 use popoto::{Admin, DryRun, Fleet, FleetOptions, FleetReport, MigrationReport};
 
+use crate::dry::Dry;
 use crate::tenants::tenant_id;
 use crate::{Ctx, Failure, Io, EXIT_OK, EXIT_PARTIAL, EXIT_PENDING};
 
@@ -62,7 +63,8 @@ impl Migration {
 
 #[derive(Debug, Args)]
 pub(crate) struct MigrateArgs {
-    /// Report what would move, write nothing.
+    /// Report what would move and print the Redis commands a real run would send; write
+    /// nothing.
     #[arg(long)]
     dry_run: bool,
     /// Like --dry-run, and exit 4 when something would move (a CI gate).
@@ -100,10 +102,15 @@ pub(crate) async fn migrate(
     } else {
         DryRun::No
     };
+    // Recording backends: a dry run (or check) cannot write, its journal included.
+    let dry = Dry::new(dry_run == DryRun::Yes);
     let mut reports: Vec<FleetReport> = Vec::with_capacity(migrations.len());
     let pending = AtomicU64::new(0);
     for m in migrations {
         let mut options = FleetOptions::default().concurrency(args.concurrency);
+        if let Some(log) = dry.log() {
+            options = options.record(log);
+        }
         if let Some(run) = &args.run {
             // One journal per migration: a tenant done in one is not done in the next.
             options = options.run(format!("{run}/{}", m.name));
@@ -118,6 +125,7 @@ pub(crate) async fn migrate(
         }
         let fleet = Fleet::new(&ctx.registry, options)?;
         let pending = &pending;
+        let spinner = crate::data::spinner(&format!("migration {:?}", m.name));
         let report = fleet
             .for_each_backend(&m.name, |admin| {
                 let run = m.run.clone();
@@ -141,11 +149,15 @@ pub(crate) async fn migrate(
                     })
                 }
             })
-            .await?;
+            .await;
+        spinner.finish_and_clear();
+        let report = report?;
         io.note(&report.to_string());
         reports.push(report);
     }
-    if io.json {
+    if args.dry_run {
+        dry.output(io, &reports, &[])?;
+    } else if io.json {
         io.json(&reports)?;
     }
     let pending = pending.load(Ordering::Relaxed);

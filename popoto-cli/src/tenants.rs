@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 
 use clap::Subcommand;
 use popoto::catalog::ListQuery;
-use popoto::{CatalogPlacement, TenantEntry, TenantId, TenantStatus};
+use popoto::{CatalogPlacement, DestroyReport, TenantEntry, TenantId, TenantStatus};
 use serde::Serialize;
 
+use crate::dry::Dry;
 use crate::{Ctx, Failure, Io, EXIT_OK, EXIT_PARTIAL};
 
 #[derive(Debug, Subcommand)]
@@ -41,16 +42,25 @@ pub(crate) enum TenantsCommand {
         /// Metadata entry name=value (repeatable).
         #[arg(long = "meta")]
         meta: Vec<String>,
+        /// Print the Redis commands it would send; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Suspends a tenant: every process refuses it until resumed.
     Suspend {
         /// The tenant id.
         tenant: String,
+        /// Print the Redis commands it would send; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Serves a suspended tenant again.
     Resume {
         /// The tenant id.
         tenant: String,
+        /// Print the Redis commands it would send; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Marks a tenant destroyed (a durable tombstone), then removes its data.
     Destroy {
@@ -59,6 +69,10 @@ pub(crate) enum TenantsCommand {
         /// Only mark it destroyed; leave its data (the only way without the application's models).
         #[arg(long)]
         keep_data: bool,
+        /// Print the Redis commands it would send (the tombstone and every deletion); change
+        /// nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -92,6 +106,15 @@ fn row(e: &TenantEntry) -> String {
         e.version,
         meta.join(",")
     )
+}
+
+/// The JSON of a changed entry; a destroy adds what was removed.
+#[derive(Serialize)]
+struct EntryJson<'a> {
+    #[serde(flatten)]
+    entry: &'a TenantEntry,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    destroyed: Option<&'a DestroyReport>,
 }
 
 #[derive(Serialize)]
@@ -171,29 +194,55 @@ pub(crate) async fn run(
             tenant,
             placement: p,
             meta,
+            dry_run,
         } => {
             let (id, p, meta) = (tenant_id(&tenant)?, placement(&p)?, metadata(&meta)?);
-            catalog.create(&id, p, meta).await?
+            let dry = Dry::new(dry_run);
+            let entry = dry.catalog(catalog).create(&id, p, meta).await?;
+            return changed(io, &dry, &entry, None);
         }
-        TenantsCommand::Suspend { tenant } => catalog.suspend(&tenant_id(&tenant)?).await?,
-        TenantsCommand::Resume { tenant } => catalog.resume(&tenant_id(&tenant)?).await?,
-        TenantsCommand::Destroy { tenant, keep_data } => {
+        TenantsCommand::Suspend { tenant, dry_run } => {
+            let dry = Dry::new(dry_run);
+            let entry = dry.catalog(catalog).suspend(&tenant_id(&tenant)?).await?;
+            return changed(io, &dry, &entry, None);
+        }
+        TenantsCommand::Resume { tenant, dry_run } => {
+            let dry = Dry::new(dry_run);
+            let entry = dry.catalog(catalog).resume(&tenant_id(&tenant)?).await?;
+            return changed(io, &dry, &entry, None);
+        }
+        TenantsCommand::Destroy {
+            tenant,
+            keep_data,
+            dry_run,
+        } => {
             let id = tenant_id(&tenant)?;
             if !keep_data {
                 ctx.need_models("destroying a tenant's data (without --keep-data)")?;
             }
-            // The tombstone first: no process writes while the data goes.
-            let entry = catalog.destroy(&id).await?;
+            let dry = Dry::new(dry_run);
+            // Found before it is marked, wherever it lives; the tombstone first: no process
+            // writes while the data goes.
+            let before = catalog.get(&id).await?;
+            let entry = dry.catalog(catalog).destroy(&id).await?;
+            let mut report = None;
             if !keep_data {
-                let admin = crate::data::admin_for(ctx, &entry).await?;
-                let report = admin.destroy_tenant(&id, ctx.models).await?;
-                let removed: u64 = report.instances.values().sum();
+                let located = before.as_ref().unwrap_or(&entry);
+                let admin = crate::data::admin_for(ctx, located, &dry).await?;
+                let r = admin.destroy_tenant(&id, ctx.models).await?;
+                let removed: u64 = r.instances.values().sum();
                 io.note(&format!(
-                    "{id}: {removed} instances and {} orphan index entries removed",
-                    report.orphan_entries
+                    "{id}: {removed} instances and {} orphan index entries {}",
+                    r.orphan_entries,
+                    if dry.is_on() {
+                        "would be removed"
+                    } else {
+                        "removed"
+                    }
                 ));
+                report = Some(r);
             }
-            entry
+            return changed(io, &dry, &entry, report.as_ref());
         }
     };
     if io.json {
@@ -201,5 +250,16 @@ pub(crate) async fn run(
     } else {
         io.line(&row(&entry))?;
     }
+    Ok(EXIT_OK)
+}
+
+/// Prints a changed (or, in a dry run, to be changed) entry.
+fn changed(
+    io: &mut Io<'_>,
+    dry: &Dry,
+    entry: &TenantEntry,
+    destroyed: Option<&DestroyReport>,
+) -> Result<u8, Failure> {
+    dry.output(io, &EntryJson { entry, destroyed }, &[row(entry)])?;
     Ok(EXIT_OK)
 }

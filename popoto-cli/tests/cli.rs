@@ -3,87 +3,13 @@
 //! entry point an application calls with its models exports, imports, audits and destroys.
 //! Exit codes follow popoto-transfer's contract; credentials are never printed.
 
+mod common;
+
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
+use common::*;
 use popoto::testing::TestRedis;
-use popoto::{Db, Model, ModelSet};
-
-/// An application model: notes of a tenant.
-#[derive(Model, Debug, Clone, PartialEq, Default)]
-struct Note {
-    #[popoto(key, tenant)]
-    org: String,
-    #[popoto(key)]
-    id: String,
-    text: String,
-}
-
-/// Points of a tenant, partitioned by tenant since the last release.
-#[derive(Model, Debug, Clone, PartialEq, Default)]
-struct Score {
-    #[popoto(key, tenant)]
-    org: String,
-    #[popoto(key)]
-    id: String,
-    #[popoto(sorted, partition_by = "org")]
-    points: f64,
-}
-
-/// `Score` before `partition_by`: one zset for every tenant.
-#[derive(Model, Debug, Clone, PartialEq, Default)]
-#[popoto(name = "Score")]
-struct LegacyScore {
-    #[popoto(key, tenant)]
-    org: String,
-    #[popoto(key)]
-    id: String,
-    #[popoto(sorted)]
-    points: f64,
-}
-
-fn start() -> TestRedis {
-    TestRedis::start().unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Runs the generic binary with `args` on `url` (`None`: no `--url`, no `REDIS_URL`).
-fn popoto(url: Option<&str>, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_popoto"));
-    cmd.env_remove("REDIS_URL");
-    if let Some(url) = url {
-        cmd.env("REDIS_URL", url);
-    }
-    cmd.args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running popoto {args:?}: {e}"))
-}
-
-fn code(o: &Output) -> i32 {
-    o.status
-        .code()
-        .unwrap_or_else(|| panic!("popoto was killed: {o:?}"))
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// Runs `args` expecting exit `want`; returns stdout.
-fn expect(url: Option<&str>, args: &[&str], want: i32) -> String {
-    let o = popoto(url, args);
-    assert_eq!(
-        code(&o),
-        want,
-        "popoto {args:?}\nstdout: {}\nstderr: {}",
-        text(&o.stdout),
-        text(&o.stderr)
-    );
-    text(&o.stdout)
-}
-
-fn json(s: &str) -> serde_json::Value {
-    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
-}
+use popoto::{Db, ModelSet};
 
 #[test]
 fn the_generic_binary_manages_the_catalog() {
@@ -218,6 +144,30 @@ fn corrupt_entries_complete_with_exit_3_and_secrets_are_never_printed() {
         popoto(url, &["tenants", "list", "--json"]),
         popoto(url, &["tenants", "show", "vault"]),
         popoto(url, &["tenants", "show", "vault", "--json"]),
+        // A dry run prints the command a real run sends, the password hidden.
+        popoto(
+            url,
+            &[
+                "tenants",
+                "create",
+                "vault2",
+                "--placement",
+                secret_url,
+                "--dry-run",
+            ],
+        ),
+        popoto(
+            url,
+            &[
+                "tenants",
+                "create",
+                "vault2",
+                "--placement",
+                secret_url,
+                "--dry-run",
+                "--json",
+            ],
+        ),
         // A bad placement that holds a password is refused without repeating it.
         popoto(
             url,
@@ -243,23 +193,16 @@ fn corrupt_entries_complete_with_exit_3_and_secrets_are_never_printed() {
     let listed = json(&text(&outputs[1].stdout));
     assert_eq!(listed["entries"][0]["id"], "vault");
     assert_eq!(listed["invalid"].as_array().map(Vec::len), Some(1));
-    assert_eq!(code(&outputs[4]), 2);
-}
-
-/// The application's own binary: the library entry point with its models.
-async fn app(args: &[&str]) -> (u8, Vec<u8>, String) {
-    let models = ModelSet::new().with::<Note>();
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let mut argv = vec!["popoto"];
-    argv.extend_from_slice(args);
-    let code = popoto_cli::run(argv, &models, &mut out, &mut err).await;
-    (code, out, text(&err))
-}
-
-async fn app_ok(args: &[&str]) -> Vec<u8> {
-    let (code, out, err) = app(args).await;
-    assert_eq!(code, 0, "{args:?}: {err}");
-    out
+    // The dry runs printed the catalog call, its placement with the user hidden.
+    for o in &outputs[4..6] {
+        assert_eq!(code(o), 0, "{}", text(&o.stderr));
+        assert!(
+            text(&o.stdout).contains("server:redis://***@10.1.2.3:6380/0"),
+            "{}",
+            text(&o.stdout)
+        );
+    }
+    assert_eq!(code(&outputs[6]), 2);
 }
 
 async fn notes(db: &Db, tenant: &str) -> usize {

@@ -387,6 +387,7 @@ pub(crate) async fn insert_many(
             Form::Eval
         }
     };
+    backend.guard_script(op, &INSERT_MANY)?;
     let replies: Vec<RedisResult<Value>> = backend
         .with_conn(op, meta.name, async |c| {
             let mut replies = Vec::with_capacity(n);

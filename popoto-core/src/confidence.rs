@@ -30,7 +30,7 @@ static UPDATE: LazyLock<crate::backend::Script> =
     LazyLock::new(|| crate::backend::Script::new(include_str!("lua/confidence.lua")));
 
 /// The four values of a confidence entry.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, Deserialize)]
 pub struct ConfidenceState {
     /// Current confidence in [0, 1].
     pub confidence: f64,

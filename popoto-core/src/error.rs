@@ -164,6 +164,15 @@ pub enum Error {
         /// The tenant.
         tenant: String,
     },
+    /// A dry run reached a write that has no dry run of its own: it was refused before it was
+    /// sent (a dry run never changes Redis).
+    #[error("dry run: {op} would send {command}, which it cannot record: nothing was written")]
+    DryRunWrite {
+        /// Operation that was running.
+        op: &'static str,
+        /// The command's name.
+        command: String,
+    },
     /// A tenant catalog entry (or index) read from Redis is not what the catalog writes.
     #[error("corrupt tenant catalog entry at key {key}: {reason}")]
     CorruptCatalog {

@@ -19,6 +19,7 @@ pub mod maintenance;
 pub mod model;
 mod plan;
 pub mod query;
+pub mod record;
 mod redis_url;
 pub mod registry;
 pub mod tenant;
@@ -49,5 +50,6 @@ pub use model::{
     Record, SortedField,
 };
 pub use query::{Cursor, Filter, Page, Query, Rows};
+pub use record::{CommandLog, RecordedCommand};
 pub use registry::{Health, HealthPolicy, Placement, TenantRegistry};
 pub use tenant::{Scope, TenantId};

@@ -14,7 +14,7 @@ use crate::tenant::Scope;
 
 /// The verification script (`lua/verify.lua`).
 static VERIFY: LazyLock<crate::backend::Script> =
-    LazyLock::new(|| crate::backend::Script::new(include_str!("lua/verify.lua")));
+    LazyLock::new(|| crate::backend::Script::read_only(include_str!("lua/verify.lua")));
 
 /// Candidate keys per script call.
 const KEYS_PER_CALL: usize = 1000;

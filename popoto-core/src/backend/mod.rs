@@ -7,6 +7,7 @@
 
 mod conn;
 mod group;
+mod recording;
 mod script;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,10 +21,11 @@ pub(crate) use conn::Conn;
 use conn::{Dedicated, Dialer, Failures, Lanes, Target};
 use group::{Group, Reply, Turn};
 pub(crate) use script::split_batch_replies;
-use script::{batch_call, script_call, PLANS_PER_CALL, PLANS_PER_ROUND_TRIP};
+use script::{batch_call, round_trip, script_call, PLANS_PER_CALL, PLANS_PER_ROUND_TRIP};
 pub(crate) use script::{evalsha, Form, Script, Tries, APPLY, CREATE};
 
 use crate::error::{Error, Result};
+use crate::record::CommandLog;
 
 /// Connection settings of a backend (its `Debug` hides the URL's credentials).
 #[derive(Clone)]
@@ -108,6 +110,8 @@ pub struct Backend {
     failures: Arc<Failures>,
     /// Calls in a row that failed at the connection level (0 after any reply).
     consecutive: Arc<AtomicU64>,
+    /// Where a dry run records the writes it would send (`None`: writes are sent).
+    pub(crate) recorder: Option<CommandLog>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -166,7 +170,23 @@ impl Backend {
             round_trips: Arc::new(AtomicU64::new(0)),
             failures,
             consecutive: Arc::new(AtomicU64::new(0)),
+            recorder: None,
         })
+    }
+
+    /// Whether both handles share one set of connections (one open backend).
+    pub fn same_pool(&self, other: &Backend) -> bool {
+        Arc::ptr_eq(&self.round_trips, &other.round_trips)
+    }
+
+    /// Number of handles (clones) of this backend alive: more than its owner's means in use.
+    pub(crate) fn handles(&self) -> usize {
+        Arc::strong_count(&self.round_trips)
+    }
+
+    /// The URL with its credentials: to connect, never to print.
+    pub(crate) fn connection_url(&self) -> &str {
+        &self.url
     }
 
     /// The URL this backend connects to, user and password shown as `***`.
@@ -278,6 +298,7 @@ impl Backend {
         model: &'static str,
         cmd: &redis::Cmd,
     ) -> Result<T> {
+        self.guard(op, cmd)?;
         erased(self.with_route(Route::Dedicated, op, model, async |c| {
             cmd.query_async(c).await
         }))
@@ -315,6 +336,7 @@ impl Backend {
         model: &'static str,
         cmd: redis::Cmd,
     ) -> Result<redis::Value> {
+        self.guard_script(op, &CREATE)?;
         let Some(group) = &self.creates else {
             return self.eval_cmd(op, model, &CREATE, &cmd).await;
         };
@@ -344,6 +366,7 @@ impl Backend {
         model: &'static str,
         cmd: &redis::Cmd,
     ) -> Result<T> {
+        self.guard(op, cmd)?;
         erased(self.with_conn(op, model, async |c| cmd.query_async(c).await)).await
     }
 
@@ -354,6 +377,9 @@ impl Backend {
         model: &'static str,
         pipe: &redis::Pipeline,
     ) -> Result<T> {
+        for cmd in pipe.cmd_iter() {
+            self.guard(op, cmd)?;
+        }
         erased(self.with_conn(op, model, async |c| pipe.query_async(c).await)).await
     }
 
@@ -366,6 +392,7 @@ impl Backend {
         keys: &[String],
         args: &[Vec<u8>],
     ) -> Result<redis::Value> {
+        self.guard_script(op, script)?;
         erased(self.with_conn(op, model, async |c| {
             let mut tries = Tries::new(Form::Sha);
             loop {
@@ -388,6 +415,7 @@ impl Backend {
         script: &Script,
         cmd: &redis::Cmd,
     ) -> Result<redis::Value> {
+        self.guard_script(op, script)?;
         erased(self.with_conn(op, model, async |c| send_script(c, script, cmd).await)).await
     }
 
@@ -415,6 +443,7 @@ impl Backend {
         script: &Script,
         calls: &[(Vec<String>, Vec<Vec<u8>>)],
     ) -> Result<Vec<RedisResult<redis::Value>>> {
+        self.guard_script(op, script)?;
         erased(self.with_conn(op, model, async |c| {
             let mut out = Vec::with_capacity(calls.len());
             for chunk in calls.chunks(PLANS_PER_ROUND_TRIP) {
@@ -424,9 +453,8 @@ impl Backend {
                 };
                 let mut pipe = redis::pipe();
                 pipe.ignore_errors();
-                for (i, batch) in batches.iter().enumerate() {
-                    let form = if i == last { Form::Sha } else { Form::Eval };
-                    pipe.add_command(batch_call(script, form, batch));
+                for cmd in round_trip(script, chunk) {
+                    pipe.add_command(cmd);
                 }
                 let mut replies: Vec<RedisResult<redis::Value>> = pipe.query_async(c).await?;
                 if let Some(e) = replies.iter().find_map(|r| r.as_ref().err()) {

@@ -19,14 +19,26 @@ pub(crate) static APPLY: LazyLock<Script> =
 pub(crate) struct Script {
     code: &'static str,
     inner: redis::Script,
+    /// Whether the script only reads (a recording backend runs it).
+    pub(super) read_only: bool,
 }
 
 impl Script {
-    /// The script of this source.
+    /// The script of this source (one that writes).
     pub(crate) fn new(code: &'static str) -> Script {
         Script {
             code,
             inner: redis::Script::new(code),
+            read_only: false,
+        }
+    }
+
+    /// A script of this source that only reads: a dry run ([`super::Backend::recording`])
+    /// runs it.
+    pub(crate) fn read_only(code: &'static str) -> Script {
+        Script {
+            read_only: true,
+            ..Script::new(code)
         }
     }
 
@@ -143,6 +155,25 @@ pub(crate) const PLANS_PER_CALL: usize = 100;
 
 /// Plans sent per pipelined round trip in [`super::Backend::eval_many`].
 pub(crate) const PLANS_PER_ROUND_TRIP: usize = 1000;
+
+/// The calls of one round trip of [`super::Backend::eval_many`] (at most
+/// [`PLANS_PER_ROUND_TRIP`] plans), as first sent: [`PLANS_PER_CALL`] plans per call, every call
+/// `EVAL` but the last, which is `EVALSHA`.
+pub(crate) fn round_trip(
+    script: &Script,
+    chunk: &[(Vec<String>, Vec<Vec<u8>>)],
+) -> Vec<redis::Cmd> {
+    let batches: Vec<_> = chunk.chunks(PLANS_PER_CALL).collect();
+    let last = batches.len().saturating_sub(1);
+    batches
+        .iter()
+        .enumerate()
+        .map(|(i, batch)| {
+            let form = if i == last { Form::Sha } else { Form::Eval };
+            batch_call(script, form, batch)
+        })
+        .collect()
+}
 
 /// One call applying several plans (the batch protocol of `lua/apply.lua`).
 pub(crate) fn batch_call(

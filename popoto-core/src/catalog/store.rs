@@ -304,6 +304,37 @@ impl Catalog {
         .await
     }
 
+    /// Marks a tenant destroyed like [`Catalog::destroy`]; a tenant the catalog does not know
+    /// gets a destroyed entry at `placement` (where its data was), so that every process on the
+    /// catalog refuses it too. What `Admin::destroy_tenant` does on a `Db` with a catalog.
+    pub async fn tombstone(
+        &self,
+        id: &TenantId,
+        placement: CatalogPlacement,
+    ) -> Result<TenantEntry> {
+        self.change(id, None, |current| match current {
+            Some(e) if e.status == TenantStatus::Destroyed => Ok(None),
+            Some(e) => {
+                let mut e = e.clone();
+                e.status = TenantStatus::Destroyed;
+                Ok(Some(e))
+            }
+            None => {
+                let now = now_ms();
+                Ok(Some(TenantEntry {
+                    id: id.clone(),
+                    placement: placement.clone(),
+                    status: TenantStatus::Destroyed,
+                    created_ms: now,
+                    updated_ms: now,
+                    version: 0,
+                    metadata: BTreeMap::new(),
+                }))
+            }
+        })
+        .await
+    }
+
     /// Destroys a tenant durably: resolves where its data lives (through `admin`, e.g.
     /// `db.admin()` on a registry), marks it destroyed in the catalog (every process on the
     /// catalog refuses it from then on), then removes its data (`Admin::destroy_tenant`).
@@ -313,8 +344,19 @@ impl Catalog {
         id: &TenantId,
         models: &ModelSet,
     ) -> Result<DestroyReport> {
-        let backend = admin.on(id).backend().await?;
+        let backend = match admin.db().registry() {
+            // Wherever it lives, whatever its status (a suspended tenant can be destroyed).
+            Some(registry) => registry.locate(id).await?.0,
+            None => admin.on(id).backend().await?,
+        };
         self.destroy(id).await?;
+        if let Some(registry) = admin.db().registry() {
+            // A registry on a catalog obeys the tombstone (at once here); else its own.
+            match registry.catalog() {
+                Some(_) => registry.refresh_catalog(),
+                None => registry.tombstone(id),
+            }
+        }
         Db::from_backend(backend)
             .admin()
             .destroy_tenant(id, models)
@@ -359,25 +401,14 @@ impl Catalog {
             };
             new.version = base + 1;
             new.updated_ms = now_ms().max(new.created_ms);
-            let mut cas_keys = vec![key.clone(), keys::catalog_ids_key()];
-            cas_keys.extend(
-                TenantStatus::ALL
-                    .iter()
-                    .map(|s| keys::catalog_status_key(s.as_str())),
-            );
-            cas_keys.push(keys::catalog_version_key());
-            let mut args: Vec<Vec<u8>> = vec![
-                id.as_str().as_bytes().to_vec(),
-                base.to_string().into_bytes(),
-                (new.status.index() + 1).to_string().into_bytes(),
-            ];
-            for (f, v) in new.to_fields() {
-                args.push(f.into_bytes());
-                args.push(v.into_bytes());
+            let cmd = cas_command(id, base, &new);
+            // A dry run: the change a real run would send now, recorded instead.
+            if self.backend.record(&cmd) {
+                return Ok(new);
             }
             let reply = self
                 .backend
-                .eval("catalog change", MODEL, &CAS, &cas_keys, &args)
+                .eval_cmd("catalog change", MODEL, &CAS, &cmd)
                 .await?;
             match cas_reply(&reply) {
                 Some(("ok", _)) => {
@@ -417,6 +448,31 @@ impl Catalog {
         }
         Err(conflict(id, found.saturating_sub(1), found))
     }
+}
+
+/// The compare-and-set call writing `new` over the entry at version `base` (`lua/catalog.lua`).
+fn cas_command(id: &TenantId, base: u64, new: &TenantEntry) -> redis::Cmd {
+    let mut cas_keys = vec![
+        keys::catalog_entry_key(id.as_str()),
+        keys::catalog_ids_key(),
+    ];
+    cas_keys.extend(
+        TenantStatus::ALL
+            .iter()
+            .map(|s| keys::catalog_status_key(s.as_str())),
+    );
+    cas_keys.push(keys::catalog_version_key());
+    let mut args: Vec<Vec<u8>> = vec![
+        id.as_str().as_bytes().to_vec(),
+        base.to_string().into_bytes(),
+        (new.status.index() + 1).to_string().into_bytes(),
+        keys::catalog_channel().into_bytes(),
+    ];
+    for (f, v) in new.to_fields() {
+        args.push(f.into_bytes());
+        args.push(v.into_bytes());
+    }
+    crate::backend::evalsha(&CAS, &cas_keys, &args)
 }
 
 /// The entry of a tenant that is neither absent nor destroyed.

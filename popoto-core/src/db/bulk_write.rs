@@ -52,9 +52,20 @@ impl Session {
                         .collect()
                 };
                 let mut calls = Vec::with_capacity(chunk.len());
+                let mut plans = Vec::with_capacity(chunk.len());
                 for (k, st) in chunk.iter().zip(&stored) {
                     let (plan, _) = Self::delete_plan(k, st, None)?;
                     calls.push((plan.keys.clone(), plan.args()));
+                    plans.push(plan);
+                }
+                // A dry run: the calls a real run sends, and what they would remove.
+                if let Some(log) = backend.recorder() {
+                    backend.record_many(&APPLY, &calls);
+                    for plan in &plans {
+                        crate::record::note_removals(log, &backend.url(), plan);
+                    }
+                    deleted += chunk.len() as u64;
+                    continue;
                 }
                 let replies = backend
                     .eval_many("delete_many", meta.name, &APPLY, &calls)

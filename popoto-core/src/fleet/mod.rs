@@ -23,11 +23,14 @@ use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::lifecycle::ModelSet;
+use crate::record::CommandLog;
 use crate::registry::TenantRegistry;
 use crate::tenant::TenantId;
 
+mod indexes;
 mod report;
 
+pub use indexes::{BackendIndexes, IndexRun};
 pub use report::{BackendResult, FleetReport, Outcome, TenantResult};
 
 /// How long a run's journal is kept after its last write.
@@ -48,6 +51,9 @@ pub struct FleetOptions {
     pub run: Option<String>,
     /// Only these tenants (`None`: every tenant of the catalog).
     pub only: Option<Vec<TenantId>>,
+    /// A dry run: operations get recording backends ([`Backend::recording`]) and journal
+    /// writes are recorded too, so nothing is written and the log holds what a real run sends.
+    pub record: Option<CommandLog>,
 }
 
 impl Default for FleetOptions {
@@ -58,6 +64,7 @@ impl Default for FleetOptions {
             include_suspended: false,
             run: None,
             only: None,
+            record: None,
         }
     }
 }
@@ -84,6 +91,12 @@ impl FleetOptions {
     /// Only these tenants.
     pub fn only(mut self, tenants: Vec<TenantId>) -> Self {
         self.only = Some(tenants);
+        self
+    }
+
+    /// A dry run recording into `log` what a real run would send (see [`FleetOptions::record`]).
+    pub fn record(mut self, log: &CommandLog) -> Self {
+        self.record = Some(log.clone());
         self
     }
 }
@@ -178,6 +191,15 @@ impl Fleet {
         F: Fn(Admin) -> Fut,
         Fut: Future<Output = Result<BackendRun>>,
     {
+        self.each_backend(operation, |admin, _| op(admin)).await
+    }
+
+    /// [`Fleet::for_each_backend`], `op` also given the catalog tenants living there.
+    pub(crate) async fn each_backend<F, Fut>(&self, operation: &str, op: F) -> Result<FleetReport>
+    where
+        F: Fn(Admin, &[TenantEntry]) -> Fut,
+        Fut: Future<Output = Result<BackendRun>>,
+    {
         let mut report = FleetReport::start(operation, self.options.run.clone());
         let (work, done) = self.select(&mut report).await?;
         // Tenants grouped by backend (by URL, credentials hidden); unreachable ones fail alone.
@@ -207,7 +229,7 @@ impl Fleet {
         let op = &op;
         let results: Vec<(BackendResult, Vec<TenantResult>)> = stream::iter(groups)
             .map(|(url, (backend, entries))| async move {
-                let ran = op(Db::from_backend(backend).admin()).await;
+                let ran = op(Db::from_backend(backend).admin(), &entries).await;
                 let mut tenants = Vec::with_capacity(entries.len());
                 for e in &entries {
                     let tenant = e.id.to_string();
@@ -255,47 +277,6 @@ impl Fleet {
             report.tenants.extend(tenants);
         }
         Ok(report.finish())
-    }
-
-    /// The isolation audit of `models` on every backend holding a catalog tenant: a tenant with
-    /// a finding (an index member outside its partition, a key that disagrees with its tenant
-    /// field, an orphan or missing entry) is failed with its findings.
-    pub async fn audit(&self, models: &ModelSet) -> Result<FleetReport> {
-        let catalog_ids: HashSet<String> = self
-            .catalog
-            .list_all(None)
-            .await?
-            .entries
-            .into_iter()
-            .map(|e| e.id.to_string())
-            .collect();
-        self.for_each_backend("audit", |admin| {
-            let catalog_ids = &catalog_ids;
-            async move {
-                let reports = admin.audit_all(models).await?;
-                let mut run = BackendRun {
-                    detail: format!("{} models audited, clean", reports.len()),
-                    ..Default::default()
-                };
-                for r in &reports {
-                    for f in &r.findings {
-                        let text = format!("{}: {f}", r.model);
-                        match &f.tenant {
-                            Some(t) if catalog_ids.contains(t) => {
-                                let p = run.tenant_problems.entry(t.clone()).or_default();
-                                if !p.is_empty() {
-                                    p.push_str("; ");
-                                }
-                                p.push_str(&text);
-                            }
-                            _ => run.other_problems.push(text),
-                        }
-                    }
-                }
-                Ok(run)
-            }
-        })
-        .await
     }
 
     /// Exports each tenant of `models` into `dir` (one file per tenant, see [`export_file_name`]),
@@ -346,6 +327,10 @@ impl Fleet {
                 .registry
                 .placement_of(&entry)
                 .and_then(|p| self.registry.backend_of(p))
+                .map(|b| match &self.options.record {
+                    Some(log) => b.recording(log),
+                    None => b,
+                })
                 .map_err(|e| e.to_string());
             work.push(Work { entry, backend });
         }
@@ -396,16 +381,20 @@ impl Fleet {
             return Ok(());
         };
         let key = keys::fleet_journal_key(run);
-        let mut pipe = redis::pipe();
-        pipe.cmd("HSET")
-            .arg(&key)
+        let mut hset = redis::cmd("HSET");
+        hset.arg(&key)
             .arg(tenant.as_str())
-            .arg(chrono::Utc::now().timestamp_millis())
-            .ignore()
-            .cmd("EXPIRE")
-            .arg(&key)
-            .arg(JOURNAL_TTL_SECS)
-            .ignore();
+            .arg(chrono::Utc::now().timestamp_millis());
+        let mut expire = redis::cmd("EXPIRE");
+        expire.arg(&key).arg(JOURNAL_TTL_SECS);
+        if let Some(log) = &self.options.record {
+            let journal = self.catalog.backend().recording(log);
+            journal.record(&hset);
+            journal.record(&expire);
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        pipe.add_command(hset).ignore().add_command(expire).ignore();
         self.catalog
             .backend()
             .pipeline::<()>("fleet journal", MODEL, &pipe)

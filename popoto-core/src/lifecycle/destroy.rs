@@ -37,6 +37,9 @@ fn removal(key: &str, member: &str, kind: IndexKind) -> Plan {
 /// entries its values derive), then every entry of the tenant's instance keys left in the
 /// tenant's own index keys, the shared entries an orphan's key derives, and the legacy
 /// unpartitioned entries, each removed only while no instance exists at its key.
+///
+/// On a recording backend (a dry run) the same calls are recorded instead of sent; what the
+/// second read would find is what it finds now minus what the recorded deletions remove.
 pub(super) async fn model(
     admin: &Admin,
     backend: &Backend,
@@ -56,11 +59,13 @@ pub(super) async fn model(
             Some(why) => skipped.push((k, why)),
         }
     }
+    // Read before anything is deleted, so that a dry run plans from what a real run reads.
+    let legacy = existing_legacy(backend, meta).await?;
     let mut deleted = 0;
     for chunk in instances.chunks(CHUNK) {
         deleted += (e.delete)(admin.clone(), chunk.to_vec()).await?;
     }
-    report.instances.insert(meta.name, deleted);
+    report.instances.insert(meta.name.to_owned(), deleted);
     let indexes: Vec<String> = fp.own_keys.iter().map(|(k, _)| k.clone()).collect();
     verify::report(meta.name, &indexes, &skipped);
     report.kept.extend(skipped.into_iter().map(|(k, _)| k));
@@ -69,6 +74,13 @@ pub(super) async fn model(
     let mut removals: Vec<Plan> = Vec::new();
     let mut left = ModelFootprint::default();
     footprint::read_own_keys(backend, meta, tenant, fp.own_keys, &mut left).await?;
+    if let Some(log) = backend.recorder() {
+        // Nothing was deleted: leave out what the recorded deletions remove.
+        let url = backend.url();
+        for (member, entries) in left.own_entries.iter_mut() {
+            entries.retain(|o| !log.removes(&url, &o.key, member));
+        }
+    }
     for (member, entries) in &left.own_entries {
         for o in entries {
             if let Some(kind) = crate::keys::parse_index_key(meta, &o.key) {
@@ -77,7 +89,6 @@ pub(super) async fn model(
         }
     }
     // Entries an orphan's key derives in shared index keys, and legacy entries of everything.
-    let legacy = existing_legacy(backend, meta).await?;
     for member in &loose {
         for (key, member, kind) in shared_entries(meta, &fp.read_whole, member, None, &legacy) {
             removals.push(removal(&key, &member, kind));
@@ -97,6 +108,11 @@ pub(super) async fn model(
         .iter()
         .map(|p| (p.keys.clone(), p.args()))
         .collect();
+    if backend.record_many(&APPLY, &calls) {
+        // A dry run: each removal counted as if none were refused.
+        report.orphan_entries += calls.len() as u64;
+        return Ok(());
+    }
     let replies = backend
         .eval_many("destroy", meta.name, &APPLY, &calls)
         .await?;

@@ -9,7 +9,7 @@
 //! of other fields) are never scanned: an instance's entries there are derived from its own
 //! values ([`super::layout::derived_entries`]) and probed one by one.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde_bytes::ByteBuf;
 
@@ -71,8 +71,9 @@ pub(super) struct ModelFootprint {
     pub candidates: BTreeSet<String>,
     /// The tenant's own index keys that exist, with what they index.
     pub own_keys: Vec<(String, IndexKind)>,
-    /// Entries of the tenant's members in its own index keys, by member.
-    pub own_entries: HashMap<String, Vec<OwnEntry>>,
+    /// Entries of the tenant's members in its own index keys, by member (sorted, so that what
+    /// is derived from them comes in the same order in every process).
+    pub own_entries: BTreeMap<String, Vec<OwnEntry>>,
     /// The index keys read whole (existing or not): an instance's entries there are in
     /// `own_entries`, its other entries are probed.
     pub read_whole: HashSet<String>,

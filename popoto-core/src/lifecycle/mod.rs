@@ -24,7 +24,7 @@ use serde_bytes::ByteBuf;
 
 use crate::admin::Admin;
 use crate::backend::Backend;
-use crate::db::Session;
+use crate::db::{Db, Session};
 use crate::error::Result;
 use crate::maintenance::IndexReport;
 use crate::model::{Key, Model, ModelMeta};
@@ -41,8 +41,10 @@ struct Entry {
     meta: &'static ModelMeta,
     /// Deletes instances (each atomically, with its index entries) by key.
     delete: fn(Admin, Vec<String>) -> Boxed<'static, u64>,
-    /// The isolation audit of the model.
+    /// The isolation audit (index check) of the model.
     audit: fn(Admin) -> Boxed<'static, IndexReport>,
+    /// The index rebuild of the model.
+    rebuild: fn(Admin) -> Boxed<'static, IndexReport>,
     /// `Query::count` through a tenant handle: verified instances.
     count: fn(Session) -> Boxed<'static, usize>,
     /// The read check of a tenant scope ([`Guard::verify`]) of candidate instance keys.
@@ -78,6 +80,10 @@ fn audit_boxed<M: Model>(s: Admin) -> Boxed<'static, IndexReport> {
     Box::pin(async move { s.audit::<M>().await })
 }
 
+fn rebuild_boxed<M: Model>(s: Admin) -> Boxed<'static, IndexReport> {
+    Box::pin(async move { s.rebuild_indexes::<M>().await })
+}
+
 fn count_boxed<M: Model>(s: Session) -> Boxed<'static, usize> {
     Box::pin(async move { s.query::<M>().count().await })
 }
@@ -105,6 +111,7 @@ impl ModelSet {
             meta: M::META,
             delete: delete_boxed::<M>,
             audit: audit_boxed::<M>,
+            rebuild: rebuild_boxed::<M>,
             count: count_boxed::<M>,
             verify: verify_boxed::<M>,
             segment: M::segment_from_stored,
@@ -124,10 +131,10 @@ impl ModelSet {
 }
 
 /// What `destroy_tenant` removed, and what it left.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DestroyReport {
     /// Instances deleted (hash and index entries, atomically each), per model.
-    pub instances: BTreeMap<&'static str, u64>,
+    pub instances: BTreeMap<String, u64>,
     /// Index entries of the tenant's instance keys left without an instance (orphans) that
     /// were removed: members of the tenant's own index keys, and the entries an orphan's key
     /// derives in the model's index keys.
@@ -217,6 +224,16 @@ impl Admin {
     /// instance, touching no other tenant's data. Keys of the tenant holding something other
     /// than its instance (another tenant's stored tenant field) are kept and reported.
     ///
+    /// On a `Db` with a registry the tenant is refused from the start: when the registry has a
+    /// tenant catalog, by every process on that catalog, present or future (the catalog marks
+    /// it destroyed, adding a destroyed entry where its data was if it did not know the tenant;
+    /// `Catalog::create` starts it afresh); without a catalog, by this process (a tombstone,
+    /// until registered again). Its data is found where it lives whatever its status, so a
+    /// suspended tenant can be destroyed.
+    ///
+    /// On a recording backend ([`crate::Backend::recording`]) nothing is written: the calls a
+    /// real run sends are recorded, and the report counts what they would remove.
+    ///
     /// The cost follows the tenant's data (its own index keys, its instances and the entries
     /// they derive) plus one server-side `SCAN MATCH` pass for keys no index names
     /// ([`Sweep::Keyspace`]); the model's shared index keys are never scanned (orphan entries
@@ -237,18 +254,34 @@ impl Admin {
         models: &ModelSet,
         sweep: Sweep,
     ) -> Result<DestroyReport> {
-        let admin = self.on(tenant);
-        let backend = admin.backend().await?;
+        let registry = self.db().registry();
+        let backend = match registry {
+            Some(registry) => {
+                // Found before it is marked: a destroyed tenant is refused by lookups.
+                let (backend, placement) = registry.locate(tenant).await?;
+                // A late request must not re-create the tenant's data: with a catalog, no
+                // process serves it (this one from now on); else this process does not.
+                match registry.catalog() {
+                    Some(catalog) if !backend.is_recording() => {
+                        catalog.tombstone(tenant, placement).await?;
+                        registry.refresh_catalog();
+                    }
+                    Some(_) => {}
+                    None if !backend.is_recording() => registry.tombstone(tenant),
+                    None => {}
+                }
+                backend
+            }
+            None => self.on(tenant).backend().await?,
+        };
+        // Its own handle on that backend: lookups refuse the tenant from now on.
+        let admin = Db::from_backend(backend.clone()).admin();
         let entries: Vec<&Entry> = models.tenant_models().collect();
         let metas: Vec<&'static ModelMeta> = entries.iter().map(|e| e.meta).collect();
         let footprints = footprint::read(&backend, &metas, tenant, sweep).await?;
         let mut report = DestroyReport::default();
         for (e, fp) in entries.into_iter().zip(footprints) {
             destroy::model(&admin, &backend, e, tenant, fp, &mut report).await?;
-        }
-        // A late request must not re-create the tenant's data: refused until registered again.
-        if let Some(registry) = self.db().registry() {
-            registry.tombstone(tenant);
         }
         Ok(report)
     }
@@ -306,6 +339,9 @@ impl Admin {
     /// which ends in exactly the state of one uninterrupted import. A stream cut short (no
     /// [`ExportRecord::End`]) is refused ([`crate::Error::Stream`]) without writing its last
     /// batch.
+    ///
+    /// On a recording backend ([`crate::Backend::recording`]) the stream is read and checked
+    /// and the script calls a real import sends are recorded instead (nothing is written).
     pub async fn import_tenant(
         &self,
         tenant: &TenantId,
@@ -325,6 +361,15 @@ impl Admin {
         let mut out = Vec::with_capacity(models.entries.len());
         for e in &models.entries {
             out.push((e.audit)(self.clone()).await?);
+        }
+        Ok(out)
+    }
+
+    /// [`Admin::rebuild_indexes`] of every model in `models` on this handle's backend.
+    pub async fn rebuild_indexes_all(&self, models: &ModelSet) -> Result<Vec<IndexReport>> {
+        let mut out = Vec::with_capacity(models.entries.len());
+        for e in &models.entries {
+            out.push((e.rebuild)(self.clone()).await?);
         }
         Ok(out)
     }

@@ -43,7 +43,7 @@ pub(super) struct IndexScan<M> {
     pub(super) repair: bool,
     pub(super) batch: usize,
     pub(super) report: IndexReport,
-    seen: HashSet<(FindingKind, String, String, Option<&'static str>)>,
+    seen: HashSet<(FindingKind, String, String, Option<String>)>,
     /// Unique value sets holding more than one member, with the field: examined for owners
     /// sharing the value once every index key has been read.
     pub(super) shared_values: Vec<(Arc<str>, usize)>,
@@ -64,7 +64,7 @@ impl<M: Model> IndexScan<M> {
             kind,
             index: index.to_owned(),
             member: member.to_owned(),
-            field,
+            field: field.map(str::to_owned),
             tenant: tenant_of::<M>(member),
             detail,
             repaired: false,
@@ -76,7 +76,7 @@ impl<M: Model> IndexScan<M> {
             finding.kind,
             finding.index.clone(),
             finding.member.clone(),
-            finding.field,
+            finding.field.clone(),
         );
         if self.seen.insert(id) {
             self.report.findings.push(finding);
@@ -517,7 +517,7 @@ impl Admin {
             repair,
             batch: options.batch,
             report: IndexReport {
-                model: M::META.name,
+                model: M::META.name.to_owned(),
                 rebuilt: repair,
                 ..Default::default()
             },

@@ -11,6 +11,7 @@
 
 mod index_check;
 mod index_instances;
+mod keys_check;
 mod migrate;
 mod report;
 mod unique;

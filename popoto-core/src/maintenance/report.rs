@@ -3,10 +3,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Where a migration stands, passed to the progress callback after each batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Progress {
     /// Entries moved so far (always 0 in a dry run).
@@ -20,7 +20,7 @@ pub struct Progress {
 }
 
 /// One entry a migration left in place, and why (popoto's report shape).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MigrationError {
     /// The instance key (the member of the hash or zset).
     pub member_key: String,
@@ -29,7 +29,7 @@ pub struct MigrationError {
 }
 
 /// What a partition migration did (popoto's `migrate_to_partitioned` report, plus `kept_existing`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MigrationReport {
     /// Entries in the unpartitioned key at the start (`HLEN`/`ZCARD`).
     pub total: u64,
@@ -45,8 +45,10 @@ pub struct MigrationReport {
     pub kept_existing: u64,
 }
 
-/// What kind of defect an index check found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// What kind of defect an index check found (serialized in snake case: `orphan`,
+/// `key_mismatch`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum FindingKind {
     /// (a) An index entry whose instance hash is missing.
@@ -69,6 +71,10 @@ pub enum FindingKind {
     /// unique index names another tenant's instance as the value's owner), reported once per
     /// owner and never repaired.
     CrossTenantUnique,
+    /// Found by the check that needs no model ([`crate::Admin::check_keys`]): an index entry
+    /// naming a key of another model or a key that is not a hash, or an index key of another
+    /// Redis type than popoto writes there. Never repaired.
+    Foreign,
 }
 
 impl FindingKind {
@@ -90,12 +96,13 @@ impl FindingKind {
             FindingKind::Unreadable => "unreadable instance",
             FindingKind::DuplicateUnique => "unique value with several owners",
             FindingKind::CrossTenantUnique => "unique value owned by several tenants",
+            FindingKind::Foreign => "not an instance of the index's model",
         }
     }
 }
 
 /// One defect found by an index check.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
     /// What is wrong.
     pub kind: FindingKind,
@@ -105,7 +112,7 @@ pub struct Finding {
     /// The instance key concerned.
     pub member: String,
     /// The field whose index (or key segment) is concerned; `None` for `$Class`.
-    pub field: Option<&'static str>,
+    pub field: Option<String>,
     /// The tenant named by the instance key, for models with a tenant field.
     pub tenant: Option<String>,
     /// Details: where the entry belongs, the expected score, the disagreeing values...
@@ -123,7 +130,7 @@ impl fmt::Display for Finding {
             self.member,
             self.index
         )?;
-        if let Some(field) = self.field {
+        if let Some(field) = &self.field {
             write!(f, " (field {field})")?;
         }
         if let Some(t) = &self.tenant {
@@ -140,10 +147,10 @@ impl fmt::Display for Finding {
 }
 
 /// What an index check (or rebuild, or tenant-isolation audit) of one model found.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct IndexReport {
     /// The model's class name.
-    pub model: &'static str,
+    pub model: String,
     /// Whether this report comes from `rebuild_indexes` (repairs were attempted).
     pub rebuilt: bool,
     /// Instance hashes examined.

@@ -19,7 +19,8 @@ use super::resolve::{merge_ranges, Source};
 use super::{Order, Query};
 
 /// The window script (`lua/window.lua`).
-static WINDOW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/window.lua")));
+static WINDOW: LazyLock<Script> =
+    LazyLock::new(|| Script::read_only(include_str!("../lua/window.lua")));
 
 /// Largest window read per script call.
 const MAX_WINDOW: usize = 1000;

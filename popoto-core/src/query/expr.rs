@@ -15,7 +15,7 @@ use super::resolve::{Node, Source};
 
 /// The expression script (`lua/select.lua`).
 pub(super) static SELECT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../lua/select.lua")));
+    LazyLock::new(|| Script::read_only(include_str!("../lua/select.lua")));
 
 /// Members per `SSCAN` call.
 const SCAN_COUNT: usize = 1000;

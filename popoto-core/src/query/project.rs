@@ -18,7 +18,7 @@ use super::Query;
 
 /// The projection script (`lua/project.lua`).
 static PROJECT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../lua/project.lua")));
+    LazyLock::new(|| Script::read_only(include_str!("../lua/project.lua")));
 
 /// Candidate keys per script call.
 const KEYS_PER_CALL: usize = 1000;

@@ -183,7 +183,7 @@ impl TenantRegistry {
 
     /// Moves a built slot's health by the failures of the calls made on its backend.
     pub(super) fn observe(&self, tenant: &TenantId, state: &mut SlotState) {
-        let Some(backend) = &state.backend else {
+        let Some(backend) = state.backend() else {
             return;
         };
         if !matches!(state.health, Health::Healthy | Health::Unverified) {

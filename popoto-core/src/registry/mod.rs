@@ -14,19 +14,22 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::backend::{Backend, BackendConfig};
 use crate::catalog::view::CatalogView;
 use crate::error::{Error, Result};
-use crate::redis_url;
 use crate::tenant::TenantId;
 
 mod health;
+mod open;
 mod placing;
+mod watch;
 
 pub use health::{HealthChecker, HealthEvent, HealthPolicy};
+pub use open::DEFAULT_MAX_OPEN;
+pub use watch::CatalogWatcher;
 
 /// A boxed future, as factories and validators return.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -82,9 +85,17 @@ enum Source {
 
 struct SlotState {
     health: Health,
-    backend: Option<Backend>,
+    /// Its backend once built.
+    held: open::Held,
     /// Whether `health` was set by observing failed calls (a call that succeeds undoes it).
     observed: bool,
+}
+
+impl SlotState {
+    /// The backend, if built and still open.
+    fn backend(&self) -> Option<Backend> {
+        self.held.backend()
+    }
 }
 
 struct Slot {
@@ -107,17 +118,25 @@ struct Inner {
     /// The shared backend's settings: logical databases on it use them too.
     shared_config: BackendConfig,
     tenants: Mutex<Tenants>,
-    placed: Mutex<HashMap<String, Backend>>,
+    /// Backends opened for placements (own databases, own servers), by URL: the only strong
+    /// references to them (slots hold them weakly), so dropping one here closes it.
+    placed: Mutex<HashMap<String, Arc<open::Placed>>>,
     policy: Mutex<Option<Policy>>,
     default: Mutex<Option<Placement>>,
     validator: Mutex<Validator>,
-    max_open: Mutex<Option<usize>>,
+    /// The open-backend cap (`usize::MAX`: none).
+    max_open: AtomicUsize,
+    /// Entries of `placed` (read without its lock on every request).
+    placed_len: AtomicUsize,
     tick: AtomicU64,
     catalog: Mutex<Option<Arc<CatalogView>>>,
     tiers: Mutex<HashMap<String, Placement>>,
     health_policy: Mutex<HealthPolicy>,
     events: tokio::sync::broadcast::Sender<HealthEvent>,
 }
+
+/// Times a lookup builds a backend the open-backend cap keeps closing (see `backend_for`).
+const BUILD_TRIES: usize = 4;
 
 /// Maps tenants to backends. Cheap to clone; clones share state.
 #[derive(Clone)]
@@ -167,7 +186,8 @@ impl TenantRegistry {
                 policy: Mutex::new(None),
                 default: Mutex::new(None),
                 validator: Mutex::new(ping_validator()),
-                max_open: Mutex::new(None),
+                max_open: AtomicUsize::new(usize::MAX),
+                placed_len: AtomicUsize::new(0),
                 tick: AtomicU64::new(0),
                 catalog: Mutex::new(None),
                 tiers: Mutex::new(HashMap::new()),
@@ -204,10 +224,16 @@ impl TenantRegistry {
         *lock(&self.inner.default) = placement;
     }
 
-    /// Caps the number of open lazily built backends; the least recently used are reaped
-    /// (back to `Pending`, rebuilt on next use).
+    /// Caps the number of backends (connection pools) the registry keeps open: lazily built
+    /// ones and those opened for placements (own databases and own servers of registered,
+    /// policy and catalog tenants; the shared backend and [`Placement::Backend`] ones are not
+    /// counted). Past the cap the least recently used are closed (their tenants back to
+    /// `Pending`, reopened on next use); `None`: no cap (the default, but
+    /// [`TenantRegistry::with_catalog`] sets [`DEFAULT_MAX_OPEN`]).
     pub fn set_max_open(&self, max: Option<usize>) {
-        *lock(&self.inner.max_open) = max;
+        self.inner
+            .max_open
+            .store(max.unwrap_or(usize::MAX), Ordering::Relaxed);
     }
 
     /// Registers a tenant on a placement now and validates it; clears its tombstone.
@@ -233,7 +259,7 @@ impl TenantRegistry {
             source,
             state: tokio::sync::Mutex::new(SlotState {
                 health: Health::Pending,
-                backend: None,
+                held: open::Held::None,
                 observed: false,
             }),
             last_used: AtomicU64::new(self.inner.tick.fetch_add(1, Ordering::Relaxed)),
@@ -284,7 +310,13 @@ impl TenantRegistry {
             .collect();
         let mut out = Vec::with_capacity(slots.len());
         for (t, s) in slots {
-            out.push((t, s.state.lock().await.health.clone()));
+            let state = s.state.lock().await;
+            let health = if state.held.is_closed() {
+                Health::Pending
+            } else {
+                state.health.clone()
+            };
+            out.push((t, health));
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
@@ -304,7 +336,7 @@ impl TenantRegistry {
     pub async fn recheck(&self, tenant: &TenantId) -> Option<Health> {
         let slot = lock(&self.inner.tenants).slots.get(tenant).cloned()?;
         let mut state = slot.state.lock().await;
-        match (&state.health, state.backend.clone()) {
+        match (&state.health, state.backend()) {
             (Health::Healthy | Health::Unverified, Some(b)) => {
                 let validator = lock(&self.inner.validator).clone();
                 let health = if validator(b).await.is_ok() {
@@ -330,7 +362,7 @@ impl TenantRegistry {
         let slots: Vec<Arc<Slot>> = lock(&self.inner.tenants).slots.values().cloned().collect();
         let mut n = 0;
         for s in slots {
-            if s.state.lock().await.backend.is_some() {
+            if s.state.lock().await.backend().is_some() {
                 n += 1;
             }
         }
@@ -376,77 +408,76 @@ impl TenantRegistry {
             self.inner.tick.fetch_add(1, Ordering::Relaxed),
             Ordering::Relaxed,
         );
-        {
-            let mut state = slot.state.lock().await;
-            self.observe(tenant, &mut state);
-            match (&state.health, &state.backend) {
-                (Health::Healthy | Health::Unverified, Some(b)) => return Ok(b.clone()),
-                (Health::Disabled(reason), _) => {
-                    return Err(Error::TenantDisabled {
-                        tenant: tenant.to_string(),
-                        reason: reason.clone(),
-                    })
+        // A backend the cap closes between a build and its use is built again (a few times at
+        // most: it is in use, so closed only by a race with a burst of other tenants).
+        for _ in 0..BUILD_TRIES {
+            {
+                let mut state = slot.state.lock().await;
+                self.observe(tenant, &mut state);
+                if state.held.is_closed() {
+                    state.held = open::Held::None;
+                    self.transition(
+                        tenant,
+                        &mut state,
+                        Health::Pending,
+                        "closed by the open-backend cap",
+                    );
                 }
-                _ => {}
+                let now = self.inner.tick.fetch_add(1, Ordering::Relaxed);
+                match (&state.health, state.held.use_at(now)) {
+                    (Health::Healthy | Health::Unverified, Some(b)) => {
+                        drop(state);
+                        self.recheck_cap();
+                        return Ok(b);
+                    }
+                    (Health::Disabled(reason), _) => {
+                        return Err(Error::TenantDisabled {
+                            tenant: tenant.to_string(),
+                            reason: reason.clone(),
+                        })
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(b) = self.build(tenant, &slot).await {
+                return Ok(b);
+            }
+            let current = lock(&self.inner.tenants)
+                .slots
+                .get(tenant)
+                .is_some_and(|s| Arc::ptr_eq(s, &slot));
+            if !current {
+                break;
             }
         }
-        self.build(tenant, &slot).await;
-        let state = slot.state.lock().await;
-        match (&state.health, &state.backend) {
-            (Health::Healthy | Health::Unverified, Some(b)) => Ok(b.clone()),
-            (Health::Disabled(reason), _) => Err(Error::TenantDisabled {
+        if self.is_destroyed(tenant) {
+            return Err(Error::TenantDestroyed {
                 tenant: tenant.to_string(),
-                reason: reason.clone(),
-            }),
-            _ if self.is_destroyed(tenant) => Err(Error::TenantDestroyed {
-                tenant: tenant.to_string(),
-            }),
-            _ => Err(Error::TenantUnregistered {
-                tenant: tenant.to_string(),
-            }),
+            });
         }
+        Err(Error::TenantUnregistered {
+            tenant: tenant.to_string(),
+        })
     }
 
-    /// A backend for a placement, shared by every tenant placed there (opened on first use).
-    pub fn backend_of(&self, placement: Placement) -> Result<Backend> {
-        self.placed(placement)
-    }
-
-    /// A backend for a placement, shared by every tenant placed there.
-    fn placed(&self, placement: Placement) -> Result<Backend> {
-        let config = match placement {
-            Placement::Shared => return Ok(self.inner.shared.clone()),
-            Placement::Backend(b) => return Ok(b),
-            Placement::Database(db) => {
-                let mut config = self.inner.shared_config.clone();
-                config.url = redis_url::with_database(&config.url, db)?;
-                config
-            }
-            Placement::Server(config) => config,
-        };
-        let mut placed = lock(&self.inner.placed);
-        if let Some(b) = placed.get(&config.url) {
-            return Ok(b.clone());
-        }
-        let b = Backend::new(config.clone())?;
-        placed.insert(config.url, b.clone());
-        Ok(b)
-    }
-
-    /// Builds a pending slot once: concurrent callers wait on the slot's lock and find it built.
-    async fn build(&self, tenant: &TenantId, slot: &Arc<Slot>) {
+    /// Builds a pending slot once: concurrent callers wait on the slot's lock and find it
+    /// built. Returns the backend when this call built it.
+    async fn build(&self, tenant: &TenantId, slot: &Arc<Slot>) -> Option<Backend> {
         let mut state = slot.state.lock().await;
         if state.health != Health::Pending {
-            return;
+            return None;
         }
+        // `in_use` keeps the backend open (the cap does not close one in use) until stored.
         let built = match &slot.source {
-            Source::Placement(p) | Source::Catalog(p, _) => self.placed(p.clone()),
-            Source::Lazy(factory) => factory(tenant.clone()).await,
+            Source::Placement(p) | Source::Catalog(p, _) => self.placed_held(p.clone()),
+            Source::Lazy(factory) => factory(tenant.clone())
+                .await
+                .map(|b| (open::Held::Own(b.clone()), b)),
         };
         let validated = match built {
-            Ok(b) => {
+            Ok((held, in_use)) => {
                 let validator = lock(&self.inner.validator).clone();
-                validator(b.clone()).await.map(|()| b)
+                validator(in_use.clone()).await.map(|()| (held, in_use))
             }
             Err(e) => Err(e),
         };
@@ -456,56 +487,26 @@ impl TenantRegistry {
             .get(tenant)
             .is_some_and(|s| Arc::ptr_eq(s, slot));
         if !current {
-            return;
+            return None;
         }
         match validated {
-            Ok(b) => {
+            Ok((held, in_use)) => {
+                let lazy = matches!(slot.source, Source::Lazy(_));
                 self.transition(tenant, &mut state, Health::Healthy, "build");
-                state.backend = Some(b);
+                state.held = held;
                 drop(state);
-                self.reap(slot).await;
+                if lazy {
+                    self.enforce_cap(open::Keep {
+                        url: None,
+                        slot: Some(slot),
+                    });
+                }
+                Some(in_use)
             }
             Err(e) => {
                 self.transition(tenant, &mut state, Health::Disabled(e.to_string()), "build");
-                state.backend = None;
-            }
-        }
-    }
-
-    /// Closes the least recently used lazily built backends above the cap.
-    async fn reap(&self, keep: &Arc<Slot>) {
-        let Some(max) = *lock(&self.inner.max_open) else {
-            return;
-        };
-        let mut lazy: Vec<(TenantId, Arc<Slot>)> = lock(&self.inner.tenants)
-            .slots
-            .iter()
-            .filter(|(_, s)| matches!(s.source, Source::Lazy(_)) && !Arc::ptr_eq(s, keep))
-            .map(|(t, s)| (t.clone(), s.clone()))
-            .collect();
-        lazy.sort_by_key(|(_, s)| s.last_used.load(Ordering::Relaxed));
-        let mut open = Vec::new();
-        for (t, s) in lazy {
-            let is_open = s
-                .state
-                .try_lock()
-                .map(|st| st.backend.is_some())
-                .unwrap_or(false);
-            if is_open {
-                open.push((t, s));
-            }
-        }
-        // `keep` is open too.
-        let excess = (open.len() + 1).saturating_sub(max);
-        for (t, s) in open.into_iter().take(excess) {
-            if let Ok(mut st) = s.state.try_lock() {
-                st.backend = None;
-                self.transition(
-                    &t,
-                    &mut st,
-                    Health::Pending,
-                    "reaped by the open-backend cap",
-                );
+                state.held = open::Held::None;
+                None
             }
         }
     }

@@ -9,19 +9,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{lock, Health, Placement, Slot, SlotState, Source, TenantRegistry};
-use crate::backend::BackendConfig;
+use crate::backend::{Backend, BackendConfig};
 use crate::catalog::view::CatalogView;
-use crate::catalog::{Catalog, CatalogPlacement, TenantEntry, TenantStatus};
+use crate::catalog::{Catalog, CatalogPlacement, ServerUrl, TenantEntry, TenantStatus};
 use crate::error::{Error, Result};
 use crate::tenant::TenantId;
 
 impl TenantRegistry {
     /// A registry on the shared server `shared_config` whose tenants are placed by the catalog
     /// stored on that server (polled for changes at most every `refresh`; see
-    /// [`TenantRegistry::use_catalog`]). Nothing is dialed until the first lookup.
+    /// [`TenantRegistry::use_catalog`]), keeping at most [`super::DEFAULT_MAX_OPEN`] backends
+    /// open ([`TenantRegistry::set_max_open`]). Nothing is dialed until the first lookup.
     pub fn with_catalog(shared_config: BackendConfig, refresh: Duration) -> Result<Self> {
         let registry = TenantRegistry::new(shared_config)?;
         registry.use_catalog(Catalog::new(registry.shared().clone()), refresh);
+        registry.set_max_open(Some(super::DEFAULT_MAX_OPEN));
         Ok(registry)
     }
 
@@ -76,6 +78,74 @@ impl TenantRegistry {
         })
     }
 
+    /// Where `tenant`'s data lives, whatever its status (lifecycle operations work on suspended
+    /// and destroyed tenants too): its registration in this process, else its catalog entry,
+    /// else the policy's or the default placement; [`Error::UnknownTenant`] if none places it.
+    /// Returns the backend and the placement as the catalog writes it.
+    pub async fn locate(&self, tenant: &TenantId) -> Result<(Backend, CatalogPlacement)> {
+        let slot = lock(&self.inner.tenants).slots.get(tenant).cloned();
+        if let Some(slot) = slot.filter(|s| !matches!(s.source, Source::Catalog(..))) {
+            let placement = match &slot.source {
+                Source::Placement(p) => Some(self.catalog_placement(p)?),
+                _ => None,
+            };
+            let built = slot.state.lock().await.backend();
+            let backend = match built {
+                Some(b) => b,
+                None => {
+                    if let Some(b) = self.build(tenant, &slot).await {
+                        return Ok((b.clone(), placement_or(placement, &b)?));
+                    }
+                    let state = slot.state.lock().await;
+                    match (state.backend(), &state.health) {
+                        (Some(b), _) => b,
+                        (None, Health::Disabled(reason)) => {
+                            return Err(Error::TenantDisabled {
+                                tenant: tenant.to_string(),
+                                reason: reason.clone(),
+                            })
+                        }
+                        _ => {
+                            return Err(Error::TenantUnregistered {
+                                tenant: tenant.to_string(),
+                            })
+                        }
+                    }
+                }
+            };
+            let placement = placement_or(placement, &backend)?;
+            return Ok((backend, placement));
+        }
+        if let Some(catalog) = self.catalog() {
+            if let Some(entry) = catalog.get(tenant).await? {
+                let backend = self.placed(self.placement_of(&entry)?)?;
+                return Ok((backend, entry.placement));
+            }
+        }
+        let policy = lock(&self.inner.policy).clone();
+        let placement = policy
+            .and_then(|p| p(tenant))
+            .or_else(|| lock(&self.inner.default).clone());
+        match placement {
+            Some(p) => Ok((self.placed(p.clone())?, self.catalog_placement(&p)?)),
+            None => Err(Error::UnknownTenant {
+                tenant: tenant.to_string(),
+            }),
+        }
+    }
+
+    /// A registry placement as the catalog writes it.
+    fn catalog_placement(&self, placement: &Placement) -> Result<CatalogPlacement> {
+        Ok(match placement {
+            Placement::Shared => CatalogPlacement::Shared,
+            Placement::Database(n) => CatalogPlacement::Database(*n),
+            Placement::Server(config) => {
+                CatalogPlacement::Server(ServerUrl::new(config.url.clone())?)
+            }
+            Placement::Backend(b) => CatalogPlacement::Server(ServerUrl::new(b.connection_url())?),
+        })
+    }
+
     /// The slot serving `tenant` once the catalog was consulted: `slot` (registered here) or
     /// one for its catalog entry; `None` when neither places it.
     pub(super) async fn catalog_slot(
@@ -121,7 +191,7 @@ impl TenantRegistry {
             source: Source::Catalog(placement, entry.version),
             state: tokio::sync::Mutex::new(SlotState {
                 health: Health::Pending,
-                backend: None,
+                held: super::open::Held::None,
                 observed: false,
             }),
             last_used: AtomicU64::new(self.inner.tick.fetch_add(1, Ordering::Relaxed)),
@@ -138,5 +208,18 @@ impl TenantRegistry {
         }
         tenants.slots.insert(tenant.clone(), new.clone());
         Ok(Some(new))
+    }
+}
+
+/// `placement`, or the server placement of `backend` (a lazily built tenant's).
+fn placement_or(
+    placement: Option<CatalogPlacement>,
+    backend: &Backend,
+) -> Result<CatalogPlacement> {
+    match placement {
+        Some(p) => Ok(p),
+        None => Ok(CatalogPlacement::Server(ServerUrl::new(
+            backend.connection_url(),
+        )?)),
     }
 }

@@ -16,7 +16,10 @@ use crate::db::Db;
 use crate::model::Model;
 
 mod cluster;
+mod inspect;
+
 pub use cluster::TestCluster;
+pub use inspect::{Monitor, Monitored};
 
 /// Why a test server could not be provided.
 #[derive(Debug, thiserror::Error)]

@@ -10,6 +10,12 @@ use std::borrow::Cow;
 use crate::error::{Error, Result};
 use crate::model::{FieldKind, ModelMeta};
 
+mod any_model;
+mod catalog;
+
+pub use any_model::{index_shape, instance_of, IndexShape, ANY_INDEX_PATTERNS};
+pub use catalog::*;
+
 /// Popoto's escape token for `:`.
 const COLON: &str = "{&#58;}";
 /// Characters escaped with a `/` prefix (besides `/` itself).
@@ -449,41 +455,6 @@ pub fn parse_index_key(meta: &ModelMeta, key: &str) -> Option<IndexKind> {
         }
     }
     None
-}
-
-/// Prefix of the tenant catalog's keys: `$` keeps them out of every model's instance keys and no
-/// model index prefix (`$Class`, `$KeyF`, `$SortF`...) is `$PopotoCatalog`.
-const CATALOG: &str = "$PopotoCatalog";
-
-/// `$PopotoCatalog:entry:<seg(tenant)>`: the hash of one tenant's catalog entry.
-pub fn catalog_entry_key(tenant: &str) -> String {
-    let mut out = format!("{CATALOG}:entry");
-    push_seg(&mut out, tenant);
-    out
-}
-
-/// `$PopotoCatalog:ids`: every tenant id in the catalog (zset, score 0, ordered by id).
-pub fn catalog_ids_key() -> String {
-    format!("{CATALOG}:ids")
-}
-
-/// `$PopotoCatalog:status:<status>`: the ids of the tenants in one status (zset, score 0).
-pub fn catalog_status_key(status: &str) -> String {
-    let mut out = format!("{CATALOG}:status");
-    push_seg(&mut out, status);
-    out
-}
-
-/// `$PopotoCatalog:version`: the catalog's change counter, incremented by every change.
-pub fn catalog_version_key() -> String {
-    format!("{CATALOG}:version")
-}
-
-/// `$PopotoCatalog:run:<seg(run)>`: the journal of a resumable fleet run (tenant → done).
-pub fn fleet_journal_key(run: &str) -> String {
-    let mut out = format!("{CATALOG}:run");
-    push_seg(&mut out, run);
-    out
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Partition migrations: moving legacy unpartitioned confidence and sorted entries into their
 //! partitions, one script call per scanned page (or one checked plan per entry).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::marker::PhantomData;
 
 use redis::Value as RValue;
@@ -14,14 +14,9 @@ use crate::keys;
 use crate::model::{ConfidenceField, FieldKind, SortedField};
 use crate::plan::{Outcome, Write};
 
-/// Entries per `lua/migrate_page.lua` call: the script unpacks them into one command's
-/// arguments, which Lua bounds at a few thousand.
-const PAGE_CALL: usize = 1000;
+mod page;
 
-/// The script that moves one scanned page of a legacy index (partitions from member keys).
-static MIGRATE_PAGE: std::sync::LazyLock<crate::backend::Script> = std::sync::LazyLock::new(|| {
-    crate::backend::Script::new(include_str!("../lua/migrate_page.lua"))
-});
+use page::{send_page, PageCall};
 
 /// Which kind of unpartitioned index a migration empties.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,31 +31,6 @@ struct Move {
     dest: String,
     label: String,
     raw: Vec<Option<Vec<u8>>>,
-}
-
-/// One `lua/migrate_page.lua` call: its command, the members it sends with the index of their
-/// destination, and each destination's partition label.
-struct PageCall {
-    cmd: redis::Cmd,
-    sent: Vec<(String, usize)>,
-    labels: Vec<String>,
-}
-
-/// Runs the calls of one page in order; owns what it needs, so it can run while the next
-/// page is prepared.
-async fn send_page(
-    backend: Backend,
-    meta: &'static ModelMeta,
-    calls: Vec<PageCall>,
-) -> Result<Vec<(PageCall, RValue)>> {
-    let mut out = Vec::with_capacity(calls.len());
-    for call in calls {
-        let reply = backend
-            .eval_cmd("migrate to partitions", meta.name, &MIGRATE_PAGE, &call.cmd)
-            .await?;
-        out.push((call, reply));
-    }
-    Ok(out)
 }
 
 struct Migration<M, P> {
@@ -135,6 +105,12 @@ impl<M: Model, P: FnMut(Progress)> Migration<M, P> {
             if !paged {
                 let (next, flat) = scan_page(&self.backend, Self::OP, meta, &cmd).await?;
                 let members = self.members_of(flat);
+                if self.dry_run && self.stored.is_empty() && self.backend.is_recording() {
+                    // A dry run that records: the page calls a real run sends for this page.
+                    for call in self.prepare_page(members.clone()) {
+                        self.backend.record(&call.cmd);
+                    }
+                }
                 self.batch_of(members).await?;
                 self.report_progress();
                 if next == 0 {
@@ -276,121 +252,35 @@ impl<M: Model, P: FnMut(Progress)> Migration<M, P> {
         }
     }
 
-    /// The `lua/migrate_page.lua` calls of one page whose partitions all come from the member
-    /// keys, [`PAGE_CALL`] entries per call; members whose key cannot be parsed are reported.
-    fn prepare_page(&mut self, mut members: Vec<String>) -> Vec<PageCall> {
-        // A scan may return a member twice; the script takes each once.
-        let mut seen = HashSet::with_capacity(members.len());
-        members.retain(|m| seen.insert(m.clone()));
-        let mut calls = Vec::with_capacity(members.len().div_ceil(PAGE_CALL));
-        while !members.is_empty() {
-            let rest = members.split_off(members.len().min(PAGE_CALL));
-            if let Some(call) = self.page_call(members) {
-                calls.push(call);
-            }
-            members = rest;
+    /// One checked plan per entry (its instance exists, its stored partition values did not
+    /// change), as `apply.lua` calls.
+    fn move_calls(&self, moves: &[Move]) -> Vec<(Vec<String>, Vec<Vec<u8>>)> {
+        let meta = M::META;
+        let mut calls = Vec::with_capacity(moves.len());
+        for mv in moves {
+            let mut plan = Plan::default();
+            let m = plan.key(mv.member.clone());
+            let from = plan.key(self.source.clone());
+            let to = plan.key(mv.dest.clone());
+            plan.checks.push(Check::Present(m));
+            field_checks(&mut plan, meta, m, &self.stored, &mv.raw);
+            plan.writes.push(match self.target {
+                Target::Confidence => Write::HMoveNx {
+                    from,
+                    from_field: mv.member.clone(),
+                    to,
+                    to_field: mv.member.clone(),
+                },
+                Target::Sorted => Write::ZMoveNx {
+                    from,
+                    to,
+                    member: mv.member.clone(),
+                },
+            });
+            plan.add_type_checks();
+            calls.push((plan.keys.clone(), plan.args()));
         }
         calls
-    }
-
-    /// One call for at most [`PAGE_CALL`] members, or `None` if none of them can be moved.
-    fn page_call(&mut self, members: Vec<String>) -> Option<PageCall> {
-        // KEYS: the source, then each destination once; `dests` maps partition segments to
-        // their KEYS index, `labels` holds each destination's report label.
-        let mut keys = vec![self.source.clone()];
-        let mut labels: Vec<String> = Vec::new();
-        let mut dests: HashMap<Vec<String>, usize> = HashMap::new();
-        let mut args: Vec<Vec<u8>> = Vec::with_capacity(1 + 2 * members.len());
-        args.push(match self.target {
-            Target::Confidence => b"H".to_vec(),
-            Target::Sorted => b"Z".to_vec(),
-        });
-        let mut sent = Vec::with_capacity(members.len());
-        for member in members {
-            let parts = Key::<M>::parse(&member)
-                .map_err(|e| e.to_string())
-                .and_then(|key| partition_segments(&key, &member, self.field, &[], &[]));
-            let dest = match parts {
-                Ok(parts) => match dests.get(&parts) {
-                    Some(&k) => Ok(k),
-                    None => self
-                        .dest_key(&parts)
-                        .map_err(|e| e.to_string())
-                        .map(|dest| {
-                            labels.push(keys::partition_label(&self.source, &dest));
-                            keys.push(dest);
-                            dests.insert(parts, keys.len() - 1);
-                            keys.len() - 1
-                        }),
-                },
-                Err(e) => Err(e),
-            };
-            match dest {
-                Ok(k) => {
-                    args.push(member.as_bytes().to_vec());
-                    args.push((k + 1).to_string().into_bytes());
-                    sent.push((member, k - 1));
-                }
-                Err(e) => self.fail(member, e),
-            }
-        }
-        // The instance keys the script checks with EXISTS are declared too, after the
-        // destinations (the destination indices in ARGV stay valid).
-        keys.extend(sent.iter().map(|(member, _)| member.clone()));
-        (!sent.is_empty()).then(|| PageCall {
-            cmd: crate::backend::evalsha(&MIGRATE_PAGE, &keys, &args),
-            sent,
-            labels,
-        })
-    }
-
-    /// Records the statuses the page script answered.
-    fn finish_page(&mut self, sent: Vec<(PageCall, RValue)>) -> Result<()> {
-        let meta = M::META;
-        for (call, reply) in sent {
-            let RValue::Array(statuses) = reply else {
-                return Err(protocol(Self::OP, meta, "one status per entry expected"));
-            };
-            if statuses.len() != call.sent.len() {
-                return Err(protocol(Self::OP, meta, "one status per entry expected"));
-            }
-            // Entries moved or kept, per destination.
-            let mut moved = vec![0u64; call.labels.len()];
-            for ((member, dest), status) in call.sent.into_iter().zip(statuses) {
-                let status = match status {
-                    RValue::BulkString(b) => b,
-                    RValue::SimpleString(s) => s.into_bytes(),
-                    other => return Err(protocol(Self::OP, meta, format!("{other:?}"))),
-                };
-                match status.as_slice() {
-                    b"moved" => moved[dest] += 1,
-                    b"kept" => {
-                        moved[dest] += 1;
-                        self.report.kept_existing += 1;
-                    }
-                    // Already gone: moved by a concurrent run, or returned twice by the scan.
-                    b"gone" => {}
-                    b"missing" => self.fail(member, INSTANCE_NOT_FOUND.into()),
-                    other => {
-                        let other = String::from_utf8_lossy(other);
-                        let found = other.strip_prefix("wrongtype:").unwrap_or(&other);
-                        self.fail(
-                            member,
-                            format!(
-                                "the partition key holds a {found}, not what popoto stores there"
-                            ),
-                        );
-                    }
-                }
-            }
-            for (label, n) in call.labels.into_iter().zip(moved) {
-                if n > 0 {
-                    self.report.migrated += n;
-                    *self.report.partitions.entry(label).or_default() += n;
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Moves one batch: one script call per entry, pipelined; entries whose instance changed
@@ -406,6 +296,10 @@ impl<M: Model, P: FnMut(Progress)> Migration<M, P> {
                 return Ok(());
             }
             if self.dry_run {
+                if !self.stored.is_empty() {
+                    // A dry run that records: the plans a real run sends for this batch.
+                    self.backend.record_many(&APPLY, &self.move_calls(&moves));
+                }
                 let mut pipe = redis::pipe();
                 for mv in &moves {
                     match self.target {
@@ -427,30 +321,7 @@ impl<M: Model, P: FnMut(Progress)> Migration<M, P> {
                 }
                 return Ok(());
             }
-            let mut calls = Vec::with_capacity(moves.len());
-            for mv in &moves {
-                let mut plan = Plan::default();
-                let m = plan.key(mv.member.clone());
-                let from = plan.key(self.source.clone());
-                let to = plan.key(mv.dest.clone());
-                plan.checks.push(Check::Present(m));
-                field_checks(&mut plan, meta, m, &self.stored, &mv.raw);
-                plan.writes.push(match self.target {
-                    Target::Confidence => Write::HMoveNx {
-                        from,
-                        from_field: mv.member.clone(),
-                        to,
-                        to_field: mv.member.clone(),
-                    },
-                    Target::Sorted => Write::ZMoveNx {
-                        from,
-                        to,
-                        member: mv.member.clone(),
-                    },
-                });
-                plan.add_type_checks();
-                calls.push((plan.keys.clone(), plan.args()));
-            }
+            let calls = self.move_calls(&moves);
             let replies = self
                 .backend
                 .eval_many(Self::OP, meta.name, &APPLY, &calls)
