@@ -107,10 +107,8 @@ fn keys_of(cmd: &[String]) -> Vec<String> {
         "RENAME" => rest.iter().take(2).cloned().collect(),
         "HSET" | "HSETNX" | "HGET" | "HMGET" | "HGETALL" | "HDEL" | "HLEN" | "HEXISTS" | "SADD"
         | "SREM" | "SMEMBERS" | "SCARD" | "SISMEMBER" | "ZADD" | "ZREM" | "ZSCORE" | "ZMSCORE"
-        | "ZCARD" | "ZRANGEBYSCORE" | "ZRANGE" | "TYPE" | "HINCRBY" | "PEXPIREAT" | "PTTL" | "GET"
-        | "INCR" => {
-            rest.iter().take(1).cloned().collect()
-        }
+        | "ZCARD" | "ZRANGEBYSCORE" | "ZRANGE" | "TYPE" | "HINCRBY" | "PEXPIREAT" | "PTTL"
+        | "GET" | "INCR" => rest.iter().take(1).cloned().collect(),
         // A channel, not a key.
         "PUBLISH" => Vec::new(),
         other => panic!("a script runs {other}: add where its keys are to keys_of"),
