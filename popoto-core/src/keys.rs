@@ -10,6 +10,10 @@ use std::borrow::Cow;
 use crate::error::{Error, Result};
 use crate::model::{FieldKind, ModelMeta};
 
+mod shared;
+
+pub use shared::*;
+
 /// Popoto's escape token for `:`.
 const COLON: &str = "{&#58;}";
 /// Characters escaped with a `/` prefix (besides `/` itself).

@@ -11,6 +11,7 @@ pub mod codec;
 pub mod confidence;
 pub mod db;
 pub mod error;
+pub mod feed;
 pub mod fleet;
 pub mod keys;
 pub mod lifecycle;
@@ -20,6 +21,7 @@ mod plan;
 pub mod query;
 mod redis_url;
 pub mod registry;
+pub mod shared;
 pub mod tenant;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -47,6 +47,10 @@ pub(crate) struct Container<'a> {
     pub(crate) crate_path: syn::Path,
     /// Fields in declaration order.
     pub(crate) fields: Vec<Field<'a>>,
+    /// Span of `#[popoto(shared)]`: instances may be shared across tenants.
+    pub(crate) shared: Option<Span>,
+    /// Span of `#[popoto(change_feed)]`: writes append change events.
+    pub(crate) change_feed: Option<Span>,
 }
 
 /// One named field of the struct.
@@ -148,6 +152,8 @@ impl<'a> Container<'a> {
             name,
             crate_path,
             fields,
+            shared: attrs.shared,
+            change_feed: attrs.change_feed,
         })
     }
 

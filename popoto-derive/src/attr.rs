@@ -24,7 +24,9 @@ const POPOTO: &str = "popoto";
 // Container keys.
 const NAME: &str = "name";
 const CRATE: &str = "crate";
-const CONTAINER_KEYS: &[&str] = &[NAME, CRATE];
+const SHARED: &str = "shared";
+const CHANGE_FEED: &str = "change_feed";
+const CONTAINER_KEYS: &[&str] = &[NAME, CRATE, SHARED, CHANGE_FEED];
 
 // Field keys.
 const KEY: &str = "key";
@@ -126,12 +128,16 @@ impl<'c, T> Attr<'c, T> {
     }
 }
 
-/// Container attributes: `#[popoto(name = "...", crate = "...")]`.
+/// Container attributes: `#[popoto(name = "...", crate = "...", shared, change_feed)]`.
 pub(crate) struct Container {
     /// Redis class name, with the span of its literal.
     pub(crate) name: Option<LitStr>,
     /// Path to the popoto crate.
     pub(crate) crate_path: Option<syn::Path>,
+    /// Span of `shared`: instances may be shared across tenants.
+    pub(crate) shared: Option<Span>,
+    /// Span of `change_feed`: every write appends a change event to the tenant's stream.
+    pub(crate) change_feed: Option<Span>,
 }
 
 impl Container {
@@ -139,6 +145,8 @@ impl Container {
     pub(crate) fn from_ast(cx: &Ctxt, attrs: &[syn::Attribute]) -> Self {
         let mut name = Attr::none(cx, NAME);
         let mut crate_path = Attr::none(cx, CRATE);
+        let mut shared = Attr::none(cx, SHARED);
+        let mut change_feed = Attr::none(cx, CHANGE_FEED);
         for attr in attrs.iter().filter(|a| a.path().is_ident(POPOTO)) {
             let parsed = attr.parse_nested_meta(|meta| {
                 let span = meta.path.span();
@@ -155,6 +163,12 @@ impl Container {
                             format!("`{}` is not a path to the popoto crate", lit.value()),
                         ),
                     }
+                } else if meta.path.is_ident(SHARED) {
+                    flag(cx, &meta, SHARED)?;
+                    shared.set(span, ());
+                } else if meta.path.is_ident(CHANGE_FEED) {
+                    flag(cx, &meta, CHANGE_FEED)?;
+                    change_feed.set(span, ());
                 } else {
                     unknown_key(cx, &meta, "container", CONTAINER_KEYS)?;
                 }
@@ -167,6 +181,8 @@ impl Container {
         Container {
             name: name.get().map(|(_, lit)| lit),
             crate_path: crate_path.get().map(|(_, path)| path),
+            shared: shared.get().map(|(span, ())| span),
+            change_feed: change_feed.get().map(|(span, ())| span),
         }
     }
 }

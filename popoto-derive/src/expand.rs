@@ -91,6 +91,20 @@ impl<'a> Gen<'a> {
         let type_checks = self.gen_type_checks();
         let handles = self.gen_handles();
         let key_of = self.gen_key_of();
+        let change_feed = self
+            .cont
+            .change_feed
+            .map(|_| quote!(const CHANGE_FEED: bool = true;));
+        let shareable_const = self
+            .cont
+            .shared
+            .map(|_| quote!(const SHAREABLE: bool = true;));
+        let shareable = self.cont.shared.map(|_| {
+            quote! {
+                #[automatically_derived]
+                impl #private::Shareable for #ident {}
+            }
+        });
         quote! {
             #[doc(hidden)]
             #[allow(non_upper_case_globals, unused_qualifications, clippy::absolute_paths)]
@@ -100,6 +114,8 @@ impl<'a> Gen<'a> {
                 #[automatically_derived]
                 impl #private::Model for #ident {
                     #meta
+                    #change_feed
+                    #shareable_const
                     #to_record
                     #from_hash
                     #fill_auto_keys
@@ -107,6 +123,8 @@ impl<'a> Gen<'a> {
                     #tenant
                     #segment_from_stored
                 }
+
+                #shareable
 
                 #[automatically_derived]
                 impl #ident {

@@ -5,6 +5,7 @@ use tracing::Instrument;
 use crate::backend::APPLY;
 use crate::bulk;
 use crate::error::{BulkError, Error, Result};
+use crate::feed::ChangeOp;
 use crate::model::{key_segments, Key, Model, Record};
 use crate::plan::{movable_partition_fields, Outcome, Plan};
 
@@ -53,7 +54,8 @@ impl Session {
                 };
                 let mut calls = Vec::with_capacity(chunk.len());
                 for (k, st) in chunk.iter().zip(&stored) {
-                    let (plan, _) = Self::delete_plan(k, st)?;
+                    let (mut plan, _) = Self::delete_plan(k, st)?;
+                    self.add_feed(&mut plan, ChangeOp::Delete, k, None, None)?;
                     calls.push((plan.keys.clone(), plan.args()));
                 }
                 let replies = backend
@@ -225,7 +227,7 @@ impl Session {
         }
         let backend = self.backend().await?;
         let movable = movable_partition_fields(meta);
-        if movable.is_empty() {
+        if movable.is_empty() && !M::CHANGE_FEED {
             // Instances whose partitions are all in their keys: many per script call.
             let rows: Vec<bulk::Row<'_>> = prepared
                 .iter()
@@ -249,7 +251,8 @@ impl Session {
                 Mode::Create => Stored::none(meta),
                 Mode::Save => Stored::assumed(meta, record),
             };
-            let plan = Self::write_plan(mode, key, record, hidden.as_deref(), &stored)?;
+            let mut plan = Self::write_plan(mode, key, record, hidden.as_deref(), &stored)?;
+            self.add_feed(&mut plan, mode.feed_op(), key, Some(record), None)?;
             calls.push((plan.keys.clone(), plan.args()));
         }
         backend

@@ -6,6 +6,7 @@ use tracing::Instrument;
 
 use crate::backend::{APPLY, CREATE};
 use crate::error::{Error, Result};
+use crate::feed::ChangeOp;
 use crate::model::{hidden_key_of, key_segments, FieldKind, Key, Model, ModelMeta, Record};
 use crate::plan::{movable_partition_fields, Check, Instance, Outcome, Plan, Write};
 
@@ -149,7 +150,8 @@ impl Session {
                     Some(record) if attempt == 1 => Stored::assumed(M::META, record),
                     _ => self.read_stored::<M>(&redis_key).await?,
                 };
-                let (plan, record) = Self::delete_plan(key, &stored)?;
+                let (mut plan, record) = Self::delete_plan(key, &stored)?;
+                self.add_feed(&mut plan, ChangeOp::Delete, key, None, None)?;
                 match self.apply::<M>("delete", &plan).await? {
                     Outcome::Applied(n) => return Ok(n > 0),
                     Outcome::Changed if attempt < MAX_ATTEMPTS => continue,
@@ -346,7 +348,8 @@ impl Session {
     ) -> Result<i64> {
         let redis_key = key.redis_key();
         for attempt in 1..=MAX_ATTEMPTS {
-            if mode == Mode::Create {
+            // Models with a change feed write through apply.lua, which appends the event.
+            if mode == Mode::Create && !M::CHANGE_FEED {
                 let inst = Instance {
                     meta: M::META,
                     key: redis_key.clone(),
@@ -372,7 +375,8 @@ impl Session {
                 Mode::Save if attempt == 1 => Stored::assumed(M::META, record),
                 Mode::Save => self.read_stored::<M>(&redis_key).await?,
             };
-            let plan = Self::write_plan(mode, key, record, hidden, &stored)?;
+            let mut plan = Self::write_plan(mode, key, record, hidden, &stored)?;
+            self.add_feed(&mut plan, mode.feed_op(), key, Some(record), None)?;
             match self.apply::<M>(mode.op(), &plan).await? {
                 Outcome::Applied(n) => return Ok(n),
                 Outcome::Changed if attempt < MAX_ATTEMPTS => continue,
@@ -446,6 +450,7 @@ impl Session {
             }
             new_inst.add_indexes(&mut plan)?;
             plan.add_type_checks();
+            self.add_feed(&mut plan, ChangeOp::Move, new_key, Some(new_record), Some(&old_redis))?;
             match self.apply::<M>("move_key", &plan).await? {
                 Outcome::Applied(_) => return Ok(()),
                 Outcome::Changed if attempt < MAX_ATTEMPTS => continue,

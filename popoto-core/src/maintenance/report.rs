@@ -69,6 +69,10 @@ pub enum FindingKind {
     /// unique index names another tenant's instance as the value's owner), reported once per
     /// owner and never repaired.
     CrossTenantUnique,
+    /// A grant of a shared instance the two sides disagree on: a subscriber entry without the
+    /// tenant's grant (or with another access), or the reverse. Reads and writes trust only
+    /// the subscriber entry, but which one is meant is a decision for a person.
+    GrantMismatch,
 }
 
 impl FindingKind {
@@ -77,7 +81,10 @@ impl FindingKind {
     pub fn is_isolation(self) -> bool {
         matches!(
             self,
-            FindingKind::Misplaced | FindingKind::KeyMismatch | FindingKind::CrossTenantUnique
+            FindingKind::Misplaced
+                | FindingKind::KeyMismatch
+                | FindingKind::CrossTenantUnique
+                | FindingKind::GrantMismatch
         )
     }
 
@@ -90,6 +97,7 @@ impl FindingKind {
             FindingKind::Unreadable => "unreadable instance",
             FindingKind::DuplicateUnique => "unique value with several owners",
             FindingKind::CrossTenantUnique => "unique value owned by several tenants",
+            FindingKind::GrantMismatch => "grant the two sides disagree on",
         }
     }
 }
