@@ -338,9 +338,9 @@ impl FeedGroup {
     /// the maximum. An entry this group already finished is acknowledged without running the
     /// handler. A tenant's group on a shared stream re-checks the grant before handing out
     /// anything.
-    pub async fn poll<F, Fut, E>(&self, consumer: &str, handler: F) -> Result<GroupReport>
+    pub async fn poll<F, Fut, E>(&self, consumer: &str, mut handler: F) -> Result<GroupReport>
     where
-        F: Fn(ChangeEvent) -> Fut,
+        F: FnMut(ChangeEvent) -> Fut,
         Fut: Future<Output = std::result::Result<(), E>>,
         E: std::fmt::Display,
     {
