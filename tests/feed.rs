@@ -59,7 +59,7 @@ async fn every_shared_write_appends_its_event_and_refused_or_stale_writes_none()
         .unwrap()
         .from(popoto::feed::FeedPosition {
             tenant: None,
-            shared: [(format!("Doc:{id}"), "0-0".to_owned())].into(),
+            shared: [(format!("Doc:{id}"), popoto::feed::StreamPos::after("0-0"))].into(),
         })
         .block(Duration::ZERO)
         .open()
@@ -129,7 +129,10 @@ async fn private_models_that_opt_in_append_an_event_for_every_write() {
     let mut reader = acme
         .feed()
         .unwrap()
-        .from(popoto::feed::FeedPosition { tenant: Some("0-0".into()), ..Default::default() })
+        .from(popoto::feed::FeedPosition {
+            tenant: Some(popoto::feed::StreamPos::after("0-0")),
+            ..Default::default()
+        })
         .block(Duration::ZERO)
         .open()
         .await

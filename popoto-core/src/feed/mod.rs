@@ -19,7 +19,7 @@ use std::time::Duration;
 
 pub use event::{ChangeEvent, ChangeOp};
 pub use group::{DeadLetter, FeedGroup, GroupReport, GroupStart, GroupStats, TrimReport};
-pub use reader::{FeedBatch, FeedPosition, FeedReader};
+pub use reader::{FeedBatch, FeedPosition, FeedReader, StreamPos};
 
 pub(crate) use group::group_names;
 

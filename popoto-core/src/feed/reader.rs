@@ -19,9 +19,29 @@ use crate::tenant::{Scope, TenantId};
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FeedPosition {
     /// The tenant's own stream.
-    pub tenant: Option<String>,
+    pub tenant: Option<StreamPos>,
     /// Each shared instance's stream, by `<Model>:<id>` (escaped segments).
-    pub shared: BTreeMap<String, String>,
+    pub shared: BTreeMap<String, StreamPos>,
+}
+
+/// The last entry delivered of one stream, and its event's version (events of a stream have
+/// versions 1, 2, 3...: a jump means entries were trimmed before they were read).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StreamPos {
+    /// The entry id (`0-0`: before the first).
+    pub entry: String,
+    /// Its event's version (0: unknown, no gap check).
+    pub version: u64,
+}
+
+impl StreamPos {
+    /// After entry `entry`, version unknown.
+    pub fn after(entry: impl Into<String>) -> StreamPos {
+        StreamPos {
+            entry: entry.into(),
+            version: 0,
+        }
+    }
 }
 
 /// What one [`FeedReader::next`] delivered.
@@ -154,7 +174,7 @@ impl FeedReader {
                     self.first.gaps.push(tenant_source);
                 }
             }
-            None => self.position.tenant = Some(last_id(&own, &tenant_source.stream_key()).await?),
+            None => self.position.tenant = Some(last_pos(&own, &tenant_source.stream_key()).await?),
         }
         let grants = read_grants(&shared, &self.tenant).await?;
         let mut known = BTreeMap::new();
@@ -168,11 +188,11 @@ impl FeedReader {
                     }
                 }
                 None if self.resumed => {
-                    self.position.shared.insert(field.clone(), g.start.clone());
+                    self.position.shared.insert(field.clone(), StreamPos::after(&g.start));
                     self.first.granted.push(subscription(&g));
                 }
                 None => {
-                    let last = last_id(&shared, &source.stream_key()).await?;
+                    let last = last_pos(&shared, &source.stream_key()).await?;
                     self.position.shared.insert(field.clone(), last);
                 }
             }
@@ -213,14 +233,21 @@ impl FeedReader {
         let tenant_stream = keys::feed_stream_key(FeedOf::Tenant(self.tenant.as_str()));
         let own_reads = vec![(
             tenant_stream.clone(),
-            self.position.tenant.clone().unwrap_or_else(|| "0-0".into()),
+            self.position
+                .tenant
+                .as_ref()
+                .map_or_else(|| "0-0".into(), |p| p.entry.clone()),
         )];
         let shared_reads: Vec<(String, String)> = self
             .grants
             .iter()
             .map(|(field, g)| {
                 let stream = keys::feed_stream_key(FeedOf::Shared(&g.model, g.id.as_str()));
-                let pos = self.position.shared.get(field).cloned().unwrap_or_else(|| g.start.clone());
+                let pos = self
+                    .position
+                    .shared
+                    .get(field)
+                    .map_or_else(|| g.start.clone(), |p| p.entry.clone());
                 (stream, pos)
             })
             .collect();
@@ -245,7 +272,9 @@ impl FeedReader {
         for (field, g) in &now {
             if self.grants.get(field).is_none_or(|o| o.start != g.start) {
                 batch.granted.push(subscription(g));
-                self.position.shared.insert(field.clone(), g.start.clone());
+                self.position
+                    .shared
+                    .insert(field.clone(), StreamPos::after(&g.start));
             }
         }
         let by_stream: BTreeMap<String, (String, &Grant)> = now
@@ -271,23 +300,33 @@ impl FeedReader {
                     _ => continue,
                 }
             };
+            let mut gap = false;
             for (id, raw) in items {
-                match &field {
-                    None => self.position.tenant = Some(id.clone()),
-                    Some(f) => {
-                        self.position.shared.insert(f.clone(), id.clone());
-                    }
-                }
                 if start.as_ref().is_some_and(|s| !id_after(&id, s)) {
                     continue;
                 }
-                match event::parse(&source, id, raw) {
-                    Ok(e) => batch.events.push(e),
+                let pos = match &field {
+                    None => self.position.tenant.get_or_insert_with(StreamPos::default),
+                    Some(f) => self.position.shared.entry(f.clone()).or_default(),
+                };
+                match event::parse(&source, id.clone(), raw) {
+                    Ok(e) => {
+                        gap |= pos.version > 0 && e.version > pos.version + 1;
+                        *pos = StreamPos {
+                            entry: id,
+                            version: e.version,
+                        };
+                        batch.events.push(e);
+                    }
                     Err(e) => {
                         tracing::warn!(stream = %stream, error = %e, "change event rejected");
                         batch.rejected += 1;
+                        *pos = StreamPos::after(id);
                     }
                 }
+            }
+            if gap && !batch.gaps.contains(&source) {
+                batch.gaps.push(source);
             }
         }
         self.grants = now;
@@ -429,8 +468,17 @@ pub(crate) fn parse_entries(items: Value) -> Result<Vec<(String, Vec<(Vec<u8>, V
     Ok(out)
 }
 
-/// The id of a stream's last entry (`0-0` for none).
-async fn last_id(backend: &Backend, stream: &str) -> Result<String> {
+/// The version of an entry's event (0 if it has none that parses).
+fn version_of(fields: &[(Vec<u8>, Vec<u8>)]) -> u64 {
+    fields
+        .iter()
+        .find(|(k, _)| k == b"version")
+        .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The position of a stream's last entry (`0-0` for none).
+async fn last_pos(backend: &Backend, stream: &str) -> Result<StreamPos> {
     let reply: Value = backend
         .query(
             OP,
@@ -441,29 +489,34 @@ async fn last_id(backend: &Backend, stream: &str) -> Result<String> {
     Ok(parse_entries(reply)?
         .into_iter()
         .next()
-        .map_or_else(|| "0-0".to_owned(), |(id, _)| id))
+        .map_or_else(
+            || StreamPos::after("0-0"),
+            |(id, f)| StreamPos {
+                version: version_of(&f),
+                entry: id,
+            },
+        ))
 }
 
-/// Whether entries after `pos` were deleted from `stream` (trimmed before being read): its
-/// `max-deleted-entry-id` (Redis 7) is after `pos`.
-async fn trimmed_after(backend: &Backend, stream: &str, pos: &str) -> Result<bool> {
-    let exists: i64 = backend.query(OP, "-", redis::cmd("EXISTS").arg(stream)).await?;
-    if exists == 0 {
+/// Whether entries after `pos` were trimmed before being read: the first entry after it has a
+/// version beyond the next one (positions of unknown version are not checked).
+async fn trimmed_after(backend: &Backend, stream: &str, pos: &StreamPos) -> Result<bool> {
+    if pos.version == 0 {
         return Ok(false);
     }
-    let info: Value = backend
-        .query(OP, "-", redis::cmd("XINFO").arg("STREAM").arg(stream))
+    let reply: Value = backend
+        .query(
+            OP,
+            "-",
+            redis::cmd("XRANGE")
+                .arg(stream)
+                .arg(format!("({}", pos.entry))
+                .arg("+")
+                .arg("COUNT")
+                .arg(1),
+        )
         .await?;
-    let Value::Array(items) = info else {
-        return Ok(false);
-    };
-    let mut it = items.into_iter();
-    while let (Some(k), Some(v)) = (it.next(), it.next()) {
-        if matches!(&k, Value::BulkString(b) if b == b"max-deleted-entry-id") {
-            if let Value::BulkString(id) = v {
-                return Ok(id_after(&String::from_utf8_lossy(&id), pos));
-            }
-        }
-    }
-    Ok(false)
+    Ok(parse_entries(reply)?
+        .first()
+        .is_some_and(|(_, f)| version_of(f) > pos.version + 1))
 }

@@ -76,7 +76,9 @@ for _, flat in ipairs(groups) do
       if (tonumber(map(c)['idle']) or stale) < stale then alive = true end
     end
   end
-  local gneed = g['last-delivered-id']
+  -- Everything after the last entry delivered to it, and every entry it holds pending.
+  local lms, lseq = parse_id(g['last-delivered-id'])
+  local gneed = string.format('%.0f-%.0f', lms, lseq + 1)
   local p = redis.call('XPENDING', stream, name)
   if p[1] > 0 and id_lt(p[2], gneed) then gneed = p[2] end
   if alive then
