@@ -30,14 +30,33 @@ async fn every_shared_write_appends_its_event_and_refused_or_stale_writes_none()
     .await;
     let stream = FeedSource::shared::<Doc>(&id).stream_key();
     let acme = db.tenant("acme").unwrap();
-    let editor = acme.shared::<Doc>().replica(Replica::new("editor-1").unwrap());
-    let edited = Doc { title: "v2".into(), ..doc("v1") };
-    editor.patch(&id, &Patch::diff(&doc("v1"), &edited).unwrap()).await.unwrap();
+    let editor = acme
+        .shared::<Doc>()
+        .replica(Replica::new("editor-1").unwrap());
+    let edited = Doc {
+        title: "v2".into(),
+        ..doc("v1")
+    };
+    editor
+        .patch(&id, &Patch::diff(&doc("v1"), &edited).unwrap())
+        .await
+        .unwrap();
     // Refused and stale writes append nothing.
     let globex = db.tenant("globex").unwrap();
-    assert!(globex.shared::<Doc>().patch(&id, &Patch::all(&doc("x")).unwrap()).await.is_err());
-    let old = popoto::shared::Tag { millis: 1, counter: 0, replica: "old".into() };
-    let stale = editor.patch_tagged(&id, &Patch::all(&doc("x")).unwrap(), &old).await.unwrap();
+    assert!(globex
+        .shared::<Doc>()
+        .patch(&id, &Patch::all(&doc("x")).unwrap())
+        .await
+        .is_err());
+    let old = popoto::shared::Tag {
+        millis: 1,
+        counter: 0,
+        replica: "old".into(),
+    };
+    let stale = editor
+        .patch_tagged(&id, &Patch::all(&doc("x")).unwrap(), &old)
+        .await
+        .unwrap();
     assert_eq!(stale.entry, None);
     let entries = xrange(&server, &stream);
     assert_eq!(entries.len(), 2);
@@ -68,11 +87,18 @@ async fn every_shared_write_appends_its_event_and_refused_or_stale_writes_none()
     let batch = reader.next().await.unwrap();
     assert_eq!(batch.events.len(), 1, "{batch:?}");
     let patch = &batch.events[0];
-    assert_eq!((patch.op, patch.version, patch.full), (ChangeOp::Patch, 2, false));
+    assert_eq!(
+        (patch.op, patch.version, patch.full),
+        (ChangeOp::Patch, 2, false)
+    );
     // The host's own group reads the stream from its beginning: the share is a full value.
     let group = db
         .admin()
-        .feed_group(&FeedSource::shared::<Doc>(&id), "host", popoto::feed::GroupStart::Beginning)
+        .feed_group(
+            &FeedSource::shared::<Doc>(&id),
+            "host",
+            popoto::feed::GroupStart::Beginning,
+        )
         .await
         .unwrap()
         .block(Duration::ZERO);
@@ -86,7 +112,10 @@ async fn every_shared_write_appends_its_event_and_refused_or_stale_writes_none()
         .unwrap();
     assert_eq!(report.done.len(), 2);
     let share = &seen[0];
-    assert_eq!((share.op, share.version, share.by_host, share.full), (ChangeOp::Share, 1, true, true));
+    assert_eq!(
+        (share.op, share.version, share.by_host, share.full),
+        (ChangeOp::Share, 1, true, true)
+    );
     assert_eq!(share.value::<Doc>().unwrap(), doc("v1"));
     assert_eq!(patch.origin, "editor-1");
     assert_eq!(patch.fields.len(), 1);
@@ -105,16 +134,41 @@ async fn private_models_that_opt_in_append_an_event_for_every_write() {
         ..Default::default()
     };
     let t1 = acme.create(task("t1", "a")).await.unwrap();
-    acme.save(&Task { title: "b".into(), ..t1.clone() }).await.unwrap();
-    let many = acme.create_many(vec![task("t2", "c"), task("t3", "d")]).await.unwrap();
+    acme.save(&Task {
+        title: "b".into(),
+        ..t1.clone()
+    })
+    .await
+    .unwrap();
+    let many = acme
+        .create_many(vec![task("t2", "c"), task("t3", "d")])
+        .await
+        .unwrap();
     acme.save_many(many.clone()).await.unwrap();
     let moved = acme.move_key(&t1, task("t9", "b")).await.unwrap();
     acme.delete(&many[0]).await.unwrap();
-    acme.delete_many(&[Task::key_of("acme", "t3")]).await.unwrap();
-    db.admin().save(&Task { org: "acme".into(), ..moved.clone() }).await.unwrap();
+    acme.delete_many(&[Task::key_of("acme", "t3")])
+        .await
+        .unwrap();
+    db.admin()
+        .save(&Task {
+            org: "acme".into(),
+            ..moved.clone()
+        })
+        .await
+        .unwrap();
     // A model without the feed, and another tenant's write, append nothing here.
-    acme.create(Quiet { id: "q".into(), ..Default::default() }).await.unwrap();
-    db.tenant("globex").unwrap().create(task("g1", "x")).await.unwrap();
+    acme.create(Quiet {
+        id: "q".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    db.tenant("globex")
+        .unwrap()
+        .create(task("g1", "x"))
+        .await
+        .unwrap();
 
     let stream = FeedSource::Tenant(tid("acme")).stream_key();
     let entries = xrange(&server, &stream);
@@ -124,7 +178,10 @@ async fn private_models_that_opt_in_append_an_event_for_every_write() {
         .collect();
     assert_eq!(
         ops,
-        ["create", "save", "create", "create", "save", "save", "move", "delete", "delete", "save"]
+        [
+            "create", "save", "create", "create", "save", "save", "move", "delete", "delete",
+            "save"
+        ]
     );
     let mut reader = acme
         .feed()
@@ -141,14 +198,29 @@ async fn private_models_that_opt_in_append_an_event_for_every_write() {
     assert_eq!(events.len(), 10);
     let versions: Vec<u64> = events.iter().map(|e| e.version).collect();
     assert_eq!(versions, (1..=10).collect::<Vec<_>>());
-    assert_eq!(events[0].value::<Task>().unwrap(), Task { org: "acme".into(), ..task("t1", "a") });
+    assert_eq!(
+        events[0].value::<Task>().unwrap(),
+        Task {
+            org: "acme".into(),
+            ..task("t1", "a")
+        }
+    );
     assert_eq!(events[0].origin, "conn-7");
-    assert_eq!(events[6].from.as_deref(), Some(Task::key_of("acme", "t1").redis_key().as_str()));
-    assert_eq!(events[6].instance_key::<Task>().unwrap(), Task::key_of("acme", "t9"));
+    assert_eq!(
+        events[6].from.as_deref(),
+        Some(Task::key_of("acme", "t1").redis_key().as_str())
+    );
+    assert_eq!(
+        events[6].instance_key::<Task>().unwrap(),
+        Task::key_of("acme", "t9")
+    );
     assert!(!events[7].full && events[7].fields.is_empty());
     assert!(events[9].by_host && !events[0].by_host);
     // The other tenant's write went to its own stream.
-    assert_eq!(xrange(&server, &FeedSource::Tenant(tid("globex")).stream_key()).len(), 1);
+    assert_eq!(
+        xrange(&server, &FeedSource::Tenant(tid("globex")).stream_key()).len(),
+        1
+    );
     popoto::testing::assert_isolated::<Task>(&db).await;
 }
 
@@ -159,9 +231,24 @@ async fn a_reader_gets_its_own_stream_and_granted_shared_streams_only_and_resume
     let s1 = host.share(&doc("s1"), Merge::LastWriteWins).await.unwrap();
     let acme = db.tenant("acme").unwrap();
     let globex = db.tenant("globex").unwrap();
-    let mut reader = acme.feed().unwrap().block(Duration::ZERO).open().await.unwrap();
-    let task = |id: &str| Task { id: id.into(), ..Default::default() };
-    let bump = |n: i64| Patch::all(&Doc { votes: n, ..doc("s1") }).unwrap();
+    let mut reader = acme
+        .feed()
+        .unwrap()
+        .block(Duration::ZERO)
+        .open()
+        .await
+        .unwrap();
+    let task = |id: &str| Task {
+        id: id.into(),
+        ..Default::default()
+    };
+    let bump = |n: i64| {
+        Patch::all(&Doc {
+            votes: n,
+            ..doc("s1")
+        })
+        .unwrap()
+    };
 
     // Another tenant's private write and a shared instance acme may not read: nothing.
     globex.create(task("g")).await.unwrap();
@@ -172,7 +259,9 @@ async fn a_reader_gets_its_own_stream_and_granted_shared_streams_only_and_resume
     assert_eq!(batch.events[0].key, Task::key_of("acme", "a1").redis_key());
 
     // Granted: events from the subscription on (not the one before it).
-    host.subscribe::<Doc>(&tid("acme"), &s1, Access::Read).await.unwrap();
+    host.subscribe::<Doc>(&tid("acme"), &s1, Access::Read)
+        .await
+        .unwrap();
     let batch = reader.next().await.unwrap();
     assert_eq!(batch.granted.len(), 1);
     assert!(batch.events.is_empty());
@@ -225,8 +314,19 @@ async fn a_reader_gets_its_own_stream_and_granted_shared_streams_only_and_resume
         redis::cmd("XADD")
             .arg(FeedSource::Tenant(tid("acme")).stream_key())
             .arg("*")
-            .arg(&["op", "create", "model", "Task", "key", "Task:g:globex", "scope", "tenant"])
-            .arg(&["tenant", "globex", "version", "1", "origin", "", "by", "tenant", "full", "0"]),
+            .arg(&[
+                "op",
+                "create",
+                "model",
+                "Task",
+                "key",
+                "Task:g:globex",
+                "scope",
+                "tenant",
+            ])
+            .arg(&[
+                "tenant", "globex", "version", "1", "origin", "", "by", "tenant", "full", "0",
+            ]),
     );
     let batch = reader.next().await.unwrap();
     assert_eq!((batch.events.len(), batch.rejected), (0, 1));
@@ -238,14 +338,33 @@ async fn a_reader_gets_its_own_stream_and_granted_shared_streams_only_and_resume
 async fn a_blocking_read_never_holds_up_the_shared_connections() {
     let (_server, db) = setup().await;
     let acme = db.tenant("acme").unwrap();
-    let mut reader = acme.feed().unwrap().block(Duration::from_secs(20)).open().await.unwrap();
+    let mut reader = acme
+        .feed()
+        .unwrap()
+        .block(Duration::from_secs(20))
+        .open()
+        .await
+        .unwrap();
     let waiting = tokio::spawn(async move { reader.next().await });
     for i in 0..50 {
-        acme.create(Quiet { id: format!("q{i}"), ..Default::default() }).await.unwrap();
+        acme.create(Quiet {
+            id: format!("q{i}"),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
         assert_eq!(acme.query::<Quiet>().count().await.unwrap(), i + 1);
     }
-    assert!(!waiting.is_finished(), "the reader returned without an event");
-    acme.create(Task { id: "wake".into(), ..Default::default() }).await.unwrap();
+    assert!(
+        !waiting.is_finished(),
+        "the reader returned without an event"
+    );
+    acme.create(Task {
+        id: "wake".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let batch = waiting.await.unwrap().unwrap();
     assert_eq!(batch.events.len(), 1);
 }
@@ -257,7 +376,13 @@ async fn a_blocking_read_never_holds_up_the_shared_connections() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_event_without_its_write_and_no_write_without_its_event_under_client_kills() {
     let (server, db) = setup().await;
-    let id = share_with(&db, &doc("0"), Merge::LastWriteWins, &[("acme", Access::Write)]).await;
+    let id = share_with(
+        &db,
+        &doc("0"),
+        Merge::LastWriteWins,
+        &[("acme", Access::Write)],
+    )
+    .await;
     let shared_stream = FeedSource::shared::<Doc>(&id).stream_key();
     let tenant_stream = FeedSource::Tenant(tid("acme")).stream_key();
     let done = Arc::new(AtomicBool::new(false));
@@ -266,7 +391,9 @@ async fn no_event_without_its_write_and_no_write_without_its_event_under_client_
         let stream = shared_stream.clone();
         let done = done.clone();
         std::thread::spawn(move || {
-            let mut conn = redis::Client::open(url.as_str()).and_then(|c| c.get_connection()).unwrap();
+            let mut conn = redis::Client::open(url.as_str())
+                .and_then(|c| c.get_connection())
+                .unwrap();
             let mut kills = 0;
             for threshold in [150u64, 400, 700] {
                 while !done.load(Ordering::SeqCst) {
@@ -292,7 +419,10 @@ async fn no_event_without_its_write_and_no_write_without_its_event_under_client_
                     let p = Patch::all(&doc(&format!("{w}-{i}"))).unwrap();
                     acme.shared::<Doc>().patch(&id, &p).await.map(drop)
                 } else {
-                    let t = Task { id: format!("{w}-{i}"), ..Default::default() };
+                    let t = Task {
+                        id: format!("{w}-{i}"),
+                        ..Default::default()
+                    };
                     acme.create(t).await.map(drop)
                 };
                 match r {
@@ -318,7 +448,11 @@ async fn no_event_without_its_write_and_no_write_without_its_event_under_client_
     let events = xrange(&server, &shared_stream);
     let versions: Vec<u64> = events
         .iter()
-        .map(|(_, f)| String::from_utf8_lossy(field(f, "version").unwrap()).parse().unwrap())
+        .map(|(_, f)| {
+            String::from_utf8_lossy(field(f, "version").unwrap())
+                .parse()
+                .unwrap()
+        })
         .collect();
     assert_eq!(versions, (1..=version).collect::<Vec<_>>());
     let last = events.last().unwrap();
@@ -334,7 +468,11 @@ async fn no_event_without_its_write_and_no_write_without_its_event_under_client_
     assert_eq!(created, stored);
     let seqs: Vec<u64> = xrange(&server, &tenant_stream)
         .iter()
-        .map(|(_, f)| String::from_utf8_lossy(field(f, "version").unwrap()).parse().unwrap())
+        .map(|(_, f)| {
+            String::from_utf8_lossy(field(f, "version").unwrap())
+                .parse()
+                .unwrap()
+        })
         .collect();
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
     popoto::testing::assert_isolated::<Task>(&db).await;

@@ -17,17 +17,26 @@ use support::*;
 
 async fn tasks(acme: &Session, from: usize, n: usize) {
     for i in from..from + n {
-        acme.create(Task { id: format!("t{i:03}"), ..Default::default() }).await.unwrap();
+        acme.create(Task {
+            id: format!("t{i:03}"),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     }
 }
 
 /// Entry ids of a stream.
 fn ids(server: &popoto::testing::TestRedis, stream: &str) -> Vec<String> {
-    xrange(server, stream).into_iter().map(|(id, _)| id).collect()
+    xrange(server, stream)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
 }
 
 #[tokio::test]
-async fn a_group_handles_each_entry_once_dead_letters_repeated_failures_and_reports_pending_and_lag() {
+async fn a_group_handles_each_entry_once_dead_letters_repeated_failures_and_reports_pending_and_lag(
+) {
     let (server, db) = setup().await;
     let acme = db.tenant("acme").unwrap();
     let source = FeedSource::Tenant(tid("acme"));
@@ -40,13 +49,22 @@ async fn a_group_handles_each_entry_once_dead_letters_repeated_failures_and_repo
         .limits(16, 2);
     tasks(&acme, 0, 5).await;
     let stats = group.stats().await.unwrap();
-    assert_eq!((stats.pending, stats.lag, stats.stream_len), (0, Some(5), 5));
+    assert_eq!(
+        (stats.pending, stats.lag, stats.stream_len),
+        (0, Some(5), 5)
+    );
 
     // The third entry fails every time; the others are done once.
     let poison = Task::key_of("acme", "t002").redis_key();
     let handle = |e: popoto::feed::ChangeEvent| {
         let fail = e.key == poison;
-        async move { if fail { Err("cannot index") } else { Ok(()) } }
+        async move {
+            if fail {
+                Err("cannot index")
+            } else {
+                Ok(())
+            }
+        }
     };
     let r = group.poll("w1", handle).await.unwrap();
     assert_eq!((r.done.len(), r.failed.len()), (4, 1));
@@ -59,16 +77,26 @@ async fn a_group_handles_each_entry_once_dead_letters_repeated_failures_and_repo
     assert_eq!(r.dead_lettered.len(), 1, "{r:?}");
     let dead = group.dead_letters(10).await.unwrap();
     assert_eq!(dead.len(), 1);
-    assert_eq!((dead[0].deliveries, dead[0].reason.as_str()), (3, "delivered 3 times"));
+    assert_eq!(
+        (dead[0].deliveries, dead[0].reason.as_str()),
+        (3, "delivered 3 times")
+    );
     assert_eq!(dead[0].event.as_ref().unwrap().key, poison);
     let stats = group.stats().await.unwrap();
-    assert_eq!((stats.pending, stats.lag, stats.dead_letters), (0, Some(0), 1));
+    assert_eq!(
+        (stats.pending, stats.lag, stats.dead_letters),
+        (0, Some(0), 1)
+    );
 
     // Replayed from the start (an operator rewinds the group): every entry is already done, so
     // none is handled again.
     raw_cmd::<String>(
         &server,
-        redis::cmd("XGROUP").arg("SETID").arg(source.stream_key()).arg("index").arg("0"),
+        redis::cmd("XGROUP")
+            .arg("SETID")
+            .arg(source.stream_key())
+            .arg("index")
+            .arg("0"),
     );
     let mut handled = 0;
     let r = group
@@ -83,20 +111,39 @@ async fn a_group_handles_each_entry_once_dead_letters_repeated_failures_and_repo
     // Another tenant cannot open a group on acme's stream; a shared stream needs a grant.
     let globex = db.tenant("globex").unwrap();
     assert!(matches!(
-        globex.feed_group(&source, "spy", GroupStart::Beginning).await,
+        globex
+            .feed_group(&source, "spy", GroupStart::Beginning)
+            .await,
         Err(Error::NotSubscribed { .. })
     ));
-    let id = share_with(&db, &doc("d"), Merge::LastWriteWins, &[("globex", Access::Read)]).await;
+    let id = share_with(
+        &db,
+        &doc("d"),
+        Merge::LastWriteWins,
+        &[("globex", Access::Read)],
+    )
+    .await;
     let shared = FeedSource::shared::<Doc>(&id);
-    assert!(acme.feed_group(&shared, "x", GroupStart::Beginning).await.is_err());
+    assert!(acme
+        .feed_group(&shared, "x", GroupStart::Beginning)
+        .await
+        .is_err());
     let g = globex
         .feed_group(&shared, "mirror", GroupStart::Beginning)
         .await
         .unwrap()
         .block(Duration::ZERO);
     // Revoked: the next poll delivers nothing.
-    db.admin().shared().patch(&id, &Patch::all(&doc("e")).unwrap()).await.unwrap();
-    db.admin().shared().unsubscribe::<Doc>(&tid("globex"), &id).await.unwrap();
+    db.admin()
+        .shared()
+        .patch(&id, &Patch::all(&doc("e")).unwrap())
+        .await
+        .unwrap();
+    db.admin()
+        .shared()
+        .unsubscribe::<Doc>(&tid("globex"), &id)
+        .await
+        .unwrap();
     let mut leaked = 0;
     let r = g
         .poll("m", |_| {
@@ -125,7 +172,10 @@ async fn trimming_keeps_what_live_groups_need_and_dead_groups_do_not_hold_it_bac
         // look dead.
         dead_after: Duration::from_secs(3),
     };
-    db.admin().set_feed_retention(&source, retention).await.unwrap();
+    db.admin()
+        .set_feed_retention(&source, retention)
+        .await
+        .unwrap();
     let live = acme
         .feed_group(&source, "live", GroupStart::Beginning)
         .await
@@ -141,7 +191,11 @@ async fn trimming_keeps_what_live_groups_need_and_dead_groups_do_not_hold_it_bac
         .limits(5, 1000);
     tasks(&acme, 0, 30).await;
     let all = ids(&server, &stream);
-    assert_eq!(all.len(), 30, "appends trimmed while groups exist but no trim ran");
+    assert_eq!(
+        all.len(),
+        30,
+        "appends trimmed while groups exist but no trim ran"
+    );
     // The dead group takes 5 entries and never acknowledges them.
     let r = dead.poll("d1", |_| async { Err("crashed") }).await.unwrap();
     assert_eq!(r.failed.len(), 5);
@@ -149,7 +203,13 @@ async fn trimming_keeps_what_live_groups_need_and_dead_groups_do_not_hold_it_bac
     let keep = Task::key_of("acme", "t002").redis_key();
     let live_handler = |e: popoto::feed::ChangeEvent| {
         let fail = e.key == keep;
-        async move { if fail { Err("later") } else { Ok(()) } }
+        async move {
+            if fail {
+                Err("later")
+            } else {
+                Ok(())
+            }
+        }
     };
     live.poll("l1", live_handler).await.unwrap();
     // Both groups are alive: nothing either needs is trimmed.
@@ -163,7 +223,10 @@ async fn trimming_keeps_what_live_groups_need_and_dead_groups_do_not_hold_it_bac
         if !t.dead_groups.is_empty() {
             break t;
         }
-        assert!(Instant::now() < deadline, "the dead group was never found dead");
+        assert!(
+            Instant::now() < deadline,
+            "the dead group was never found dead"
+        );
         tokio::task::yield_now().await;
     };
     assert_eq!(report.dead_groups, vec!["dead".to_owned()]);
@@ -177,15 +240,26 @@ async fn trimming_keeps_what_live_groups_need_and_dead_groups_do_not_hold_it_bac
     assert_eq!(ids(&server, &stream).first(), Some(&all[2]));
     // The live group finishes it (taken over, handled): now the retention applies.
     let live = live.claim_after(Duration::ZERO);
-    let r = live.poll("l2", |_| async { Ok::<(), String>(()) }).await.unwrap();
+    let r = live
+        .poll("l2", |_| async { Ok::<(), String>(()) })
+        .await
+        .unwrap();
     assert!(r.done.len() >= 41, "{r:?}");
     let t = live.trim().await.unwrap();
     assert!(t.trimmed > 0);
     assert_eq!(ids(&server, &stream).len(), 10);
     // The done sets lose what was trimmed (to the millisecond of the oldest entry kept).
-    let first_ms: f64 = ids(&server, &stream)[0].split('-').next().unwrap().parse().unwrap();
+    let first_ms: f64 = ids(&server, &stream)[0]
+        .split('-')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     let done: Vec<(String, f64)> = zrange(&server, "$Feed:done:live:tenant:acme");
-    assert!(done.len() < 70 && done.iter().all(|(_, ms)| *ms >= first_ms), "{done:?}");
+    assert!(
+        done.len() < 70 && done.iter().all(|(_, ms)| *ms >= first_ms),
+        "{done:?}"
+    );
 }
 
 #[tokio::test]
@@ -194,10 +268,23 @@ async fn streams_without_groups_stay_bounded_and_a_resumed_reader_is_told_of_a_g
     let acme = db.tenant("acme").unwrap();
     let source = FeedSource::Tenant(tid("acme"));
     db.admin()
-        .set_feed_retention(&source, Retention { max_len: 50, ..Retention::default() })
+        .set_feed_retention(
+            &source,
+            Retention {
+                max_len: 50,
+                ..Retention::default()
+            },
+        )
         .await
         .unwrap();
-    let mut reader = acme.feed().unwrap().block(Duration::ZERO).count(100).open().await.unwrap();
+    let mut reader = acme
+        .feed()
+        .unwrap()
+        .block(Duration::ZERO)
+        .count(100)
+        .open()
+        .await
+        .unwrap();
     tasks(&acme, 0, 3).await;
     assert_eq!(reader.next().await.unwrap().events.len(), 3);
     let saved = reader.position().clone();
@@ -213,7 +300,14 @@ async fn streams_without_groups_stay_bounded_and_a_resumed_reader_is_told_of_a_g
     let len: u64 = raw_cmd(&server, redis::cmd("XLEN").arg(source.stream_key()));
     // Approximate trimming removes whole nodes (100 entries by default).
     assert!((50..=150).contains(&len), "{len}");
-    let mut resumed = acme.feed().unwrap().from(saved).block(Duration::ZERO).open().await.unwrap();
+    let mut resumed = acme
+        .feed()
+        .unwrap()
+        .from(saved)
+        .block(Duration::ZERO)
+        .open()
+        .await
+        .unwrap();
     let batch = resumed.next().await.unwrap();
     assert_eq!(batch.gaps, vec![source.clone()]);
 
@@ -226,7 +320,11 @@ async fn streams_without_groups_stay_bounded_and_a_resumed_reader_is_told_of_a_g
     db.admin()
         .set_feed_retention(
             &source,
-            Retention { max_len: 100_000, max_age: Some(Duration::from_millis(50)), ..Retention::default() },
+            Retention {
+                max_len: 100_000,
+                max_age: Some(Duration::from_millis(50)),
+                ..Retention::default()
+            },
         )
         .await
         .unwrap();
@@ -238,7 +336,10 @@ async fn streams_without_groups_stay_bounded_and_a_resumed_reader_is_told_of_a_g
         if now.is_disjoint(&before) {
             break;
         }
-        assert!(Instant::now() < deadline, "old entries were never trimmed by age");
+        assert!(
+            Instant::now() < deadline,
+            "old entries were never trimmed by age"
+        );
         tokio::task::yield_now().await;
     }
 }

@@ -41,24 +41,70 @@ async fn shared_and_feed_scripts(db: &popoto::Db) {
     let acme_id = popoto::TenantId::new("acme").unwrap_or_else(|e| panic!("{e}"));
     let acme = db.tenant_id(&acme_id);
     let host = db.admin().shared();
-    let board = Board { title: "b".into(), cards: 1 };
-    let crdt = host.share(&board, Merge::LwwMapCrdt).await.unwrap_or_else(|e| panic!("{e}"));
-    let custom = host.share(&board, Merge::Custom).await.unwrap_or_else(|e| panic!("{e}"));
+    let board = Board {
+        title: "b".into(),
+        cards: 1,
+    };
+    let crdt = host
+        .share(&board, Merge::LwwMapCrdt)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let custom = host
+        .share(&board, Merge::Custom)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     for id in [&crdt, &custom] {
-        host.subscribe::<Board>(&acme_id, id, Access::Write).await.unwrap_or_else(|e| panic!("{e}"));
+        host.subscribe::<Board>(&acme_id, id, Access::Write)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     }
     let access = acme.shared::<Board>();
     access.get(&crdt).await.unwrap_or_else(|e| panic!("{e}"));
-    let patch = Patch::of(&Board { cards: 2, ..board.clone() }).unwrap_or_else(|e| panic!("{e}")).with(Board::cards());
-    access.patch(&crdt, &patch).await.unwrap_or_else(|e| panic!("{e}"));
-    access.update(&custom, &Overwrite, &patch).await.unwrap_or_else(|e| panic!("{e}"));
-    host.set_shared(&crdt, &board).await.unwrap_or_else(|e| panic!("{e}"));
-    host.unsubscribe::<Board>(&acme_id, &crdt).await.unwrap_or_else(|e| panic!("{e}"));
-    let t = acme.create(Ticket { id: "t1".into(), ..Default::default() }).await.unwrap_or_else(|e| panic!("{e}"));
-    acme.save(&Ticket { title: "x".into(), ..t.clone() }).await.unwrap_or_else(|e| panic!("{e}"));
-    acme.create(Ticket { id: "t2".into(), ..Default::default() }).await.unwrap_or_else(|e| panic!("{e}"));
+    let patch = Patch::of(&Board {
+        cards: 2,
+        ..board.clone()
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+    .with(Board::cards());
+    access
+        .patch(&crdt, &patch)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    access
+        .update(&custom, &Overwrite, &patch)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    host.set_shared(&crdt, &board)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    host.unsubscribe::<Board>(&acme_id, &crdt)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let t = acme
+        .create(Ticket {
+            id: "t1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    acme.save(&Ticket {
+        title: "x".into(),
+        ..t.clone()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    acme.create(Ticket {
+        id: "t2".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     let group = acme
-        .feed_group(&FeedSource::Tenant(acme_id.clone()), "g", GroupStart::Beginning)
+        .feed_group(
+            &FeedSource::Tenant(acme_id.clone()),
+            "g",
+            GroupStart::Beginning,
+        )
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .block(std::time::Duration::ZERO)
@@ -67,17 +113,34 @@ async fn shared_and_feed_scripts(db: &popoto::Db) {
     let poison = t.clone();
     let handler = |e: popoto::feed::ChangeEvent| {
         let fail = e.key == Ticket::key_of(poison.org.clone(), poison.id.clone()).redis_key();
-        async move { if fail { Err("no") } else { Ok(()) } }
+        async move {
+            if fail {
+                Err("no")
+            } else {
+                Ok(())
+            }
+        }
     };
-    group.poll("c1", handler).await.unwrap_or_else(|e| panic!("{e}"));
-    let r = group.poll("c2", handler).await.unwrap_or_else(|e| panic!("{e}"));
+    group
+        .poll("c1", handler)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let r = group
+        .poll("c2", handler)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(!r.dead_lettered.is_empty(), "{r:?}");
     group.trim().await.unwrap_or_else(|e| panic!("{e}"));
     group.destroy().await.unwrap_or_else(|e| panic!("{e}"));
     acme.delete(&t).await.unwrap_or_else(|e| panic!("{e}"));
-    host.unshare::<Board>(&crdt).await.unwrap_or_else(|e| panic!("{e}"));
+    host.unshare::<Board>(&crdt)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let models = ModelSet::new().with::<Ticket>().with::<Board>();
-    db.admin().destroy_tenant(&acme_id, &models).await.unwrap_or_else(|e| panic!("{e}"));
+    db.admin()
+        .destroy_tenant(&acme_id, &models)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// `redis-cli monitor` on `server`, killed on drop.
@@ -178,8 +241,8 @@ fn keys_of(cmd: &[String]) -> Vec<String> {
         "RENAME" => rest.iter().take(2).cloned().collect(),
         "HSET" | "HSETNX" | "HGET" | "HMGET" | "HGETALL" | "HDEL" | "HLEN" | "HEXISTS" | "SADD"
         | "SREM" | "SMEMBERS" | "SCARD" | "SISMEMBER" | "ZADD" | "ZREM" | "ZSCORE" | "ZMSCORE"
-        | "ZCARD" | "ZRANGEBYSCORE" | "ZRANGE" | "TYPE" | "HINCRBY" | "HKEYS" | "XADD" | "XTRIM"
-        | "XRANGE" | "XREVRANGE" | "XLEN" | "XACK" | "XPENDING" | "ZREMRANGEBYSCORE" => {
+        | "ZCARD" | "ZRANGEBYSCORE" | "ZRANGE" | "TYPE" | "HINCRBY" | "HKEYS" | "XADD"
+        | "XTRIM" | "XRANGE" | "XREVRANGE" | "XLEN" | "XACK" | "XPENDING" | "ZREMRANGEBYSCORE" => {
             rest.iter().take(1).cloned().collect()
         }
         other => panic!("a script runs {other}: add where its keys are to keys_of"),
@@ -318,7 +381,9 @@ async fn every_script_declares_every_key_it_touches() {
     raw_cmd::<String>(&server, redis::cmd("ECHO").arg("script-keys-done"));
     let lines = monitor.until("script-keys-done");
     let seen = check(&lines);
-    for cmd in ["HSET", "SADD", "ZADD", "HGET", "XADD", "XTRIM", "XGROUP", "XACK", "XINFO"] {
+    for cmd in [
+        "HSET", "SADD", "ZADD", "HGET", "XADD", "XTRIM", "XGROUP", "XACK", "XINFO",
+    ] {
         assert!(seen.contains(cmd), "{cmd} never ran in a script: {seen:?}");
     }
 }

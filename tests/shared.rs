@@ -35,7 +35,10 @@ async fn subscribed_tenants_read_and_write_by_their_grant_and_refusals_change_no
     .await;
     // Shared instances live outside every tenant: no key names a tenant but the grants.
     for key in all_keys(&server) {
-        assert!(key.starts_with("$Shared:") || key.starts_with("$Feed:"), "{key}");
+        assert!(
+            key.starts_with("$Shared:") || key.starts_with("$Feed:"),
+            "{key}"
+        );
         if key.contains("acme") || key.contains("globex") {
             assert!(key.starts_with("$Shared:grants:"), "{key}");
         }
@@ -64,7 +67,10 @@ async fn subscribed_tenants_read_and_write_by_their_grant_and_refusals_change_no
     let before = shared_state(&server);
     let other = Patch::all(&doc("hijack")).unwrap();
     match globex.shared::<Doc>().patch(&id, &other).await {
-        Err(Error::ReadOnly { model: "Doc", id: got }) => assert_eq!(got, id.as_str()),
+        Err(Error::ReadOnly {
+            model: "Doc",
+            id: got,
+        }) => assert_eq!(got, id.as_str()),
         other => panic!("expected ReadOnly, got {other:?}"),
     }
     for attempt in [
@@ -82,7 +88,11 @@ async fn subscribed_tenants_read_and_write_by_their_grant_and_refusals_change_no
         let text = err.to_string();
         assert!(!text.contains("acme") && !text.contains("globex"), "{text}");
     }
-    assert_eq!(shared_state(&server), before, "a refused call changed something");
+    assert_eq!(
+        shared_state(&server),
+        before,
+        "a refused call changed something"
+    );
 
     // Lists: the host's subscribers, each tenant's subscriptions.
     let host = db.admin().shared();
@@ -92,7 +102,10 @@ async fn subscribed_tenants_read_and_write_by_their_grant_and_refusals_change_no
     );
     let mine = acme.shared::<Doc>().list().await.unwrap();
     assert_eq!(mine.len(), 1);
-    assert_eq!((mine[0].id.clone(), mine[0].access), (id.clone(), Access::Write));
+    assert_eq!(
+        (mine[0].id.clone(), mine[0].access),
+        (id.clone(), Access::Write)
+    );
     assert!(initech.shared_subscriptions().await.unwrap().is_empty());
     assert_eq!(host.ids::<Doc>().await.unwrap(), vec![id.clone()]);
     assert_eq!(host.get::<Doc>(&id).await.unwrap().value.title, "v2");
@@ -115,7 +128,13 @@ async fn unsubscribe_unshare_and_tenant_destruction_remove_grants_on_both_sides(
         &[("acme", Access::Write), ("globex", Access::Read)],
     )
     .await;
-    let b = share_with(&db, &doc("b"), Merge::LastWriteWins, &[("acme", Access::Read)]).await;
+    let b = share_with(
+        &db,
+        &doc("b"),
+        Merge::LastWriteWins,
+        &[("acme", Access::Read)],
+    )
+    .await;
     let acme = db.tenant("acme").unwrap();
     let globex = db.tenant("globex").unwrap();
 
@@ -129,7 +148,9 @@ async fn unsubscribe_unshare_and_tenant_destruction_remove_grants_on_both_sides(
     assert!(!all_keys(&server).contains(&"$Shared:grants:globex".to_owned()));
 
     // Access can change; the subscription stays one.
-    host.subscribe::<Doc>(&tid("acme"), &b, Access::Write).await.unwrap();
+    host.subscribe::<Doc>(&tid("acme"), &b, Access::Write)
+        .await
+        .unwrap();
     let subs = acme.shared_subscriptions().await.unwrap();
     assert_eq!(subs.len(), 2);
     assert!(subs.iter().all(|s| s.access == Access::Write), "{subs:?}");
@@ -137,9 +158,15 @@ async fn unsubscribe_unshare_and_tenant_destruction_remove_grants_on_both_sides(
     // Unshare: the instance, its feed and every subscription.
     assert!(host.unshare::<Doc>(&a).await.unwrap());
     assert!(!host.unshare::<Doc>(&a).await.unwrap());
-    assert!(matches!(host.get::<Doc>(&a).await, Err(Error::SharedNotFound { .. })));
+    assert!(matches!(
+        host.get::<Doc>(&a).await,
+        Err(Error::SharedNotFound { .. })
+    ));
     let subs = acme.shared_subscriptions().await.unwrap();
-    assert_eq!(subs.iter().map(|s| s.id.clone()).collect::<Vec<_>>(), vec![b.clone()]);
+    assert_eq!(
+        subs.iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
+        vec![b.clone()]
+    );
     for key in all_keys(&server) {
         assert!(!key.contains(a.as_str()), "{key} survived the unshare");
     }
@@ -156,7 +183,11 @@ async fn unsubscribe_unshare_and_tenant_destruction_remove_grants_on_both_sides(
     .unwrap();
     assert!(all_keys(&server).contains(&"$Feed:tenant:acme".to_owned()));
     let models = ModelSet::new().with::<Task>().with::<Doc>();
-    let report = db.admin().destroy_tenant(&tid("acme"), &models).await.unwrap();
+    let report = db
+        .admin()
+        .destroy_tenant(&tid("acme"), &models)
+        .await
+        .unwrap();
     assert_eq!(report.grants, 1);
     assert!(report.feed_keys >= 2, "{report:?}");
     for key in all_keys(&server) {
@@ -173,7 +204,13 @@ async fn unsubscribe_unshare_and_tenant_destruction_remove_grants_on_both_sides(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoke_racing_writes_never_lets_a_write_through_after_it() {
     let (server, db) = setup().await;
-    let id = share_with(&db, &doc("0"), Merge::LastWriteWins, &[("acme", Access::Write)]).await;
+    let id = share_with(
+        &db,
+        &doc("0"),
+        Merge::LastWriteWins,
+        &[("acme", Access::Write)],
+    )
+    .await;
     let revoked = Arc::new(AtomicBool::new(false));
     let mut writers = Vec::new();
     for w in 0..4 {
@@ -189,7 +226,10 @@ async fn a_revoke_racing_writes_never_lets_a_write_through_after_it() {
                 let seen_revoked = revoked.load(Ordering::SeqCst);
                 match access.patch(&id, &patch).await {
                     Ok(written) => {
-                        assert!(!seen_revoked, "a write started after the revoke returned was applied");
+                        assert!(
+                            !seen_revoked,
+                            "a write started after the revoke returned was applied"
+                        );
                         applied.push(written.version);
                     }
                     Err(Error::NotSubscribed { .. }) => {
@@ -220,7 +260,11 @@ async fn a_revoke_racing_writes_never_lets_a_write_through_after_it() {
     }
     all.sort_unstable();
     // Every applied write has its own version, all before the revoke, none after it.
-    assert!(all.iter().all(|&v| v <= at_revoke), "max {:?} > {at_revoke}", all.last());
+    assert!(
+        all.iter().all(|&v| v <= at_revoke),
+        "max {:?} > {at_revoke}",
+        all.last()
+    );
     assert_eq!(all, (2..=at_revoke).collect::<Vec<_>>());
     let end = host.get::<Doc>(&id).await.unwrap().version;
     assert_eq!(end, at_revoke);
@@ -233,7 +277,13 @@ async fn a_revoke_racing_writes_never_lets_a_write_through_after_it() {
 #[tokio::test]
 async fn the_audit_covers_shared_keys_and_grants_and_reads_verify_them() {
     let (server, db) = setup().await;
-    let id = share_with(&db, &doc("a"), Merge::LwwMapCrdt, &[("acme", Access::Write)]).await;
+    let id = share_with(
+        &db,
+        &doc("a"),
+        Merge::LwwMapCrdt,
+        &[("acme", Access::Write)],
+    )
+    .await;
     let models = ModelSet::new().with::<Doc>();
     popoto::testing::assert_db_isolated(&db, &models).await;
     let reports = db.admin().audit_all(&models).await.unwrap();
@@ -244,16 +294,25 @@ async fn the_audit_covers_shared_keys_and_grants_and_reads_verify_them() {
 
     // A subscriber entry planted without the tenant's grant: the script trusts the subscriber
     // entry (the grant exists), so the audit reports it as an isolation finding.
-    raw_cmd::<i64>(&server, redis::cmd("HSET").arg(&subs).arg("globex").arg("w"));
+    raw_cmd::<i64>(
+        &server,
+        redis::cmd("HSET").arg(&subs).arg("globex").arg("w"),
+    );
     // A grant planted without a subscriber entry: no access, reported.
     raw_cmd::<i64>(
         &server,
-        redis::cmd("HSET").arg("$Shared:grants:initech").arg(format!("Doc:{id}")).arg("w:0-0"),
+        redis::cmd("HSET")
+            .arg("$Shared:grants:initech")
+            .arg(format!("Doc:{id}"))
+            .arg("w:0-0"),
     );
     // A grant of an instance that does not exist.
     raw_cmd::<i64>(
         &server,
-        redis::cmd("HSET").arg("$Shared:grants:initech").arg("Doc:ghost").arg("r:0-0"),
+        redis::cmd("HSET")
+            .arg("$Shared:grants:initech")
+            .arg("Doc:ghost")
+            .arg("r:0-0"),
     );
     let report = db.admin().audit_shared(&models).await.unwrap();
     let isolation: Vec<_> = report.isolation_violations().collect();
@@ -274,14 +333,26 @@ async fn the_audit_covers_shared_keys_and_grants_and_reads_verify_them() {
     // Corrupt data is refused, not trusted.
     raw_cmd::<i64>(
         &server,
-        redis::cmd("HSET").arg(format!("$Shared:tags:Doc:{id}")).arg("title").arg("soon:0:x"),
+        redis::cmd("HSET")
+            .arg(format!("$Shared:tags:Doc:{id}"))
+            .arg("title")
+            .arg("soon:0:x"),
     );
     let host = db.admin().shared();
-    assert!(matches!(host.get::<Doc>(&id).await, Err(Error::CorruptShared { .. })));
+    assert!(matches!(
+        host.get::<Doc>(&id).await,
+        Err(Error::CorruptShared { .. })
+    ));
     let report = db.admin().audit_shared(&models).await.unwrap();
     assert_eq!(report.count(popoto::FindingKind::Unreadable), 1, "{report}");
-    raw_cmd::<i64>(&server, redis::cmd("HSET").arg(&meta).arg("model").arg("Other"));
-    assert!(matches!(host.get::<Doc>(&id).await, Err(Error::CorruptShared { .. })));
+    raw_cmd::<i64>(
+        &server,
+        redis::cmd("HSET").arg(&meta).arg("model").arg("Other"),
+    );
+    assert!(matches!(
+        host.get::<Doc>(&id).await,
+        Err(Error::CorruptShared { .. })
+    ));
     // A tenant learns nothing from it.
     assert!(matches!(
         db.tenant("acme").unwrap().shared::<Doc>().get(&id).await,
@@ -290,7 +361,10 @@ async fn the_audit_covers_shared_keys_and_grants_and_reads_verify_them() {
     // A write to it is refused before anything is written.
     let before = shared_state(&server);
     let patch = Patch::all(&doc("x")).unwrap();
-    assert!(matches!(host.patch(&id, &patch).await, Err(Error::CorruptShared { .. })));
+    assert!(matches!(
+        host.patch(&id, &patch).await,
+        Err(Error::CorruptShared { .. })
+    ));
     assert_eq!(shared_state(&server), before);
 }
 
@@ -299,23 +373,44 @@ async fn share_refuses_a_taken_id_and_a_key_of_another_type() {
     let (server, db) = setup().await;
     let host = db.admin().shared();
     let id = SharedId::new("roadmap").unwrap();
-    host.share_as(&id, &doc("a"), Merge::LastWriteWins).await.unwrap();
+    host.share_as(&id, &doc("a"), Merge::LastWriteWins)
+        .await
+        .unwrap();
     assert!(matches!(
         host.share_as(&id, &doc("b"), Merge::LastWriteWins).await,
         Err(Error::SharedExists { .. })
     ));
     // A leftover subscriber hash of an id also blocks it: a new instance never inherits
     // someone's grant.
-    raw_cmd::<i64>(&server, redis::cmd("HSET").arg("$Shared:subs:Doc:old").arg("acme").arg("w"));
+    raw_cmd::<i64>(
+        &server,
+        redis::cmd("HSET")
+            .arg("$Shared:subs:Doc:old")
+            .arg("acme")
+            .arg("w"),
+    );
     assert!(matches!(
-        host.share_as(&SharedId::new("old").unwrap(), &doc("b"), Merge::LastWriteWins).await,
+        host.share_as(
+            &SharedId::new("old").unwrap(),
+            &doc("b"),
+            Merge::LastWriteWins
+        )
+        .await,
         Err(Error::SharedExists { .. })
     ));
     // A key of another type: refused with nothing written.
-    raw_cmd::<()>(&server, redis::cmd("SET").arg("$Feed:shared:Doc:s").arg("x"));
+    raw_cmd::<()>(
+        &server,
+        redis::cmd("SET").arg("$Feed:shared:Doc:s").arg("x"),
+    );
     let before = dump(&server);
     assert!(matches!(
-        host.share_as(&SharedId::new("s").unwrap(), &doc("b"), Merge::LastWriteWins).await,
+        host.share_as(
+            &SharedId::new("s").unwrap(),
+            &doc("b"),
+            Merge::LastWriteWins
+        )
+        .await,
         Err(Error::WrongType { .. })
     ));
     assert_eq!(dump(&server), before);

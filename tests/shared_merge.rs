@@ -10,9 +10,7 @@ mod support;
 use std::collections::VecDeque;
 
 use popoto::feed::ChangeEvent;
-use popoto::shared::{
-    Access, LwwMap, Merge, MergeStrategy, Patch, Replica, SharedId, Tag,
-};
+use popoto::shared::{Access, LwwMap, Merge, MergeStrategy, Patch, Replica, SharedId, Tag};
 use popoto::testing::TestRedis;
 use popoto::{Db, Error, Model};
 use proptest::prelude::*;
@@ -109,7 +107,11 @@ async fn snapshot(client: &mut Client, id: &SharedId) -> Result<(), TestCaseErro
         .get(id)
         .await
         .map_err(|e| fail("snapshot", e))?;
-    let values = shared.value.to_record().map_err(|e| fail("record", e))?.values;
+    let values = shared
+        .value
+        .to_record()
+        .map_err(|e| fail("record", e))?
+        .values;
     for (i, f) in FIELDS.iter().enumerate() {
         let tag = shared.tags.get(*f).ok_or_else(|| fail("tag", f))?;
         client.map.apply(f, &values[i], tag);
@@ -169,7 +171,12 @@ fn receive(client: &mut Client, e: &ChangeEvent) {
 }
 
 /// Runs one simulation; returns how many writes the server applied after the share.
-async fn simulate(db: &Db, n: usize, skews: Vec<u16>, steps: Vec<Step>) -> Result<u64, TestCaseError> {
+async fn simulate(
+    db: &Db,
+    n: usize,
+    skews: Vec<u16>,
+    steps: Vec<Step>,
+) -> Result<u64, TestCaseError> {
     let host = db.admin().shared();
     let id = host
         .share(&doc("start"), Merge::LwwMapCrdt)
@@ -192,7 +199,14 @@ async fn simulate(db: &Db, n: usize, skews: Vec<u16>, steps: Vec<Step>) -> Resul
         snapshot(&mut client, &id).await?;
         clients.push(client);
     }
-    let mut feed = db.tenant_id(&tid("t0")).feed().unwrap().block(std::time::Duration::ZERO).open().await.map_err(|e| fail("feed", e))?;
+    let mut feed = db
+        .tenant_id(&tid("t0"))
+        .feed()
+        .unwrap()
+        .block(std::time::Duration::ZERO)
+        .open()
+        .await
+        .map_err(|e| fail("feed", e))?;
     let mut wire: Vec<Msg> = Vec::new();
     for s in steps {
         match s {
@@ -201,7 +215,12 @@ async fn simulate(db: &Db, n: usize, skews: Vec<u16>, steps: Vec<Step>) -> Resul
                 let tag = client.replica.tick_at(client.now);
                 let bytes = bytes_of(f, v);
                 client.map.apply(FIELDS[f], &bytes, &tag);
-                let m = Msg { client: c, field: f, bytes, tag };
+                let m = Msg {
+                    client: c,
+                    field: f,
+                    bytes,
+                    tag,
+                };
                 client.outbox.push(m.clone());
                 wire.push(m);
             }
@@ -242,13 +261,16 @@ async fn simulate(db: &Db, n: usize, skews: Vec<u16>, steps: Vec<Step>) -> Resul
             deliver(&mut clients, &mut feed, &id, &m).await?;
         }
     }
-    for c in 0..n {
-        snapshot(&mut clients[c], &id).await?;
-        while let Some(e) = clients[c].inbox.pop_front() {
-            receive(&mut clients[c], &e);
+    for client in &mut clients {
+        snapshot(client, &id).await?;
+        while let Some(e) = client.inbox.pop_front() {
+            receive(client, &e);
         }
     }
-    let server = host.get::<Doc>(&id).await.map_err(|e| fail("host get", e))?;
+    let server = host
+        .get::<Doc>(&id)
+        .await
+        .map_err(|e| fail("host get", e))?;
     let values = server.value.to_record().unwrap().values;
     let mut authoritative = LwwMap::new();
     for (i, f) in FIELDS.iter().enumerate() {
@@ -273,7 +295,10 @@ fn runner(cases: u32) -> TestRunner {
 /// and the authoritative value are equal at the end (64 seeded cases, one server).
 #[test]
 fn lww_map_crdt_replicas_converge_under_reordering_duplication_drops_and_reconnects() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let server = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
     let db = rt.block_on(server.db());
     let strategy = (2..=4usize).prop_flat_map(|n| {
@@ -302,15 +327,50 @@ async fn three_concurrent_writers_to_one_field_give_one_winner_in_every_order() 
     let (_server, db) = support::setup().await;
     let writers = [
         // Later than the host's share (wall-clock time), equal in time, distinct in order.
-        (tid("a"), Tag { millis: FUTURE, counter: 0, replica: "z".into() }, "first"),
-        (tid("b"), Tag { millis: FUTURE, counter: 1, replica: "a".into() }, "second"),
-        (tid("c"), Tag { millis: FUTURE, counter: 1, replica: "b".into() }, "third"),
+        (
+            tid("a"),
+            Tag {
+                millis: FUTURE,
+                counter: 0,
+                replica: "z".into(),
+            },
+            "first",
+        ),
+        (
+            tid("b"),
+            Tag {
+                millis: FUTURE,
+                counter: 1,
+                replica: "a".into(),
+            },
+            "second",
+        ),
+        (
+            tid("c"),
+            Tag {
+                millis: FUTURE,
+                counter: 1,
+                replica: "b".into(),
+            },
+            "third",
+        ),
     ];
-    let orders = [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]];
+    let orders = [
+        [0, 1, 2],
+        [0, 2, 1],
+        [1, 0, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [2, 1, 0],
+    ];
     for order in orders {
         // A host that has not read the previous rounds (reading moves its clock past them).
         let host = db.admin().shared();
-        let start = Doc { title: "t".into(), body: "keep".into(), votes: 7 };
+        let start = Doc {
+            title: "t".into(),
+            body: "keep".into(),
+            votes: 7,
+        };
         let id = host.share(&start, Merge::LwwMapCrdt).await.unwrap();
         for (t, ..) in &writers {
             host.subscribe::<Doc>(t, &id, Access::Write).await.unwrap();
@@ -318,7 +378,10 @@ async fn three_concurrent_writers_to_one_field_give_one_winner_in_every_order() 
         let mut local = LwwMap::new();
         for &w in &order {
             let (t, tag, title) = &writers[w];
-            let value = Doc { title: (*title).into(), ..start.clone() };
+            let value = Doc {
+                title: (*title).into(),
+                ..start.clone()
+            };
             let patch = Patch::of(&value).unwrap().with(Doc::title());
             db.tenant_id(t)
                 .shared::<Doc>()
@@ -328,7 +391,14 @@ async fn three_concurrent_writers_to_one_field_give_one_winner_in_every_order() 
             local.apply("title", title.as_bytes(), tag);
         }
         let got = host.get::<Doc>(&id).await.unwrap();
-        assert_eq!(got.value, Doc { title: "third".into(), ..start.clone() }, "order {order:?}");
+        assert_eq!(
+            got.value,
+            Doc {
+                title: "third".into(),
+                ..start.clone()
+            },
+            "order {order:?}"
+        );
         assert_eq!(got.tags["title"], writers[2].1);
         assert_eq!(local.get("title").unwrap().0, b"third");
         assert_eq!(got.tags.len(), 3, "a field lost its tag: {:?}", got.tags);
@@ -352,7 +422,10 @@ async fn an_edit_made_after_seeing_another_wins_whatever_the_clocks() {
     let ahead = Replica::new("zz-ahead").unwrap();
     let edit = |t: &str| Patch::of(&doc(t)).unwrap().with(Doc::title());
     let far = ahead.tick_at(9_000_000_000_000);
-    fast.shared::<Doc>().patch_tagged(&id, &edit("A"), &far).await.unwrap();
+    fast.shared::<Doc>()
+        .patch_tagged(&id, &edit("A"), &far)
+        .await
+        .unwrap();
     // A replica behind in time that never read the instance: its edit is older.
     let blind = Replica::new("aa-blind").unwrap();
     let w = slow
@@ -362,7 +435,9 @@ async fn an_edit_made_after_seeing_another_wins_whatever_the_clocks() {
         .unwrap();
     assert_eq!((w.entry, w.applied), (None, 0));
     // The same clock after reading: its next edit is later than what it read.
-    let seen = slow.shared::<Doc>().replica(Replica::new("aa-slow").unwrap());
+    let seen = slow
+        .shared::<Doc>()
+        .replica(Replica::new("aa-slow").unwrap());
     assert_eq!(seen.get(&id).await.unwrap().value.title, "A");
     let w = seen.patch(&id, &edit("B")).await.unwrap();
     assert_eq!(w.applied, 1);
@@ -373,31 +448,65 @@ async fn an_edit_made_after_seeing_another_wins_whatever_the_clocks() {
 #[tokio::test]
 async fn last_write_wins_follows_arrival_and_strategies_refuse_writes_they_do_not_fit() {
     let (_server, db) = support::setup().await;
-    let id = share_with(&db, &doc("0"), Merge::LastWriteWins, &[("a", Access::Write)]).await;
+    let id = share_with(
+        &db,
+        &doc("0"),
+        Merge::LastWriteWins,
+        &[("a", Access::Write)],
+    )
+    .await;
     let a = db.tenant("a").unwrap();
     // An "older" tag arriving last still wins: arrival order is the order.
-    let late = Tag { millis: 1, counter: 0, replica: "r".into() };
-    let early = Tag { millis: 9, counter: 0, replica: "r".into() };
+    let late = Tag {
+        millis: 1,
+        counter: 0,
+        replica: "r".into(),
+    };
+    let early = Tag {
+        millis: 9,
+        counter: 0,
+        replica: "r".into(),
+    };
     let edit = |t: &str| Patch::of(&doc(t)).unwrap().with(Doc::title());
-    a.shared::<Doc>().patch_tagged(&id, &edit("x"), &early).await.unwrap();
-    a.shared::<Doc>().patch_tagged(&id, &edit("y"), &late).await.unwrap();
+    a.shared::<Doc>()
+        .patch_tagged(&id, &edit("x"), &early)
+        .await
+        .unwrap();
+    a.shared::<Doc>()
+        .patch_tagged(&id, &edit("y"), &late)
+        .await
+        .unwrap();
     assert_eq!(a.shared::<Doc>().get(&id).await.unwrap().value.title, "y");
 
     let host = db.admin().shared();
     let custom = host.share(&doc("c"), Merge::Custom).await.unwrap();
-    host.subscribe::<Doc>(&tid("a"), &custom, Access::Write).await.unwrap();
+    host.subscribe::<Doc>(&tid("a"), &custom, Access::Write)
+        .await
+        .unwrap();
     assert!(matches!(
         a.shared::<Doc>().patch(&custom, &edit("p")).await,
-        Err(Error::SharedMerge { merge: Merge::Custom, .. })
+        Err(Error::SharedMerge {
+            merge: Merge::Custom,
+            ..
+        })
     ));
     let crdt = host.share(&doc("d"), Merge::LwwMapCrdt).await.unwrap();
-    host.subscribe::<Doc>(&tid("a"), &crdt, Access::Write).await.unwrap();
+    host.subscribe::<Doc>(&tid("a"), &crdt, Access::Write)
+        .await
+        .unwrap();
     assert!(matches!(
-        a.shared::<Doc>().update(&crdt, &popoto::shared::Overwrite, &edit("p")).await,
-        Err(Error::SharedMerge { merge: Merge::LwwMapCrdt, .. })
+        a.shared::<Doc>()
+            .update(&crdt, &popoto::shared::Overwrite, &edit("p"))
+            .await,
+        Err(Error::SharedMerge {
+            merge: Merge::LwwMapCrdt,
+            ..
+        })
     ));
     assert!(matches!(
-        a.shared::<Doc>().patch(&id, &Patch::of(&doc("e")).unwrap()).await,
+        a.shared::<Doc>()
+            .patch(&id, &Patch::of(&doc("e")).unwrap())
+            .await,
         Err(Error::InvalidValue { .. })
     ));
 }
@@ -406,7 +515,12 @@ async fn last_write_wins_follows_arrival_and_strategies_refuse_writes_they_do_no
 struct Additive;
 
 impl MergeStrategy<Counter> for Additive {
-    fn merge(&self, current: &Counter, patch: &Patch<Counter>, _origin: &str) -> popoto::Result<Counter> {
+    fn merge(
+        &self,
+        current: &Counter,
+        patch: &Patch<Counter>,
+        _origin: &str,
+    ) -> popoto::Result<Counter> {
         let delta = patch.value()?;
         Ok(Counter {
             total: current.total + delta.total,
@@ -422,18 +536,29 @@ impl MergeStrategy<Counter> for Additive {
 async fn sixty_four_concurrent_writers_with_a_custom_additive_merge_lose_nothing() {
     let (server, db) = support::setup().await;
     let host = db.admin().shared();
-    let id = host.share(&Counter::default(), Merge::Custom).await.unwrap();
+    let id = host
+        .share(&Counter::default(), Merge::Custom)
+        .await
+        .unwrap();
     for t in 0..4 {
-        host.subscribe::<Counter>(&tid(&format!("t{t}")), &id, Access::Write).await.unwrap();
+        host.subscribe::<Counter>(&tid(&format!("t{t}")), &id, Access::Write)
+            .await
+            .unwrap();
     }
     let tasks: Vec<_> = (1..=64i64)
         .map(|i| {
             let session = db.tenant(format!("t{}", i % 4)).unwrap();
             let id = id.clone();
             tokio::spawn(async move {
-                let delta = Counter { total: i, writes: 0 };
+                let delta = Counter {
+                    total: i,
+                    writes: 0,
+                };
                 let patch = Patch::of(&delta).unwrap().with(Counter::total());
-                session.shared::<Counter>().update(&id, &Additive, &patch).await
+                session
+                    .shared::<Counter>()
+                    .update(&id, &Additive, &patch)
+                    .await
             })
         })
         .collect();
@@ -444,8 +569,17 @@ async fn sixty_four_concurrent_writers_with_a_custom_additive_merge_lose_nothing
     versions.sort_unstable();
     assert_eq!(versions, (2..=65).collect::<Vec<u64>>());
     let got = host.get::<Counter>(&id).await.unwrap();
-    assert_eq!(got.value, Counter { total: 64 * 65 / 2, writes: 64 });
+    assert_eq!(
+        got.value,
+        Counter {
+            total: 64 * 65 / 2,
+            writes: 64
+        }
+    );
     assert_eq!(got.version, 65);
-    let events = xrange(&server, &popoto::feed::FeedSource::shared::<Counter>(&id).stream_key());
+    let events = xrange(
+        &server,
+        &popoto::feed::FeedSource::shared::<Counter>(&id).stream_key(),
+    );
     assert_eq!(events.len(), 65);
 }

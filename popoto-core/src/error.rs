@@ -284,7 +284,9 @@ pub enum Error {
     },
     /// A tenant read or wrote a shared instance it is not subscribed to (or that does not
     /// exist: a tenant cannot tell the two apart). Nothing was read or written.
-    #[error("shared {model} {id:?}: this tenant is not subscribed to it; nothing was read or written")]
+    #[error(
+        "shared {model} {id:?}: this tenant is not subscribed to it; nothing was read or written"
+    )]
     NotSubscribed {
         /// Model concerned.
         model: &'static str,

@@ -182,7 +182,9 @@ impl Plan {
                 Write::Del { .. } | Write::Rename { .. } => [None, None],
                 Write::HMoveNx { from, to, .. } => [Some((*from, "hash")), Some((*to, "hash"))],
                 Write::ZMoveNx { from, to, .. } => [Some((*from, "zset")), Some((*to, "zset"))],
-                Write::Feed { stream, meta, .. } => [Some((*stream, "stream")), Some((*meta, "hash"))],
+                Write::Feed { stream, meta, .. } => {
+                    [Some((*stream, "stream")), Some((*meta, "hash"))]
+                }
             };
             for t in typed.into_iter().flatten() {
                 if !seen.iter().any(|s| s.0 == t.0) {

@@ -91,14 +91,16 @@ impl<'a> Gen<'a> {
         let type_checks = self.gen_type_checks();
         let handles = self.gen_handles();
         let key_of = self.gen_key_of();
-        let change_feed = self
-            .cont
-            .change_feed
-            .map(|_| quote!(const CHANGE_FEED: bool = true;));
-        let shareable_const = self
-            .cont
-            .shared
-            .map(|_| quote!(const SHAREABLE: bool = true;));
+        let change_feed = self.cont.change_feed.map(|_| {
+            quote!(
+                const CHANGE_FEED: bool = true;
+            )
+        });
+        let shareable_const = self.cont.shared.map(|_| {
+            quote!(
+                const SHAREABLE: bool = true;
+            )
+        });
         let shareable = self.cont.shared.map(|_| {
             quote! {
                 #[automatically_derived]

@@ -70,9 +70,12 @@ pub async fn share_with(db: &Db, value: &Doc, merge: Merge, subs: &[(&str, Acces
     id
 }
 
-/// Entries of a stream, oldest first: (id, fields as text where they are text).
-pub fn xrange(server: &popoto::testing::TestRedis, key: &str) -> Vec<(String, Vec<(String, Vec<u8>)>)> {
-    let reply: Vec<(String, Vec<(String, Vec<u8>)>)> = redis::cmd("XRANGE")
+/// One stream entry: its id and its (field, bytes) pairs.
+pub type Entry = (String, Vec<(String, Vec<u8>)>);
+
+/// Entries of a stream, oldest first.
+pub fn xrange(server: &popoto::testing::TestRedis, key: &str) -> Vec<Entry> {
+    let reply: Vec<Entry> = redis::cmd("XRANGE")
         .arg(key)
         .arg("-")
         .arg("+")
@@ -83,5 +86,8 @@ pub fn xrange(server: &popoto::testing::TestRedis, key: &str) -> Vec<(String, Ve
 
 /// The text of field `name` of a stream entry.
 pub fn field<'a>(entry: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
-    entry.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice())
+    entry
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_slice())
 }

@@ -38,7 +38,8 @@ impl Session {
             _ => "admin",
         };
         let mut fields: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(12 + M::META.fields.len());
-        let mut head = |k: &str, v: &str| fields.push((k.as_bytes().to_vec(), v.as_bytes().to_vec()));
+        let mut head =
+            |k: &str, v: &str| fields.push((k.as_bytes().to_vec(), v.as_bytes().to_vec()));
         head("op", op.code());
         head("model", M::META.name);
         head("key", &key.redis_key());

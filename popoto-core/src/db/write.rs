@@ -450,7 +450,13 @@ impl Session {
             }
             new_inst.add_indexes(&mut plan)?;
             plan.add_type_checks();
-            self.add_feed(&mut plan, ChangeOp::Move, new_key, Some(new_record), Some(&old_redis))?;
+            self.add_feed(
+                &mut plan,
+                ChangeOp::Move,
+                new_key,
+                Some(new_record),
+                Some(&old_redis),
+            )?;
             match self.apply::<M>("move_key", &plan).await? {
                 Outcome::Applied(_) => return Ok(()),
                 Outcome::Changed if attempt < MAX_ATTEMPTS => continue,

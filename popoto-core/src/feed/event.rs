@@ -103,7 +103,11 @@ impl ChangeEvent {
     /// The full value written (events with `full` set, of model `M`).
     pub fn value<M: Model>(&self) -> Result<M> {
         if !self.is::<M>() {
-            return Err(self.wrong(format!("the event is about {}, not {}", self.model, M::META.name)));
+            return Err(self.wrong(format!(
+                "the event is about {}, not {}",
+                self.model,
+                M::META.name
+            )));
         }
         if !self.full {
             return Err(self.wrong("the event carries a patch, not a full value".into()));
@@ -119,7 +123,11 @@ impl ChangeEvent {
     /// `current` with the event's fields written over it (for a replica keeping a copy).
     pub fn apply_to<M: Model>(&self, current: &M) -> Result<M> {
         if !self.is::<M>() {
-            return Err(self.wrong(format!("the event is about {}, not {}", self.model, M::META.name)));
+            return Err(self.wrong(format!(
+                "the event is about {}, not {}",
+                self.model,
+                M::META.name
+            )));
         }
         let mut fields: Vec<(Vec<u8>, Vec<u8>)> = M::META
             .fields
@@ -170,13 +178,16 @@ pub(crate) fn parse(
     let mut seen = (None, None, None, None, None, None, None, None);
     for (k, v) in raw {
         if let Some(f) = k.strip_prefix(b"f:") {
-            let f = String::from_utf8(f.to_vec()).map_err(|_| event.wrong("a field name is not text".into()))?;
+            let f = String::from_utf8(f.to_vec())
+                .map_err(|_| event.wrong("a field name is not text".into()))?;
             event.fields.push((f, v));
             continue;
         }
-        let v = String::from_utf8(v).map_err(|_| event.wrong("a header field is not text".into()))?;
+        let v =
+            String::from_utf8(v).map_err(|_| event.wrong("a header field is not text".into()))?;
         if let Some(f) = k.strip_prefix(b"t:") {
-            let f = String::from_utf8(f.to_vec()).map_err(|_| event.wrong("a tag name is not text".into()))?;
+            let f = String::from_utf8(f.to_vec())
+                .map_err(|_| event.wrong("a tag name is not text".into()))?;
             let tag = Tag::parse(&v).map_err(|e| event.wrong(e.to_string()))?;
             event.tags.push((f, tag));
             continue;

@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 use redis::Value;
 
 use super::event::{self, ChangeEvent};
-use super::reader::{parse_entries, parse_id, parse_xread};
+use super::reader::{parse_entries, parse_id, parse_xread, Fields};
+
+/// An entry taken by a consumer: id, fields, and whether it was taken over (redelivered).
+type Taken = (String, Fields, bool);
 use super::{check_group_name, FeedSource, OP};
 use crate::backend::{Backend, Script};
 use crate::db::Session;
@@ -162,8 +165,14 @@ impl Session {
             }),
             FeedSource::Shared(..) => {
                 let shared = self.shared_backend().await?;
-                let mut g = FeedGroup::open(shared.clone(), source.clone(), name, start, Some(tenant.clone()))
-                    .await?;
+                let mut g = FeedGroup::open(
+                    shared.clone(),
+                    source.clone(),
+                    name,
+                    start,
+                    Some(tenant.clone()),
+                )
+                .await?;
                 g.grants = Some(shared);
                 Ok(g)
             }
@@ -175,12 +184,16 @@ impl Session {
 pub(crate) async fn group_names(backend: &Backend, of: FeedOf<'_>) -> Result<Vec<String>> {
     let stream = keys::feed_stream_key(of);
     let meta = keys::feed_meta_key(of);
-    let fields: Vec<String> = backend.query(OP, "-", redis::cmd("HKEYS").arg(&meta)).await?;
+    let fields: Vec<String> = backend
+        .query(OP, "-", redis::cmd("HKEYS").arg(&meta))
+        .await?;
     let mut names: Vec<String> = fields
         .into_iter()
         .filter_map(|f| f.strip_prefix("group:").map(str::to_owned))
         .collect();
-    let ty: String = backend.query(OP, "-", redis::cmd("TYPE").arg(&stream)).await?;
+    let ty: String = backend
+        .query(OP, "-", redis::cmd("TYPE").arg(&stream))
+        .await?;
     if ty == "stream" {
         let info: Value = backend
             .query(OP, "-", redis::cmd("XINFO").arg("GROUPS").arg(&stream))
@@ -293,7 +306,11 @@ impl FeedGroup {
                 "-",
                 &GROUP,
                 &[group.stream.clone(), group.meta.clone()],
-                &[b"create".to_vec(), name.as_bytes().to_vec(), start.into_bytes()],
+                &[
+                    b"create".to_vec(),
+                    name.as_bytes().to_vec(),
+                    start.into_bytes(),
+                ],
             )
             .await?;
         ok_items(reply)?;
@@ -408,11 +425,13 @@ impl FeedGroup {
     async fn dead_letter(&self, id: &str, reason: &str, deliveries: u64) -> Result<()> {
         let keys = [self.stream.clone(), self.done.clone(), self.dead.clone()];
         let n = deliveries.to_string();
-        self.script(&keys, &["dead", &self.name, id, reason, &n]).await.map(drop)
+        self.script(&keys, &["dead", &self.name, id, reason, &n])
+            .await
+            .map(drop)
     }
 
     /// Whether each entry is in the group's done set (one `ZMSCORE`).
-    async fn done_flags(&self, entries: &[(String, Vec<(Vec<u8>, Vec<u8>)>, bool)]) -> Result<Vec<bool>> {
+    async fn done_flags(&self, entries: &[Taken]) -> Result<Vec<bool>> {
         let mut cmd = redis::cmd("ZMSCORE");
         cmd.arg(&self.done);
         for (id, ..) in entries {
@@ -428,7 +447,12 @@ impl FeedGroup {
             .query(
                 OP,
                 "-",
-                redis::cmd("XPENDING").arg(&self.stream).arg(&self.name).arg(id).arg(id).arg(1),
+                redis::cmd("XPENDING")
+                    .arg(&self.stream)
+                    .arg(&self.name)
+                    .arg(id)
+                    .arg(id)
+                    .arg(1),
             )
             .await?;
         match &reply {
@@ -443,11 +467,7 @@ impl FeedGroup {
 
     /// Entries idle past the claim delay, taken over; pending entries whose data was trimmed
     /// are recorded as lost.
-    async fn claim(
-        &self,
-        consumer: &str,
-        report: &mut GroupReport,
-    ) -> Result<Vec<(String, Vec<(Vec<u8>, Vec<u8>)>, bool)>> {
+    async fn claim(&self, consumer: &str, report: &mut GroupReport) -> Result<Vec<Taken>> {
         let idle = u64::try_from(self.claim_after.as_millis()).unwrap_or(u64::MAX);
         let reply: Value = self
             .backend
@@ -485,16 +505,19 @@ impl FeedGroup {
     }
 
     /// New entries, waiting up to the block time on a dedicated connection.
-    async fn read_new(
-        &self,
-        consumer: &str,
-        count: usize,
-    ) -> Result<Vec<(String, Vec<(Vec<u8>, Vec<u8>)>, bool)>> {
+    async fn read_new(&self, consumer: &str, count: usize) -> Result<Vec<Taken>> {
         let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP").arg(&self.name).arg(consumer).arg("COUNT").arg(count);
+        cmd.arg("GROUP")
+            .arg(&self.name)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count);
         if !self.block.is_zero() {
-            cmd.arg("BLOCK")
-                .arg(u64::try_from(self.block.as_millis()).unwrap_or(u64::MAX).max(1));
+            cmd.arg("BLOCK").arg(
+                u64::try_from(self.block.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+            );
         }
         cmd.arg("STREAMS").arg(&self.stream).arg(">");
         let reply: Value = if self.block.is_zero() {
@@ -567,7 +590,10 @@ impl FeedGroup {
             .find(|g| text(flat_get(g, "name")).as_deref() == Some(self.name.as_str()))
             .ok_or_else(|| protocol(&"the group is gone"))?;
         let mut pipe = redis::pipe();
-        pipe.cmd("XLEN").arg(&self.dead).cmd("XLEN").arg(&self.stream);
+        pipe.cmd("XLEN")
+            .arg(&self.dead)
+            .cmd("XLEN")
+            .arg(&self.stream);
         let (dead, len): (u64, u64) = self.backend.pipeline(OP, "-", &pipe).await?;
         Ok(GroupStats {
             pending: num(flat_get(g, "pending")).unwrap_or(0),
@@ -586,7 +612,12 @@ impl FeedGroup {
             .query(
                 OP,
                 "-",
-                redis::cmd("XRANGE").arg(&self.dead).arg("-").arg("+").arg("COUNT").arg(count),
+                redis::cmd("XRANGE")
+                    .arg(&self.dead)
+                    .arg("-")
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(count),
             )
             .await?;
         let mut out = Vec::new();

@@ -94,7 +94,11 @@ fn millis(d: Duration) -> u64 {
 impl Admin {
     /// Sets the retention of a stream (where the tenant lives, for a tenant stream; the shared
     /// backend for a shared instance's).
-    pub async fn set_feed_retention(&self, source: &FeedSource, retention: Retention) -> Result<()> {
+    pub async fn set_feed_retention(
+        &self,
+        source: &FeedSource,
+        retention: Retention,
+    ) -> Result<()> {
         let backend = feed_backend(self, source).await?;
         let meta = keys::feed_meta_key(source.of());
         let mut cmd = redis::cmd("HSET");

@@ -188,7 +188,9 @@ impl FeedReader {
                     }
                 }
                 None if self.resumed => {
-                    self.position.shared.insert(field.clone(), StreamPos::after(&g.start));
+                    self.position
+                        .shared
+                        .insert(field.clone(), StreamPos::after(&g.start));
                     self.first.granted.push(subscription(&g));
                 }
                 None => {
@@ -251,7 +253,8 @@ impl FeedReader {
                 (stream, pos)
             })
             .collect();
-        let block = if batch.granted.is_empty() && batch.revoked.is_empty() && batch.gaps.is_empty() {
+        let block = if batch.granted.is_empty() && batch.revoked.is_empty() && batch.gaps.is_empty()
+        {
             self.block
         } else {
             Duration::ZERO
@@ -334,8 +337,11 @@ impl FeedReader {
     }
 }
 
+/// The fields of a stream entry, raw.
+pub(crate) type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Entries of each stream read (stream key -> (entry id, fields)).
-type Entries = Vec<(String, Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)>)>;
+type Entries = Vec<(String, Vec<(String, Fields)>)>;
 
 /// Reads the tenant's streams on its backend and the shared ones on the shared backend (one
 /// `XREAD` when they are the same server), waiting up to `block` on dedicated connections.
@@ -365,7 +371,8 @@ async fn read(
     let a = Box::pin(xread(own, &own_reads, count, block));
     let b = Box::pin(xread(shared, &shared_reads, count, block));
     match futures_util::future::select(a, b).await {
-        futures_util::future::Either::Left((r, _)) | futures_util::future::Either::Right((r, _)) => r,
+        futures_util::future::Either::Left((r, _))
+        | futures_util::future::Either::Right((r, _)) => r,
     }
 }
 
@@ -433,7 +440,7 @@ pub(crate) fn parse_xread(reply: Value) -> Result<Entries> {
 
 /// Entries of one stream: (id, fields); an entry whose data is gone (a pending entry trimmed
 /// away) has no fields.
-pub(crate) fn parse_entries(items: Value) -> Result<Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)>> {
+pub(crate) fn parse_entries(items: Value) -> Result<Vec<(String, Fields)>> {
     let bad = |what: &str| Error::Protocol {
         op: OP,
         model: "-",
@@ -456,7 +463,9 @@ pub(crate) fn parse_entries(items: Value) -> Result<Vec<(String, Vec<(Vec<u8>, V
             Some(Value::Array(kv)) => {
                 let mut f = Vec::with_capacity(kv.len() / 2);
                 let mut kv = kv.into_iter();
-                while let (Some(Value::BulkString(k)), Some(Value::BulkString(v))) = (kv.next(), kv.next()) {
+                while let (Some(Value::BulkString(k)), Some(Value::BulkString(v))) =
+                    (kv.next(), kv.next())
+                {
                     f.push((k, v));
                 }
                 f
@@ -483,19 +492,21 @@ async fn last_pos(backend: &Backend, stream: &str) -> Result<StreamPos> {
         .query(
             OP,
             "-",
-            redis::cmd("XREVRANGE").arg(stream).arg("+").arg("-").arg("COUNT").arg(1),
+            redis::cmd("XREVRANGE")
+                .arg(stream)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1),
         )
         .await?;
-    Ok(parse_entries(reply)?
-        .into_iter()
-        .next()
-        .map_or_else(
-            || StreamPos::after("0-0"),
-            |(id, f)| StreamPos {
-                version: version_of(&f),
-                entry: id,
-            },
-        ))
+    Ok(parse_entries(reply)?.into_iter().next().map_or_else(
+        || StreamPos::after("0-0"),
+        |(id, f)| StreamPos {
+            version: version_of(&f),
+            entry: id,
+        },
+    ))
 }
 
 /// Whether entries after `pos` were trimmed before being read: the first entry after it has a

@@ -182,7 +182,10 @@ mod tests {
 
     #[test]
     fn shared_and_feed_keys_escape_their_segments_and_parse_back() {
-        assert_eq!(shared_value_key("Doc", "a:b"), "$Shared:value:Doc:a{&#58;}b");
+        assert_eq!(
+            shared_value_key("Doc", "a:b"),
+            "$Shared:value:Doc:a{&#58;}b"
+        );
         assert_eq!(shared_grants_key("acme-1"), "$Shared:grants:acme/-1");
         assert_eq!(shared_ids_key("Doc"), "$Shared:ids:Doc");
         let field = shared_grant_field("Doc", "x:*");

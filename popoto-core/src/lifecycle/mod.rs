@@ -31,6 +31,9 @@ use crate::model::{Key, Model, ModelMeta};
 use crate::tenant::{Scope, TenantId};
 use crate::verify::{Guard, Skip};
 
+/// Decodes a shared instance's hash (key, fields): what the audit checks of its value.
+pub(crate) type SharedDecode = fn(&str, Vec<(Vec<u8>, Vec<u8>)>) -> Result<()>;
+
 type Boxed<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
 
 /// Per candidate key: `None` for an instance of the scope, else why not.
@@ -50,7 +53,7 @@ struct Entry {
     /// [`Model::segment_from_stored`].
     segment: fn(&str, usize, &[u8]) -> Result<String>,
     /// Decodes a shared instance's hash (models with [`Model::SHAREABLE`]), for the audit.
-    shared_decode: Option<fn(&str, Vec<(Vec<u8>, Vec<u8>)>) -> Result<()>>,
+    shared_decode: Option<SharedDecode>,
     /// The stored bytes of the tenant field holding a tenant id.
     tenant_bytes: fn(usize, &str) -> Result<Vec<u8>>,
 }
@@ -121,9 +124,7 @@ impl ModelSet {
     }
 
     /// The decoders of the shared models in the set, by class name.
-    pub(crate) fn shared_models(
-        &self,
-    ) -> Vec<(&'static str, fn(&str, Vec<(Vec<u8>, Vec<u8>)>) -> Result<()>)> {
+    pub(crate) fn shared_models(&self) -> Vec<(&'static str, SharedDecode)> {
         self.entries
             .iter()
             .filter_map(|e| e.shared_decode.map(|d| (e.meta.name, d)))

@@ -126,7 +126,12 @@ impl<M: Shareable> SharedAccess<'_, M> {
 
     /// [`SharedAccess::patch`] with an explicit tag on every field (a replica replaying an
     /// edit it made offline, with the tag it made it at).
-    pub async fn patch_tagged(&self, id: &SharedId, patch: &Patch<M>, tag: &Tag) -> Result<Written> {
+    pub async fn patch_tagged(
+        &self,
+        id: &SharedId,
+        patch: &Patch<M>,
+        tag: &Tag,
+    ) -> Result<Written> {
         require_fields(patch, id.as_str())?;
         let (tenant, backend) = self.ctx().await?;
         let fields: Vec<(&str, &[u8], Option<Tag>)> = patch
@@ -134,8 +139,15 @@ impl<M: Shareable> SharedAccess<'_, M> {
             .map(|(f, v)| (f, v, Some(tag.clone())))
             .collect();
         let origin = self.replica.id();
-        match wire::write::<M>(&backend, id, Who::Tenant(tenant), origin, Mode::Patch, &fields)
-            .await?
+        match wire::write::<M>(
+            &backend,
+            id,
+            Who::Tenant(tenant),
+            origin,
+            Mode::Patch,
+            &fields,
+        )
+        .await?
         {
             WriteReply::Done(w) => Ok(w),
             WriteReply::Changed => Err(wire::unexpected(M::META.name, &"changed")),
@@ -152,6 +164,14 @@ impl<M: Shareable> SharedAccess<'_, M> {
         patch: &Patch<M>,
     ) -> Result<Written> {
         let (tenant, backend) = self.ctx().await?;
-        update(&backend, id, Who::Tenant(tenant), &self.replica, strategy, patch).await
+        update(
+            &backend,
+            id,
+            Who::Tenant(tenant),
+            &self.replica,
+            strategy,
+            patch,
+        )
+        .await
     }
 }

@@ -14,13 +14,22 @@ use crate::tenant::TenantId;
 
 const OP: &str = "audit_shared";
 
+/// The access a subscriber entry and a tenant's grant record.
+type Sides = (Option<String>, Option<String>);
+
 /// Keys of one shared instance found by the scan.
 #[derive(Default)]
 struct Found {
     kinds: BTreeSet<&'static str>,
 }
 
-fn finding(kind: FindingKind, index: &str, member: &str, tenant: Option<&str>, detail: String) -> Finding {
+fn finding(
+    kind: FindingKind,
+    index: &str,
+    member: &str,
+    tenant: Option<&str>,
+    detail: String,
+) -> Finding {
     Finding {
         kind,
         index: index.to_owned(),
@@ -41,7 +50,12 @@ async fn scan(backend: &Backend, pattern: &str) -> Result<Vec<String>> {
             .query(
                 OP,
                 "-",
-                redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(1000),
+                redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(1000),
             )
             .await?;
         out.extend(keys);
@@ -119,18 +133,26 @@ impl Admin {
             let ok = meta.get("model") == Some(m)
                 && meta.get("id") == Some(id)
                 && meta.get("merge").and_then(|c| Merge::parse(c)).is_some()
-                && meta.get("version").and_then(|v| v.parse::<u64>().ok()).is_some();
+                && meta
+                    .get("version")
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .is_some();
             if !ok {
                 report.findings.push(finding(
                     FindingKind::Unreadable,
                     &meta_key,
                     id,
                     None,
-                    "the meta hash does not name this instance with a strategy and a version".into(),
+                    "the meta hash does not name this instance with a strategy and a version"
+                        .into(),
                 ));
             }
             let member: bool = backend
-                .query(OP, "-", redis::cmd("SISMEMBER").arg(keys::shared_ids_key(m)).arg(id))
+                .query(
+                    OP,
+                    "-",
+                    redis::cmd("SISMEMBER").arg(keys::shared_ids_key(m)).arg(id),
+                )
                 .await?;
             if !member {
                 report.findings.push(finding(
@@ -148,7 +170,13 @@ impl Admin {
             for (f, t) in tags {
                 report.index_entries += 1;
                 if let Err(e) = Tag::parse(&t) {
-                    report.findings.push(finding(FindingKind::Unreadable, &tags_key, &f, None, e.to_string()));
+                    report.findings.push(finding(
+                        FindingKind::Unreadable,
+                        &tags_key,
+                        &f,
+                        None,
+                        e.to_string(),
+                    ));
                 }
             }
             if let Some(decode) = decoders.get(m.as_str()) {
@@ -157,7 +185,13 @@ impl Admin {
                     .query(OP, "-", redis::cmd("HGETALL").arg(&value_key))
                     .await?;
                 if let Err(e) = decode(&value_key, fields) {
-                    report.findings.push(finding(FindingKind::Unreadable, &value_key, id, None, e.to_string()));
+                    report.findings.push(finding(
+                        FindingKind::Unreadable,
+                        &value_key,
+                        id,
+                        None,
+                        e.to_string(),
+                    ));
                 }
             }
         }
@@ -178,8 +212,8 @@ impl Admin {
             }
         }
         // Subscribers and grants, each side against the other.
-        let mut sides: BTreeMap<(String, String, String), (Option<String>, Option<String>)> =
-            BTreeMap::new();
+        // (tenant, model, id) -> (subscriber entry's access, tenant grant's access).
+        let mut sides: BTreeMap<(String, String, String), Sides> = BTreeMap::new();
         for ((m, id), found) in &instances {
             if !found.kinds.contains("subs") {
                 continue;
@@ -245,7 +279,8 @@ impl Admin {
         }
         // Shared change feeds of instances that do not exist.
         for key in scan(&backend, &keys::feed_pattern()).await? {
-            let of_shared = key.starts_with("$Feed:shared:") || key.starts_with("$Feed:meta:shared:");
+            let of_shared =
+                key.starts_with("$Feed:shared:") || key.starts_with("$Feed:meta:shared:");
             if of_shared && !live_feed(&live, &key) {
                 report.findings.push(finding(
                     FindingKind::Orphan,

@@ -64,7 +64,8 @@ impl Tag {
         let (Some(ms), Some(c), Some(replica)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(bad("not <millis>:<counter>:<replica>"));
         };
-        let digits = |s: &str| !s.is_empty() && s.len() <= 16 && s.bytes().all(|b| b.is_ascii_digit());
+        let digits =
+            |s: &str| !s.is_empty() && s.len() <= 16 && s.bytes().all(|b| b.is_ascii_digit());
         if !digits(ms) || !digits(c) {
             return Err(bad("millis and counter must be decimal digits"));
         }
@@ -264,7 +265,15 @@ mod tests {
         for t in [tag(0, 0, "a"), tag(MAX_MILLIS, u32::MAX, "x:y")] {
             assert_eq!(Tag::parse(&t.encode()).unwrap(), t);
         }
-        for bad in ["", "1:2", "a:1:r", "1:b:r", "1:1:", "-1:0:r", "1:99999999999:r"] {
+        for bad in [
+            "",
+            "1:2",
+            "a:1:r",
+            "1:b:r",
+            "1:1:",
+            "-1:0:r",
+            "1:99999999999:r",
+        ] {
             assert!(Tag::parse(bad).is_err(), "{bad:?}");
         }
         assert!(Tag::parse(&format!("{}:0:r", MAX_MILLIS + 1)).is_err());

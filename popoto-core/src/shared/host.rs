@@ -177,7 +177,11 @@ impl SharedHost {
 
     /// Removes `tenant`'s grant; whether it had one. Every read and write of the tenant that
     /// starts after this returns is refused.
-    pub async fn unsubscribe<M: Shareable>(&self, tenant: &TenantId, id: &SharedId) -> Result<bool> {
+    pub async fn unsubscribe<M: Shareable>(
+        &self,
+        tenant: &TenantId,
+        id: &SharedId,
+    ) -> Result<bool> {
         let model = M::META.name;
         let k = InstanceKeys::of(model, id.as_str());
         let keys = vec![k.subs, keys::shared_grants_key(tenant.as_str())];
@@ -200,7 +204,10 @@ impl SharedHost {
 
     /// The subscribers of an instance and their access, by tenant id (entries that are not a
     /// valid tenant and access are skipped and reported).
-    pub async fn subscribers<M: Shareable>(&self, id: &SharedId) -> Result<Vec<(TenantId, Access)>> {
+    pub async fn subscribers<M: Shareable>(
+        &self,
+        id: &SharedId,
+    ) -> Result<Vec<(TenantId, Access)>> {
         let model = M::META.name;
         let key = keys::shared_subs_key(model, id.as_str());
         let raw: Vec<(String, String)> = self

@@ -169,7 +169,13 @@ pub(super) async fn write<M: Model>(
     let model = M::META.name;
     let k = InstanceKeys::of(model, id.as_str());
     let keys = vec![
-        k.value, k.meta, k.tags, k.subs, k.ids, k.stream, k.feed_meta,
+        k.value,
+        k.meta,
+        k.tags,
+        k.subs,
+        k.ids,
+        k.stream,
+        k.feed_meta,
     ];
     let (mode_s, merge, expected) = match mode {
         Mode::Share(m) => ("share", m.code(), 0),
@@ -193,7 +199,12 @@ pub(super) async fn write<M: Model>(
     for (name, bytes, tag) in fields {
         args.push(name.as_bytes().to_vec());
         args.push(bytes.to_vec());
-        args.push(tag.as_ref().map(Tag::encode).unwrap_or_default().into_bytes());
+        args.push(
+            tag.as_ref()
+                .map(Tag::encode)
+                .unwrap_or_default()
+                .into_bytes(),
+        );
     }
     let reply = backend.eval(OP, model, &WRITE, &keys, &args).await?;
     let Value::Array(items) = reply else {
@@ -280,7 +291,10 @@ pub(super) async fn read<M: Model>(
             .and_then(|v| std::str::from_utf8(v).ok())
     };
     if field("model") != Some(model) || field("id") != Some(id.as_str()) {
-        return Err(corrupt(&k.meta, "the meta hash names another instance".into()));
+        return Err(corrupt(
+            &k.meta,
+            "the meta hash names another instance".into(),
+        ));
     }
     let merge = field("merge")
         .and_then(Merge::parse)
@@ -290,9 +304,9 @@ pub(super) async fn read<M: Model>(
         .ok_or_else(|| corrupt(&k.meta, "no version".into()))?;
     let access = match (who, access.as_str()) {
         (Who::Host, "host") => None,
-        (Who::Tenant(_), a) => Some(
-            Access::parse(a).ok_or_else(|| protocol(model, &"access of a shared read"))?,
-        ),
+        (Who::Tenant(_), a) => {
+            Some(Access::parse(a).ok_or_else(|| protocol(model, &"access of a shared read"))?)
+        }
         _ => return Err(protocol(model, &"access of a host read")),
     };
     let mut tag_map = BTreeMap::new();
