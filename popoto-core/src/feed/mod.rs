@@ -14,14 +14,16 @@
 mod event;
 mod group;
 mod reader;
+mod upkeep;
 
 use std::time::Duration;
 
 pub use event::{ChangeEvent, ChangeOp};
-pub use group::{DeadLetter, FeedGroup, GroupReport, GroupStart, GroupStats, TrimReport};
+pub use group::{FeedGroup, GroupReport, GroupStart};
 pub use reader::{FeedBatch, FeedPosition, FeedReader, StreamPos};
+pub use upkeep::{DeadLetter, GroupStats, TrimReport};
 
-pub(crate) use group::group_names;
+pub(crate) use upkeep::group_names;
 
 use crate::admin::Admin;
 use crate::backend::Backend;
