@@ -25,6 +25,10 @@ pub mod guide {
     #[doc = include_str!("../docs/queries.md")]
     pub mod queries {}
 
+    /// Shared models across tenants: grants, merge strategies, the change feed.
+    #[doc = include_str!("../docs/shared-models.md")]
+    pub mod shared_models {}
+
     /// Confidence fields: layout, the capped formula, scans, key helpers, migrations, index checks.
     #[doc = include_str!("../docs/confidence.md")]
     pub mod confidence {}
