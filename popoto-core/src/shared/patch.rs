@@ -5,24 +5,10 @@ use std::marker::PhantomData;
 use crate::error::{Error, Result};
 use crate::model::{FieldHandle, Model};
 
-/// The top-level fields of a shared instance a write sets, with their stored bytes.
-///
-/// ```
-/// # use popoto::{Model, shared::Patch};
-/// #[derive(Model, Debug, Clone, Default, PartialEq)]
-/// #[popoto(shared)]
-/// struct Doc { title: String, body: String }
-///
-/// let before = Doc { title: "a".into(), body: "b".into() };
-/// let after = Doc { title: "A".into(), ..before.clone() };
-/// let patch = Patch::diff(&before, &after)?;
-/// assert_eq!(patch.field_names().collect::<Vec<_>>(), ["title"]);
-/// assert_eq!(patch.apply_to(&before)?, after);
-/// // Or name the fields.
-/// let patch = Patch::of(&after)?.with(Doc::title());
-/// assert_eq!(patch.len(), 1);
-/// # Ok::<(), popoto::Error>(())
-/// ```
+/// The top-level fields of a shared instance a write sets, with their stored bytes:
+/// `Patch::diff(&before, &after)` (the fields whose bytes differ), `Patch::of(&value)?
+/// .with(Model::field())` (named fields), or `Patch::all(&value)` (a full write). Examples in
+/// the guide (`docs/shared-models.md`, "Allow writes").
 pub struct Patch<M> {
     /// Rendered bytes of every declared field of the value the patch was made from.
     values: Vec<Vec<u8>>,
