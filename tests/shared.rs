@@ -416,3 +416,21 @@ async fn share_refuses_a_taken_id_and_a_key_of_another_type() {
     assert_eq!(dump(&server), before);
     assert!(SharedId::new("").is_err() && SharedId::new("a\u{0}b").is_err());
 }
+
+#[test]
+fn patches_name_their_fields_and_apply_over_a_value() {
+    let before = doc("a");
+    let after = Doc {
+        title: "A".into(),
+        votes: 3,
+        ..before.clone()
+    };
+    let diff = Patch::diff(&before, &after).unwrap();
+    assert_eq!(diff.field_names().collect::<Vec<_>>(), ["title", "votes"]);
+    assert_eq!(diff.apply_to(&before).unwrap(), after);
+    let named = Patch::of(&after).unwrap().with(Doc::body());
+    assert_eq!(named.len(), 1);
+    assert_eq!(named.apply_to(&doc("x")).unwrap().body, "b");
+    assert!(Patch::of(&after).unwrap().is_empty());
+    assert_eq!(Patch::all(&after).unwrap().value().unwrap(), after);
+}
