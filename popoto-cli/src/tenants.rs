@@ -189,8 +189,8 @@ pub(crate) async fn run(
                 let report = admin.destroy_tenant(&id, ctx.models).await?;
                 let removed: u64 = report.instances.values().sum();
                 io.note(&format!(
-                    "{id}: {removed} instances and {} orphan index entries removed",
-                    report.orphan_entries
+                    "{id}: {removed} instances, {} orphan index entries, {} shared-model grants and {} change-feed keys removed",
+                    report.orphan_entries, report.grants, report.feed_keys
                 ));
             }
             entry
