@@ -30,6 +30,10 @@ pub mod guide {
     #[doc = include_str!("../docs/models.md")]
     pub mod models {}
 
+    /// Shared models across tenants: grants, merge strategies, the change feed.
+    #[doc = include_str!("../docs/shared-models.md")]
+    pub mod shared_models {}
+
     /// Confidence fields: layout, the capped formula, scans, key helpers, migrations, index checks.
     #[doc = include_str!("../docs/confidence.md")]
     pub mod confidence {}

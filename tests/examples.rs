@@ -80,3 +80,36 @@ async fn migrate_confidence_moves_legacy_entries_into_tenant_partitions() {
         "{out}"
     );
 }
+
+#[allow(dead_code)]
+#[path = "../examples/shared_doc.rs"]
+mod shared_doc;
+
+#[tokio::test]
+async fn shared_doc_two_tenants_co_edit_one_document() {
+    let server = popoto::testing::TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
+    let db = server.db().await;
+    let out = shared_doc::run(&db).await.unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("globex refused: shared Document")
+            && lines[0].contains("read access only"),
+        "{out}"
+    );
+    // Each tenant sees every write since it opened its feed, its own echo included.
+    for t in ["acme", "globex"] {
+        let seen: Vec<&&str> = lines
+            .iter()
+            .filter(|l| l.starts_with(&format!("{t} sees")))
+            .collect();
+        assert_eq!(seen.len(), 3, "{out}");
+        assert!(seen[0].ends_with("Patch v2 by alice: body"), "{out}");
+        assert!(seen.iter().any(|l| l.ends_with("by bob: status")), "{out}");
+        assert!(seen.iter().any(|l| l.ends_with("by alice: title")), "{out}");
+    }
+    assert_eq!(
+        *lines.last().unwrap(),
+        "final v4: \"Q3 roadmap (final)\" / \"ship the feed\" / \"review\"",
+        "{out}"
+    );
+}

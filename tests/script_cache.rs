@@ -57,7 +57,10 @@ struct Fact {
 /// Every script the crate sends, for the adversary that reloads them.
 const SCRIPTS: [&str; 4] = [
     include_str!("../popoto-core/src/lua/insert_many.lua"),
-    include_str!("../popoto-core/src/lua/apply.lua"),
+    concat!(
+        include_str!("../popoto-core/src/lua/feed_common.lua"),
+        include_str!("../popoto-core/src/lua/apply.lua")
+    ),
     include_str!("../popoto-core/src/lua/create.lua"),
     include_str!("../popoto-core/src/lua/confidence.lua"),
 ];

@@ -9,7 +9,139 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
+use popoto::feed::{FeedSource, GroupStart};
+use popoto::shared::{Access, Merge, Overwrite, Patch};
+use popoto::{Model, ModelSet};
 use support::*;
+
+/// A shared model (the shared-model scripts).
+#[derive(Model, Debug, Clone, PartialEq, Default)]
+#[popoto(shared)]
+struct Board {
+    title: String,
+    cards: i64,
+}
+
+/// A private model with a change feed (apply.lua's FEED op).
+#[derive(Model, Debug, Clone, PartialEq, Default)]
+#[popoto(change_feed)]
+struct FeedTicket {
+    #[popoto(key, tenant)]
+    org: String,
+    #[popoto(key)]
+    id: String,
+    title: String,
+}
+
+/// Runs every shared-model and change-feed script: shared_write.lua (share, set, patch,
+/// version-checked write), shared_read.lua, shared_grants.lua (subscribe, unsubscribe,
+/// unshare, purge), apply.lua's FEED op, feed_group.lua (create, ack, dead, destroy) and
+/// feed_trim.lua.
+async fn shared_and_feed_scripts(db: &popoto::Db) {
+    let acme_id = popoto::TenantId::new("acme").unwrap_or_else(|e| panic!("{e}"));
+    let acme = db.tenant_id(&acme_id);
+    let host = db.admin().shared();
+    let board = Board {
+        title: "b".into(),
+        cards: 1,
+    };
+    let crdt = host
+        .share(&board, Merge::LwwMapCrdt)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let custom = host
+        .share(&board, Merge::Custom)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for id in [&crdt, &custom] {
+        host.subscribe::<Board>(&acme_id, id, Access::Write)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let access = acme.shared::<Board>();
+    access.get(&crdt).await.unwrap_or_else(|e| panic!("{e}"));
+    let patch = Patch::of(&Board {
+        cards: 2,
+        ..board.clone()
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+    .with(Board::cards());
+    access
+        .patch(&crdt, &patch)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    access
+        .update(&custom, &Overwrite, &patch)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    host.set_shared(&crdt, &board)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    host.unsubscribe::<Board>(&acme_id, &crdt)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let t = acme
+        .create(FeedTicket {
+            id: "t1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    acme.save(&FeedTicket {
+        title: "x".into(),
+        ..t.clone()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    acme.create(FeedTicket {
+        id: "t2".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let group = acme
+        .feed_group(
+            &FeedSource::Tenant(acme_id.clone()),
+            "g",
+            GroupStart::Beginning,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .block(std::time::Duration::ZERO)
+        .claim_after(std::time::Duration::ZERO)
+        .limits(16, 1);
+    let poison = t.clone();
+    let handler = |e: popoto::feed::ChangeEvent| {
+        let fail = e.key == FeedTicket::key_of(poison.org.clone(), poison.id.clone()).redis_key();
+        async move {
+            if fail {
+                Err("no")
+            } else {
+                Ok(())
+            }
+        }
+    };
+    group
+        .poll("c1", handler)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let r = group
+        .poll("c2", handler)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!r.dead_lettered.is_empty(), "{r:?}");
+    group.trim().await.unwrap_or_else(|e| panic!("{e}"));
+    group.destroy().await.unwrap_or_else(|e| panic!("{e}"));
+    acme.delete(&t).await.unwrap_or_else(|e| panic!("{e}"));
+    host.unshare::<Board>(&crdt)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let models = ModelSet::new().with::<FeedTicket>().with::<Board>();
+    db.admin()
+        .destroy_tenant(&acme_id, &models)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
 
 /// `redis-cli monitor` on `server`, killed on drop.
 struct Monitor {
@@ -103,12 +235,15 @@ fn keys_of(cmd: &[String]) -> Vec<String> {
     let rest = &cmd[1..];
     match name.as_str() {
         "EXISTS" | "DEL" | "SUNION" | "SINTER" => rest.to_vec(),
+        // Subcommand, then the key.
+        "XGROUP" | "XINFO" => rest.iter().skip(1).take(1).cloned().collect(),
         "TIME" => Vec::new(),
         "RENAME" => rest.iter().take(2).cloned().collect(),
         "HSET" | "HSETNX" | "HGET" | "HMGET" | "HGETALL" | "HDEL" | "HLEN" | "HEXISTS" | "SADD"
         | "SREM" | "SMEMBERS" | "SCARD" | "SISMEMBER" | "ZADD" | "ZREM" | "ZSCORE" | "ZMSCORE"
         | "ZCARD" | "ZRANGEBYSCORE" | "ZRANGE" | "TYPE" | "HINCRBY" | "PEXPIREAT" | "PTTL"
-        | "GET" | "INCR" => rest.iter().take(1).cloned().collect(),
+        | "GET" | "INCR" | "HKEYS" | "XADD" | "XTRIM" | "XRANGE" | "XREVRANGE" | "XLEN"
+        | "XACK" | "XPENDING" | "ZREMRANGEBYSCORE" => rest.iter().take(1).cloned().collect(),
         // A channel, not a key.
         "PUBLISH" => Vec::new(),
         other => panic!("a script runs {other}: add where its keys are to keys_of"),
@@ -352,6 +487,7 @@ async fn every_script_declares_every_key_it_touches() {
         .suspend(&globex)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    shared_and_feed_scripts(&db).await;
     raw_cmd::<String>(&server, redis::cmd("ECHO").arg("script-keys-done"));
     let lines = monitor.until("script-keys-done");
     let seen = check(&lines);
@@ -365,6 +501,11 @@ async fn every_script_declares_every_key_it_touches() {
         "EXISTS",
         "PUBLISH",
         "INCR",
+        "XADD",
+        "XTRIM",
+        "XGROUP",
+        "XACK",
+        "XINFO",
     ] {
         assert!(seen.contains(cmd), "{cmd} never ran in a script: {seen:?}");
     }

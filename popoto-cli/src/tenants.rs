@@ -232,8 +232,10 @@ pub(crate) async fn run(
                 let r = admin.destroy_tenant(&id, ctx.models).await?;
                 let removed: u64 = r.instances.values().sum();
                 io.note(&format!(
-                    "{id}: {removed} instances and {} orphan index entries {}",
+                    "{id}: {removed} instances, {} orphan index entries, {} shared-model grants and {} change-feed keys {}",
                     r.orphan_entries,
+                    r.grants,
+                    r.feed_keys,
                     if dry.is_on() {
                         "would be removed"
                     } else {

@@ -305,6 +305,76 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// A tenant read or wrote a shared instance it is not subscribed to (or that does not
+    /// exist: a tenant cannot tell the two apart). Nothing was read or written.
+    #[error(
+        "shared {model} {id:?}: this tenant is not subscribed to it; nothing was read or written"
+    )]
+    NotSubscribed {
+        /// Model concerned.
+        model: &'static str,
+        /// The shared instance's id.
+        id: String,
+    },
+    /// A tenant with read access only wrote a shared instance. Nothing was written.
+    #[error("shared {model} {id:?}: this tenant has read access only; nothing was written")]
+    ReadOnly {
+        /// Model concerned.
+        model: &'static str,
+        /// The shared instance's id.
+        id: String,
+    },
+    /// The host named a shared instance that does not exist.
+    #[error("shared {model} {id:?} does not exist")]
+    SharedNotFound {
+        /// Model concerned.
+        model: &'static str,
+        /// The shared instance's id.
+        id: String,
+    },
+    /// `share_as` named an id that is taken (some key of it exists). Nothing was written.
+    #[error("shared {model} {id:?} already exists; nothing was written")]
+    SharedExists {
+        /// Model concerned.
+        model: &'static str,
+        /// The shared instance's id.
+        id: String,
+    },
+    /// A write that the instance's merge strategy does not take: a patch of a `Custom`
+    /// instance (merge with `update`), or a version-checked write of an `LwwMapCrdt` one.
+    #[error("shared {model} {id:?} is merged with {merge:?}, which this write does not fit; nothing was written")]
+    SharedMerge {
+        /// Model concerned.
+        model: &'static str,
+        /// The shared instance's id.
+        id: String,
+        /// The instance's strategy.
+        merge: crate::shared::Merge,
+    },
+    /// Shared instances are reached through a tenant handle (or the admin's `SharedHost`).
+    #[error("shared {model} instances are read and written through a tenant handle or the admin's SharedHost")]
+    SharedScope {
+        /// Model concerned.
+        model: &'static str,
+    },
+    /// Data of a shared instance or grant read from Redis is not what popoto writes.
+    #[error("corrupt shared data at key {key}: {reason}")]
+    CorruptShared {
+        /// The key read.
+        key: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A change-feed entry read from Redis is not what popoto writes (or not this reader's).
+    #[error("corrupt change event {entry} in {stream}: {reason}")]
+    CorruptFeed {
+        /// The stream read.
+        stream: String,
+        /// The entry id.
+        entry: String,
+        /// What was wrong.
+        reason: String,
+    },
     /// A partition migration was asked for a field without `partition_by`.
     #[error("{model}.{field} has no partition_by configured: nothing to migrate")]
     NotPartitioned {

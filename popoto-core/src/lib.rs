@@ -12,6 +12,7 @@ pub mod confidence;
 pub mod db;
 pub mod error;
 pub mod expiry;
+pub mod feed;
 pub mod fleet;
 pub mod keys;
 pub mod lifecycle;
@@ -22,6 +23,7 @@ pub mod query;
 pub mod record;
 mod redis_url;
 pub mod registry;
+pub mod shared;
 pub mod tenant;
 #[cfg(feature = "testing")]
 pub mod testing;

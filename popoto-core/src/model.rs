@@ -144,6 +144,15 @@ pub trait Model: Sized + Send + Sync + 'static {
     /// Static metadata of the model.
     const META: &'static ModelMeta;
 
+    /// Whether every write of an instance appends a change event to its tenant's stream, in
+    /// the same script call (`#[popoto(change_feed)]`; see `popoto::feed`).
+    const CHANGE_FEED: bool = false;
+
+    /// Whether instances may be shared across tenants (`#[popoto(shared)]`, which also
+    /// implements `popoto::shared::Shareable`); the isolation audit then covers the shared
+    /// keyspace.
+    const SHAREABLE: bool = false;
+
     /// Renders every declared field: msgpack bytes, key segments, scores.
     fn to_record(&self) -> Result<Record>;
 

@@ -10,6 +10,7 @@ use std::marker::PhantomData;
 pub use crate::codec::{ExpiryValue, KeySegment, Score, TenantValue, Value, VersionValue};
 pub use crate::error::{DecodeError, EncodeError, Error, Result};
 pub use crate::model::{FieldKind, FieldMeta, Key, Model, ModelMeta, Record};
+pub use crate::shared::Shareable;
 pub use uuid;
 
 /// Type-directed dispatcher; see the module docs.

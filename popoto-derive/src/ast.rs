@@ -51,6 +51,10 @@ pub(crate) struct Container<'a> {
     pub(crate) expire_at: Option<Field<'a>>,
     /// `ttl = seconds`.
     pub(crate) ttl: Option<u64>,
+    /// Span of `#[popoto(shared)]`: instances may be shared across tenants.
+    pub(crate) shared: Option<Span>,
+    /// Span of `#[popoto(change_feed)]`: writes append change events.
+    pub(crate) change_feed: Option<Span>,
 }
 
 /// One named field of the struct.
@@ -181,6 +185,8 @@ impl<'a> Container<'a> {
             fields,
             expire_at,
             ttl: attrs.ttl,
+            shared: attrs.shared,
+            change_feed: attrs.change_feed,
         })
     }
 

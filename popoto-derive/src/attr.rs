@@ -28,7 +28,9 @@ const POPOTO: &str = "popoto";
 const NAME: &str = "name";
 const CRATE: &str = "crate";
 const TTL: &str = "ttl";
-const CONTAINER_KEYS: &[&str] = &[NAME, CRATE, TTL];
+const SHARED: &str = "shared";
+const CHANGE_FEED: &str = "change_feed";
+const CONTAINER_KEYS: &[&str] = &[NAME, CRATE, TTL, SHARED, CHANGE_FEED];
 
 // Field keys.
 const KEY: &str = "key";
@@ -136,7 +138,7 @@ impl<'c, T> Attr<'c, T> {
     }
 }
 
-/// Container attributes: `#[popoto(name = "...", crate = "...")]`.
+/// Container attributes: `#[popoto(name = "...", crate = "...", shared, change_feed)]`.
 pub(crate) struct Container {
     /// Redis class name, with the span of its literal.
     pub(crate) name: Option<LitStr>,
@@ -144,6 +146,10 @@ pub(crate) struct Container {
     pub(crate) crate_path: Option<syn::Path>,
     /// `ttl = seconds`: every write expires the instance this long after it.
     pub(crate) ttl: Option<u64>,
+    /// Span of `shared`: instances may be shared across tenants.
+    pub(crate) shared: Option<Span>,
+    /// Span of `change_feed`: every write appends a change event to the tenant's stream.
+    pub(crate) change_feed: Option<Span>,
 }
 
 impl Container {
@@ -152,6 +158,8 @@ impl Container {
         let mut name = Attr::none(cx, NAME);
         let mut crate_path = Attr::none(cx, CRATE);
         let mut ttl = Attr::none(cx, TTL);
+        let mut shared = Attr::none(cx, SHARED);
+        let mut change_feed = Attr::none(cx, CHANGE_FEED);
         for attr in attrs.iter().filter(|a| a.path().is_ident(POPOTO)) {
             let parsed = attr.parse_nested_meta(|meta| {
                 let span = meta.path.span();
@@ -173,6 +181,12 @@ impl Container {
                     if let Some(v) = parse_ttl(cx, &expr) {
                         ttl.set(span, v);
                     }
+                } else if meta.path.is_ident(SHARED) {
+                    flag(cx, &meta, SHARED)?;
+                    shared.set(span, ());
+                } else if meta.path.is_ident(CHANGE_FEED) {
+                    flag(cx, &meta, CHANGE_FEED)?;
+                    change_feed.set(span, ());
                 } else {
                     unknown_key(cx, &meta, "container", CONTAINER_KEYS)?;
                 }
@@ -186,6 +200,8 @@ impl Container {
             name: name.get().map(|(_, lit)| lit),
             crate_path: crate_path.get().map(|(_, path)| path),
             ttl: ttl.get().map(|(_, v)| v),
+            shared: shared.get().map(|(span, ())| span),
+            change_feed: change_feed.get().map(|(span, ())| span),
         }
     }
 }

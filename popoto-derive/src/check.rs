@@ -18,6 +18,7 @@ pub(crate) fn check(cx: &Ctxt, cont: &mut Container) {
     check_per_tenant(cx, cont);
     check_version(cx, cont);
     check_expiry(cx, cont);
+    check_sharing(cx, cont);
     check_names(cx, cont);
     resolve_partitions(cx, cont);
 }
@@ -35,6 +36,25 @@ fn check_tenant(cx: &Ctxt, cont: &Container) {
                 ),
             );
         }
+    }
+}
+
+/// A shared model lives outside every tenant, so it has no tenant field; the change feed of
+/// private writes is a tenant's stream, so a model opting in has one.
+fn check_sharing(cx: &Ctxt, cont: &Container) {
+    let tenant = cont.fields.iter().find_map(|f| f.tenant);
+    if let (Some(shared), Some(tenant)) = (cont.shared, tenant) {
+        cx.error(
+            shared,
+            "a `shared` model lives outside every tenant and cannot have a `tenant` field",
+        );
+        cx.error(tenant, "the tenant field of a `shared` model");
+    }
+    if let (Some(feed), None) = (cont.change_feed, tenant) {
+        cx.error(
+            feed,
+            "`change_feed` appends private writes to their tenant's stream: the model needs a `tenant` field",
+        );
     }
 }
 

@@ -95,6 +95,22 @@ impl<'a> Gen<'a> {
         let handles = self.gen_handles();
         let key_of = self.gen_key_of();
         let (builder_fn, builder) = self.gen_key_builder();
+        let change_feed = self.cont.change_feed.map(|_| {
+            quote!(
+                const CHANGE_FEED: bool = true;
+            )
+        });
+        let shareable_const = self.cont.shared.map(|_| {
+            quote!(
+                const SHAREABLE: bool = true;
+            )
+        });
+        let shareable = self.cont.shared.map(|_| {
+            quote! {
+                #[automatically_derived]
+                impl #private::Shareable for #ident {}
+            }
+        });
         quote! {
             #[doc(hidden)]
             #[allow(non_upper_case_globals, unused_qualifications, clippy::absolute_paths)]
@@ -104,6 +120,8 @@ impl<'a> Gen<'a> {
                 #[automatically_derived]
                 impl #private::Model for #ident {
                     #meta
+                    #change_feed
+                    #shareable_const
                     #to_record
                     #from_hash
                     #fill_auto_keys
@@ -112,6 +130,8 @@ impl<'a> Gen<'a> {
                     #segment_from_stored
                     #version
                 }
+
+                #shareable
 
                 #[automatically_derived]
                 impl #ident {

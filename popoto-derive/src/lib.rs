@@ -20,6 +20,10 @@ use proc_macro::TokenStream;
 /// Container attributes (all optional):
 /// - `#[popoto(name = "Episode")]`: the Redis class name (default: the struct's name).
 /// - `#[popoto(crate = "path::to::popoto")]`: where the popoto crate is (default: `::popoto`).
+/// - `#[popoto(shared)]`: instances may be shared across tenants (`popoto::shared`); the model
+///   has no tenant field.
+/// - `#[popoto(change_feed)]`: every write of an instance appends a change event to its
+///   tenant's stream in the same script call (`popoto::feed`); the model has a tenant field.
 ///
 /// Field attributes (all optional):
 /// - `key`, `unique_key`, `auto_key` (a `String` filled with a uuid4 hex when empty): the field

@@ -10,8 +10,12 @@ pub(crate) static CREATE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/create.lua")));
 
 /// The script that applies one instance write (see `plan.rs`).
-pub(crate) static APPLY: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../lua/apply.lua")));
+pub(crate) static APPLY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("../lua/feed_common.lua"),
+        include_str!("../lua/apply.lua")
+    ))
+});
 
 /// A Lua script with its source, so that a call can go as `EVAL` as well as `EVALSHA`.
 ///

@@ -5,6 +5,7 @@ use tracing::Instrument;
 use crate::backend::APPLY;
 use crate::bulk;
 use crate::error::{BulkError, Error, Result};
+use crate::feed::ChangeOp;
 use crate::model::{key_segments, Key, Model, Record};
 use crate::plan::{movable_partition_fields, Outcome, Plan};
 
@@ -54,7 +55,8 @@ impl Session {
                 let mut calls = Vec::with_capacity(chunk.len());
                 let mut plans = Vec::with_capacity(chunk.len());
                 for (k, st) in chunk.iter().zip(&stored) {
-                    let (plan, _) = Self::delete_plan(k, st, None)?;
+                    let (mut plan, _) = Self::delete_plan(k, st, None)?;
+                    self.add_feed(&mut plan, ChangeOp::Delete, k, None, None)?;
                     calls.push((plan.keys.clone(), plan.args()));
                     plans.push(plan);
                 }
@@ -276,7 +278,7 @@ impl Session {
         // Saves of a versioned model check each version, and expiring instances set their
         // expiry: one plan each.
         let checked = mode == Mode::Save && meta.version.is_some();
-        if movable.is_empty() && !checked && !meta.expires() {
+        if movable.is_empty() && !checked && !meta.expires() && !M::CHANGE_FEED {
             // Instances whose partitions are all in their keys: many per script call.
             let rows: Vec<bulk::Row<'_>> = prepared
                 .iter()
@@ -300,7 +302,7 @@ impl Session {
                 Mode::Create => Stored::none(meta),
                 Mode::Save => Stored::assumed(meta, &p.record),
             };
-            let plan = Self::write_plan(
+            let mut plan = Self::write_plan(
                 mode,
                 &p.key,
                 &p.record,
@@ -308,6 +310,7 @@ impl Session {
                 &stored,
                 p.version,
             )?;
+            self.add_feed(&mut plan, mode.feed_op(), &p.key, Some(&p.record), None)?;
             calls.push((plan.keys.clone(), plan.args()));
         }
         backend

@@ -14,6 +14,7 @@ use crate::tenant::{Scope, TenantId};
 use crate::verify::{Guard, Skip};
 
 mod bulk_write;
+mod feed_write;
 mod relocate;
 mod update;
 mod write;
@@ -69,6 +70,7 @@ impl Db {
             unscoped: Session {
                 target: root.clone(),
                 scope: Scope::Unscoped,
+                origin: None,
             },
             root,
             registry,
@@ -108,6 +110,7 @@ impl Db {
         Session {
             target: self.target_for(id),
             scope: Scope::Tenant(id.clone()),
+            origin: None,
         }
     }
 
@@ -131,6 +134,8 @@ impl Db {
 pub struct Session {
     target: Target,
     scope: Scope,
+    /// The origin recorded in the change events of this handle's writes.
+    origin: Option<std::sync::Arc<str>>,
 }
 
 /// Where a session's commands go: one backend, or the tenant's backend in a registry.
@@ -144,7 +149,20 @@ pub(crate) enum Target {
 
 impl Session {
     pub(crate) fn with_scope(target: Target, scope: Scope) -> Session {
-        Session { target, scope }
+        Session {
+            target,
+            scope,
+            origin: None,
+        }
+    }
+
+    /// The same handle, recording `origin` (a connection or process label, never a tenant
+    /// id: change events show it) in the change events of its writes.
+    pub fn with_origin(&self, origin: impl AsRef<str>) -> Session {
+        Session {
+            origin: Some(origin.as_ref().into()),
+            ..self.clone()
+        }
     }
 
     /// The scope of this handle.
@@ -157,6 +175,15 @@ impl Session {
         match &self.target {
             Target::Fixed(b) => Ok(b.clone()),
             Target::Routed(r, t) => r.backend_for(t).await,
+        }
+    }
+
+    /// The shared backend of this handle's `Db` (where shared instances and their grants
+    /// live), whatever backend the tenant is placed on.
+    pub(crate) async fn shared_backend(&self) -> Result<Backend> {
+        match &self.target {
+            Target::Fixed(b) => Ok(b.clone()),
+            Target::Routed(r, _) => Ok(r.shared().clone()),
         }
     }
 
@@ -425,6 +452,13 @@ impl Mode {
         match self {
             Mode::Create => "create",
             Mode::Save => "save",
+        }
+    }
+
+    fn feed_op(self) -> crate::feed::ChangeOp {
+        match self {
+            Mode::Create => crate::feed::ChangeOp::Create,
+            Mode::Save => crate::feed::ChangeOp::Save,
         }
     }
 }

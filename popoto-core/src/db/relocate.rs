@@ -2,6 +2,7 @@
 //! one key to another in one script call.
 
 use crate::error::{Error, Result};
+use crate::feed::ChangeOp;
 use crate::model::{FieldKind, Key, Model, Record};
 use crate::plan::{Check, Instance, Outcome, Plan, Write};
 
@@ -85,6 +86,13 @@ impl Session {
             }
             new_inst.add_indexes(&mut plan)?;
             plan.add_type_checks();
+            self.add_feed(
+                &mut plan,
+                ChangeOp::Move,
+                new_key,
+                Some(new_record),
+                Some(&old_redis),
+            )?;
             match self.apply::<M>("move_key", &plan).await? {
                 Outcome::Applied(_) => return Ok(()),
                 Outcome::Changed if attempt < MAX_ATTEMPTS => continue,

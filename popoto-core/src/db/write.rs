@@ -6,6 +6,7 @@ use tracing::Instrument;
 
 use crate::backend::{APPLY, CREATE};
 use crate::error::{Error, Result};
+use crate::feed::ChangeOp;
 use crate::model::{hidden_key_of, key_segments, FieldKind, Key, Model, ModelMeta, Record};
 use crate::plan::{movable_partition_fields, Check, Instance, Outcome, Plan, Write};
 
@@ -173,7 +174,8 @@ impl Session {
                     Some(record) if attempt == 1 => Stored::assumed(M::META, record),
                     _ => self.read_stored::<M>(&redis_key).await?,
                 };
-                let (plan, record) = Self::delete_plan(key, &stored, version)?;
+                let (mut plan, record) = Self::delete_plan(key, &stored, version)?;
+                self.add_feed(&mut plan, ChangeOp::Delete, key, None, None)?;
                 match self.apply::<M>("delete", &plan).await? {
                     Outcome::Applied(n) => return Ok(n > 0),
                     Outcome::Changed if attempt < MAX_ATTEMPTS => continue,
@@ -383,7 +385,8 @@ impl Session {
     ) -> Result<i64> {
         let redis_key = key.redis_key();
         for attempt in 1..=MAX_ATTEMPTS {
-            if mode == Mode::Create {
+            // Models with a change feed write through apply.lua, which appends the event.
+            if mode == Mode::Create && !M::CHANGE_FEED {
                 let inst = Instance {
                     meta: M::META,
                     key: redis_key.clone(),
@@ -409,7 +412,8 @@ impl Session {
                 Mode::Save if attempt == 1 => Stored::assumed(M::META, record),
                 Mode::Save => self.read_stored::<M>(&redis_key).await?,
             };
-            let plan = Self::write_plan(mode, key, record, hidden, &stored, version)?;
+            let mut plan = Self::write_plan(mode, key, record, hidden, &stored, version)?;
+            self.add_feed(&mut plan, mode.feed_op(), key, Some(record), None)?;
             match self.apply::<M>(mode.op(), &plan).await? {
                 Outcome::Applied(n) => return Ok(n),
                 Outcome::Changed if attempt < MAX_ATTEMPTS => continue,

@@ -12,9 +12,11 @@ use crate::model::{FieldKind, ModelMeta};
 
 mod any_model;
 mod catalog;
+mod shared;
 
 pub use any_model::{index_shape, instance_of, IndexShape, ANY_INDEX_PATTERNS};
 pub use catalog::*;
+pub use shared::*;
 
 /// Popoto's escape token for `:`.
 const COLON: &str = "{&#58;}";

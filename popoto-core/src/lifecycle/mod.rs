@@ -31,6 +31,9 @@ use crate::model::{Key, Model, ModelMeta};
 use crate::tenant::{Scope, TenantId};
 use crate::verify::{Guard, Skip};
 
+/// Decodes a shared instance's hash (key, fields): what the audit checks of its value.
+pub(crate) type SharedDecode = fn(&str, Vec<(Vec<u8>, Vec<u8>)>) -> Result<()>;
+
 type Boxed<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
 
 /// Per candidate key: `None` for an instance of the scope, else why not.
@@ -51,6 +54,8 @@ struct Entry {
     verify: fn(Backend, TenantId, Vec<String>) -> Boxed<'static, Flags>,
     /// [`Model::segment_from_stored`].
     segment: fn(&str, usize, &[u8]) -> Result<String>,
+    /// Decodes a shared instance's hash (models with [`Model::SHAREABLE`]), for the audit.
+    shared_decode: Option<SharedDecode>,
     /// The stored bytes of the tenant field holding a tenant id.
     tenant_bytes: fn(usize, &str) -> Result<Vec<u8>>,
 }
@@ -74,6 +79,10 @@ fn delete_boxed<M: Model>(s: Admin, keys: Vec<String>) -> Boxed<'static, u64> {
         let keys: Vec<Key<M>> = keys.iter().map(|k| Key::parse(k)).collect::<Result<_>>()?;
         s.delete_many(&keys).await
     })
+}
+
+fn decode_shared<M: Model>(key: &str, fields: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
+    M::from_hash(key, fields).map(drop)
 }
 
 fn audit_boxed<M: Model>(s: Admin) -> Boxed<'static, IndexReport> {
@@ -116,8 +125,17 @@ impl ModelSet {
             verify: verify_boxed::<M>,
             segment: M::segment_from_stored,
             tenant_bytes: crate::verify::tenant_bytes::<M>,
+            shared_decode: M::SHAREABLE.then_some(decode_shared::<M> as _),
         });
         self
+    }
+
+    /// The decoders of the shared models in the set, by class name.
+    pub(crate) fn shared_models(&self) -> Vec<(&'static str, SharedDecode)> {
+        self.entries
+            .iter()
+            .filter_map(|e| e.shared_decode.map(|d| (e.meta.name, d)))
+            .collect()
     }
 
     /// Metadata of every model.
@@ -144,6 +162,10 @@ pub struct DestroyReport {
     /// another Redis type. Left as they are, with their index entries: which tenant owns such
     /// data is a decision for a person.
     pub kept: Vec<String>,
+    /// Subscriptions to shared instances removed (each on both sides).
+    pub grants: u64,
+    /// Keys of the tenant's change feed removed (stream, bookkeeping, consumer groups' keys).
+    pub feed_keys: u64,
 }
 
 /// One record of a tenant export stream (msgpack).
@@ -283,6 +305,13 @@ impl Admin {
         for (e, fp) in entries.into_iter().zip(footprints) {
             destroy::model(&admin, &backend, e, tenant, fp, &mut report).await?;
         }
+        // Its grants to shared instances (on the shared backend) and its change feed; a dry
+        // run records nothing of them.
+        if !backend.is_recording() {
+            let shared = self.db().admin().backend().await?;
+            report.grants = crate::shared::purge_tenant(&shared, tenant).await?;
+            report.feed_keys = crate::feed::destroy_tenant_feed(&backend, tenant).await?;
+        }
         Ok(report)
     }
 
@@ -355,12 +384,17 @@ impl Admin {
 
     /// The isolation audit of every model in `models` on the shared backend: index members
     /// outside their partition, keys that disagree with their tenant field, unique values with
-    /// several owners, orphan and missing index entries (see [`IndexReport`]). Tenants placed
-    /// on other backends: [`Admin::audit_all_on`].
+    /// several owners, orphan and missing index entries (see [`IndexReport`]); and, when the
+    /// set has a shared model, one more report of the shared keyspace and its grants
+    /// ([`Admin::audit_shared`]). Tenants placed on other backends: [`Admin::audit_all_on`].
     pub async fn audit_all(&self, models: &ModelSet) -> Result<Vec<IndexReport>> {
-        let mut out = Vec::with_capacity(models.entries.len());
+        let mut out = Vec::with_capacity(models.entries.len() + 1);
         for e in &models.entries {
             out.push((e.audit)(self.clone()).await?);
+        }
+        // With a shared model in the set: the shared keyspace, grants and feeds too.
+        if !models.shared_models().is_empty() {
+            out.push(self.audit_shared(models).await?);
         }
         Ok(out)
     }

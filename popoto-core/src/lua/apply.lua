@@ -1,4 +1,5 @@
--- popoto-rs: apply one instance write atomically.
+-- popoto-rs: apply one instance write atomically (the feed prelude, feed_common.lua, is
+-- prepended: a FEED op appends the write's change event in the same call).
 -- KEYS: every key the write touches. ARGV[1]: number of check ops; then the ops.
 -- Checks run first and write nothing; a failed check returns {code, ...} before any write, so an
 -- instance and its index entries are written all or nothing. Key operands are indices into KEYS.
@@ -169,6 +170,13 @@ while i <= n do
       redis.call('ZADD', dst, s, m2)
     end
     note(s and 1 or 0)
+  elseif op == 'FEED' then -- append a change event (its fields, then the stream's counter)
+    local stream = k(); local meta = k(); local cnt = tonumber(a())
+    local ev = {unpack(argv, i, i + cnt - 1)}
+    i = i + cnt
+    ev[#ev + 1] = 'version'
+    ev[#ev + 1] = tostring(redis.call('HINCRBY', meta, 'seq', 1))
+    note(feed_append(stream, meta, ev))
   else
     return redis.error_reply('popoto: unknown op ' .. tostring(op))
   end

@@ -75,6 +75,10 @@ pub enum FindingKind {
     /// naming a key of another model or a key that is not a hash, or an index key of another
     /// Redis type than popoto writes there. Never repaired.
     Foreign,
+    /// A grant of a shared instance the two sides disagree on: a subscriber entry without the
+    /// tenant's grant (or with another access), or the reverse. Reads and writes trust only
+    /// the subscriber entry, but which one is meant is a decision for a person.
+    GrantMismatch,
 }
 
 impl FindingKind {
@@ -83,7 +87,10 @@ impl FindingKind {
     pub fn is_isolation(self) -> bool {
         matches!(
             self,
-            FindingKind::Misplaced | FindingKind::KeyMismatch | FindingKind::CrossTenantUnique
+            FindingKind::Misplaced
+                | FindingKind::KeyMismatch
+                | FindingKind::CrossTenantUnique
+                | FindingKind::GrantMismatch
         )
     }
 
@@ -97,6 +104,7 @@ impl FindingKind {
             FindingKind::DuplicateUnique => "unique value with several owners",
             FindingKind::CrossTenantUnique => "unique value owned by several tenants",
             FindingKind::Foreign => "not an instance of the index's model",
+            FindingKind::GrantMismatch => "grant the two sides disagree on",
         }
     }
 }

@@ -135,6 +135,13 @@ pub(crate) enum Write {
         from_member: String,
         to_member: String,
     },
+    /// Appends a change event (flat field/value list; the script adds the stream's event
+    /// counter as `version`) to a stream and trims it (`lua/feed_common.lua`).
+    Feed {
+        stream: usize,
+        meta: usize,
+        fields: Vec<(Vec<u8>, Vec<u8>)>,
+    },
 }
 
 /// Checks and writes of one atomic instance write.
@@ -209,6 +216,9 @@ impl Plan {
                 Write::Del { .. } | Write::Rename { .. } => [None, None],
                 Write::HMoveNx { from, to, .. } => [Some((*from, "hash")), Some((*to, "hash"))],
                 Write::ZMoveNx { from, to, .. } => [Some((*from, "zset")), Some((*to, "zset"))],
+                Write::Feed { stream, meta, .. } => {
+                    [Some((*stream, "stream")), Some((*meta, "hash"))]
+                }
             };
             for t in typed.into_iter().flatten() {
                 if !seen.iter().any(|s| s.0 == t.0) {
@@ -394,6 +404,22 @@ impl Plan {
                     from_member.clone().into_bytes(),
                     to_member.clone().into_bytes(),
                 ]),
+                Write::Feed {
+                    stream,
+                    meta,
+                    fields,
+                } => {
+                    out.extend([
+                        b"FEED".to_vec(),
+                        idx(*stream),
+                        idx(*meta),
+                        (2 * fields.len()).to_string().into_bytes(),
+                    ]);
+                    for (k, v) in fields {
+                        out.push(k.clone());
+                        out.push(v.clone());
+                    }
+                }
             }
         }
         out

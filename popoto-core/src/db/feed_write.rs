@@ -1,0 +1,74 @@
+//! The change events of private writes (models with `#[popoto(change_feed)]`): added to the
+//! write's own plan, so `apply.lua` appends the event in the same call as the write.
+
+use crate::error::{Error, Result};
+use crate::feed::ChangeOp;
+use crate::keys::{self, FeedOf};
+use crate::model::{Key, Model, Record};
+use crate::plan::{Check, Plan, Write};
+use crate::tenant::Scope;
+
+use super::Session;
+
+impl Session {
+    /// Adds the change event of a write of `key` to `plan` (nothing for models without
+    /// `CHANGE_FEED`): `record` is the value written (none for a delete), `from` the old key
+    /// of a move. The stream is the key's tenant's, on the backend the write goes to.
+    pub(super) fn add_feed<M: Model>(
+        &self,
+        plan: &mut Plan,
+        op: ChangeOp,
+        key: &Key<M>,
+        record: Option<&Record>,
+        from: Option<&str>,
+    ) -> Result<()> {
+        if !M::CHANGE_FEED {
+            return Ok(());
+        }
+        let Some(tenant) = key.tenant() else {
+            return Err(Error::NoTenant {
+                model: M::META.name,
+            });
+        };
+        let of = FeedOf::Tenant(tenant);
+        let stream = plan.key(keys::feed_stream_key(of));
+        let meta = plan.key(keys::feed_meta_key(of));
+        let by = match self.scope() {
+            Scope::Tenant(_) => "tenant",
+            _ => "admin",
+        };
+        let mut fields: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(12 + M::META.fields.len());
+        let mut head =
+            |k: &str, v: &str| fields.push((k.as_bytes().to_vec(), v.as_bytes().to_vec()));
+        head("op", op.code());
+        head("model", M::META.name);
+        head("key", &key.redis_key());
+        head("scope", "tenant");
+        head("tenant", tenant);
+        head("origin", self.origin.as_deref().unwrap_or(""));
+        head("by", by);
+        head("full", if record.is_some() { "1" } else { "0" });
+        if let Some(from) = from {
+            head("from", from);
+        }
+        if let Some(record) = record {
+            for (f, v) in M::META.fields.iter().zip(&record.values) {
+                fields.push((format!("f:{}", f.name).into_bytes(), v.clone()));
+            }
+        }
+        plan.checks.push(Check::Type {
+            key: stream,
+            ty: "stream",
+        });
+        plan.checks.push(Check::Type {
+            key: meta,
+            ty: "hash",
+        });
+        plan.writes.push(Write::Feed {
+            stream,
+            meta,
+            fields,
+        });
+        Ok(())
+    }
+}

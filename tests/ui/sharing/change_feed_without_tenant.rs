@@ -1,0 +1,11 @@
+use popoto::Model;
+
+#[derive(Model)]
+#[popoto(change_feed)]
+struct Setting {
+    #[popoto(key)]
+    name: String,
+    value: String,
+}
+
+fn main() {}
