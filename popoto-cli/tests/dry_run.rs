@@ -403,10 +403,15 @@ async fn a_destroy_prints_its_tombstone_and_every_deletion_and_sends_none() {
     .await;
     assert_eq!(out["result"]["status"], "destroyed", "{out}");
     assert_eq!(out["result"]["destroyed"]["instances"]["Note"], 3, "{out}");
-    // The tombstone on the shared server, then the deletions in acme's database.
+    // The tombstone on the shared server, then the deletions in acme's database (its change
+    // feed's keys last).
     let commands = printed(&out.to_string());
     let dbs: Vec<u8> = commands.iter().map(|(db, _)| *db).collect();
-    assert_eq!(dbs, [0, 2, 2], "tombstone, the notes, the orphan entry");
+    assert_eq!(
+        dbs,
+        [0, 2, 2, 2],
+        "tombstone, the notes, the orphan entry, the tenant's change feed"
+    );
     let orphan = &commands[2].1;
     assert!(
         orphan.iter().any(|a| a == b"Note:ghost:acme"),

@@ -305,13 +305,13 @@ impl Admin {
         for (e, fp) in entries.into_iter().zip(footprints) {
             destroy::model(&admin, &backend, e, tenant, fp, &mut report).await?;
         }
-        // Its grants to shared instances (on the shared backend) and its change feed; a dry
-        // run records nothing of them.
+        // Its grants to shared instances (on the shared backend) and its change feed (a dry
+        // run records the feed's deletion and leaves grants alone: they are on another backend).
         if !backend.is_recording() {
             let shared = self.db().admin().backend().await?;
             report.grants = crate::shared::purge_tenant(&shared, tenant).await?;
-            report.feed_keys = crate::feed::destroy_tenant_feed(&backend, tenant).await?;
         }
+        report.feed_keys = crate::feed::destroy_tenant_feed(&backend, tenant).await?;
         Ok(report)
     }
 

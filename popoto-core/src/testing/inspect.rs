@@ -9,7 +9,14 @@ use super::{err, TestRedis, TestServerError};
 
 /// Every Lua script popoto sends, by file name.
 const SCRIPTS: &[(&str, &str)] = &[
-    ("apply.lua", include_str!("../lua/apply.lua")),
+    // As the backend sends it: the change-feed prelude first.
+    (
+        "apply.lua",
+        concat!(
+            include_str!("../lua/feed_common.lua"),
+            include_str!("../lua/apply.lua")
+        ),
+    ),
     ("catalog.lua", include_str!("../lua/catalog.lua")),
     ("confidence.lua", include_str!("../lua/confidence.lua")),
     ("create.lua", include_str!("../lua/create.lua")),
