@@ -6,7 +6,7 @@ mod support;
 
 use popoto::testing::TestCluster;
 use popoto::{Backend, BackendConfig, Db, Error};
-use support::Episode;
+use support::{spawn_blocking_read, Episode};
 
 fn cluster() -> TestCluster {
     TestCluster::start(3).unwrap_or_else(|e| panic!("{e}"))
@@ -96,31 +96,7 @@ async fn a_popoto_layout_write_on_a_cluster_fails_closed() {
 async fn a_blocking_read_on_a_cluster_waits_on_its_own_connection() {
     let cluster = cluster();
     let backend = Backend::new(BackendConfig::cluster(cluster.urls())).unwrap();
-    let mut group = redis::cmd("XGROUP");
-    group
-        .arg("CREATE")
-        .arg("jobs")
-        .arg("g")
-        .arg("$")
-        .arg("MKSTREAM");
-    backend.query::<()>("xgroup", "-", &group).await.unwrap();
-    let reader = {
-        let backend = backend.clone();
-        tokio::spawn(async move {
-            let mut read = redis::cmd("XREADGROUP");
-            read.arg("GROUP")
-                .arg("g")
-                .arg("c")
-                .arg("BLOCK")
-                .arg(60_000)
-                .arg("STREAMS")
-                .arg("jobs")
-                .arg(">");
-            backend
-                .query_blocking::<redis::Value>("xreadgroup", "-", &read)
-                .await
-        })
-    };
+    let reader = spawn_blocking_read(&backend).await;
     // Shared calls go on while the read waits.
     let mut ping = redis::cmd("GET");
     ping.arg("jobs-other");

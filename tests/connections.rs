@@ -4,7 +4,7 @@
 mod support;
 
 use popoto::{Backend, BackendConfig};
-use support::{setup, Episode};
+use support::{setup, spawn_blocking_read, Episode};
 
 /// `INFO stats` field `name` of the server.
 fn stat(server: &popoto::testing::TestRedis, name: &str) -> u64 {
@@ -64,31 +64,7 @@ async fn a_blocking_read_holds_up_no_shared_call() {
     let mut config = BackendConfig::new(server.url());
     config.shared_connections = 1;
     let backend = Backend::new(config).unwrap();
-    let mut group = redis::cmd("XGROUP");
-    group
-        .arg("CREATE")
-        .arg("jobs")
-        .arg("g")
-        .arg("$")
-        .arg("MKSTREAM");
-    backend.query::<()>("xgroup", "-", &group).await.unwrap();
-    let blocked = {
-        let backend = backend.clone();
-        tokio::spawn(async move {
-            let mut read = redis::cmd("XREADGROUP");
-            read.arg("GROUP")
-                .arg("g")
-                .arg("c")
-                .arg("BLOCK")
-                .arg(60_000)
-                .arg("STREAMS")
-                .arg("jobs")
-                .arg(">");
-            backend
-                .query_blocking::<redis::Value>("xreadgroup", "-", &read)
-                .await
-        })
-    };
+    let blocked = spawn_blocking_read(&backend).await;
     // Wait until the server has the blocked client, then call on the shared connection.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {

@@ -295,3 +295,36 @@ pub fn dump(server: &TestRedis) -> std::collections::BTreeMap<String, String> {
     }
     out
 }
+
+/// Creates consumer group `g` on stream `jobs` through `backend`, then spawns a blocking
+/// `XREADGROUP` of it (60 s) on a dedicated connection: the task ends when `jobs` gets an entry.
+pub async fn spawn_blocking_read(
+    backend: &popoto::Backend,
+) -> tokio::task::JoinHandle<popoto::Result<redis::Value>> {
+    let mut group = redis::cmd("XGROUP");
+    group
+        .arg("CREATE")
+        .arg("jobs")
+        .arg("g")
+        .arg("$")
+        .arg("MKSTREAM");
+    backend
+        .query::<()>("xgroup", "-", &group)
+        .await
+        .unwrap_or_else(|e| panic!("XGROUP CREATE: {e}"));
+    let backend = backend.clone();
+    tokio::spawn(async move {
+        let mut read = redis::cmd("XREADGROUP");
+        read.arg("GROUP")
+            .arg("g")
+            .arg("c")
+            .arg("BLOCK")
+            .arg(60_000)
+            .arg("STREAMS")
+            .arg("jobs")
+            .arg(">");
+        backend
+            .query_blocking::<redis::Value>("xreadgroup", "-", &read)
+            .await
+    })
+}
