@@ -56,8 +56,8 @@ async fn next_msg(
 pub(super) async fn serve(live: LiveSync, tenant: Tenant, socket: WebSocket) {
     let conn = format!("c-{}", uuid::Uuid::new_v4().simple());
     let session = tenant.session().with_origin(&conn);
-    let replica = Replica::random();
-    let replica = Replica::new(&conn).unwrap_or(replica);
+    // The connection id is the origin of its writes (never the tenant id: subscribers see it).
+    let replica = Replica::new(&conn).unwrap_or_else(|_| Replica::random());
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = unbounded_channel::<ServerMsg>();
     let writer = tokio::spawn(async move {
