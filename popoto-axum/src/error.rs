@@ -48,6 +48,11 @@ impl ApiError {
         self.code
     }
 
+    /// The fixed message sent in the body.
+    pub fn message(&self) -> &'static str {
+        self.message
+    }
+
     /// 404 `not_found`: the resource does not exist (for this tenant).
     pub fn not_found(detail: impl Into<String>) -> ApiError {
         ApiError::new(
@@ -201,6 +206,21 @@ fn classify(e: &Error) -> (StatusCode, &'static str, &'static str) {
             S::UNPROCESSABLE_ENTITY,
             "invalid_value",
             "a value cannot be stored",
+        ),
+        Error::NotSubscribed { .. } | Error::SharedNotFound { .. } => (
+            S::NOT_FOUND,
+            "not_subscribed",
+            "no such shared resource, or not shared with this tenant",
+        ),
+        Error::ReadOnly { .. } => (
+            S::FORBIDDEN,
+            "read_only",
+            "this tenant may read this shared resource, not write it",
+        ),
+        Error::SharedMerge { .. } => (
+            S::CONFLICT,
+            "merge_mismatch",
+            "this shared resource is not written this way",
         ),
         Error::TenantMismatch { .. } => (
             S::FORBIDDEN,

@@ -16,6 +16,10 @@
 //! in each job of a Redis Stream (redelivered to another worker if one crashes), and
 //! [`spawn_in_tenant`] hands a spawned task the request's session.
 //!
+//! [`live`] serves live sync over WebSocket: a connection per tenant gets snapshots and the
+//! change events of its private models and of the shared instances it is subscribed to, and
+//! writes back (`docs/shared-models.md`).
+//!
 //! The guide is `docs/web.md`.
 
 mod auth;
@@ -25,6 +29,7 @@ mod extract;
 mod jobs;
 mod keys;
 mod layer;
+pub mod live;
 mod resolve;
 mod select;
 mod tenancy;

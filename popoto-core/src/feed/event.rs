@@ -7,7 +7,7 @@ use crate::model::{Key, Model};
 use crate::shared::Tag;
 
 /// What a write did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ChangeOp {
     /// A shared instance was shared (full value).
     Share,

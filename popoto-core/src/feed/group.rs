@@ -78,6 +78,7 @@ pub struct FeedGroup {
     pub(super) max_deliveries: u64,
     pub(super) trim_every: Duration,
     pub(super) last_trim: Arc<Mutex<Option<Instant>>>,
+    pub(super) last_beat: Arc<Mutex<Option<Instant>>>,
 }
 
 impl std::fmt::Debug for FeedGroup {
@@ -153,6 +154,7 @@ impl FeedGroup {
             max_deliveries: 5,
             trim_every: Duration::from_secs(1),
             last_trim: Arc::new(Mutex::new(None)),
+            last_beat: Arc::new(Mutex::new(None)),
         };
         if let (Some(t), FeedSource::Shared(m, id)) = (&group.reader, &group.source) {
             let shared = group.backend.clone();
@@ -226,6 +228,7 @@ impl FeedGroup {
         E: std::fmt::Display,
     {
         check_group_name(consumer)?;
+        self.beat().await?;
         self.maybe_trim().await?;
         let mut report = GroupReport::default();
         let mut entries = self.claim(consumer, &mut report).await?;
@@ -394,6 +397,21 @@ impl FeedGroup {
             .flat_map(|(_, items)| items)
             .map(|(id, f)| (id, f, false))
             .collect())
+    }
+
+    /// Records that the group is polled (at most every 250 ms): Redis 7.0 does not count a
+    /// read that finds nothing as a consumer's activity, and a polled group is alive.
+    async fn beat(&self) -> Result<()> {
+        let due = {
+            let last = self.last_beat.lock().unwrap_or_else(|p| p.into_inner());
+            last.is_none_or(|t| t.elapsed() >= Duration::from_millis(250))
+        };
+        if due {
+            self.script(std::slice::from_ref(&self.meta), &["beat", &self.name])
+                .await?;
+            *self.last_beat.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        }
+        Ok(())
     }
 
     async fn maybe_trim(&self) -> Result<()> {

@@ -66,7 +66,7 @@ impl FeedSource {
 /// How long a stream is kept. Without consumer groups, every append trims the stream to
 /// `max_len` (approximately: whole nodes) and to `max_age`; with groups, to the floor the
 /// groups' last [`FeedGroup::trim`] computed, which never passes what a live group still needs
-/// (a group is dead after `dead_after` without a consumer's activity; what it held is
+/// (a group is dead after `dead_after` without a poll or a consumer's read; what it held is
 /// dead-lettered, and once no trim ran for `dead_after` the retention applies again).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {

@@ -48,7 +48,7 @@ pub struct TrimReport {
     pub floor: String,
     /// Pending entries of dead groups copied to their dead letters before the trim.
     pub dead_lettered: u64,
-    /// Groups found dead (no consumer activity within the retention's `dead_after`).
+    /// Groups found dead (not polled within the retention's `dead_after`).
     pub dead_groups: Vec<String>,
 }
 

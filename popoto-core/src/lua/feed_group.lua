@@ -10,6 +10,8 @@
 --   dead     KEYS stream, done set, dead letters; ARGV group, entry id, reason, deliveries
 --            -> {'ok'}: copies the entry (if still there) to the dead letters, marks it done
 --            and acknowledges it.
+--   beat     KEYS feed meta; ARGV group -> {'ok'}: a consumer of the group polled now (what
+--            tells a live group from a dead one when its reads find nothing).
 --   destroy  KEYS stream, feed meta, done set, dead letters; ARGV group -> {'ok', destroyed}
 -- Any operation may reply {'wrongtype', key, type}: nothing written.
 local op, group = ARGV[1], ARGV[2]
@@ -61,6 +63,12 @@ elseif op == 'dead' then
   redis.call('ZADD', done, id_ms(id), id)
   redis.call('XACK', stream, group, id)
   return {'ok'}
+elseif op == 'beat' then
+  local fmeta = KEYS[1]
+  local bad = typed(fmeta, 'hash')
+  if bad then return bad end
+  redis.call('HSET', fmeta, 'seen:' .. group, feed_now())
+  return {'ok'}
 elseif op == 'destroy' then
   local stream, fmeta, done, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
   local bad = feed_types(stream, fmeta)
@@ -69,7 +77,7 @@ elseif op == 'destroy' then
   if redis.call('EXISTS', stream) == 1 then
     destroyed = redis.call('XGROUP', 'DESTROY', stream, group)
   end
-  redis.call('HDEL', fmeta, 'group:' .. group)
+  redis.call('HDEL', fmeta, 'group:' .. group, 'seen:' .. group)
   redis.call('DEL', done, dead)
   local left = false
   for _, f in ipairs(redis.call('HKEYS', fmeta)) do

@@ -2,8 +2,8 @@
 -- still needs (the feed prelude, feed_common.lua, is prepended).
 -- KEYS: 1 stream, 2 feed meta, then per group (in ARGV order) its done set and dead letters.
 -- ARGV: 1 n groups, then the group names (every group of the stream must be among them).
--- The retention (meta `maxlen`, `maxage`) says which entries are due; a live group (created
--- or with a consumer active within `stale` ms) needs every entry from its oldest pending one
+-- The retention (meta `maxlen`, `maxage`) says which entries are due; a live group (created,
+-- polled or with a consumer active within `stale` ms) needs every entry from its oldest pending one
 -- and every entry not yet delivered to it; nothing it needs is trimmed. A dead group holds
 -- nothing back: its pending entries that are due are copied to its dead letters (at most 1000
 -- per call, and those beyond stay) and acknowledged, so no pending entry is trimmed unseen.
@@ -70,7 +70,11 @@ for _, flat in ipairs(groups) do
   local name = g['name']
   local k = slot[name]
   if not k then return {'changed'} end
-  local alive = now - (tonumber(redis.call('HGET', fmeta, 'group:' .. name)) or 0) < stale
+  -- Alive: created, polled (a consumer's poll beats, even when it reads nothing: Redis 7.0
+  -- does not count an empty read as activity) or active within `stale` ms.
+  local beat = math.max(tonumber(redis.call('HGET', fmeta, 'group:' .. name)) or 0,
+    tonumber(redis.call('HGET', fmeta, 'seen:' .. name)) or 0)
+  local alive = now - beat < stale
   if not alive then
     for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', stream, name)) do
       if (tonumber(map(c)['idle']) or stale) < stale then alive = true end

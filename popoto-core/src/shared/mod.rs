@@ -109,7 +109,9 @@ impl<'de> serde::Deserialize<'de> for SharedId {
 }
 
 /// What a subscribed tenant may do with a shared instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Access {
     /// Read it and receive its change events.
     Read,
@@ -137,7 +139,7 @@ impl Access {
 }
 
 /// How writes to a shared instance are merged into the authoritative value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Merge {
     /// Each write's fields replace the stored ones, in the order writes reach the server
     /// (inside the write script).

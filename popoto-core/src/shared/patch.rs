@@ -72,6 +72,29 @@ impl<M: Model> Patch<M> {
         self
     }
 
+    /// Also sets the field named `name` (a patch built from field names, e.g. received as
+    /// JSON); an unknown name is [`Error::InvalidValue`].
+    pub fn with_name(mut self, name: &str) -> Result<Patch<M>> {
+        match M::META
+            .fields
+            .iter()
+            .position(|f| f.name == name && !f.hidden)
+        {
+            Some(i) if i < self.selected.len() => {
+                self.selected[i] = true;
+                Ok(self)
+            }
+            _ => Err(Error::InvalidValue {
+                model: M::META.name,
+                field: "<patch>",
+                reason: format!(
+                    "{:?} is not a field of the model",
+                    name.chars().take(64).collect::<String>()
+                ),
+            }),
+        }
+    }
+
     /// Number of fields set.
     pub fn len(&self) -> usize {
         self.selected.iter().filter(|s| **s).count()
