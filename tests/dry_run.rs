@@ -135,16 +135,21 @@ async fn a_recording_backend_reads_records_and_refuses_every_other_write() {
         .unwrap_or_else(|e| panic!("dry migration: {e}"));
     assert_eq!(migrated.total, 1);
     // The episode's deletion, its legacy score entry's removal, the memory's deletion, the
-    // migration's page call.
+    // tenant's change feed's deletion, the migration's page call.
     let commands = log.commands();
     let names: Vec<String> = commands.iter().map(|c| c.name()).collect();
-    assert_eq!(names, ["EVALSHA"; 4], "{commands:?}");
+    assert_eq!(
+        names,
+        ["EVALSHA", "EVALSHA", "EVALSHA", "DEL", "EVALSHA"],
+        "{commands:?}"
+    );
     let shown: Vec<String> = commands.iter().map(|c| c.to_string()).collect();
     assert!(
         shown[1].contains("$SortF:Episode:score ") && shown[1].contains("ZREM"),
         "{shown:?}"
     );
     assert!(shown[2].contains("Memory:fact:acme"), "{shown:?}");
+    assert!(shown[3].contains("$Feed:tenant:acme"), "{shown:?}");
     assert_eq!(server.snapshot(), before, "a dry run changed the data");
 }
 
