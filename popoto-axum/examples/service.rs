@@ -3,7 +3,7 @@
 //! sorted listing with paging, a background job on a Redis Stream, and JSON errors that never
 //! show a Redis key.
 //!
-//! `cargo run -p popoto-axum --example service` starts it on a free loopback port with its own
+//! `cargo run --example service` starts it on a free loopback port with its own
 //! throwaway redis-server (or `REDIS_URL`) and prints curl lines to try.
 
 use axum::extract::{Extension, Path, RawQuery};
