@@ -24,11 +24,12 @@ use crate::backend::{
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::model::{FieldKind, ModelMeta, Record};
-use crate::plan::{initial_confidence, push_score, IndexEntry, Instance};
+use crate::plan::{initial_confidence, IndexEntry, Instance};
+use crate::script::push_score;
 
 /// The script that writes many instances at once.
 pub(crate) static INSERT_MANY: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/insert_many.lua")));
+    LazyLock::new(|| Script::new(crate::script::lua!("insert_many.lua")));
 
 /// Instances per script call: one call blocks the server for a few milliseconds.
 const PER_CALL: usize = 500;

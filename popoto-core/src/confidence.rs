@@ -26,8 +26,8 @@ mod scan;
 
 pub use scan::ConfidenceScan;
 
-static UPDATE: LazyLock<crate::backend::Script> =
-    LazyLock::new(|| crate::backend::Script::new(include_str!("lua/confidence.lua")));
+pub(crate) static UPDATE: LazyLock<crate::backend::Script> =
+    LazyLock::new(|| crate::backend::Script::new(crate::script::lua!("confidence.lua")));
 
 /// The four values of a confidence entry.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, Deserialize)]

@@ -26,7 +26,8 @@ use crate::plan::{movable_partition_fields, IndexEntry, Instance};
 use crate::tenant::Scope;
 
 /// The sweep script (`lua/sweep.lua`).
-static SWEEP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/sweep.lua")));
+pub(crate) static SWEEP: LazyLock<Script> =
+    LazyLock::new(|| Script::new(crate::script::lua!("sweep.lua")));
 
 /// Expired members examined per script call.
 const BATCH: usize = 200;

@@ -23,6 +23,7 @@ pub mod query;
 pub mod record;
 mod redis_url;
 pub mod registry;
+pub(crate) mod script;
 pub mod shared;
 pub mod tenant;
 #[cfg(feature = "testing")]

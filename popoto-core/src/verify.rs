@@ -13,8 +13,8 @@ use crate::model::{Key, Model};
 use crate::tenant::Scope;
 
 /// The verification script (`lua/verify.lua`).
-static VERIFY: LazyLock<crate::backend::Script> =
-    LazyLock::new(|| crate::backend::Script::read_only(include_str!("lua/verify.lua")));
+pub(crate) static VERIFY: LazyLock<crate::backend::Script> =
+    LazyLock::new(|| crate::backend::Script::read_only(crate::script::lua!("verify.lua")));
 
 /// Candidate keys per script call.
 const KEYS_PER_CALL: usize = 1000;

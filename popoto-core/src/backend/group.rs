@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use redis::{Arg, ErrorKind, RedisError, RedisResult, Value};
 use tokio::sync::oneshot;
 
-use super::script::{split_batch_replies, Form, Script};
+use super::exec::{split_batch_replies, Form, Script};
 use super::Backend;
 
 /// A call's reply, or why no connection could be had for it.

@@ -3,15 +3,15 @@
 //!
 //! Calls share a few multiplexed connections so that concurrent calls pipeline on one socket
 //! (`conn.rs`); commands that hold a connection to themselves (blocking reads) use a small pool
-//! of dedicated ones. Scripts and their `EVALSHA`/`EVAL` forms are in `script.rs`.
+//! of dedicated ones. Scripts and their `EVALSHA`/`EVAL` forms are in `exec.rs`.
 
 mod conn;
+mod exec;
 mod group;
 mod recording;
-mod script;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use redis::{AsyncConnectionConfig, ErrorKind, RedisError, RedisResult};
@@ -19,10 +19,10 @@ use redis::{AsyncConnectionConfig, ErrorKind, RedisError, RedisResult};
 pub(crate) use conn::is_connection_error;
 pub(crate) use conn::Conn;
 use conn::{Dedicated, Dialer, Failures, Lanes, Target};
+pub(crate) use exec::split_batch_replies;
+use exec::{batch_call, round_trip, script_call, PLANS_PER_CALL, PLANS_PER_ROUND_TRIP};
+pub(crate) use exec::{evalsha, Form, Script, Tries};
 use group::{Group, Reply, Turn};
-pub(crate) use script::split_batch_replies;
-use script::{batch_call, round_trip, script_call, PLANS_PER_CALL, PLANS_PER_ROUND_TRIP};
-pub(crate) use script::{evalsha, Form, Script, Tries, APPLY, CREATE};
 
 use crate::error::{Error, Result};
 use crate::record::CommandLog;
@@ -101,8 +101,8 @@ impl std::fmt::Debug for BackendConfig {
 #[derive(Clone)]
 pub struct Backend {
     lanes: Arc<Lanes>,
-    /// Group commit of concurrent creates (`None`: off).
-    creates: Option<Arc<Group>>,
+    /// Group commit of concurrent creates (`None`: off), made by the first create.
+    creates: Option<Arc<OnceLock<Arc<Group>>>>,
     /// Dedicated connections (`None` on a cluster: each blocking call dials its own).
     dedicated: Option<Dedicated>,
     url: Arc<str>,
@@ -164,7 +164,7 @@ impl Backend {
         let dialer = Dialer::new(target, failures.clone());
         Ok(Backend {
             lanes: Arc::new(Lanes::new(dialer, config.shared_connections)),
-            creates: config.group_commit.then(|| Arc::new(Group::new(&CREATE))),
+            creates: config.group_commit.then(|| Arc::new(OnceLock::new())),
             dedicated,
             url: config.url.into(),
             round_trips: Arc::new(AtomicU64::new(0)),
@@ -328,21 +328,24 @@ impl Backend {
         Ok(result)
     }
 
-    /// Runs a create (`cmd`, an `EVALSHA` of [`CREATE`]) through group commit: sent at once
-    /// when the connection is idle, otherwise together with the creates issued meanwhile.
+    /// Runs a create (`cmd`, an `EVALSHA` of `script`, the create script: one script per
+    /// backend) through group commit: sent at once when the connection is idle, otherwise
+    /// together with the creates issued meanwhile.
     pub(crate) async fn create_grouped(
         &self,
         op: &'static str,
         model: &'static str,
+        script: &'static Script,
         cmd: redis::Cmd,
     ) -> Result<redis::Value> {
-        self.guard_script(op, &CREATE)?;
+        self.guard_script(op, script)?;
         let Some(group) = &self.creates else {
-            return self.eval_cmd(op, model, &CREATE, &cmd).await;
+            return self.eval_cmd(op, model, script, &cmd).await;
         };
+        let group = group.get_or_init(|| Arc::new(Group::new(script)));
         let reply = match group.enter(self, cmd) {
             Turn::Now(sending, cmd) => {
-                let reply = self.eval_raw(&CREATE, &cmd).await;
+                let reply = self.eval_raw(script, &cmd).await;
                 drop(sending);
                 reply
             }

@@ -1,7 +1,7 @@
 //! Dry runs: a recording backend sends reads, lets the operations that support a dry run
 //! record the writes a real run sends, and refuses every other write before it is sent.
 
-use super::script::{round_trip, Script, PLANS_PER_ROUND_TRIP};
+use super::exec::{round_trip, Script, PLANS_PER_ROUND_TRIP};
 use super::Backend;
 use crate::error::{Error, Result};
 use crate::record::{self, CommandLog};

@@ -14,7 +14,8 @@ use crate::lifecycle::{DestroyReport, ModelSet};
 use crate::tenant::TenantId;
 
 /// The compare-and-set script of one entry.
-static CAS: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/catalog.lua")));
+pub(crate) static CAS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(crate::script::lua!("catalog.lua")));
 
 /// Tries of a change that lost its compare-and-set to another writer (each try after a lost
 /// one waits a random 0..=`attempt` ms, so that contenders spread out).

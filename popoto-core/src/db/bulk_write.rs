@@ -2,12 +2,12 @@
 
 use tracing::Instrument;
 
-use crate::backend::APPLY;
 use crate::bulk;
 use crate::error::{BulkError, Error, Result};
 use crate::feed::ChangeOp;
 use crate::model::{key_segments, Key, Model, Record};
-use crate::plan::{movable_partition_fields, Outcome, Plan};
+use crate::plan::{movable_partition_fields, Outcome};
+use crate::script::apply::{self, APPLY};
 
 use super::write::{next_version, Stored};
 use super::{Mode, Session};
@@ -57,7 +57,7 @@ impl Session {
                 for (k, st) in chunk.iter().zip(&stored) {
                     let (mut plan, _) = Self::delete_plan(k, st, None)?;
                     self.add_feed(&mut plan, ChangeOp::Delete, k, None, None)?;
-                    calls.push((plan.keys.clone(), plan.args()));
+                    calls.push((plan.keys.clone(), apply::args(&plan)));
                     plans.push(plan);
                 }
                 // A dry run: the calls a real run sends, and what they would remove.
@@ -78,7 +78,7 @@ impl Session {
                         model: meta.name,
                         source,
                     })?;
-                    match Plan::outcome(meta, "delete_many", reply)? {
+                    match apply::outcome(meta, "delete_many", reply)? {
                         Outcome::Applied(n) => deleted += u64::from(n > 0),
                         // Changed since the pipelined read: redo this one alone.
                         Outcome::Changed => deleted += u64::from(self.delete_key(k).await?),
@@ -209,7 +209,7 @@ impl Session {
                     model: meta.name,
                     source,
                 })
-                .and_then(|v| Plan::outcome(meta, mode.op(), v));
+                .and_then(|v| apply::outcome(meta, mode.op(), v));
             outcomes[*i] = match outcome {
                 Ok(Outcome::Applied(_)) => None,
                 // Changed concurrently since the pipelined read: redo this one alone.
@@ -311,7 +311,7 @@ impl Session {
                 p.version,
             )?;
             self.add_feed(&mut plan, mode.feed_op(), &p.key, Some(&p.record), None)?;
-            calls.push((plan.keys.clone(), plan.args()));
+            calls.push((plan.keys.clone(), apply::args(&plan)));
         }
         backend
             .eval_many(mode.op(), meta.name, &APPLY, &calls)

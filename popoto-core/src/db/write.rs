@@ -4,11 +4,12 @@ use std::collections::HashMap;
 
 use tracing::Instrument;
 
-use crate::backend::{APPLY, CREATE};
 use crate::error::{Error, Result};
 use crate::feed::ChangeOp;
 use crate::model::{hidden_key_of, key_segments, FieldKind, Key, Model, ModelMeta, Record};
 use crate::plan::{movable_partition_fields, Check, Instance, Outcome, Plan, Write};
+use crate::script::apply::{self, APPLY};
+use crate::script::create::{self, CREATE};
 
 use super::{Mode, Session, MAX_ATTEMPTS};
 
@@ -393,14 +394,14 @@ impl Session {
                     record,
                     hidden_key: hidden,
                 };
-                let (cmd, commands) = inst.create_cmd(&CREATE, fresh)?;
+                let (cmd, commands) = create::command(&inst, fresh)?;
                 tracing::Span::current().record("commands", commands);
                 let reply = self
                     .backend()
                     .await?
-                    .create_grouped("create", M::META.name, cmd)
+                    .create_grouped("create", M::META.name, &CREATE, cmd)
                     .await?;
-                return match Plan::outcome(M::META, "create", reply)? {
+                return match apply::outcome(M::META, "create", reply)? {
                     Outcome::Applied(n) => Ok(n),
                     other => Err(self.outcome_error::<M>(other, record, &redis_key, attempt, None)),
                 };
@@ -434,9 +435,9 @@ impl Session {
         let reply = self
             .backend()
             .await?
-            .eval(op, M::META.name, &APPLY, &plan.keys, &plan.args())
+            .eval(op, M::META.name, &APPLY, &plan.keys, &apply::args(&plan))
             .await?;
-        Plan::outcome(M::META, op, reply)
+        apply::outcome(M::META, op, reply)
     }
 
     /// The error of a refused write; `version` is the version the write expected.

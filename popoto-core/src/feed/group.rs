@@ -23,12 +23,8 @@ use crate::tenant::{Scope, TenantId};
 type Taken = (String, Fields, bool);
 
 /// Group operations (`lua/feed_group.lua`, after the feed prelude).
-static GROUP: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
-        include_str!("../lua/feed_common.lua"),
-        include_str!("../lua/feed_group.lua")
-    ))
-});
+pub(crate) static GROUP: LazyLock<Script> =
+    LazyLock::new(|| Script::new(crate::script::lua!("feed_common.lua", "feed_group.lua")));
 
 /// Where a new consumer group starts.
 #[derive(Debug, Clone, PartialEq, Eq)]

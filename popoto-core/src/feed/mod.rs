@@ -15,6 +15,7 @@ mod event;
 mod group;
 mod reader;
 mod upkeep;
+pub(crate) use {group::GROUP, upkeep::TRIM};
 
 use std::time::Duration;
 

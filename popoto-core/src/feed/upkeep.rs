@@ -14,12 +14,8 @@ use crate::error::{Error, Result};
 use crate::keys::{self, FeedOf};
 
 /// Trimming that keeps what live groups need (`lua/feed_trim.lua`, after the feed prelude).
-static TRIM: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
-        include_str!("../lua/feed_common.lua"),
-        include_str!("../lua/feed_trim.lua")
-    ))
-});
+pub(crate) static TRIM: LazyLock<Script> =
+    LazyLock::new(|| Script::new(crate::script::lua!("feed_common.lua", "feed_trim.lua")));
 
 /// A consumer group's standing.
 #[derive(Debug, Clone, PartialEq, Eq)]

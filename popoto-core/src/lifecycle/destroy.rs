@@ -4,10 +4,11 @@ use super::export::{existing_legacy, shared_entries};
 use super::footprint::{self, ModelFootprint};
 use super::{DestroyReport, Entry};
 use crate::admin::Admin;
-use crate::backend::{Backend, APPLY};
+use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::keys::IndexKind;
 use crate::plan::{Check, Outcome, Plan, Write};
+use crate::script::apply::{self, APPLY};
 use crate::tenant::TenantId;
 use crate::verify::{self, Skip};
 
@@ -106,7 +107,7 @@ pub(super) async fn model(
     }
     let calls: Vec<(Vec<String>, Vec<Vec<u8>>)> = removals
         .iter()
-        .map(|p| (p.keys.clone(), p.args()))
+        .map(|p| (p.keys.clone(), apply::args(&p)))
         .collect();
     if backend.record_many(&APPLY, &calls) {
         // A dry run: each removal counted as if none were refused.
@@ -124,7 +125,7 @@ pub(super) async fn model(
         })?;
         // Refused: an instance exists at the member's key (a kept key), or the index key is
         // of another type (not ours): left as it is.
-        if let Outcome::Applied(n) = Plan::outcome(meta, "destroy", reply)? {
+        if let Outcome::Applied(n) = apply::outcome(meta, "destroy", reply)? {
             report.orphan_entries += u64::from(n > 0);
         }
     }

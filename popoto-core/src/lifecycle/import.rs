@@ -13,11 +13,12 @@ use std::io::Read;
 use serde::Deserialize;
 
 use super::{layout, ExportRecord, VERSION};
-use crate::backend::{Backend, APPLY};
+use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::model::ModelMeta;
 use crate::plan::{Check, Expiry, Outcome, Plan, Write as W};
+use crate::script::apply::{self, APPLY};
 use crate::tenant::TenantId;
 
 /// Plans per round trip (one script call).
@@ -93,7 +94,7 @@ impl Import<'_> {
         };
         let calls: Vec<(Vec<String>, Vec<Vec<u8>>)> = batch
             .iter()
-            .map(|s| (s.plan.keys.clone(), s.plan.args()))
+            .map(|s| (s.plan.keys.clone(), apply::args(&s.plan)))
             .collect();
         // A dry run: the calls a real run sends, recorded instead (assumed all applied).
         if self.backend.record_many(&APPLY, &calls) {
@@ -110,7 +111,7 @@ impl Import<'_> {
                 model: meta.name,
                 source,
             })?;
-            match Plan::outcome(meta, "import", reply)? {
+            match apply::outcome(meta, "import", reply)? {
                 Outcome::Applied(_) => {}
                 Outcome::Exists(key) => {
                     return Err(Error::AlreadyExists {

@@ -8,36 +8,13 @@
 
 -- Keys whose type check passed in this call, with the type: later plans of a batch skip the
 -- TYPE call (a checked key keeps its type until a DEL or RENAME, which forget it).
-local typed = {}
+local checked = {}
 
 -- The plan being applied: its arguments are argv[i .. last] and its key operands are indices
 -- into KEYS counted from kbase (a batch holds several plans in one ARGV and KEYS).
 local argv, kbase, i, last = ARGV, 0, 1, #ARGV
 local function k() local x = KEYS[kbase + tonumber(argv[i])]; i = i + 1; return x end
 local function a() local x = argv[i]; i = i + 1; return x end
-
--- The p-th ':'-separated segment of an instance key after its class name (escaped segments
--- never hold ':'), or nil.
-local function seg(s, p)
-  local start = 1
-  for _ = 1, p do
-    local c = string.find(s, ':', start, true)
-    if not c then return nil end
-    start = c + 1
-  end
-  local e = string.find(s, ':', start, true)
-  return string.sub(s, start, (e or 0) - 1)
-end
-
--- An expiry time in ms since the epoch: 'A<ms>' as is, 'R<ms>' after the server's TIME.
-local function expiry_at(spec)
-  local n = tonumber(string.sub(spec, 2))
-  if string.sub(spec, 1, 1) == 'R' then
-    local t = redis.call('TIME')
-    n = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + n
-  end
-  return n
-end
 
 local function apply()
 local nchecks = tonumber(a())
@@ -52,21 +29,13 @@ for _ = 1, nchecks do
     if redis.call('EXISTS', key) == 0 then return {'missing', key} end
   elseif op == 'U' then -- set may hold no member other than the given ones
     local key = k(); local tag = a(); local m1 = a(); local m2 = a()
-    local n = redis.call('SCARD', key)
-    if n > 0 then
-      for _, m in ipairs(redis.call('SMEMBERS', key)) do
-        if m ~= m1 and m ~= m2 then return {'unique', tag, m} end
-      end
-    end
+    local refused = unique_refusal(key, tag, m1, m2, 0)
+    if refused then return refused end
   elseif op == 'W' then -- as 'U', counting only members whose key segment at the given
     -- position is the first given member's (a unique value within one tenant)
     local key = k(); local tag = a(); local m1 = a(); local m2 = a(); local p = tonumber(a())
-    local own = seg(m1, p)
-    if redis.call('SCARD', key) > 0 then
-      for _, m in ipairs(redis.call('SMEMBERS', key)) do
-        if m ~= m1 and m ~= m2 and seg(m, p) == own then return {'unique', tag, m} end
-      end
-    end
+    local refused = unique_refusal(key, tag, m1, m2, p)
+    if refused then return refused end
   elseif op == 'G' then -- hash field must hold the given bytes
     local key = k(); local f = a(); local v = a()
     if redis.call('HGET', key, f) ~= v then return {'changed', key} end
@@ -88,7 +57,7 @@ for _ = 1, nchecks do
       if same and t == 'hash' and redis.call('HGET', key, f) ~= v then same = false end
     end
     if not same then return {'exists', key} end
-    if t == 'hash' then typed[key] = 'hash' end
+    if t == 'hash' then checked[key] = 'hash' end
   elseif op == 'R' then -- the version field must hold the given number (no field, no hash: 0);
     -- a failure replies the stored version, or -1 when it is not an unsigned int
     local key = k(); local f = a(); local want = a()
@@ -106,10 +75,10 @@ for _ = 1, nchecks do
     if found ~= want then return {'conflict', key, found} end
   elseif op == 'T' then -- key must be absent or of the given type
     local key = k(); local t = a()
-    if typed[key] ~= t then
-      local found = redis.call('TYPE', key).ok
-      if found ~= 'none' and found ~= t then return {'wrongtype', key, found} end
-      typed[key] = t
+    if checked[key] ~= t then
+      local bad = typed(key, t)
+      if bad then return bad end
+      checked[key] = t
     end
   else
     return redis.error_reply('popoto: unknown check ' .. tostring(op))
@@ -129,7 +98,7 @@ while i <= n do
   elseif op == 'SREM' then local key = k(); note(redis.call('SREM', key, a()))
   elseif op == 'ZADD' then local key = k(); local s = a(); note(redis.call('ZADD', key, s, a()))
   elseif op == 'ZREM' then local key = k(); note(redis.call('ZREM', key, a()))
-  elseif op == 'DEL' then local key = k(); typed[key] = nil; note(redis.call('DEL', key))
+  elseif op == 'DEL' then local key = k(); checked[key] = nil; note(redis.call('DEL', key))
   elseif op == 'HSETNX' then local key = k(); local f = a(); note(redis.call('HSETNX', key, f, a()))
   elseif op == 'HDEL' then local key = k(); note(redis.call('HDEL', key, a()))
   elseif op == 'HMOVE' then -- move one hash entry (key, field) to (key, field), keeping its bytes
@@ -138,7 +107,7 @@ while i <= n do
     if v then redis.call('HDEL', src, f1); redis.call('HSET', dst, f2, v) end
     note(v and 1 or 0)
   elseif op == 'RENAME' then
-    local src = k(); local dst = k(); typed[src] = nil; typed[dst] = nil
+    local src = k(); local dst = k(); checked[src] = nil; checked[dst] = nil
     note(redis.call('RENAME', src, dst))
   elseif op == 'HMOVENX' then -- move a hash entry unless the destination holds one: 1 moved,
     -- 2 destination kept (the source entry is dropped), 0 no source entry

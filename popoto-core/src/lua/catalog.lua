@@ -7,10 +7,8 @@
 -- Replies {'ok', catalog version} | {'conflict', found version} | {'wrongtype', key, type}.
 local want = {'hash', 'zset', 'zset', 'zset', 'zset', 'string'}
 for i = 1, 6 do
-  local t = redis.call('TYPE', KEYS[i])['ok']
-  if t ~= 'none' and t ~= want[i] then
-    return {'wrongtype', KEYS[i], t}
-  end
+  local bad = typed(KEYS[i], want[i])
+  if bad then return bad end
 end
 local found = '0'
 if redis.call('EXISTS', KEYS[1]) == 1 then

@@ -19,42 +19,13 @@
 -- Reply: {'ok', HSET reply}, {'exists', key}, {'unique', tag, member}, {'wrongtype', key, type}
 -- or the failing command's error.
 
--- The p-th ':'-separated segment of an instance key after its class name, or nil.
-local function seg(s, p)
-  local start = 1
-  for _ = 1, p do
-    local c = string.find(s, ':', start, true)
-    if not c then return nil end
-    start = c + 1
-  end
-  local e = string.find(s, ':', start, true)
-  return string.sub(s, start, (e or 0) - 1)
-end
-
--- The unique check of a 'U' or 'V' entry of `key` into `set`: nil, or the refusal.
+-- The unique check of a 'U' or 'V' entry of `key` into `set` (lib.lua): nil, or the refusal.
 local function unique(key, op, set, arg)
-  local tag, own, p = arg, nil, 0
   if op == 'V' then
-    local t, q = string.match(arg, '^(%d+) (%d+)$')
-    tag, p = t, tonumber(q)
-    own = seg(key, p)
+    local tag, p = string.match(arg, '^(%d+) (%d+)$')
+    return unique_refusal(set, tag, key, nil, tonumber(p))
   end
-  local members = redis.pcall('SMEMBERS', set)
-  if members.err then return {'wrongtype', set, redis.call('TYPE', set).ok} end
-  for _, m in ipairs(members) do
-    if m ~= key and (p == 0 or seg(m, p) == own) then return {'unique', tag, m} end
-  end
-  return nil
-end
-
--- The expiry time (ms) of an 'X' argument.
-local function expiry(arg)
-  local n = tonumber(string.sub(arg, 2))
-  if string.sub(arg, 1, 1) == 'R' then
-    local t = redis.call('TIME')
-    n = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + n
-  end
-  return n
+  return unique_refusal(set, arg, key, nil, 0)
 end
 
 -- The instance whose keys follow KEYS[k0] (nk of them) and arguments follow ARGV[a0].
@@ -83,7 +54,7 @@ local function create(k0, nk, a0)
     local op, k, arg = ARGV[base + 2 * i], KEYS[k0 + i], ARGV[base + 2 * i + 1]
     local r
     if op == 'X' then
-      expire = expiry(arg)
+      expire = expiry_at(arg)
       op, arg = 'Z', expire
     end
     if op == 'Z' then
@@ -107,9 +78,7 @@ local function create(k0, nk, a0)
         redis.call('ZADD', rescored[j][1], rescored[j][2], key)
       end
       local kind = (op == 'Z' and 'zset') or (op == 'H' and 'hash') or 'set'
-      local found = redis.call('TYPE', k).ok
-      if found ~= 'none' and found ~= kind then return {'wrongtype', k, found} end
-      return r
+      return typed(k, kind) or r
     end
     if r == 1 then added[#added + 1] = i end
   end
@@ -170,7 +139,7 @@ while a <= #ARGV do
         if op == 'U' or op == 'V' then redis.call('SADD', k, key)
         elseif op == 'H' then redis.call('HSETNX', k, key, arg)
         elseif op == 'X' then
-          local at = expiry(arg)
+          local at = expiry_at(arg)
           redis.call('ZADD', k, at, key)
           redis.call('PEXPIREAT', key, at)
         else

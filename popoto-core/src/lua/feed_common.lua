@@ -9,18 +9,9 @@ local FEED_MAXLEN = 10000
 -- set it are presumed dead, and the stream is trimmed by its retention again.
 local FEED_STALE_MS = 300000
 
-local function feed_now()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-
 -- nil if `stream` and `meta` are absent or a stream and a hash, else the check's failure.
 local function feed_types(stream, meta)
-  local t = redis.call('TYPE', stream).ok
-  if t ~= 'none' and t ~= 'stream' then return {'wrongtype', stream, t} end
-  t = redis.call('TYPE', meta).ok
-  if t ~= 'none' and t ~= 'hash' then return {'wrongtype', meta, t} end
-  return nil
+  return typed(stream, 'stream') or typed(meta, 'hash')
 end
 
 -- Appends one event (`fields`, a flat list) to `stream` and trims it; the new entry id.
@@ -33,7 +24,7 @@ local function feed_append(stream, meta, fields)
   local now = nil
   local floor = cfg[3]
   if floor then
-    now = feed_now()
+    now = now_ms()
     if now - (tonumber(cfg[4]) or 0) > (tonumber(cfg[5]) or FEED_STALE_MS) then floor = nil end
   end
   if floor then
@@ -42,7 +33,7 @@ local function feed_append(stream, meta, fields)
     redis.call('XTRIM', stream, 'MAXLEN', '~', tonumber(cfg[1]) or FEED_MAXLEN)
     local age = tonumber(cfg[2])
     if age then
-      now = now or feed_now()
+      now = now or now_ms()
       redis.call('XTRIM', stream, 'MINID', '~', string.format('%.0f-0', now - age))
     end
   end

@@ -16,12 +16,6 @@
 -- Any operation may reply {'wrongtype', key, type}: nothing written.
 local op, group = ARGV[1], ARGV[2]
 
-local function typed(key, want)
-  local t = redis.call('TYPE', key).ok
-  if t ~= 'none' and t ~= want then return {'wrongtype', key, t} end
-  return nil
-end
-
 local function id_ms(id)
   return tonumber(string.match(id, '^(%d+)%-%d+$')) or 0
 end
@@ -36,7 +30,7 @@ if op == 'create' then
     if string.sub(r.err, 1, 9) ~= 'BUSYGROUP' then return r end
     created = 0
   end
-  local now = feed_now()
+  local now = now_ms()
   redis.call('HSETNX', fmeta, 'group:' .. group, now)
   if redis.call('HEXISTS', fmeta, 'floor') == 0 then
     redis.call('HSET', fmeta, 'floor', '0-0', 'floor_at', now)
@@ -67,7 +61,7 @@ elseif op == 'beat' then
   local fmeta = KEYS[1]
   local bad = typed(fmeta, 'hash')
   if bad then return bad end
-  redis.call('HSET', fmeta, 'seen:' .. group, feed_now())
+  redis.call('HSET', fmeta, 'seen:' .. group, now_ms())
   return {'ok'}
 elseif op == 'destroy' then
   local stream, fmeta, done, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]

@@ -19,10 +19,8 @@ local slot = {}
 for j = 1, n do
   slot[ARGV[1 + j]] = 2 + 2 * j - 1
   for _, k in ipairs({KEYS[2 + 2 * j - 1], KEYS[2 + 2 * j]}) do
-    local t = redis.call('TYPE', k).ok
-    if t ~= 'none' and t ~= (k == KEYS[2 + 2 * j] and 'stream' or 'zset') then
-      return {'wrongtype', k, t}
-    end
+    local bad = typed(k, k == KEYS[2 + 2 * j] and 'stream' or 'zset')
+    if bad then return bad end
   end
 end
 if redis.call('EXISTS', stream) == 0 then return {'ok', 0, '', 0} end
@@ -44,7 +42,7 @@ local function map(flat)
   return t
 end
 
-local now = feed_now()
+local now = now_ms()
 local cfg = redis.call('HMGET', fmeta, 'maxlen', 'maxage', 'stale')
 local maxlen = tonumber(cfg[1]) or FEED_MAXLEN
 local stale = tonumber(cfg[3]) or FEED_STALE_MS

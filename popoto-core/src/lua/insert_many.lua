@@ -28,17 +28,6 @@ local mode, n, kinds = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local ni = #KEYS - n
 local create, check_absent = mode ~= 'S', mode == 'C'
 local names = {s = 'set', z = 'zset', h = 'hash'}
--- The p-th ':'-separated segment of an instance key after its class name, or nil.
-local function seg(s, p)
-  local start = 1
-  for _ = 1, p do
-    local c = string.find(s, ':', start, true)
-    if not c then return nil end
-    start = c + 1
-  end
-  local e = string.find(s, ':', start, true)
-  return string.sub(s, start, (e or 0) - 1)
-end
 -- Index keys holding another type, and what each key collects.
 local bad, anybad, lists, counts = {}, false, {}, {}
 for k = 1, ni do
@@ -66,10 +55,7 @@ for j = 1, n do
   local f, u, s, z, h = p + fo, p + uo, p + so, p + zo, p + ho
   local reply = nil
   if check_absent and redis.call('EXISTS', key) == 1 then reply = {'exists', key} end
-  if not reply and not create then
-    local found = redis.call('TYPE', key).ok
-    if found ~= 'none' and found ~= 'hash' then reply = {'wrongtype', key, found} end
-  end
+  if not reply and not create then reply = typed(key, 'hash') end
   if anybad and not reply then
     for i = s, s + ns - 1 do reply = reply or bad[tonumber(ARGV[i])] end
     for i = z, z + 2 * nz - 2, 2 do reply = reply or bad[tonumber(ARGV[i])] end
@@ -77,13 +63,7 @@ for j = 1, n do
   end
   for i = u, u + 3 * nu - 3, 3 do
     if reply then break end
-    local set, p = KEYS[tonumber(ARGV[i])], tonumber(ARGV[i + 2])
-    if redis.call('SCARD', set) > 0 then
-      local own = p > 0 and seg(key, p) or nil
-      for _, m in ipairs(redis.call('SMEMBERS', set)) do
-        if m ~= key and (p == 0 or seg(m, p) == own) then reply = {'unique', ARGV[i + 1], m}; break end
-      end
-    end
+    reply = unique_refusal(KEYS[tonumber(ARGV[i])], ARGV[i + 1], key, nil, tonumber(ARGV[i + 2]))
   end
   if reply then
     out[j] = reply

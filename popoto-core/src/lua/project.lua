@@ -13,18 +13,7 @@ for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
 local out = {}
 for i = 1, #KEYS do
   local k = KEYS[i]
-  local ok
-  if field == '' then
-    local len = redis.pcall('HLEN', k)
-    if type(len) ~= 'number' then ok = 2
-    elseif len > 0 then ok = 1
-    else ok = 0 end
-  else
-    local v = redis.pcall('HGET', k, field)
-    if v == want then ok = 1
-    elseif v == false and redis.call('EXISTS', k) == 0 then ok = 0
-    else ok = 2 end
-  end
+  local ok = in_scope(k, field, want)
   if ok == 1 then
     if #fields == 0 then out[i] = {} else out[i] = redis.call('HMGET', k, unpack(fields)) end
   else

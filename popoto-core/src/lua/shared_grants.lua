@@ -14,12 +14,6 @@
 -- Every reply may also be {'wrongtype', key, type} | {'corrupt', reason}: nothing written.
 local op = ARGV[1]
 
-local function typed(key, want)
-  local t = redis.call('TYPE', key).ok
-  if t ~= 'none' and t ~= want then return {'wrongtype', key, t} end
-  return nil
-end
-
 -- The model and id of a meta hash match, or why not.
 local function check_meta(meta, model, id)
   local bad = typed(meta, 'hash')

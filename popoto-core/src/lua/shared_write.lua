@@ -46,8 +46,8 @@ end
 -- Checks: nothing is written before all pass, and every key's type is checked first.
 local kinds = {{value, 'hash'}, {meta, 'hash'}, {tags, 'hash'}, {subs, 'hash'}, {ids, 'set'}}
 for _, kt in ipairs(kinds) do
-  local t = redis.call('TYPE', kt[1]).ok
-  if t ~= 'none' and t ~= kt[2] then return {'wrongtype', kt[1], t} end
+  local bad = typed(kt[1], kt[2])
+  if bad then return bad end
 end
 local bad = feed_types(stream, fmeta)
 if bad then return bad end

@@ -13,8 +13,7 @@
 -- An index key of another Redis type is not ours: left as it is.
 -- Reply: one letter per member.
 local z, n = KEYS[1], tonumber(ARGV[1])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local k, a, out = 2, 2, {}
 for j = 1, n do
   local key, cnt, kinds = KEYS[k], tonumber(ARGV[a]), ARGV[a + 1]

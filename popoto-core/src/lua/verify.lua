@@ -10,18 +10,6 @@ local field, want = ARGV[1], ARGV[2]
 local mask = {}
 for i = 1, #KEYS do
   local k = KEYS[i]
-  local flag
-  if field == '' then
-    local len = redis.pcall('HLEN', k)
-    if type(len) ~= 'number' then flag = '2'
-    elseif len > 0 then flag = '1'
-    else flag = '0' end
-  else
-    local v = redis.pcall('HGET', k, field)
-    if v == want then flag = '1'
-    elseif v == false and redis.call('EXISTS', k) == 0 then flag = '0'
-    else flag = '2' end
-  end
-  mask[i] = flag
+  mask[i] = tostring(in_scope(k, field, want))
 end
 return table.concat(mask)

@@ -9,10 +9,10 @@ use tracing::Instrument;
 
 use super::*;
 use crate::admin::Admin;
-use crate::backend::APPLY;
 use crate::keys::{self, IndexKind};
 use crate::model::FieldKind;
 use crate::plan::{Outcome, Write};
+use crate::script::apply::{self, APPLY};
 
 /// An instance whose index entries are being verified: the writes `save` would make, and the
 /// stored bytes of the fields that decide them.
@@ -112,7 +112,7 @@ impl<M: Model> IndexScan<M> {
         for p in pending {
             match &p.plan {
                 Some(plan) if self.repair => {
-                    calls.push((plan.keys.clone(), plan.args()));
+                    calls.push((plan.keys.clone(), apply::args(&plan)));
                     with_plan.push(p);
                 }
                 _ => p.findings.into_iter().for_each(|f| self.record(f)),
@@ -128,7 +128,7 @@ impl<M: Model> IndexScan<M> {
         for (p, reply) in with_plan.into_iter().zip(replies) {
             let outcome = reply
                 .map_err(|e| e.to_string())
-                .and_then(|v| Plan::outcome(meta, Self::OP, v).map_err(|e| e.to_string()));
+                .and_then(|v| apply::outcome(meta, Self::OP, v).map_err(|e| e.to_string()));
             let note = match outcome {
                 Ok(Outcome::Applied(_)) => None,
                 // The instance appeared, vanished or changed since it was read: look again.

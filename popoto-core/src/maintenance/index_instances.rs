@@ -178,8 +178,8 @@ impl<M: Model> IndexScan<M> {
                                 Some(f) if f == *score => None,
                                 Some(f) => Some(format!(
                                     "score {} in the index, {} from the stored value",
-                                    crate::plan::score_arg(f),
-                                    crate::plan::score_arg(*score)
+                                    crate::script::score_arg(f),
+                                    crate::script::score_arg(*score)
                                 )),
                                 None => Some("not in the index".to_owned()),
                             }

@@ -1,11 +1,10 @@
-//! One instance rendered for storage: its index entries, the writes that add or remove them,
-//! and the create path's script call.
+//! One instance rendered for storage: its index entries and the writes that add or remove them.
 
 use crate::error::Result;
 use crate::keys;
 use crate::model::{FieldKind, ModelMeta, Record};
 
-use super::{push_score, Check, Plan, Write};
+use super::{Check, Plan, Write};
 
 /// The stored bytes of Popoto's hidden `_auto_key` field: the key's uuid as a msgpack str.
 fn hidden_value(h: &str) -> Vec<u8> {
@@ -265,59 +264,6 @@ impl<'r> Instance<'r> {
             plan.writes.push(write);
         }
         Ok(())
-    }
-
-    /// The `EVALSHA` of `lua/create.lua` for this instance: the create path's own script,
-    /// which undoes its writes on a failed command instead of type-checking every key first.
-    /// `fresh`: the key holds a uuid4 generated for this create, so the script skips `EXISTS`.
-    /// Also returns the number of commands the script runs when nothing fails.
-    pub fn create_cmd(&self, script: &redis::Script, fresh: bool) -> Result<(redis::Cmd, usize)> {
-        let mut entries = self.index_entries()?;
-        // A create without an expiry writes no expiry entry.
-        entries.retain(|e| !matches!(e, IndexEntry::Expiry(_, None)));
-        let nf = self.hash_field_count();
-        let values: usize = self.record.values.iter().map(Vec::len).sum();
-        let keys: usize = entries.iter().map(|e| e.key().len()).sum();
-        let mut cmd = redis::Cmd::with_capacity(
-            6 + 2 * nf + 3 * entries.len(),
-            96 + values + keys + 2 * self.key.len() + 32 * nf + 24 * entries.len(),
-        );
-        cmd.arg("EVALSHA")
-            .arg(script.get_hash())
-            .arg(1 + entries.len())
-            .arg(&self.key);
-        for e in &entries {
-            cmd.arg(e.key());
-        }
-        cmd.arg(if fresh { "F" } else { "C" }).arg(nf);
-        self.push_hash_fields(&mut cmd);
-        for e in &entries {
-            match e {
-                IndexEntry::Set(_, None) => cmd.arg("S").arg(""),
-                IndexEntry::Set(_, Some(field)) => match self.meta.unique_scope(*field) {
-                    0 => cmd.arg("U").arg(field),
-                    within => cmd.arg("V").arg(format!("{field} {within}")),
-                },
-                IndexEntry::ZSet(_, score) => {
-                    push_score(cmd.arg("Z"), *score);
-                    &mut cmd
-                }
-                IndexEntry::Companion(_, initial) => cmd.arg("H").arg(initial_confidence(*initial)),
-                IndexEntry::Expiry(_, expiry) => cmd
-                    .arg("X")
-                    .arg(expiry.map(Expiry::arg).unwrap_or_default()),
-            };
-        }
-        let uniques = entries
-            .iter()
-            .filter(|e| matches!(e, IndexEntry::Set(_, Some(_))))
-            .count();
-        let expiring = entries
-            .iter()
-            .filter(|e| matches!(e, IndexEntry::Expiry(..)))
-            .count();
-        let commands = usize::from(!fresh) + uniques + 1 + entries.len() + 2 * expiring;
-        Ok((cmd, commands))
     }
 
     /// Uniqueness checks of every unique key field; `also` is another key allowed to hold them.

@@ -19,8 +19,8 @@ use super::resolve::{merge_ranges, Source};
 use super::{Order, Query};
 
 /// The window script (`lua/window.lua`).
-static WINDOW: LazyLock<Script> =
-    LazyLock::new(|| Script::read_only(include_str!("../lua/window.lua")));
+pub(crate) static WINDOW: LazyLock<Script> =
+    LazyLock::new(|| Script::read_only(crate::script::lua!("window.lua")));
 
 /// Largest window read per script call.
 const MAX_WINDOW: usize = 1000;
@@ -202,7 +202,7 @@ impl<'s, M: Model> Query<'s, M> {
                 match &pos {
                     Some((s, m)) => {
                         args.push(b"1".to_vec());
-                        args.push(crate::plan::score_arg(*s).into_bytes());
+                        args.push(crate::script::score_arg(*s).into_bytes());
                         args.push(m.as_bytes().to_vec());
                     }
                     None => args.extend([b"0".to_vec(), Vec::new(), Vec::new()]),

@@ -14,8 +14,8 @@ use super::filter::Match;
 use super::resolve::{Node, Source};
 
 /// The expression script (`lua/select.lua`).
-pub(super) static SELECT: LazyLock<Script> =
-    LazyLock::new(|| Script::read_only(include_str!("../lua/select.lua")));
+pub(crate) static SELECT: LazyLock<Script> =
+    LazyLock::new(|| Script::read_only(crate::script::lua!("select.lua")));
 
 /// Members per `SSCAN` call.
 const SCAN_COUNT: usize = 1000;

@@ -6,7 +6,7 @@ use std::ops::{Bound as RangeBound, RangeBounds};
 
 use crate::codec::{KeySegment, Score};
 use crate::model::{render_segment, KeyField, Model, SortedField};
-use crate::plan::score_arg;
+use crate::script::score_arg;
 
 /// One side of a score range.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -23,6 +23,7 @@ mod filter;
 mod project;
 mod resolve;
 mod stream;
+pub(crate) use {cursor::WINDOW, expr::SELECT, project::PROJECT};
 
 pub use cursor::{Cursor, Page};
 use exec::page;

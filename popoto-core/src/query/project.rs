@@ -17,8 +17,8 @@ use super::resolve::{index_keys, Source};
 use super::Query;
 
 /// The projection script (`lua/project.lua`).
-static PROJECT: LazyLock<Script> =
-    LazyLock::new(|| Script::read_only(include_str!("../lua/project.lua")));
+pub(crate) static PROJECT: LazyLock<Script> =
+    LazyLock::new(|| Script::read_only(crate::script::lua!("project.lua")));
 
 /// Candidate keys per script call.
 const KEYS_PER_CALL: usize = 1000;

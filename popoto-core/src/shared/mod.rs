@@ -17,6 +17,7 @@ mod clock;
 mod host;
 mod patch;
 mod wire;
+pub(crate) use wire::{GRANTS, READ, WRITE};
 
 use std::collections::BTreeMap;
 use std::fmt;

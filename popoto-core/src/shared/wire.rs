@@ -13,20 +13,16 @@ use crate::model::Model;
 use crate::tenant::TenantId;
 
 /// One write of a shared instance (`lua/shared_write.lua`, after the feed prelude).
-static WRITE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
-        include_str!("../lua/feed_common.lua"),
-        include_str!("../lua/shared_write.lua")
-    ))
-});
+pub(crate) static WRITE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(crate::script::lua!("feed_common.lua", "shared_write.lua")));
 
 /// One read with its grant check (`lua/shared_read.lua`).
-static READ: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../lua/shared_read.lua")));
+pub(crate) static READ: LazyLock<Script> =
+    LazyLock::new(|| Script::new(crate::script::lua!("shared_read.lua")));
 
 /// Grants on both sides, unshare, purge of a tenant (`lua/shared_grants.lua`).
-pub(super) static GRANTS: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../lua/shared_grants.lua")));
+pub(crate) static GRANTS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(crate::script::lua!("shared_grants.lua")));
 
 /// Label of errors and traces.
 pub(super) const OP: &str = "shared";

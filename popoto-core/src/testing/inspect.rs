@@ -7,27 +7,6 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 
 use super::{err, TestRedis, TestServerError};
 
-/// Every Lua script popoto sends, by file name.
-const SCRIPTS: &[(&str, &str)] = &[
-    // As the backend sends it: the change-feed prelude first.
-    (
-        "apply.lua",
-        concat!(
-            include_str!("../lua/feed_common.lua"),
-            include_str!("../lua/apply.lua")
-        ),
-    ),
-    ("catalog.lua", include_str!("../lua/catalog.lua")),
-    ("confidence.lua", include_str!("../lua/confidence.lua")),
-    ("create.lua", include_str!("../lua/create.lua")),
-    ("insert_many.lua", include_str!("../lua/insert_many.lua")),
-    ("migrate_page.lua", include_str!("../lua/migrate_page.lua")),
-    ("project.lua", include_str!("../lua/project.lua")),
-    ("select.lua", include_str!("../lua/select.lua")),
-    ("verify.lua", include_str!("../lua/verify.lua")),
-    ("window.lua", include_str!("../lua/window.lua")),
-];
-
 /// Logical databases a snapshot covers.
 const DATABASES: u8 = 16;
 
@@ -113,13 +92,13 @@ impl TestRedis {
     pub fn load_scripts(&self) -> BTreeMap<&'static str, String> {
         let mut conn = self.raw();
         let mut out = BTreeMap::new();
-        for (name, source) in SCRIPTS {
+        for (name, script) in crate::script::all() {
             let sha: String = redis::cmd("SCRIPT")
                 .arg("LOAD")
-                .arg(*source)
+                .arg(script.source())
                 .query(&mut conn)
                 .unwrap_or_else(|e| panic!("SCRIPT LOAD {name}: {e}\n{}", self.log()));
-            out.insert(*name, sha);
+            out.insert(name, sha);
         }
         out
     }

@@ -9,12 +9,14 @@ use tracing::Instrument;
 
 use super::*;
 use crate::admin::Admin;
-use crate::backend::{Backend, APPLY};
+use crate::backend::Backend;
 use crate::keys;
 use crate::model::{ConfidenceField, FieldKind, SortedField};
 use crate::plan::{Outcome, Write};
+use crate::script::apply::{self, APPLY};
 
 mod page;
+pub(crate) use page::MIGRATE_PAGE;
 
 use page::{send_page, PageCall};
 
@@ -278,7 +280,7 @@ impl<M: Model, P: FnMut(Progress)> Migration<M, P> {
                 },
             });
             plan.add_type_checks();
-            calls.push((plan.keys.clone(), plan.args()));
+            calls.push((plan.keys.clone(), apply::args(&plan)));
         }
         calls
     }
@@ -329,7 +331,7 @@ impl<M: Model, P: FnMut(Progress)> Migration<M, P> {
             for (mv, reply) in moves.into_iter().zip(replies) {
                 let outcome = reply
                     .map_err(|e| e.to_string())
-                    .and_then(|v| Plan::outcome(meta, Self::OP, v).map_err(|e| e.to_string()));
+                    .and_then(|v| apply::outcome(meta, Self::OP, v).map_err(|e| e.to_string()));
                 match outcome {
                     Ok(Outcome::Applied(1)) => {
                         self.report.migrated += 1;

@@ -12,9 +12,10 @@ use super::*;
 const PAGE_CALL: usize = 1000;
 
 /// The script that moves one scanned page of a legacy index (partitions from member keys).
-static MIGRATE_PAGE: std::sync::LazyLock<crate::backend::Script> = std::sync::LazyLock::new(|| {
-    crate::backend::Script::new(include_str!("../../lua/migrate_page.lua"))
-});
+pub(crate) static MIGRATE_PAGE: std::sync::LazyLock<crate::backend::Script> =
+    std::sync::LazyLock::new(|| {
+        crate::backend::Script::new(crate::script::lua!("migrate_page.lua"))
+    });
 
 /// One `lua/migrate_page.lua` call: its command, the members it sends with the index of their
 /// destination, and each destination's partition label.

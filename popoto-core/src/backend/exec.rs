@@ -1,21 +1,7 @@
 //! Lua scripts: each call can go as `EVALSHA` or as `EVAL` with the source, and a `NOSCRIPT`
 //! refusal (nothing ran) is sent again as `EVAL`, never behind a later write of the same batch.
 
-use std::sync::LazyLock;
-
 use redis::{Arg, ErrorKind, RedisError, RedisResult, ServerErrorKind, Value};
-
-/// The script that creates one instance (see `Instance::create_cmd`).
-pub(crate) static CREATE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../lua/create.lua")));
-
-/// The script that applies one instance write (see `plan.rs`).
-pub(crate) static APPLY: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
-        include_str!("../lua/feed_common.lua"),
-        include_str!("../lua/apply.lua")
-    ))
-});
 
 /// A Lua script with its source, so that a call can go as `EVAL` as well as `EVALSHA`.
 ///
@@ -44,6 +30,12 @@ impl Script {
             read_only: true,
             ..Script::new(code)
         }
+    }
+
+    /// The script's source, as `EVAL` sends it.
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) fn source(&self) -> &'static str {
+        self.code
     }
 
     /// Starts a call of the script: `EVALSHA <sha1>` or `EVAL <source>`, with room for
