@@ -107,7 +107,7 @@ pub(super) async fn model(
     }
     let calls: Vec<(Vec<String>, Vec<Vec<u8>>)> = removals
         .iter()
-        .map(|p| (p.keys.clone(), apply::args(&p)))
+        .map(|p| (p.keys.clone(), apply::args(p)))
         .collect();
     if backend.record_many(&APPLY, &calls) {
         // A dry run: each removal counted as if none were refused.

@@ -112,7 +112,7 @@ impl<M: Model> IndexScan<M> {
         for p in pending {
             match &p.plan {
                 Some(plan) if self.repair => {
-                    calls.push((plan.keys.clone(), apply::args(&plan)));
+                    calls.push((plan.keys.clone(), apply::args(plan)));
                     with_plan.push(p);
                 }
                 _ => p.findings.into_iter().for_each(|f| self.record(f)),
