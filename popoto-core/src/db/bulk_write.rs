@@ -6,10 +6,11 @@ use crate::bulk;
 use crate::error::{BulkError, Error, Result};
 use crate::feed::ChangeOp;
 use crate::model::{key_segments, Key, Model, Record};
+use crate::plan::write::Stored;
 use crate::plan::{movable_partition_fields, Outcome};
 use crate::script::apply::{self, APPLY};
 
-use super::write::{next_version, Stored};
+use super::write::next_version;
 use super::{Mode, Session};
 
 impl Session {

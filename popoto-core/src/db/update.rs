@@ -4,10 +4,11 @@ use tracing::Instrument;
 
 use crate::error::{Error, Result};
 use crate::model::{hidden_key_of, Key, Model};
-use crate::plan::{movable_partition_fields, Check, Outcome};
+use crate::plan::write::{guard_update, Stored};
+use crate::plan::{movable_partition_fields, Outcome};
 use crate::verify::Guard;
 
-use super::write::{next_version, Stored};
+use super::write::next_version;
 use super::{Mode, Session};
 
 /// How often `update` reads and writes again when the instance changed in between.
@@ -82,23 +83,23 @@ impl Session {
                 };
                 let mut plan =
                     Self::write_plan(Mode::Save, key, &record, hidden, &stored, version)?;
-                let k = plan.key(redis_key.clone());
-                let mut checks = vec![Check::Present(k)];
-                if version.is_none() {
-                    let pairs = fields
-                        .iter()
-                        .map(|(f, v)| String::from_utf8(f.clone()).map(|f| (f, v.clone())))
-                        .collect::<std::result::Result<Vec<_>, _>>()
-                        .map_err(|_| Error::Decode {
-                            model: meta.name,
-                            key: redis_key.clone(),
-                            field: "<hash>".into(),
-                            reason: "a field name is not UTF-8: cannot check it is unchanged"
-                                .into(),
-                        })?;
-                    checks.push(Check::Same { key: k, pairs });
-                }
-                plan.checks.splice(0..0, checks);
+                let read = match version {
+                    Some(_) => None,
+                    None => Some(
+                        fields
+                            .iter()
+                            .map(|(f, v)| String::from_utf8(f.clone()).map(|f| (f, v.clone())))
+                            .collect::<std::result::Result<Vec<_>, _>>()
+                            .map_err(|_| Error::Decode {
+                                model: meta.name,
+                                key: redis_key.clone(),
+                                field: "<hash>".into(),
+                                reason: "a field name is not UTF-8: cannot check it is unchanged"
+                                    .into(),
+                            })?,
+                    ),
+                };
+                guard_update(&mut plan, &redis_key, read);
                 match self.apply::<M>("update", &plan).await? {
                     Outcome::Applied(_) => {
                         if let Some(v) = version {

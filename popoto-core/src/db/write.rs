@@ -1,50 +1,16 @@
 //! Writes of one instance: each a plan of checks and writes applied by one script call.
 
-use std::collections::HashMap;
-
 use tracing::Instrument;
 
 use crate::error::{Error, Result};
 use crate::feed::ChangeOp;
-use crate::model::{hidden_key_of, key_segments, FieldKind, Key, Model, ModelMeta, Record};
-use crate::plan::{movable_partition_fields, Check, Instance, Outcome, Plan, Write};
+use crate::model::{hidden_key_of, key_segments, Key, Model, ModelMeta, Record};
+use crate::plan::write::{Stored, Target};
+use crate::plan::{self, movable_partition_fields, Instance, Outcome, Plan};
 use crate::script::apply::{self, APPLY};
 use crate::script::create::{self, CREATE};
 
 use super::{Mode, Session, MAX_ATTEMPTS};
-
-/// The outcome of reading an instance's movable partition values before a write.
-pub(super) struct Stored {
-    /// Raw bytes of each movable partition field (`None`: absent).
-    pub(super) raw: Vec<(usize, Option<Vec<u8>>)>,
-    /// Not read but assumed equal to the value being written (the common update that moves
-    /// nothing): the plan then checks the assumption instead of moving entries.
-    pub(super) assumed: bool,
-}
-
-impl Stored {
-    /// Nothing stored to move (no movable field, or a create).
-    pub(super) fn none(meta: &ModelMeta) -> Stored {
-        Stored {
-            raw: movable_partition_fields(meta)
-                .into_iter()
-                .map(|f| (f, None))
-                .collect(),
-            assumed: false,
-        }
-    }
-
-    /// The stored partition values assumed equal to `record`'s (checked by the plan).
-    pub(super) fn assumed(meta: &ModelMeta, record: &Record) -> Stored {
-        Stored {
-            raw: movable_partition_fields(meta)
-                .into_iter()
-                .map(|f| (f, record.values.get(f).cloned()))
-                .collect(),
-            assumed: true,
-        }
-    }
-}
 
 impl Session {
     /// Creates an instance: fills empty auto keys (and the tenant field from a tenant scope),
@@ -204,51 +170,13 @@ impl Session {
         stored: &Stored,
         version: Option<u64>,
     ) -> Result<(Plan, Record)> {
-        let meta = M::META;
         let redis_key = key.redis_key();
-        let mut record = Record {
-            segments: vec![None; meta.fields.len()],
-            ..Record::default()
-        };
-        for (pos, &i) in meta.key_fields.iter().enumerate() {
-            record.segments[i] = key.segments().get(pos).cloned();
-        }
-        let hidden = meta
-            .has_hidden_key()
-            .then(|| key.segments().first().map(String::as_str))
-            .flatten();
-        let mut plan = Plan::default();
-        let k = plan.key(redis_key.clone());
-        version_check(&mut plan, meta, k, version);
-        plan.writes.push(Write::Del { key: k });
-        for (f, raw) in &stored.raw {
-            plan.checks.push(if stored.assumed {
-                Check::FieldOrNew {
-                    key: k,
-                    field: meta.fields[*f].name.to_owned(),
-                    value: raw.clone().unwrap_or_default(),
-                }
-            } else {
-                Check::Field {
-                    key: k,
-                    field: meta.fields[*f].name.to_owned(),
-                    value: raw.clone(),
-                }
-            });
-            record.segments[*f] = match raw {
-                Some(raw) => Some(M::segment_from_stored(&redis_key, *f, raw)?),
-                None => Some("None".to_owned()),
-            };
-        }
-        let inst = Instance {
-            meta,
-            key: redis_key,
-            record: &record,
-            hidden_key: hidden,
-        };
-        inst.remove_indexes(&mut plan, true)?;
-        plan.add_type_checks();
-        Ok((plan, record))
+        plan::write::delete(
+            &Target::of::<M>(&redis_key),
+            key.segments(),
+            stored,
+            version,
+        )
     }
 
     /// Reads the stored bytes of the movable partition fields (no command if there are none).
@@ -286,92 +214,16 @@ impl Session {
         stored: &Stored,
         version: Option<u64>,
     ) -> Result<Plan> {
-        let meta = M::META;
         let redis_key = key.redis_key();
-        let inst = Instance {
-            meta,
-            key: redis_key.clone(),
+        let target = Target::of::<M>(&redis_key);
+        plan::write::save(
+            &target,
+            mode == Mode::Create,
             record,
-            hidden_key: hidden,
-        };
-        let mut plan = Plan::default();
-        let k = plan.key(redis_key.clone());
-        if mode == Mode::Create {
-            plan.checks.push(Check::Absent(k));
-        }
-        version_check(&mut plan, meta, k, version);
-        inst.unique_checks(&mut plan, None);
-        // Moves out of partitions whose (non-key) partition value changed.
-        let mut old_segments: HashMap<usize, String> = HashMap::new();
-        for (f, raw) in &stored.raw {
-            if stored.assumed {
-                plan.checks.push(Check::FieldOrNew {
-                    key: k,
-                    field: meta.fields[*f].name.to_owned(),
-                    value: raw.clone().unwrap_or_default(),
-                });
-                continue;
-            }
-            plan.checks.push(Check::Field {
-                key: k,
-                field: meta.fields[*f].name.to_owned(),
-                value: raw.clone(),
-            });
-            if let Some(raw) = raw {
-                old_segments.insert(*f, M::segment_from_stored(&redis_key, *f, raw)?);
-            }
-        }
-        let mut moves = Vec::new();
-        if !old_segments.is_empty() {
-            let mut old = record.clone();
-            for (f, s) in &old_segments {
-                old.segments[*f] = Some(s.clone());
-            }
-            let old_inst = Instance {
-                meta,
-                key: redis_key.clone(),
-                record: &old,
-                hidden_key: hidden,
-            };
-            for (i, f) in meta.fields.iter().enumerate() {
-                if !f.partition_by.iter().any(|p| old_segments.contains_key(p)) {
-                    continue;
-                }
-                match f.kind {
-                    FieldKind::Sorted => {
-                        let (from, to) = (old_inst.sorted_key(i), inst.sorted_key(i));
-                        if from != to {
-                            let z = plan.key(from);
-                            moves.push(Write::ZRem {
-                                key: z,
-                                member: redis_key.clone(),
-                            });
-                        }
-                    }
-                    FieldKind::Confidence { .. } => {
-                        let (from, to) = (old_inst.confidence_key(i)?, inst.confidence_key(i)?);
-                        if from != to {
-                            let (from, to) = (plan.key(from), plan.key(to));
-                            moves.push(Write::HMove {
-                                from,
-                                from_field: redis_key.clone(),
-                                to,
-                                to_field: redis_key.clone(),
-                            });
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-        plan.writes.push(Write::HSet {
-            key: k,
-            pairs: inst.hash_pairs(),
-        });
-        plan.writes.extend(moves);
-        inst.add_indexes(&mut plan)?;
-        plan.add_type_checks();
-        Ok(plan)
+            hidden,
+            stored,
+            version,
+        )
     }
 
     /// Writes one instance (a create, or a save checked against the stored `version`).
@@ -521,15 +373,4 @@ pub(super) fn next_version<M: Model>(value: &M, record: &mut Record) -> Result<O
         *slot = bytes;
     }
     Ok(Some(expected))
-}
-
-/// Adds the check that the stored version of the instance at plan key `k` is `version`.
-pub(super) fn version_check(plan: &mut Plan, meta: &ModelMeta, k: usize, version: Option<u64>) {
-    if let (Some(expected), Some(f)) = (version, meta.version) {
-        plan.checks.push(Check::Version {
-            key: k,
-            field: meta.fields[f].name.to_owned(),
-            expected,
-        });
-    }
 }

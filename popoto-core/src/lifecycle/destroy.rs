@@ -6,33 +6,14 @@ use super::{DestroyReport, Entry};
 use crate::admin::Admin;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::keys::IndexKind;
-use crate::plan::{Check, Outcome, Plan, Write};
+use crate::plan::entries::remove_orphan;
+use crate::plan::{Outcome, Plan};
 use crate::script::apply::{self, APPLY};
 use crate::tenant::TenantId;
 use crate::verify::{self, Skip};
 
 /// Instances deleted per batch.
 const CHUNK: usize = 1000;
-
-/// The plan removing `member` from index key `key` unless an instance exists at `member`.
-fn removal(key: &str, member: &str, kind: IndexKind) -> Plan {
-    let mut plan = Plan::default();
-    let m = plan.key(member.to_owned());
-    let k = plan.key(key.to_owned());
-    plan.checks.push(Check::Absent(m));
-    let member = member.to_owned();
-    plan.writes.push(match kind {
-        IndexKind::Class | IndexKind::ValueSet(_) => Write::SRem { key: k, member },
-        IndexKind::Sorted(_) | IndexKind::Expiry => Write::ZRem { key: k, member },
-        IndexKind::Confidence(_) => Write::HDel {
-            key: k,
-            field: member,
-        },
-    });
-    plan.add_type_checks();
-    plan
-}
 
 /// Destroys model `e`'s data of `tenant`: its instances (each atomically, with the index
 /// entries its values derive), then every entry of the tenant's instance keys left in the
@@ -85,20 +66,20 @@ pub(super) async fn model(
     for (member, entries) in &left.own_entries {
         for o in entries {
             if let Some(kind) = crate::keys::parse_index_key(meta, &o.key) {
-                removals.push(removal(&o.key, member, kind));
+                removals.push(remove_orphan(&o.key, member, kind));
             }
         }
     }
     // Entries an orphan's key derives in shared index keys, and legacy entries of everything.
     for member in &loose {
         for (key, member, kind) in shared_entries(meta, &fp.read_whole, member, None, &legacy) {
-            removals.push(removal(&key, &member, kind));
+            removals.push(remove_orphan(&key, &member, kind));
         }
     }
     if !legacy.is_empty() {
         for member in &instances {
             for (key, kind) in &legacy {
-                removals.push(removal(key, member, *kind));
+                removals.push(remove_orphan(key, member, *kind));
             }
         }
     }

@@ -17,7 +17,7 @@ use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::model::ModelMeta;
-use crate::plan::{Check, Expiry, Outcome, Plan, Write as W};
+use crate::plan::{entries, Expiry, Outcome, Plan, Write as W};
 use crate::script::apply::{self, APPLY};
 use crate::tenant::TenantId;
 
@@ -182,15 +182,7 @@ impl Import<'_> {
         }
         let segments = keys::parse_instance_key(meta, &key)?;
         let record = layout::key_record(meta, &segments, &[]);
-        let mut plan = Plan::default();
-        let k = plan.key(key.clone());
-        plan.checks.push(Check::Same {
-            key: k,
-            pairs: pairs.clone(),
-        });
-        // The same uniqueness check as every write: no other instance holds a unique value.
-        layout::instance(meta, &key, &segments, &record).unique_checks(&mut plan, None);
-        plan.writes.push(W::HSet { key: k, pairs });
+        let plan = entries::import(&layout::instance(meta, &key, &segments, &record), pairs);
         self.current = Some(Step {
             meta,
             member: key,

@@ -11,6 +11,7 @@ use super::*;
 use crate::admin::Admin;
 use crate::keys::{self, IndexKind};
 use crate::model::FieldKind;
+use crate::plan::entries::{field_checks, removal, remove_orphan};
 use crate::plan::{Outcome, Write};
 use crate::script::apply::{self, APPLY};
 
@@ -348,15 +349,7 @@ impl<M: Model> IndexScan<M> {
                         field,
                         "the instance hash is missing".into(),
                     );
-                    let plan = self.repair.then(|| {
-                        let mut plan = Plan::default();
-                        let m = plan.key(member.to_owned());
-                        let k = plan.key(index.to_owned());
-                        plan.checks.push(Check::Absent(m));
-                        plan.writes.push(removal(kind, k, member));
-                        plan.add_type_checks();
-                        plan
-                    });
+                    let plan = self.repair.then(|| remove_orphan(index, member, kind));
                     pending.push(Pending {
                         token: entry,
                         findings: vec![finding],
@@ -526,15 +519,5 @@ impl Admin {
             _m: PhantomData,
         };
         scan.run().await
-    }
-}
-
-/// The write removing `member` from index key `key` (plan index) of this kind.
-fn removal(kind: IndexKind, key: usize, member: &str) -> Write {
-    let member = member.to_owned();
-    match kind {
-        IndexKind::Class | IndexKind::ValueSet(_) => Write::SRem { key, member },
-        IndexKind::Sorted(_) | IndexKind::Expiry => Write::ZRem { key, member },
-        IndexKind::Confidence(_) => Write::HDel { key, field: member },
     }
 }

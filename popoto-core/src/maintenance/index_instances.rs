@@ -5,6 +5,7 @@ use super::index_check::{Expected, IndexScan, Pending};
 use super::*;
 use crate::keys;
 use crate::model::FieldKind;
+use crate::plan::entries::field_checks;
 use crate::plan::{movable_partition_fields, Instance, Write};
 
 impl<M: Model> IndexScan<M> {

@@ -250,20 +250,3 @@ fn partition_segments<M: Model>(
     }
     Ok(parts)
 }
-
-/// Checks that the stored partition values read earlier are still there.
-fn field_checks(
-    plan: &mut Plan,
-    meta: &ModelMeta,
-    member: usize,
-    stored: &[usize],
-    raw: &[Option<Vec<u8>>],
-) {
-    for (j, &p) in stored.iter().enumerate() {
-        plan.checks.push(Check::Field {
-            key: member,
-            field: meta.fields[p].name.to_owned(),
-            value: raw.get(j).cloned().flatten(),
-        });
-    }
-}

@@ -2,7 +2,9 @@
 //! (`lua/apply.lua`) applies atomically. Plans are built without a server and unit-tested. An
 //! instance's index entries and the writes that add or remove them are in `instance`.
 
+pub(crate) mod entries;
 mod instance;
+pub(crate) mod write;
 
 pub(crate) use instance::{initial_confidence, Expiry, IndexEntry, Instance};
 
@@ -247,3 +249,6 @@ pub(crate) fn movable_partition_fields(meta: &ModelMeta) -> Vec<usize> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod shapes;

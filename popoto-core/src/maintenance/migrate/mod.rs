@@ -12,20 +12,14 @@ use crate::admin::Admin;
 use crate::backend::Backend;
 use crate::keys;
 use crate::model::{ConfidenceField, FieldKind, SortedField};
-use crate::plan::{Outcome, Write};
+use crate::plan::entries::{move_entry, Moved as Target};
+use crate::plan::Outcome;
 use crate::script::apply::{self, APPLY};
 
 mod page;
 pub(crate) use page::MIGRATE_PAGE;
 
 use page::{send_page, PageCall};
-
-/// Which kind of unpartitioned index a migration empties.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Target {
-    Confidence,
-    Sorted,
-}
 
 /// An entry whose partition is known.
 struct Move {
@@ -260,26 +254,13 @@ impl<M: Model, P: FnMut(Progress)> Migration<M, P> {
         let meta = M::META;
         let mut calls = Vec::with_capacity(moves.len());
         for mv in moves {
-            let mut plan = Plan::default();
-            let m = plan.key(mv.member.clone());
-            let from = plan.key(self.source.clone());
-            let to = plan.key(mv.dest.clone());
-            plan.checks.push(Check::Present(m));
-            field_checks(&mut plan, meta, m, &self.stored, &mv.raw);
-            plan.writes.push(match self.target {
-                Target::Confidence => Write::HMoveNx {
-                    from,
-                    from_field: mv.member.clone(),
-                    to,
-                    to_field: mv.member.clone(),
-                },
-                Target::Sorted => Write::ZMoveNx {
-                    from,
-                    to,
-                    member: mv.member.clone(),
-                },
-            });
-            plan.add_type_checks();
+            let plan = move_entry(
+                meta,
+                self.target,
+                (&mv.member, &self.source, &mv.dest),
+                &self.stored,
+                &mv.raw,
+            );
             calls.push((plan.keys.clone(), apply::args(&plan)));
         }
         calls
