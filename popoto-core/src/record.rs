@@ -289,13 +289,13 @@ impl CommandLog {
 
 /// Notes in `log` the index entries `plan` removes (its `SREM`, `ZREM` and `HDEL` writes).
 pub(crate) fn note_removals(log: &CommandLog, backend: &str, plan: &Plan) {
-    for w in &plan.writes {
+    for w in plan.writes() {
         let (key, member) = match w {
             Write::SRem { key, member } | Write::ZRem { key, member } => (*key, member),
             Write::HDel { key, field } => (*key, field),
             _ => continue,
         };
-        if let Some(k) = plan.keys.get(key) {
+        if let Some(k) = plan.keys().get(key) {
             log.note_removed(backend, k, member);
         }
     }

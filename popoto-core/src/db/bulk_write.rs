@@ -58,7 +58,7 @@ impl Session {
                 for (k, st) in chunk.iter().zip(&stored) {
                     let (mut plan, _) = Self::delete_plan(k, st, None)?;
                     self.add_feed(&mut plan, ChangeOp::Delete, k, None, None)?;
-                    calls.push((plan.keys.clone(), apply::args(&plan)));
+                    calls.push(apply::call(&plan));
                     plans.push(plan);
                 }
                 // A dry run: the calls a real run sends, and what they would remove.
@@ -312,7 +312,7 @@ impl Session {
                 p.version,
             )?;
             self.add_feed(&mut plan, mode.feed_op(), &p.key, Some(&p.record), None)?;
-            calls.push((plan.keys.clone(), apply::args(&plan)));
+            calls.push(apply::call(&plan));
         }
         backend
             .eval_many(mode.op(), meta.name, &APPLY, &calls)

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::feed::ChangeOp;
 use crate::keys::{self, FeedOf};
 use crate::model::{Key, Model, Record};
-use crate::plan::{Check, Plan, Write};
+use crate::plan::Plan;
 use crate::tenant::Scope;
 
 use super::Session;
@@ -31,8 +31,6 @@ impl Session {
             });
         };
         let of = FeedOf::Tenant(tenant);
-        let stream = plan.key(keys::feed_stream_key(of));
-        let meta = plan.key(keys::feed_meta_key(of));
         let by = match self.scope() {
             Scope::Tenant(_) => "tenant",
             _ => "admin",
@@ -56,19 +54,7 @@ impl Session {
                 fields.push((format!("f:{}", f.name).into_bytes(), v.clone()));
             }
         }
-        plan.checks.push(Check::Type {
-            key: stream,
-            ty: "stream",
-        });
-        plan.checks.push(Check::Type {
-            key: meta,
-            ty: "hash",
-        });
-        plan.writes.push(Write::Feed {
-            stream,
-            meta,
-            fields,
-        });
+        plan.feed(keys::feed_stream_key(of), keys::feed_meta_key(of), fields);
         Ok(())
     }
 }

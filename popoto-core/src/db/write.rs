@@ -287,7 +287,7 @@ impl Session {
         let reply = self
             .backend()
             .await?
-            .eval(op, M::META.name, &APPLY, &plan.keys, &apply::args(plan))
+            .eval(op, M::META.name, &APPLY, plan.keys(), &apply::args(plan))
             .await?;
         apply::outcome(M::META, op, reply)
     }

@@ -86,10 +86,7 @@ pub(super) async fn model(
     if removals.is_empty() {
         return Ok(());
     }
-    let calls: Vec<(Vec<String>, Vec<Vec<u8>>)> = removals
-        .iter()
-        .map(|p| (p.keys.clone(), apply::args(p)))
-        .collect();
+    let calls: Vec<(Vec<String>, Vec<Vec<u8>>)> = removals.iter().map(apply::call).collect();
     if backend.record_many(&APPLY, &calls) {
         // A dry run: each removal counted as if none were refused.
         report.orphan_entries += calls.len() as u64;

@@ -92,10 +92,8 @@ impl Import<'_> {
         let Some(first) = batch.first() else {
             return Ok(());
         };
-        let calls: Vec<(Vec<String>, Vec<Vec<u8>>)> = batch
-            .iter()
-            .map(|s| (s.plan.keys.clone(), apply::args(&s.plan)))
-            .collect();
+        let calls: Vec<(Vec<String>, Vec<Vec<u8>>)> =
+            batch.iter().map(|s| apply::call(&s.plan)).collect();
         // A dry run: the calls a real run sends, recorded instead (assumed all applied).
         if self.backend.record_many(&APPLY, &calls) {
             return Ok(());
@@ -244,7 +242,7 @@ impl Import<'_> {
             },
             _ => return Err(refuse("unexpected record")),
         };
-        step.plan.writes.push(write);
+        step.plan.write(write);
         Ok(())
     }
 }

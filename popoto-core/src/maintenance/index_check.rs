@@ -11,8 +11,8 @@ use super::*;
 use crate::admin::Admin;
 use crate::keys::{self, IndexKind};
 use crate::model::FieldKind;
-use crate::plan::entries::{field_checks, removal, remove_orphan};
-use crate::plan::{Outcome, Write};
+use crate::plan::entries::{self, remove_orphan};
+use crate::plan::Outcome;
 use crate::script::apply::{self, APPLY};
 
 /// An instance whose index entries are being verified: the writes `save` would make, and the
@@ -113,7 +113,7 @@ impl<M: Model> IndexScan<M> {
         for p in pending {
             match &p.plan {
                 Some(plan) if self.repair => {
-                    calls.push((plan.keys.clone(), apply::args(plan)));
+                    calls.push(apply::call(plan));
                     with_plan.push(p);
                 }
                 _ => p.findings.into_iter().for_each(|f| self.record(f)),
@@ -398,36 +398,7 @@ impl<M: Model> IndexScan<M> {
                     format!("belongs in {expected}"),
                 );
                 let plan = self.repair.then(|| {
-                    let mut plan = Plan::default();
-                    let m = plan.key(member.to_owned());
-                    let k = plan.key(index.to_owned());
-                    // Only confidence and expiry entries move; other misplaced entries are dropped
-                    // here and re-added where they belong by the instance phase.
-                    let to = match kind {
-                        IndexKind::Confidence(_) | IndexKind::Expiry => plan.key(expected.clone()),
-                        _ => k,
-                    };
-                    plan.checks.push(Check::Present(m));
-                    field_checks(&mut plan, meta, m, &stored, &raw);
-                    plan.writes.push(match kind {
-                        // An expiry time cannot be derived again: moved with its score.
-                        IndexKind::Expiry => Write::ZRename {
-                            from: k,
-                            to,
-                            from_member: member.to_owned(),
-                            to_member: member.to_owned(),
-                        },
-                        // Confidence data is moved, not dropped, unless its partition has an entry.
-                        IndexKind::Confidence(_) => Write::HMoveNx {
-                            from: k,
-                            from_field: member.to_owned(),
-                            to,
-                            to_field: member.to_owned(),
-                        },
-                        _ => removal(kind, k, member),
-                    });
-                    plan.add_type_checks();
-                    plan
+                    entries::misplaced(meta, kind, (member, index, &expected), &stored, &raw)
                 });
                 pending.push(Pending {
                     token: entry,

@@ -5,7 +5,7 @@ use super::index_check::{Expected, IndexScan, Pending};
 use super::*;
 use crate::keys;
 use crate::model::FieldKind;
-use crate::plan::entries::field_checks;
+use crate::plan::entries;
 use crate::plan::{movable_partition_fields, Instance, Write};
 
 impl<M: Model> IndexScan<M> {
@@ -141,16 +141,16 @@ impl<M: Model> IndexScan<M> {
             }
             let mut pipe = redis::pipe();
             for Expected { plan, .. } in &expected {
-                for w in &plan.writes {
+                for w in plan.writes() {
                     match w {
                         Write::SAdd { key, member } => {
-                            pipe.cmd("SISMEMBER").arg(&plan.keys[*key]).arg(member)
+                            pipe.cmd("SISMEMBER").arg(&plan.keys()[*key]).arg(member)
                         }
                         Write::ZAdd { key, member, .. } => {
-                            pipe.cmd("ZSCORE").arg(&plan.keys[*key]).arg(member)
+                            pipe.cmd("ZSCORE").arg(&plan.keys()[*key]).arg(member)
                         }
                         Write::HSetNx { key, field, .. } => {
-                            pipe.cmd("HEXISTS").arg(&plan.keys[*key]).arg(field)
+                            pipe.cmd("HEXISTS").arg(&plan.keys()[*key]).arg(field)
                         }
                         // add_indexes writes nothing else; keep replies aligned anyway.
                         _ => pipe.cmd("PING"),
@@ -167,7 +167,7 @@ impl<M: Model> IndexScan<M> {
             } in expected
             {
                 let mut missing: Vec<(Write, String)> = Vec::new();
-                for w in &plan.writes {
+                for w in plan.writes() {
                     let reply = next_reply(&mut it, Self::OP, meta)?;
                     let detail = match w {
                         Write::SAdd { .. } | Write::HSetNx { .. } => {
@@ -195,40 +195,20 @@ impl<M: Model> IndexScan<M> {
                     continue;
                 }
                 // One repair per instance, in one script call: only the missing writes.
-                let mut repair = Plan::default();
-                if self.repair {
-                    let k = repair.key(key_str.clone());
-                    repair.checks.push(Check::Present(k));
-                    field_checks(&mut repair, meta, k, &guarded, &raw);
-                    for (w, _) in &missing {
-                        let w = match w.clone() {
-                            Write::SAdd { key, member } => Write::SAdd {
-                                key: repair.key(plan.keys[key].clone()),
-                                member,
-                            },
-                            Write::ZAdd { key, score, member } => Write::ZAdd {
-                                key: repair.key(plan.keys[key].clone()),
-                                score,
-                                member,
-                            },
-                            Write::HSetNx { key, field, value } => Write::HSetNx {
-                                key: repair.key(plan.keys[key].clone()),
-                                field,
-                                value,
-                            },
-                            other => other,
-                        };
-                        repair.writes.push(w);
+                let repair = match self.repair {
+                    true => {
+                        let writes: Vec<&Write> = missing.iter().map(|(w, _)| w).collect();
+                        entries::restore(meta, &key_str, (&guarded, &raw), &plan, &writes)
                     }
-                    repair.add_type_checks();
-                }
+                    false => Plan::default(),
+                };
                 let findings = missing
                     .into_iter()
                     .map(|(w, detail)| {
                         let index = match &w {
                             Write::SAdd { key, .. }
                             | Write::ZAdd { key, .. }
-                            | Write::HSetNx { key, .. } => plan.keys[*key].clone(),
+                            | Write::HSetNx { key, .. } => plan.keys()[*key].clone(),
                             _ => String::new(),
                         };
                         let field = keys::parse_index_key(meta, &index).and_then(Self::field_of);

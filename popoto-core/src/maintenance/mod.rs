@@ -26,7 +26,7 @@ use redis::{RedisResult, Value as RValue};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::model::{Key, Model, ModelMeta};
-use crate::plan::{Check, Plan};
+use crate::plan::Plan;
 
 /// Entries (or keys) asked per `SCAN`-family call, and so per pipeline, by default.
 pub const DEFAULT_BATCH: usize = 1000;

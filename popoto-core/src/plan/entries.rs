@@ -100,3 +100,80 @@ pub(crate) fn import(inst: &Instance<'_>, pairs: Vec<(String, Vec<u8>)>) -> Plan
     plan.writes.push(Write::HSet { key: k, pairs });
     plan
 }
+
+/// The plan moving the misplaced entry `member` of `index` (of kind `kind`) to `expected`,
+/// checked as [`move_entry`]: confidence and expiry entries move (an expiry time cannot be
+/// derived again; confidence data is kept unless its partition has an entry); other entries
+/// are dropped here and re-added where they belong by the instance phase of the check.
+pub(crate) fn misplaced(
+    meta: &ModelMeta,
+    kind: IndexKind,
+    (member, index, expected): (&str, &str, &str),
+    fields: &[usize],
+    raw: &[Option<Vec<u8>>],
+) -> Plan {
+    let mut plan = Plan::default();
+    let m = plan.key(member.to_owned());
+    let k = plan.key(index.to_owned());
+    let to = match kind {
+        IndexKind::Confidence(_) | IndexKind::Expiry => plan.key(expected.to_owned()),
+        _ => k,
+    };
+    plan.checks.push(Check::Present(m));
+    field_checks(&mut plan, meta, m, fields, raw);
+    plan.writes.push(match kind {
+        IndexKind::Expiry => Write::ZRename {
+            from: k,
+            to,
+            from_member: member.to_owned(),
+            to_member: member.to_owned(),
+        },
+        IndexKind::Confidence(_) => Write::HMoveNx {
+            from: k,
+            from_field: member.to_owned(),
+            to,
+            to_field: member.to_owned(),
+        },
+        _ => removal(kind, k, member),
+    });
+    plan.add_type_checks();
+    plan
+}
+
+/// The plan restoring the index entries `missing` (writes of `expected`, the plan of every
+/// entry of the instance at `member`), checked: the instance exists and the values of
+/// `fields` it is partitioned by are still `raw`.
+pub(crate) fn restore(
+    meta: &ModelMeta,
+    member: &str,
+    (fields, raw): (&[usize], &[Option<Vec<u8>>]),
+    expected: &Plan,
+    missing: &[&Write],
+) -> Plan {
+    let mut plan = Plan::default();
+    let k = plan.key(member.to_owned());
+    plan.checks.push(Check::Present(k));
+    field_checks(&mut plan, meta, k, fields, raw);
+    for w in missing {
+        let w = match (*w).clone() {
+            Write::SAdd { key, member } => Write::SAdd {
+                key: plan.key(expected.keys[key].clone()),
+                member,
+            },
+            Write::ZAdd { key, score, member } => Write::ZAdd {
+                key: plan.key(expected.keys[key].clone()),
+                score,
+                member,
+            },
+            Write::HSetNx { key, field, value } => Write::HSetNx {
+                key: plan.key(expected.keys[key].clone()),
+                field,
+                value,
+            },
+            other => other,
+        };
+        plan.writes.push(w);
+    }
+    plan.add_type_checks();
+    plan
+}

@@ -147,10 +147,10 @@ pub(crate) enum Write {
 /// Checks and writes of one atomic instance write.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Plan {
-    pub keys: Vec<String>,
+    keys: Vec<String>,
     index: HashMap<String, usize>,
-    pub checks: Vec<Check>,
-    pub writes: Vec<Write>,
+    checks: Vec<Check>,
+    writes: Vec<Write>,
 }
 
 /// What a failed check reported.
@@ -173,6 +173,45 @@ pub(crate) enum Outcome {
 }
 
 impl Plan {
+    /// Every key the plan touches, in the order of their indices.
+    pub fn keys(&self) -> &[String] {
+        &self.keys
+    }
+
+    /// The checks, in order.
+    pub fn checks(&self) -> &[Check] {
+        &self.checks
+    }
+
+    /// The writes, in order.
+    pub fn writes(&self) -> &[Write] {
+        &self.writes
+    }
+
+    /// Adds a write.
+    pub fn write(&mut self, write: Write) {
+        self.writes.push(write);
+    }
+
+    /// Appends a change event (`fields`) to `stream` (its feed meta hash `meta`) in the
+    /// write's own call, both keys type-checked first.
+    pub fn feed(&mut self, stream: String, meta: String, fields: Vec<(Vec<u8>, Vec<u8>)>) {
+        let (stream, meta) = (self.key(stream), self.key(meta));
+        self.checks.push(Check::Type {
+            key: stream,
+            ty: "stream",
+        });
+        self.checks.push(Check::Type {
+            key: meta,
+            ty: "hash",
+        });
+        self.writes.push(Write::Feed {
+            stream,
+            meta,
+            fields,
+        });
+    }
+
     /// Interns a key and returns its index.
     pub fn key(&mut self, key: String) -> usize {
         if let Some(&i) = self.index.get(&key) {

@@ -14,13 +14,18 @@ use crate::plan::{Check, Outcome, Plan, Write};
 pub(crate) static APPLY: LazyLock<Script> =
     LazyLock::new(|| Script::new(super::lua!("feed_common.lua", "apply.lua")));
 
+/// One call of the script for `plan`: its KEYS and ARGV.
+pub(crate) fn call(plan: &Plan) -> (Vec<String>, Vec<Vec<u8>>) {
+    (plan.keys().to_vec(), args(plan))
+}
+
 /// The script's ARGV.
 pub(crate) fn args(plan: &Plan) -> Vec<Vec<u8>> {
     let mut out: Vec<Vec<u8>> =
-        Vec::with_capacity(1 + plan.checks.len() * 3 + plan.writes.len() * 4);
+        Vec::with_capacity(1 + plan.checks().len() * 3 + plan.writes().len() * 4);
     let idx = |i: usize| (i + 1).to_string().into_bytes();
-    out.push(plan.checks.len().to_string().into_bytes());
-    for c in &plan.checks {
+    out.push(plan.checks().len().to_string().into_bytes());
+    for c in plan.checks() {
         match c {
             Check::Absent(k) => out.extend([b"A".to_vec(), idx(*k)]),
             Check::Present(k) => out.extend([b"P".to_vec(), idx(*k)]),
@@ -96,7 +101,7 @@ pub(crate) fn args(plan: &Plan) -> Vec<Vec<u8>> {
             }
         }
     }
-    for w in &plan.writes {
+    for w in plan.writes() {
         match w {
             Write::HSet { key, pairs } => {
                 out.extend([

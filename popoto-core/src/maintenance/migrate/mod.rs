@@ -261,7 +261,7 @@ impl<M: Model, P: FnMut(Progress)> Migration<M, P> {
                 &self.stored,
                 &mv.raw,
             );
-            calls.push((plan.keys.clone(), apply::args(&plan)));
+            calls.push(apply::call(&plan));
         }
         calls
     }
