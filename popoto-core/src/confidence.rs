@@ -206,13 +206,7 @@ impl Session {
         self.check_model::<M>()?;
         self.check_key(key)?;
         let meta = M::META;
-        let mut record = Record {
-            segments: vec![None; meta.fields.len()],
-            ..Record::default()
-        };
-        for (pos, &i) in meta.key_fields.iter().enumerate() {
-            record.segments[i] = key.segments().get(pos).cloned();
-        }
+        let mut record = Record::of_key(meta, key.segments());
         // Non-key partition values are read from the instance by `locate`; until then, the
         // rendering of an absent value (popoto's `str(None)`).
         for &p in meta.fields[field.index()].partition_by {

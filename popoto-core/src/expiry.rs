@@ -66,13 +66,7 @@ fn now_millis() -> i64 {
 /// The index keys of the instance at `key` with one kind letter each, the expiry set excepted.
 fn entries_of<M: Model>(key: &Key<M>, member: &str) -> Result<Vec<(String, u8)>> {
     let meta = M::META;
-    let mut record = Record {
-        segments: vec![None; meta.fields.len()],
-        ..Record::default()
-    };
-    for (pos, &i) in meta.key_fields.iter().enumerate() {
-        record.segments[i] = key.segments().get(pos).cloned();
-    }
+    let record = Record::of_key(meta, key.segments());
     let inst = Instance {
         meta,
         key: member.to_owned(),

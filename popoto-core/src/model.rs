@@ -139,6 +139,21 @@ pub struct Record {
     pub expire_at: Option<i64>,
 }
 
+impl Record {
+    /// The record of what an instance key tells: the key fields' segments (`segments`, in
+    /// key-field order), nothing else; enough to name its key-partitioned index entries.
+    pub(crate) fn of_key(meta: &ModelMeta, segments: &[String]) -> Record {
+        let mut record = Record {
+            segments: vec![None; meta.fields.len()],
+            ..Record::default()
+        };
+        for (pos, &i) in meta.key_fields.iter().enumerate() {
+            record.segments[i] = segments.get(pos).cloned();
+        }
+        record
+    }
+}
+
 /// A struct stored as a Popoto model. Implemented by `#[derive(Model)]`; not by hand.
 pub trait Model: Sized + Send + Sync + 'static {
     /// Static metadata of the model.

@@ -271,6 +271,16 @@ impl Session {
 
     // ---------------------------------------------------------------- reads
 
+    /// Every field of the hash at `redis_key` (one `HGETALL`), `None` if there is none.
+    async fn hash<M: Model>(&self, redis_key: &str) -> Result<Option<Vec<(Vec<u8>, Vec<u8>)>>> {
+        let fields: Vec<(Vec<u8>, Vec<u8>)> = self
+            .backend()
+            .await?
+            .query("get", M::META.name, redis::cmd("HGETALL").arg(redis_key))
+            .await?;
+        Ok((!fields.is_empty()).then_some(fields))
+    }
+
     /// Reads one instance by key. Through a tenant handle, an instance whose stored tenant
     /// field names another tenant is refused ([`Error::NotInScope`]), never returned.
     pub async fn get<M: Model>(&self, key: &Key<M>) -> Result<Option<M>> {
@@ -279,14 +289,9 @@ impl Session {
         let span = self.span::<M>("get");
         span.record("commands", 1);
         async {
-            let fields: Vec<(Vec<u8>, Vec<u8>)> = self
-                .backend()
-                .await?
-                .query("get", M::META.name, redis::cmd("HGETALL").arg(&redis_key))
-                .await?;
-            if fields.is_empty() {
+            let Some(fields) = self.hash::<M>(&redis_key).await? else {
                 return Ok(None);
-            }
+            };
             let value = M::from_hash(&redis_key, fields)?;
             match Guard::of::<M>(&self.scope).value(&value) {
                 Ok(()) => Ok(Some(value)),
@@ -312,14 +317,9 @@ impl Session {
         let span = self.span::<M>("get_fields");
         span.record("commands", 1);
         async {
-            let fields: Vec<(Vec<u8>, Vec<u8>)> = self
-                .backend()
-                .await?
-                .query("get", M::META.name, redis::cmd("HGETALL").arg(&redis_key))
-                .await?;
-            if fields.is_empty() {
+            let Some(fields) = self.hash::<M>(&redis_key).await? else {
                 return Ok(None);
-            }
+            };
             if let (Scope::Tenant(t), Some(f)) = (&self.scope, M::META.tenant) {
                 let want = crate::verify::tenant_bytes::<M>(f, t.as_str())?;
                 let name = M::META.fields[f].name.as_bytes();

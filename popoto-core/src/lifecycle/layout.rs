@@ -191,13 +191,7 @@ pub(super) fn key_record(
     segments: &[String],
     stored: &[(usize, String)],
 ) -> Record {
-    let mut record = Record {
-        segments: vec![None; meta.fields.len()],
-        ..Record::default()
-    };
-    for (pos, &i) in meta.key_fields.iter().enumerate() {
-        record.segments[i] = segments.get(pos).cloned();
-    }
+    let mut record = Record::of_key(meta, segments);
     for (f, seg) in stored {
         record.segments[*f] = Some(seg.clone());
     }

@@ -199,13 +199,7 @@ pub(crate) fn delete(
     version: Option<u64>,
 ) -> Result<(Plan, Record)> {
     let (meta, redis_key) = (target.meta, target.key);
-    let mut record = Record {
-        segments: vec![None; meta.fields.len()],
-        ..Record::default()
-    };
-    for (pos, &i) in meta.key_fields.iter().enumerate() {
-        record.segments[i] = segments.get(pos).cloned();
-    }
+    let mut record = Record::of_key(meta, segments);
     let hidden = meta
         .has_hidden_key()
         .then(|| segments.first().map(String::as_str))
