@@ -22,6 +22,11 @@ pub struct Admin {
 }
 
 impl Admin {
+    /// How this handle's keys are laid out.
+    pub(crate) fn layout(&self) -> crate::keys::Layout {
+        self.session.layout()
+    }
+
     pub(crate) fn new(db: Db, target: Target) -> Admin {
         Admin {
             db,

@@ -22,7 +22,7 @@ use crate::backend::{
     is_connection_error, split_batch_replies, Backend, Conn, Form, Script, Tries,
 };
 use crate::error::{Error, Result};
-use crate::keys;
+use crate::keys::Layout;
 use crate::model::{FieldKind, ModelMeta, Record};
 use crate::plan::{initial_confidence, IndexEntry, Instance};
 use crate::script::push_score;
@@ -68,7 +68,7 @@ pub(crate) struct Row<'r> {
 
 /// What two rows must not share in one call, per unique key field of `row`: its value set, and
 /// for a value unique within a tenant, the row's tenant too (rows of two tenants may share it).
-fn unique_sets(meta: &'static ModelMeta, row: &Row<'_>) -> Vec<String> {
+fn unique_sets(layout: Layout, meta: &'static ModelMeta, row: &Row<'_>) -> Vec<String> {
     let segment = |i: usize| {
         row.record
             .segments
@@ -81,7 +81,8 @@ fn unique_sets(meta: &'static ModelMeta, row: &Row<'_>) -> Vec<String> {
         .enumerate()
         .filter(|(_, f)| f.kind == FieldKind::UniqueKey)
         .map(|(i, _)| {
-            let mut id = keys::value_set_key(meta, i, segment(i));
+            let tenant = meta.tenant.map(segment);
+            let mut id = layout.value_set_key(meta, tenant, i, segment(i));
             if let (true, Some(t)) = (meta.unique_scope(i) > 0, meta.tenant) {
                 // Tenant ids hold no control character: the last NUL splits the id back.
                 id.push('\0');
@@ -96,13 +97,17 @@ fn unique_sets(meta: &'static ModelMeta, row: &Row<'_>) -> Vec<String> {
 /// share a key or a unique value (the script checks each row against what earlier calls
 /// wrote, not against rows of its own call). A row that repeats a key or a unique value of the
 /// current call starts the next call; calls run in order, so a batch keeps its order.
-fn calls_of(meta: &'static ModelMeta, rows: &[Row<'_>]) -> Vec<std::ops::Range<usize>> {
+fn calls_of(
+    layout: Layout,
+    meta: &'static ModelMeta,
+    rows: &[Row<'_>],
+) -> Vec<std::ops::Range<usize>> {
     let has_unique = meta.fields.iter().any(|f| f.kind == FieldKind::UniqueKey);
     let mut calls = Vec::with_capacity(rows.len().div_ceil(PER_CALL));
     let (mut start, mut keys, mut sets) = (0, HashSet::new(), HashSet::new());
     for (i, row) in rows.iter().enumerate() {
         let unique = if has_unique {
-            unique_sets(meta, row)
+            unique_sets(layout, meta, row)
         } else {
             Vec::new()
         };
@@ -154,6 +159,7 @@ fn selecting_fields(meta: &ModelMeta) -> Vec<usize> {
 
 /// Builds one call, as `EVALSHA` or `EVAL` (`form`).
 fn call(
+    layout: Layout,
     meta: &'static ModelMeta,
     write: Write,
     rows: &[Row<'_>],
@@ -171,6 +177,7 @@ fn call(
     let (mut args, mut bytes) = (4usize, 64usize);
     for row in rows {
         let inst = Instance {
+            layout,
             meta,
             key: String::new(),
             record: row.record,
@@ -287,6 +294,7 @@ fn call(
             });
         }
         Instance {
+            layout,
             meta,
             key: String::new(),
             record: row.record,
@@ -356,9 +364,11 @@ pub(crate) async fn insert_many(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
+    let layout = backend.layout();
     if may_refuse(meta) {
         for row in rows {
             Instance {
+                layout,
                 meta,
                 key: String::new(),
                 record: row.record,
@@ -367,10 +377,10 @@ pub(crate) async fn insert_many(
             .index_entries()?;
         }
     }
-    let calls = calls_of(meta, rows);
+    let calls = calls_of(layout, meta, rows);
     let n = calls.len();
     let build = |i: usize, form: Form| {
-        call(meta, write, &rows[calls[i].clone()], form)
+        call(layout, meta, write, &rows[calls[i].clone()], form)
             .map_err(|e| RedisError::from((ErrorKind::Client, "bulk write", e.to_string())))
     };
     // The script cache can be emptied (`SCRIPT FLUSH`, a failover to a replica that never ran

@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use crate::db::Session;
 use crate::error::{Error, Result};
-use crate::keys;
+use crate::keys::Layout;
 use crate::model::{
     hidden_key_of, key_segments, ConfidenceField, FieldKind, Key, Model, ModelMeta, Record,
 };
@@ -99,22 +99,33 @@ fn partition_of(meta: &'static ModelMeta, field: usize, record: &Record) -> Vec<
         .collect()
 }
 
-/// The companion hash key of `value`'s confidence field (its current partition values).
+/// The companion hash key of `value`'s confidence field (its current partition values), in
+/// popoto's layout.
 pub fn companion_key_of<M: Model>(value: &M, field: ConfidenceField<M, f64>) -> Result<String> {
-    companion_of(M::META, field.index(), &value.to_record()?)
+    companion_of(Layout::Popoto, M::META, field.index(), &value.to_record()?)
 }
 
 /// The companion hash key of confidence field `field` for a rendered instance.
-fn companion_of(meta: &'static ModelMeta, field: usize, record: &Record) -> Result<String> {
+fn companion_of(
+    layout: Layout,
+    meta: &'static ModelMeta,
+    field: usize,
+    record: &Record,
+) -> Result<String> {
     let segs = partition_of(meta, field, record);
-    keys::confidence_key(
+    let tenant = meta
+        .tenant
+        .and_then(|t| record.segments.get(t).cloned().flatten());
+    layout.confidence_key(
         meta,
+        tenant.as_deref(),
         field,
         &segs.iter().map(String::as_str).collect::<Vec<_>>(),
     )
 }
 
-/// The companion hash key for explicit partition values (in `partition_by` order).
+/// The companion hash key for explicit partition values (in `partition_by` order), in popoto's
+/// layout.
 pub fn companion_key<M: Model>(
     field: ConfidenceField<M, f64>,
     partition: &[&str],
@@ -131,7 +142,7 @@ pub fn companion_key<M: Model>(
             partition_field: missing,
         });
     }
-    keys::confidence_key(M::META, field.index(), partition)
+    Layout::Popoto.confidence_key(M::META, None, field.index(), partition)
 }
 
 /// Confidence of one instance through a session: `session.confidence(&value, M::field())`, or
@@ -140,6 +151,8 @@ pub struct Confidence<'s, M: Model> {
     session: &'s Session,
     field: usize,
     member: String,
+    /// The instance's tenant segment (its keyspace), for a tenant model.
+    tenant: Option<String>,
     companion: String,
     /// The value's partition segments, in `partition_by` order.
     partition: Vec<String>,
@@ -226,8 +239,9 @@ impl Session {
         Ok(Confidence {
             session: self,
             field: field.index(),
-            member: key.redis_key(),
-            companion: companion_of(M::META, field.index(), record)?,
+            member: key.redis_key_in(self.layout()),
+            tenant: key.tenant().map(str::to_owned),
+            companion: companion_of(self.layout(), M::META, field.index(), record)?,
             partition: partition_of(M::META, field.index(), record),
             _m: Default::default(),
         })
@@ -288,7 +302,13 @@ impl<M: Model> Confidence<'_, M> {
             }
         }
         let parts: Vec<&str> = partition.iter().map(String::as_str).collect();
-        Ok((keys::confidence_key(meta, self.field, &parts)?, checks))
+        let companion = self.session.layout().confidence_key(
+            meta,
+            self.tenant.as_deref(),
+            self.field,
+            &parts,
+        )?;
+        Ok((companion, checks))
     }
 
     /// Applies one signal in [0, 1] server-side and returns the new state.

@@ -383,6 +383,17 @@ pub enum Error {
         /// The field.
         field: &'static str,
     },
+    /// An operation the `Db`'s key layout does not offer (model-wide maintenance on the
+    /// cluster layout, whose keys live in per-tenant slots; shared models there).
+    #[error("{op} of {model} is not available on the {layout:?} layout")]
+    Layout {
+        /// Model concerned.
+        model: &'static str,
+        /// The operation.
+        op: &'static str,
+        /// The layout.
+        layout: crate::keys::Layout,
+    },
 }
 
 impl Error {

@@ -20,7 +20,7 @@ use crate::admin::Admin;
 use crate::backend::{Backend, Script};
 use crate::db::Session;
 use crate::error::{Error, Result};
-use crate::keys;
+use crate::keys::Layout;
 use crate::model::{Key, Model, Record};
 use crate::plan::{movable_partition_fields, IndexEntry, Instance};
 use crate::tenant::Scope;
@@ -64,10 +64,11 @@ fn now_millis() -> i64 {
 }
 
 /// The index keys of the instance at `key` with one kind letter each, the expiry set excepted.
-fn entries_of<M: Model>(key: &Key<M>, member: &str) -> Result<Vec<(String, u8)>> {
+fn entries_of<M: Model>(layout: Layout, key: &Key<M>, member: &str) -> Result<Vec<(String, u8)>> {
     let meta = M::META;
     let record = Record::of_key(meta, key.segments());
     let inst = Instance {
+        layout,
         meta,
         key: member.to_owned(),
         record: &record,
@@ -115,8 +116,8 @@ async fn sweep_members<M: Model>(
     let mut args: Vec<Vec<u8>> = vec![Vec::new()];
     let mut n = 0usize;
     for member in members {
-        let key = match Key::<M>::parse(&member) {
-            Ok(k) if k.redis_key() == member && k.tenant() == tenant => k,
+        let key = match Key::<M>::parse_in(backend.layout(), &member) {
+            Ok(k) if k.redis_key_in(backend.layout()) == member && k.tenant() == tenant => k,
             _ => {
                 tracing::warn!(
                     model = meta.name,
@@ -128,7 +129,7 @@ async fn sweep_members<M: Model>(
                 continue;
             }
         };
-        let entries = entries_of(&key, &member)?;
+        let entries = entries_of(backend.layout(), &key, &member)?;
         keys.push(member);
         args.push(entries.len().to_string().into_bytes());
         args.push(entries.iter().map(|(_, kind)| *kind).collect());
@@ -216,7 +217,7 @@ impl Session {
             Scope::Tenant(t) => Some(t.as_str()),
             _ => None,
         };
-        let zset = keys::expiry_key(M::META, tenant);
+        let zset = self.layout().expiry_key(M::META, tenant);
         sweep_set::<M>(&self.backend().await?, &zset, tenant, None).await
     }
 
@@ -233,11 +234,11 @@ impl Session {
         // Per expiry set: its tenant and the stale members of that tenant.
         let mut sets: Vec<(String, Option<String>, Vec<String>)> = Vec::new();
         for member in stale {
-            let Ok(key) = Key::<M>::parse(member) else {
+            let Ok(key) = Key::<M>::parse_in(self.layout(), member) else {
                 continue;
             };
             let tenant = key.tenant().map(str::to_owned);
-            let zset = keys::expiry_key(M::META, tenant.as_deref());
+            let zset = self.layout().expiry_key(M::META, tenant.as_deref());
             match sets.iter_mut().find(|(z, ..)| *z == zset) {
                 Some((.., members)) => members.push((*member).to_owned()),
                 None => sets.push((zset, tenant, vec![(*member).to_owned()])),
@@ -279,7 +280,7 @@ impl Admin {
             return Ok(report);
         }
         let backend = self.backend().await?;
-        let pattern = keys::expiry_pattern(meta);
+        let pattern = backend.layout().expiry_pattern(meta, None);
         let mut cursor = 0u64;
         loop {
             let cmd = redis::cmd("SCAN")
@@ -292,7 +293,7 @@ impl Admin {
             let (next, found): (u64, Vec<Vec<u8>>) =
                 backend.query("sweep expired", meta.name, &cmd).await?;
             for zset in found.into_iter().filter_map(|k| String::from_utf8(k).ok()) {
-                if let Some(tenant) = keys::expiry_tenant(meta, &zset) {
+                if let Some(tenant) = backend.layout().expiry_tenant(meta, &zset) {
                     report.add(sweep_set::<M>(&backend, &zset, tenant.as_deref(), None).await?);
                 }
             }

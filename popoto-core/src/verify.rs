@@ -28,6 +28,8 @@ pub(crate) type Skipped = (String, Skip);
 /// What a read of model `M` through a scope must check of each candidate instance.
 pub(crate) struct Guard<'a> {
     model: &'static str,
+    /// How the keys are laid out.
+    layout: crate::keys::Layout,
     /// The tenant field's index and the scope's tenant, for a tenant model in a tenant scope.
     tenant: Option<(usize, &'a str)>,
 }
@@ -61,14 +63,15 @@ impl Skip {
 }
 
 impl<'a> Guard<'a> {
-    /// The checks of model `M` through `scope`.
-    pub(crate) fn of<M: Model>(scope: &'a Scope) -> Guard<'a> {
+    /// The checks of model `M` through `scope`, on keys laid out as `layout`.
+    pub(crate) fn of<M: Model>(layout: crate::keys::Layout, scope: &'a Scope) -> Guard<'a> {
         let tenant = match (scope, M::META.tenant) {
             (Scope::Tenant(t), Some(f)) => Some((f, t.as_str())),
             _ => None,
         };
         Guard {
             model: M::META.name,
+            layout,
             tenant,
         }
     }
@@ -90,7 +93,7 @@ impl<'a> Guard<'a> {
                 Skip::Malformed,
             )
         })?;
-        let Ok(key) = Key::<M>::parse(&member) else {
+        let Ok(key) = Key::<M>::parse_in(self.layout, &member) else {
             return Err((member, Skip::Malformed));
         };
         match self.tenant {

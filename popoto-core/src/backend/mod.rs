@@ -25,6 +25,7 @@ pub(crate) use exec::{evalsha, Form, Script, Tries};
 use group::{Group, Reply, Turn};
 
 use crate::error::{Error, Result};
+use crate::keys::Layout;
 use crate::record::CommandLog;
 
 /// Connection settings of a backend (its `Debug` hides the URL's credentials).
@@ -48,6 +49,9 @@ pub struct BackendConfig {
     pub response_timeout: Duration,
     /// How long dialing a connection may take.
     pub connect_timeout: Duration,
+    /// How keys are laid out ([`Layout::Popoto`] unless chosen; a cluster defaults to
+    /// [`Layout::Cluster`], the only one whose writes fit in one slot).
+    pub layout: Layout,
 }
 
 impl BackendConfig {
@@ -62,7 +66,14 @@ impl BackendConfig {
             group_commit: true,
             response_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(2),
+            layout: Layout::Popoto,
         }
+    }
+
+    /// The same settings with keys laid out as `layout`.
+    pub fn with_layout(mut self, layout: Layout) -> Self {
+        self.layout = layout;
+        self
     }
 }
 
@@ -72,6 +83,7 @@ impl BackendConfig {
     pub fn cluster(nodes: Vec<String>) -> Self {
         let mut config = BackendConfig::new(nodes.first().cloned().unwrap_or_default());
         config.cluster_nodes = nodes;
+        config.layout = Layout::Cluster;
         config
     }
 }
@@ -93,6 +105,7 @@ impl std::fmt::Debug for BackendConfig {
             .field("group_commit", &self.group_commit)
             .field("response_timeout", &self.response_timeout)
             .field("connect_timeout", &self.connect_timeout)
+            .field("layout", &self.layout)
             .finish()
     }
 }
@@ -112,6 +125,8 @@ pub struct Backend {
     consecutive: Arc<AtomicU64>,
     /// Where a dry run records the writes it would send (`None`: writes are sent).
     pub(crate) recorder: Option<CommandLog>,
+    /// How this backend's keys are laid out.
+    layout: Layout,
 }
 
 impl std::fmt::Debug for Backend {
@@ -171,6 +186,7 @@ impl Backend {
             failures,
             consecutive: Arc::new(AtomicU64::new(0)),
             recorder: None,
+            layout: config.layout,
         })
     }
 
@@ -192,6 +208,11 @@ impl Backend {
     /// The URL this backend connects to, user and password shown as `***`.
     pub fn url(&self) -> String {
         crate::redis_url::redacted(&self.url)
+    }
+
+    /// How this backend's keys are laid out.
+    pub fn layout(&self) -> Layout {
+        self.layout
     }
 
     /// Number of round trips (commands or pipelines sent) since the backend was built.

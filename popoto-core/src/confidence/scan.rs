@@ -87,8 +87,18 @@ impl<'s, M: Model> ConfidenceScan<'s, M> {
         let meta = M::META;
         let f = meta.field(self.field);
         let value = |i: usize| known.iter().find(|(k, _)| *k == i).map(|(_, v)| v.as_str());
+        let layout = self.session.layout();
+        // The keyspace: the tenant's (known through a tenant handle, or given to the admin).
+        let tenant = meta.tenant.and_then(value);
+        if layout != Layout::Popoto && tenant.is_none() && meta.tenant.is_some() {
+            return Err(Error::Layout {
+                model: meta.name,
+                op: "a confidence scan across tenants",
+                layout,
+            });
+        }
         let hash = if self.legacy || f.partition_by.is_empty() {
-            keys::confidence_key(meta, self.field, &[])?
+            layout.confidence_key(meta, tenant, self.field, &[])?
         } else {
             let mut part = Vec::with_capacity(f.partition_by.len());
             for &p in f.partition_by {
@@ -98,11 +108,11 @@ impl<'s, M: Model> ConfidenceScan<'s, M> {
                     partition_field: meta.fields[p].name,
                 })?);
             }
-            keys::confidence_key(meta, self.field, &part)?
+            layout.confidence_key(meta, tenant, self.field, &part)?
         };
         let pattern = match &self.raw_pattern {
             Some(p) => p.clone(),
-            None => keys::instance_match(meta, &|i| value(i)),
+            None => layout.instance_match(meta, tenant, &|i| value(i)),
         };
         Ok((hash, pattern))
     }
@@ -140,7 +150,7 @@ impl<'s, M: Model> ConfidenceScan<'s, M> {
                 continue;
             };
             // Exact check: the pattern is a prefilter (`*` may span segments).
-            let Ok(key) = Key::<M>::parse(&member) else {
+            let Ok(key) = Key::<M>::parse_in(self.session.layout(), &member) else {
                 continue;
             };
             let matches = self.raw_pattern.is_some()
@@ -164,7 +174,7 @@ impl<'s, M: Model> ConfidenceScan<'s, M> {
         }
         // Through a tenant handle, an entry is returned only if its instance is the tenant's
         // (an entry planted under a key of the tenant's shape is not proof of ownership).
-        let guard = Guard::of::<M>(self.session.scope());
+        let guard = Guard::of::<M>(self.session.layout(), self.session.scope());
         if !guard.is_tenant() || out.is_empty() {
             return Ok((next, out.into_iter().map(|(_, k, s)| (k, s)).collect()));
         }

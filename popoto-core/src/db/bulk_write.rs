@@ -37,7 +37,7 @@ impl Session {
                 } else {
                     let mut pipe = redis::pipe();
                     for k in chunk {
-                        pipe.cmd("HMGET").arg(k.redis_key()).arg(
+                        pipe.cmd("HMGET").arg(k.redis_key_in(self.layout())).arg(
                             movable
                                 .iter()
                                 .map(|&f| meta.fields[f].name)
@@ -56,7 +56,7 @@ impl Session {
                 let mut calls = Vec::with_capacity(chunk.len());
                 let mut plans = Vec::with_capacity(chunk.len());
                 for (k, st) in chunk.iter().zip(&stored) {
-                    let (mut plan, _) = Self::delete_plan(k, st, None)?;
+                    let (mut plan, _) = self.delete_plan(k, st, None)?;
                     self.add_feed(&mut plan, ChangeOp::Delete, k, None, None)?;
                     calls.push(apply::call(&plan));
                     plans.push(plan);
@@ -84,7 +84,7 @@ impl Session {
                         // Changed since the pipelined read: redo this one alone.
                         Outcome::Changed => deleted += u64::from(self.delete_key(k).await?),
                         other => {
-                            let (_, record) = Self::delete_plan(
+                            let (_, record) = self.delete_plan(
                                 k,
                                 &Stored {
                                     raw: Vec::new(),
@@ -95,7 +95,7 @@ impl Session {
                             return Err(self.outcome_error::<M>(
                                 other,
                                 &record,
-                                &k.redis_key(),
+                                &k.redis_key_in(self.layout()),
                                 1,
                                 None,
                             ));
@@ -218,9 +218,13 @@ impl Session {
                     .write(mode, key, record, hidden.as_deref(), false, *version)
                     .await
                     .err(),
-                Ok(other) => {
-                    Some(self.outcome_error::<M>(other, record, &key.redis_key(), 1, *version))
-                }
+                Ok(other) => Some(self.outcome_error::<M>(
+                    other,
+                    record,
+                    &key.redis_key_in(self.layout()),
+                    1,
+                    *version,
+                )),
                 Err(e) => Some(e),
             };
         }
@@ -284,7 +288,7 @@ impl Session {
             let rows: Vec<bulk::Row<'_>> = prepared
                 .iter()
                 .map(|(_, p)| bulk::Row {
-                    key: p.key.redis_key(),
+                    key: p.key.redis_key_in(self.layout()),
                     record: &p.record,
                     hidden: p.hidden.as_deref(),
                 })
@@ -303,7 +307,7 @@ impl Session {
                 Mode::Create => Stored::none(meta),
                 Mode::Save => Stored::assumed(meta, &p.record),
             };
-            let mut plan = Self::write_plan(
+            let mut plan = self.write_plan(
                 mode,
                 &p.key,
                 &p.record,

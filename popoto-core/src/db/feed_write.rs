@@ -40,7 +40,7 @@ impl Session {
             |k: &str, v: &str| fields.push((k.as_bytes().to_vec(), v.as_bytes().to_vec()));
         head("op", op.code());
         head("model", M::META.name);
-        head("key", &key.redis_key());
+        head("key", &key.redis_key_in(self.layout()));
         head("scope", "tenant");
         head("tenant", tenant);
         head("origin", self.origin.as_deref().unwrap_or(""));

@@ -6,7 +6,6 @@ use tracing::Instrument;
 use crate::admin::Admin;
 use crate::backend::{Backend, BackendConfig};
 use crate::error::{Error, Result};
-use crate::keys;
 use crate::model::{key_segments, FieldKind, Key, Model, Record};
 use crate::query::Query;
 use crate::registry::TenantRegistry;
@@ -148,6 +147,15 @@ pub(crate) enum Target {
 }
 
 impl Session {
+    /// How this session's keys are laid out (a registry lays out every tenant's keys as its
+    /// shared keyspace's).
+    pub(crate) fn layout(&self) -> crate::keys::Layout {
+        match &self.target {
+            Target::Fixed(backend) => backend.layout(),
+            Target::Routed(registry, _) => registry.shared().layout(),
+        }
+    }
+
     pub(crate) fn with_scope(target: Target, scope: Scope) -> Session {
         Session {
             target,
@@ -285,7 +293,7 @@ impl Session {
     /// field names another tenant is refused ([`Error::NotInScope`]), never returned.
     pub async fn get<M: Model>(&self, key: &Key<M>) -> Result<Option<M>> {
         self.check_key(key)?;
-        let redis_key = key.redis_key();
+        let redis_key = key.redis_key_in(self.layout());
         let span = self.span::<M>("get");
         span.record("commands", 1);
         async {
@@ -293,7 +301,7 @@ impl Session {
                 return Ok(None);
             };
             let value = M::from_hash(&redis_key, fields)?;
-            match Guard::of::<M>(&self.scope).value(&value) {
+            match Guard::of::<M>(self.layout(), &self.scope).value(&value) {
                 Ok(()) => Ok(Some(value)),
                 Err(_) => Err(self.not_in_scope::<M>(redis_key)),
             }
@@ -313,7 +321,7 @@ impl Session {
         key: &Key<M>,
     ) -> Result<Option<std::collections::BTreeMap<String, crate::Dynamic>>> {
         self.check_key(key)?;
-        let redis_key = key.redis_key();
+        let redis_key = key.redis_key_in(self.layout());
         let span = self.span::<M>("get_fields");
         span.record("commands", 1);
         async {
@@ -358,8 +366,8 @@ impl Session {
     /// server-side against the stored tenant field, like every read).
     pub async fn exists<M: Model>(&self, key: &Key<M>) -> Result<bool> {
         self.check_key(key)?;
-        let redis_key = key.redis_key();
-        let guard = Guard::of::<M>(&self.scope);
+        let redis_key = key.redis_key_in(self.layout());
+        let guard = Guard::of::<M>(self.layout(), &self.scope);
         let backend = self.backend().await?;
         async {
             if !guard.is_tenant() {
@@ -431,7 +439,7 @@ impl Session {
         let Scope::Tenant(t) = &self.scope else {
             return key;
         };
-        match Key::<M>::parse(&key) {
+        match Key::<M>::parse_in(self.layout(), &key) {
             Ok(k) if k.tenant().is_none_or(|owner| owner == t.as_str()) => key,
             _ => OTHER_TENANT.to_owned(),
         }
@@ -461,9 +469,4 @@ impl Mode {
             Mode::Save => crate::feed::ChangeOp::Save,
         }
     }
-}
-
-/// The Redis key of model `M`'s class set (for callers that need to inspect it).
-pub fn class_key<M: Model>() -> String {
-    keys::class_key(M::META)
 }

@@ -21,11 +21,14 @@ impl Session {
         version: Option<u64>,
     ) -> Result<()> {
         let meta = M::META;
-        let (old_redis, new_redis) = (old_key.redis_key(), new_key.redis_key());
+        let (old_redis, new_redis) = (
+            old_key.redis_key_in(self.layout()),
+            new_key.redis_key_in(self.layout()),
+        );
         for attempt in 1..=MAX_ATTEMPTS {
             let stored = self.read_stored::<M>(&old_redis).await?;
             let mut plan = plan::write::relocate(
-                &Target::of::<M>(&old_redis),
+                &Target::of::<M>(self.layout(), &old_redis),
                 old_record,
                 &new_redis,
                 new_record,

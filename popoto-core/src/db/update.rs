@@ -42,7 +42,7 @@ impl Session {
     {
         self.check_key(key)?;
         let span = self.span::<M>("update");
-        let redis_key = key.redis_key();
+        let redis_key = key.redis_key_in(self.layout());
         async {
             let meta = M::META;
             let backend = self.backend().await?;
@@ -57,7 +57,10 @@ impl Session {
                     return Ok(None);
                 }
                 let mut value = M::from_hash(&redis_key, fields.clone())?;
-                if Guard::of::<M>(self.scope()).value(&value).is_err() {
+                if Guard::of::<M>(self.layout(), self.scope())
+                    .value(&value)
+                    .is_err()
+                {
                     return Err(self.not_in_scope::<M>(redis_key));
                 }
                 let read_at = value.version();
@@ -82,7 +85,7 @@ impl Session {
                     assumed: false,
                 };
                 let mut plan =
-                    Self::write_plan(Mode::Save, key, &record, hidden, &stored, version)?;
+                    self.write_plan(Mode::Save, key, &record, hidden, &stored, version)?;
                 let read = match version {
                     Some(_) => None,
                     None => Some(

@@ -135,13 +135,13 @@ impl Session {
         self.check_key(key)?;
         let span = self.span::<M>("delete");
         async {
-            let redis_key = key.redis_key();
+            let redis_key = key.redis_key_in(self.layout());
             for attempt in 1..=MAX_ATTEMPTS {
                 let stored = match assumed {
                     Some(record) if attempt == 1 => Stored::assumed(M::META, record),
                     _ => self.read_stored::<M>(&redis_key).await?,
                 };
-                let (mut plan, record) = Self::delete_plan(key, &stored, version)?;
+                let (mut plan, record) = self.delete_plan(key, &stored, version)?;
                 self.add_feed(&mut plan, ChangeOp::Delete, key, None, None)?;
                 match self.apply::<M>("delete", &plan).await? {
                     Outcome::Applied(n) => return Ok(n > 0),
@@ -166,13 +166,14 @@ impl Session {
     /// The plan deleting the instance at `key` given its stored partition values (and, with
     /// `version`, only if the stored version is that one).
     pub(super) fn delete_plan<M: Model>(
+        &self,
         key: &Key<M>,
         stored: &Stored,
         version: Option<u64>,
     ) -> Result<(Plan, Record)> {
-        let redis_key = key.redis_key();
+        let redis_key = key.redis_key_in(self.layout());
         plan::write::delete(
-            &Target::of::<M>(&redis_key),
+            &Target::of::<M>(self.layout(), &redis_key),
             key.segments(),
             stored,
             version,
@@ -207,6 +208,7 @@ impl Session {
     /// Builds the plan of a create or save, given the stored partition values; with `version`,
     /// the stored version must be that one.
     pub(super) fn write_plan<M: Model>(
+        &self,
         mode: Mode,
         key: &Key<M>,
         record: &Record,
@@ -214,8 +216,8 @@ impl Session {
         stored: &Stored,
         version: Option<u64>,
     ) -> Result<Plan> {
-        let redis_key = key.redis_key();
-        let target = Target::of::<M>(&redis_key);
+        let redis_key = key.redis_key_in(self.layout());
+        let target = Target::of::<M>(self.layout(), &redis_key);
         plan::write::save(
             &target,
             mode == Mode::Create,
@@ -236,11 +238,12 @@ impl Session {
         fresh: bool,
         version: Option<u64>,
     ) -> Result<i64> {
-        let redis_key = key.redis_key();
+        let redis_key = key.redis_key_in(self.layout());
         for attempt in 1..=MAX_ATTEMPTS {
             // Models with a change feed write through apply.lua, which appends the event.
             if mode == Mode::Create && !M::CHANGE_FEED {
                 let inst = Instance {
+                    layout: self.layout(),
                     meta: M::META,
                     key: redis_key.clone(),
                     record,
@@ -265,7 +268,7 @@ impl Session {
                 Mode::Save if attempt == 1 => Stored::assumed(M::META, record),
                 Mode::Save => self.read_stored::<M>(&redis_key).await?,
             };
-            let mut plan = Self::write_plan(mode, key, record, hidden, &stored, version)?;
+            let mut plan = self.write_plan(mode, key, record, hidden, &stored, version)?;
             self.add_feed(&mut plan, mode.feed_op(), key, Some(record), None)?;
             match self.apply::<M>(mode.op(), &plan).await? {
                 Outcome::Applied(n) => return Ok(n),

@@ -2,7 +2,7 @@
 
 use super::FeedSource;
 use crate::error::{Error, Result};
-use crate::keys;
+use crate::keys::{self, Layout};
 use crate::model::{Key, Model};
 use crate::shared::Tag;
 
@@ -145,7 +145,7 @@ impl ChangeEvent {
 
     /// The private instance's key, parsed as a key of `M` of the stream's tenant.
     pub fn instance_key<M: Model>(&self) -> Result<Key<M>> {
-        let key = Key::<M>::parse(&self.key)?;
+        let key = Key::<M>::parse_in(Layout::of_instance_key(&self.key), &self.key)?;
         match &self.source {
             FeedSource::Tenant(t) if key.tenant() == Some(t.as_str()) => Ok(key),
             _ => Err(self.wrong("the key is not an instance key of the stream's tenant".into())),

@@ -12,10 +12,12 @@ use crate::model::{FieldKind, ModelMeta};
 
 mod any_model;
 mod catalog;
+mod layout;
 mod shared;
 
 pub use any_model::{index_shape, instance_of, IndexShape, ANY_INDEX_PATTERNS};
 pub use catalog::*;
+pub use layout::{tag, Layout};
 pub use shared::*;
 
 /// Popoto's escape token for `:`.
@@ -461,3 +463,6 @@ pub fn parse_index_key(meta: &ModelMeta, key: &str) -> Option<IndexKind> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod layout_tests;

@@ -42,7 +42,7 @@ pub(super) async fn model(
         }
     }
     // Read before anything is deleted, so that a dry run plans from what a real run reads.
-    let legacy = existing_legacy(backend, meta).await?;
+    let legacy = existing_legacy(backend, meta, tenant).await?;
     let mut deleted = 0;
     for chunk in instances.chunks(CHUNK) {
         deleted += (e.delete)(admin.clone(), chunk.to_vec()).await?;
@@ -65,14 +65,21 @@ pub(super) async fn model(
     }
     for (member, entries) in &left.own_entries {
         for o in entries {
-            if let Some(kind) = crate::keys::parse_index_key(meta, &o.key) {
+            if let Some(kind) = backend.layout().parse_index_key(meta, &o.key) {
                 removals.push(remove_orphan(&o.key, member, kind));
             }
         }
     }
     // Entries an orphan's key derives in shared index keys, and legacy entries of everything.
     for member in &loose {
-        for (key, member, kind) in shared_entries(meta, &fp.read_whole, member, None, &legacy) {
+        for (key, member, kind) in shared_entries(
+            backend.layout(),
+            meta,
+            &fp.read_whole,
+            member,
+            None,
+            &legacy,
+        ) {
             removals.push(remove_orphan(&key, &member, kind));
         }
     }

@@ -10,7 +10,7 @@ use super::layout;
 use super::{Entry, ExportRecord};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::keys::{self, IndexKind};
+use crate::keys::{IndexKind, Layout};
 use crate::model::ModelMeta;
 use crate::plan::movable_partition_fields;
 use crate::tenant::TenantId;
@@ -52,20 +52,22 @@ impl<W: Write> Writer<W> {
 /// Index entries of `member` outside the keys read whole (`read_whole`) that its key (and
 /// `stored` partition values) derive, plus the existing legacy keys: what to probe.
 pub(super) fn shared_entries(
+    layout: Layout,
     meta: &'static ModelMeta,
     read_whole: &HashSet<String>,
     member: &str,
     stored: Option<&[(usize, String)]>,
     legacy: &[(String, IndexKind)],
 ) -> Vec<(String, String, IndexKind)> {
-    let mut out: Vec<(String, String, IndexKind)> = layout::derived_entries(meta, member, stored)
-        .into_iter()
-        .filter_map(|e| {
-            let key = e.key().to_owned();
-            let kind = keys::parse_index_key(meta, &key)?;
-            (!read_whole.contains(&key)).then(|| (key, member.to_owned(), kind))
-        })
-        .collect();
+    let mut out: Vec<(String, String, IndexKind)> =
+        layout::derived_entries(layout, meta, member, stored)
+            .into_iter()
+            .filter_map(|e| {
+                let key = e.key().to_owned();
+                let kind = layout.parse_index_key(meta, &key)?;
+                (!read_whole.contains(&key)).then(|| (key, member.to_owned(), kind))
+            })
+            .collect();
     out.extend(
         legacy
             .iter()
@@ -74,12 +76,13 @@ pub(super) fn shared_entries(
     out
 }
 
-/// The legacy (unpartitioned) keys of `meta` that exist.
+/// The legacy (unpartitioned) keys of `meta` in `tenant`'s keyspace that exist.
 pub(super) async fn existing_legacy(
     backend: &Backend,
     meta: &'static ModelMeta,
+    tenant: &TenantId,
 ) -> Result<Vec<(String, IndexKind)>> {
-    let legacy = layout::legacy_keys(meta);
+    let legacy = layout::legacy_keys(backend.layout(), meta, Some(tenant.as_str()));
     if legacy.is_empty() {
         return Ok(legacy);
     }
@@ -148,7 +151,7 @@ pub(super) async fn model<W: Write>(
     let meta = e.meta;
     let Some(tf) = meta.tenant else { return Ok(()) };
     let want = (e.tenant_bytes)(tf, tenant.as_str())?;
-    let legacy = existing_legacy(backend, meta).await?;
+    let legacy = existing_legacy(backend, meta, tenant).await?;
     let candidates: Vec<String> = std::mem::take(&mut fp.candidates).into_iter().collect();
     let mut loose: Vec<ExportRecord> = Vec::new();
     let mut skipped: Vec<(String, Skip)> = Vec::new();
@@ -172,15 +175,21 @@ pub(super) async fn model<W: Write>(
             let start = probes.len();
             match f {
                 Found::Instance(_, stored) => probes.extend(shared_entries(
+                    backend.layout(),
                     meta,
                     &fp.read_whole,
                     k,
                     stored.as_deref(),
                     &legacy,
                 )),
-                Found::Loose => {
-                    probes.extend(shared_entries(meta, &fp.read_whole, k, None, &legacy))
-                }
+                Found::Loose => probes.extend(shared_entries(
+                    backend.layout(),
+                    meta,
+                    &fp.read_whole,
+                    k,
+                    None,
+                    &legacy,
+                )),
                 Found::Skipped(_) => {}
             }
             spans.push(start..probes.len());

@@ -17,7 +17,7 @@ use super::layout;
 use super::{ExportRecord, Sweep};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::keys::{self, IndexKind};
+use crate::keys::{IndexKind, Layout};
 use crate::model::ModelMeta;
 use crate::tenant::TenantId;
 
@@ -88,18 +88,23 @@ pub(super) async fn read(
 ) -> Result<Vec<ModelFootprint>> {
     let found = match sweep {
         Sweep::Keyspace if !metas.is_empty() => {
-            scan_all(backend, &layout::sweep_patterns(metas, tenant)).await?
+            scan_all(
+                backend,
+                &layout::sweep_patterns(backend.layout(), metas, tenant),
+            )
+            .await?
         }
         _ => BTreeSet::new(),
     };
     let mut out = Vec::with_capacity(metas.len());
     for &meta in metas {
         let mut fp = ModelFootprint::default();
-        let mut index_keys = layout::exact_tenant_keys(meta, tenant);
+        let mut index_keys = layout::exact_tenant_keys(backend.layout(), meta, tenant);
         for key in &found {
-            if layout::owned(meta, tenant, key) {
+            if layout::owned(backend.layout(), meta, tenant, key) {
                 fp.candidates.insert(key.clone());
-            } else if let Some(kind) = layout::tenant_key_kind(meta, tenant, key) {
+            } else if let Some(kind) = layout::tenant_key_kind(backend.layout(), meta, tenant, key)
+            {
                 if !index_keys.iter().any(|(k, _)| k == key) {
                     index_keys.push((key.clone(), kind));
                 }
@@ -165,8 +170,11 @@ pub(super) async fn read_own_keys(
         return Ok(());
     }
     let tf = meta.tenant;
-    let member_pattern =
-        keys::instance_match(meta, &|i| (Some(i) == tf).then_some(tenant.as_str()));
+    let member_pattern = backend
+        .layout()
+        .instance_match(meta, Some(tenant.as_str()), &|i| {
+            (Some(i) == tf).then_some(tenant.as_str())
+        });
     let page = |key: &str, kind: IndexKind, cursor: u64| {
         redis::cmd(scan_command(kind))
             .arg(key)
@@ -197,7 +205,7 @@ pub(super) async fn read_own_keys(
             fp.own_keys.push((key.clone(), kind));
         }
         loop {
-            take_members(meta, tenant, &key, kind, flat, fp)?;
+            take_members(backend.layout(), meta, tenant, &key, kind, flat, fp)?;
             if next == 0 {
                 break;
             }
@@ -211,6 +219,7 @@ pub(super) async fn read_own_keys(
 
 /// Adds one page of a tenant index key's members (flat `SCAN`-family reply) to `fp`.
 fn take_members(
+    layout: Layout,
     meta: &'static ModelMeta,
     tenant: &TenantId,
     key: &str,
@@ -225,7 +234,7 @@ fn take_members(
         let Ok(member) = String::from_utf8(member) else {
             continue;
         };
-        if !layout::owned(meta, tenant, &member) {
+        if !layout::owned(layout, meta, tenant, &member) {
             continue;
         }
         let held = match (kind, payload) {

@@ -72,7 +72,7 @@ impl Import<'_> {
         self.metas
             .iter()
             .copied()
-            .find(|m| layout::owned(m, self.tenant, member))
+            .find(|m| layout::owned(self.backend.layout(), m, self.tenant, member))
     }
 
     /// Queues the current plan; sends the batch when it is full.
@@ -118,7 +118,10 @@ impl Import<'_> {
                     })
                 }
                 Outcome::Unique { field, existing } => {
-                    let value = keys::parse_instance_key(meta, &step.member)
+                    let value = self
+                        .backend
+                        .layout()
+                        .parse_instance_key(meta, &step.member)
                         .ok()
                         .zip(meta.key_fields.iter().position(|&k| k == field))
                         .and_then(|(segments, pos)| segments.get(pos).cloned())
@@ -178,9 +181,12 @@ impl Import<'_> {
                 "instance {key} holds another tenant in its tenant field"
             )));
         }
-        let segments = keys::parse_instance_key(meta, &key)?;
+        let segments = self.backend.layout().parse_instance_key(meta, &key)?;
         let record = layout::key_record(meta, &segments, &[]);
-        let plan = entries::import(&layout::instance(meta, &key, &segments, &record), pairs);
+        let plan = entries::import(
+            &layout::instance(self.backend.layout(), meta, &key, &segments, &record),
+            pairs,
+        );
         self.current = Some(Step {
             meta,
             member: key,
@@ -201,7 +207,7 @@ impl Import<'_> {
         let meta = self
             .owner(&member)
             .ok_or_else(|| refuse(format!("member {member} is not tenant {tenant}'s")))?;
-        if !layout::index_fits(meta, &key, &member) {
+        if !layout::index_fits(self.backend.layout(), meta, &key, &member) {
             return Err(refuse(format!(
                 "{key} is not an index of {} for {member}",
                 meta.name
@@ -219,7 +225,8 @@ impl Import<'_> {
         let Some(step) = self.current.as_mut() else {
             return Err(refuse("no plan"));
         };
-        let expiry = keys::parse_index_key(meta, &key) == Some(keys::IndexKind::Expiry);
+        let expiry =
+            self.backend.layout().parse_index_key(meta, &key) == Some(keys::IndexKind::Expiry);
         let k = step.plan.key(key);
         let instance = step.plan.key(member);
         let write = match record {

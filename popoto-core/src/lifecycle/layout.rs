@@ -3,15 +3,20 @@
 //! instance has by its own values (the entries its writes make), and whether an index key may
 //! hold a member at all. Pure functions, no server.
 
-use crate::keys::{self, IndexKind};
+use crate::keys::{IndexKind, Layout};
 use crate::model::{FieldKind, ModelMeta, Record};
 use crate::plan::{movable_partition_fields, IndexEntry, Instance};
 use crate::tenant::TenantId;
 
 /// Whether `member` is a canonical instance key of `meta` whose tenant segment is `tenant`.
-pub(super) fn owned(meta: &'static ModelMeta, tenant: &TenantId, member: &str) -> bool {
+pub(super) fn owned(
+    layout: Layout,
+    meta: &'static ModelMeta,
+    tenant: &TenantId,
+    member: &str,
+) -> bool {
     let Some(tf) = meta.tenant else { return false };
-    let Ok(segments) = keys::parse_instance_key(meta, member) else {
+    let Ok(segments) = layout.parse_instance_key(meta, member) else {
         return false;
     };
     let own = meta
@@ -20,45 +25,22 @@ pub(super) fn owned(meta: &'static ModelMeta, tenant: &TenantId, member: &str) -
         .position(|&k| k == tf)
         .and_then(|p| segments.get(p))
         .is_some_and(|s| s == tenant.as_str());
-    own && keys::instance_key(meta, &segments) == member
+    own && layout.instance_key(meta, &segments) == member
 }
 
-/// The partition segments written in index key `key` of sorted or confidence field `field`
-/// (empty for the unpartitioned key); `None` if `key` is not one of the field's keys.
-pub(super) fn partition_of(
+/// The key of field `field`'s partition `parts` (sorted or confidence field) in `tenant`'s
+/// keyspace.
+fn partition_key(
+    layout: Layout,
     meta: &'static ModelMeta,
+    tenant: Option<&str>,
     field: usize,
-    key: &str,
-) -> Option<Vec<String>> {
-    let by = meta.fields[field].partition_by;
-    let (base, confidence) = match keys::parse_index_key(meta, key)? {
-        IndexKind::Sorted(f) if f == field => (keys::sorted_key(meta, f, &[]), false),
-        IndexKind::Confidence(f) if f == field => (keys::confidence_key(meta, f, &[]).ok()?, true),
-        _ => return None,
-    };
-    let rest = key.strip_prefix(base.as_str())?;
-    if rest.is_empty() {
-        return Some(Vec::new());
-    }
-    let rest = rest.strip_prefix(':')?;
-    Some(if confidence && by.len() == 1 {
-        // Popoto does not escape companion partition segments: one field takes it all.
-        vec![rest.to_owned()]
-    } else if confidence {
-        rest.split(':').map(str::to_owned).collect()
-    } else {
-        rest.split(':')
-            .map(|p| keys::unescape(p).into_owned())
-            .collect()
-    })
-}
-
-/// The key of field `field`'s partition `parts` (sorted or confidence field).
-fn partition_key(meta: &'static ModelMeta, field: usize, parts: &[String]) -> Option<String> {
+    parts: &[String],
+) -> Option<String> {
     let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
     match meta.fields[field].kind {
-        FieldKind::Sorted => Some(keys::sorted_key(meta, field, &refs)),
-        FieldKind::Confidence { .. } => keys::confidence_key(meta, field, &refs).ok(),
+        FieldKind::Sorted => Some(layout.sorted_key(meta, tenant, field, &refs)),
+        FieldKind::Confidence { .. } => layout.confidence_key(meta, tenant, field, &refs).ok(),
         _ => None,
     }
 }
@@ -67,8 +49,13 @@ fn partition_key(meta: &'static ModelMeta, field: usize, parts: &[String]) -> Op
 /// value set must be the one of the member's own value, and each partition segment given by a
 /// key field (the tenant's above all) must be the member's own. Partition segments of non-key
 /// fields, and the unpartitioned (legacy) key of a partitioned field, are free.
-pub(super) fn index_fits(meta: &'static ModelMeta, key: &str, member: &str) -> bool {
-    let Ok(segments) = keys::parse_instance_key(meta, member) else {
+pub(super) fn index_fits(
+    layout: Layout,
+    meta: &'static ModelMeta,
+    key: &str,
+    member: &str,
+) -> bool {
+    let Ok(segments) = layout.parse_instance_key(meta, member) else {
         return false;
     };
     let own = |field: usize| {
@@ -78,19 +65,18 @@ pub(super) fn index_fits(meta: &'static ModelMeta, key: &str, member: &str) -> b
             .and_then(|p| segments.get(p))
             .map(String::as_str)
     };
-    match keys::parse_index_key(meta, key) {
+    let tenant = meta.tenant.and_then(own);
+    match layout.parse_index_key(meta, key) {
         None => false,
-        Some(IndexKind::Class) => true,
+        // The class set of the member's own keyspace.
+        Some(IndexKind::Class) => layout.class_key(meta, tenant) == key,
         // The expiry set of the member's own tenant.
-        Some(IndexKind::Expiry) => {
-            let tenant = meta.tenant.and_then(own);
-            keys::expiry_key(meta, tenant) == key
-        }
+        Some(IndexKind::Expiry) => layout.expiry_key(meta, tenant) == key,
         Some(IndexKind::ValueSet(f)) => {
-            own(f).is_some_and(|v| keys::value_set_key(meta, f, v) == key)
+            own(f).is_some_and(|v| layout.value_set_key(meta, tenant, f, v) == key)
         }
         Some(IndexKind::Sorted(f)) | Some(IndexKind::Confidence(f)) => {
-            let Some(parts) = partition_of(meta, f, key) else {
+            let Some(parts) = layout.partition_of(meta, f, key) else {
                 return false;
             };
             let by = meta.fields[f].partition_by;
@@ -100,7 +86,7 @@ pub(super) fn index_fits(meta: &'static ModelMeta, key: &str, member: &str) -> b
                         .iter()
                         .zip(&parts)
                         .all(|(&p, v)| !meta.fields[p].kind.is_key() || own(p) == Some(v))
-                    && partition_key(meta, f, &parts).is_some_and(|k| k == key))
+                    && partition_key(layout, meta, tenant, f, &parts).is_some_and(|k| k == key))
         }
     }
 }
@@ -109,6 +95,7 @@ pub(super) fn index_fits(meta: &'static ModelMeta, key: &str, member: &str) -> b
 /// fields partitioned by the tenant field alone (none for a model without tenant field).
 /// Partitions with further segments are found by the keyspace sweep ([`sweep_patterns`]).
 pub(super) fn exact_tenant_keys(
+    layout: Layout,
     meta: &'static ModelMeta,
     tenant: &TenantId,
 ) -> Vec<(String, IndexKind)> {
@@ -116,7 +103,10 @@ pub(super) fn exact_tenant_keys(
         return Vec::new();
     };
     let t = tenant.as_str();
-    let mut out = vec![(keys::value_set_key(meta, tf, t), IndexKind::ValueSet(tf))];
+    let mut out = vec![(
+        layout.value_set_key(meta, Some(t), tf, t),
+        IndexKind::ValueSet(tf),
+    )];
     for (i, f) in meta.fields.iter().enumerate() {
         let kind = match f.kind {
             FieldKind::Sorted => IndexKind::Sorted(i),
@@ -124,23 +114,25 @@ pub(super) fn exact_tenant_keys(
             _ => continue,
         };
         if f.partition_by == [tf] {
-            if let Some(key) = partition_key(meta, i, &[t.to_owned()]) {
+            if let Some(key) = partition_key(layout, meta, Some(t), i, &[t.to_owned()]) {
                 out.push((key, kind));
             }
         }
     }
     if meta.expires() {
-        out.push((keys::expiry_key(meta, Some(t)), IndexKind::Expiry));
+        out.push((layout.expiry_key(meta, Some(t)), IndexKind::Expiry));
     }
     out
 }
 
-/// The `SCAN MATCH` patterns of the keyspace sweep: every key with a segment starting with the
-/// escaped tenant (instance keys, value sets, sorted partitions), and with the raw tenant when
-/// a companion partition with several segments writes it unescaped and differently.
-pub(super) fn sweep_patterns(metas: &[&'static ModelMeta], tenant: &TenantId) -> Vec<String> {
-    let t = tenant.as_str();
-    let mut out = vec![keys::segment_match(t, true)];
+/// The `SCAN MATCH` patterns of the keyspace sweep of `tenant` (see
+/// [`Layout::tenant_patterns`]): with the raw tenant too when a companion partition with
+/// several segments writes it unescaped.
+pub(super) fn sweep_patterns(
+    layout: Layout,
+    metas: &[&'static ModelMeta],
+    tenant: &TenantId,
+) -> Vec<String> {
     let raw = metas.iter().any(|m| {
         m.fields.iter().any(|f| {
             matches!(f.kind, FieldKind::Confidence { .. })
@@ -148,34 +140,33 @@ pub(super) fn sweep_patterns(metas: &[&'static ModelMeta], tenant: &TenantId) ->
                 && m.tenant.is_some_and(|tf| f.partition_by.contains(&tf))
         })
     });
-    if raw && keys::escape(t) != t {
-        out.push(keys::segment_match(t, false));
-    }
-    out
+    layout.tenant_patterns(tenant.as_str(), raw)
 }
 
 /// Whether `key` is one of `tenant`'s own index keys of `meta` (its value set, or a partition
 /// whose tenant segment is the tenant's), and what it indexes.
 pub(super) fn tenant_key_kind(
+    layout: Layout,
     meta: &'static ModelMeta,
     tenant: &TenantId,
     key: &str,
 ) -> Option<IndexKind> {
     let tf = meta.tenant?;
-    let kind = keys::parse_index_key(meta, key)?;
+    let t = tenant.as_str();
+    let kind = layout.parse_index_key(meta, key)?;
     let ok = match kind {
         IndexKind::Class => false,
-        IndexKind::Expiry => keys::expiry_key(meta, Some(tenant.as_str())) == key,
-        IndexKind::ValueSet(f) => f == tf && keys::value_set_key(meta, tf, tenant.as_str()) == key,
+        IndexKind::Expiry => layout.expiry_key(meta, Some(t)) == key,
+        IndexKind::ValueSet(f) => f == tf && layout.value_set_key(meta, Some(t), tf, t) == key,
         IndexKind::Sorted(f) | IndexKind::Confidence(f) => {
             let by = meta.fields[f].partition_by;
             let pos = by.iter().position(|&p| p == tf);
-            let parts = partition_of(meta, f, key);
+            let parts = layout.partition_of(meta, f, key);
             match (pos, parts) {
                 (Some(pos), Some(parts)) => {
                     parts.len() == by.len()
-                        && parts[pos] == tenant.as_str()
-                        && partition_key(meta, f, &parts).is_some_and(|k| k == key)
+                        && parts[pos] == t
+                        && partition_key(layout, meta, Some(t), f, &parts).is_some_and(|k| k == key)
                 }
                 _ => false,
             }
@@ -200,12 +191,14 @@ pub(super) fn key_record(
 
 /// The instance at `member` (key `segments`) rendered from `record`.
 pub(super) fn instance<'r>(
+    layout: Layout,
     meta: &'static ModelMeta,
     member: &str,
     segments: &'r [String],
     record: &'r Record,
 ) -> Instance<'r> {
     Instance {
+        layout,
         meta,
         key: member.to_owned(),
         record,
@@ -221,16 +214,17 @@ pub(super) fn instance<'r>(
 /// gives the segments of its movable partition fields (non-key fields that partition an
 /// index), read from its hash; without them (no hash) the entries they decide are left out.
 pub(super) fn derived_entries(
+    layout: Layout,
     meta: &'static ModelMeta,
     member: &str,
     stored: Option<&[(usize, String)]>,
 ) -> Vec<IndexEntry> {
-    let Ok(segments) = keys::parse_instance_key(meta, member) else {
+    let Ok(segments) = layout.parse_instance_key(meta, member) else {
         return Vec::new();
     };
     let record = key_record(meta, &segments, stored.unwrap_or_default());
     let movable = movable_partition_fields(meta);
-    let inst = instance(meta, member, &segments, &record);
+    let inst = instance(layout, meta, member, &segments, &record);
     let Ok(entries) = inst.index_entries() else {
         return Vec::new();
     };
@@ -238,7 +232,7 @@ pub(super) fn derived_entries(
         .into_iter()
         .filter(|e| {
             stored.is_some()
-                || match keys::parse_index_key(meta, e.key()) {
+                || match layout.parse_index_key(meta, e.key()) {
                     Some(IndexKind::Sorted(f)) | Some(IndexKind::Confidence(f)) => !meta.fields[f]
                         .partition_by
                         .iter()
@@ -251,16 +245,23 @@ pub(super) fn derived_entries(
 
 /// The unpartitioned (legacy, pre-migration) keys of partitioned sorted and confidence fields:
 /// an instance's entry may still be there.
-pub(super) fn legacy_keys(meta: &'static ModelMeta) -> Vec<(String, IndexKind)> {
+pub(super) fn legacy_keys(
+    layout: Layout,
+    meta: &'static ModelMeta,
+    tenant: Option<&str>,
+) -> Vec<(String, IndexKind)> {
     let mut out = Vec::new();
     for (i, f) in meta.fields.iter().enumerate() {
         if f.partition_by.is_empty() {
             continue;
         }
         match f.kind {
-            FieldKind::Sorted => out.push((keys::sorted_key(meta, i, &[]), IndexKind::Sorted(i))),
+            FieldKind::Sorted => out.push((
+                layout.sorted_key(meta, tenant, i, &[]),
+                IndexKind::Sorted(i),
+            )),
             FieldKind::Confidence { .. } => {
-                if let Ok(k) = keys::confidence_key(meta, i, &[]) {
+                if let Ok(k) = layout.confidence_key(meta, tenant, i, &[]) {
                     out.push((k, IndexKind::Confidence(i)));
                 }
             }

@@ -76,7 +76,11 @@ impl std::fmt::Debug for ModelSet {
 
 fn delete_boxed<M: Model>(s: Admin, keys: Vec<String>) -> Boxed<'static, u64> {
     Box::pin(async move {
-        let keys: Vec<Key<M>> = keys.iter().map(|k| Key::parse(k)).collect::<Result<_>>()?;
+        let layout = s.layout();
+        let keys: Vec<Key<M>> = keys
+            .iter()
+            .map(|k| Key::parse_in(layout, k))
+            .collect::<Result<_>>()?;
         s.delete_many(&keys).await
     })
 }
@@ -104,7 +108,9 @@ fn verify_boxed<M: Model>(
 ) -> Boxed<'static, Flags> {
     Box::pin(async move {
         let scope = Scope::Tenant(tenant);
-        Guard::of::<M>(&scope).verify::<M>(&backend, &keys).await
+        Guard::of::<M>(backend.layout(), &scope)
+            .verify::<M>(&backend, &keys)
+            .await
     })
 }
 

@@ -9,7 +9,7 @@ use tracing::Instrument;
 
 use super::*;
 use crate::admin::Admin;
-use crate::keys::{self, IndexKind};
+use crate::keys::{IndexKind, Layout};
 use crate::model::FieldKind;
 use crate::plan::entries::{self, remove_orphan};
 use crate::plan::Outcome;
@@ -94,6 +94,14 @@ impl<M: Model> IndexScan<M> {
     }
 
     async fn run(mut self) -> Result<IndexReport> {
+        // Model-wide scans: the cluster layout keeps each tenant's keys in its own slot.
+        if self.backend.layout() != Layout::Popoto {
+            return Err(Error::Layout {
+                model: M::META.name,
+                op: Self::OP,
+                layout: self.backend.layout(),
+            });
+        }
         self.index_phase().await?;
         self.instance_phase().await?;
         self.unique_phase().await?;
@@ -157,7 +165,8 @@ impl<M: Model> IndexScan<M> {
 
     async fn index_phase(&mut self) -> Result<()> {
         let meta = M::META;
-        let class = keys::class_key(meta);
+        let layout = self.backend.layout();
+        let class = layout.class_key(meta, None);
         let ty: String = self
             .backend
             .query(Self::OP, meta.name, redis::cmd("TYPE").arg(&class))
@@ -167,7 +176,7 @@ impl<M: Model> IndexScan<M> {
         }
         // The expiry set of an untenanted model is the one index key `index_pattern` misses.
         if meta.expires() && meta.tenant.is_none() {
-            let expiry = keys::expiry_key(meta, None);
+            let expiry = layout.expiry_key(meta, None);
             let ty: String = self
                 .backend
                 .query(Self::OP, meta.name, redis::cmd("TYPE").arg(&expiry))
@@ -176,7 +185,7 @@ impl<M: Model> IndexScan<M> {
                 self.index_keys(vec![(expiry, IndexKind::Expiry)]).await?;
             }
         }
-        let pattern = keys::index_pattern(meta);
+        let pattern = layout.index_pattern(meta, None);
         let mut done: HashSet<String> = HashSet::new();
         let mut cursor = 0u64;
         loop {
@@ -184,7 +193,7 @@ impl<M: Model> IndexScan<M> {
                 scan_keys(&self.backend, Self::OP, meta, &pattern, self.batch, cursor).await?;
             let found: Vec<(String, IndexKind)> = keys
                 .into_iter()
-                .filter_map(|k| keys::parse_index_key(meta, &k).map(|kind| (k, kind)))
+                .filter_map(|k| layout.parse_index_key(meta, &k).map(|kind| (k, kind)))
                 .filter(|(k, kind)| *kind != IndexKind::Class && !done.contains(k))
                 .collect();
             if !found.is_empty() {
@@ -358,30 +367,28 @@ impl<M: Model> IndexScan<M> {
                     continue;
                 }
                 // A member that is not an instance key of this model cannot be placed: skipped.
-                let Ok(key) = Key::<M>::parse(member) else {
+                let layout = self.backend.layout();
+                let Ok(key) = Key::<M>::parse_in(layout, member) else {
                     continue;
                 };
+                let tenant = key.tenant();
                 let expected = match kind {
                     IndexKind::Class => None,
                     // The expiry set of the member's tenant.
-                    IndexKind::Expiry => Some(keys::expiry_key(
-                        meta,
-                        meta.tenant
-                            .and_then(|t| key_position(meta, t))
-                            .and_then(|pos| key.segments().get(pos))
-                            .map(String::as_str),
-                    )),
+                    IndexKind::Expiry => Some(layout.expiry_key(meta, tenant)),
                     IndexKind::ValueSet(i) => key_position(meta, i)
                         .and_then(|pos| key.segments().get(pos))
-                        .map(|seg| keys::value_set_key(meta, i, seg)),
+                        .map(|seg| layout.value_set_key(meta, tenant, i, seg)),
                     IndexKind::Sorted(i) | IndexKind::Confidence(i) => {
                         partition_segments(&key, member, i, &stored, &raw)
                             .ok()
                             .and_then(|parts| {
                                 let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
                                 match kind {
-                                    IndexKind::Sorted(_) => Some(keys::sorted_key(meta, i, &parts)),
-                                    _ => keys::confidence_key(meta, i, &parts).ok(),
+                                    IndexKind::Sorted(_) => {
+                                        Some(layout.sorted_key(meta, tenant, i, &parts))
+                                    }
+                                    _ => layout.confidence_key(meta, tenant, i, &parts).ok(),
                                 }
                             })
                     }

@@ -3,7 +3,7 @@
 
 use super::index_check::{Expected, IndexScan, Pending};
 use super::*;
-use crate::keys;
+
 use crate::model::FieldKind;
 use crate::plan::entries;
 use crate::plan::{movable_partition_fields, Instance, Write};
@@ -13,14 +13,14 @@ impl<M: Model> IndexScan<M> {
 
     pub(super) async fn instance_phase(&mut self) -> Result<()> {
         let meta = M::META;
-        let pattern = keys::instance_pattern(meta);
+        let pattern = self.backend.layout().instance_pattern(meta, None);
         let mut cursor = 0u64;
         loop {
             let (next, keys) =
                 scan_keys(&self.backend, Self::OP, meta, &pattern, self.batch, cursor).await?;
             let found: Vec<String> = keys
                 .into_iter()
-                .filter(|k| Key::<M>::parse(k).is_ok())
+                .filter(|k| Key::<M>::parse_in(self.backend.layout(), k).is_ok())
                 .collect();
             self.instances(found).await?;
             if next == 0 {
@@ -63,7 +63,7 @@ impl<M: Model> IndexScan<M> {
                 if attempt == 1 {
                     self.report.instances += 1;
                 }
-                let Ok(key) = Key::<M>::parse(&key_str) else {
+                let Ok(key) = Key::<M>::parse_in(self.backend.layout(), &key_str) else {
                     continue;
                 };
                 let raw: Vec<Option<Vec<u8>>> = guarded
@@ -120,6 +120,7 @@ impl<M: Model> IndexScan<M> {
                     None
                 };
                 let inst = Instance {
+                    layout: self.backend.layout(),
                     meta,
                     key: key_str.clone(),
                     record: &record,
@@ -211,7 +212,11 @@ impl<M: Model> IndexScan<M> {
                             | Write::HSetNx { key, .. } => plan.keys()[*key].clone(),
                             _ => String::new(),
                         };
-                        let field = keys::parse_index_key(meta, &index).and_then(Self::field_of);
+                        let field = self
+                            .backend
+                            .layout()
+                            .parse_index_key(meta, &index)
+                            .and_then(Self::field_of);
                         Self::finding(FindingKind::Missing, &index, &key_str, field, detail)
                     })
                     .collect();

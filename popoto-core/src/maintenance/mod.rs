@@ -197,7 +197,7 @@ fn reply_optional_bytes_list(v: RedisResult<RValue>) -> Option<Vec<Option<Vec<u8
         .and_then(|v| redis::from_redis_value::<Vec<Option<Vec<u8>>>>(v).ok())
 }
 
-/// The tenant named by an instance key of `M`.
+/// The tenant named by an instance key of `M` in popoto's layout (maintenance runs there).
 fn tenant_of<M: Model>(member: &str) -> Option<String> {
     Key::<M>::parse(member)
         .ok()

@@ -18,7 +18,6 @@ use std::sync::Arc;
 
 use super::index_check::IndexScan;
 use super::*;
-use crate::keys;
 
 impl<M: Model> IndexScan<M> {
     /// Examines every unique value set phase 1 found with more than one member.
@@ -75,6 +74,7 @@ impl<M: Model> IndexScan<M> {
     /// page; one pipelined `HGET` per page.
     async fn owners(&mut self, set: &Arc<str>, field: usize) -> Result<Vec<String>> {
         let meta = M::META;
+        let layout = self.backend.layout();
         let name = meta.fields[field].name;
         let mut owners = Vec::new();
         let mut cursor = 0u64;
@@ -90,10 +90,10 @@ impl<M: Model> IndexScan<M> {
                 .into_iter()
                 .filter_map(|m| String::from_utf8(m).ok())
                 .filter(|m| {
-                    let key = Key::<M>::parse(m).ok();
+                    let key = Key::<M>::parse_in(layout, m).ok();
                     let seg = key.as_ref().zip(key_position(meta, field));
-                    seg.and_then(|(k, pos)| k.segments().get(pos))
-                        .is_some_and(|s| keys::value_set_key(meta, field, s) == **set)
+                    seg.and_then(|(k, pos)| Some((k.tenant(), k.segments().get(pos)?)))
+                        .is_some_and(|(t, s)| layout.value_set_key(meta, t, field, s) == **set)
                 })
                 .collect();
             if !members.is_empty() {
@@ -112,9 +112,11 @@ impl<M: Model> IndexScan<M> {
                         continue;
                     };
                     let stored = M::segment_from_stored(&m, field, &raw).ok();
-                    let in_key = stored
-                        .as_deref()
-                        .is_some_and(|s| keys::value_set_key(meta, field, s) == **set);
+                    let in_key = stored.as_deref().is_some_and(|s| {
+                        let tenant = Key::<M>::parse_in(layout, &m).ok();
+                        let tenant = tenant.as_ref().and_then(|k| k.tenant());
+                        layout.value_set_key(meta, tenant, field, s) == **set
+                    });
                     if in_key && !owners.contains(&m) {
                         owners.push(m);
                     }

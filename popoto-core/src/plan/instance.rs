@@ -1,7 +1,7 @@
 //! One instance rendered for storage: its index entries and the writes that add or remove them.
 
 use crate::error::Result;
-use crate::keys;
+use crate::keys::Layout;
 use crate::model::{FieldKind, ModelMeta, Record};
 
 use super::{Check, Plan, Write};
@@ -83,6 +83,8 @@ impl IndexEntry {
 
 /// The rendered state of one instance: its key and the record, with partitions resolved.
 pub(crate) struct Instance<'r> {
+    /// How the keys are laid out.
+    pub layout: Layout,
     pub meta: &'static ModelMeta,
     pub key: String,
     pub record: &'r Record,
@@ -91,6 +93,11 @@ pub(crate) struct Instance<'r> {
 }
 
 impl<'r> Instance<'r> {
+    /// The tenant segment, for a tenant model: the keyspace of the instance's index keys.
+    pub fn tenant(&self) -> Option<&'r str> {
+        self.meta.tenant.map(|t| self.segment(t))
+    }
+
     /// The segment of field `i` (hidden key included).
     pub fn segment(&self, i: usize) -> &'r str {
         if self.meta.fields[i].hidden {
@@ -114,12 +121,14 @@ impl<'r> Instance<'r> {
 
     /// The zset of sorted field `i` for this instance.
     pub fn sorted_key(&self, i: usize) -> String {
-        keys::sorted_key(self.meta, i, &self.partition(i))
+        self.layout
+            .sorted_key(self.meta, self.tenant(), i, &self.partition(i))
     }
 
     /// The companion hash of confidence field `i` for this instance.
     pub fn confidence_key(&self, i: usize) -> Result<String> {
-        keys::confidence_key(self.meta, i, &self.partition(i))
+        self.layout
+            .confidence_key(self.meta, self.tenant(), i, &self.partition(i))
     }
 
     /// Every hash field and value to HSET.
@@ -158,12 +167,16 @@ impl<'r> Instance<'r> {
     /// score) and confidence companion hashes (with the initial confidence).
     pub fn index_entries(&self) -> Result<Vec<IndexEntry>> {
         let mut out = Vec::with_capacity(self.meta.fields.len() + 1);
-        out.push(IndexEntry::Set(keys::class_key(self.meta), None));
+        out.push(IndexEntry::Set(
+            self.layout.class_key(self.meta, self.tenant()),
+            None,
+        ));
         for (i, f) in self.meta.fields.iter().enumerate() {
             match f.kind {
                 FieldKind::Key | FieldKind::UniqueKey => {
                     out.push(IndexEntry::Set(
-                        keys::value_set_key(self.meta, i, self.segment(i)),
+                        self.layout
+                            .value_set_key(self.meta, self.tenant(), i, self.segment(i)),
                         (f.kind == FieldKind::UniqueKey).then_some(i),
                     ));
                 }
@@ -191,7 +204,7 @@ impl<'r> Instance<'r> {
 
     /// The expiry set of this instance (its tenant's, for a tenant model).
     pub fn expiry_key(&self) -> String {
-        keys::expiry_key(self.meta, self.meta.tenant.map(|t| self.segment(t)))
+        self.layout.expiry_key(self.meta, self.tenant())
     }
 
     /// The expiry this write sets: the value's `expire_at`, else the model's `ttl`.
@@ -270,7 +283,12 @@ impl<'r> Instance<'r> {
     pub fn unique_checks(&self, plan: &mut Plan, also: Option<&str>) {
         for (i, f) in self.meta.fields.iter().enumerate() {
             if f.kind == FieldKind::UniqueKey {
-                let set = plan.key(keys::value_set_key(self.meta, i, self.segment(i)));
+                let set = plan.key(self.layout.value_set_key(
+                    self.meta,
+                    self.tenant(),
+                    i,
+                    self.segment(i),
+                ));
                 plan.checks.push(Check::Unique {
                     set,
                     field: i,

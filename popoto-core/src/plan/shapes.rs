@@ -68,7 +68,12 @@ fn segment(_key: &str, _field: usize, raw: &[u8]) -> crate::error::Result<String
 }
 
 fn target<'a>(meta: &'static ModelMeta, key: &'a str) -> Target<'a> {
-    Target { meta, key, segment }
+    Target {
+        layout: crate::keys::Layout::Popoto,
+        meta,
+        key,
+        segment,
+    }
 }
 
 /// A ticket of `org` in `team`, with key `Ticket:<email>:<id>:<org>`.

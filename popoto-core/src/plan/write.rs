@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use crate::error::Result;
+use crate::keys::Layout;
 use crate::model::{FieldKind, Model, ModelMeta, Record};
 
 use super::{movable_partition_fields, Check, Instance, Plan, Write};
@@ -12,6 +13,8 @@ use super::{movable_partition_fields, Check, Instance, Plan, Write};
 /// The instance a plan writes: its model, its Redis key, and how a stored partition value
 /// decodes into its key segment.
 pub(crate) struct Target<'a> {
+    /// How the keys are laid out.
+    pub layout: Layout,
     /// The model.
     pub meta: &'static ModelMeta,
     /// The instance key.
@@ -21,9 +24,10 @@ pub(crate) struct Target<'a> {
 }
 
 impl<'a> Target<'a> {
-    /// The instance of model `M` at `key`.
-    pub fn of<M: Model>(key: &'a str) -> Target<'a> {
+    /// The instance of model `M` at `key`, laid out as `layout`.
+    pub fn of<M: Model>(layout: Layout, key: &'a str) -> Target<'a> {
         Target {
+            layout,
             meta: M::META,
             key,
             segment: M::segment_from_stored,
@@ -117,6 +121,7 @@ pub(crate) fn save(
 ) -> Result<Plan> {
     let (meta, redis_key) = (target.meta, target.key);
     let inst = Instance {
+        layout: target.layout,
         meta,
         key: redis_key.to_owned(),
         record,
@@ -143,6 +148,7 @@ pub(crate) fn save(
             old.segments[*f] = Some(s.clone());
         }
         let old_inst = Instance {
+            layout: target.layout,
             meta,
             key: redis_key.to_owned(),
             record: &old,
@@ -216,6 +222,7 @@ pub(crate) fn delete(
         record.segments[f] = Some(segment);
     }
     let inst = Instance {
+        layout: target.layout,
         meta,
         key: redis_key.to_owned(),
         record: &record,
@@ -250,12 +257,14 @@ pub(crate) fn relocate(
         previous.segments[f] = Some(segment);
     }
     let old_inst = Instance {
+        layout: old.layout,
         meta,
         key: old_redis.clone(),
         record: &previous,
         hidden_key: None,
     };
     let new_inst = Instance {
+        layout: old.layout,
         meta,
         key: new_redis.clone(),
         record: new_record,

@@ -10,6 +10,7 @@ use tracing::Instrument;
 
 use crate::backend::Script;
 use crate::error::{Error, Result};
+use crate::keys::Layout;
 use crate::model::{Key, Model};
 use crate::tenant::Scope;
 
@@ -134,7 +135,8 @@ impl<'s, M: Model> Query<'s, M> {
             .ok()
             .filter(|s| !s.is_nan())
             .ok_or_else(|| bad("bad score"))?;
-        let key = Key::<M>::parse(member).map_err(|_| bad("not a key of the model"))?;
+        let key = Key::<M>::parse_in(self.session.layout(), member)
+            .map_err(|_| bad("not a key of the model"))?;
         if let Scope::Tenant(t) = self.session.scope() {
             if M::META.tenant.is_some() && key.tenant() != Some(t.as_str()) {
                 return Err(bad("made for another scope"));
@@ -253,11 +255,14 @@ impl<'s, M: Model> Query<'s, M> {
                     rows.push((key, value));
                     if rows.len() == size {
                         let (k, _) = &rows[size - 1];
-                        let (member, score) =
-                            window_member(&scores, k).ok_or_else(|| Error::Protocol {
+                        let (member, score) = window_member(self.session.layout(), &scores, k)
+                            .ok_or_else(|| Error::Protocol {
                                 op: "page",
                                 model: M::META.name,
-                                detail: format!("row {} not in the window read", k.redis_key()),
+                                detail: format!(
+                                    "row {} not in the window read",
+                                    k.redis_key_in(self.session.layout())
+                                ),
                             })?;
                         // The end is known when this window was the last and nothing of it is
                         // left; otherwise the next page may still come back empty.
@@ -282,13 +287,17 @@ impl<'s, M: Model> Query<'s, M> {
 
 /// The member (as stored in the sorted set) and score of row `key` in a window: its canonical
 /// key, else (a member spelled otherwise that parses to the same key) found by parsing.
-fn window_member<M: Model>(scores: &HashMap<Vec<u8>, f64>, key: &Key<M>) -> Option<(String, f64)> {
-    let canonical = key.redis_key();
+fn window_member<M: Model>(
+    layout: Layout,
+    scores: &HashMap<Vec<u8>, f64>,
+    key: &Key<M>,
+) -> Option<(String, f64)> {
+    let canonical = key.redis_key_in(layout);
     if let Some(s) = scores.get(canonical.as_bytes()) {
         return Some((canonical, *s));
     }
     scores.iter().find_map(|(m, s)| {
         let text = std::str::from_utf8(m).ok()?;
-        (Key::<M>::parse(text).ok()? == *key).then(|| (text.to_owned(), *s))
+        (Key::<M>::parse_in(layout, text).ok()? == *key).then(|| (text.to_owned(), *s))
     })
 }

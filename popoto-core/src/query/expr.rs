@@ -235,7 +235,7 @@ async fn scan<M: Model>(
         for m in members {
             let hit = std::str::from_utf8(&m)
                 .ok()
-                .and_then(|k| Key::<M>::parse(k).ok())
+                .and_then(|k| Key::<M>::parse_in(backend.layout(), k).ok())
                 .is_some_and(|k| how.test(&k.segments()[pos], needle));
             // SSCAN may return a member twice.
             if hit && seen.insert(m.clone()) {

@@ -273,7 +273,7 @@ impl<'s, M: Model> Query<'s, M> {
             let mut commands = 0;
             // Verified already; a row deleted since moves to the one before.
             while let Some(k) = keys.pop() {
-                let member = vec![k.redis_key().into_bytes()];
+                let member = vec![k.redis_key_in(self.session.layout()).into_bytes()];
                 let (rows, _) = self.hydrate(&sources, member, &mut commands).await?;
                 if let Some(row) = rows.into_iter().next() {
                     tracing::Span::current().record("commands", commands);

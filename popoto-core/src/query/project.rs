@@ -173,7 +173,7 @@ impl<M: Model> Query<'_, M> {
             tracing::Span::current().record("commands", commands);
             rows.into_iter()
                 .map(|(k, values)| {
-                    let row = fields.decode_row(&k.redis_key(), values)?;
+                    let row = fields.decode_row(&k.redis_key_in(self.session.layout()), values)?;
                     Ok((k, row))
                 })
                 .collect()
@@ -191,7 +191,7 @@ impl<M: Model> Query<'_, M> {
         names: &[&'static str],
         commands: &mut usize,
     ) -> Result<(Vec<(Key<M>, Vec<Option<Vec<u8>>>)>, usize)> {
-        let guard = Guard::of::<M>(self.session.scope());
+        let guard = Guard::of::<M>(self.session.layout(), self.session.scope());
         let (keys, mut skipped) = guard.keys::<M>(members);
         let mut rows = Vec::with_capacity(keys.len());
         if !keys.is_empty() {

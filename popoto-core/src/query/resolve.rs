@@ -1,7 +1,7 @@
 //! Resolution: a query's filters and scope turned into index reads, without a server.
 
 use crate::error::{Error, Result};
-use crate::keys;
+use crate::keys::Layout;
 use crate::model::{FieldKind, Model, ModelMeta};
 use crate::tenant::Scope;
 
@@ -93,16 +93,33 @@ impl<M: Model> Query<'_, M> {
 
     /// The scope's own index set: the tenant's value set, else the class set.
     pub(super) fn scope_set(&self) -> String {
+        let layout = self.session.layout();
         match self.tenant() {
-            Some((tf, t)) => keys::value_set_key(M::META, tf, t),
-            None => keys::class_key(M::META),
+            Some((tf, t)) => layout.value_set_key(M::META, Some(t), tf, t),
+            None => layout.class_key(M::META, None),
         }
+    }
+
+    /// The keyspace the query reads: its tenant's (`None`: the model's own, or every tenant's
+    /// through the admin handle, which the cluster layout does not offer in one read).
+    fn keyspace(&self) -> Result<Option<&str>> {
+        let tenant = self.tenant().map(|(_, t)| t);
+        let layout = self.session.layout();
+        if layout != Layout::Popoto && tenant.is_none() && M::META.tenant.is_some() {
+            return Err(Error::Layout {
+                model: M::META.name,
+                op: "a query across tenants",
+                layout,
+            });
+        }
+        Ok(tenant)
     }
 
     /// Turns filters and scope into index sources.
     pub(super) fn resolve(&self) -> Result<Vec<Source>> {
         let meta = M::META;
         self.session.check_model::<M>()?;
+        let (layout, keyspace) = (self.session.layout(), self.keyspace()?);
         let tenant = self.tenant();
         let mut known = self.explicit_partitions();
         if let Some((tf, t)) = tenant {
@@ -169,11 +186,11 @@ impl<M: Model> Query<'_, M> {
         }
         if let Some((tf, t)) = tenant {
             if !tenant_covered {
-                sources.push(Source::Set(keys::value_set_key(meta, tf, t)));
+                sources.push(Source::Set(layout.value_set_key(meta, keyspace, tf, t)));
             }
         }
         if sources.is_empty() {
-            sources.push(Source::Set(keys::class_key(meta)));
+            sources.push(Source::Set(layout.class_key(meta, keyspace)));
         }
         Ok(sources)
     }
@@ -182,6 +199,7 @@ impl<M: Model> Query<'_, M> {
     /// value anywhere in the tree, so no read ever names another tenant's index.
     fn node(&self, f: &FilterKind, known: &[(usize, &str)]) -> Result<Node> {
         let meta = M::META;
+        let (layout, keyspace) = (self.session.layout(), self.keyspace()?);
         let tenant = self.tenant();
         Ok(match f {
             FilterKind::KeyEq { field, segment } => {
@@ -190,7 +208,9 @@ impl<M: Model> Query<'_, M> {
                         return Err(self.mismatch(segment));
                     }
                 }
-                Node::Leaf(Source::Set(keys::value_set_key(meta, *field, segment)))
+                Node::Leaf(Source::Set(
+                    layout.value_set_key(meta, keyspace, *field, segment),
+                ))
             }
             FilterKind::KeyIn { field, segments } => {
                 if let Some((tf, t)) = tenant {
@@ -203,7 +223,7 @@ impl<M: Model> Query<'_, M> {
                 Node::Leaf(Source::Union(
                     segments
                         .iter()
-                        .map(|s| keys::value_set_key(meta, *field, s))
+                        .map(|s| layout.value_set_key(meta, keyspace, *field, s))
                         .collect(),
                 ))
             }
@@ -233,7 +253,7 @@ impl<M: Model> Query<'_, M> {
                 let fixed = |i: usize| tenant.filter(|(tf, _)| *tf == i).map(|(_, t)| t);
                 Node::Leaf(Source::Scan {
                     set: self.scope_set(),
-                    pattern: keys::lookup_match(meta, &fixed, *field, needle, wild),
+                    pattern: layout.lookup_match(meta, keyspace, &fixed, *field, needle, wild),
                     field: *field,
                     how: *how,
                     needle: needle.clone(),
@@ -274,7 +294,10 @@ impl<M: Model> Query<'_, M> {
                 }
             }
         }
-        Ok(keys::sorted_key(meta, field, &partition))
+        Ok(self
+            .session
+            .layout()
+            .sorted_key(meta, self.keyspace()?, field, &partition))
     }
 
     /// Values of partition fields given explicitly: `partition(..)` and key equality filters

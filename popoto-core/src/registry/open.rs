@@ -133,7 +133,10 @@ impl TenantRegistry {
                 }
                 None => {
                     let p = Arc::new(Placed {
-                        backend: Backend::new(config.clone())?,
+                        // Every tenant's keys are laid out as the shared keyspace's.
+                        backend: Backend::new(
+                            config.clone().with_layout(self.inner.shared.layout()),
+                        )?,
                         used: AtomicU64::new(now),
                     });
                     map.insert(config.url.clone(), p.clone());

@@ -10,7 +10,7 @@ use tracing::Instrument;
 use super::*;
 use crate::admin::Admin;
 use crate::backend::Backend;
-use crate::keys;
+use crate::keys::{self, Layout};
 use crate::model::{ConfidenceField, FieldKind, SortedField};
 use crate::plan::entries::{move_entry, Moved as Target};
 use crate::plan::Outcome;
@@ -58,9 +58,10 @@ impl<M: Model, P: FnMut(Progress)> Migration<M, P> {
 
     fn dest_key(&self, parts: &[String]) -> Result<String> {
         let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+        let layout = self.backend.layout();
         match self.target {
-            Target::Confidence => keys::confidence_key(M::META, self.field, &parts),
-            Target::Sorted => Ok(keys::sorted_key(M::META, self.field, &parts)),
+            Target::Confidence => layout.confidence_key(M::META, None, self.field, &parts),
+            Target::Sorted => Ok(layout.sorted_key(M::META, None, self.field, &parts)),
         }
     }
 
@@ -209,7 +210,7 @@ impl<M: Model, P: FnMut(Progress)> Migration<M, P> {
                     continue;
                 }
             }
-            let key = match Key::<M>::parse(&member) {
+            let key = match Key::<M>::parse_in(self.backend.layout(), &member) {
                 Ok(k) => k,
                 Err(e) => {
                     self.fail(member, e.to_string());
@@ -441,12 +442,22 @@ impl Admin {
                 field: f.name,
             });
         }
+        // Legacy unpartitioned keys are popoto's: the cluster layout partitions every key.
+        let backend = self.backend().await?;
+        let layout = backend.layout();
+        if layout != Layout::Popoto {
+            return Err(Error::Layout {
+                model: meta.name,
+                op: "migrate_to_partitioned",
+                layout,
+            });
+        }
         let source = match target {
-            Target::Confidence => keys::confidence_key(meta, field, &[])?,
-            Target::Sorted => keys::sorted_key(meta, field, &[]),
+            Target::Confidence => layout.confidence_key(meta, None, field, &[])?,
+            Target::Sorted => layout.sorted_key(meta, None, field, &[]),
         };
         let migration: Migration<M, P> = Migration {
-            backend: self.backend().await?,
+            backend,
             field,
             target,
             source,

@@ -74,7 +74,7 @@ impl<M: Model, P: FnMut(Progress)> Migration<M, P> {
         });
         let mut sent = Vec::with_capacity(members.len());
         for member in members {
-            let parts = Key::<M>::parse(&member)
+            let parts = Key::<M>::parse_in(self.backend.layout(), &member)
                 .map_err(|e| e.to_string())
                 .and_then(|key| partition_segments(&key, &member, self.field, &[], &[]));
             let dest = match parts {

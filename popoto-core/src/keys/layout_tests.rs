@@ -1,0 +1,176 @@
+//! Unit tests of the layout as a value: popoto's layout is the free functions' bytes; in the
+//! cluster layout every key of a tenant's instance carries one hash tag, the tenant's, whatever
+//! the tenant id holds, and keys parse back exactly.
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::model::FieldMeta;
+
+const fn field(name: &'static str, kind: FieldKind, partition_by: &'static [usize]) -> FieldMeta {
+    FieldMeta {
+        name,
+        kind,
+        partition_by,
+        hidden: false,
+        per_tenant: false,
+    }
+}
+
+/// A tenant key, a unique key, a sorted field and a confidence field partitioned by the
+/// tenant, an unpartitioned sorted field, a ttl.
+static TICKET: ModelMeta = ModelMeta {
+    name: "Ticket",
+    fields: &[
+        field("org", FieldKind::Key, &[]),
+        field("id", FieldKind::UniqueKey, &[]),
+        field("score", FieldKind::Sorted, &[0]),
+        field("rank", FieldKind::Sorted, &[]),
+        field(
+            "trust",
+            FieldKind::Confidence {
+                initial: 0.5,
+                evidence_cap: 10,
+            },
+            &[0],
+        ),
+    ],
+    key_fields: &[1, 0],
+    tenant: Some(0),
+    version: None,
+    ttl: Some(60),
+    expire_at: false,
+};
+
+/// A model without a tenant field.
+static PLAIN: ModelMeta = ModelMeta {
+    name: "Plain",
+    fields: &[field("id", FieldKind::Key, &[])],
+    key_fields: &[0],
+    tenant: None,
+    version: None,
+    ttl: None,
+    expire_at: false,
+};
+
+/// The hash tag Redis Cluster hashes for `key` (the whole key when it has none).
+fn hashtag(key: &str) -> &str {
+    if let Some(open) = key.find('{') {
+        if let Some(len) = key[open + 1..].find('}') {
+            if len > 0 {
+                return &key[open + 1..open + 1 + len];
+            }
+        }
+    }
+    key
+}
+
+/// Every key an instance of `TICKET` of tenant `t` with id `id` writes, in `layout`.
+fn ticket_keys(layout: Layout, t: &str, id: &str) -> Vec<String> {
+    let segments = [id.to_owned(), t.to_owned()];
+    let tenant = Some(t);
+    vec![
+        layout.instance_key(&TICKET, &segments),
+        layout.class_key(&TICKET, tenant),
+        layout.value_set_key(&TICKET, tenant, 0, t),
+        layout.value_set_key(&TICKET, tenant, 1, id),
+        layout.sorted_key(&TICKET, tenant, 2, &[t]),
+        layout.sorted_key(&TICKET, tenant, 3, &[]),
+        layout
+            .confidence_key(&TICKET, tenant, 4, &[t])
+            .unwrap_or_else(|e| panic!("{e}")),
+        layout.expiry_key(&TICKET, tenant),
+    ]
+}
+
+#[test]
+fn popotos_layout_is_the_free_functions_bytes() {
+    let l = Layout::Popoto;
+    let segments = ["a:b".to_owned(), "acme".to_owned()];
+    assert_eq!(
+        l.instance_key(&TICKET, &segments),
+        instance_key(&TICKET, &segments)
+    );
+    assert_eq!(l.class_key(&TICKET, Some("acme")), "$Class:Ticket");
+    assert_eq!(
+        l.value_set_key(&TICKET, Some("acme"), 0, "acme"),
+        "$KeyF:Ticket:org:acme"
+    );
+    assert_eq!(
+        l.sorted_key(&TICKET, Some("acme"), 2, &["acme"]),
+        "$SortF:Ticket:score:acme"
+    );
+    assert_eq!(l.expiry_key(&TICKET, Some("acme")), "$ExpireF:Ticket:acme");
+    assert_eq!(l.index_pattern(&TICKET, None), index_pattern(&TICKET));
+    assert_eq!(
+        l.tenant_patterns("acme", false),
+        [segment_match("acme", true)]
+    );
+}
+
+#[test]
+fn cluster_keys_carry_the_tenants_tag_and_parse_back() {
+    let l = Layout::Cluster;
+    let keys = ticket_keys(l, "acme", "t1");
+    assert_eq!(keys[0], "{acme}Ticket:t1:acme");
+    assert_eq!(keys[1], "{acme}$Class:Ticket");
+    assert_eq!(keys[7], "{acme}$ExpireF:Ticket:acme");
+    assert_eq!(
+        l.parse_instance_key(&TICKET, &keys[0]).ok(),
+        Some(vec!["t1".to_owned(), "acme".to_owned()])
+    );
+    assert_eq!(
+        l.parse_index_key(&TICKET, &keys[4]),
+        Some(IndexKind::Sorted(2))
+    );
+    assert_eq!(
+        l.partition_of(&TICKET, 2, &keys[4]),
+        Some(vec!["acme".to_owned()])
+    );
+    assert_eq!(
+        l.expiry_tenant(&TICKET, &keys[7]),
+        Some(Some("acme".to_owned()))
+    );
+    // A key of another tenant's tag, or without one, is not an instance key.
+    for bad in [
+        "{beta}Ticket:t1:acme",
+        "Ticket:t1:acme",
+        "{}Ticket:t1:acme",
+        "{=Ticket}Ticket:t1:acme",
+    ] {
+        assert!(l.parse_instance_key(&TICKET, bad).is_err(), "{bad}");
+    }
+    // A model without a tenant lives under its own tag.
+    assert_eq!(l.instance_key(&PLAIN, &["x".to_owned()]), "{=Plain}Plain:x");
+    assert_eq!(l.class_key(&PLAIN, None), "{=Plain}$Class:Plain");
+    assert_eq!(l.tenant_patterns("acme", true), ["{acme}*"]);
+    assert_eq!(l.index_pattern(&TICKET, None), r"{*}$*:Ticket:*");
+}
+
+proptest! {
+    /// Whatever a tenant id holds (braces, colons, globs, unicode), every key of its instance
+    /// shares one hash tag that is its own and no other tenant's, and the instance key parses
+    /// back to its segments.
+    #[test]
+    fn every_key_of_a_tenant_hashes_to_the_tenants_tag(
+        t in "[a-z{}:*?\\[\\]~=. -]{1,12}|\\PC{1,8}",
+        u in "[a-z{}:*?\\[\\]~=. -]{1,12}",
+        id in "\\PC{0,10}",
+    ) {
+        let l = Layout::Cluster;
+        let keys = ticket_keys(l, &t, &id);
+        let own = tag("Ticket", Some(&t));
+        let clean = !own.is_empty() && !own.contains(['{', '}', ':']);
+        prop_assert!(clean, "tag {}", own);
+        for k in &keys {
+            prop_assert_eq!(hashtag(k), own.as_str(), "{}", k);
+        }
+        prop_assert_eq!(
+            l.parse_instance_key(&TICKET, &keys[0]).ok(),
+            Some(vec![id.clone(), t.clone()])
+        );
+        if u != t {
+            prop_assert_ne!(tag("Ticket", Some(&u)), own);
+        }
+    }
+}
