@@ -1,12 +1,15 @@
 //! A real local Redis Cluster (3 masters started and joined by the harness): the backend
-//! routes each command to its slot's node, scripts run when their keys share a slot, and a
-//! write whose keys span slots (popoto's own layout) fails closed, writing nothing anywhere.
+//! routes each command to its slot's node, scripts run when their keys share a slot, a write
+//! whose keys span slots (popoto's own layout) fails closed, writing nothing anywhere, and the
+//! cluster layout (each tenant's keys under its hash tag) runs a tenant's writes, reads,
+//! queries and confidence updates there.
 
 mod support;
 
+use popoto::keys::{tag, Layout};
 use popoto::testing::TestCluster;
 use popoto::{Backend, BackendConfig, Db, Error};
-use support::{spawn_blocking_read, Episode};
+use support::{spawn_blocking_read, Episode, Memory};
 
 fn cluster() -> TestCluster {
     TestCluster::start(3).unwrap_or_else(|e| panic!("{e}"))
@@ -70,7 +73,8 @@ async fn a_cluster_backend_routes_by_slot_and_refuses_cross_slot_scripts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_popoto_layout_write_on_a_cluster_fails_closed() {
     let cluster = cluster();
-    let db = Db::with_config(BackendConfig::cluster(cluster.urls())).unwrap();
+    let config = BackendConfig::cluster(cluster.urls()).with_layout(Layout::Popoto);
+    let db = Db::with_config(config).unwrap();
     let acme = db.tenant("acme").unwrap();
     for i in 0..5 {
         let ep = Episode {
@@ -116,4 +120,108 @@ async fn a_blocking_read_on_a_cluster_waits_on_its_own_connection() {
         matches!(read, redis::Value::Array(ref s) if s.len() == 1),
         "{read:?}"
     );
+}
+
+/// The cluster layout on a real cluster: two tenants (one whose id holds braces and a colon)
+/// create, read, save, query, count, bulk-create, update confidence and delete; every key a
+/// tenant's data holds carries that tenant's hash tag, and the other tenant sees none of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_layout_runs_a_tenants_writes_and_reads_in_its_slot() {
+    let cluster = cluster();
+    let db = Db::with_config(BackendConfig::cluster(cluster.urls())).unwrap();
+    let tenants = ["acme", "a}b{c:d"];
+    for t in tenants {
+        let s = db.tenant(t).unwrap();
+        let mut keys = Vec::new();
+        for i in 0..4 {
+            let ep = Episode {
+                title: format!("{t}-{i}"),
+                score: f64::from(i),
+                rank: i64::from(i),
+                ..Default::default()
+            };
+            let (key, _) = s
+                .create_keyed(ep)
+                .await
+                .unwrap_or_else(|e| panic!("{t}: {e}"));
+            keys.push(key);
+        }
+        let mut first = s.get(&keys[0]).await.unwrap().expect("created");
+        first.score = 10.0;
+        s.save(&first).await.unwrap();
+        let hot = s
+            .query::<Episode>()
+            .filter(Episode::score().gte(2.0))
+            .order_by_desc(Episode::score())
+            .fetch()
+            .await
+            .unwrap();
+        let titles: Vec<&str> = hot.iter().map(|e| e.title.as_str()).collect();
+        assert_eq!(
+            titles,
+            [format!("{t}-0"), format!("{t}-3"), format!("{t}-2")]
+        );
+        assert_eq!(s.query::<Episode>().count().await.unwrap(), 4);
+        let bulk: Vec<Episode> = (0..20)
+            .map(|i| Episode {
+                title: format!("bulk{i}"),
+                ..Default::default()
+            })
+            .collect();
+        s.create_many(bulk).await.unwrap();
+        assert_eq!(s.query::<Episode>().count().await.unwrap(), 24);
+        assert!(s.delete(&first).await.unwrap());
+        assert_eq!(s.get(&keys[0]).await.unwrap(), None);
+        let m = s
+            .create(Memory {
+                key: "m1".into(),
+                content: "c".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let state = s
+            .confidence(&m, Memory::certainty())
+            .unwrap()
+            .update(0.9)
+            .await
+            .unwrap();
+        assert!(state.confidence > 0.5, "{state:?}");
+    }
+    let all = keys_everywhere(&cluster);
+    assert!(!all.is_empty());
+    for k in &all {
+        let owner = tenants
+            .iter()
+            .find(|t| k.starts_with(&format!("{{{}}}", tag("", Some(t)))));
+        assert!(owner.is_some(), "{k} carries no tenant's tag");
+    }
+    // Each tenant counts only its own.
+    for t in tenants {
+        let s = db.tenant(t).unwrap();
+        assert_eq!(s.query::<Episode>().count().await.unwrap(), 23);
+        assert_eq!(s.query::<Memory>().count().await.unwrap(), 1);
+    }
+}
+
+/// Reads across tenants and model-wide maintenance have no single slot in the cluster layout:
+/// they are refused with a typed error naming the layout, before anything is read or written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_layout_refuses_model_wide_reads_and_maintenance() {
+    let cluster = cluster();
+    let db = Db::with_config(BackendConfig::cluster(cluster.urls())).unwrap();
+    db.tenant("acme")
+        .unwrap()
+        .create(Episode::default())
+        .await
+        .unwrap();
+    let admin = db.admin();
+    match admin.query::<Episode>().count().await {
+        Err(Error::Layout { layout, .. }) => assert_eq!(layout, Layout::Cluster),
+        other => panic!("expected a layout refusal, got {other:?}"),
+    }
+    match admin.check_indexes::<Episode>().await {
+        Err(Error::Layout { model, .. }) => assert_eq!(model, "Episode"),
+        other => panic!("expected a layout refusal, got {other:?}"),
+    }
 }
