@@ -600,7 +600,7 @@ enum Sc {
 /// A tenant handle or the admin handle, for cases run through either.
 enum Handle {
     Tenant(Session),
-    Admin(Admin),
+    Admin(Box<Admin>),
 }
 
 impl Handle {
@@ -622,7 +622,7 @@ impl Handle {
 fn session(db: &Db, sc: &Sc) -> popoto::Result<Handle> {
     match sc {
         Sc::Tenant(t) => db.tenant(t).map(Handle::Tenant),
-        Sc::Admin => Ok(Handle::Admin(db.admin())),
+        Sc::Admin => Ok(Handle::Admin(Box::new(db.admin()))),
     }
 }
 
