@@ -225,3 +225,39 @@ async fn the_cluster_layout_refuses_model_wide_reads_and_maintenance() {
         other => panic!("expected a layout refusal, got {other:?}"),
     }
 }
+
+/// A tenant's ACL user is created on every node: connected as it, the tenant writes and
+/// queries across the cluster, and keyspace-wide commands are refused on every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_user_works_on_every_node_of_a_cluster() {
+    let cluster = cluster();
+    let db = Db::with_config(BackendConfig::cluster(cluster.urls())).unwrap();
+    let acme = popoto::TenantId::new("acme").unwrap();
+    let user = db.admin().create_tenant_user(&acme, "pw").await.unwrap();
+    let as_user =
+        |url: &str| url.replacen("redis://", &format!("redis://{}:pw@", user.username), 1);
+    let urls: Vec<String> = cluster.urls().iter().map(|u| as_user(u)).collect();
+    let tenant_db = Db::with_config(BackendConfig::cluster(urls.clone())).unwrap();
+    let s = tenant_db.tenant("acme").unwrap();
+    for i in 0..3 {
+        s.create(Episode {
+            score: f64::from(i),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    assert_eq!(s.query::<Episode>().count().await.unwrap(), 3);
+    for url in &urls {
+        let mut conn = redis::Client::open(url.as_str())
+            .and_then(|c| c.get_connection())
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        let keys = redis::cmd("KEYS").arg("*").query::<Vec<String>>(&mut conn);
+        assert_eq!(
+            keys.err()
+                .and_then(|e| e.code().map(str::to_owned))
+                .as_deref(),
+            Some("NOPERM")
+        );
+    }
+}

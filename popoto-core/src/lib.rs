@@ -3,6 +3,7 @@
 //! Users depend on the `popoto` facade crate; this crate's API is re-exported there and only
 //! that crate follows semantic versioning.
 
+pub mod acl;
 mod admin;
 pub mod backend;
 mod bulk;
@@ -34,6 +35,7 @@ mod verify;
 #[path = "private.rs"]
 pub mod __private;
 
+pub use acl::TenantUser;
 pub use admin::Admin;
 pub use backend::{Backend, BackendConfig};
 pub use catalog::{Catalog, CatalogPlacement, TenantEntry, TenantStatus};

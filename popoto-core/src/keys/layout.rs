@@ -338,6 +338,15 @@ impl Layout {
         })
     }
 
+    /// The glob of every key of `tenant`'s keyspace, where one exists: `{tag}*` in the cluster
+    /// layout; `None` in popoto's, where a tenant's keys share no prefix.
+    pub fn tenant_key_pattern(self, tenant: &str) -> Option<String> {
+        match self {
+            Layout::Popoto => None,
+            Layout::Cluster => Some(format!("{{{}}}*", glob_escape(&tag("", Some(tenant))))),
+        }
+    }
+
     /// MATCH patterns finding every key of `tenant`'s keyspace (a keyspace sweep): in popoto's
     /// layout every key with a segment starting with the escaped tenant (`*:<seg(t)>*`), and
     /// with the raw tenant when `raw` (companion partitions with several segments write it
@@ -351,7 +360,7 @@ impl Layout {
                 }
                 out
             }
-            Layout::Cluster => vec![format!("{{{}}}*", glob_escape(&tag("", Some(tenant))))],
+            Layout::Cluster => self.tenant_key_pattern(tenant).into_iter().collect(),
         }
     }
 }
