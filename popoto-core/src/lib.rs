@@ -45,7 +45,7 @@ pub use db::{Db, Session};
 pub use error::{BulkError, Error, Result};
 pub use expiry::SweepReport;
 pub use fleet::{Fleet, FleetOptions, FleetReport};
-pub use lifecycle::{DestroyReport, ExportRecord, ModelSet, Sweep};
+pub use lifecycle::{DestroyReport, ExportRecord, LayoutReport, ModelSet, Sweep};
 pub use maintenance::{
     DryRun, Finding, FindingKind, IndexOptions, IndexReport, MigrationError, MigrationOptions,
     MigrationReport, Progress,

@@ -124,6 +124,16 @@ impl Layout {
         self.untagged(meta, key).map(|(_, rest)| rest)
     }
 
+    /// `key` of `tenant`'s data of `meta`, rewritten from this layout to `to` (the same
+    /// popoto key under the other layout's tag), or `None` if `key` is not in one of `meta`'s
+    /// keyspaces here.
+    pub fn convert(self, to: Layout, meta: &ModelMeta, tenant: &str, key: &str) -> Option<String> {
+        let rest = self.strip_tag(meta, key)?;
+        let own = super::parse_index_key(meta, rest).is_some()
+            || rest.split(':').next() == Some(&super::escape(meta.name));
+        own.then(|| to.tagged(meta, Some(tenant), rest.to_owned()))
+    }
+
     /// The tenant segment of an instance key's segments (key-field order), if the model has one.
     fn tenant_of<'s>(meta: &ModelMeta, segments: &'s [String]) -> Option<&'s str> {
         let t = meta.tenant?;

@@ -42,7 +42,7 @@ fn refuse(what: impl std::fmt::Display) -> Error {
 }
 
 /// The next record, or `None` at the end of the input (between records).
-fn next_record(input: &mut impl Read) -> Result<Option<ExportRecord>> {
+pub(super) fn next_record(input: &mut impl Read) -> Result<Option<ExportRecord>> {
     use rmp_serde::decode::Error as De;
     let mut de = rmp_serde::Deserializer::new(input);
     de.set_max_depth(crate::codec::MAX_SERDE_DEPTH);

@@ -13,6 +13,7 @@ mod export;
 mod footprint;
 mod import;
 mod layout;
+mod relayout;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -30,6 +31,8 @@ use crate::maintenance::IndexReport;
 use crate::model::{Key, Model, ModelMeta};
 use crate::tenant::{Scope, TenantId};
 use crate::verify::{Guard, Skip};
+
+pub use relayout::LayoutReport;
 
 /// Decodes a shared instance's hash (key, fields): what the audit checks of its value.
 pub(crate) type SharedDecode = fn(&str, Vec<(Vec<u8>, Vec<u8>)>) -> Result<()>;
