@@ -42,8 +42,6 @@ pub fn expand(input: TokenStream) -> syn::Result<TokenStream> {
 /// Everything codegen needs to know, computed once.
 struct Gen<'a> {
     cont: &'a Container<'a>,
-    /// `<crate>`.
-    krate: &'a syn::Path,
     /// `<crate>::__private`.
     private: TokenStream,
     /// Whether the hidden `_auto_key` is appended (it then has index `fields.len()`).
@@ -77,7 +75,6 @@ impl<'a> Gen<'a> {
         }
         Gen {
             cont,
-            krate,
             private: quote!(#krate::__private),
             hidden,
             key_fields,
