@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use popoto::codec::{decode_serde, encode_serde, PyDecimal, Value};
-use popoto::keys::{self, escape, unescape};
 use popoto::{ConfidenceState, Error, Key, Model, ModelMeta};
+use popoto_core::keys::{self, escape, unescape};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::Config;

@@ -336,7 +336,7 @@ async fn catalog_placements_reach_their_backends_lazily() {
         let mut conn = redis::Client::open(server.url_db(n))
             .and_then(|c| c.get_connection())
             .unwrap_or_else(|e| panic!("db {n}: {e}"));
-        let key = format!("$KeyF:Episode:project_id:{}", popoto::keys::escape(t));
+        let key = format!("$KeyF:Episode:project_id:{}", popoto_core::keys::escape(t));
         let n: u64 = redis::cmd("SCARD")
             .arg(&key)
             .query(&mut conn)

@@ -139,7 +139,7 @@ async fn unique_keys_are_enforced_on_the_server_and_name_model_field_value() {
         }) => {
             assert_eq!((model, field, value.as_str()), ("Item", "sku", "a-1"));
             // Uniqueness is model-wide, but a tenant handle does not show another tenant's key.
-            assert_eq!(existing, popoto::db::OTHER_TENANT);
+            assert_eq!(existing, popoto::OTHER_TENANT);
         }
         other => panic!("expected UniqueViolation, got {other:?}"),
     }

@@ -19,9 +19,9 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use popoto::keys::{self, escape, glob_escape, unescape};
 use popoto::testing::TestRedis;
 use popoto::{Db, Error, Key, Model, ModelSet, TenantId};
+use popoto_core::keys::{self, escape, glob_escape, unescape};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use support::{dump, Belief, Episode, Item, Memory};
@@ -880,7 +880,7 @@ async fn reads_are_confined(db: &Db, me: &Seed, other: &Seed) -> Result<(), Test
             .await;
         match r {
             Err(Error::UniqueViolation { existing, .. }) => {
-                prop_assert_eq!(existing, popoto::db::OTHER_TENANT)
+                prop_assert_eq!(existing, popoto::OTHER_TENANT)
             }
             other => prop_assert!(false, "expected UniqueViolation, got {:?}", other),
         }

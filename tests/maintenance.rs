@@ -12,8 +12,8 @@ use std::task::Poll;
 use popoto::maintenance::INSTANCE_NOT_FOUND;
 use popoto::testing::TestRedis;
 use popoto::{
-    ConfidenceField, ConfidenceState, Db, DryRun, Error, FindingKind, IndexOptions, IndexReport,
-    MigrationError, MigrationOptions, MigrationReport, Model, Progress, SortedField,
+    ConfidenceState, Db, DryRun, Error, FindingKind, IndexOptions, IndexReport, MigrationError,
+    MigrationOptions, MigrationReport, Model, Progress,
 };
 use support::*;
 
@@ -625,8 +625,11 @@ async fn large_sorted_pages_move_only_what_they_can() {
         .iter()
         .any(|(m, s)| *m == member(3).redis_key() && *s == 3.0));
     for (i, e) in created.iter().enumerate() {
-        let zset =
-            popoto::keys::sorted_key(Episode::META, Episode::score().index(), &[&e.project_id]);
+        let zset = popoto_core::keys::sorted_key(
+            Episode::META,
+            Episode::score().index(),
+            &[&e.project_id],
+        );
         let want = match e.project_id.as_str() {
             "globex" => continue,
             _ if i == 0 => Some(-1.0),
@@ -713,7 +716,7 @@ async fn migrations_refuse_fields_without_partitions() {
         }) => {}
         other => panic!("{other:?}"),
     }
-    // Handles built by hand on fields of another kind.
+    // Handles built by hand (only `__private` can) on fields of another kind.
     let content = Memory::META
         .fields
         .iter()
@@ -721,7 +724,7 @@ async fn migrations_refuse_fields_without_partitions() {
         .unwrap();
     match admin
         .migrate_to_partitioned(
-            ConfidenceField::<Memory, f64>::new(content),
+            popoto::__private::confidence_field::<Memory, f64>(content),
             DryRun::No,
             |_| {},
         )
@@ -737,7 +740,7 @@ async fn migrations_refuse_fields_without_partitions() {
     let certainty = Memory::certainty().index();
     match admin
         .migrate_sorted_to_partitioned(
-            SortedField::<Memory, f64>::new(certainty),
+            popoto::__private::sorted_field::<Memory, f64>(certainty),
             DryRun::No,
             |_| {},
         )
@@ -954,8 +957,11 @@ async fn sorted_migration_moves_members_with_their_scores() {
     assert_eq!(progress.last().map(|p| (p.moved, p.total)), Some((5, 6)));
     for e in &eps {
         let member = Episode::key_of(e.project_id.clone(), e.episode_id.clone()).redis_key();
-        let zset =
-            popoto::keys::sorted_key(Episode::META, Episode::score().index(), &[&e.project_id]);
+        let zset = popoto_core::keys::sorted_key(
+            Episode::META,
+            Episode::score().index(),
+            &[&e.project_id],
+        );
         assert_eq!(zscore(&server, &zset, &member), Some(e.score));
     }
     assert_eq!(zrange(&server, LEGACY_SCORE), [(ghost.to_owned(), 7.0)]);

@@ -26,7 +26,10 @@ fn models() -> ModelSet {
 
 /// The value set of an e-mail: popoto's layout, one set for every tenant.
 fn value_set(email: &str) -> String {
-    format!("$UniqueKeyF:Member:email:{}", popoto::keys::escape(email))
+    format!(
+        "$UniqueKeyF:Member:email:{}",
+        popoto_core::keys::escape(email)
+    )
 }
 
 fn taken(e: &Error) -> Option<(&'static str, String)> {

@@ -6,8 +6,8 @@ use std::error::Error as StdError;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use popoto::keys::{escape, unescape};
 use popoto::Model;
+use popoto_core::keys::{escape, unescape};
 use redis::aio::MultiplexedConnection;
 
 /// The benchmarks' error type.
