@@ -27,7 +27,6 @@ use popoto::{ConfidenceState, Error, Key, Model, ModelMeta};
 use popoto_core::keys::{self, escape, unescape};
 use proptest::prelude::*;
 use proptest::sample::Index;
-use proptest::test_runner::Config;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use support::*;
@@ -147,14 +146,6 @@ fn from_hash_checked(fields: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), TestCaseErro
 }
 
 // ------------------------------------------------------------------------ strategies
-
-fn config(cases: u32) -> Config {
-    Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
 
 fn text() -> impl Strategy<Value = String> {
     prop_oneof![

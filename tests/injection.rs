@@ -35,8 +35,8 @@ use popoto::testing::TestRedis;
 use popoto::{Db, Error, Key, Model, ModelSet, TenantId};
 use popoto_core::keys::{self, escape, glob_escape, unescape};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use support::{dump, Belief, Episode, Item, Memory};
+use proptest::test_runner::{TestCaseError, TestRunner};
+use support::{dump, proptest_config, Belief, Episode, Item, Memory};
 
 // ------------------------------------------------------------------------ test models
 
@@ -158,14 +158,6 @@ fn tenant_pair() -> impl Strategy<Value = (String, String)> {
     ]
     .prop_filter("two distinct tenants", |(a, b)| a != b)
     .prop_flat_map(|(a, b)| prop_oneof![Just((a.clone(), b.clone())), Just((b, a))])
-}
-
-fn config(cases: u32) -> Config {
-    Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    }
 }
 
 // ------------------------------------------------------------------------ server set-up
@@ -362,7 +354,7 @@ fn on_one_server<S: Strategy>(
     let server = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
     let db = rt.block_on(server.db());
     let raw = std::cell::RefCell::new(server.raw());
-    let mut runner = TestRunner::new(config(cases));
+    let mut runner = TestRunner::new(proptest_config(cases));
     let result = runner.run(&strategy, |value| {
         redis::cmd("FLUSHDB")
             .exec(&mut *raw.borrow_mut())

@@ -4,7 +4,7 @@
 
 mod support;
 
-use popoto::{Error, FindingKind, ModelSet, TenantId};
+use popoto::{Error, FindingKind, ModelSet};
 use support::*;
 
 fn member(id: &str, email: &str) -> Member {
@@ -14,10 +14,6 @@ fn member(id: &str, email: &str) -> Member {
         name: format!("{id} {email}"),
         ..Default::default()
     }
-}
-
-fn tid(s: &str) -> TenantId {
-    TenantId::new(s).unwrap()
 }
 
 fn models() -> ModelSet {

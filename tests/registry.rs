@@ -9,16 +9,8 @@ use std::sync::Arc;
 
 use popoto::registry::{Health, Placement};
 use popoto::testing::TestRedis;
-use popoto::{Backend, BackendConfig, Db, Error, ModelSet, TenantId, TenantRegistry};
-use support::{episode, Episode};
-
-fn tid(s: &str) -> TenantId {
-    TenantId::new(s).unwrap_or_else(|e| panic!("tenant id {s:?}: {e}"))
-}
-
-fn start() -> TestRedis {
-    TestRedis::start().unwrap_or_else(|e| panic!("{e}"))
-}
+use popoto::{Backend, BackendConfig, Db, Error, ModelSet, TenantRegistry};
+use support::{count_episodes, episode, start_server, tid, Episode};
 
 fn registry(url: &str) -> TenantRegistry {
     TenantRegistry::new(BackendConfig::new(url)).unwrap_or_else(|e| panic!("registry: {e}"))
@@ -69,11 +61,7 @@ async fn create(db: &Db, tenant: &str, title: &str) {
 }
 
 async fn count(db: &Db, tenant: &str) -> usize {
-    let t = db
-        .tenant(tenant)
-        .unwrap_or_else(|e| panic!("{tenant}: {e}"));
-    t.query::<Episode>()
-        .count()
+    count_episodes(db, tenant)
         .await
         .unwrap_or_else(|e| panic!("count of {tenant}: {e}"))
 }
@@ -128,7 +116,7 @@ async fn assert_refused(db: &Db, tenant: &str, expected: fn(&Error) -> bool) {
 
 #[tokio::test]
 async fn a_never_registered_tenant_is_refused_and_writes_nothing() {
-    let server = start();
+    let server = start_server();
     let registry = registry(server.url());
     registry.register(&tid("known"), Placement::Shared).await;
     let db = Db::with_registry(registry.clone());
@@ -151,7 +139,7 @@ async fn a_never_registered_tenant_is_refused_and_writes_nothing() {
 
 #[tokio::test]
 async fn an_unregistered_tenant_is_refused_and_its_data_left_alone() {
-    let server = start();
+    let server = start_server();
     let registry = registry(server.url());
     registry.register(&tid("leaving"), Placement::Shared).await;
     let db = Db::with_registry(registry.clone());
@@ -170,7 +158,7 @@ async fn an_unregistered_tenant_is_refused_and_its_data_left_alone() {
 
 #[tokio::test]
 async fn a_policy_places_only_the_tenants_it_names() {
-    let server = start();
+    let server = start_server();
     let registry = registry(server.url());
     registry.set_policy(|t| {
         t.as_str()
@@ -189,7 +177,7 @@ async fn a_policy_places_only_the_tenants_it_names() {
 
 #[tokio::test]
 async fn the_default_placement_is_an_explicit_opt_in() {
-    let server = start();
+    let server = start_server();
     let registry = registry(server.url());
     registry.set_policy(|t| {
         t.as_str()
@@ -214,7 +202,7 @@ async fn the_default_placement_is_an_explicit_opt_in() {
 
 #[tokio::test]
 async fn a_destroyed_tenant_is_refused_even_where_placed_until_registered_again() {
-    let server = start();
+    let server = start_server();
     let registry = registry(server.url());
     // Everything would be placed: by the policy, and by the default.
     registry.set_policy(|_| Some(Placement::Shared));
@@ -284,7 +272,7 @@ async fn a_destroyed_tenant_is_refused_even_where_placed_until_registered_again(
 
 #[tokio::test]
 async fn a_build_in_flight_when_the_tenant_is_destroyed_reports_it_destroyed() {
-    let server = start();
+    let server = start_server();
     let registry = registry(server.url());
     let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
     let started_tx = std::sync::Mutex::new(Some(started_tx));
@@ -328,7 +316,7 @@ async fn a_build_in_flight_when_the_tenant_is_destroyed_reports_it_destroyed() {
 
 #[tokio::test]
 async fn a_database_placement_on_a_url_without_a_path_uses_that_database() {
-    let server = start();
+    let server = start_server();
     for (shared, tenant, db_index) in [
         (format!("redis://{}", authority(&server)), "bare", 3u8),
         (format!("redis://{}/", authority(&server)), "slash", 4),
@@ -370,7 +358,7 @@ async fn a_database_placement_on_a_url_without_a_path_uses_that_database() {
 
 #[tokio::test]
 async fn credentials_reach_the_database_placement_and_are_never_shown() {
-    let server = start();
+    let server = start_server();
     let secret = "hunter2-reg";
     let mut raw = server.raw();
     redis::cmd("ACL")

@@ -16,6 +16,7 @@ use popoto::{Db, Error, Model};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
 use shared_common::*;
+use support::{proptest_config, tid};
 
 const FIELDS: [&str; 3] = ["title", "body", "votes"];
 
@@ -284,10 +285,8 @@ async fn simulate(
 
 fn runner(cases: u32) -> TestRunner {
     TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
         rng_seed: RngSeed::Fixed(0x5eed_cafe),
-        ..Config::default()
+        ..proptest_config(cases)
     })
 }
 

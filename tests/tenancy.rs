@@ -10,10 +10,6 @@ use popoto::testing::TestRedis;
 use popoto::{Backend, BackendConfig, Db, Error, TenantId, TenantRegistry};
 use support::*;
 
-fn tid(s: &str) -> TenantId {
-    TenantId::new(s).unwrap()
-}
-
 fn keys_in(server: &TestRedis, db: u8) -> Vec<String> {
     let mut conn = redis::Client::open(server.url_db(db))
         .unwrap()

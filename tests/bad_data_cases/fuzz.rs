@@ -4,7 +4,7 @@
 use super::*;
 
 proptest! {
-    #![proptest_config(config(1500))]
+    #![proptest_config(proptest_config(1500))]
 
     /// No decoder panics on arbitrary bytes.
     #[test]
@@ -14,7 +14,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(config(1500))]
+    #![proptest_config(proptest_config(1500))]
 
     /// Valid encodings decode back (at least one decoder accepts them); their structural
     /// mutations never make a decoder panic.
@@ -45,7 +45,7 @@ fn field_value() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(config(1000))]
+    #![proptest_config(proptest_config(1000))]
 
     /// `from_hash` of a hash with any field names (declared, legacy NUL-suffixed, foreign,
     /// non-UTF-8) and any values either decodes or fails with `Error::Decode` naming the model,
@@ -125,7 +125,7 @@ fn key_text_mutable() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(config(1500))]
+    #![proptest_config(proptest_config(1500))]
 
     /// `unescape`, `parse_instance_key` and `Key::parse` never panic on any text; whatever
     /// parses has the model's arity and re-renders to a canonical key that parses the same.

@@ -26,7 +26,7 @@ fn has_unescaped_meta(seg: &str) -> Option<usize> {
 }
 
 proptest! {
-    #![proptest_config(config(2500))]
+    #![proptest_config(proptest_config(2500))]
 
     /// `unescape(escape(s)) == s`; an escaped segment holds no `:` and no unescaped
     /// metacharacter; escaping is injective and unescaping total.
@@ -45,7 +45,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(config(2000))]
+    #![proptest_config(proptest_config(2000))]
 
     /// A glob-escaped text matches itself and nothing else under Redis' MATCH rules.
     #[test]
@@ -63,7 +63,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(config(2000))]
+    #![proptest_config(proptest_config(2000))]
 
     /// `Key::parse(key.redis_key()) == key` for every model shape; the key splits on `:` into
     /// exactly one segment per key field after the class name.
@@ -103,7 +103,7 @@ fn patterns_separate<M: Model>(key_a: Key<M>, key_b: Key<M>, a: &str) -> Result<
 }
 
 proptest! {
-    #![proptest_config(config(3500))]
+    #![proptest_config(proptest_config(3500))]
 
     /// Distinct tenants never share an instance key, a value set, a partition zset or a
     /// companion hash, whatever the other key values (equal or hostile); a tenant's MATCH

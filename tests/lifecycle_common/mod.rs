@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use popoto::testing::TestRedis;
-use popoto::{Db, ModelSet, TenantId};
+use popoto::{Db, ModelSet};
 
 use crate::support::*;
 
@@ -14,11 +14,6 @@ pub fn models() -> ModelSet {
         .with::<Memory>()
         .with::<Claim>()
         .with::<Note>()
-}
-
-/// A valid tenant id.
-pub fn tid(s: &str) -> TenantId {
-    TenantId::new(s).unwrap()
 }
 
 /// Deterministic data of one tenant (explicit auto keys).

@@ -2,7 +2,9 @@
 #![allow(dead_code)]
 
 use popoto::shared::{Access, Merge, SharedId};
-use popoto::{Db, Model, TenantId};
+use popoto::{Db, Model};
+
+use crate::support::tid;
 
 /// A document several tenants co-edit.
 #[derive(Model, Debug, Clone, PartialEq, Default)]
@@ -41,10 +43,6 @@ pub struct Quiet {
     pub org: String,
     #[popoto(key)]
     pub id: String,
-}
-
-pub fn tid(t: &str) -> TenantId {
-    TenantId::new(t).unwrap_or_else(|e| panic!("{e}"))
 }
 
 pub fn doc(title: &str) -> Doc {
