@@ -3,34 +3,21 @@
 //! one does not stop the others, concurrency is bounded, reports serialize to JSON, and a rerun
 //! of a journaled run skips what is done.
 
+mod legacy_common;
 mod support;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use legacy_common::LegacyEpisode;
 use popoto::fleet::{BackendRun, Outcome, TenantResult};
 use popoto::testing::TestRedis;
 use popoto::{
-    BackendConfig, Catalog, Db, Error, Fleet, FleetOptions, FleetReport, ModelSet, TenantRegistry,
+    BackendConfig, Catalog, Db, DryRun, Error, Fleet, FleetOptions, FleetReport, ModelSet,
+    TenantRegistry,
 };
-use popoto::{DryRun, Model};
 use support::{episode, fast_failing, raw_cmd, start_server, tid, Episode, Item};
-
-/// `Episode` before `score` was partitioned by project.
-#[derive(Model, Debug, Clone, PartialEq, Default)]
-#[popoto(name = "Episode")]
-struct LegacyEpisode {
-    #[popoto(key, tenant)]
-    project_id: String,
-    #[popoto(auto_key)]
-    episode_id: String,
-    title: String,
-    #[popoto(sorted)]
-    score: f64,
-    #[popoto(sorted)]
-    rank: i64,
-}
 
 fn models() -> ModelSet {
     ModelSet::new().with::<Episode>().with::<Item>()

@@ -36,7 +36,7 @@ use popoto::{Db, Error, Key, Model, ModelSet, TenantId};
 use popoto_core::keys::{self, escape, glob_escape, unescape};
 use proptest::prelude::*;
 use proptest::test_runner::{TestCaseError, TestRunner};
-use support::{dump, proptest_config, Belief, Episode, Item, Memory};
+use support::{dump, proptest_config, start_server, Belief, Episode, Item, Memory};
 
 // ------------------------------------------------------------------------ test models
 
@@ -351,7 +351,7 @@ fn on_one_server<S: Strategy>(
         .enable_all()
         .build()
         .unwrap();
-    let server = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
+    let server = start_server();
     let db = rt.block_on(server.db());
     let raw = std::cell::RefCell::new(server.raw());
     let mut runner = TestRunner::new(proptest_config(cases));

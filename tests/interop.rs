@@ -40,8 +40,7 @@ use serde_json::Map;
 
 use crate::dumps::compare_dumps;
 use crate::fixture::{
-    check_counts, check_fixture_parsing, check_gets, python_write_checked, rust_write,
-    start_server, Fixture,
+    check_counts, check_fixture_parsing, check_gets, python_write_checked, rust_write, Fixture,
 };
 use crate::queries::{cases, check_cases_meaningful, compare_results, run_rust, specs};
 use interop_support::*;

@@ -1,9 +1,10 @@
 //! Maintenance: partition migrations of confidence and sorted fields, index checks and
 //! rebuilds, tenant-isolation audits. Every test starts its own private redis-server.
 //!
-//! This file holds the models and helpers the tests share; the tests are modules in
-//! `tests/maintenance_cases/`, one per job.
+//! This file holds the helpers the tests share (the legacy models are in
+//! `tests/legacy_common/`); the tests are modules in `tests/maintenance_cases/`, one per job.
 
+mod legacy_common;
 mod support;
 
 #[path = "maintenance_cases/confidence.rs"]
@@ -28,64 +29,8 @@ use popoto::{
     MigrationOptions, MigrationReport, Model, Progress,
 };
 
+use legacy_common::*;
 use support::*;
-
-// ------------------------------------------------------------------------------- twin models
-
-/// `Memory` as it was before `partition_by` was added: one companion hash for everyone.
-#[derive(Model, Debug, Clone, PartialEq, Default)]
-#[popoto(name = "Memory")]
-struct LegacyMemory {
-    #[popoto(key, tenant)]
-    project: String,
-    #[popoto(unique_key)]
-    key: String,
-    content: String,
-    #[popoto(confidence(initial = 0.5, evidence_cap = 20))]
-    certainty: f64,
-}
-
-/// `Claim` (partitioned by the plain field `topic`) before `partition_by` was added.
-#[derive(Model, Debug, Clone, PartialEq, Default)]
-#[popoto(name = "Claim")]
-struct LegacyClaim {
-    #[popoto(key, tenant)]
-    project: String,
-    #[popoto(key)]
-    id: String,
-    topic: String,
-    #[popoto(confidence)]
-    belief: f64,
-}
-
-/// `Episode` before `score` was partitioned by project.
-#[derive(Model, Debug, Clone, PartialEq, Default)]
-#[popoto(name = "Episode")]
-struct LegacyEpisode {
-    #[popoto(key, tenant)]
-    project_id: String,
-    #[popoto(auto_key)]
-    episode_id: String,
-    title: String,
-    #[popoto(sorted)]
-    score: f64,
-    #[popoto(sorted)]
-    rank: i64,
-}
-
-/// `Item` before `level` was partitioned by tenant and the plain field `region`.
-#[derive(Model, Debug, Clone, PartialEq, Default)]
-#[popoto(name = "Item")]
-struct LegacyItem {
-    #[popoto(key, tenant)]
-    tenant: String,
-    #[popoto(unique_key)]
-    sku: String,
-    region: String,
-    #[popoto(sorted)]
-    level: i64,
-    note: Option<String>,
-}
 
 // ------------------------------------------------------------------------------- helpers
 

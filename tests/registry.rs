@@ -5,12 +5,10 @@
 
 mod support;
 
-use std::sync::Arc;
-
 use popoto::registry::{Health, Placement};
 use popoto::testing::TestRedis;
-use popoto::{Backend, BackendConfig, Db, Error, ModelSet, TenantRegistry};
-use support::{count_episodes, episode, start_server, tid, Episode};
+use popoto::{BackendConfig, Db, Error, ModelSet, TenantRegistry};
+use support::{count_episodes, episode, register_gated, start_server, tid, Episode};
 
 fn registry(url: &str) -> TenantRegistry {
     TenantRegistry::new(BackendConfig::new(url)).unwrap_or_else(|e| panic!("registry: {e}"))
@@ -274,22 +272,7 @@ async fn a_destroyed_tenant_is_refused_even_where_placed_until_registered_again(
 async fn a_build_in_flight_when_the_tenant_is_destroyed_reports_it_destroyed() {
     let server = start_server();
     let registry = registry(server.url());
-    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
-    let started_tx = std::sync::Mutex::new(Some(started_tx));
-    let release = Arc::new(tokio::sync::Notify::new());
-    let gate = release.clone();
-    let url = server.url_db(4);
-    registry.register_lazy(&tid("slow"), move |_t| {
-        if let Some(tx) = started_tx.lock().ok().and_then(|mut g| g.take()) {
-            let _ = tx.send(());
-        }
-        let gate = gate.clone();
-        let url = url.clone();
-        async move {
-            gate.notified().await;
-            Backend::new(BackendConfig::new(url))
-        }
-    });
+    let (started_rx, release) = register_gated(&registry, "slow", server.url_db(4));
     let db = Db::with_registry(registry.clone());
     let db2 = db.clone();
     let pending = tokio::spawn(async move {

@@ -11,12 +11,11 @@ use std::collections::VecDeque;
 
 use popoto::feed::ChangeEvent;
 use popoto::shared::{Access, LwwMap, Merge, MergeStrategy, Patch, Replica, SharedId, Tag};
-use popoto::testing::TestRedis;
 use popoto::{Db, Error, Model};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
 use shared_common::*;
-use support::{proptest_config, tid};
+use support::{proptest_config, start_server, tid};
 
 const FIELDS: [&str; 3] = ["title", "body", "votes"];
 
@@ -298,7 +297,7 @@ fn lww_map_crdt_replicas_converge_under_reordering_duplication_drops_and_reconne
         .enable_all()
         .build()
         .unwrap();
-    let server = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
+    let server = start_server();
     let db = rt.block_on(server.db());
     let strategy = (2..=4usize).prop_flat_map(|n| {
         (

@@ -32,7 +32,7 @@ async fn connections_recover_after_a_redis_restart() {
 
 #[tokio::test]
 async fn connect_fails_fast_on_a_server_that_does_not_answer() {
-    let server = popoto::testing::TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
+    let server = start_server();
     let url = server.url().to_owned();
     assert!(popoto::Db::connect(&url).await.is_ok());
     drop(server);

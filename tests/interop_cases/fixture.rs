@@ -114,10 +114,6 @@ pub(crate) fn check_fixture_parsing(fx: &Fixture, p: &mut Problems) {
     }
 }
 
-pub(crate) fn start_server() -> TestRedis {
-    TestRedis::start().unwrap_or_else(|e| panic!("{e}"))
-}
-
 /// write.py into `server`; checks its keys (creation order) against Rust's `key_of`.
 pub(crate) fn python_write_checked(server: &TestRedis, fx: &Fixture, p: &mut Problems) {
     let written = python_write(server.url());

@@ -1,6 +1,7 @@
 //! Interrupted migrations (confidence and sorted) resume to the state of an uninterrupted run.
 
 use super::*;
+use crate::support::faults::kill_others;
 
 /// Seeds 5000 legacy entries (and 20 whose instance is missing), identically on any server.
 pub(crate) async fn seed_large(server: &TestRedis, db: &Db) {
@@ -84,15 +85,7 @@ async fn an_interrupted_confidence_migration_resumes_to_the_same_state() {
         .migrate_to_partitioned_with(Memory::certainty(), opts, |_| {
             calls += 1;
             if calls == 2 {
-                raw_cmd::<i64>(
-                    &server,
-                    redis::cmd("CLIENT")
-                        .arg("KILL")
-                        .arg("TYPE")
-                        .arg("normal")
-                        .arg("SKIPME")
-                        .arg("yes"),
-                );
+                kill_others(&mut server.raw());
                 killed = true;
             }
         })

@@ -196,6 +196,7 @@ pub fn raw_cmd<T: redis::FromRedisValue>(server: &TestRedis, cmd: &redis::Cmd) -
 /// Commands the server has run of `name` (`INFO commandstats`; scripts' commands included).
 pub fn calls(server: &TestRedis, name: &str) -> u64 {
     let info: String = raw_cmd(server, redis::cmd("INFO").arg("commandstats"));
+    // Redis lists only the commands it has run: absent is 0 calls.
     info.lines()
         .find(|l| l.starts_with(&format!("cmdstat_{name}:")))
         .map_or(0, |l| {
@@ -348,6 +349,34 @@ pub fn dump(server: &TestRedis) -> std::collections::BTreeMap<String, String> {
         out.insert(format!("{ty} {name}"), content);
     }
     out
+}
+
+/// Registers `tenant` as a lazy tenant whose build waits: its factory signals the returned
+/// receiver when it starts, then opens a backend of `url` once the returned gate is notified.
+pub fn register_gated(
+    registry: &popoto::TenantRegistry,
+    tenant: &str,
+    url: String,
+) -> (
+    tokio::sync::oneshot::Receiver<()>,
+    std::sync::Arc<tokio::sync::Notify>,
+) {
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+    let started_tx = std::sync::Mutex::new(Some(started_tx));
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let gate = release.clone();
+    registry.register_lazy(&tid(tenant), move |_t| {
+        if let Some(tx) = started_tx.lock().ok().and_then(|mut g| g.take()) {
+            let _ = tx.send(());
+        }
+        let gate = gate.clone();
+        let url = url.clone();
+        async move {
+            gate.notified().await;
+            popoto::Backend::new(popoto::BackendConfig::new(url))
+        }
+    });
+    (started_rx, release)
 }
 
 /// Creates consumer group `g` on stream `jobs` through `backend`, then spawns a blocking
