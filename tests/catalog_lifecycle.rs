@@ -29,6 +29,24 @@ fn keys_in(server: &TestRedis, db: u8) -> Vec<String> {
         .collect()
 }
 
+/// Waits until the server sees connections to at most 2 tenant databases (closed backends
+/// disconnect).
+async fn at_most_two_databases_connected(server: &TestRedis) {
+    eventually(
+        Duration::from_secs(10),
+        "closed backends disconnected",
+        || async {
+            let dbs = connected_databases(server);
+            if dbs.len() <= 2 {
+                Ok(())
+            } else {
+                Err(format!("connected to databases {dbs:?}"))
+            }
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn a_destroy_through_one_process_is_refused_by_every_other() {
     let server = start_server();
@@ -178,19 +196,7 @@ async fn at_most_the_cap_of_tenant_backends_stay_open_and_closed_ones_reopen() {
         }
     }
     // Closed pools disconnect: the server sees connections to at most 2 tenant databases.
-    eventually(
-        Duration::from_secs(10),
-        "closed backends disconnected",
-        || async {
-            let dbs = connected_databases(&server);
-            if dbs.len() <= 2 {
-                Ok(())
-            } else {
-                Err(format!("connected to databases {dbs:?}"))
-            }
-        },
-    )
-    .await;
+    at_most_two_databases_connected(&server).await;
     let pending = registry
         .list()
         .await
@@ -215,19 +221,7 @@ async fn at_most_the_cap_of_tenant_backends_stay_open_and_closed_ones_reopen() {
     assert_eq!(count_episodes(&db, "t1").await.ok(), Some(1));
     let open = registry.open_backends().await;
     assert!(open <= 2, "{open} backends open after the burst");
-    eventually(
-        Duration::from_secs(10),
-        "closed backends disconnected",
-        || async {
-            let dbs = connected_databases(&server);
-            if dbs.len() <= 2 {
-                Ok(())
-            } else {
-                Err(format!("connected to databases {dbs:?}"))
-            }
-        },
-    )
-    .await;
+    at_most_two_databases_connected(&server).await;
 }
 
 /// Polls `db`'s count of `tenant` until `expected` says yes.

@@ -36,7 +36,7 @@ use popoto::{Db, Error, Key, Model, ModelSet, TenantId};
 use popoto_core::keys::{self, escape, glob_escape, unescape};
 use proptest::prelude::*;
 use proptest::test_runner::{TestCaseError, TestRunner};
-use support::{dump, proptest_config, start_server, Belief, Episode, Item, Memory};
+use support::{dump, proptest_config, runtime, start_server, Belief, Episode, Item, Memory};
 
 // ------------------------------------------------------------------------ test models
 
@@ -347,10 +347,7 @@ fn on_one_server<S: Strategy>(
 ) where
     S::Value: std::fmt::Debug,
 {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let server = start_server();
     let db = rt.block_on(server.db());
     let raw = std::cell::RefCell::new(server.raw());

@@ -213,10 +213,7 @@ fn tree() -> impl Strategy<Value = Tree> {
 /// another tenant's row.
 #[test]
 fn or_and_not_agree_with_a_naive_filter_of_every_row() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| panic!("runtime: {e}"));
+    let rt = runtime();
     let (server, db, every) = rt.block_on(async {
         let (server, db) = seeded(30).await;
         let every = db.admin().query::<Episode>().fetch().await.unwrap();

@@ -112,6 +112,15 @@ async fn assert_refused(db: &Db, tenant: &str, expected: fn(&Error) -> bool) {
     }
 }
 
+/// A policy that places tenants whose id starts with `gold` on database 7, and no other.
+fn gold_on_database_7(registry: &TenantRegistry) {
+    registry.set_policy(|t| {
+        t.as_str()
+            .starts_with("gold")
+            .then_some(Placement::Database(7))
+    });
+}
+
 #[tokio::test]
 async fn a_never_registered_tenant_is_refused_and_writes_nothing() {
     let server = start_server();
@@ -158,11 +167,7 @@ async fn an_unregistered_tenant_is_refused_and_its_data_left_alone() {
 async fn a_policy_places_only_the_tenants_it_names() {
     let server = start_server();
     let registry = registry(server.url());
-    registry.set_policy(|t| {
-        t.as_str()
-            .starts_with("gold")
-            .then_some(Placement::Database(7))
-    });
+    gold_on_database_7(&registry);
     let db = Db::with_registry(registry);
     create(&db, "gold1", "g").await;
     assert_eq!(count(&db, "gold1").await, 1);
@@ -177,11 +182,7 @@ async fn a_policy_places_only_the_tenants_it_names() {
 async fn the_default_placement_is_an_explicit_opt_in() {
     let server = start_server();
     let registry = registry(server.url());
-    registry.set_policy(|t| {
-        t.as_str()
-            .starts_with("gold")
-            .then_some(Placement::Database(7))
-    });
+    gold_on_database_7(&registry);
     registry.set_default_placement(Some(Placement::Shared));
     let db = Db::with_registry(registry.clone());
     create(&db, "walkin", "w").await;

@@ -15,7 +15,7 @@ use popoto::{Db, Error, Model};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
 use shared_common::*;
-use support::{proptest_config, start_server, tid};
+use support::{proptest_config, runtime, start_server, tid};
 
 const FIELDS: [&str; 3] = ["title", "body", "votes"];
 
@@ -293,10 +293,7 @@ fn runner(cases: u32) -> TestRunner {
 /// and the authoritative value are equal at the end (64 seeded cases, one server).
 #[test]
 fn lww_map_crdt_replicas_converge_under_reordering_duplication_drops_and_reconnects() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let server = start_server();
     let db = rt.block_on(server.db());
     let strategy = (2..=4usize).prop_flat_map(|n| {

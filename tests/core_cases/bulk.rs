@@ -5,18 +5,23 @@ use popoto::{BulkError, Error};
 
 use crate::support::*;
 
-#[tokio::test]
-async fn bulk_create_pipelines_and_reports_failures_per_instance() {
-    let (server, db) = setup().await;
-    let acme = db.tenant("acme").unwrap();
-    let items: Vec<Item> = (0..1500)
+/// Items `s<i>` of region `eu` at level `i`, for `i` in `range`.
+fn eu_items(range: std::ops::Range<i64>) -> Vec<Item> {
+    range
         .map(|i| Item {
             sku: format!("s{i}"),
             region: "eu".into(),
             level: i,
             ..Default::default()
         })
-        .collect();
+        .collect()
+}
+
+#[tokio::test]
+async fn bulk_create_pipelines_and_reports_failures_per_instance() {
+    let (server, db) = setup().await;
+    let acme = db.tenant("acme").unwrap();
+    let items = eu_items(0..1500);
     let before = db.admin().backend().await.unwrap().round_trips();
     let created = acme.create_many(items).await.unwrap();
     assert!(
@@ -27,14 +32,7 @@ async fn bulk_create_pipelines_and_reports_failures_per_instance() {
     assert_eq!(acme.query::<Item>().count().await.unwrap(), 1500);
     assert_eq!(smembers(&server, "$Class:Item").len(), 1500);
 
-    let mut batch: Vec<Item> = (1500..1510)
-        .map(|i| Item {
-            sku: format!("s{i}"),
-            region: "eu".into(),
-            level: i,
-            ..Default::default()
-        })
-        .collect();
+    let mut batch = eu_items(1500..1510);
     batch[3].sku = "s7".into(); // taken
     match acme.create_many(batch).await {
         Err(BulkError {
@@ -227,14 +225,7 @@ async fn bulk_writes_that_repeat_keys_or_unique_values_apply_in_order() {
 async fn save_many_moves_partitions_too() {
     let (server, db) = setup().await;
     let acme = db.tenant("acme").unwrap();
-    let items: Vec<Item> = (0..20)
-        .map(|i| Item {
-            sku: format!("s{i}"),
-            region: "eu".into(),
-            level: i,
-            ..Default::default()
-        })
-        .collect();
+    let items = eu_items(0..20);
     let mut items = acme.create_many(items).await.unwrap();
     for it in items.iter_mut().take(5) {
         it.region = "us".into();

@@ -89,3 +89,16 @@ pub fn field<'a>(entry: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]>
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_slice())
 }
+
+/// The `version` field of each entry, as a number.
+pub fn versions(entries: &[Entry]) -> Vec<u64> {
+    entries
+        .iter()
+        .map(|(id, f)| {
+            let v = field(f, "version").unwrap_or_else(|| panic!("entry {id} has no version"));
+            String::from_utf8_lossy(v)
+                .parse()
+                .unwrap_or_else(|e| panic!("version of entry {id}: {e}"))
+        })
+        .collect()
+}

@@ -99,6 +99,15 @@ pub fn fast_failing(url: &str) -> popoto::BackendConfig {
     c
 }
 
+/// A current-thread runtime, for tests that drive async code from synchronous code (a
+/// proptest runner, a subscriber installed for the whole test).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("runtime: {e}"))
+}
+
 /// A valid tenant id (an invalid one panics naming it).
 pub fn tid(s: &str) -> TenantId {
     TenantId::new(s).unwrap_or_else(|e| panic!("tenant id {s:?}: {e}"))
