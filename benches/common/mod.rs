@@ -347,6 +347,26 @@ pub fn register_fonts() -> Res<()> {
     check(*ok, "the embedded font could not be loaded")
 }
 
+/// Draws the legend of `chart`'s labelled series in its lower right corner.
+pub fn draw_legend<'a, DB, CT>(
+    chart: &mut plotters::chart::ChartContext<'a, DB, CT>,
+    font: (&str, u32),
+) -> Res<()>
+where
+    DB: plotters::prelude::DrawingBackend + 'a,
+    CT: plotters::coord::CoordTranslate,
+{
+    use plotters::prelude::*;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font(font)
+        .draw()
+        .map_err(plot_err)
+}
+
 /// A plotting error as the benchmarks' error.
 pub fn plot_err(e: impl std::fmt::Display) -> Box<dyn StdError + Send + Sync> {
     format!("plot: {e}").into()

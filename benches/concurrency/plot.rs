@@ -56,14 +56,7 @@ pub(crate) fn plot(report: &Report, path: &Path) -> Res<()> {
                 .draw_series(pts.iter().map(|p| Circle::new(*p, 4, color.filled())))
                 .map_err(plot_err)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 16))
-            .draw()
-            .map_err(plot_err)?;
+        draw_legend(&mut chart, ("sans-serif", 16))?;
     }
     root.present().map_err(plot_err)?;
     Ok(())
