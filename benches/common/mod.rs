@@ -347,9 +347,10 @@ pub fn register_fonts() -> Res<()> {
     check(*ok, "the embedded font could not be loaded")
 }
 
-/// Draws the legend of `chart`'s labelled series in its lower right corner.
+/// Draws the legend of `chart`'s labelled series at `position`.
 pub fn draw_legend<'a, DB, CT>(
     chart: &mut plotters::chart::ChartContext<'a, DB, CT>,
+    position: plotters::chart::SeriesLabelPosition,
     font: (&str, u32),
 ) -> Res<()>
 where
@@ -359,7 +360,7 @@ where
     use plotters::prelude::*;
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(position)
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK)
         .label_font(font)

@@ -56,7 +56,11 @@ pub(crate) fn plot(report: &Report, path: &Path) -> Res<()> {
                 .draw_series(pts.iter().map(|p| Circle::new(*p, 4, color.filled())))
                 .map_err(plot_err)?;
         }
-        draw_legend(&mut chart, ("sans-serif", 16))?;
+        draw_legend(
+            &mut chart,
+            SeriesLabelPosition::LowerRight,
+            ("sans-serif", 16),
+        )?;
     }
     root.present().map_err(plot_err)?;
     Ok(())

@@ -112,7 +112,7 @@ pub fn plot(report: &Report, path: &Path) -> Res<()> {
             .map_err(plot_err)?
             .label("floor 0.85")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
-        draw_legend(&mut chart, label)?;
+        draw_legend(&mut chart, SeriesLabelPosition::LowerRight, label)?;
     }
 
     // 2. ORM / Python popoto (log scale).
@@ -197,14 +197,7 @@ pub fn plot(report: &Report, path: &Path) -> Res<()> {
                         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
                 }
             }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .background_style(WHITE.mix(0.9))
-                .border_style(BLACK)
-                .label_font(label)
-                .draw()
-                .map_err(plot_err)?;
+            draw_legend(&mut chart, SeriesLabelPosition::UpperRight, label)?;
         }
     }
 
@@ -262,7 +255,7 @@ pub fn plot(report: &Report, path: &Path) -> Res<()> {
                 )
                 .map_err(plot_err)?;
         }
-        draw_legend(&mut chart, label)?;
+        draw_legend(&mut chart, SeriesLabelPosition::LowerRight, label)?;
     }
     root.present().map_err(plot_err)?;
     Ok(())

@@ -37,6 +37,32 @@ pub(crate) enum Handle {
     Admin(Admin),
 }
 
+impl Case {
+    /// A case whose Rust side opens `sc`'s handle on the database (a refused handle answers
+    /// a `$rust_error`) and answers what `run` makes of it.
+    fn new<F, R>(label: impl Into<String>, spec: Json, sc: Sc, run: F) -> Case
+    where
+        F: Fn(Handle) -> R + 'static,
+        R: Future<Output = Json> + 'static,
+    {
+        let run = Rc::new(run);
+        let run: Runner = Box::new(move |db: Db| {
+            let (run, sc) = (Rc::clone(&run), sc.clone());
+            Box::pin(async move {
+                match session(&db, &sc) {
+                    Ok(s) => run(s).await,
+                    Err(e) => rust_error(e),
+                }
+            })
+        });
+        Case {
+            label: label.into(),
+            spec,
+            run,
+        }
+    }
+}
+
 impl Handle {
     fn query<M: Model>(&self) -> Query<'_, M> {
         match self {
@@ -96,13 +122,9 @@ pub(crate) fn fetch<M: Interop>(
         s.extend(extra);
     }
     let build = Rc::new(build);
-    let run: Runner = Box::new(move |db: Db| {
-        let (build, sc) = (Rc::clone(&build), sc.clone());
-        let fut: Fut = Box::pin(async move {
-            let s = match session(&db, &sc) {
-                Ok(s) => s,
-                Err(e) => return rust_error(e),
-            };
+    Case::new(label, spec, sc, move |s| {
+        let build = Rc::clone(&build);
+        async move {
             match build(s.query::<M>()).fetch_keyed().await {
                 Ok(rows) => {
                     let mut out: Vec<Json> = rows
@@ -116,14 +138,8 @@ pub(crate) fn fetch<M: Interop>(
                 }
                 Err(e) => rust_error(e),
             }
-        });
-        fut
-    });
-    Case {
-        label: label.into(),
-        spec,
-        run,
-    }
+        }
+    })
 }
 
 /// A count: query.py `count(**filter)` and the Rust `count()`.
@@ -135,50 +151,30 @@ pub(crate) fn count<M: Interop>(
 ) -> Case {
     let spec = json!({ "model": M::META.name, "count": true, "filter": filter });
     let build = Rc::new(build);
-    let run: Runner = Box::new(move |db: Db| {
-        let (build, sc) = (Rc::clone(&build), sc.clone());
-        let fut: Fut = Box::pin(async move {
-            let s = match session(&db, &sc) {
-                Ok(s) => s,
-                Err(e) => return rust_error(e),
-            };
+    Case::new(label, spec, sc, move |s| {
+        let build = Rc::clone(&build);
+        async move {
             match build(s.query::<M>()).count().await {
                 Ok(n) => json!(n),
                 Err(e) => rust_error(e),
             }
-        });
-        fut
-    });
-    Case {
-        label: label.into(),
-        spec,
-        run,
-    }
+        }
+    })
 }
 
 /// A get by all key fields: query.py `get(**get)` and the Rust `get(&key)`.
 pub(crate) fn get<M: Interop>(label: impl Into<String>, sc: Sc, get: Json, key: Key<M>) -> Case {
     let spec = json!({ "model": M::META.name, "get": get });
-    let run: Runner = Box::new(move |db: Db| {
-        let (key, sc) = (key.clone(), sc.clone());
-        let fut: Fut = Box::pin(async move {
-            let s = match session(&db, &sc) {
-                Ok(s) => s,
-                Err(e) => return rust_error(e),
-            };
+    Case::new(label, spec, sc, move |s| {
+        let key = key.clone();
+        async move {
             match s.get(&key).await {
                 Ok(Some(m)) => instance(&key.redis_key(), &m),
                 Ok(None) => Json::Null,
                 Err(e) => rust_error(e),
             }
-        });
-        fut
-    });
-    Case {
-        label: label.into(),
-        spec,
-        run,
-    }
+        }
+    })
 }
 
 pub(crate) fn none() -> Json {
