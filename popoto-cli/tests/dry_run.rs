@@ -152,7 +152,7 @@ async fn seed(server: &TestRedis) {
                 .unwrap_or_else(|e| panic!("create: {e}"));
         }
     }
-    plant(&server, 2, "$KeyF:Note:org:acme", "Note:ghost:acme");
+    plant(server, 2, "$KeyF:Note:org:acme", "Note:ghost:acme");
 }
 
 /// The database of a recorded command's backend URL (`redis://host:port/N`).
