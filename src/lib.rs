@@ -42,11 +42,13 @@ pub use popoto_core::testing;
 
 /// Values as Popoto stores them: the traits a field type implements to be stored
 /// ([`Value`](codec::Value)), to be part of a key ([`KeySegment`](codec::KeySegment)) or to be
-/// a score ([`Score`](codec::Score)), the serde fallback encoding, and the Python values Rust
-/// has no type for.
+/// a score ([`Score`](codec::Score)); the types a tenant, version or `expire_at` field may have
+/// (the traits their compile errors name); the serde fallback encoding, and the Python values
+/// Rust has no type for.
 pub mod codec {
     pub use popoto_core::codec::{
-        decode_serde, encode_serde, Dynamic, KeySegment, PyDecimal, Score, Value, MAX_SERDE_DEPTH,
+        decode_serde, encode_serde, Dynamic, ExpiryValue, KeySegment, PyDecimal, Score,
+        TenantValue, Value, VersionValue, MAX_SERDE_DEPTH,
     };
 }
 
