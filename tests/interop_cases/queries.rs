@@ -34,7 +34,7 @@ pub(crate) enum Sc {
 /// A tenant handle or the admin handle, for cases run through either.
 pub(crate) enum Handle {
     Tenant(Session),
-    Admin(Admin),
+    Admin(Box<Admin>),
 }
 
 impl Case {
@@ -82,7 +82,7 @@ impl Handle {
 pub(crate) fn session(db: &Db, sc: &Sc) -> popoto::Result<Handle> {
     match sc {
         Sc::Tenant(t) => db.tenant(t).map(Handle::Tenant),
-        Sc::Admin => Ok(Handle::Admin(db.admin())),
+        Sc::Admin => Ok(Handle::Admin(Box::new(db.admin()))),
     }
 }
 
