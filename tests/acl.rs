@@ -4,8 +4,8 @@
 
 mod support;
 
-use popoto::keys::Layout;
 use popoto::testing::TestRedis;
+use popoto::Layout;
 use popoto::{BackendConfig, Db, Error, TenantId};
 use support::{Episode, Memory};
 

@@ -2,7 +2,7 @@
 //! level is reported with a positive rate. Nothing here asserts a duration.
 
 #[allow(dead_code)]
-#[path = "../benches/concurrency.rs"]
+#[path = "../benches/concurrency/main.rs"]
 mod concurrency;
 
 use concurrency::{Config, Side};

@@ -11,18 +11,8 @@ use std::time::Duration;
 use popoto::catalog::{ListQuery, TenantUpdate};
 use popoto::registry::Placement;
 use popoto::testing::TestRedis;
-use popoto::{
-    BackendConfig, Catalog, CatalogPlacement, Db, Error, TenantId, TenantRegistry, TenantStatus,
-};
-use support::{all_keys, episode, hset, raw_cmd, Episode};
-
-fn tid(s: &str) -> TenantId {
-    TenantId::new(s).unwrap_or_else(|e| panic!("tenant id {s:?}: {e}"))
-}
-
-fn start() -> TestRedis {
-    TestRedis::start().unwrap_or_else(|e| panic!("{e}"))
-}
+use popoto::{BackendConfig, Catalog, CatalogPlacement, Db, Error, TenantRegistry, TenantStatus};
+use support::{all_keys, count_episodes, hset, raw_cmd, start_server, tid, write_episode, Episode};
 
 fn placement(s: &str) -> CatalogPlacement {
     s.parse().unwrap_or_else(|e| panic!("placement {s:?}: {e}"))
@@ -62,20 +52,9 @@ fn ids(entries: &[popoto::TenantEntry]) -> Vec<&str> {
     entries.iter().map(|e| e.id.as_str()).collect()
 }
 
-async fn write(db: &Db, tenant: &str, title: &str) -> Result<(), Error> {
-    db.tenant(tenant)?
-        .create(episode("", title, 0.5, 1))
-        .await
-        .map(drop)
-}
-
-async fn count(db: &Db, tenant: &str) -> Result<usize, Error> {
-    db.tenant(tenant)?.query::<Episode>().count().await
-}
-
 #[tokio::test]
 async fn entries_are_created_changed_and_listed_by_status_in_pages() {
-    let server = start();
+    let server = start_server();
     let catalog = catalog(&server).await;
     for id in ["a", "b", "c", "d", "e"] {
         create(&catalog, id, "shared").await;
@@ -188,7 +167,7 @@ async fn entries_are_created_changed_and_listed_by_status_in_pages() {
 
 #[tokio::test]
 async fn concurrent_changes_are_never_lost() {
-    let server = start();
+    let server = start_server();
     let catalog = catalog(&server).await;
     create(&catalog, "acme", "shared").await;
     let tasks: Vec<_> = (0..16)
@@ -225,7 +204,7 @@ async fn concurrent_changes_are_never_lost() {
 
 #[tokio::test]
 async fn a_corrupt_entry_is_a_typed_error_naming_its_key_and_is_refused() {
-    let server = start();
+    let server = start_server();
     let catalog = catalog(&server).await;
     create(&catalog, "good", "shared").await;
     create(&catalog, "bad", "shared").await;
@@ -289,7 +268,7 @@ async fn a_corrupt_entry_is_a_typed_error_naming_its_key_and_is_refused() {
         Err(Error::CorruptCatalog { .. })
     ));
     let db = Db::with_registry(registry(&server));
-    match write(&db, "bad", "x").await {
+    match write_episode(&db, "bad", "x").await {
         Err(Error::CorruptCatalog { key: k, .. }) => assert_eq!(k, key),
         other => panic!("expected CorruptCatalog, got {other:?}"),
     }
@@ -306,8 +285,8 @@ async fn a_corrupt_entry_is_a_typed_error_naming_its_key_and_is_refused() {
 
 #[tokio::test]
 async fn catalog_placements_reach_their_backends_lazily() {
-    let shared = start();
-    let own = start();
+    let shared = start_server();
+    let own = start_server();
     let catalog = catalog(&shared).await;
     create(&catalog, "on-shared", "shared").await;
     create(&catalog, "on-db", "db:5").await;
@@ -327,16 +306,16 @@ async fn catalog_placements_reach_their_backends_lazily() {
     assert!(reg.list().await.is_empty());
     let db = Db::with_registry(reg.clone());
     for t in ["on-shared", "on-db", "on-server", "on-tier"] {
-        write(&db, t, "hello")
+        write_episode(&db, t, "hello")
             .await
             .unwrap_or_else(|e| panic!("write for {t}: {e}"));
-        assert_eq!(count(&db, t).await.ok(), Some(1), "{t}");
+        assert_eq!(count_episodes(&db, t).await.ok(), Some(1), "{t}");
     }
     let in_db = |server: &TestRedis, n: u8, t: &str| {
         let mut conn = redis::Client::open(server.url_db(n))
             .and_then(|c| c.get_connection())
             .unwrap_or_else(|e| panic!("db {n}: {e}"));
-        let key = format!("$KeyF:Episode:project_id:{}", popoto::keys::escape(t));
+        let key = format!("$KeyF:Episode:project_id:{}", popoto_core::keys::escape(t));
         let n: u64 = redis::cmd("SCARD")
             .arg(&key)
             .query(&mut conn)
@@ -361,11 +340,11 @@ async fn catalog_placements_reach_their_backends_lazily() {
 
     // Tenants the catalog does not know are refused as before; an undefined tier is an error.
     assert!(matches!(
-        write(&db, "stranger", "x").await,
+        write_episode(&db, "stranger", "x").await,
         Err(Error::UnknownTenant { .. })
     ));
     create(&catalog, "on-silver", "tier:silver").await;
-    match write(&db, "on-silver", "x").await {
+    match write_episode(&db, "on-silver", "x").await {
         Err(Error::Config(msg)) => assert!(msg.contains("silver"), "{msg}"),
         other => panic!("expected a Config error, got {other:?}"),
     }
@@ -373,17 +352,17 @@ async fn catalog_placements_reach_their_backends_lazily() {
 
 #[tokio::test]
 async fn two_registries_on_one_catalog_see_each_others_changes() {
-    let shared = start();
-    let other = start();
+    let shared = start_server();
+    let other = start_server();
     let catalog = catalog(&shared).await;
     create(&catalog, "acme", "db:3").await;
     // Two processes: each its own registry on the same catalog.
     let (a, b) = (registry(&shared), registry(&shared));
     let (db_a, db_b) = (Db::with_registry(a.clone()), Db::with_registry(b.clone()));
-    write(&db_a, "acme", "one")
+    write_episode(&db_a, "acme", "one")
         .await
         .unwrap_or_else(|e| panic!("write through a: {e}"));
-    assert_eq!(count(&db_b, "acme").await.ok(), Some(1));
+    assert_eq!(count_episodes(&db_b, "acme").await.ok(), Some(1));
 
     // Suspended by an operator (here: the catalog itself, as another process would).
     catalog
@@ -391,19 +370,19 @@ async fn two_registries_on_one_catalog_see_each_others_changes() {
         .await
         .unwrap_or_else(|e| panic!("suspend: {e}"));
     for db in [&db_a, &db_b] {
-        match write(db, "acme", "late").await {
+        match write_episode(db, "acme", "late").await {
             Err(Error::TenantSuspended { tenant }) => assert_eq!(tenant, "acme"),
             other => panic!("expected TenantSuspended, got {other:?}"),
         }
         assert!(matches!(
-            count(db, "acme").await,
+            count_episodes(db, "acme").await,
             Err(Error::TenantSuspended { .. })
         ));
     }
     // Even a tenant registered in the process is refused while suspended.
     a.register(&tid("acme"), Placement::Database(3)).await;
     assert!(matches!(
-        write(&db_a, "acme", "late").await,
+        write_episode(&db_a, "acme", "late").await,
         Err(Error::TenantSuspended { .. })
     ));
     a.unregister(&tid("acme"));
@@ -412,7 +391,7 @@ async fn two_registries_on_one_catalog_see_each_others_changes() {
         .resume(&tid("acme"))
         .await
         .unwrap_or_else(|e| panic!("resume: {e}"));
-    assert_eq!(count(&db_b, "acme").await.ok(), Some(1));
+    assert_eq!(count_episodes(&db_b, "acme").await.ok(), Some(1));
 
     // Moved to its own server (after copying its data, here: none): both follow.
     let moved = TenantUpdate {
@@ -423,11 +402,11 @@ async fn two_registries_on_one_catalog_see_each_others_changes() {
         .update(&tid("acme"), &moved)
         .await
         .unwrap_or_else(|e| panic!("move: {e}"));
-    assert_eq!(count(&db_a, "acme").await.ok(), Some(0));
-    write(&db_b, "acme", "two")
+    assert_eq!(count_episodes(&db_a, "acme").await.ok(), Some(0));
+    write_episode(&db_b, "acme", "two")
         .await
         .unwrap_or_else(|e| panic!("write through b: {e}"));
-    assert_eq!(count(&db_a, "acme").await.ok(), Some(1));
+    assert_eq!(count_episodes(&db_a, "acme").await.ok(), Some(1));
 
     // Destroyed: a durable tombstone both refuse (and every new process too).
     catalog
@@ -437,7 +416,7 @@ async fn two_registries_on_one_catalog_see_each_others_changes() {
     let db_c = Db::with_registry(registry(&shared));
     for db in [&db_a, &db_b, &db_c] {
         assert!(matches!(
-            write(db, "acme", "late").await,
+            write_episode(db, "acme", "late").await,
             Err(Error::TenantDestroyed { .. })
         ));
     }
@@ -445,32 +424,32 @@ async fn two_registries_on_one_catalog_see_each_others_changes() {
 
 #[tokio::test]
 async fn a_registry_polling_less_often_sees_changes_within_its_interval() {
-    let shared = start();
+    let shared = start_server();
     let catalog = catalog(&shared).await;
     create(&catalog, "acme", "shared").await;
     let slow =
         TenantRegistry::with_catalog(BackendConfig::new(shared.url()), Duration::from_secs(3600))
             .unwrap_or_else(|e| panic!("registry: {e}"));
     let db = Db::with_registry(slow.clone());
-    assert_eq!(count(&db, "acme").await.ok(), Some(0));
+    assert_eq!(count_episodes(&db, "acme").await.ok(), Some(0));
     catalog
         .suspend(&tid("acme"))
         .await
         .unwrap_or_else(|e| panic!("suspend: {e}"));
     // Within the interval it still serves from its cache...
-    assert_eq!(count(&db, "acme").await.ok(), Some(0));
+    assert_eq!(count_episodes(&db, "acme").await.ok(), Some(0));
     // ...and a refresh (what the interval's end does) makes it see the change.
     slow.refresh_catalog();
     assert!(matches!(
-        count(&db, "acme").await,
+        count_episodes(&db, "acme").await,
         Err(Error::TenantSuspended { .. })
     ));
 }
 
 #[tokio::test]
 async fn server_credentials_are_used_but_never_shown() {
-    let shared = start();
-    let own = start();
+    let shared = start_server();
+    let own = start_server();
     raw_cmd::<()>(
         &own,
         redis::cmd("CONFIG")
@@ -494,7 +473,7 @@ async fn server_credentials_are_used_but_never_shown() {
         .unwrap_or_else(|e| panic!("list: {e}"));
     let reg = registry(&shared);
     let db = Db::with_registry(reg.clone());
-    write(&db, "vault", "x")
+    write_episode(&db, "vault", "x")
         .await
         .unwrap_or_else(|e| panic!("write with credentials: {e}"));
     let shown = [
@@ -512,14 +491,14 @@ async fn server_credentials_are_used_but_never_shown() {
 
 #[tokio::test]
 async fn a_durable_destroy_marks_the_tenant_then_removes_its_data() {
-    let shared = start();
-    let own = start();
+    let shared = start_server();
+    let own = start_server();
     let catalog = catalog(&shared).await;
     create(&catalog, "acme", &format!("server:{}", own.url())).await;
     create(&catalog, "globex", &format!("server:{}", own.url())).await;
     let db = Db::with_registry(registry(&shared));
     for t in ["acme", "globex"] {
-        write(&db, t, "x")
+        write_episode(&db, t, "x")
             .await
             .unwrap_or_else(|e| panic!("write for {t}: {e}"));
     }
@@ -535,9 +514,9 @@ async fn a_durable_destroy_marks_the_tenant_then_removes_its_data() {
     // Every process, including one started afterwards, refuses it.
     for db in [&db, &Db::with_registry(registry(&shared))] {
         assert!(matches!(
-            write(db, "acme", "late").await,
+            write_episode(db, "acme", "late").await,
             Err(Error::TenantDestroyed { .. })
         ));
     }
-    assert_eq!(count(&db, "globex").await.ok(), Some(1));
+    assert_eq!(count_episodes(&db, "globex").await.ok(), Some(1));
 }

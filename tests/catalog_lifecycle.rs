@@ -10,35 +10,15 @@ use std::time::Duration;
 use popoto::registry::Placement;
 use popoto::testing::TestRedis;
 use popoto::{
-    BackendConfig, Catalog, CatalogPlacement, Db, Error, ModelSet, TenantId, TenantRegistry,
-    TenantStatus,
+    BackendConfig, Catalog, CatalogPlacement, Db, Error, ModelSet, TenantRegistry, TenantStatus,
 };
-use support::{episode, Episode};
-
-fn tid(s: &str) -> TenantId {
-    TenantId::new(s).unwrap_or_else(|e| panic!("tenant id {s:?}: {e}"))
-}
-
-fn start() -> TestRedis {
-    TestRedis::start().unwrap_or_else(|e| panic!("{e}"))
-}
+use support::{count_episodes, episode, start_server, tid, write_episode, Episode};
 
 /// One process: its own registry on the shared server's catalog.
 fn process(server: &TestRedis) -> (TenantRegistry, Db) {
     let registry = TenantRegistry::with_catalog(BackendConfig::new(server.url()), Duration::ZERO)
         .unwrap_or_else(|e| panic!("registry: {e}"));
     (registry.clone(), Db::with_registry(registry))
-}
-
-async fn write(db: &Db, tenant: &str) -> Result<(), Error> {
-    db.tenant(tenant)?
-        .create(episode("", "x", 0.5, 1))
-        .await
-        .map(drop)
-}
-
-async fn count(db: &Db, tenant: &str) -> Result<usize, Error> {
-    db.tenant(tenant)?.query::<Episode>().count().await
 }
 
 fn keys_in(server: &TestRedis, db: u8) -> Vec<String> {
@@ -49,9 +29,27 @@ fn keys_in(server: &TestRedis, db: u8) -> Vec<String> {
         .collect()
 }
 
+/// Waits until the server sees connections to at most 2 tenant databases (closed backends
+/// disconnect).
+async fn at_most_two_databases_connected(server: &TestRedis) {
+    eventually(
+        Duration::from_secs(10),
+        "closed backends disconnected",
+        || async {
+            let dbs = connected_databases(server);
+            if dbs.len() <= 2 {
+                Ok(())
+            } else {
+                Err(format!("connected to databases {dbs:?}"))
+            }
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn a_destroy_through_one_process_is_refused_by_every_other() {
-    let server = start();
+    let server = start_server();
     let (registry_a, a) = process(&server);
     let (registry_b, b) = process(&server);
     let catalog: Catalog = registry_a.catalog().unwrap_or_else(|| panic!("no catalog"));
@@ -68,10 +66,10 @@ async fn a_destroy_through_one_process_is_refused_by_every_other() {
         r.register(&tid("local"), Placement::Database(5)).await;
     }
     for t in ["acme", "local"] {
-        write(&a, t)
+        write_episode(&a, t, "x")
             .await
             .unwrap_or_else(|e| panic!("write {t}: {e}"));
-        assert_eq!(count(&b, t).await.ok(), Some(1), "{t} through b");
+        assert_eq!(count_episodes(&b, t).await.ok(), Some(1), "{t} through b");
     }
     let models = ModelSet::new().with::<Episode>();
 
@@ -106,7 +104,7 @@ async fn a_destroy_through_one_process_is_refused_by_every_other() {
     let (_, c) = process(&server);
     for db in [&a, &b, &c] {
         for t in ["acme", "local"] {
-            match write(db, t).await {
+            match write_episode(db, t, "x").await {
                 Err(Error::TenantDestroyed { tenant }) => assert_eq!(tenant, t),
                 other => panic!("{t}: expected TenantDestroyed, got {other:?}"),
             }
@@ -124,12 +122,12 @@ async fn a_destroy_through_one_process_is_refused_by_every_other() {
         .await
         .unwrap_or_else(|e| panic!("create again: {e}"));
     for db in [&a, &b, &c] {
-        assert_eq!(count(db, "acme").await.ok(), Some(0));
+        assert_eq!(count_episodes(db, "acme").await.ok(), Some(0));
     }
-    write(&b, "acme")
+    write_episode(&b, "acme", "x")
         .await
         .unwrap_or_else(|e| panic!("write: {e}"));
-    assert_eq!(count(&a, "acme").await.ok(), Some(1));
+    assert_eq!(count_episodes(&a, "acme").await.ok(), Some(1));
 }
 
 /// Polls `check` until it holds or `within` has passed (then fails with `what`).
@@ -165,7 +163,7 @@ fn connected_databases(server: &TestRedis) -> std::collections::BTreeSet<u8> {
 
 #[tokio::test]
 async fn at_most_the_cap_of_tenant_backends_stay_open_and_closed_ones_reopen() {
-    let server = start();
+    let server = start_server();
     let (registry, db) = process(&server);
     registry.set_max_open(Some(2));
     let catalog = registry.catalog().unwrap_or_else(|| panic!("no catalog"));
@@ -184,29 +182,21 @@ async fn at_most_the_cap_of_tenant_backends_stay_open_and_closed_ones_reopen() {
     for round in 0..2 {
         for t in &tenants {
             if round == 0 {
-                write(&db, t)
+                write_episode(&db, t, "x")
                     .await
                     .unwrap_or_else(|e| panic!("write {t}: {e}"));
             }
-            assert_eq!(count(&db, t).await.ok(), Some(1), "{t}, round {round}");
+            assert_eq!(
+                count_episodes(&db, t).await.ok(),
+                Some(1),
+                "{t}, round {round}"
+            );
             let open = registry.open_backends().await;
             assert!(open <= 2, "{open} backends open after {t}");
         }
     }
     // Closed pools disconnect: the server sees connections to at most 2 tenant databases.
-    eventually(
-        Duration::from_secs(10),
-        "closed backends disconnected",
-        || async {
-            let dbs = connected_databases(&server);
-            if dbs.len() <= 2 {
-                Ok(())
-            } else {
-                Err(format!("connected to databases {dbs:?}"))
-            }
-        },
-    )
-    .await;
+    at_most_two_databases_connected(&server).await;
     let pending = registry
         .list()
         .await
@@ -219,7 +209,7 @@ async fn at_most_the_cap_of_tenant_backends_stay_open_and_closed_ones_reopen() {
         .map(|i| {
             let db = db.clone();
             let t = tenants[i % tenants.len()].clone();
-            tokio::spawn(async move { count(&db, &t).await })
+            tokio::spawn(async move { count_episodes(&db, &t).await })
         })
         .collect();
     for task in tasks {
@@ -228,22 +218,10 @@ async fn at_most_the_cap_of_tenant_backends_stay_open_and_closed_ones_reopen() {
     }
     // Backends in use are never closed, so a burst over more tenants than the cap may leave
     // more open; the next request closes the idle ones.
-    assert_eq!(count(&db, "t1").await.ok(), Some(1));
+    assert_eq!(count_episodes(&db, "t1").await.ok(), Some(1));
     let open = registry.open_backends().await;
     assert!(open <= 2, "{open} backends open after the burst");
-    eventually(
-        Duration::from_secs(10),
-        "closed backends disconnected",
-        || async {
-            let dbs = connected_databases(&server);
-            if dbs.len() <= 2 {
-                Ok(())
-            } else {
-                Err(format!("connected to databases {dbs:?}"))
-            }
-        },
-    )
-    .await;
+    at_most_two_databases_connected(&server).await;
 }
 
 /// Polls `db`'s count of `tenant` until `expected` says yes.
@@ -254,7 +232,7 @@ async fn until_count(
     expected: fn(&Result<usize, Error>) -> bool,
 ) {
     eventually(Duration::from_secs(10), what, || async {
-        let r = count(db, tenant).await;
+        let r = count_episodes(db, tenant).await;
         if expected(&r) {
             Ok(())
         } else {
@@ -266,7 +244,7 @@ async fn until_count(
 
 #[tokio::test]
 async fn a_watching_process_obeys_another_process_change_at_once() {
-    let server = start();
+    let server = start_server();
     // A polls the counter once an hour: only the notifications can tell it in time.
     let a_registry =
         TenantRegistry::with_catalog(BackendConfig::new(server.url()), Duration::from_secs(3600))
@@ -285,13 +263,13 @@ async fn a_watching_process_obeys_another_process_change_at_once() {
         )
         .await
         .unwrap_or_else(|e| panic!("create: {e}"));
-    write(&b, "acme")
+    write_episode(&b, "acme", "x")
         .await
         .unwrap_or_else(|e| panic!("write: {e}"));
     tokio::time::timeout(Duration::from_secs(10), watcher.subscribed(1))
         .await
         .unwrap_or_else(|_| panic!("the watcher did not subscribe within 10 s"));
-    assert_eq!(count(&a, "acme").await.ok(), Some(1));
+    assert_eq!(count_episodes(&a, "acme").await.ok(), Some(1));
     let generation = a_registry.catalog_generation();
 
     // Suspended through b: a refuses it on its next requests.

@@ -6,11 +6,12 @@
 
 mod support;
 
-use popoto::keys::{tag, Layout};
 use popoto::maintenance::DryRun;
 use popoto::testing::TestCluster;
 use popoto::testing::TestRedis;
+use popoto::Layout;
 use popoto::{Backend, BackendConfig, Db, Error, ModelSet, Sweep, TenantId};
+use popoto_core::keys::tag;
 use support::{dump, spawn_blocking_read, Episode, Memory};
 
 fn cluster() -> TestCluster {

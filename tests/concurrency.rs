@@ -86,7 +86,7 @@ async fn concurrent_creates_of_one_unique_value_have_exactly_one_winner() {
                         ("Item", "sku", sku.as_str())
                     );
                     // The winner is another tenant: a tenant handle does not show its key.
-                    assert_eq!(existing, popoto::db::OTHER_TENANT);
+                    assert_eq!(existing, popoto::OTHER_TENANT);
                 }
                 other => panic!("round {round}: expected UniqueViolation, got {other:?}"),
             }
@@ -104,7 +104,7 @@ async fn concurrent_creates_of_one_unique_value_have_exactly_one_winner() {
             Err(Error::UniqueViolation { existing, .. }) => assert_eq!(existing, winner_key),
             other => panic!("{other:?}"),
         }
-        let set = format!("$UniqueKeyF:Item:sku:{}", popoto::keys::escape(&sku));
+        let set = format!("$UniqueKeyF:Item:sku:{}", popoto_core::keys::escape(&sku));
         assert_eq!(smembers(&server, &set), [winner_key]);
     }
     // Racing creates of one whole key: one winner, the others AlreadyExists.

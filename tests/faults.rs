@@ -31,7 +31,10 @@ fn items(n: usize) -> Vec<Item> {
 
 fn memory_probes(m: &Memory) -> (String, Vec<redis::Cmd>) {
     let key = Memory::key_of(m.project.clone(), m.key.clone()).redis_key();
-    let key_set = format!("$UniqueKeyF:Memory:key:{}", popoto::keys::escape(&m.key));
+    let key_set = format!(
+        "$UniqueKeyF:Memory:key:{}",
+        popoto_core::keys::escape(&m.key)
+    );
     let probes = vec![
         redis::cmd("EXISTS").arg(&key).clone(),
         redis::cmd("SISMEMBER")
@@ -340,7 +343,7 @@ async fn legacy(
             .collect();
         for e in t.create_many(eps).await.unwrap() {
             let member = Episode::key_of(e.project_id.clone(), e.episode_id.clone()).redis_key();
-            let part = format!("$SortF:Episode:score:{}", popoto::keys::escape(tenant));
+            let part = format!("$SortF:Episode:score:{}", popoto_core::keys::escape(tenant));
             sorted.push((part, member, e.score));
         }
     }

@@ -446,15 +446,7 @@ async fn no_event_without_its_write_and_no_write_without_its_event_under_client_
     let host = db.admin().shared();
     let version = host.get::<Doc>(&id).await.unwrap().version;
     let events = xrange(&server, &shared_stream);
-    let versions: Vec<u64> = events
-        .iter()
-        .map(|(_, f)| {
-            String::from_utf8_lossy(field(f, "version").unwrap())
-                .parse()
-                .unwrap()
-        })
-        .collect();
-    assert_eq!(versions, (1..=version).collect::<Vec<_>>());
+    assert_eq!(versions(&events), (1..=version).collect::<Vec<_>>());
     let last = events.last().unwrap();
     let title = host.get::<Doc>(&id).await.unwrap().value.title;
     let want = Doc { title, ..doc("0") }.to_record().unwrap().values[0].clone();
@@ -466,14 +458,7 @@ async fn no_event_without_its_write_and_no_write_without_its_event_under_client_
         .collect();
     let stored: BTreeSet<String> = smembers(&server, "$Class:Task").into_iter().collect();
     assert_eq!(created, stored);
-    let seqs: Vec<u64> = xrange(&server, &tenant_stream)
-        .iter()
-        .map(|(_, f)| {
-            String::from_utf8_lossy(field(f, "version").unwrap())
-                .parse()
-                .unwrap()
-        })
-        .collect();
+    let seqs = versions(&xrange(&server, &tenant_stream));
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
     popoto::testing::assert_isolated::<Task>(&db).await;
     // And the same Db goes on.

@@ -3,54 +3,24 @@
 //! one does not stop the others, concurrency is bounded, reports serialize to JSON, and a rerun
 //! of a journaled run skips what is done.
 
+mod legacy_common;
 mod support;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use legacy_common::LegacyEpisode;
 use popoto::fleet::{BackendRun, Outcome, TenantResult};
 use popoto::testing::TestRedis;
 use popoto::{
-    BackendConfig, Catalog, Db, Error, Fleet, FleetOptions, FleetReport, ModelSet, TenantId,
+    BackendConfig, Catalog, Db, DryRun, Error, Fleet, FleetOptions, FleetReport, ModelSet,
     TenantRegistry,
 };
-use popoto::{DryRun, Model};
-use support::{episode, raw_cmd, Episode, Item};
-
-/// `Episode` before `score` was partitioned by project.
-#[derive(Model, Debug, Clone, PartialEq, Default)]
-#[popoto(name = "Episode")]
-struct LegacyEpisode {
-    #[popoto(key, tenant)]
-    project_id: String,
-    #[popoto(auto_key)]
-    episode_id: String,
-    title: String,
-    #[popoto(sorted)]
-    score: f64,
-    #[popoto(sorted)]
-    rank: i64,
-}
-
-fn tid(s: &str) -> TenantId {
-    TenantId::new(s).unwrap_or_else(|e| panic!("tenant id {s:?}: {e}"))
-}
-
-fn start() -> TestRedis {
-    TestRedis::start().unwrap_or_else(|e| panic!("{e}"))
-}
+use support::{episode, fast_failing, raw_cmd, start_server, tid, Episode, Item};
 
 fn models() -> ModelSet {
     ModelSet::new().with::<Episode>().with::<Item>()
-}
-
-/// Short timeouts, so that the dead server fails fast.
-fn config(url: &str) -> BackendConfig {
-    let mut c = BackendConfig::new(url);
-    c.connect_timeout = Duration::from_millis(300);
-    c.response_timeout = Duration::from_millis(300);
-    c
 }
 
 /// Servers of the fleet: the shared one (catalog, database 0 and 4), a second one, and one
@@ -66,10 +36,10 @@ struct Fleetish {
 /// alpha, beta on the shared keyspace; gamma on database 4; delta on the second server;
 /// omega on the stopped server; eps suspended; zeta destroyed. Each active one has 2 episodes.
 async fn fleet() -> Fleetish {
-    let shared = start();
-    let other = start();
-    let down = start();
-    let registry = TenantRegistry::with_catalog(config(shared.url()), Duration::ZERO)
+    let shared = start_server();
+    let other = start_server();
+    let down = start_server();
+    let registry = TenantRegistry::with_catalog(fast_failing(shared.url()), Duration::ZERO)
         .unwrap_or_else(|e| panic!("registry: {e}"));
     let catalog = registry
         .catalog()
@@ -248,7 +218,7 @@ async fn a_journaled_export_resumes_where_it_failed_and_its_files_import_exactly
     assert!(second.is_success(), "{second}");
 
     // gamma's file (from database 4) restores its two episodes on a fresh server.
-    let fresh = start();
+    let fresh = start_server();
     let fresh_db = fresh.db().await;
     let file = std::fs::File::open(dir.join("gamma.popoto")).unwrap_or_else(|e| panic!("{e}"));
     fresh_db

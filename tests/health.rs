@@ -9,42 +9,18 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use popoto::registry::{Health, HealthEvent, HealthPolicy, Placement};
-use popoto::testing::TestRedis;
-use popoto::{BackendConfig, Catalog, Db, Error, TenantId, TenantRegistry};
+use popoto::{Catalog, Db, Error, TenantRegistry};
 use support::faults::kill_others;
-use support::{episode, Episode};
+use support::{fast_failing, start_server, tid, write_episode, Episode};
 use tokio::sync::broadcast;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
-
-fn tid(s: &str) -> TenantId {
-    TenantId::new(s).unwrap_or_else(|e| panic!("tenant id {s:?}: {e}"))
-}
-
-fn start() -> TestRedis {
-    TestRedis::start().unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Short timeouts, so that a dead server fails calls quickly.
-fn config(url: &str) -> BackendConfig {
-    let mut c = BackendConfig::new(url);
-    c.connect_timeout = Duration::from_millis(300);
-    c.response_timeout = Duration::from_millis(300);
-    c
-}
 
 /// Unverified after 1 failed call, disabled after 2, rechecked every 50 ms ± 50 %.
 fn policy() -> HealthPolicy {
     HealthPolicy::default()
         .thresholds(1, 2)
         .recheck_every(Duration::from_millis(50), 0.5)
-}
-
-async fn write(db: &Db, tenant: &str) -> Result<(), Error> {
-    db.tenant(tenant)?
-        .create(episode("", "x", 0.5, 1))
-        .await
-        .map(drop)
 }
 
 /// The next health change of `tenant` (others are skipped), within 20 s.
@@ -113,10 +89,10 @@ fn traced() -> &'static Events {
 #[tokio::test]
 async fn a_tenant_whose_server_stops_is_disabled_then_healthy_again_after_restart() {
     let traced = traced();
-    let shared = start();
-    let mut own = start();
+    let shared = start_server();
+    let mut own = start_server();
     let catalog = Catalog::new(
-        popoto::Backend::new(config(shared.url())).unwrap_or_else(|e| panic!("backend: {e}")),
+        popoto::Backend::new(fast_failing(shared.url())).unwrap_or_else(|e| panic!("backend: {e}")),
     );
     let placement = format!("server:{}", own.url())
         .parse()
@@ -125,20 +101,20 @@ async fn a_tenant_whose_server_stops_is_disabled_then_healthy_again_after_restar
         .create(&tid("solo"), placement, Default::default())
         .await
         .unwrap_or_else(|e| panic!("catalog: {e}"));
-    let registry = TenantRegistry::with_catalog(config(shared.url()), Duration::ZERO)
+    let registry = TenantRegistry::with_catalog(fast_failing(shared.url()), Duration::ZERO)
         .unwrap_or_else(|e| panic!("registry: {e}"));
     registry.set_health_policy(policy());
     let mut events = registry.subscribe_health();
     let db = Db::with_registry(registry.clone());
 
-    write(&db, "solo")
+    write_episode(&db, "solo", "x")
         .await
         .unwrap_or_else(|e| panic!("write: {e}"));
     assert_eq!(registry.health(&tid("solo")).await, Some(Health::Healthy));
     assert_eq!(next_change(&mut events, "solo").await.to, Health::Healthy);
 
     own.kill();
-    let first = write(&db, "solo").await;
+    let first = write_episode(&db, "solo", "x").await;
     assert!(
         first.as_ref().is_err_and(Error::is_connection_error),
         "{first:?}"
@@ -147,13 +123,13 @@ async fn a_tenant_whose_server_stops_is_disabled_then_healthy_again_after_restar
         registry.health(&tid("solo")).await,
         Some(Health::Unverified)
     );
-    let second = write(&db, "solo").await;
+    let second = write_episode(&db, "solo", "x").await;
     assert!(
         second.as_ref().is_err_and(Error::is_connection_error),
         "{second:?}"
     );
     // Disabled: refused at once, without a call to the dead server.
-    match write(&db, "solo").await {
+    match write_episode(&db, "solo", "x").await {
         Err(Error::TenantDisabled { tenant, reason }) => {
             assert_eq!(tenant, "solo");
             assert!(reason.contains("in a row"), "{reason}");
@@ -172,7 +148,7 @@ async fn a_tenant_whose_server_stops_is_disabled_then_healthy_again_after_restar
     let checker = registry.spawn_health_checks();
     own.restart().unwrap_or_else(|e| panic!("restart: {e}"));
     until_healthy(&mut events, "solo").await;
-    write(&db, "solo")
+    write_episode(&db, "solo", "x")
         .await
         .unwrap_or_else(|e| panic!("write after restart: {e}"));
     let count = db
@@ -226,22 +202,22 @@ fn config_set(conn: &mut redis::Connection, name: &str, value: &str) {
 #[tokio::test]
 async fn authentication_refused_disables_the_tenant_until_it_is_accepted_again() {
     traced();
-    let shared = start();
-    let own = start();
+    let shared = start_server();
+    let own = start_server();
     let mut admin = raw(own.url());
     config_set(&mut admin, "requirepass", "pw-one");
     let url = own.url().replace("redis://", "redis://:pw-one@");
     let registry =
-        TenantRegistry::new(config(shared.url())).unwrap_or_else(|e| panic!("registry: {e}"));
+        TenantRegistry::new(fast_failing(shared.url())).unwrap_or_else(|e| panic!("registry: {e}"));
     registry.set_health_policy(policy());
     let mut events = registry.subscribe_health();
     let health = registry
-        .register(&tid("vault"), Placement::Server(config(&url)))
+        .register(&tid("vault"), Placement::Server(fast_failing(&url)))
         .await;
     assert_eq!(health, Health::Healthy);
     assert_eq!(next_change(&mut events, "vault").await.to, Health::Healthy);
     let db = Db::with_registry(registry.clone());
-    write(&db, "vault")
+    write_episode(&db, "vault", "x")
         .await
         .unwrap_or_else(|e| panic!("write: {e}"));
 
@@ -251,7 +227,7 @@ async fn authentication_refused_disables_the_tenant_until_it_is_accepted_again()
     kill_others(&mut admin);
     let mut last = Ok(());
     for _ in 0..3 {
-        last = write(&db, "vault").await;
+        last = write_episode(&db, "vault", "x").await;
     }
     match &last {
         Err(Error::TenantDisabled { reason, .. }) => {
@@ -269,7 +245,7 @@ async fn authentication_refused_disables_the_tenant_until_it_is_accepted_again()
     let _checker = registry.spawn_health_checks();
     config_set(&mut admin, "requirepass", "pw-one");
     until_healthy(&mut events, "vault").await;
-    write(&db, "vault")
+    write_episode(&db, "vault", "x")
         .await
         .unwrap_or_else(|e| panic!("write once accepted: {e}"));
 }
@@ -277,14 +253,14 @@ async fn authentication_refused_disables_the_tenant_until_it_is_accepted_again()
 #[tokio::test]
 async fn calls_that_time_out_disable_the_tenant_until_the_server_answers_again() {
     traced();
-    let shared = start();
-    let own = start();
+    let shared = start_server();
+    let own = start_server();
     let registry =
-        TenantRegistry::new(config(shared.url())).unwrap_or_else(|e| panic!("registry: {e}"));
+        TenantRegistry::new(fast_failing(shared.url())).unwrap_or_else(|e| panic!("registry: {e}"));
     registry.set_health_policy(policy());
     let mut events = registry.subscribe_health();
     let health = registry
-        .register(&tid("slow"), Placement::Server(config(own.url())))
+        .register(&tid("slow"), Placement::Server(fast_failing(own.url())))
         .await;
     assert_eq!(health, Health::Healthy);
     assert_eq!(next_change(&mut events, "slow").await.to, Health::Healthy);
@@ -299,7 +275,7 @@ async fn calls_that_time_out_disable_the_tenant_until_the_server_answers_again()
         .unwrap_or_else(|e| panic!("CLIENT PAUSE: {e}"));
     let mut outcomes = Vec::new();
     for _ in 0..3 {
-        outcomes.push(write(&db, "slow").await);
+        outcomes.push(write_episode(&db, "slow", "x").await);
     }
     assert!(
         outcomes[..2]
@@ -313,7 +289,7 @@ async fn calls_that_time_out_disable_the_tenant_until_the_server_answers_again()
     );
     let _checker = registry.spawn_health_checks();
     until_healthy(&mut events, "slow").await;
-    write(&db, "slow")
+    write_episode(&db, "slow", "x")
         .await
         .unwrap_or_else(|e| panic!("write after the pause: {e}"));
 }

@@ -17,23 +17,11 @@ mod interop_support;
 
 use std::collections::BTreeMap;
 
-use interop_support::unhex;
+use interop_support::confidence::PartitionedMemory;
+use interop_support::{start_server, unhex};
 use popoto::testing::TestRedis;
-use popoto::{ConfidenceState, DryRun, MigrationError, Model};
+use popoto::{ConfidenceState, DryRun, MigrationError};
 use serde_json::{json, Value as Json};
-
-/// popoto's `Memory` with `ConfidenceField(partition_by="project")`.
-#[derive(Model, Debug, Clone, PartialEq, Default)]
-#[popoto(name = "Memory")]
-struct PartitionedMemory {
-    #[popoto(key, tenant)]
-    project: String,
-    #[popoto(unique_key)]
-    key: String,
-    content: String,
-    #[popoto(confidence, partition_by = "project")]
-    certainty: f64,
-}
 
 /// Runs `confidence.py <command>` with `input` on stdin against `url`; returns its JSON.
 fn py(command: &str, url: Option<&str>, input: &Json) -> Json {
@@ -76,7 +64,7 @@ fn rust_state(s: &ConfidenceState) -> (String, u64, u64, u64) {
 
 #[tokio::test]
 async fn popoto_legacy_data_migrates_and_popoto_reads_it_back() {
-    let server = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
+    let server = start_server();
     let url = server.url().to_owned();
     let projects = ["atlas", "zeus", "umbrella:eu-1", "a*"];
     let items: Vec<Json> = (0..12)
@@ -201,7 +189,7 @@ async fn popoto_legacy_data_migrates_and_popoto_reads_it_back() {
 
 #[tokio::test]
 async fn interleaved_python_and_rust_updates_follow_the_formula_to_the_bit() {
-    let server = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
+    let server = start_server();
     let url = server.url().to_owned();
     let created = py(
         "create",

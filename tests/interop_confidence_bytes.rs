@@ -12,23 +12,11 @@ mod interop_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use interop_support::hex;
+use interop_support::confidence::PartitionedMemory;
+use interop_support::{hex, start_server};
 use popoto::testing::TestRedis;
 use popoto::{ConfidenceState, Db, Model};
 use serde_json::{json, Value as Json};
-
-/// popoto's `Memory` of `confidence.py`, with `ConfidenceField(partition_by="project")`.
-#[derive(Model, Debug, Clone, PartialEq, Default)]
-#[popoto(name = "Memory")]
-struct PartitionedMemory {
-    #[popoto(key, tenant)]
-    project: String,
-    #[popoto(unique_key)]
-    key: String,
-    content: String,
-    #[popoto(confidence, partition_by = "project")]
-    certainty: f64,
-}
 
 /// popoto's `Sure` of `confidence.py`: an unpartitioned field with `initial_confidence=1.0`.
 #[derive(Model, Debug, Clone, PartialEq, Default)]
@@ -248,8 +236,8 @@ async fn rust_ops(db: &Db, ops: &[Json]) -> popoto::Result<()> {
 #[tokio::test]
 async fn popoto_and_rust_write_the_same_bytes() {
     let ops = byte_ops();
-    let py_server = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
-    let rust_server = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
+    let py_server = start_server();
+    let rust_server = start_server();
     let input = json!({ "ops": ops }).to_string();
     let out = interop_support::run_script("confidence.py", &["ops"], Some(py_server.url()), &input);
     let done: Json = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));

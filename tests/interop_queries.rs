@@ -8,7 +8,7 @@
 #[allow(dead_code)]
 mod interop_support;
 
-use interop_support::{canon, jf, parse_json, run_script, spec_float};
+use interop_support::{canon, jf, parse_json, run_script, spec_float, start_server};
 use popoto::testing::TestRedis;
 use popoto::{Db, Filter, Model};
 use serde_json::{json, Value as Json};
@@ -204,7 +204,7 @@ fn typed(e: &Episode) -> Json {
 
 #[tokio::test]
 async fn popoto_written_data_answers_the_same_q_lookups_and_values() {
-    let server = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
+    let server = start_server();
     let db = server.db().await;
     let input = Json::Array(rows().iter().map(typed).collect());
     let keys = python("seed", server.url(), &input);
@@ -215,7 +215,7 @@ async fn popoto_written_data_answers_the_same_q_lookups_and_values() {
 
 #[tokio::test]
 async fn rust_written_data_answers_the_same_q_lookups_and_values() {
-    let server = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
+    let server = start_server();
     let db = server.db().await;
     for e in rows() {
         db.admin().create(e).await.unwrap_or_else(|e| panic!("{e}"));

@@ -17,10 +17,13 @@ async fn destroy_removes_one_tenant_and_leaves_the_others_byte_for_byte() {
         let orphan = format!(
             "Episode:{}:{}",
             "f".repeat(32),
-            popoto::keys::escape(victim)
+            popoto_core::keys::escape(victim)
         );
-        let value_set = format!("$KeyF:Episode:project_id:{}", popoto::keys::escape(victim));
-        let partition = format!("$SortF:Episode:score:{}", popoto::keys::escape(victim));
+        let value_set = format!(
+            "$KeyF:Episode:project_id:{}",
+            popoto_core::keys::escape(victim)
+        );
+        let partition = format!("$SortF:Episode:score:{}", popoto_core::keys::escape(victim));
         for set in ["$Class:Episode", value_set.as_str()] {
             raw_cmd::<i64>(&server, redis::cmd("SADD").arg(set).arg(&orphan));
         }

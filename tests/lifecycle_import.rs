@@ -10,6 +10,7 @@ use std::io::Read;
 use lifecycle_common::*;
 use popoto::testing::TestRedis;
 use popoto::{Db, Error, ExportRecord, FindingKind};
+use support::faults::kill_others;
 use support::*;
 
 const VICTIM: &str = "umbrella:eu-1";
@@ -67,20 +68,9 @@ struct Fixture {
     _reference: TestRedis,
 }
 
+/// Every tenant but the victim.
 async fn others(db: &Db) {
-    db.unscoped()
-        .save_at(
-            &Note::key_of("0".repeat(32)),
-            &Note {
-                text: "shared".into(),
-                stars: 1,
-            },
-        )
-        .await
-        .unwrap();
-    for t in TENANTS.iter().filter(|t| **t != VICTIM) {
-        seed(db, t).await;
-    }
+    seed_all_but(db, Some(VICTIM)).await;
 }
 
 async fn fixture() -> Fixture {
@@ -212,14 +202,7 @@ async fn an_import_cut_by_a_dropped_task_or_a_killed_connection_completes_when_r
             read: 0,
             at: cut,
             signal: || {
-                let killed: i64 = redis::cmd("CLIENT")
-                    .arg("KILL")
-                    .arg("TYPE")
-                    .arg("normal")
-                    .arg("SKIPME")
-                    .arg("yes")
-                    .query(&mut killer.raw())
-                    .unwrap_or_else(|e| panic!("CLIENT KILL: {e}"));
+                let killed = kill_others(&mut killer.raw());
                 assert!(killed >= 1, "no connection to kill");
             },
         };

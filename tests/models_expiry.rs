@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use popoto::testing::TestRedis;
-use popoto::{Error, FindingKind, Model, ModelSet, TenantId};
+use popoto::{Error, FindingKind, Model, ModelSet};
 use support::*;
 
 /// Logins expire an hour after each write (popoto's `Meta.ttl`).
@@ -51,10 +51,6 @@ fn invite(email: &str, sent: i64, expires: Option<DateTime<Utc>>) -> Invite {
         expires,
         ..Default::default()
     }
-}
-
-fn tid(s: &str) -> TenantId {
-    TenantId::new(s).unwrap()
 }
 
 /// The server's clock, in milliseconds since the epoch.

@@ -4,7 +4,7 @@
 
 mod support;
 
-use popoto::{Error, FindingKind, ModelSet, TenantId};
+use popoto::{Error, FindingKind, ModelSet};
 use support::*;
 
 fn member(id: &str, email: &str) -> Member {
@@ -16,17 +16,16 @@ fn member(id: &str, email: &str) -> Member {
     }
 }
 
-fn tid(s: &str) -> TenantId {
-    TenantId::new(s).unwrap()
-}
-
 fn models() -> ModelSet {
     ModelSet::new().with::<Member>()
 }
 
 /// The value set of an e-mail: popoto's layout, one set for every tenant.
 fn value_set(email: &str) -> String {
-    format!("$UniqueKeyF:Member:email:{}", popoto::keys::escape(email))
+    format!(
+        "$UniqueKeyF:Member:email:{}",
+        popoto_core::keys::escape(email)
+    )
 }
 
 fn taken(e: &Error) -> Option<(&'static str, String)> {

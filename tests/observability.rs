@@ -71,10 +71,7 @@ fn operations_have_spans_with_model_tenant_and_command_count_but_no_values() {
         ids: Mutex::new(Vec::new()),
     });
     let _guard = tracing::subscriber::set_default(subscriber);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         let (_server, db) = setup().await;
         let acme = db.tenant("acme").unwrap();

@@ -314,19 +314,7 @@ async fn client_side_predicates_are_explicit() {
 async fn limited_ranges_read_only_what_they_return_in_constant_round_trips() {
     let (server, db) = seeded().await;
     let acme = db.tenant("acme").unwrap();
-    let stats = |name: &str| -> u64 {
-        let info: String = raw_cmd(&server, redis::cmd("INFO").arg("commandstats"));
-        // Redis lists only the commands it has run: absent is 0 calls.
-        info.lines()
-            .find(|l| l.starts_with(&format!("cmdstat_{name}:")))
-            .map_or(0, |l| {
-                l.split("calls=")
-                    .nth(1)
-                    .and_then(|s| s.split(',').next())
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or_else(|| panic!("no call count in {l:?}"))
-            })
-    };
+    let stats = |name: &str| calls(&server, name);
     let hget_before = stats("hgetall");
     let trips_before = db.admin().backend().await.unwrap().round_trips();
     let rows = acme

@@ -8,20 +8,14 @@ mod support;
 
 use popoto::{Error, Filter};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
+use proptest::test_runner::TestRunner;
 use support::*;
 
 /// Acme's and globex's episodes: rank `i % 5`, score `i / 4` (ties), titles `<tenant>-<i>`.
 async fn seeded(n: usize) -> (popoto::testing::TestRedis, popoto::Db) {
     let (server, db) = setup().await;
     for tenant in ["acme", "globex"] {
-        let t = db.tenant(tenant).unwrap_or_else(|e| panic!("{e}"));
-        let eps: Vec<Episode> = (0..n)
-            .map(|i| episode("", &format!("{tenant}-{i}"), (i / 4) as f64, (i % 5) as i64))
-            .collect();
-        t.create_many(eps)
-            .await
-            .unwrap_or_else(|e| panic!("seed {tenant}: {e}"));
+        seed_episodes(&db, tenant, n).await;
     }
     (server, db)
 }
@@ -219,10 +213,7 @@ fn tree() -> impl Strategy<Value = Tree> {
 /// another tenant's row.
 #[test]
 fn or_and_not_agree_with_a_naive_filter_of_every_row() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| panic!("runtime: {e}"));
+    let rt = runtime();
     let (server, db, every) = rt.block_on(async {
         let (server, db) = seeded(30).await;
         let every = db.admin().query::<Episode>().fetch().await.unwrap();
@@ -230,11 +221,7 @@ fn or_and_not_agree_with_a_naive_filter_of_every_row() {
         (server, db, every)
     });
     let acme = db.tenant("acme").unwrap();
-    let mut runner = TestRunner::new(Config {
-        cases: 96,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let mut runner = TestRunner::new(proptest_config(96));
     let nonempty = std::cell::Cell::new(0);
     runner
         .run(&tree(), |t| {

@@ -12,17 +12,6 @@ use popoto::{Cursor, Error, Key};
 use support::*;
 use tokio::sync::Barrier;
 
-/// `n` episodes of `tenant` with scores `i / 4` (ties of four).
-async fn seed(db: &popoto::Db, tenant: &str, n: usize) {
-    let t = db.tenant(tenant).unwrap_or_else(|e| panic!("{e}"));
-    let eps: Vec<Episode> = (0..n)
-        .map(|i| episode("", &format!("{tenant}-{i}"), (i / 4) as f64, (i % 5) as i64))
-        .collect();
-    t.create_many(eps)
-        .await
-        .unwrap_or_else(|e| panic!("seed {tenant}: {e}"));
-}
-
 /// Reads every page of acme's episodes by score (`desc` or not), `size` rows a page.
 async fn all_pages(
     acme: &popoto::Session,
@@ -55,8 +44,8 @@ async fn all_pages(
 #[tokio::test]
 async fn pages_follow_the_order_with_ties_and_end() {
     let (_server, db) = setup().await;
-    seed(&db, "acme", 23).await;
-    seed(&db, "globex", 9).await;
+    seed_episodes(&db, "acme", 23).await;
+    seed_episodes(&db, "globex", 9).await;
     let acme = db.tenant("acme").unwrap();
     for desc in [false, true] {
         let q = acme.query::<Episode>();
@@ -119,7 +108,7 @@ async fn pages_follow_the_order_with_ties_and_end() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_under_concurrent_inserts_return_every_row_exactly_once() {
     let (server, db) = setup().await;
-    seed(&db, "acme", 60).await;
+    seed_episodes(&db, "acme", 60).await;
     let acme = db.tenant("acme").unwrap();
     let before: HashSet<Key<Episode>> = acme
         .query::<Episode>()
@@ -198,8 +187,8 @@ async fn pages_under_concurrent_inserts_return_every_row_exactly_once() {
 #[tokio::test]
 async fn streams_read_every_row_once_a_page_at_a_time() {
     let (server, db) = setup().await;
-    seed(&db, "acme", 25).await;
-    seed(&db, "globex", 5).await;
+    seed_episodes(&db, "acme", 25).await;
+    seed_episodes(&db, "globex", 5).await;
     let acme = db.tenant("acme").unwrap();
     let before = db.admin().backend().await.unwrap().round_trips();
     let mut rows = acme
@@ -251,8 +240,8 @@ async fn streams_read_every_row_once_a_page_at_a_time() {
 #[tokio::test]
 async fn cursors_are_refused_outside_the_query_they_were_made_for() {
     let (_server, db) = setup().await;
-    seed(&db, "acme", 6).await;
-    seed(&db, "globex", 6).await;
+    seed_episodes(&db, "acme", 6).await;
+    seed_episodes(&db, "globex", 6).await;
     let acme = db.tenant("acme").unwrap();
     let globex = db.tenant("globex").unwrap();
     let page = globex
@@ -403,7 +392,7 @@ async fn scans_stream_every_instance_of_the_scope_a_batch_at_a_time() {
 #[tokio::test]
 async fn a_last_page_that_is_exactly_full_says_it_is_the_last() {
     let (_server, db) = setup().await;
-    seed(&db, "acme", 12).await;
+    seed_episodes(&db, "acme", 12).await;
     let acme = db.tenant("acme").unwrap();
     let q = || acme.query::<Episode>().order_by(Episode::score());
     let first = q().page(None, 6).await.unwrap();

@@ -5,20 +5,10 @@
 
 mod support;
 
-use std::sync::Arc;
-
 use popoto::registry::{Health, Placement};
 use popoto::testing::TestRedis;
-use popoto::{Backend, BackendConfig, Db, Error, ModelSet, TenantId, TenantRegistry};
-use support::{episode, Episode};
-
-fn tid(s: &str) -> TenantId {
-    TenantId::new(s).unwrap_or_else(|e| panic!("tenant id {s:?}: {e}"))
-}
-
-fn start() -> TestRedis {
-    TestRedis::start().unwrap_or_else(|e| panic!("{e}"))
-}
+use popoto::{BackendConfig, Db, Error, ModelSet, TenantRegistry};
+use support::{count_episodes, episode, register_gated, start_server, tid, Episode};
 
 fn registry(url: &str) -> TenantRegistry {
     TenantRegistry::new(BackendConfig::new(url)).unwrap_or_else(|e| panic!("registry: {e}"))
@@ -69,11 +59,7 @@ async fn create(db: &Db, tenant: &str, title: &str) {
 }
 
 async fn count(db: &Db, tenant: &str) -> usize {
-    let t = db
-        .tenant(tenant)
-        .unwrap_or_else(|e| panic!("{tenant}: {e}"));
-    t.query::<Episode>()
-        .count()
+    count_episodes(db, tenant)
         .await
         .unwrap_or_else(|e| panic!("count of {tenant}: {e}"))
 }
@@ -126,9 +112,18 @@ async fn assert_refused(db: &Db, tenant: &str, expected: fn(&Error) -> bool) {
     }
 }
 
+/// A policy that places tenants whose id starts with `gold` on database 7, and no other.
+fn gold_on_database_7(registry: &TenantRegistry) {
+    registry.set_policy(|t| {
+        t.as_str()
+            .starts_with("gold")
+            .then_some(Placement::Database(7))
+    });
+}
+
 #[tokio::test]
 async fn a_never_registered_tenant_is_refused_and_writes_nothing() {
-    let server = start();
+    let server = start_server();
     let registry = registry(server.url());
     registry.register(&tid("known"), Placement::Shared).await;
     let db = Db::with_registry(registry.clone());
@@ -151,7 +146,7 @@ async fn a_never_registered_tenant_is_refused_and_writes_nothing() {
 
 #[tokio::test]
 async fn an_unregistered_tenant_is_refused_and_its_data_left_alone() {
-    let server = start();
+    let server = start_server();
     let registry = registry(server.url());
     registry.register(&tid("leaving"), Placement::Shared).await;
     let db = Db::with_registry(registry.clone());
@@ -170,13 +165,9 @@ async fn an_unregistered_tenant_is_refused_and_its_data_left_alone() {
 
 #[tokio::test]
 async fn a_policy_places_only_the_tenants_it_names() {
-    let server = start();
+    let server = start_server();
     let registry = registry(server.url());
-    registry.set_policy(|t| {
-        t.as_str()
-            .starts_with("gold")
-            .then_some(Placement::Database(7))
-    });
+    gold_on_database_7(&registry);
     let db = Db::with_registry(registry);
     create(&db, "gold1", "g").await;
     assert_eq!(count(&db, "gold1").await, 1);
@@ -189,13 +180,9 @@ async fn a_policy_places_only_the_tenants_it_names() {
 
 #[tokio::test]
 async fn the_default_placement_is_an_explicit_opt_in() {
-    let server = start();
+    let server = start_server();
     let registry = registry(server.url());
-    registry.set_policy(|t| {
-        t.as_str()
-            .starts_with("gold")
-            .then_some(Placement::Database(7))
-    });
+    gold_on_database_7(&registry);
     registry.set_default_placement(Some(Placement::Shared));
     let db = Db::with_registry(registry.clone());
     create(&db, "walkin", "w").await;
@@ -214,7 +201,7 @@ async fn the_default_placement_is_an_explicit_opt_in() {
 
 #[tokio::test]
 async fn a_destroyed_tenant_is_refused_even_where_placed_until_registered_again() {
-    let server = start();
+    let server = start_server();
     let registry = registry(server.url());
     // Everything would be placed: by the policy, and by the default.
     registry.set_policy(|_| Some(Placement::Shared));
@@ -284,24 +271,9 @@ async fn a_destroyed_tenant_is_refused_even_where_placed_until_registered_again(
 
 #[tokio::test]
 async fn a_build_in_flight_when_the_tenant_is_destroyed_reports_it_destroyed() {
-    let server = start();
+    let server = start_server();
     let registry = registry(server.url());
-    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
-    let started_tx = std::sync::Mutex::new(Some(started_tx));
-    let release = Arc::new(tokio::sync::Notify::new());
-    let gate = release.clone();
-    let url = server.url_db(4);
-    registry.register_lazy(&tid("slow"), move |_t| {
-        if let Some(tx) = started_tx.lock().ok().and_then(|mut g| g.take()) {
-            let _ = tx.send(());
-        }
-        let gate = gate.clone();
-        let url = url.clone();
-        async move {
-            gate.notified().await;
-            Backend::new(BackendConfig::new(url))
-        }
-    });
+    let (started_rx, release) = register_gated(&registry, "slow", server.url_db(4));
     let db = Db::with_registry(registry.clone());
     let db2 = db.clone();
     let pending = tokio::spawn(async move {
@@ -328,7 +300,7 @@ async fn a_build_in_flight_when_the_tenant_is_destroyed_reports_it_destroyed() {
 
 #[tokio::test]
 async fn a_database_placement_on_a_url_without_a_path_uses_that_database() {
-    let server = start();
+    let server = start_server();
     for (shared, tenant, db_index) in [
         (format!("redis://{}", authority(&server)), "bare", 3u8),
         (format!("redis://{}/", authority(&server)), "slash", 4),
@@ -370,7 +342,7 @@ async fn a_database_placement_on_a_url_without_a_path_uses_that_database() {
 
 #[tokio::test]
 async fn credentials_reach_the_database_placement_and_are_never_shown() {
-    let server = start();
+    let server = start_server();
     let secret = "hunter2-reg";
     let mut raw = server.raw();
     redis::cmd("ACL")

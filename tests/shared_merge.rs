@@ -11,11 +11,11 @@ use std::collections::VecDeque;
 
 use popoto::feed::ChangeEvent;
 use popoto::shared::{Access, LwwMap, Merge, MergeStrategy, Patch, Replica, SharedId, Tag};
-use popoto::testing::TestRedis;
 use popoto::{Db, Error, Model};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
 use shared_common::*;
+use support::{proptest_config, runtime, start_server, tid};
 
 const FIELDS: [&str; 3] = ["title", "body", "votes"];
 
@@ -284,10 +284,8 @@ async fn simulate(
 
 fn runner(cases: u32) -> TestRunner {
     TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
         rng_seed: RngSeed::Fixed(0x5eed_cafe),
-        ..Config::default()
+        ..proptest_config(cases)
     })
 }
 
@@ -295,11 +293,8 @@ fn runner(cases: u32) -> TestRunner {
 /// and the authoritative value are equal at the end (64 seeded cases, one server).
 #[test]
 fn lww_map_crdt_replicas_converge_under_reordering_duplication_drops_and_reconnects() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let server = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
+    let rt = runtime();
+    let server = start_server();
     let db = rt.block_on(server.db());
     let strategy = (2..=4usize).prop_flat_map(|n| {
         (

@@ -10,10 +10,6 @@ use popoto::testing::TestRedis;
 use popoto::{Backend, BackendConfig, Db, Error, TenantId, TenantRegistry};
 use support::*;
 
-fn tid(s: &str) -> TenantId {
-    TenantId::new(s).unwrap()
-}
-
 fn keys_in(server: &TestRedis, db: u8) -> Vec<String> {
     let mut conn = redis::Client::open(server.url_db(db))
         .unwrap()
@@ -168,8 +164,8 @@ async fn scenario(db: &Db, tenant: &str) {
 }
 
 async fn run_on(placement: impl FnOnce(&TestRedis, &TestRedis) -> Placement) {
-    let shared = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
-    let own = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
+    let shared = start_server();
+    let own = start_server();
     let registry = TenantRegistry::new(BackendConfig::new(shared.url())).unwrap();
     let placement = placement(&shared, &own);
     registry.set_policy(move |_| Some(placement.clone()));
@@ -196,8 +192,8 @@ async fn core_operations_on_an_own_server() {
 
 #[tokio::test]
 async fn hybrid_placement_keeps_each_tenant_on_its_backend() {
-    let shared = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
-    let own = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
+    let shared = start_server();
+    let own = start_server();
     let registry = TenantRegistry::new(BackendConfig::new(shared.url())).unwrap();
     assert_eq!(
         registry
@@ -309,7 +305,7 @@ fn counting_factory(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cold_tenant_is_built_exactly_once_under_100_concurrent_hits() {
-    let server = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
+    let server = start_server();
     let registry = TenantRegistry::new(BackendConfig::new(server.url())).unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     registry.register_lazy(
@@ -352,7 +348,7 @@ async fn a_cold_tenant_is_built_exactly_once_under_100_concurrent_hits() {
 
 #[tokio::test]
 async fn a_failed_factory_disables_the_tenant_until_recheck() {
-    let server = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
+    let server = start_server();
     let registry = TenantRegistry::new(BackendConfig::new(server.url())).unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let fail = Arc::new(AtomicBool::new(true));
@@ -381,7 +377,7 @@ async fn a_failed_factory_disables_the_tenant_until_recheck() {
 
 #[tokio::test]
 async fn rechecks_move_between_healthy_and_unverified() {
-    let server = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
+    let server = start_server();
     let registry = TenantRegistry::new(BackendConfig::new(server.url())).unwrap();
     let down = Arc::new(AtomicBool::new(false));
     let flag = down.clone();
@@ -421,24 +417,9 @@ async fn rechecks_move_between_healthy_and_unverified() {
 
 #[tokio::test]
 async fn unregister_during_a_build_leaves_nothing_behind() {
-    let server = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
+    let server = start_server();
     let registry = TenantRegistry::new(BackendConfig::new(server.url())).unwrap();
-    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
-    let release = Arc::new(tokio::sync::Notify::new());
-    let started_tx = std::sync::Mutex::new(Some(started_tx));
-    let gate = release.clone();
-    let url = server.url_db(4);
-    registry.register_lazy(&tid("slow"), move |_t| {
-        if let Some(tx) = started_tx.lock().unwrap().take() {
-            let _ = tx.send(());
-        }
-        let gate = gate.clone();
-        let url = url.clone();
-        async move {
-            gate.notified().await;
-            Backend::new(BackendConfig::new(url))
-        }
-    });
+    let (started_rx, release) = register_gated(&registry, "slow", server.url_db(4));
     let db = Db::with_registry(registry.clone());
     let db2 = db.clone();
     let pending =
@@ -461,7 +442,7 @@ async fn unregister_during_a_build_leaves_nothing_behind() {
 
 #[tokio::test]
 async fn the_open_backend_cap_reaps_the_least_recently_used() {
-    let server = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
+    let server = start_server();
     let registry = TenantRegistry::new(BackendConfig::new(server.url())).unwrap();
     registry.set_max_open(Some(2));
     let counters: Vec<Arc<AtomicUsize>> = (0..3).map(|_| Arc::new(AtomicUsize::new(0))).collect();

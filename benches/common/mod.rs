@@ -6,8 +6,8 @@ use std::error::Error as StdError;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use popoto::keys::{escape, unescape};
 use popoto::Model;
+use popoto_core::keys::{escape, unescape};
 use redis::aio::MultiplexedConnection;
 
 /// The benchmarks' error type.
@@ -345,6 +345,27 @@ pub fn register_fonts() -> Res<()> {
             .is_ok()
     });
     check(*ok, "the embedded font could not be loaded")
+}
+
+/// Draws the legend of `chart`'s labelled series at `position`.
+pub fn draw_legend<'a, DB, CT>(
+    chart: &mut plotters::chart::ChartContext<'a, DB, CT>,
+    position: plotters::chart::SeriesLabelPosition,
+    font: (&str, u32),
+) -> Res<()>
+where
+    DB: plotters::prelude::DrawingBackend + 'a,
+    CT: plotters::coord::CoordTranslate,
+{
+    use plotters::prelude::*;
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font(font)
+        .draw()
+        .map_err(plot_err)
 }
 
 /// A plotting error as the benchmarks' error.

@@ -15,6 +15,40 @@ pub fn short_name(name: &str) -> &str {
     }
 }
 
+/// Draws the mesh of a bar panel: one bar slot per operation (named by `names`) on the x axis,
+/// `y_desc` on the y axis.
+fn draw_ops_mesh<'a, DB, Y>(
+    chart: &mut plotters::chart::ChartContext<
+        'a,
+        DB,
+        plotters::coord::cartesian::Cartesian2d<
+            plotters::coord::ranged1d::SegmentedCoord<plotters::coord::types::RangedCoordu32>,
+            Y,
+        >,
+    >,
+    names: &[&str],
+    label: (&str, u32),
+    y_desc: &str,
+) -> Res<()>
+where
+    DB: plotters::prelude::DrawingBackend + 'a,
+    Y: plotters::coord::ranged1d::Ranged + plotters::coord::ranged1d::ValueFormatter<Y::ValueType>,
+{
+    use plotters::prelude::*;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(names.len())
+        .x_label_style(label)
+        .x_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(i) => names.get(*i as usize).copied().unwrap_or("").to_owned(),
+            _ => String::new(),
+        })
+        .y_desc(y_desc)
+        .draw()
+        .map_err(plot_err)
+}
+
 /// Draws the report: ORM / raw per operation, ORM / Python, and the scaling curve.
 pub fn plot(report: &Report, path: &Path) -> Res<()> {
     use plotters::prelude::*;
@@ -24,17 +58,7 @@ pub fn plot(report: &Report, path: &Path) -> Res<()> {
     }
     let root = BitMapBackend::new(path, (1500, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_err)?;
-    let m = &report.machine;
-    let title = format!(
-        "popoto-rs benchmarks: {} CPUs ({}), redis-server {}{}",
-        m.cpus,
-        m.cpu_model,
-        m.redis_version,
-        m.popoto_python
-            .as_ref()
-            .map(|v| format!(", Python popoto {v}"))
-            .unwrap_or_default()
-    );
+    let title = format!("popoto-rs benchmarks: {}", report.machine.summary());
     let body = root.titled(&title, ("sans-serif", 22)).map_err(plot_err)?;
     let panels = body.split_evenly((1, 3));
     let label = ("sans-serif", 13);
@@ -51,20 +75,8 @@ pub fn plot(report: &Report, path: &Path) -> Res<()> {
             .y_label_area_size(45)
             .build_cartesian_2d((0u32..n.max(2) - 1).into_segmented(), 0f64..ymax)
             .map_err(plot_err)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(n as usize)
-            .x_label_style(label)
-            .x_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) => ops
-                    .get(*i as usize)
-                    .map_or(String::new(), |o| short_name(o.name).to_owned()),
-                _ => String::new(),
-            })
-            .y_desc("ratio (1 = as fast as raw)")
-            .draw()
-            .map_err(plot_err)?;
+        let names: Vec<&str> = ops.iter().map(|o| short_name(o.name)).collect();
+        draw_ops_mesh(&mut chart, &names, label, "ratio (1 = as fast as raw)")?;
         chart
             .draw_series(ops.iter().enumerate().map(|(i, o)| {
                 let i = i as u32;
@@ -100,14 +112,7 @@ pub fn plot(report: &Report, path: &Path) -> Res<()> {
             .map_err(plot_err)?
             .label("floor 0.85")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font(label)
-            .draw()
-            .map_err(plot_err)?;
+        draw_legend(&mut chart, SeriesLabelPosition::LowerRight, label)?;
     }
 
     // 2. ORM / Python popoto (log scale).
@@ -138,20 +143,8 @@ pub fn plot(report: &Report, path: &Path) -> Res<()> {
                     (1f64..ymax).log_scale(),
                 )
                 .map_err(plot_err)?;
-            chart
-                .configure_mesh()
-                .disable_x_mesh()
-                .x_labels(n as usize)
-                .x_label_style(label)
-                .x_label_formatter(&|v| match v {
-                    SegmentValue::CenterOf(i) => ops
-                        .get(*i as usize)
-                        .map_or(String::new(), |o| short_name(o.name).to_owned()),
-                    _ => String::new(),
-                })
-                .y_desc("times faster (log scale)")
-                .draw()
-                .map_err(plot_err)?;
+            let names: Vec<&str> = ops.iter().map(|o| short_name(o.name)).collect();
+            draw_ops_mesh(&mut chart, &names, label, "times faster (log scale)")?;
             chart
                 .draw_series(ops.iter().enumerate().map(|(i, o)| {
                     let i = i as u32;
@@ -204,14 +197,7 @@ pub fn plot(report: &Report, path: &Path) -> Res<()> {
                         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
                 }
             }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .background_style(WHITE.mix(0.9))
-                .border_style(BLACK)
-                .label_font(label)
-                .draw()
-                .map_err(plot_err)?;
+            draw_legend(&mut chart, SeriesLabelPosition::UpperRight, label)?;
         }
     }
 
@@ -269,14 +255,7 @@ pub fn plot(report: &Report, path: &Path) -> Res<()> {
                 )
                 .map_err(plot_err)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font(label)
-            .draw()
-            .map_err(plot_err)?;
+        draw_legend(&mut chart, SeriesLabelPosition::LowerRight, label)?;
     }
     root.present().map_err(plot_err)?;
     Ok(())

@@ -71,6 +71,22 @@ pub struct Machine {
     pub popoto_python: Option<String>,
 }
 
+impl Machine {
+    /// `N CPUs (model), redis-server V[, Python popoto V]`, as the table and the plot show it.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} CPUs ({}), redis-server {}{}",
+            self.cpus,
+            self.cpu_model,
+            self.redis_version,
+            self.popoto_python
+                .as_ref()
+                .map(|v| format!(", Python popoto {v}"))
+                .unwrap_or_default()
+        )
+    }
+}
+
 /// A floor of the issue and whether it was met.
 #[derive(Debug, Clone)]
 pub struct Floor {
@@ -178,17 +194,10 @@ impl Report {
     /// The report as Markdown tables.
     pub fn markdown(&self) -> String {
         let mut s = String::new();
-        let m = &self.machine;
         let _ = writeln!(
             s,
-            "Machine: {} CPUs ({}), redis-server {}{}; suite wall time {:.0} s.\n",
-            m.cpus,
-            m.cpu_model,
-            m.redis_version,
-            m.popoto_python
-                .as_ref()
-                .map(|v| format!(", Python popoto {v}"))
-                .unwrap_or_default(),
+            "Machine: {}; suite wall time {:.0} s.\n",
+            self.machine.summary(),
             self.elapsed.as_secs_f64()
         );
         let _ = writeln!(

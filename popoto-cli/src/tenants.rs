@@ -185,7 +185,7 @@ pub(crate) async fn run(
                 None => {
                     return Err(Failure::Op(popoto::Error::NotFound {
                         model: "tenant catalog",
-                        key: popoto::keys::catalog_entry_key(id.as_str()),
+                        key: popoto_core::keys::catalog_entry_key(id.as_str()),
                     }))
                 }
             }

@@ -5,19 +5,8 @@
 mod common;
 
 use common::*;
-use popoto::Db;
 
 /// A `Db` placing tenants by the catalog on `url` (reading it on every request).
-fn catalog_db(url: &str) -> Db {
-    Db::with_registry(
-        popoto::TenantRegistry::with_catalog(
-            popoto::BackendConfig::new(url),
-            std::time::Duration::ZERO,
-        )
-        .unwrap_or_else(|e| panic!("registry: {e}")),
-    )
-}
-
 #[tokio::test]
 async fn check_reports_index_findings_per_tenant_with_exit_3() {
     let server = start();
@@ -41,14 +30,7 @@ async fn check_reports_index_findings_per_tenant_with_exit_3() {
     let (code, out, err) = app(&["--url", url, "check"]).await;
     assert_eq!((code, out.as_slice()), (0, &b""[..]), "{err}");
     // An orphan of acme in its database: acme failed, exit 3, the finding on stdout.
-    let mut conn = redis::Client::open(server.url_db(2))
-        .and_then(|c| c.get_connection())
-        .unwrap_or_else(|e| panic!("{e}"));
-    redis::cmd("SADD")
-        .arg("$Class:Note")
-        .arg("Note:ghost:acme")
-        .exec(&mut conn)
-        .unwrap_or_else(|e| panic!("SADD: {e}"));
+    plant(&server, 2, "$Class:Note", "Note:ghost:acme");
     let (code, out, err) = app(&["--url", url, "check"]).await;
     assert_eq!(code, popoto_cli::EXIT_PARTIAL, "{err}");
     let table = text(&out);

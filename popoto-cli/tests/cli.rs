@@ -236,12 +236,7 @@ async fn an_application_binary_exports_imports_audits_and_destroys() {
         "db:2",
     ])
     .await;
-    let registry = popoto::TenantRegistry::with_catalog(
-        popoto::BackendConfig::new(url),
-        std::time::Duration::ZERO,
-    )
-    .unwrap_or_else(|e| panic!("registry: {e}"));
-    let db = Db::with_registry(registry);
+    let db = catalog_db(url);
     let acme = db.tenant("acme").unwrap_or_else(|e| panic!("{e}"));
     for i in 0..3 {
         acme.create(Note {
@@ -276,14 +271,7 @@ async fn an_application_binary_exports_imports_audits_and_destroys() {
     // The audit: clean (0), then an orphan of acme in database 2 (3).
     let report = json(&text(&app_ok(&["--url", url, "--json", "audit"]).await));
     assert_eq!(report["ok"], 1);
-    let mut conn = redis::Client::open(server.url_db(2))
-        .and_then(|c| c.get_connection())
-        .unwrap_or_else(|e| panic!("{e}"));
-    redis::cmd("SADD")
-        .arg("$Class:Note")
-        .arg("Note:ghost:acme")
-        .exec(&mut conn)
-        .unwrap_or_else(|e| panic!("SADD: {e}"));
+    plant(&server, 2, "$Class:Note", "Note:ghost:acme");
     let (code, out, err) = app(&["--url", url, "--json", "audit"]).await;
     assert_eq!(code, 3, "{err}");
     let report = json(&text(&out));
@@ -298,6 +286,9 @@ async fn an_application_binary_exports_imports_audits_and_destroys() {
 
     // Destroy: tombstone, then the data.
     app_ok(&["--url", url, "tenants", "destroy", "acme"]).await;
+    let mut conn = redis::Client::open(server.url_db(2))
+        .and_then(|c| c.get_connection())
+        .unwrap_or_else(|e| panic!("{e}"));
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg("Note:*")
         .query(&mut conn)
@@ -352,13 +343,7 @@ async fn migrate_check_gates_on_pending_migrations_on_every_backend() {
         "db:6",
     ])
     .await;
-    let db = Db::with_registry(
-        popoto::TenantRegistry::with_catalog(
-            popoto::BackendConfig::new(url),
-            std::time::Duration::ZERO,
-        )
-        .unwrap_or_else(|e| panic!("registry: {e}")),
-    );
+    let db = catalog_db(url);
     for t in ["acme", "globex"] {
         let session = db.tenant(t).unwrap_or_else(|e| panic!("{e}"));
         for i in 0..2 {

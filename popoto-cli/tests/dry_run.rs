@@ -12,9 +12,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{json, start, text};
+use common::{catalog_db, json, plant, start, text};
 use popoto::testing::{Monitored, TestRedis};
-use popoto::{Db, Model, ModelSet};
+use popoto::{Model, ModelSet};
 
 /// Notes of a tenant.
 #[derive(Model, Debug, Clone, PartialEq, Default)]
@@ -137,13 +137,7 @@ async fn seed(server: &TestRedis) {
     app_ok(&["--url", url, "tenants", "create", "globex"]).await;
     app_ok(&["--url", url, "tenants", "create", "initech"]).await;
     app_ok(&["--url", url, "tenants", "suspend", "initech"]).await;
-    let db = Db::with_registry(
-        popoto::TenantRegistry::with_catalog(
-            popoto::BackendConfig::new(url),
-            std::time::Duration::ZERO,
-        )
-        .unwrap_or_else(|e| panic!("registry: {e}")),
-    );
+    let db = catalog_db(url);
     for (t, n) in [("acme", 3), ("globex", 2)] {
         let session = db.tenant(t).unwrap_or_else(|e| panic!("{e}"));
         for i in 0..n {
@@ -158,14 +152,7 @@ async fn seed(server: &TestRedis) {
                 .unwrap_or_else(|e| panic!("create: {e}"));
         }
     }
-    let mut conn = redis::Client::open(server.url_db(2))
-        .and_then(|c| c.get_connection())
-        .unwrap_or_else(|e| panic!("{e}"));
-    redis::cmd("SADD")
-        .arg("$KeyF:Note:org:acme")
-        .arg("Note:ghost:acme")
-        .exec(&mut conn)
-        .unwrap_or_else(|e| panic!("SADD: {e}"));
+    plant(server, 2, "$KeyF:Note:org:acme", "Note:ghost:acme");
 }
 
 /// The database of a recorded command's backend URL (`redis://host:port/N`).
@@ -476,13 +463,7 @@ async fn a_migration_prints_its_page_calls_and_journal_and_sends_none() {
     let (dry, real, read_only) = pair().await;
     // Legacy entries in both backends (acme's database 2, the shared keyspace).
     for s in [&dry, &real] {
-        let db = Db::with_registry(
-            popoto::TenantRegistry::with_catalog(
-                popoto::BackendConfig::new(s.url()),
-                std::time::Duration::ZERO,
-            )
-            .unwrap_or_else(|e| panic!("registry: {e}")),
-        );
+        let db = catalog_db(s.url());
         for t in ["acme", "globex"] {
             let session = db.tenant(t).unwrap_or_else(|e| panic!("{e}"));
             for i in 0..2 {

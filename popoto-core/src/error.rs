@@ -47,9 +47,9 @@ pub enum Error {
         field: &'static str,
         /// The value rendered as in the key.
         value: String,
-        /// Instance key that holds the value; through a tenant handle, `db::OTHER_TENANT`
-        /// when that instance belongs to another tenant (uniqueness is model-wide, but another
-        /// tenant's keys are not shown).
+        /// Instance key that holds the value; through a tenant handle,
+        /// [`OTHER_TENANT`](crate::db::OTHER_TENANT) when that instance belongs to another
+        /// tenant (uniqueness is model-wide, but another tenant's keys are not shown).
         existing: String,
     },
     /// `create` or a key move targeted a key that already exists.

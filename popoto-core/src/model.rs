@@ -283,9 +283,9 @@ impl<M> std::fmt::Debug for Key<M> {
 }
 
 impl<M: Model> Key<M> {
-    /// Builds a key from unescaped segments in [`ModelMeta::key_fields`] order.
-    #[doc(hidden)]
-    pub fn from_segments(segments: Vec<String>) -> Self {
+    /// Builds a key from unescaped segments in [`ModelMeta::key_fields`] order (the derive's
+    /// `key_of` and key builders reach it through `__private::key`).
+    pub(crate) fn from_segments(segments: Vec<String>) -> Self {
         Key {
             segments,
             _model: PhantomData,
@@ -335,9 +335,9 @@ macro_rules! handle {
         }
 
         impl<M, T> $name<M, T> {
-            /// Handle of the field at `index` in the model's metadata (used by the derive).
-            #[doc(hidden)]
-            pub const fn new(index: usize) -> Self {
+            /// Handle of the field at `index` in the model's metadata (the derive's handle
+            /// functions reach it through `__private`).
+            pub(crate) const fn new(index: usize) -> Self {
                 $name { index, _p: PhantomData }
             }
 

@@ -9,7 +9,10 @@ use std::marker::PhantomData;
 
 pub use crate::codec::{ExpiryValue, KeySegment, Score, TenantValue, Value, VersionValue};
 pub use crate::error::{DecodeError, EncodeError, Error, Result};
-pub use crate::model::{FieldKind, FieldMeta, Key, Model, ModelMeta, Record};
+pub use crate::model::{
+    ConfidenceField, Field, FieldKind, FieldMeta, Key, KeyField, Model, ModelMeta, Record,
+    SortedField,
+};
 pub use crate::shared::Shareable;
 pub use uuid;
 
@@ -93,6 +96,31 @@ impl<T> NoDefault<T> for &Probe<T> {
             "field missing from the stored hash and its type has no Default",
         ))
     }
+}
+
+/// The key of `M` from its unescaped segments in key order (generated `key_of`, key builders).
+pub fn key<M: Model>(segments: Vec<String>) -> Key<M> {
+    Key::from_segments(segments)
+}
+
+/// Handle of the plain field at `index` (generated handle functions).
+pub const fn field<M, T>(index: usize) -> Field<M, T> {
+    Field::new(index)
+}
+
+/// Handle of the key field at `index` (generated handle functions).
+pub const fn key_field<M, T>(index: usize) -> KeyField<M, T> {
+    KeyField::new(index)
+}
+
+/// Handle of the sorted field at `index` (generated handle functions).
+pub const fn sorted_field<M, T>(index: usize) -> SortedField<M, T> {
+    SortedField::new(index)
+}
+
+/// Handle of the confidence field at `index` (generated handle functions).
+pub const fn confidence_field<M, T>(index: usize) -> ConfidenceField<M, T> {
+    ConfidenceField::new(index)
 }
 
 /// Renders a key segment (used by generated `key_of` and `to_record`).

@@ -129,3 +129,72 @@ fn expansion_is_valid_rust() {
     );
     assert!(text.contains("b\"type\""), "{text}");
 }
+
+/// Every path into the popoto crate in `tokens`, as text (`:: popoto :: a :: b`).
+fn crate_paths(tokens: proc_macro2::TokenStream, krate: &str) -> Vec<String> {
+    let text = tokens.to_string();
+    let prefix = format!("{krate} :: ");
+    let mut paths = Vec::new();
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find(&prefix) {
+        let path: String = rest[at..].chars().take(prefix.len() + 24).collect();
+        paths.push(path);
+        rest = &rest[at + prefix.len()..];
+    }
+    paths
+}
+
+#[test]
+fn generated_code_reaches_popoto_only_through_private() {
+    let models = [
+        quote! {
+            #[popoto(change_feed, ttl = 60)]
+            struct Episode {
+                #[popoto(key, tenant)]
+                project_id: String,
+                #[popoto(auto_key)]
+                episode_id: String,
+                #[popoto(unique_key, per_tenant)]
+                slug: String,
+                #[popoto(sorted, partition_by = "project_id")]
+                score: f64,
+                #[popoto(confidence, partition_by = "project_id")]
+                certainty: f64,
+                #[popoto(version)]
+                version: u64,
+                #[popoto(expire_at)]
+                expires: Option<u64>,
+                title: String,
+            }
+        },
+        quote! {
+            #[popoto(shared)]
+            struct Doc {
+                body: String,
+            }
+        },
+        quote! {
+            #[popoto(crate = "pp")]
+            struct Aliased {
+                #[popoto(key)]
+                id: String,
+            }
+        },
+    ];
+    for model in models {
+        let tokens = expand(model).unwrap_or_else(|e| panic!("{e}"));
+        let krate = if tokens.to_string().contains("pp :: __private") {
+            "pp"
+        } else {
+            ":: popoto"
+        };
+        let paths = crate_paths(tokens, krate);
+        assert!(!paths.is_empty());
+        for path in paths {
+            assert!(
+                path.starts_with(&format!("{krate} :: __private ::")),
+                "generated code reaches popoto outside `__private`: {path}"
+            );
+        }
+    }
+}

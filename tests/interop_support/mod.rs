@@ -9,10 +9,17 @@ use std::process::{Command, Stdio};
 
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 use popoto::codec::PyDecimal;
+use popoto::testing::TestRedis;
 use serde_json::{json, Map, Value as Json};
 
+pub mod confidence;
 mod venv;
 pub use venv::python;
+
+/// Starts a private server.
+pub fn start_server() -> TestRedis {
+    TestRedis::start().unwrap_or_else(|e| panic!("{e}"))
+}
 
 /// `<repo>/tests/interop`.
 pub fn interop_dir() -> PathBuf {

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use popoto::testing::TestRedis;
-use popoto::{Db, ModelSet, TenantId};
+use popoto::{Db, ModelSet};
 
 use crate::support::*;
 
@@ -14,11 +14,6 @@ pub fn models() -> ModelSet {
         .with::<Memory>()
         .with::<Claim>()
         .with::<Note>()
-}
-
-/// A valid tenant id.
-pub fn tid(s: &str) -> TenantId {
-    TenantId::new(s).unwrap()
 }
 
 /// Deterministic data of one tenant (explicit auto keys).
@@ -82,6 +77,12 @@ pub const TENANTS: &[&str] = &["acme", "a", "ab", "a*", "a:b", "[ab]", "umbrella
 /// A private server with one shared `Note` and every tenant of [`TENANTS`] but `except`.
 pub async fn seeded(except: Option<&str>) -> (TestRedis, Db) {
     let (server, db) = setup().await;
+    seed_all_but(&db, except).await;
+    (server, db)
+}
+
+/// One shared `Note` and every tenant of [`TENANTS`] but `except`, written through `db`.
+pub async fn seed_all_but(db: &Db, except: Option<&str>) {
     db.unscoped()
         .save_at(
             &Note::key_of("0".repeat(32)),
@@ -93,9 +94,8 @@ pub async fn seeded(except: Option<&str>) -> (TestRedis, Db) {
         .await
         .unwrap();
     for t in TENANTS.iter().filter(|t| Some(**t) != except) {
-        seed(&db, t).await;
+        seed(db, t).await;
     }
-    (server, db)
 }
 
 /// `n` more items of `tenant` (skus unique across tenants), created in bulk: enough rows that

@@ -2,7 +2,9 @@
 #![allow(dead_code)]
 
 use popoto::shared::{Access, Merge, SharedId};
-use popoto::{Db, Model, TenantId};
+use popoto::{Db, Model};
+
+use crate::support::tid;
 
 /// A document several tenants co-edit.
 #[derive(Model, Debug, Clone, PartialEq, Default)]
@@ -41,10 +43,6 @@ pub struct Quiet {
     pub org: String,
     #[popoto(key)]
     pub id: String,
-}
-
-pub fn tid(t: &str) -> TenantId {
-    TenantId::new(t).unwrap_or_else(|e| panic!("{e}"))
 }
 
 pub fn doc(title: &str) -> Doc {
@@ -90,4 +88,17 @@ pub fn field<'a>(entry: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]>
         .iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_slice())
+}
+
+/// The `version` field of each entry, as a number.
+pub fn versions(entries: &[Entry]) -> Vec<u64> {
+    entries
+        .iter()
+        .map(|(id, f)| {
+            let v = field(f, "version").unwrap_or_else(|| panic!("entry {id} has no version"));
+            String::from_utf8_lossy(v)
+                .parse()
+                .unwrap_or_else(|e| panic!("version of entry {id}: {e}"))
+        })
+        .collect()
 }

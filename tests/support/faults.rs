@@ -52,7 +52,10 @@ pub fn killer(
 /// Each instance's key and the commands probing its hash and each of its index entries.
 pub fn item_probes(it: &Item) -> (String, Vec<redis::Cmd>) {
     let key = Item::key_of(it.tenant.clone(), it.sku.clone()).redis_key();
-    let sku_set = format!("$UniqueKeyF:Item:sku:{}", popoto::keys::escape(&it.sku));
+    let sku_set = format!(
+        "$UniqueKeyF:Item:sku:{}",
+        popoto_core::keys::escape(&it.sku)
+    );
     let zset = format!("$SortF:Item:level:acme:{}", it.region);
     let probes = vec![
         redis::cmd("EXISTS").arg(&key).clone(),

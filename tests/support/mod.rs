@@ -4,7 +4,7 @@
 pub mod faults;
 
 use popoto::testing::TestRedis;
-use popoto::{Db, Model};
+use popoto::{Db, Error, Model, TenantId};
 
 /// Episodes of a project: tenant key, auto key, a per-tenant sorted score and a global rank.
 #[derive(Model, Debug, Clone, PartialEq, Default)]
@@ -78,11 +78,48 @@ pub struct Note {
     pub stars: u8,
 }
 
+/// Starts a private server.
+pub fn start_server() -> TestRedis {
+    TestRedis::start().unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// Starts a private server and connects a `Db` to it.
 pub async fn setup() -> (TestRedis, Db) {
-    let server = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
+    let server = start_server();
     let db = server.db().await;
     (server, db)
+}
+
+/// A configuration of `url` with 300 ms timeouts, so that calls to a server that is down fail
+/// fast.
+pub fn fast_failing(url: &str) -> popoto::BackendConfig {
+    let mut c = popoto::BackendConfig::new(url);
+    c.connect_timeout = std::time::Duration::from_millis(300);
+    c.response_timeout = std::time::Duration::from_millis(300);
+    c
+}
+
+/// A current-thread runtime, for tests that drive async code from synchronous code (a
+/// proptest runner, a subscriber installed for the whole test).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("runtime: {e}"))
+}
+
+/// A valid tenant id (an invalid one panics naming it).
+pub fn tid(s: &str) -> TenantId {
+    TenantId::new(s).unwrap_or_else(|e| panic!("tenant id {s:?}: {e}"))
+}
+
+/// Proptest's configuration for `cases` cases, without failure persistence files.
+pub fn proptest_config(cases: u32) -> proptest::test_runner::Config {
+    proptest::test_runner::Config {
+        cases,
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    }
 }
 
 /// Runs `cmd` (described as `what`) on `conn`; an error panics naming the command, the server
@@ -168,6 +205,7 @@ pub fn raw_cmd<T: redis::FromRedisValue>(server: &TestRedis, cmd: &redis::Cmd) -
 /// Commands the server has run of `name` (`INFO commandstats`; scripts' commands included).
 pub fn calls(server: &TestRedis, name: &str) -> u64 {
     let info: String = raw_cmd(server, redis::cmd("INFO").arg("commandstats"));
+    // Redis lists only the commands it has run: absent is 0 calls.
     info.lines()
         .find(|l| l.starts_with(&format!("cmdstat_{name}:")))
         .map_or(0, |l| {
@@ -182,6 +220,32 @@ pub fn calls(server: &TestRedis, name: &str) -> u64 {
 /// Sets one raw hash field on the server.
 pub fn hset(server: &TestRedis, key: &str, field: &[u8], value: &[u8]) {
     raw_cmd::<i64>(server, redis::cmd("HSET").arg(key).arg(field).arg(value));
+}
+
+/// Creates an episode titled `title` through `tenant`'s handle (whose errors it returns, so a
+/// caller can expect a refusal).
+pub async fn write_episode(db: &Db, tenant: &str, title: &str) -> Result<(), Error> {
+    db.tenant(tenant)?
+        .create(episode("", title, 0.5, 1))
+        .await
+        .map(drop)
+}
+
+/// The number of `tenant`'s episodes (or why it cannot be read).
+pub async fn count_episodes(db: &Db, tenant: &str) -> Result<usize, Error> {
+    db.tenant(tenant)?.query::<Episode>().count().await
+}
+
+/// Creates `n` episodes of `tenant` in bulk: titles `<tenant>-<i>`, scores `i / 4` (ties of
+/// four), ranks `i % 5`.
+pub async fn seed_episodes(db: &Db, tenant: &str, n: usize) {
+    let t = db.tenant(tenant).unwrap_or_else(|e| panic!("{e}"));
+    let eps: Vec<Episode> = (0..n)
+        .map(|i| episode("", &format!("{tenant}-{i}"), (i / 4) as f64, (i % 5) as i64))
+        .collect();
+    t.create_many(eps)
+        .await
+        .unwrap_or_else(|e| panic!("seed {tenant}: {e}"));
 }
 
 /// An episode of `project` (the tenant field is filled by a tenant handle when left empty).
@@ -294,6 +358,34 @@ pub fn dump(server: &TestRedis) -> std::collections::BTreeMap<String, String> {
         out.insert(format!("{ty} {name}"), content);
     }
     out
+}
+
+/// Registers `tenant` as a lazy tenant whose build waits: its factory signals the returned
+/// receiver when it starts, then opens a backend of `url` once the returned gate is notified.
+pub fn register_gated(
+    registry: &popoto::TenantRegistry,
+    tenant: &str,
+    url: String,
+) -> (
+    tokio::sync::oneshot::Receiver<()>,
+    std::sync::Arc<tokio::sync::Notify>,
+) {
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+    let started_tx = std::sync::Mutex::new(Some(started_tx));
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let gate = release.clone();
+    registry.register_lazy(&tid(tenant), move |_t| {
+        if let Some(tx) = started_tx.lock().ok().and_then(|mut g| g.take()) {
+            let _ = tx.send(());
+        }
+        let gate = gate.clone();
+        let url = url.clone();
+        async move {
+            gate.notified().await;
+            popoto::Backend::new(popoto::BackendConfig::new(url))
+        }
+    });
+    (started_rx, release)
 }
 
 /// Creates consumer group `g` on stream `jobs` through `backend`, then spawns a blocking

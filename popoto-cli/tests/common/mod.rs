@@ -6,7 +6,7 @@
 use std::process::{Command, Output};
 
 use popoto::testing::TestRedis;
-use popoto::{Model, ModelSet};
+use popoto::{Db, Model, ModelSet};
 
 /// An application model: notes of a tenant.
 #[derive(Model, Debug, Clone, PartialEq, Default)]
@@ -43,6 +43,29 @@ pub struct LegacyScore {
 
 pub fn start() -> TestRedis {
     TestRedis::start().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A `Db` whose tenants are placed by the tenant catalog at `url`.
+pub fn catalog_db(url: &str) -> Db {
+    Db::with_registry(
+        popoto::TenantRegistry::with_catalog(
+            popoto::BackendConfig::new(url),
+            std::time::Duration::ZERO,
+        )
+        .unwrap_or_else(|e| panic!("registry: {e}")),
+    )
+}
+
+/// Adds `member` to the set `key` in database `db` of `server` (a planted index entry).
+pub fn plant(server: &TestRedis, db: u8, key: &str, member: &str) {
+    let mut conn = redis::Client::open(server.url_db(db))
+        .and_then(|c| c.get_connection())
+        .unwrap_or_else(|e| panic!("{e}"));
+    redis::cmd("SADD")
+        .arg(key)
+        .arg(member)
+        .exec(&mut conn)
+        .unwrap_or_else(|e| panic!("SADD: {e}"));
 }
 
 /// Runs the generic binary with `args` on `url` (`None`: no `--url`, no `REDIS_URL`).

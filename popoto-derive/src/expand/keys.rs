@@ -10,22 +10,27 @@ use crate::check::HIDDEN_KEY;
 
 impl Gen<'_> {
     pub(super) fn gen_handles(&self) -> TokenStream {
-        let krate = self.krate;
+        let private = &self.private;
         let model = self.cont.ident;
         let handles = self.cont.fields.iter().enumerate().map(|(i, f)| {
             let ident = f.ident;
             let ty = f.ty;
-            let (handle, what) = match f.kind {
-                Kind::Plain => (quote!(Field), "plain field"),
-                Kind::Key => (quote!(KeyField), "key field"),
+            let (handle, new, what) = match f.kind {
+                Kind::Plain => (quote!(Field), quote!(field), "plain field"),
+                Kind::Key => (quote!(KeyField), quote!(key_field), "key field"),
                 Kind::UniqueKey if f.per_tenant.is_some() => (
                     quote!(KeyField),
+                    quote!(key_field),
                     "unique key field (unique within its tenant)",
                 ),
-                Kind::UniqueKey => (quote!(KeyField), "unique key field"),
-                Kind::AutoKey => (quote!(KeyField), "auto key field"),
-                Kind::Sorted => (quote!(SortedField), "sorted field"),
-                Kind::Confidence { .. } => (quote!(ConfidenceField), "confidence field"),
+                Kind::UniqueKey => (quote!(KeyField), quote!(key_field), "unique key field"),
+                Kind::AutoKey => (quote!(KeyField), quote!(key_field), "auto key field"),
+                Kind::Sorted => (quote!(SortedField), quote!(sorted_field), "sorted field"),
+                Kind::Confidence { .. } => (
+                    quote!(ConfidenceField),
+                    quote!(confidence_field),
+                    "confidence field",
+                ),
             };
             let tenant = if f.tenant.is_some() {
                 " (the tenant)"
@@ -35,8 +40,8 @@ impl Gen<'_> {
             let doc = format!(" Handle of the {what} `{}`{tenant}.", f.name);
             quote! {
                 #[doc = #doc]
-                pub const fn #ident() -> #krate::#handle<#model, #ty> {
-                    #krate::#handle::new(#i)
+                pub const fn #ident() -> #private::#handle<#model, #ty> {
+                    #private::#new(#i)
                 }
             }
         });
@@ -47,7 +52,6 @@ impl Gen<'_> {
     /// each callable once, and `build` once every one is set, so key values are given by name
     /// and none can be missing or swapped (a compile error otherwise).
     pub(super) fn gen_key_builder(&self) -> (TokenStream, TokenStream) {
-        let krate = self.krate;
         let private = &self.private;
         let model = self.cont.ident;
         let builder = format_ident!("{}KeyBuilder", model);
@@ -127,8 +131,8 @@ impl Gen<'_> {
             #[automatically_derived]
             impl #builder<#(#all_set),*> {
                 /// The key, every key field set.
-                pub fn build(self) -> #krate::Key<#model> {
-                    #krate::Key::from_segments(::std::vec::Vec::from(self.segments))
+                pub fn build(self) -> #private::Key<#model> {
+                    #private::key(::std::vec::Vec::from(self.segments))
                 }
             }
         };
@@ -136,7 +140,7 @@ impl Gen<'_> {
     }
 
     pub(super) fn gen_key_of(&self) -> TokenStream {
-        let krate = self.krate;
+        let private = &self.private;
         let model = self.cont.ident;
         let into = quote!(::core::convert::Into);
         let fields = &self.cont.fields;
@@ -173,8 +177,8 @@ impl Gen<'_> {
         quote! {
             #[doc = #doc]
             #[allow(clippy::too_many_arguments)]
-            pub fn key_of(#(#params),*) -> #krate::Key<#model> {
-                #krate::Key::from_segments(::std::vec![#(#segments),*])
+            pub fn key_of(#(#params),*) -> #private::Key<#model> {
+                #private::key(::std::vec![#(#segments),*])
             }
         }
     }
