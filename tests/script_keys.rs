@@ -242,8 +242,8 @@ fn keys_of(cmd: &[String]) -> Vec<String> {
         "HSET" | "HSETNX" | "HGET" | "HMGET" | "HGETALL" | "HDEL" | "HLEN" | "HEXISTS" | "SADD"
         | "SREM" | "SMEMBERS" | "SCARD" | "SISMEMBER" | "ZADD" | "ZREM" | "ZSCORE" | "ZMSCORE"
         | "ZCARD" | "ZRANGEBYSCORE" | "ZRANGE" | "TYPE" | "HINCRBY" | "PEXPIREAT" | "PTTL"
-        | "GET" | "INCR" | "HKEYS" | "XADD" | "XTRIM" | "XRANGE" | "XREVRANGE" | "XLEN"
-        | "XACK" | "XPENDING" | "ZREMRANGEBYSCORE" | "ZCOUNT" | "ZREVRANGEBYSCORE"
+        | "PEXPIRETIME" | "GET" | "INCR" | "HKEYS" | "XADD" | "XTRIM" | "XRANGE" | "XREVRANGE"
+        | "XLEN" | "XACK" | "XPENDING" | "ZREMRANGEBYSCORE" | "ZCOUNT" | "ZREVRANGEBYSCORE"
         | "ZREVRANGE" | "ZRANK" | "ZREVRANK" => rest.iter().take(1).cloned().collect(),
         // A channel, not a key.
         "PUBLISH" => Vec::new(),
@@ -535,7 +535,7 @@ async fn every_script_declares_every_key_it_touches() {
         "ZADD",
         "HGET",
         "PEXPIREAT",
-        "PTTL",
+        "PEXPIRETIME",
         "EXISTS",
         "PUBLISH",
         "INCR",

@@ -13,7 +13,6 @@
 -- An index key of another Redis type is not ours: left as it is.
 -- Reply: one letter per member.
 local z, n = KEYS[1], tonumber(ARGV[1])
-local now = now_ms()
 local k, a, out = 2, 2, {}
 for j = 1, n do
   local key, cnt, kinds = KEYS[k], tonumber(ARGV[a]), ARGV[a + 1]
@@ -27,12 +26,13 @@ for j = 1, n do
     redis.call('ZREM', z, key)
     out[j] = 'x'
   else
-    local ttl = redis.call('PTTL', key)
-    if ttl < 0 then
+    -- The hash's own expiry time (PEXPIRETIME: exact, where now + PTTL can be off by 1 ms).
+    local at = redis.call('PEXPIRETIME', key)
+    if at < 0 then
       redis.call('ZREM', z, key)
       out[j] = 'p'
     else
-      redis.call('ZADD', z, now + ttl, key)
+      redis.call('ZADD', z, at, key)
       out[j] = 'r'
     end
   end
