@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
+use popoto::feed::HubConfig;
 use popoto::shared::{Access, Merge, Patch, SharedId};
 use popoto::testing::TestRedis;
 use popoto::{Db, Model, TenantId};
@@ -73,7 +74,7 @@ async fn app(url: &str) -> App {
     let live = LiveSync::builder()
         .private::<Task>()
         .shared::<Doc>()
-        .block(Duration::from_millis(100))
+        .feed(HubConfig::default().poll(Duration::from_millis(100)))
         .build();
     let router = Router::new()
         .route("/live", get(live_socket))

@@ -131,8 +131,20 @@ impl LiveClient {
                 let req = match &msg {
                     ServerMsg::Reply { req, .. } => Some(*req),
                     ServerMsg::Error { req, .. } => *req,
-                    ServerMsg::Subscribed { position } | ServerMsg::Position { position } => {
+                    ServerMsg::Subscribed { position } => {
                         *lock(&pos) = Some(position.clone());
+                        None
+                    }
+                    ServerMsg::Position { position } => {
+                        if let Some(p) = lock(&pos).as_mut() {
+                            p.merge(position.clone());
+                        }
+                        None
+                    }
+                    ServerMsg::Revoked { model, id } => {
+                        if let (Some(p), Ok(id)) = (lock(&pos).as_mut(), SharedId::new(id)) {
+                            p.forget(model, &id);
+                        }
                         None
                     }
                     _ => None,

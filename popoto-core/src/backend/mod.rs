@@ -7,6 +7,7 @@
 
 mod conn;
 mod group;
+mod held;
 mod recording;
 mod script;
 
@@ -20,6 +21,7 @@ pub(crate) use conn::is_connection_error;
 pub(crate) use conn::Conn;
 use conn::{Dedicated, Dialer, Failures, Lanes, Target};
 use group::{Group, Reply, Turn};
+pub(crate) use held::Held;
 pub(crate) use script::split_batch_replies;
 use script::{batch_call, round_trip, script_call, PLANS_PER_CALL, PLANS_PER_ROUND_TRIP};
 pub(crate) use script::{evalsha, Form, Script, Tries, APPLY, CREATE};

@@ -13,13 +13,17 @@
 
 mod event;
 mod group;
+mod hub;
+mod hub_reader;
 mod reader;
+mod track;
 mod upkeep;
 
 use std::time::Duration;
 
 pub use event::{ChangeEvent, ChangeOp};
 pub use group::{FeedGroup, GroupReport, GroupStart};
+pub use hub::{FeedHub, HubConfig, HubReader};
 pub use reader::{FeedBatch, FeedPosition, FeedReader, StreamPos};
 pub use upkeep::{DeadLetter, GroupStats, TrimReport};
 

@@ -27,7 +27,7 @@ pub use clock::{wins, LwwMap, Replica, Tag, MAX_REPLICA_LEN};
 pub use host::SharedHost;
 pub use patch::{MergeStrategy, Overwrite, Patch};
 
-pub(crate) use wire::{purge_tenant, read_grants, Grant};
+pub(crate) use wire::{check_grants, purge_tenant, read_grants, Grant};
 
 use crate::error::{Error, Result};
 use crate::model::Model;

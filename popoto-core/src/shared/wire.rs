@@ -351,22 +351,7 @@ pub(crate) async fn read_grants(backend: &Backend, tenant: &TenantId) -> Result<
         .await?;
     let mut candidates = Vec::with_capacity(raw.len());
     for (field, v) in raw {
-        let parsed = keys::parse_shared_grant_field(&field).and_then(|(m, id)| {
-            let (a, start) = v.split_once(':')?;
-            let ok_start = start.split_once('-').is_some_and(|(a, b)| {
-                !a.is_empty()
-                    && !b.is_empty()
-                    && a.bytes().chain(b.bytes()).all(|c| c.is_ascii_digit())
-            });
-            ok_start.then_some(())?;
-            Some(Grant {
-                model: m,
-                id: SharedId::new(id).ok()?,
-                access: Access::parse(a)?,
-                start: start.to_owned(),
-            })
-        });
-        match parsed {
+        match parse_grant(&field, &v) {
             Some(g) => candidates.push(g),
             None => tracing::warn!(key = %gkey, field = %field, "malformed grant ignored"),
         }
@@ -391,6 +376,54 @@ pub(crate) async fn read_grants(backend: &Backend, tenant: &TenantId) -> Result<
                 tracing::warn!(key = %gkey, model = %g.model, id = %g.id, "grant not confirmed by the subscribers hash ignored");
                 None
             }
+        })
+        .collect())
+}
+
+/// A grants hash entry (`<Model>:<id>` -> `<access>:<feed start>`), or `None` if malformed.
+fn parse_grant(field: &str, value: &str) -> Option<Grant> {
+    let (m, id) = keys::parse_shared_grant_field(field)?;
+    let (a, start) = value.split_once(':')?;
+    let ok_start = start.split_once('-').is_some_and(|(a, b)| {
+        !a.is_empty() && !b.is_empty() && a.bytes().chain(b.bytes()).all(|c| c.is_ascii_digit())
+    });
+    ok_start.then_some(())?;
+    Some(Grant {
+        model: m,
+        id: SharedId::new(id).ok()?,
+        access: Access::parse(a)?,
+        start: start.to_owned(),
+    })
+}
+
+/// The grant, if any, of each (tenant, model, id): both sides read in one round trip and
+/// confirmed as by [`read_grants`] (the check of a change feed's fan-out).
+pub(crate) async fn check_grants(
+    backend: &Backend,
+    pairs: &[(TenantId, String, SharedId)],
+) -> Result<Vec<Option<Grant>>> {
+    if pairs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for (tenant, model, id) in pairs {
+        pipe.cmd("HGET")
+            .arg(keys::shared_grants_key(tenant.as_str()))
+            .arg(keys::shared_grant_field(model, id.as_str()));
+        pipe.cmd("HGET")
+            .arg(keys::shared_subs_key(model, id.as_str()))
+            .arg(tenant.as_str());
+    }
+    let raw: Vec<Option<String>> = backend.pipeline(OP, "-", &pipe).await?;
+    Ok(pairs
+        .iter()
+        .zip(raw.chunks(2))
+        .map(|((_, model, id), both)| {
+            let (Some(Some(grant)), Some(confirm)) = (both.first(), both.get(1)) else {
+                return None;
+            };
+            let g = parse_grant(&keys::shared_grant_field(model, id.as_str()), grant)?;
+            (confirm.as_deref() == Some(g.access.code())).then_some(g)
         })
         .collect())
 }
