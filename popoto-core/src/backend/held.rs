@@ -55,7 +55,7 @@ impl Backend {
         };
         if self.dedicated.is_some() {
             held.id = Some(
-                self.query_held(&mut held, op, &redis::cmd("CLIENT").arg("ID"))
+                self.query_held(&mut held, op, redis::cmd("CLIENT").arg("ID"))
                     .await?,
             );
         }
