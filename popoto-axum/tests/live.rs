@@ -285,6 +285,18 @@ async fn echo_rules_and_a_read_only_write_across_two_processes() {
         .await
         .unwrap();
     until(&mut alice2, &[], is_event("Task", "t1")).await;
+    // Its own connection gets no event, but its position moves past the edit.
+    let moved = until(
+        &mut alice1,
+        &[],
+        |m| matches!(m, ServerMsg::Position { position } if position.tenant.is_some()),
+    )
+    .await;
+    assert_eq!(events_of(&moved, "Task").count(), 0, "{moved:#?}");
+    assert_eq!(
+        alice1.position().and_then(|p| p.tenant).map(|t| t.version),
+        Some(1)
+    );
     // A shared write: every subscriber gets it, the origin included.
     let v = alice1
         .shared::<Doc>()
@@ -395,7 +407,8 @@ async fn a_revoke_ends_delivery_at_the_next_message_and_a_reconnect_resumes_exac
     })
     .await;
     host.patch(&d1, &votes(2)).await.unwrap();
-    until(&mut alice, &[], |m| matches!(m, ServerMsg::Position { .. })).await;
+    // The client's position moves with each event it receives.
+    until(&mut alice, &[], is_event("Doc", d1.as_str())).await;
     let position = alice.position().unwrap();
     drop(alice);
     host.patch(&d1, &votes(3)).await.unwrap();

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures_util::{SinkExt, StreamExt};
-use popoto_core::feed::FeedPosition;
+use popoto_core::feed::{FeedPosition, StreamPos};
 use popoto_core::shared::{Patch, Shareable, SharedId};
 use popoto_core::{Key, Model};
 use serde::de::DeserializeOwned;
@@ -101,7 +101,8 @@ impl LiveClient {
                 .map_err(|_| LiveError::Connection(format!("bad header name {k:?}")))?;
             request.headers_mut().insert(name, value);
         }
-        let (ws, _) = tokio_tungstenite::connect_async(request)
+        // Requests go out at once (no Nagle delay).
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
             .await
             .map_err(|e| LiveError::Connection(e.to_string()))?;
         let (mut sink, mut stream) = ws.split();
@@ -133,6 +134,24 @@ impl LiveClient {
                     ServerMsg::Error { req, .. } => *req,
                     ServerMsg::Subscribed { position } => {
                         *lock(&pos) = Some(position.clone());
+                        None
+                    }
+                    ServerMsg::Event {
+                        model,
+                        key,
+                        shared,
+                        entry,
+                        version,
+                        ..
+                    } => {
+                        if let Some(p) = lock(&pos).as_mut() {
+                            let stream = shared.then_some((model.as_str(), key.as_str()));
+                            let at = StreamPos {
+                                entry: entry.clone(),
+                                version: *version,
+                            };
+                            p.set(stream, at);
+                        }
                         None
                     }
                     ServerMsg::Position { position } => {

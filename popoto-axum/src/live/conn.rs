@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
-use popoto_core::feed::{FeedPosition, FeedSource, HubReader};
+use popoto_core::feed::{FeedPosition, FeedSource, HubReader, StreamPos};
 use popoto_core::shared::{Replica, SharedId};
 use popoto_core::{Error, Session};
 use tokio::sync::mpsc::{channel, Sender};
@@ -20,7 +20,19 @@ const HELLO_WITHIN: Duration = Duration::from_secs(10);
 /// for the connection fills, until the connection is dropped as too slow).
 const OUTBOX: usize = 256;
 
-type Out = Sender<ServerMsg>;
+/// The connection's outbox: messages as JSON text.
+type Out = Sender<Utf8Bytes>;
+
+/// Queues `msg`; false once the connection is gone.
+async fn send(tx: &Out, msg: &ServerMsg) -> bool {
+    match serde_json::to_string(msg) {
+        Ok(text) => tx.send(text.into()).await.is_ok(),
+        Err(e) => {
+            tracing::warn!(error = %e, "a live-sync message could not be encoded");
+            true
+        }
+    }
+}
 
 /// A refusal with the fixed code and message of [`ApiError`] (never a key or a tenant id).
 fn refusal(req: Option<u64>, e: Error) -> ServerMsg {
@@ -59,13 +71,10 @@ async fn next_msg(
 /// Writes the outbox to the socket, flushing whenever it is empty, then closes it.
 async fn write(
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
-    mut rx: tokio::sync::mpsc::Receiver<ServerMsg>,
+    mut rx: tokio::sync::mpsc::Receiver<Utf8Bytes>,
 ) {
-    while let Some(m) = rx.recv().await {
-        let Ok(text) = serde_json::to_string(&m) else {
-            continue;
-        };
-        if sink.feed(Message::Text(text.into())).await.is_err() {
+    while let Some(text) = rx.recv().await {
+        if sink.feed(Message::Text(text)).await.is_err() {
             return;
         }
         if rx.is_empty() && sink.flush().await.is_err() {
@@ -82,12 +91,12 @@ pub(super) async fn serve(live: LiveSync, tenant: Tenant, socket: WebSocket) {
     // The connection id is the origin of its writes (never the tenant id: subscribers see it).
     let replica = Replica::new(&conn).unwrap_or_else(|_| Replica::random());
     let (sink, mut stream) = socket.split();
-    let (tx, rx) = channel::<ServerMsg>(OUTBOX);
+    let (tx, rx) = channel::<Utf8Bytes>(OUTBOX);
     let writer = tokio::spawn(write(sink, rx));
     let resume = match tokio::time::timeout(HELLO_WITHIN, next_msg(&mut stream)).await {
         Ok(Some(Ok(ClientMsg::Hello { resume }))) => resume,
         _ => {
-            let _ = tx.send(bad_message(None, "no hello")).await;
+            let _ = send(&tx, &bad_message(None, "no hello")).await;
             drop(tx);
             let _ = writer.await;
             return;
@@ -97,7 +106,7 @@ pub(super) async fn serve(live: LiveSync, tenant: Tenant, socket: WebSocket) {
     let reader = match open(&live, &session, resume).await {
         Ok(r) => r,
         Err(e) => {
-            let _ = tx.send(refusal(None, e)).await;
+            let _ = send(&tx, &refusal(None, e)).await;
             drop(tx);
             let _ = writer.await;
             return;
@@ -105,14 +114,13 @@ pub(super) async fn serve(live: LiveSync, tenant: Tenant, socket: WebSocket) {
     };
     if fresh {
         if let Err(e) = snapshots(&live, &session, &replica, &tx).await {
-            let _ = tx.send(refusal(None, e)).await;
+            let _ = send(&tx, &refusal(None, e)).await;
         }
     }
-    let _ = tx
-        .send(ServerMsg::Subscribed {
-            position: reader.position().clone(),
-        })
-        .await;
+    let subscribed = ServerMsg::Subscribed {
+        position: reader.position().clone(),
+    };
+    let _ = send(&tx, &subscribed).await;
     let mut feed = tokio::spawn(follow(
         live.clone(),
         reader,
@@ -132,7 +140,7 @@ pub(super) async fn serve(live: LiveSync, tenant: Tenant, socket: WebSocket) {
             Ok(m) => request(&live, &session, &replica, m).await,
             Err(e) => bad_message(None, &e),
         };
-        if tx.send(reply).await.is_err() {
+        if !send(&tx, &reply).await {
             break;
         }
     }
@@ -163,16 +171,15 @@ async fn snapshots(
 ) -> Result<(), Error> {
     for m in &live.inner.models.private {
         for (key, value) in (m.snapshot)(session).await? {
-            let _ = tx
-                .send(ServerMsg::Snapshot {
-                    model: m.name.to_owned(),
-                    key,
-                    shared: false,
-                    version: None,
-                    access: None,
-                    value,
-                })
-                .await;
+            let snapshot = ServerMsg::Snapshot {
+                model: m.name.to_owned(),
+                key,
+                shared: false,
+                version: None,
+                access: None,
+                value,
+            };
+            send(tx, &snapshot).await;
         }
     }
     for sub in session.shared_subscriptions().await? {
@@ -193,22 +200,22 @@ async fn shared_snapshot(
         return Ok(());
     };
     let (value, version, access) = (m.get)(session, id, replica).await?;
-    let _ = tx
-        .send(ServerMsg::Snapshot {
-            model: model.to_owned(),
-            key: id.to_string(),
-            shared: true,
-            version: Some(version),
-            access,
-            value,
-        })
-        .await;
+    let snapshot = ServerMsg::Snapshot {
+        model: model.to_owned(),
+        key: id.to_string(),
+        shared: true,
+        version: Some(version),
+        access,
+        value,
+    };
+    send(tx, &snapshot).await;
     Ok(())
 }
 
 /// Sends the feed's batches until the connection ends: grants and revokes, gaps, events
-/// (a private edit not back to the connection that made it), then what moved of the position.
-/// Returns when the reader fell behind (after telling the client) or failed for good.
+/// (a private edit not back to the connection that made it), then what moved of the position
+/// beyond the events sent. Returns when the reader fell behind (after telling the client) or
+/// failed for good.
 async fn follow(
     live: LiveSync,
     mut reader: HubReader,
@@ -217,13 +224,14 @@ async fn follow(
     conn: String,
     tx: Out,
 ) {
+    // The position the client holds: the confirmed one, moved by each event and position sent.
     let mut sent = reader.position().clone();
     loop {
         let batch = match reader.next().await {
             Ok(b) => b,
             Err(e) => {
                 let retry = e.is_connection_error();
-                if tx.send(refusal(None, e)).await.is_err() || !retry {
+                if !send(&tx, &refusal(None, e)).await || !retry {
                     return;
                 }
                 // Redis is away: try again shortly.
@@ -231,72 +239,56 @@ async fn follow(
                 continue;
             }
         };
-        let mut out = Vec::with_capacity(batch.events.len() + 2);
         for s in &batch.revoked {
-            out.push(ServerMsg::Revoked {
+            sent.forget(&s.model, &s.id);
+            let revoked = ServerMsg::Revoked {
                 model: s.model.clone(),
                 id: s.id.to_string(),
-            });
+            };
+            if !send(&tx, &revoked).await {
+                return;
+            }
         }
         for s in &batch.granted {
-            out.push(ServerMsg::Granted {
+            let granted = ServerMsg::Granted {
                 model: s.model.clone(),
                 id: s.id.to_string(),
                 access: s.access,
-            });
-        }
-        if !batch.granted.is_empty() {
-            for m in out.drain(..) {
-                if tx.send(m).await.is_err() {
-                    return;
-                }
+            };
+            if !send(&tx, &granted).await {
+                return;
             }
-        }
-        for s in &batch.granted {
             if let Err(e) = shared_snapshot(&live, &session, &replica, &s.model, &s.id, &tx).await {
-                out.push(refusal(None, e));
+                send(&tx, &refusal(None, e)).await;
             }
         }
-        if !batch.gaps.is_empty() {
-            out.push(ServerMsg::Gap);
+        if !batch.gaps.is_empty() && !send(&tx, &ServerMsg::Gap).await {
+            return;
         }
-        for e in batch.events {
+        for e in &batch.events {
             let shared = matches!(e.source, FeedSource::Shared(..));
             if !shared && e.origin == conn {
                 continue;
             }
-            let fields = if shared {
-                live.inner.models.shared(&e.model).map(|m| (m.fields)(&e))
-            } else {
-                live.inner.models.private(&e.model).map(|m| (m.fields)(&e))
+            let Some(text) = live.inner.rendered.event(&live.inner.models, e) else {
+                continue;
             };
-            let fields = match fields {
-                Some(Ok(f)) => f,
-                Some(Err(err)) => {
-                    tracing::warn!(error = %err, "a change event could not be sent");
-                    continue;
-                }
-                None => continue,
-            };
-            out.push(ServerMsg::Event {
-                model: e.model,
-                key: e.key,
-                shared,
-                op: e.op,
-                version: e.version,
-                origin: e.origin,
-                full: e.full,
-                fields,
-            });
+            if tx.send(text).await.is_err() {
+                return;
+            }
+            let stream = shared.then_some((e.model.as_str(), e.key.as_str()));
+            sent.set(
+                stream,
+                StreamPos {
+                    entry: e.entry.clone(),
+                    version: e.version,
+                },
+            );
         }
-        let now = reader.position();
-        let moved = now.moved_since(&sent);
+        let moved = reader.position().moved_since(&sent);
         if !moved.is_empty() {
-            out.push(ServerMsg::Position { position: moved });
-            sent = now.clone();
-        }
-        for m in out {
-            if tx.send(m).await.is_err() {
+            sent.merge(moved.clone());
+            if !send(&tx, &ServerMsg::Position { position: moved }).await {
                 return;
             }
         }

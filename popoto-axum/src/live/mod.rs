@@ -21,6 +21,7 @@
 mod client;
 mod conn;
 mod models;
+mod render;
 
 use std::sync::Arc;
 
@@ -125,6 +126,9 @@ pub enum ServerMsg {
         op: ChangeOp,
         /// The shared instance's version, or the tenant stream's counter.
         version: u64,
+        /// Its stream entry id: with `version`, the stream's position after this event
+        /// ([`FeedPosition::set`]).
+        entry: String,
         /// The writer's origin (a connection id for writes made over this endpoint).
         origin: String,
         /// Whether `fields` holds the whole value.
@@ -132,8 +136,10 @@ pub enum ServerMsg {
         /// The fields written, as JSON.
         fields: Map<String, Value>,
     },
-    /// The streams whose position moved with the events sent since the last position (apply
-    /// it with [`FeedPosition::merge`]: the result is where to resume after a reconnect).
+    /// The streams whose position moved past the events sent (entries not sent: a private
+    /// edit not echoed back, a rejected entry): apply it with [`FeedPosition::merge`]. The
+    /// confirmed position, moved by each event and by these, is where to resume after a
+    /// reconnect.
     Position {
         /// The streams that moved.
         position: FeedPosition,
@@ -187,6 +193,7 @@ pub struct LiveSync {
 pub(crate) struct Inner {
     pub(crate) models: models::Registry,
     pub(crate) hub: FeedHub,
+    pub(crate) rendered: render::Rendered,
 }
 
 impl std::fmt::Debug for LiveSync {
@@ -253,6 +260,7 @@ impl LiveSyncBuilder {
             inner: Arc::new(Inner {
                 models: self.models,
                 hub: FeedHub::new(self.feed),
+                rendered: render::Rendered::default(),
             }),
         }
     }

@@ -130,7 +130,11 @@ impl HubReader {
         let shared = self.session.shared_backend().await?;
         self.track.fix(&own, &shared, &mut self.first).await?;
         self.reconcile().await?;
-        self.next_poll = Instant::now() + self.poll;
+        // The first re-read anywhere in the interval: readers opened together (a burst of
+        // connections) do not all re-read their grants at the same moment ever after.
+        let spread =
+            (self.id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64 / (1u64 << 53) as f64;
+        self.next_poll = Instant::now() + self.poll.mul_f64(0.5 + spread);
         self.opened = true;
         Ok(())
     }

@@ -51,6 +51,17 @@ impl FeedPosition {
         self.shared.extend(moved.shared);
     }
 
+    /// Sets the position of one stream: the tenant's (`None`), or shared instance
+    /// `(model, id)`'s (a client following events one by one).
+    pub fn set(&mut self, stream: Option<(&str, &str)>, pos: StreamPos) {
+        match stream {
+            None => self.tenant = Some(pos),
+            Some((model, id)) => {
+                self.shared.insert(keys::shared_grant_field(model, id), pos);
+            }
+        }
+    }
+
     /// Drops the stream of shared instance `id` of `model` (a subscription that ended).
     pub fn forget(&mut self, model: &str, id: &crate::shared::SharedId) {
         self.shared
