@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
-use popoto_core::feed::{FeedPosition, FeedSource, HubReader, StreamPos};
+use popoto_core::feed::{FeedPosition, FeedSource, HubReader};
 use popoto_core::shared::{Replica, SharedId};
 use popoto_core::{Error, Session};
 use tokio::sync::mpsc::{channel, Sender};
@@ -224,7 +224,8 @@ async fn follow(
     conn: String,
     tx: Out,
 ) {
-    // The position the client holds: the confirmed one, moved by each event and position sent.
+    // The position as last sent whole (the confirmed one, then each position message): the
+    // client moves it further with each event.
     let mut sent = reader.position().clone();
     loop {
         let batch = match reader.next().await {
@@ -265,31 +266,33 @@ async fn follow(
         if !batch.gaps.is_empty() && !send(&tx, &ServerMsg::Gap).await {
             return;
         }
+        // Entries the client does not get as events: its position moves past them by a
+        // position message (as do new subscriptions' starts).
+        let mut unsent = batch.rejected > 0 || !batch.granted.is_empty();
         for e in &batch.events {
             let shared = matches!(e.source, FeedSource::Shared(..));
-            if !shared && e.origin == conn {
-                continue;
-            }
-            let Some(text) = live.inner.rendered.event(&live.inner.models, e) else {
+            let text = if !shared && e.origin == conn {
+                None
+            } else {
+                live.inner.rendered.event(&live.inner.models, e)
+            };
+            let Some(text) = text else {
+                unsent = true;
                 continue;
             };
             if tx.send(text).await.is_err() {
                 return;
             }
-            let stream = shared.then_some((e.model.as_str(), e.key.as_str()));
-            sent.set(
-                stream,
-                StreamPos {
-                    entry: e.entry.clone(),
-                    version: e.version,
-                },
-            );
         }
-        let moved = reader.position().moved_since(&sent);
-        if !moved.is_empty() {
-            sent.merge(moved.clone());
-            if !send(&tx, &ServerMsg::Position { position: moved }).await {
-                return;
+        if unsent {
+            // Every stream moved since the last whole position: the client holds the events'
+            // positions, and is at the reader's for each stream once past what was not sent.
+            let moved = reader.position().moved_since(&sent);
+            if !moved.is_empty() {
+                sent.merge(moved.clone());
+                if !send(&tx, &ServerMsg::Position { position: moved }).await {
+                    return;
+                }
             }
         }
     }

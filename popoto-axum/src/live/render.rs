@@ -4,6 +4,7 @@
 //! keyed by the event's stream and entry), so it shows no one anything new.
 
 use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
 
 use axum::extract::ws::Utf8Bytes;
@@ -15,10 +16,30 @@ use super::ServerMsg;
 /// Texts kept; beyond, the cache starts over (an event is sent within moments of its read).
 const KEEP: usize = 4096;
 
-/// Rendered events, by stream and entry.
+/// One rendered event and what identifies it.
+struct Text {
+    shared: bool,
+    model: String,
+    key: String,
+    entry: String,
+    version: u64,
+    text: Option<Utf8Bytes>,
+}
+
+impl Text {
+    fn is(&self, e: &ChangeEvent, shared: bool) -> bool {
+        self.shared == shared
+            && self.version == e.version
+            && self.entry == e.entry
+            && self.key == e.key
+            && self.model == e.model
+    }
+}
+
+/// Rendered events, by the hash of their stream and entry.
 #[derive(Default)]
 pub(crate) struct Rendered {
-    texts: Mutex<HashMap<String, Option<Utf8Bytes>>>,
+    texts: Mutex<HashMap<u64, Text>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -30,23 +51,30 @@ impl Rendered {
     /// endpoint does not serve, or fields that do not convert: logged).
     pub(crate) fn event(&self, models: &Registry, e: &ChangeEvent) -> Option<Utf8Bytes> {
         let shared = matches!(e.source, FeedSource::Shared(..));
-        let key = format!(
-            "{}\n{}\n{}\n{}\n{}",
-            u8::from(shared),
-            e.model,
-            e.key,
-            e.entry,
-            e.version
-        );
-        if let Some(text) = lock(&self.texts).get(&key) {
-            return text.clone();
+        let hash = {
+            let mut h = DefaultHasher::new();
+            (shared, &e.model, &e.key, &e.entry, e.version).hash(&mut h);
+            h.finish()
+        };
+        if let Some(t) = lock(&self.texts).get(&hash).filter(|t| t.is(e, shared)) {
+            return t.text.clone();
         }
         let text = render(models, e, shared);
         let mut texts = lock(&self.texts);
         if texts.len() >= KEEP {
             texts.clear();
         }
-        texts.insert(key, text.clone());
+        texts.insert(
+            hash,
+            Text {
+                shared,
+                model: e.model.clone(),
+                key: e.key.clone(),
+                entry: e.entry.clone(),
+                version: e.version,
+                text: text.clone(),
+            },
+        );
         text
     }
 }

@@ -12,7 +12,7 @@
 //! full is dropped ([`crate::Error::FeedOverflow`]): the pump never waits for a reader, and
 //! buffers at most `buffer` deliveries per reader.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
@@ -26,7 +26,7 @@ use super::{FeedSource, OP};
 use crate::backend::{Backend, Held};
 use crate::db::Session;
 use crate::error::Result;
-use crate::shared::{check_grants, Grant, SharedId};
+use crate::shared::{check_grants, SharedId};
 use crate::tenant::TenantId;
 
 pub use super::hub_reader::HubReader;
@@ -229,9 +229,6 @@ pub(crate) struct Pump {
     wake: Notify,
 }
 
-/// What a fan-out found about each (tenant, model, id) it checked.
-type Checked = BTreeMap<(TenantId, String, SharedId), Option<Grant>>;
-
 /// Sends `d`; false when the reader must be dropped (full) or is gone.
 fn deliver(sub: &Sub, d: Delivery) -> bool {
     match sub.slot.tx.try_send(d) {
@@ -430,7 +427,9 @@ impl Pump {
     async fn fan_out(&self, reads: &[(Arc<str>, String)], entries: Entries) {
         let from: HashMap<&str, &str> = reads.iter().map(|(k, c)| (&**k, c.as_str())).collect();
         let mut got = Vec::with_capacity(entries.len());
-        let mut pairs = std::collections::BTreeSet::new();
+        // Per shared stream read: its live tenants, each once, in the order checked.
+        let mut pairs: Vec<(TenantId, String, SharedId)> = Vec::new();
+        let mut tenants: HashMap<Arc<str>, HashMap<TenantId, usize>> = HashMap::new();
         {
             let st = lock(&self.state);
             for (name, items) in entries {
@@ -441,8 +440,12 @@ impl Pump {
                     continue;
                 };
                 if let FeedSource::Shared(m, id) = &s.source {
+                    let of = tenants.entry(key.clone()).or_default();
                     for sub in s.subs.iter().filter(|s| s.live) {
-                        pairs.insert((sub.tenant.clone(), m.clone(), id.clone()));
+                        of.entry(sub.tenant.clone()).or_insert_with(|| {
+                            pairs.push((sub.tenant.clone(), m.clone(), id.clone()));
+                            pairs.len() - 1
+                        });
                     }
                 }
                 got.push((key.clone(), s.source.clone(), from.to_string(), items));
@@ -452,13 +455,14 @@ impl Pump {
             .into_iter()
             .map(|(key, source, from, items)| (key, from, verify(&source, items).into()))
             .collect();
-        let pairs: Vec<_> = pairs.into_iter().collect();
-        let checked: Checked = match check_grants(&self.backend, &pairs).await {
-            Ok(found) => pairs.into_iter().zip(found).collect(),
+        // The start of each pair's grant (`None`: no grant).
+        let starts: Vec<Option<String>> = match check_grants(&self.backend, &pairs).await {
+            Ok(found) => found.into_iter().map(|g| g.map(|g| g.start)).collect(),
             Err(e) => {
                 // Unchecked: nothing of a shared stream is handed out; its readers catch up.
                 tracing::warn!(error = %e, "feed pump: grants could not be checked");
-                Checked::new()
+                tenants.clear();
+                Vec::new()
             }
         };
         let mut st = lock(&self.state);
@@ -467,41 +471,34 @@ impl Pump {
             let Some(s) = st.streams.get_mut(&key) else {
                 continue;
             };
-            let shared = match &s.source {
-                FeedSource::Shared(m, id) => Some((m.clone(), id.clone())),
-                FeedSource::Tenant(_) => None,
-            };
-            let last = reads.last().map(|r| r.id.clone());
+            let shared = matches!(s.source, FeedSource::Shared(..));
+            let checked = tenants.get(&key);
             s.subs.retain_mut(|sub| {
                 if !sub.live {
                     return true;
                 }
                 let (generation, stream) = (sub.generation, key.clone());
-                let grant = shared.as_ref().map(|(m, id)| {
-                    checked
-                        .get(&(sub.tenant.clone(), m.clone(), id.clone()))
-                        .map(|g| {
-                            g.as_ref()
-                                .is_some_and(|g| Some(&g.start) == sub.start.as_ref())
-                        })
-                });
-                let d = match grant {
+                // Shared: Some(held) once checked, None if registered since the check.
+                let grant = checked
+                    .and_then(|c| c.get(&sub.tenant))
+                    .map(|&i| starts.get(i).cloned().flatten() == sub.start);
+                let d = match (shared, grant) {
                     // Ended: the grant is gone or was made anew.
-                    Some(Some(false)) => {
+                    (true, Some(false)) => {
                         if !deliver(sub, Delivery::Ended { stream, generation }) {
                             dropped.insert(sub.reader);
                         }
                         return false;
                     }
                     // Registered since the check, or behind this read: it catches up alone.
-                    Some(None) => Delivery::Behind { stream, generation },
+                    (true, None) => Delivery::Behind { stream, generation },
                     _ if id_after(&from, &sub.pos) => Delivery::Behind { stream, generation },
                     _ => {
                         let i = reads.partition_point(|r| !id_after(&r.id, &sub.pos));
-                        if i == reads.len() {
+                        let Some(last) = reads.last().filter(|_| i < reads.len()) else {
                             return true;
-                        }
-                        sub.pos.clone_from(&reads[reads.len() - 1].id);
+                        };
+                        sub.pos.clone_from(&last.id);
                         Delivery::Entries {
                             stream,
                             generation,
@@ -518,9 +515,9 @@ impl Pump {
                 }
                 true
             });
-            if let Some(last) = last {
-                if id_after(&last, &s.cursor) {
-                    s.cursor = last;
+            if let Some(last) = reads.last() {
+                if id_after(&last.id, &s.cursor) {
+                    s.cursor.clone_from(&last.id);
                 }
             }
         }

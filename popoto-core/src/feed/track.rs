@@ -236,9 +236,19 @@ impl Tracker {
     /// Adds the entries of `f`'s stream after its position (and after the grant's start) to
     /// the batch, in order, and moves the position; a version jump is reported as a gap.
     pub(crate) fn accept(&mut self, f: &Followed, reads: &[Read], batch: &mut FeedBatch) {
+        let shared = &mut self.position.shared;
         let pos = match &f.field {
             None => self.position.tenant.get_or_insert_with(StreamPos::default),
-            Some(field) => self.position.shared.entry(field.clone()).or_default(),
+            Some(field) => {
+                // Looked up first: no key is built for a stream already there.
+                if !shared.contains_key(field) {
+                    shared.insert(field.clone(), StreamPos::default());
+                }
+                let Some(pos) = shared.get_mut(field) else {
+                    return;
+                };
+                pos
+            }
         };
         let mut gap = false;
         for r in reads {
