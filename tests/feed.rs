@@ -289,7 +289,7 @@ async fn a_reader_gets_its_own_stream_and_granted_shared_streams_only_and_resume
         let mut seen: Vec<(String, String)> = Vec::new();
         for _ in 0..3 {
             for e in r.next().await.unwrap().events {
-                seen.push((e.source.stream_key(), e.entry));
+                seen.push((e.source.stream_key(), e.entry.clone()));
             }
         }
         got.push(seen);

@@ -1,11 +1,11 @@
 //! Change events rendered once per process: a shared write goes to every subscriber's
 //! connection as the same text, so it is turned into JSON once, not once per connection.
-//! A text is only ever handed to a connection that received the event itself (the cache is
-//! keyed by the event's stream and entry), so it shows no one anything new.
+//! The pump hands every connection the same `Arc` of an event, which identifies it: a text
+//! is only ever handed to a connection that received that very event, so it shows no one
+//! anything new.
 
 use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
 
 use axum::extract::ws::Utf8Bytes;
 use popoto_core::feed::{ChangeEvent, FeedSource};
@@ -16,30 +16,11 @@ use super::ServerMsg;
 /// Texts kept; beyond, the cache starts over (an event is sent within moments of its read).
 const KEEP: usize = 4096;
 
-/// One rendered event and what identifies it.
-struct Text {
-    shared: bool,
-    model: String,
-    key: String,
-    entry: String,
-    version: u64,
-    text: Option<Utf8Bytes>,
-}
-
-impl Text {
-    fn is(&self, e: &ChangeEvent, shared: bool) -> bool {
-        self.shared == shared
-            && self.version == e.version
-            && self.entry == e.entry
-            && self.key == e.key
-            && self.model == e.model
-    }
-}
-
-/// Rendered events, by the hash of their stream and entry.
+/// Rendered events, by the address of their `Arc`; the `Weak` kept with each text holds the
+/// allocation, so no other event can take that address while the entry is there.
 #[derive(Default)]
 pub(crate) struct Rendered {
-    texts: Mutex<HashMap<u64, Text>>,
+    texts: Mutex<HashMap<usize, (Weak<ChangeEvent>, Option<Utf8Bytes>)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -49,37 +30,24 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Rendered {
     /// The text of `e` as a [`ServerMsg::Event`]; `None` when it is not sent (a model the
     /// endpoint does not serve, or fields that do not convert: logged).
-    pub(crate) fn event(&self, models: &Registry, e: &ChangeEvent) -> Option<Utf8Bytes> {
-        let shared = matches!(e.source, FeedSource::Shared(..));
-        let hash = {
-            let mut h = DefaultHasher::new();
-            (shared, &e.model, &e.key, &e.entry, e.version).hash(&mut h);
-            h.finish()
-        };
-        if let Some(t) = lock(&self.texts).get(&hash).filter(|t| t.is(e, shared)) {
-            return t.text.clone();
+    pub(crate) fn event(&self, models: &Registry, e: &Arc<ChangeEvent>) -> Option<Utf8Bytes> {
+        let at = Arc::as_ptr(e) as usize;
+        // An entry at this address is this event's: its `Weak` keeps the address taken.
+        if let Some((_, text)) = lock(&self.texts).get(&at) {
+            return text.clone();
         }
-        let text = render(models, e, shared);
+        let text = render(models, e);
         let mut texts = lock(&self.texts);
         if texts.len() >= KEEP {
             texts.clear();
         }
-        texts.insert(
-            hash,
-            Text {
-                shared,
-                model: e.model.clone(),
-                key: e.key.clone(),
-                entry: e.entry.clone(),
-                version: e.version,
-                text: text.clone(),
-            },
-        );
+        texts.insert(at, (Arc::downgrade(e), text.clone()));
         text
     }
 }
 
-fn render(models: &Registry, e: &ChangeEvent, shared: bool) -> Option<Utf8Bytes> {
+fn render(models: &Registry, e: &ChangeEvent) -> Option<Utf8Bytes> {
+    let shared = matches!(e.source, FeedSource::Shared(..));
     let fields = if shared {
         (models.shared(&e.model)?.fields)(e)
     } else {

@@ -2,6 +2,7 @@
 //! read, resumable from a position, with grants re-checked at every batch.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::Value;
@@ -97,8 +98,8 @@ impl StreamPos {
 /// What one [`FeedReader::next`] delivered.
 #[derive(Debug, Clone, Default)]
 pub struct FeedBatch {
-    /// Events, each stream's in order.
-    pub events: Vec<ChangeEvent>,
+    /// Events, each stream's in order (shared with the other readers they were handed to).
+    pub events: Vec<Arc<ChangeEvent>>,
     /// Subscriptions that appeared since the last batch: their events are delivered from the
     /// moment of the subscription on.
     pub granted: Vec<Subscription>,

@@ -3,6 +3,7 @@
 //! ([`super::FeedReader`]) and the one fed by its process's pump ([`super::HubReader`]).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use redis::Value;
 
@@ -15,11 +16,12 @@ use crate::keys;
 use crate::shared::{read_grants, Access, Grant, SharedId, Subscription};
 use crate::tenant::TenantId;
 
-/// A stream entry as read: its id and its verified event (`None`: rejected, and reported).
+/// A stream entry as read: its id and its verified event (`None`: rejected, and reported),
+/// shared by every reader it is handed to.
 #[derive(Debug, Clone)]
 pub(crate) struct Read {
     pub(crate) id: String,
-    pub(crate) event: Option<ChangeEvent>,
+    pub(crate) event: Option<Arc<ChangeEvent>>,
 }
 
 /// Verifies the entries read from `source`'s stream; a rejected one is logged.
@@ -28,7 +30,7 @@ pub(crate) fn verify(source: &FeedSource, items: Vec<(String, Fields)>) -> Vec<R
         .into_iter()
         .map(|(id, raw)| {
             let event = match event::parse(source, id.clone(), raw) {
-                Ok(e) => Some(e),
+                Ok(e) => Some(Arc::new(e)),
                 Err(e) => {
                     tracing::warn!(stream = %source.stream_key(), error = %e, "change event rejected");
                     None
