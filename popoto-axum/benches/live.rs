@@ -598,11 +598,28 @@ fn main() {
         return;
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let cfg = if args.iter().any(|a| a == "--quick") {
+    let mut cfg = if args.iter().any(|a| a == "--quick") {
         Config::quick()
     } else {
         Config::full()
     };
+    // Other sizes, to explore: `--clients N --models N --rate N --seconds S`.
+    let value = |flag: &str| {
+        let i = args.iter().position(|a| a == flag)?;
+        args.get(i + 1)?.parse::<f64>().ok()
+    };
+    if let Some(v) = value("--clients") {
+        cfg.clients = v as usize;
+    }
+    if let Some(v) = value("--models") {
+        cfg.models = v as usize;
+    }
+    if let Some(v) = value("--rate") {
+        cfg.rate = v as u32;
+    }
+    if let Some(v) = value("--seconds") {
+        cfg.seconds = v;
+    }
     // Two workers, like a service on this 2-core machine (the server child has its own two).
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
