@@ -16,10 +16,6 @@ use crate::extract::Tenant;
 /// How long a new connection may take to say hello.
 const HELLO_WITHIN: Duration = Duration::from_secs(10);
 
-/// Messages waiting for the socket at most; beyond, the feed waits (and the pump's buffer
-/// for the connection fills, until the connection is dropped as too slow).
-const OUTBOX: usize = 256;
-
 /// The connection's outbox: messages as JSON text.
 type Out = Sender<Utf8Bytes>;
 
@@ -91,7 +87,9 @@ pub(super) async fn serve(live: LiveSync, tenant: Tenant, socket: WebSocket) {
     // The connection id is the origin of its writes (never the tenant id: subscribers see it).
     let replica = Replica::new(&conn).unwrap_or_else(|_| Replica::random());
     let (sink, mut stream) = socket.split();
-    let (tx, rx) = channel::<Utf8Bytes>(OUTBOX);
+    // Bounded: beyond, the feed waits (and the pump's buffer for the connection fills, until
+    // the connection is dropped as too slow).
+    let (tx, rx) = channel::<Utf8Bytes>(live.inner.outbox);
     let writer = tokio::spawn(write(sink, rx));
     let resume = match tokio::time::timeout(HELLO_WITHIN, next_msg(&mut stream)).await {
         Ok(Some(Ok(ClientMsg::Hello { resume }))) => resume,

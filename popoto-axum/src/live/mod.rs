@@ -193,6 +193,7 @@ pub struct LiveSync {
 pub(crate) struct Inner {
     pub(crate) models: models::Registry,
     pub(crate) hub: FeedHub,
+    pub(crate) outbox: usize,
     pub(crate) rendered: render::Rendered,
 }
 
@@ -208,6 +209,7 @@ impl std::fmt::Debug for LiveSync {
 pub struct LiveSyncBuilder {
     models: models::Registry,
     feed: HubConfig,
+    outbox: usize,
 }
 
 impl LiveSync {
@@ -217,6 +219,7 @@ impl LiveSync {
         LiveSyncBuilder {
             models: models::Registry::default(),
             feed: HubConfig::default(),
+            outbox: 256,
         }
     }
 
@@ -254,12 +257,20 @@ impl LiveSyncBuilder {
         self
     }
 
+    /// Messages a connection may have waiting for its socket (default 256); beyond, its feed
+    /// waits, and once the feed's buffer is full too the connection is closed as too slow.
+    pub fn outbox(mut self, messages: usize) -> Self {
+        self.outbox = messages.max(1);
+        self
+    }
+
     /// The endpoint.
     pub fn build(self) -> LiveSync {
         LiveSync {
             inner: Arc::new(Inner {
                 models: self.models,
                 hub: FeedHub::new(self.feed),
+                outbox: self.outbox,
                 rendered: render::Rendered::default(),
             }),
         }

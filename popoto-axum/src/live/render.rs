@@ -20,8 +20,11 @@ const KEEP: usize = 4096;
 /// allocation, so no other event can take that address while the entry is there.
 #[derive(Default)]
 pub(crate) struct Rendered {
-    texts: Mutex<HashMap<usize, (Weak<ChangeEvent>, Option<Utf8Bytes>)>>,
+    texts: Mutex<HashMap<usize, Entry>>,
 }
+
+/// A rendered event: the `Weak` that holds its address, and its text.
+type Entry = (Weak<ChangeEvent>, Option<Utf8Bytes>);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
