@@ -10,20 +10,27 @@ use crate::tenant::Scope;
 
 use super::Session;
 
+/// A change event to append: its stream, the stream's meta hash, and its fields (without the
+/// version, which the script counts).
+pub(crate) struct FeedEvent {
+    pub(crate) stream: String,
+    pub(crate) meta: String,
+    pub(crate) fields: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
 impl Session {
-    /// Adds the change event of a write of `key` to `plan` (nothing for models without
-    /// `CHANGE_FEED`): `record` is the value written (none for a delete), `from` the old key
-    /// of a move. The stream is the key's tenant's, on the backend the write goes to.
-    pub(super) fn add_feed<M: Model>(
+    /// The change event of a write of `key` (`None` for models without `CHANGE_FEED`):
+    /// `record` is the value written (none for a delete or a confidence update), `from` the
+    /// old key of a move. The stream is the key's tenant's.
+    pub(crate) fn feed_event<M: Model>(
         &self,
-        plan: &mut Plan,
         op: ChangeOp,
         key: &Key<M>,
         record: Option<&Record>,
         from: Option<&str>,
-    ) -> Result<()> {
+    ) -> Result<Option<FeedEvent>> {
         if !M::CHANGE_FEED {
-            return Ok(());
+            return Ok(None);
         }
         let Some(tenant) = key.tenant() else {
             return Err(Error::NoTenant {
@@ -31,8 +38,6 @@ impl Session {
             });
         };
         let of = FeedOf::Tenant(tenant);
-        let stream = plan.key(keys::feed_stream_key(of));
-        let meta = plan.key(keys::feed_meta_key(of));
         let by = match self.scope() {
             Scope::Tenant(_) => "tenant",
             _ => "admin",
@@ -56,6 +61,28 @@ impl Session {
                 fields.push((format!("f:{}", f.name).into_bytes(), v.clone()));
             }
         }
+        Ok(Some(FeedEvent {
+            stream: keys::feed_stream_key(of),
+            meta: keys::feed_meta_key(of),
+            fields,
+        }))
+    }
+
+    /// Adds the change event of a write of `key` to `plan` (see [`Session::feed_event`]), so
+    /// `apply.lua` appends it in the write's call.
+    pub(super) fn add_feed<M: Model>(
+        &self,
+        plan: &mut Plan,
+        op: ChangeOp,
+        key: &Key<M>,
+        record: Option<&Record>,
+        from: Option<&str>,
+    ) -> Result<()> {
+        let Some(event) = self.feed_event(op, key, record, from)? else {
+            return Ok(());
+        };
+        let stream = plan.key(event.stream);
+        let meta = plan.key(event.meta);
         plan.checks.push(Check::Type {
             key: stream,
             ty: "stream",
@@ -67,7 +94,7 @@ impl Session {
         plan.writes.push(Write::Feed {
             stream,
             meta,
-            fields,
+            fields: event.fields,
         });
         Ok(())
     }

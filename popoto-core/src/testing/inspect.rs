@@ -18,7 +18,13 @@ const SCRIPTS: &[(&str, &str)] = &[
         ),
     ),
     ("catalog.lua", include_str!("../lua/catalog.lua")),
-    ("confidence.lua", include_str!("../lua/confidence.lua")),
+    (
+        "confidence.lua",
+        concat!(
+            include_str!("../lua/feed_common.lua"),
+            include_str!("../lua/confidence.lua")
+        ),
+    ),
     ("create.lua", include_str!("../lua/create.lua")),
     ("insert_many.lua", include_str!("../lua/insert_many.lua")),
     ("migrate_page.lua", include_str!("../lua/migrate_page.lua")),
