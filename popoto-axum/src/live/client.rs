@@ -18,6 +18,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::{ClientMsg, ServerMsg};
@@ -101,8 +102,10 @@ impl LiveClient {
                 .map_err(|_| LiveError::Connection(format!("bad header name {k:?}")))?;
             request.headers_mut().insert(name, value);
         }
-        // Requests go out at once (no Nagle delay).
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
+        // Requests go out at once (no Nagle delay); a small read buffer (it grows for big
+        // messages), which the reads would otherwise clear in full every time.
+        let config = WebSocketConfig::default().read_buffer_size(4096);
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
             .await
             .map_err(|e| LiveError::Connection(e.to_string()))?;
         let (mut sink, mut stream) = ws.split();
