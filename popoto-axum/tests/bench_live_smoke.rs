@@ -19,16 +19,23 @@ fn live_bench_server_child() {
 async fn live_benchmark_reports_every_figure_and_delivers_every_final_value() {
     let cfg = Config::tiny();
     let report = live::run(&cfg).await.unwrap_or_else(|e| panic!("{e}"));
-    let writes = (f64::from(cfg.rate) * cfg.seconds).round() as u64;
-    assert_eq!(report.writes, writes);
-    // Every client got every write (none was too slow at this size).
-    assert_eq!(report.deliveries, writes * cfg.clients as u64, "{report:?}");
-    let [p50, p95, p99, max] = report.latency;
-    assert!(
-        0.0 < p50 && p50 <= p95 && p95 <= p99 && p99 <= max,
-        "{report:?}"
-    );
-    assert!(report.rss_mb > 0.0 && report.peak_mb >= report.rss_mb && report.idle_mb > 0.0);
+    assert_eq!(report.phases.len(), cfg.rates.len());
+    for (phase, &rate) in report.phases.iter().zip(&cfg.rates) {
+        let writes = (f64::from(rate) * cfg.seconds).round() as u64;
+        assert_eq!((phase.rate, phase.writes), (rate, writes));
+        // Every client got every write (none was too slow at this size).
+        assert_eq!(phase.deliveries, writes * cfg.clients as u64, "{phase:?}");
+        let [p50, p95, p99, max] = phase.latency;
+        assert!(
+            0.0 < p50 && p50 <= p95 && p95 <= p99 && p99 <= max,
+            "{phase:?}"
+        );
+        assert!(
+            phase.rss_mb.0 > 0.0 && phase.rss_mb.1 >= phase.rss_mb.0,
+            "{phase:?}"
+        );
+    }
+    assert!(report.idle_mb > 0.0);
     assert!(
         report.hot_writes > 0 && report.hot_per_sec > 0.0,
         "{report:?}"
