@@ -21,7 +21,7 @@ use redis::Value;
 use tokio::sync::{mpsc, Notify};
 
 use super::reader::{parse_xread, Entries};
-use super::track::{id_after, verify, Read};
+use super::track::{entry_id, verify, EntryId, Read};
 use super::{FeedSource, OP};
 use crate::backend::{Backend, Held};
 use crate::db::Session;
@@ -201,7 +201,7 @@ pub(crate) struct Sub {
     /// The grant's start (shared streams).
     pub(crate) start: Option<String>,
     /// The last entry handed to it.
-    pub(crate) pos: String,
+    pub(crate) pos: EntryId,
     pub(crate) live: bool,
     pub(crate) slot: Arc<Slot>,
 }
@@ -209,7 +209,7 @@ pub(crate) struct Sub {
 struct Stream {
     source: FeedSource,
     /// The last entry the pump read (every live subscription is at or after it).
-    cursor: String,
+    cursor: EntryId,
     subs: Vec<Sub>,
 }
 
@@ -228,6 +228,9 @@ pub(crate) struct Pump {
     state: Mutex<State>,
     wake: Notify,
 }
+
+/// Where each (tenant, grant start) of a stream is in a fan-out's check.
+type Places = HashMap<TenantId, Vec<(String, usize)>>;
 
 /// Sends `d`; false when the reader must be dropped (full) or is gone.
 fn deliver(sub: &Sub, d: Delivery) -> bool {
@@ -248,13 +251,13 @@ impl Pump {
         let key = sub.stream.clone();
         let stream = st.streams.entry(key.clone()).or_insert_with(|| Stream {
             source: sub.source.clone(),
-            cursor: sub.pos.clone(),
+            cursor: sub.pos,
             subs: Vec::new(),
         });
         let live = if stream.subs.iter().any(|s| s.live) {
-            !id_after(&stream.cursor, &sub.pos)
+            sub.pos >= stream.cursor
         } else {
-            stream.cursor = sub.pos.clone();
+            stream.cursor = sub.pos;
             true
         };
         stream.subs.push(Sub { live, ..sub });
@@ -268,13 +271,14 @@ impl Pump {
 
     /// Makes a caught-up subscription live: its position is at or after the cursor.
     pub(crate) fn promote(&self, reader: u64, generation: u64, stream: &str, pos: &str) -> bool {
+        let pos = entry_id(pos);
         let mut st = lock(&self.state);
         let reading = st.reading.contains(stream);
         let Some(s) = st.streams.get_mut(stream) else {
             return false;
         };
         let has_live = s.subs.iter().any(|s| s.live);
-        if has_live && id_after(&s.cursor, pos) {
+        if has_live && s.cursor > pos {
             return false;
         }
         let Some(sub) = s
@@ -285,9 +289,9 @@ impl Pump {
             return false;
         };
         sub.live = true;
-        sub.pos = pos.to_owned();
+        sub.pos = pos;
         if !has_live {
-            s.cursor = pos.to_owned();
+            s.cursor = pos;
         }
         drop(st);
         if !reading {
@@ -340,13 +344,13 @@ impl Pump {
     async fn run(self: Arc<Self>) {
         let mut held: Option<Held> = None;
         loop {
-            let reads: Vec<(Arc<str>, String)> = {
+            let reads: Vec<(Arc<str>, EntryId)> = {
                 let mut st = lock(&self.state);
                 let reads: Vec<_> = st
                     .streams
                     .iter()
                     .filter(|(_, s)| s.subs.iter().any(|s| s.live))
-                    .map(|(k, s)| (k.clone(), s.cursor.clone()))
+                    .map(|(k, s)| (k.clone(), s.cursor))
                     .collect();
                 st.reading = reads.iter().map(|(k, _)| k.clone()).collect();
                 reads
@@ -387,7 +391,7 @@ impl Pump {
 
     /// One blocking read of every live stream, cut short (`CLIENT UNBLOCK`) when a stream
     /// is added.
-    async fn read(&self, held: &mut Held, reads: &[(Arc<str>, String)]) -> Result<Entries> {
+    async fn read(&self, held: &mut Held, reads: &[(Arc<str>, EntryId)]) -> Result<Entries> {
         let mut cmd = redis::cmd("XREAD");
         cmd.arg("COUNT")
             .arg(self.config.count)
@@ -397,8 +401,8 @@ impl Pump {
         for (s, _) in reads {
             cmd.arg(&**s);
         }
-        for (_, id) in reads {
-            cmd.arg(id);
+        for (_, (ms, seq)) in reads {
+            cmd.arg(format!("{ms}-{seq}"));
         }
         let id = held.id;
         let fut = self.backend.query_held::<Value>(held, OP, &cmd);
@@ -424,44 +428,55 @@ impl Pump {
 
     /// Hands what was read to the live subscriptions, after checking the grants of every
     /// tenant about to receive a shared stream's entries.
-    async fn fan_out(&self, reads: &[(Arc<str>, String)], entries: Entries) {
-        let from: HashMap<&str, &str> = reads.iter().map(|(k, c)| (&**k, c.as_str())).collect();
+    async fn fan_out(&self, reads: &[(Arc<str>, EntryId)], entries: Entries) {
+        let from: HashMap<&str, EntryId> = reads.iter().map(|(k, c)| (&**k, *c)).collect();
         let mut got = Vec::with_capacity(entries.len());
-        // Per shared stream read: its live tenants, each once, in the order checked.
-        let mut pairs: Vec<(TenantId, String, SharedId)> = Vec::new();
-        let mut tenants: HashMap<Arc<str>, HashMap<TenantId, usize>> = HashMap::new();
+        // The grants to check: each (tenant, start) of a shared stream's live subscriptions
+        // once, by stream, with its place in the check.
+        let mut followed: Vec<(TenantId, String, SharedId, String)> = Vec::new();
+        let mut places: HashMap<Arc<str>, Places> = HashMap::new();
         {
             let st = lock(&self.state);
             for (name, items) in entries {
-                let (Some((key, s)), Some(from)) = (
+                let (Some((key, s)), Some(&from)) = (
                     st.streams.get_key_value(name.as_str()),
                     from.get(name.as_str()),
                 ) else {
                     continue;
                 };
                 if let FeedSource::Shared(m, id) = &s.source {
-                    let of = tenants.entry(key.clone()).or_default();
+                    let of = places.entry(key.clone()).or_default();
                     for sub in s.subs.iter().filter(|s| s.live) {
-                        of.entry(sub.tenant.clone()).or_insert_with(|| {
-                            pairs.push((sub.tenant.clone(), m.clone(), id.clone()));
-                            pairs.len() - 1
-                        });
+                        let start = sub.start.as_deref().unwrap_or_default();
+                        let starts = of.entry(sub.tenant.clone()).or_default();
+                        if !starts.iter().any(|(s, _)| s == start) {
+                            starts.push((start.to_owned(), followed.len()));
+                            followed.push((
+                                sub.tenant.clone(),
+                                m.clone(),
+                                id.clone(),
+                                start.into(),
+                            ));
+                        }
                     }
                 }
-                got.push((key.clone(), s.source.clone(), from.to_string(), items));
+                got.push((key.clone(), s.source.clone(), from, items));
             }
         }
-        let got: Vec<(Arc<str>, String, Arc<[Read]>)> = got
+        let got: Vec<(Arc<str>, EntryId, Arc<[Read]>)> = got
             .into_iter()
             .map(|(key, source, from, items)| (key, from, verify(&source, items).into()))
             .collect();
-        // The start of each pair's grant (`None`: no grant).
-        let starts: Vec<Option<String>> = match check_grants(&self.backend, &pairs).await {
-            Ok(found) => found.into_iter().map(|g| g.map(|g| g.start)).collect(),
+        let grants: Vec<_> = followed
+            .iter()
+            .map(|(t, m, id, start)| (t, m.as_str(), id, start.as_str()))
+            .collect();
+        let held: Vec<bool> = match check_grants(&self.backend, &grants).await {
+            Ok(held) => held,
             Err(e) => {
                 // Unchecked: nothing of a shared stream is handed out; its readers catch up.
                 tracing::warn!(error = %e, "feed pump: grants could not be checked");
-                tenants.clear();
+                places.clear();
                 Vec::new()
             }
         };
@@ -472,16 +487,17 @@ impl Pump {
                 continue;
             };
             let shared = matches!(s.source, FeedSource::Shared(..));
-            let checked = tenants.get(&key);
+            let checked = places.get(&key);
             s.subs.retain_mut(|sub| {
                 if !sub.live {
                     return true;
                 }
                 let (generation, stream) = (sub.generation, key.clone());
                 // Shared: Some(held) once checked, None if registered since the check.
+                let start = sub.start.as_deref().unwrap_or_default();
                 let grant = checked
-                    .and_then(|c| c.get(&sub.tenant))
-                    .map(|&i| starts.get(i).cloned().flatten() == sub.start);
+                    .and_then(|c| c.get(&sub.tenant)?.iter().find(|(s, _)| s == start))
+                    .map(|&(_, i)| held.get(i).copied().unwrap_or(false));
                 let d = match (shared, grant) {
                     // Ended: the grant is gone or was made anew.
                     (true, Some(false)) => {
@@ -492,13 +508,13 @@ impl Pump {
                     }
                     // Registered since the check, or behind this read: it catches up alone.
                     (true, None) => Delivery::Behind { stream, generation },
-                    _ if id_after(&from, &sub.pos) => Delivery::Behind { stream, generation },
+                    _ if from > sub.pos => Delivery::Behind { stream, generation },
                     _ => {
-                        let i = reads.partition_point(|r| !id_after(&r.id, &sub.pos));
+                        let i = reads.partition_point(|r| r.at <= sub.pos);
                         let Some(last) = reads.last().filter(|_| i < reads.len()) else {
                             return true;
                         };
-                        sub.pos.clone_from(&last.id);
+                        sub.pos = last.at;
                         Delivery::Entries {
                             stream,
                             generation,
@@ -516,9 +532,7 @@ impl Pump {
                 true
             });
             if let Some(last) = reads.last() {
-                if id_after(&last.id, &s.cursor) {
-                    s.cursor.clone_from(&last.id);
-                }
+                s.cursor = s.cursor.max(last.at);
             }
         }
         st.streams.retain(|_, s| !s.subs.is_empty());
@@ -527,7 +541,7 @@ impl Pump {
 
     /// After a refused read: the streams whose key holds something else are dropped, their
     /// readers told.
-    async fn drop_bad_streams(&self, reads: &[(Arc<str>, String)]) {
+    async fn drop_bad_streams(&self, reads: &[(Arc<str>, EntryId)]) {
         let mut pipe = redis::pipe();
         for (s, _) in reads {
             pipe.cmd("TYPE").arg(&**s);

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::hub::{Delivery, FeedHub, Pump, Slot, Sub};
 use super::reader::{feed_tenant, xread, FeedBatch, FeedPosition};
-use super::track::{verify, Followed, Tracker};
+use super::track::{entry_id, verify, Followed, Tracker};
 use super::FeedSource;
 use crate::backend::Backend;
 use crate::db::Session;
@@ -172,7 +172,7 @@ impl HubReader {
                 stream: stream.clone(),
                 source: f.source.clone(),
                 start: f.start.clone(),
-                pos: self.track.after(&f),
+                pos: entry_id(&self.track.after(&f)),
                 live: false,
                 slot: self.slot.clone(),
             };
@@ -317,30 +317,30 @@ impl HubReader {
             entries.extend(xread(backend, reads, count, Duration::ZERO).await?);
         }
         // The grants of the shared streams read, checked after the read.
-        let pairs: Vec<_> = entries
+        let tenant = &self.track.tenant;
+        let grants: Vec<_> = entries
             .iter()
-            .filter_map(|(k, _)| match &self.subs.get(k.as_str())?.followed.source {
-                FeedSource::Shared(m, id) => {
-                    Some((self.track.tenant.clone(), m.clone(), id.clone()))
+            .filter_map(|(k, _)| {
+                let f = &self.subs.get(k.as_str())?.followed;
+                match (&f.source, &f.start) {
+                    (FeedSource::Shared(m, id), Some(start)) => {
+                        Some((tenant, m.as_str(), id, start.as_str()))
+                    }
+                    _ => None,
                 }
-                FeedSource::Tenant(_) => None,
             })
             .collect();
         let shared = self.session.shared_backend().await?;
-        let mut grants = check_grants(&shared, &pairs).await?.into_iter();
+        let mut held = check_grants(&shared, &grants).await?.into_iter();
         for (k, items) in entries {
             let Some(r) = self.subs.get(k.as_str()) else {
                 continue;
             };
-            if matches!(r.followed.source, FeedSource::Shared(..)) {
-                let held = grants
-                    .next()
-                    .flatten()
-                    .is_some_and(|g| Some(&g.start) == r.followed.start.as_ref());
-                if !held {
-                    *regrant = true;
-                    continue;
-                }
+            if matches!(r.followed.source, FeedSource::Shared(..))
+                && !(r.followed.start.is_some() && held.next() == Some(true))
+            {
+                *regrant = true;
+                continue;
             }
             let reads = verify(&r.followed.source, items);
             self.track.accept(&r.followed, &reads, batch);

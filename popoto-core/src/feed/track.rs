@@ -16,11 +16,20 @@ use crate::keys;
 use crate::shared::{read_grants, Access, Grant, SharedId, Subscription};
 use crate::tenant::TenantId;
 
-/// A stream entry as read: its id and its verified event (`None`: rejected, and reported),
-/// shared by every reader it is handed to.
+/// A stream entry id, parsed: (milliseconds, sequence).
+pub(crate) type EntryId = (u64, u64);
+
+/// An entry id parsed (one that does not parse, `(0, 0)`: before every entry).
+pub(crate) fn entry_id(id: &str) -> EntryId {
+    parse_id(id).unwrap_or((0, 0))
+}
+
+/// A stream entry as read: its id (as text and parsed) and its verified event (`None`:
+/// rejected, and reported), shared by every reader it is handed to.
 #[derive(Debug, Clone)]
 pub(crate) struct Read {
     pub(crate) id: String,
+    pub(crate) at: EntryId,
     pub(crate) event: Option<Arc<ChangeEvent>>,
 }
 
@@ -36,7 +45,11 @@ pub(crate) fn verify(source: &FeedSource, items: Vec<(String, Fields)>) -> Vec<R
                     None
                 }
             };
-            Read { id, event }
+            Read {
+                at: entry_id(&id),
+                id,
+                event,
+            }
         })
         .collect()
 }
@@ -253,11 +266,11 @@ impl Tracker {
             }
         };
         let mut gap = false;
+        // Entries at or before the position, or the grant's start, were delivered or are
+        // not this subscription's.
+        let after = parse_id(&pos.entry).max(f.start.as_deref().and_then(parse_id));
         for r in reads {
-            if !id_after(&r.id, &pos.entry) {
-                continue;
-            }
-            if f.start.as_ref().is_some_and(|s| !id_after(&r.id, s)) {
+            if Some(r.at) <= after {
                 continue;
             }
             match &r.event {

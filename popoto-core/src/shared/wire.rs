@@ -396,36 +396,35 @@ fn parse_grant(field: &str, value: &str) -> Option<Grant> {
     })
 }
 
-/// The grant, if any, of each (tenant, model, id): both sides read in one round trip and
-/// confirmed as by [`read_grants`] (the check of a change feed's fan-out).
-pub(crate) async fn check_grants(
-    backend: &Backend,
-    pairs: &[(TenantId, String, SharedId)],
-) -> Result<Vec<Option<Grant>>> {
-    if pairs.is_empty() {
+/// The fan-out's check of grants (`lua/feed_grants.lua`).
+static FEED_GRANTS: LazyLock<Script> =
+    LazyLock::new(|| Script::read_only(include_str!("../lua/feed_grants.lua")));
+
+/// One grant a change feed's reader follows: tenant, model, id and the grant's start.
+pub(crate) type Followed<'a> = (&'a TenantId, &'a str, &'a SharedId, &'a str);
+
+/// Whether each grant still holds, with the same start (a grant made anew is another
+/// subscription), both sides agreeing: the check of a change feed's fan-out, in one call.
+pub(crate) async fn check_grants(backend: &Backend, grants: &[Followed<'_>]) -> Result<Vec<bool>> {
+    if grants.is_empty() {
         return Ok(Vec::new());
     }
-    let mut pipe = redis::pipe();
-    for (tenant, model, id) in pairs {
-        pipe.cmd("HGET")
-            .arg(keys::shared_grants_key(tenant.as_str()))
-            .arg(keys::shared_grant_field(model, id.as_str()));
-        pipe.cmd("HGET")
-            .arg(keys::shared_subs_key(model, id.as_str()))
-            .arg(tenant.as_str());
+    let mut keys = Vec::with_capacity(grants.len() * 2);
+    let mut args = Vec::with_capacity(grants.len() * 3);
+    for (tenant, model, id, start) in grants {
+        keys.push(keys::shared_grants_key(tenant.as_str()));
+        keys.push(keys::shared_subs_key(model, id.as_str()));
+        args.push(keys::shared_grant_field(model, id.as_str()).into_bytes());
+        args.push(tenant.as_str().as_bytes().to_vec());
+        args.push(start.as_bytes().to_vec());
     }
-    let raw: Vec<Option<String>> = backend.pipeline(OP, "-", &pipe).await?;
-    Ok(pairs
-        .iter()
-        .zip(raw.chunks(2))
-        .map(|((_, model, id), both)| {
-            let (Some(Some(grant)), Some(confirm)) = (both.first(), both.get(1)) else {
-                return None;
-            };
-            let g = parse_grant(&keys::shared_grant_field(model, id.as_str()), grant)?;
-            (confirm.as_deref() == Some(g.access.code())).then_some(g)
-        })
-        .collect())
+    let reply = backend.eval(OP, "-", &FEED_GRANTS, &keys, &args).await?;
+    match &reply {
+        Value::BulkString(b) if b.len() == grants.len() => {
+            Ok(b.iter().map(|c| *c == b'1').collect())
+        }
+        _ => Err(protocol("-", &reply)),
+    }
 }
 
 /// Removes every grant of `tenant` (a tenant being destroyed): its grants hash and its entry in
