@@ -57,6 +57,12 @@ fn votes(n: i64) -> Patch<Doc> {
     .with(Doc::votes())
 }
 
+/// A document acme and globex may read.
+async fn shared_with_acme_and_globex(db: &Db) -> SharedId {
+    let subs = [("acme", Access::Read), ("globex", Access::Read)];
+    share_with(db, &doc("d"), Merge::LastWriteWins, &subs).await
+}
+
 async fn open(hub: &FeedHub, session: &Session, from: Option<FeedPosition>) -> HubReader {
     let mut r = hub.reader(session).unwrap_or_else(|e| panic!("{e}"));
     if let Some(p) = from {
@@ -137,13 +143,7 @@ async fn one_pump_serves_many_readers_on_one_dedicated_connection_each_its_own_s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_behind_the_pump_catches_up_alone_without_loss_or_duplication() {
     let (_server, db) = setup().await;
-    let id = share_with(
-        &db,
-        &doc("d"),
-        Merge::LastWriteWins,
-        &[("acme", Access::Read), ("globex", Access::Read)],
-    )
-    .await;
+    let id = shared_with_acme_and_globex(&db).await;
     let host = db.admin().shared();
     let hub = FeedHub::new(HubConfig::default().block(Duration::from_millis(200)));
     let acme = db.tenant("acme").unwrap();
@@ -189,13 +189,7 @@ async fn a_reader_behind_the_pump_catches_up_alone_without_loss_or_duplication()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_that_falls_behind_is_dropped_without_holding_the_others_up() {
     let (_server, db) = setup().await;
-    let id = share_with(
-        &db,
-        &doc("d"),
-        Merge::LastWriteWins,
-        &[("acme", Access::Read), ("globex", Access::Read)],
-    )
-    .await;
+    let id = shared_with_acme_and_globex(&db).await;
     let host = db.admin().shared();
     let hub = FeedHub::new(HubConfig::default().buffer(2));
     let acme = db.tenant("acme").unwrap();

@@ -71,29 +71,15 @@ impl Backend {
     ) -> Result<T> {
         self.guard(op, cmd)?;
         self.round_trips.fetch_add(1, Ordering::Relaxed);
-        match erased(cmd.query_async(&mut held.conn)).await {
-            Ok(v) => {
-                self.consecutive.store(0, Ordering::Relaxed);
-                Ok(v)
-            }
-            Err(source) => {
-                if is_connection_error(&source) {
-                    self.consecutive.fetch_add(1, Ordering::Relaxed);
-                    self.failures.record();
-                    // Never back to the pool.
-                    if let Some(obj) = held.pooled.take() {
-                        drop(deadpool_redis::Connection::take(obj));
-                    }
-                } else {
-                    self.consecutive.store(0, Ordering::Relaxed);
-                }
-                Err(Error::Redis {
-                    op,
-                    model: "-",
-                    source,
-                })
+        let result = erased(cmd.query_async(&mut held.conn)).await;
+        if matches!(&result, Err(e) if is_connection_error(e)) {
+            self.failures.record();
+            // Never back to the pool.
+            if let Some(obj) = held.pooled.take() {
+                drop(deadpool_redis::Connection::take(obj));
             }
         }
+        self.settle(op, "-", result)
     }
 
     /// Cuts a blocking command of the held connection `id` short, as if it timed out (from a

@@ -275,6 +275,17 @@ impl Backend {
                 }
             },
         };
+        self.settle(op, model, result)
+    }
+
+    /// A call's result, counted toward the backend's health: any reply means the server is
+    /// up, a connection-level failure one more in a row.
+    pub(crate) fn settle<T>(
+        &self,
+        op: &'static str,
+        model: &'static str,
+        result: RedisResult<T>,
+    ) -> Result<T> {
         match result {
             Ok(v) => {
                 self.consecutive.store(0, Ordering::Relaxed);
