@@ -289,7 +289,7 @@ async fn a_reader_gets_its_own_stream_and_granted_shared_streams_only_and_resume
         let mut seen: Vec<(String, String)> = Vec::new();
         for _ in 0..3 {
             for e in r.next().await.unwrap().events {
-                seen.push((e.source.stream_key(), e.entry));
+                seen.push((e.source.stream_key(), e.entry.clone()));
             }
         }
         got.push(seen);
@@ -466,4 +466,86 @@ async fn no_event_without_its_write_and_no_write_without_its_event_under_client_
         db.tenant("nobody").unwrap().shared::<Doc>().get(&id).await,
         Err(Error::NotSubscribed { .. })
     ));
+}
+
+/// A private model with a change feed and a confidence field.
+#[derive(Model, Debug, Clone, PartialEq, Default)]
+#[popoto(change_feed)]
+pub struct Claim {
+    /// The tenant.
+    #[popoto(key, tenant)]
+    pub org: String,
+    /// Its id.
+    #[popoto(key)]
+    pub id: String,
+    /// How much it is believed.
+    #[popoto(confidence(initial = 0.5, evidence_cap = 20), partition_by = "org")]
+    pub belief: f64,
+}
+
+#[tokio::test]
+async fn confidence_updates_of_a_model_with_a_change_feed_append_their_event_in_the_same_call() {
+    let (server, db) = setup().await;
+    let acme = db.tenant("acme").unwrap().with_origin("scorer");
+    let claim = Claim {
+        org: "acme".into(),
+        id: "c1".into(),
+        ..Default::default()
+    };
+    acme.create(claim.clone()).await.unwrap();
+    let mut reader = acme
+        .feed()
+        .unwrap()
+        .block(Duration::ZERO)
+        .open()
+        .await
+        .unwrap();
+    let belief = acme.confidence(&claim, Claim::belief()).unwrap();
+    let states = [
+        belief.update(0.9).await.unwrap(),
+        belief.update(0.2).await.unwrap(),
+    ];
+    let batch = reader.next().await.unwrap();
+    assert_eq!(batch.events.len(), 2, "{batch:?}");
+    for ((e, state), version) in batch.events.iter().zip(states).zip([2, 3]) {
+        assert_eq!(
+            (e.op, e.full, e.version),
+            (ChangeOp::Confidence, false, version)
+        );
+        assert_eq!(e.origin, "scorer");
+        assert_eq!(e.key, Claim::key_of("acme", "c1").redis_key());
+        assert_eq!(e.fields.len(), 1);
+        // The field's new confidence, as a value of the model.
+        assert_eq!(e.apply_to(&claim).unwrap().belief, state.confidence);
+    }
+    // A refused update (no such instance) appends nothing.
+    let ghost = Claim {
+        id: "ghost".into(),
+        ..claim.clone()
+    };
+    let refused = acme.confidence(&ghost, Claim::belief()).unwrap();
+    assert!(matches!(
+        refused.update(0.5).await,
+        Err(Error::NotFound { .. })
+    ));
+    let stream = FeedSource::Tenant(tid("acme")).stream_key();
+    assert_eq!(xrange(&server, &stream).len(), 3);
+
+    // A stream key of another type: the update is refused whole, its entry left as it was.
+    let globex = db.tenant("globex").unwrap();
+    let theirs = Claim {
+        org: "globex".into(),
+        id: "c2".into(),
+        ..Default::default()
+    };
+    globex.create(theirs.clone()).await.unwrap();
+    let stream = FeedSource::Tenant(tid("globex")).stream_key();
+    raw_cmd::<i64>(&server, redis::cmd("DEL").arg(&stream));
+    raw_cmd::<String>(&server, redis::cmd("SET").arg(&stream).arg("x"));
+    let handle = globex.confidence(&theirs, Claim::belief()).unwrap();
+    assert!(matches!(
+        handle.update(0.9).await,
+        Err(Error::WrongType { .. })
+    ));
+    assert_eq!(handle.state().await.unwrap().evidence_count, 0);
 }

@@ -62,7 +62,10 @@ const SCRIPTS: [&str; 4] = [
         include_str!("../popoto-core/src/lua/apply.lua")
     ),
     include_str!("../popoto-core/src/lua/create.lua"),
-    include_str!("../popoto-core/src/lua/confidence.lua"),
+    concat!(
+        include_str!("../popoto-core/src/lua/feed_common.lua"),
+        include_str!("../popoto-core/src/lua/confidence.lua")
+    ),
 ];
 
 const TENANT: &str = "acme";

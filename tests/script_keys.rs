@@ -35,8 +35,8 @@ struct FeedTicket {
 
 /// Runs every shared-model and change-feed script: shared_write.lua (share, set, patch,
 /// version-checked write), shared_read.lua, shared_grants.lua (subscribe, unsubscribe,
-/// unshare, purge), apply.lua's FEED op, feed_group.lua (create, ack, dead, destroy) and
-/// feed_trim.lua.
+/// unshare, purge), apply.lua's FEED op, feed_group.lua (create, ack, dead, destroy),
+/// feed_trim.lua and feed_grants.lua.
 async fn shared_and_feed_scripts(db: &popoto::Db) {
     let acme_id = popoto::TenantId::new("acme").unwrap_or_else(|e| panic!("{e}"));
     let acme = db.tenant_id(&acme_id);
@@ -77,6 +77,27 @@ async fn shared_and_feed_scripts(db: &popoto::Db) {
     host.set_shared(&crdt, &board)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    // feed_grants.lua: a feed pump checks the grant of what it hands a reader.
+    let hub = popoto::feed::FeedHub::default();
+    let mut reader = hub
+        .reader(&acme)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .open()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    host.set_shared(&custom, &board)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let source = FeedSource::shared::<Board>(&custom);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !tokio::time::timeout_at(deadline, reader.next())
+        .await
+        .unwrap_or_else(|_| panic!("the hub reader got nothing"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .events
+        .iter()
+        .any(|e| e.source == source)
+    {}
     host.unsubscribe::<Board>(&acme_id, &crdt)
         .await
         .unwrap_or_else(|e| panic!("{e}"));

@@ -155,7 +155,7 @@ async fn deliver(
     let batch = feed.next().await.map_err(|e| fail("feed", e))?;
     for e in batch.events {
         for c in clients.iter_mut() {
-            c.inbox.push_back(e.clone());
+            c.inbox.push_back((*e).clone());
         }
     }
     Ok(())

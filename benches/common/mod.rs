@@ -227,8 +227,12 @@ pub async fn raw_range(
 }
 
 /// The capped Bayesian update as one script (the same Lua the ORM runs).
-pub static CONFIDENCE_LUA: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("../../popoto-core/src/lua/confidence.lua")));
+pub static CONFIDENCE_LUA: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(concat!(
+        include_str!("../../popoto-core/src/lua/feed_common.lua"),
+        include_str!("../../popoto-core/src/lua/confidence.lua")
+    ))
+});
 
 pub async fn raw_confidence(
     conn: &mut MultiplexedConnection,

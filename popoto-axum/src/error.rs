@@ -250,6 +250,11 @@ fn classify(e: &Error) -> (StatusCode, &'static str, &'static str) {
                 .unwrap_or(S::INTERNAL_SERVER_ERROR);
             (status, "bulk_failed", "some items of the batch failed")
         }
+        Error::FeedOverflow { .. } => (
+            S::SERVICE_UNAVAILABLE,
+            "too_slow",
+            "this connection fell behind; reconnect from its last position",
+        ),
         e if e.is_connection_error() => (
             S::SERVICE_UNAVAILABLE,
             "unavailable",

@@ -4,142 +4,13 @@
 //! private data, not even ids), a READ-only write refused, echo rules, convergence, revoke
 //! effective for the next message, and a reconnect that resumes without loss or duplication.
 
-use std::net::SocketAddr;
-use std::time::Duration;
+mod live_common;
 
-use axum::routing::get;
-use axum::Router;
+use live_common::*;
 use popoto::shared::{Access, Merge, Patch, SharedId};
 use popoto::testing::TestRedis;
-use popoto::{Db, Model, TenantId};
-use popoto_axum::live::{live_socket, LiveClient, LiveError, LiveSync, ServerMsg};
-use popoto_axum::{Principal, Tenancy};
-use serde::{Deserialize, Serialize};
+use popoto_axum::live::{LiveClient, LiveError, ServerMsg};
 use serde_json::Value;
-
-/// A private task; its writes go to the tenant's change feed.
-#[derive(Model, Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[popoto(change_feed)]
-pub struct Task {
-    /// The tenant.
-    #[popoto(key, tenant)]
-    pub org: String,
-    /// Its id.
-    #[popoto(key)]
-    pub id: String,
-    /// Its title.
-    pub title: String,
-}
-
-/// A shared document.
-#[derive(Model, Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[popoto(shared)]
-pub struct Doc {
-    /// Its title.
-    pub title: String,
-    /// Its text.
-    pub body: String,
-    /// Votes.
-    pub votes: i64,
-}
-
-fn tid(t: &str) -> TenantId {
-    TenantId::new(t).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// One server process: its own `Db`, tenancy (API key `<tenant>-key`) and live endpoint.
-struct App {
-    ws: String,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
-async fn app(url: &str) -> App {
-    let db = Db::connect(url).await.unwrap_or_else(|e| panic!("{e}"));
-    let tenancy = Tenancy::builder(db)
-        .api_key("x-api-key", |key| async move {
-            Ok(key
-                .strip_suffix("-key")
-                .and_then(|t| TenantId::new(t).ok())
-                .map(|t| Principal::new(format!("key:{key}"), [t])))
-        })
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let live = LiveSync::builder()
-        .private::<Task>()
-        .shared::<Doc>()
-        .block(Duration::from_millis(100))
-        .build();
-    let router = Router::new()
-        .route("/live", get(live_socket))
-        .with_state(live)
-        .layer(tenancy.layer());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move {
-        let made = router.into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(listener, made)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-    });
-    App {
-        ws: format!("ws://{addr}/live"),
-        server,
-    }
-}
-
-async fn connect(
-    app: &App,
-    tenant: &str,
-    resume: Option<popoto::feed::FeedPosition>,
-) -> LiveClient {
-    LiveClient::connect(&app.ws, &[("x-api-key", &format!("{tenant}-key"))], resume)
-        .await
-        .unwrap_or_else(|e| panic!("{tenant}: {e}"))
-}
-
-/// Messages until one matches `want` (that one last), with a deadline; every message is
-/// checked against `never` (a text no message of this client may contain).
-async fn until(
-    c: &mut LiveClient,
-    never: &[&str],
-    want: impl Fn(&ServerMsg) -> bool,
-) -> Vec<ServerMsg> {
-    let mut seen = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let msg = tokio::time::timeout_at(deadline, c.next())
-            .await
-            .unwrap_or_else(|_| panic!("no matching message; saw {seen:#?}"))
-            .unwrap_or_else(|| panic!("closed; saw {seen:#?}"));
-        let text = serde_json::to_string(&msg).unwrap();
-        for n in never {
-            assert!(!text.contains(n), "{n:?} leaked in {text}");
-        }
-        let done = want(&msg);
-        seen.push(msg);
-        if done {
-            return seen;
-        }
-    }
-}
-
-fn is_event<'a>(model: &'a str, key: &'a str) -> impl Fn(&ServerMsg) -> bool + 'a {
-    move |m| matches!(m, ServerMsg::Event { model: mm, key: k, .. } if mm == model && k.contains(key))
-}
-
-fn events_of<'a>(
-    msgs: &'a [ServerMsg],
-    model: &'a str,
-) -> impl Iterator<Item = &'a ServerMsg> + 'a {
-    msgs.iter()
-        .filter(move |m| matches!(m, ServerMsg::Event { model: mm, .. } if mm == model))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_then_a_confirmation_after_which_nothing_is_missed_and_no_other_tenant_leaks() {
@@ -284,6 +155,18 @@ async fn echo_rules_and_a_read_only_write_across_two_processes() {
         .await
         .unwrap();
     until(&mut alice2, &[], is_event("Task", "t1")).await;
+    // Its own connection gets no event, but its position moves past the edit.
+    let moved = until(
+        &mut alice1,
+        &[],
+        |m| matches!(m, ServerMsg::Position { position } if position.tenant.is_some()),
+    )
+    .await;
+    assert_eq!(events_of(&moved, "Task").count(), 0, "{moved:#?}");
+    assert_eq!(
+        alice1.position().and_then(|p| p.tenant).map(|t| t.version),
+        Some(1)
+    );
     // A shared write: every subscriber gets it, the origin included.
     let v = alice1
         .shared::<Doc>()
@@ -394,7 +277,8 @@ async fn a_revoke_ends_delivery_at_the_next_message_and_a_reconnect_resumes_exac
     })
     .await;
     host.patch(&d1, &votes(2)).await.unwrap();
-    until(&mut alice, &[], |m| matches!(m, ServerMsg::Position { .. })).await;
+    // The client's position moves with each event it receives.
+    until(&mut alice, &[], is_event("Doc", d1.as_str())).await;
     let position = alice.position().unwrap();
     drop(alice);
     host.patch(&d1, &votes(3)).await.unwrap();

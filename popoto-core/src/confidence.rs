@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use crate::db::Session;
 use crate::error::{Error, Result};
+use crate::feed::ChangeOp;
 use crate::keys::Layout;
 use crate::model::{
     hidden_key_of, key_segments, ConfidenceField, FieldKind, Key, Model, ModelMeta, Record,
@@ -26,8 +27,11 @@ mod scan;
 
 pub use scan::ConfidenceScan;
 
-pub(crate) static UPDATE: LazyLock<crate::backend::Script> =
-    LazyLock::new(|| crate::backend::Script::new(crate::script::lua!("confidence.lua")));
+/// The update, after the change-feed prelude (models with a change feed get their event in
+/// the update's call).
+pub(crate) static UPDATE: LazyLock<crate::backend::Script> = LazyLock::new(|| {
+    crate::backend::Script::new(crate::script::lua!("feed_common.lua", "confidence.lua"))
+});
 
 /// The four values of a confidence entry.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, Deserialize)]
@@ -150,6 +154,7 @@ pub fn companion_key<M: Model>(
 pub struct Confidence<'s, M: Model> {
     session: &'s Session,
     field: usize,
+    key: Key<M>,
     member: String,
     /// The instance's tenant segment (its keyspace), for a tenant model.
     tenant: Option<String>,
@@ -239,6 +244,7 @@ impl Session {
         Ok(Confidence {
             session: self,
             field: field.index(),
+            key: key.clone(),
             member: key.redis_key_in(self.layout()),
             tenant: key.tenant().map(str::to_owned),
             companion: companion_of(self.layout(), M::META, field.index(), record)?,
@@ -332,6 +338,18 @@ impl<M: Model> Confidence<'_, M> {
             model: meta.name,
             detail,
         };
+        // The change event (models with a change feed): its fields end with the confidence
+        // field's name, whose new value the script appends.
+        let event = self
+            .session
+            .feed_event(ChangeOp::Confidence, &self.key, None, None)?;
+        let feed_args: Vec<Vec<u8>> = event.as_ref().map_or_else(Vec::new, |e| {
+            e.fields
+                .iter()
+                .flat_map(|(k, v)| [k.clone(), v.clone()])
+                .chain([format!("f:{fname}").into_bytes()])
+                .collect()
+        });
         for _ in 0..MAX_ATTEMPTS {
             let (companion, checks) = self.locate(&backend).await?;
             let mut args = vec![
@@ -339,9 +357,14 @@ impl<M: Model> Confidence<'_, M> {
                 format!("{signal:?}").into_bytes(),
                 format!("{initial:?}").into_bytes(),
                 cap.to_string().into_bytes(),
+                feed_args.len().to_string().into_bytes(),
             ];
+            args.extend(feed_args.iter().cloned());
             args.extend(checks);
-            let keys = [companion.clone(), self.member.clone()];
+            let mut keys = vec![companion.clone(), self.member.clone()];
+            if let Some(e) = &event {
+                keys.extend([e.stream.clone(), e.meta.clone()]);
+            }
             let reply = backend
                 .eval("confidence update", meta.name, &UPDATE, &keys, &args)
                 .instrument(self.span("confidence_update"))
@@ -351,6 +374,13 @@ impl<M: Model> Confidence<'_, M> {
             match items.first().map(String::as_str) {
                 // A concurrent save moved the instance to another partition: locate it again.
                 Some("changed") => continue,
+                Some("wrongtype") => {
+                    return Err(Error::WrongType {
+                        model: meta.name,
+                        key: items.get(1).cloned().unwrap_or_default(),
+                        found: items.get(2).cloned().unwrap_or_default(),
+                    })
+                }
                 Some("corrupt") => {
                     return Err(Error::Decode {
                         model: meta.name,

@@ -375,6 +375,16 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// A reader fed by a process's feed pump (`feed::HubReader`) fell behind: its buffer was
+    /// full, so the pump dropped it rather than hold the other readers up or buffer without
+    /// bound. Nothing was lost: open a new reader from its position.
+    #[error("the change feed of tenant {tenant} fell more than {buffer} deliveries behind and was dropped; resume from its position")]
+    FeedOverflow {
+        /// The reader's tenant.
+        tenant: String,
+        /// Deliveries its buffer holds.
+        buffer: usize,
+    },
     /// A partition migration was asked for a field without `partition_by`.
     #[error("{model}.{field} has no partition_by configured: nothing to migrate")]
     NotPartitioned {

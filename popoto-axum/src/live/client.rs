@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures_util::{SinkExt, StreamExt};
-use popoto_core::feed::FeedPosition;
+use popoto_core::feed::{FeedPosition, StreamPos};
 use popoto_core::shared::{Patch, Shareable, SharedId};
 use popoto_core::{Key, Model};
 use serde::de::DeserializeOwned;
@@ -18,6 +18,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::{ClientMsg, ServerMsg};
@@ -101,7 +102,10 @@ impl LiveClient {
                 .map_err(|_| LiveError::Connection(format!("bad header name {k:?}")))?;
             request.headers_mut().insert(name, value);
         }
-        let (ws, _) = tokio_tungstenite::connect_async(request)
+        // Requests go out at once (no Nagle delay); a small read buffer (it grows for big
+        // messages), which the reads would otherwise clear in full every time.
+        let config = WebSocketConfig::default().read_buffer_size(4096);
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
             .await
             .map_err(|e| LiveError::Connection(e.to_string()))?;
         let (mut sink, mut stream) = ws.split();
@@ -131,8 +135,38 @@ impl LiveClient {
                 let req = match &msg {
                     ServerMsg::Reply { req, .. } => Some(*req),
                     ServerMsg::Error { req, .. } => *req,
-                    ServerMsg::Subscribed { position } | ServerMsg::Position { position } => {
+                    ServerMsg::Subscribed { position } => {
                         *lock(&pos) = Some(position.clone());
+                        None
+                    }
+                    ServerMsg::Event {
+                        model,
+                        key,
+                        shared,
+                        entry,
+                        version,
+                        ..
+                    } => {
+                        if let Some(p) = lock(&pos).as_mut() {
+                            let stream = shared.then_some((model.as_str(), key.as_str()));
+                            let at = StreamPos {
+                                entry: entry.clone(),
+                                version: *version,
+                            };
+                            p.set(stream, at);
+                        }
+                        None
+                    }
+                    ServerMsg::Position { position } => {
+                        if let Some(p) = lock(&pos).as_mut() {
+                            p.merge(position.clone());
+                        }
+                        None
+                    }
+                    ServerMsg::Revoked { model, id } => {
+                        if let (Some(p), Ok(id)) = (lock(&pos).as_mut(), SharedId::new(id)) {
+                            p.forget(model, &id);
+                        }
                         None
                     }
                     _ => None,

@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
-use popoto_core::feed::{FeedReader, FeedSource};
+use popoto_core::feed::{FeedPosition, FeedSource, HubReader};
 use popoto_core::shared::{Replica, SharedId};
 use popoto_core::{Error, Session};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+use tokio::sync::mpsc::{channel, Sender};
 
 use super::{ClientMsg, LiveSync, ServerMsg};
 use crate::error::ApiError;
@@ -16,7 +16,19 @@ use crate::extract::Tenant;
 /// How long a new connection may take to say hello.
 const HELLO_WITHIN: Duration = Duration::from_secs(10);
 
-type Out = UnboundedSender<ServerMsg>;
+/// The connection's outbox: messages as JSON text.
+type Out = Sender<Utf8Bytes>;
+
+/// Queues `msg`; false once the connection is gone.
+async fn send(tx: &Out, msg: &ServerMsg) -> bool {
+    match serde_json::to_string(msg) {
+        Ok(text) => tx.send(text.into()).await.is_ok(),
+        Err(e) => {
+            tracing::warn!(error = %e, "a live-sync message could not be encoded");
+            true
+        }
+    }
+}
 
 /// A refusal with the fixed code and message of [`ApiError`] (never a key or a tenant id).
 fn refusal(req: Option<u64>, e: Error) -> ServerMsg {
@@ -52,29 +64,37 @@ async fn next_msg(
     }
 }
 
-/// Serves one connection of `tenant` until the client goes away.
+/// Writes the outbox to the socket, flushing whenever it is empty, then closes it.
+async fn write(
+    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    mut rx: tokio::sync::mpsc::Receiver<Utf8Bytes>,
+) {
+    while let Some(text) = rx.recv().await {
+        if sink.feed(Message::Text(text)).await.is_err() {
+            return;
+        }
+        if rx.is_empty() && sink.flush().await.is_err() {
+            return;
+        }
+    }
+    let _closed = sink.close().await;
+}
+
+/// Serves one connection of `tenant` until the client goes away (or falls behind).
 pub(super) async fn serve(live: LiveSync, tenant: Tenant, socket: WebSocket) {
     let conn = format!("c-{}", uuid::Uuid::new_v4().simple());
     let session = tenant.session().with_origin(&conn);
     // The connection id is the origin of its writes (never the tenant id: subscribers see it).
     let replica = Replica::new(&conn).unwrap_or_else(|_| Replica::random());
-    let (mut sink, mut stream) = socket.split();
-    let (tx, mut rx) = unbounded_channel::<ServerMsg>();
-    let writer = tokio::spawn(async move {
-        while let Some(m) = rx.recv().await {
-            let Ok(text) = serde_json::to_string(&m) else {
-                continue;
-            };
-            if sink.send(Message::Text(text.into())).await.is_err() {
-                break;
-            }
-        }
-        let _closed = sink.close().await;
-    });
+    let (sink, mut stream) = socket.split();
+    // Bounded: beyond, the feed waits (and the pump's buffer for the connection fills, until
+    // the connection is dropped as too slow).
+    let (tx, rx) = channel::<Utf8Bytes>(live.inner.outbox);
+    let writer = tokio::spawn(write(sink, rx));
     let resume = match tokio::time::timeout(HELLO_WITHIN, next_msg(&mut stream)).await {
         Ok(Some(Ok(ClientMsg::Hello { resume }))) => resume,
         _ => {
-            let _ = tx.send(bad_message(None, "no hello"));
+            let _ = send(&tx, &bad_message(None, "no hello")).await;
             drop(tx);
             let _ = writer.await;
             return;
@@ -84,7 +104,7 @@ pub(super) async fn serve(live: LiveSync, tenant: Tenant, socket: WebSocket) {
     let reader = match open(&live, &session, resume).await {
         Ok(r) => r,
         Err(e) => {
-            let _ = tx.send(refusal(None, e));
+            let _ = send(&tx, &refusal(None, e)).await;
             drop(tx);
             let _ = writer.await;
             return;
@@ -92,13 +112,14 @@ pub(super) async fn serve(live: LiveSync, tenant: Tenant, socket: WebSocket) {
     };
     if fresh {
         if let Err(e) = snapshots(&live, &session, &replica, &tx).await {
-            let _ = tx.send(refusal(None, e));
+            let _ = send(&tx, &refusal(None, e)).await;
         }
     }
-    let _ = tx.send(ServerMsg::Subscribed {
+    let subscribed = ServerMsg::Subscribed {
         position: reader.position().clone(),
-    });
-    let feed = tokio::spawn(follow(
+    };
+    let _ = send(&tx, &subscribed).await;
+    let mut feed = tokio::spawn(follow(
         live.clone(),
         reader,
         session.clone(),
@@ -106,12 +127,18 @@ pub(super) async fn serve(live: LiveSync, tenant: Tenant, socket: WebSocket) {
         conn.clone(),
         tx.clone(),
     ));
-    while let Some(msg) = next_msg(&mut stream).await {
+    loop {
+        let msg = tokio::select! {
+            msg = next_msg(&mut stream) => msg,
+            // The feed ended (the connection fell behind): close it.
+            _ = &mut feed => break,
+        };
+        let Some(msg) = msg else { break };
         let reply = match msg {
             Ok(m) => request(&live, &session, &replica, m).await,
             Err(e) => bad_message(None, &e),
         };
-        if tx.send(reply).is_err() {
+        if !send(&tx, &reply).await {
             break;
         }
     }
@@ -124,9 +151,9 @@ pub(super) async fn serve(live: LiveSync, tenant: Tenant, socket: WebSocket) {
 async fn open(
     live: &LiveSync,
     session: &Session,
-    resume: Option<popoto_core::feed::FeedPosition>,
-) -> Result<FeedReader, Error> {
-    let mut reader = session.feed()?.block(live.inner.block);
+    resume: Option<FeedPosition>,
+) -> Result<HubReader, Error> {
+    let mut reader = live.inner.hub.reader(session)?;
     if let Some(p) = resume {
         reader = reader.from(p);
     }
@@ -142,14 +169,15 @@ async fn snapshots(
 ) -> Result<(), Error> {
     for m in &live.inner.models.private {
         for (key, value) in (m.snapshot)(session).await? {
-            let _ = tx.send(ServerMsg::Snapshot {
+            let snapshot = ServerMsg::Snapshot {
                 model: m.name.to_owned(),
                 key,
                 shared: false,
                 version: None,
                 access: None,
                 value,
-            });
+            };
+            send(tx, &snapshot).await;
         }
     }
     for sub in session.shared_subscriptions().await? {
@@ -170,97 +198,100 @@ async fn shared_snapshot(
         return Ok(());
     };
     let (value, version, access) = (m.get)(session, id, replica).await?;
-    let _ = tx.send(ServerMsg::Snapshot {
+    let snapshot = ServerMsg::Snapshot {
         model: model.to_owned(),
         key: id.to_string(),
         shared: true,
         version: Some(version),
         access,
         value,
-    });
+    };
+    send(tx, &snapshot).await;
     Ok(())
 }
 
 /// Sends the feed's batches until the connection ends: grants and revokes, gaps, events
-/// (a private edit not back to the connection that made it), then the position.
+/// (a private edit not back to the connection that made it), then what moved of the position
+/// beyond the events sent. Returns when the reader fell behind (after telling the client) or
+/// failed for good.
 async fn follow(
     live: LiveSync,
-    mut reader: FeedReader,
+    mut reader: HubReader,
     session: Session,
     replica: Replica,
     conn: String,
     tx: Out,
 ) {
+    // The position as last sent whole (the confirmed one, then each position message): the
+    // client moves it further with each event.
+    let mut sent = reader.position().clone();
     loop {
         let batch = match reader.next().await {
             Ok(b) => b,
             Err(e) => {
                 let retry = e.is_connection_error();
-                if tx.send(refusal(None, e)).is_err() || !retry {
+                if !send(&tx, &refusal(None, e)).await || !retry {
                     return;
                 }
-                // Redis is away: try again shortly (each try holds a dedicated connection).
+                // Redis is away: try again shortly.
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
         };
         for s in &batch.revoked {
-            let _ = tx.send(ServerMsg::Revoked {
+            sent.forget(&s.model, &s.id);
+            let revoked = ServerMsg::Revoked {
                 model: s.model.clone(),
                 id: s.id.to_string(),
-            });
+            };
+            if !send(&tx, &revoked).await {
+                return;
+            }
         }
         for s in &batch.granted {
-            let _ = tx.send(ServerMsg::Granted {
+            let granted = ServerMsg::Granted {
                 model: s.model.clone(),
                 id: s.id.to_string(),
                 access: s.access,
-            });
+            };
+            if !send(&tx, &granted).await {
+                return;
+            }
             if let Err(e) = shared_snapshot(&live, &session, &replica, &s.model, &s.id, &tx).await {
-                let _ = tx.send(refusal(None, e));
+                send(&tx, &refusal(None, e)).await;
             }
         }
-        if !batch.gaps.is_empty() {
-            let _ = tx.send(ServerMsg::Gap);
-        }
-        let moved = !batch.events.is_empty();
-        for e in batch.events {
-            let shared = matches!(e.source, FeedSource::Shared(..));
-            if !shared && e.origin == conn {
-                continue;
-            }
-            let fields = if shared {
-                live.inner.models.shared(&e.model).map(|m| (m.fields)(&e))
-            } else {
-                live.inner.models.private(&e.model).map(|m| (m.fields)(&e))
-            };
-            let fields = match fields {
-                Some(Ok(f)) => f,
-                Some(Err(err)) => {
-                    tracing::warn!(error = %err, "a change event could not be sent");
-                    continue;
-                }
-                None => continue,
-            };
-            let _ = tx.send(ServerMsg::Event {
-                model: e.model,
-                key: e.key,
-                shared,
-                op: e.op,
-                version: e.version,
-                origin: e.origin,
-                full: e.full,
-                fields,
-            });
-        }
-        if moved
-            && tx
-                .send(ServerMsg::Position {
-                    position: reader.position().clone(),
-                })
-                .is_err()
-        {
+        if !batch.gaps.is_empty() && !send(&tx, &ServerMsg::Gap).await {
             return;
+        }
+        // Entries the client does not get as events: its position moves past them by a
+        // position message (as do new subscriptions' starts).
+        let mut unsent = batch.rejected > 0 || !batch.granted.is_empty();
+        for e in &batch.events {
+            let shared = matches!(e.source, FeedSource::Shared(..));
+            let text = if !shared && e.origin == conn {
+                None
+            } else {
+                live.inner.rendered.event(&live.inner.models, e)
+            };
+            let Some(text) = text else {
+                unsent = true;
+                continue;
+            };
+            if tx.send(text).await.is_err() {
+                return;
+            }
+        }
+        if unsent {
+            // Every stream moved since the last whole position: the client holds the events'
+            // positions, and is at the reader's for each stream once past what was not sent.
+            let moved = reader.position().moved_since(&sent);
+            if !moved.is_empty() {
+                sent.merge(moved.clone());
+                if !send(&tx, &ServerMsg::Position { position: moved }).await {
+                    return;
+                }
+            }
         }
     }
 }

@@ -3,26 +3,32 @@
 //! it is subscribed to, then every change event of its streams, and may write (private models,
 //! and shared instances it may write).
 //!
-//! Everything travels through Redis: each connection follows its tenant's change feed
-//! ([`popoto_core::feed::FeedReader`]), so a write made through any process reaches every
-//! connection of every process. A private edit is echoed to the tenant's other connections
-//! (not to the one that made it); a shared write to every subscriber, its origin included.
-//! Grants are re-checked at every batch: a revoke ends delivery at the next one. The
-//! subscription is confirmed ([`ServerMsg::Subscribed`]) only once the feed position is fixed,
-//! so nothing written after the confirmation is missed, and a client that reconnects with its
-//! last position resumes exactly after it.
+//! Everything travels through Redis: the process runs one feed pump per backend
+//! ([`popoto_core::feed::FeedHub`]), a blocking read of every stream its connections follow
+//! (their tenants' streams and their shared instances'), whose entries it hands to each
+//! connection that follows them; so a write made through any process reaches every connection
+//! of every process, and a process holds one dedicated Redis connection per backend however
+//! many WebSocket connections it serves. A private edit is echoed to the tenant's other
+//! connections (not to the one that made it); a shared write to every subscriber, its origin
+//! included. Grants are checked again by the pump after each read, before a shared entry is
+//! handed to a connection: a revoke ends delivery at the next message. The subscription is
+//! confirmed ([`ServerMsg::Subscribed`]) only once the feed position is fixed, so nothing
+//! written after the confirmation is missed, and a client that reconnects with its last
+//! position resumes exactly after it. A connection that falls behind (its buffer of
+//! deliveries is full: the client does not read fast enough) is told `too_slow` and closed,
+//! never holding up the others: it reconnects from its position and loses nothing.
 
 mod client;
 mod conn;
 mod models;
+mod render;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::State;
 use axum::response::Response;
-use popoto_core::feed::{ChangeOp, FeedPosition};
+use popoto_core::feed::{ChangeOp, FeedHub, FeedPosition, HubConfig};
 use popoto_core::shared::{Access, Shareable};
 use popoto_core::Model;
 use serde::de::DeserializeOwned;
@@ -120,6 +126,9 @@ pub enum ServerMsg {
         op: ChangeOp,
         /// The shared instance's version, or the tenant stream's counter.
         version: u64,
+        /// Its stream entry id: with `version`, the stream's position after this event
+        /// ([`FeedPosition::set`]).
+        entry: String,
         /// The writer's origin (a connection id for writes made over this endpoint).
         origin: String,
         /// Whether `fields` holds the whole value.
@@ -127,9 +136,12 @@ pub enum ServerMsg {
         /// The fields written, as JSON.
         fields: Map<String, Value>,
     },
-    /// The position after the events sent so far (to resume from after a reconnect).
+    /// The streams whose position moved past the events sent (entries not sent: a private
+    /// edit not echoed back, a rejected entry): apply it with [`FeedPosition::merge`]. The
+    /// confirmed position, moved by each event and by these, is where to resume after a
+    /// reconnect.
     Position {
-        /// The position.
+        /// The streams that moved.
         position: FeedPosition,
     },
     /// The tenant was subscribed to a shared instance (a snapshot follows).
@@ -141,7 +153,8 @@ pub enum ServerMsg {
         /// The access.
         access: Access,
     },
-    /// The tenant's subscription ended: nothing of the instance is sent any more.
+    /// The tenant's subscription ended: nothing of the instance is sent any more (drop its
+    /// stream from the position: [`FeedPosition::forget`]).
     Revoked {
         /// The model's class name.
         model: String,
@@ -170,7 +183,8 @@ pub enum ServerMsg {
     },
 }
 
-/// The live-sync endpoint's configuration: the models it serves. Cheap to clone.
+/// The live-sync endpoint: the models it serves and the process's feed pumps. Cheap to clone;
+/// build one per process (its clones share the pumps).
 #[derive(Clone)]
 pub struct LiveSync {
     pub(crate) inner: Arc<Inner>,
@@ -178,19 +192,24 @@ pub struct LiveSync {
 
 pub(crate) struct Inner {
     pub(crate) models: models::Registry,
-    pub(crate) block: Duration,
+    pub(crate) hub: FeedHub,
+    pub(crate) outbox: usize,
+    pub(crate) rendered: render::Rendered,
 }
 
 impl std::fmt::Debug for LiveSync {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LiveSync").finish_non_exhaustive()
+        f.debug_struct("LiveSync")
+            .field("hub", &self.inner.hub)
+            .finish_non_exhaustive()
     }
 }
 
 /// Builds a [`LiveSync`].
 pub struct LiveSyncBuilder {
     models: models::Registry,
-    block: Duration,
+    feed: HubConfig,
+    outbox: usize,
 }
 
 impl LiveSync {
@@ -199,8 +218,14 @@ impl LiveSync {
     pub fn builder() -> LiveSyncBuilder {
         LiveSyncBuilder {
             models: models::Registry::default(),
-            block: Duration::from_millis(500),
+            feed: HubConfig::default(),
+            outbox: 256,
         }
+    }
+
+    /// The process's feed pumps.
+    pub fn hub(&self) -> &FeedHub {
+        &self.inner.hub
     }
 }
 
@@ -224,10 +249,18 @@ impl LiveSyncBuilder {
         self
     }
 
-    /// How long a connection's feed read waits for events before it checks again (default
-    /// 500 ms; each connection's waits hold a dedicated Redis connection).
-    pub fn block(mut self, block: Duration) -> Self {
-        self.block = block;
+    /// How the feed pumps read and hand out: the pump's block time, each connection's buffer
+    /// (deliveries a connection may have waiting before it is closed as too slow) and how
+    /// often a connection re-reads its grants (new subscriptions show up within it).
+    pub fn feed(mut self, config: HubConfig) -> Self {
+        self.feed = config;
+        self
+    }
+
+    /// Messages a connection may have waiting for its socket (default 256); beyond, its feed
+    /// waits, and once the feed's buffer is full too the connection is closed as too slow.
+    pub fn outbox(mut self, messages: usize) -> Self {
+        self.outbox = messages.max(1);
         self
     }
 
@@ -236,7 +269,9 @@ impl LiveSyncBuilder {
         LiveSync {
             inner: Arc::new(Inner {
                 models: self.models,
-                block: self.block,
+                hub: FeedHub::new(self.feed),
+                outbox: self.outbox,
+                rendered: render::Rendered::default(),
             }),
         }
     }
@@ -249,5 +284,8 @@ pub async fn live_socket(
     tenant: Tenant,
     ws: WebSocketUpgrade,
 ) -> Response {
-    ws.on_upgrade(move |socket| conn::serve(live, tenant, socket))
+    // Clients send small requests: a small read buffer to start with (it grows if needed),
+    // which keeps thousands of idle connections cheap.
+    ws.read_buffer_size(4096)
+        .on_upgrade(move |socket| conn::serve(live, tenant, socket))
 }

@@ -8,6 +8,7 @@
 mod conn;
 mod exec;
 mod group;
+mod held;
 mod recording;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +24,7 @@ pub(crate) use exec::split_batch_replies;
 use exec::{batch_call, round_trip, script_call, PLANS_PER_CALL, PLANS_PER_ROUND_TRIP};
 pub(crate) use exec::{evalsha, Form, Script, Tries};
 use group::{Group, Reply, Turn};
+pub(crate) use held::Held;
 
 use crate::error::{Error, Result};
 use crate::keys::Layout;
@@ -294,6 +296,17 @@ impl Backend {
                 }
             },
         };
+        self.settle(op, model, result)
+    }
+
+    /// A call's result, counted toward the backend's health: any reply means the server is
+    /// up, a connection-level failure one more in a row.
+    pub(crate) fn settle<T>(
+        &self,
+        op: &'static str,
+        model: &'static str,
+        result: RedisResult<T>,
+    ) -> Result<T> {
         match result {
             Ok(v) => {
                 self.consecutive.store(0, Ordering::Relaxed);

@@ -10,20 +10,27 @@ use crate::tenant::Scope;
 
 use super::Session;
 
+/// A change event to append: its stream, the stream's meta hash, and its fields (without the
+/// version, which the script counts).
+pub(crate) struct FeedEvent {
+    pub(crate) stream: String,
+    pub(crate) meta: String,
+    pub(crate) fields: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
 impl Session {
-    /// Adds the change event of a write of `key` to `plan` (nothing for models without
-    /// `CHANGE_FEED`): `record` is the value written (none for a delete), `from` the old key
-    /// of a move. The stream is the key's tenant's, on the backend the write goes to.
-    pub(super) fn add_feed<M: Model>(
+    /// The change event of a write of `key` (`None` for models without `CHANGE_FEED`):
+    /// `record` is the value written (none for a delete or a confidence update), `from` the
+    /// old key of a move. The stream is the key's tenant's.
+    pub(crate) fn feed_event<M: Model>(
         &self,
-        plan: &mut Plan,
         op: ChangeOp,
         key: &Key<M>,
         record: Option<&Record>,
         from: Option<&str>,
-    ) -> Result<()> {
+    ) -> Result<Option<FeedEvent>> {
         if !M::CHANGE_FEED {
-            return Ok(());
+            return Ok(None);
         }
         let Some(tenant) = key.tenant() else {
             return Err(Error::NoTenant {
@@ -54,7 +61,27 @@ impl Session {
                 fields.push((format!("f:{}", f.name).into_bytes(), v.clone()));
             }
         }
-        plan.feed(keys::feed_stream_key(of), keys::feed_meta_key(of), fields);
+        Ok(Some(FeedEvent {
+            stream: keys::feed_stream_key(of),
+            meta: keys::feed_meta_key(of),
+            fields,
+        }))
+    }
+
+    /// Adds the change event of a write of `key` to `plan` (see [`Session::feed_event`]), so
+    /// `apply.lua` appends it in the write's call.
+    pub(super) fn add_feed<M: Model>(
+        &self,
+        plan: &mut Plan,
+        op: ChangeOp,
+        key: &Key<M>,
+        record: Option<&Record>,
+        from: Option<&str>,
+    ) -> Result<()> {
+        let Some(event) = self.feed_event(op, key, record, from)? else {
+            return Ok(());
+        };
+        plan.feed(event.stream, event.meta, event.fields);
         Ok(())
     }
 }

@@ -25,6 +25,9 @@ pub enum ChangeOp {
     Delete,
     /// A private instance's key changed (`from` holds the old key; full value).
     Move,
+    /// A confidence update of a private instance: `fields` holds the confidence field with its
+    /// new confidence.
+    Confidence,
 }
 
 impl ChangeOp {
@@ -38,6 +41,7 @@ impl ChangeOp {
             "save" => ChangeOp::Save,
             "delete" => ChangeOp::Delete,
             "move" => ChangeOp::Move,
+            "confidence" => ChangeOp::Confidence,
             _ => return None,
         })
     }
@@ -53,6 +57,7 @@ impl ChangeOp {
             ChangeOp::Save => "save",
             ChangeOp::Delete => "delete",
             ChangeOp::Move => "move",
+            ChangeOp::Confidence => "confidence",
         }
     }
 }

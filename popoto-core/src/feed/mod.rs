@@ -13,7 +13,10 @@
 
 mod event;
 mod group;
+mod hub;
+mod hub_reader;
 mod reader;
+mod track;
 mod upkeep;
 pub(crate) use {group::GROUP, upkeep::TRIM};
 
@@ -21,6 +24,7 @@ use std::time::Duration;
 
 pub use event::{ChangeEvent, ChangeOp};
 pub use group::{FeedGroup, GroupReport, GroupStart};
+pub use hub::{FeedHub, HubConfig, HubReader};
 pub use reader::{FeedBatch, FeedPosition, FeedReader, StreamPos};
 pub use upkeep::{DeadLetter, GroupStats, TrimReport};
 

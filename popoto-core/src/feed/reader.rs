@@ -2,17 +2,19 @@
 //! read, resumable from a position, with grants re-checked at every batch.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::Value;
 
-use super::event::{self, ChangeEvent};
+use super::event::ChangeEvent;
+use super::track::{verify, Followed, Tracker};
 use super::{FeedSource, OP};
 use crate::backend::Backend;
 use crate::db::Session;
 use crate::error::{Error, Result};
-use crate::keys::{self, FeedOf};
-use crate::shared::{read_grants, Grant, Subscription};
+use crate::keys;
+use crate::shared::{read_grants, Subscription};
 use crate::tenant::{Scope, TenantId};
 
 /// Where a reader is: the last entry delivered of each stream (serializable, to resume).
@@ -22,6 +24,55 @@ pub struct FeedPosition {
     pub tenant: Option<StreamPos>,
     /// Each shared instance's stream, by `<Model>:<id>` (escaped segments).
     pub shared: BTreeMap<String, StreamPos>,
+}
+
+impl FeedPosition {
+    /// The streams whose position differs from `before` (what moved since): sent instead of
+    /// the whole position, and applied with [`FeedPosition::merge`].
+    pub fn moved_since(&self, before: &FeedPosition) -> FeedPosition {
+        FeedPosition {
+            tenant: self
+                .tenant
+                .clone()
+                .filter(|t| before.tenant.as_ref() != Some(t)),
+            shared: self
+                .shared
+                .iter()
+                .filter(|(f, p)| before.shared.get(*f) != Some(*p))
+                .map(|(f, p)| (f.clone(), p.clone()))
+                .collect(),
+        }
+    }
+
+    /// Applies what moved ([`FeedPosition::moved_since`]).
+    pub fn merge(&mut self, moved: FeedPosition) {
+        if moved.tenant.is_some() {
+            self.tenant = moved.tenant;
+        }
+        self.shared.extend(moved.shared);
+    }
+
+    /// Sets the position of one stream: the tenant's (`None`), or shared instance
+    /// `(model, id)`'s (a client following events one by one).
+    pub fn set(&mut self, stream: Option<(&str, &str)>, pos: StreamPos) {
+        match stream {
+            None => self.tenant = Some(pos),
+            Some((model, id)) => {
+                self.shared.insert(keys::shared_grant_field(model, id), pos);
+            }
+        }
+    }
+
+    /// Drops the stream of shared instance `id` of `model` (a subscription that ended).
+    pub fn forget(&mut self, model: &str, id: &crate::shared::SharedId) {
+        self.shared
+            .remove(&keys::shared_grant_field(model, id.as_str()));
+    }
+
+    /// Whether nothing is in it.
+    pub fn is_empty(&self) -> bool {
+        self.tenant.is_none() && self.shared.is_empty()
+    }
 }
 
 /// The last entry delivered of one stream, and its event's version (events of a stream have
@@ -47,8 +98,8 @@ impl StreamPos {
 /// What one [`FeedReader::next`] delivered.
 #[derive(Debug, Clone, Default)]
 pub struct FeedBatch {
-    /// Events, each stream's in order.
-    pub events: Vec<ChangeEvent>,
+    /// Events, each stream's in order (shared with the other readers they were handed to).
+    pub events: Vec<Arc<ChangeEvent>>,
     /// Subscriptions that appeared since the last batch: their events are delivered from the
     /// moment of the subscription on.
     pub granted: Vec<Subscription>,
@@ -64,11 +115,8 @@ pub struct FeedBatch {
 /// A tenant's change feed ([`Session::feed`]).
 pub struct FeedReader {
     session: Session,
-    tenant: TenantId,
-    position: FeedPosition,
-    resumed: bool,
+    track: Tracker,
     opened: bool,
-    grants: BTreeMap<String, Grant>,
     block: Duration,
     count: usize,
     /// What `open` found, delivered with the first batch.
@@ -78,8 +126,8 @@ pub struct FeedReader {
 impl std::fmt::Debug for FeedReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FeedReader")
-            .field("tenant", &self.tenant)
-            .field("position", &self.position)
+            .field("tenant", &self.track.tenant)
+            .field("position", &self.track.position)
             .finish_non_exhaustive()
     }
 }
@@ -88,16 +136,10 @@ impl Session {
     /// This tenant's change feed: its own stream and those of the shared instances it may
     /// read. Starts at the current end of every stream unless [`FeedReader::from`] is given.
     pub fn feed(&self) -> Result<FeedReader> {
-        let Scope::Tenant(tenant) = self.scope() else {
-            return Err(Error::SharedScope { model: "feed" });
-        };
         Ok(FeedReader {
             session: self.clone(),
-            tenant: tenant.clone(),
-            position: FeedPosition::default(),
-            resumed: false,
+            track: Tracker::new(feed_tenant(self)?.clone()),
             opened: false,
-            grants: BTreeMap::new(),
             block: Duration::from_secs(1),
             count: 100,
             first: FeedBatch::default(),
@@ -105,11 +147,11 @@ impl Session {
     }
 }
 
-fn subscription(g: &Grant) -> Subscription {
-    Subscription {
-        model: g.model.clone(),
-        id: g.id.clone(),
-        access: g.access,
+/// The tenant of a tenant handle: only those have a change feed.
+pub(crate) fn feed_tenant(session: &Session) -> Result<&TenantId> {
+    match session.scope() {
+        Scope::Tenant(tenant) => Ok(tenant),
+        _ => Err(Error::SharedScope { model: "feed" }),
     }
 }
 
@@ -119,16 +161,11 @@ pub(crate) fn parse_id(id: &str) -> Option<(u64, u64)> {
     Some((a.parse().ok()?, b.parse().ok()?))
 }
 
-fn id_after(a: &str, b: &str) -> bool {
-    parse_id(a) > parse_id(b)
-}
-
 impl FeedReader {
     /// Resumes after `position` (a stream missing from it: a subscription made since, read
     /// from its start).
     pub fn from(mut self, position: FeedPosition) -> Self {
-        self.position = position;
-        self.resumed = true;
+        self.track.resume(position);
         self
     }
 
@@ -146,16 +183,17 @@ impl FeedReader {
 
     /// The position after the last batch delivered.
     pub fn position(&self) -> &FeedPosition {
-        &self.position
+        &self.track.position
     }
 
     /// The subscriptions the reader follows.
     pub fn subscriptions(&self) -> Vec<Subscription> {
-        self.grants.values().map(subscription).collect()
+        self.track.subscriptions()
     }
 
     /// Fixes the position of every stream (so no event written after this returns can be
-    /// missed) and checks resumed positions for trimmed entries.
+    /// missed) and checks resumed positions: a position past a stream's end is refused
+    /// ([`Error::InvalidValue`]), entries trimmed after it are reported as a gap.
     pub async fn open(mut self) -> Result<FeedReader> {
         self.fix_positions().await?;
         Ok(self)
@@ -167,59 +205,7 @@ impl FeedReader {
         }
         let own = self.session.backend().await?;
         let shared = self.session.shared_backend().await?;
-        let tenant_source = FeedSource::Tenant(self.tenant.clone());
-        match self.position.tenant.clone() {
-            Some(pos) => {
-                if trimmed_after(&own, &tenant_source.stream_key(), &pos).await? {
-                    self.first.gaps.push(tenant_source);
-                }
-            }
-            None => self.position.tenant = Some(last_pos(&own, &tenant_source.stream_key()).await?),
-        }
-        let grants = read_grants(&shared, &self.tenant).await?;
-        let mut known = BTreeMap::new();
-        for g in grants {
-            let field = keys::shared_grant_field(&g.model, g.id.as_str());
-            let source = FeedSource::Shared(g.model.clone(), g.id.clone());
-            match self.position.shared.get(&field).cloned() {
-                Some(pos) => {
-                    if trimmed_after(&shared, &source.stream_key(), &pos).await? {
-                        self.first.gaps.push(source);
-                    }
-                }
-                None if self.resumed => {
-                    self.position
-                        .shared
-                        .insert(field.clone(), StreamPos::after(&g.start));
-                    self.first.granted.push(subscription(&g));
-                }
-                None => {
-                    let last = last_pos(&shared, &source.stream_key()).await?;
-                    self.position.shared.insert(field.clone(), last);
-                }
-            }
-            known.insert(field, g);
-        }
-        let gone: Vec<String> = self
-            .position
-            .shared
-            .keys()
-            .filter(|f| !known.contains_key(*f))
-            .cloned()
-            .collect();
-        for f in gone {
-            self.position.shared.remove(&f);
-            if let Some((model, id)) = keys::parse_shared_grant_field(&f) {
-                if let Ok(id) = crate::shared::SharedId::new(id) {
-                    self.first.revoked.push(Subscription {
-                        model,
-                        id,
-                        access: crate::shared::Access::Read,
-                    });
-                }
-            }
-        }
-        self.grants = known;
+        self.track.fix(&own, &shared, &mut self.first).await?;
         self.opened = true;
         Ok(())
     }
@@ -232,27 +218,12 @@ impl FeedReader {
         let mut batch = std::mem::take(&mut self.first);
         let own = self.session.backend().await?;
         let shared = self.session.shared_backend().await?;
-        let tenant_stream = keys::feed_stream_key(FeedOf::Tenant(self.tenant.as_str()));
-        let own_reads = vec![(
-            tenant_stream.clone(),
-            self.position
-                .tenant
-                .as_ref()
-                .map_or_else(|| "0-0".into(), |p| p.entry.clone()),
-        )];
-        let shared_reads: Vec<(String, String)> = self
-            .grants
+        let followed = self.track.followed();
+        let reads: Vec<(String, String)> = followed
             .iter()
-            .map(|(field, g)| {
-                let stream = keys::feed_stream_key(FeedOf::Shared(&g.model, g.id.as_str()));
-                let pos = self
-                    .position
-                    .shared
-                    .get(field)
-                    .map_or_else(|| g.start.clone(), |p| p.entry.clone());
-                (stream, pos)
-            })
+            .map(|f| (f.source.stream_key(), self.track.after(f)))
             .collect();
+        let (own_reads, shared_reads) = reads.split_at(1);
         let block = if batch.granted.is_empty() && batch.revoked.is_empty() && batch.gaps.is_empty()
         {
             self.block
@@ -260,79 +231,23 @@ impl FeedReader {
             Duration::ZERO
         };
         let entries = read(&own, own_reads, &shared, shared_reads, self.count, block).await?;
-        // Grants again: only streams still granted are delivered.
-        let now: BTreeMap<String, Grant> = read_grants(&shared, &self.tenant)
-            .await?
-            .into_iter()
-            .map(|g| (keys::shared_grant_field(&g.model, g.id.as_str()), g))
-            .collect();
-        for (field, g) in &self.grants {
-            if now.get(field).is_none_or(|n| n.start != g.start) {
-                batch.revoked.push(subscription(g));
-                self.position.shared.remove(field);
-            }
-        }
-        for (field, g) in &now {
-            if self.grants.get(field).is_none_or(|o| o.start != g.start) {
-                batch.granted.push(subscription(g));
-                self.position
-                    .shared
-                    .insert(field.clone(), StreamPos::after(&g.start));
-            }
-        }
-        let by_stream: BTreeMap<String, (String, &Grant)> = now
+        // Grants again: only streams granted before the read and still now are delivered.
+        let now = read_grants(&shared, &self.track.tenant).await?;
+        self.track.regrant(now, &mut batch);
+        let by_stream: BTreeMap<String, &Followed> = followed
             .iter()
-            .map(|(f, g)| {
-                (
-                    keys::feed_stream_key(FeedOf::Shared(&g.model, g.id.as_str())),
-                    (f.clone(), g),
-                )
-            })
+            .map(|f| (f.source.stream_key(), f))
             .collect();
         for (stream, items) in entries {
-            let (source, field, start) = if stream == tenant_stream {
-                (FeedSource::Tenant(self.tenant.clone()), None, None)
-            } else {
-                match by_stream.get(&stream) {
-                    Some((f, g)) if self.grants.get(f).is_some_and(|o| o.start == g.start) => (
-                        FeedSource::Shared(g.model.clone(), g.id.clone()),
-                        Some(f.clone()),
-                        Some(g.start.clone()),
-                    ),
-                    // Revoked (or granted anew) since the read started: nothing is delivered.
-                    _ => continue,
-                }
+            let Some(f) = by_stream.get(&stream) else {
+                continue;
             };
-            let mut gap = false;
-            for (id, raw) in items {
-                if start.as_ref().is_some_and(|s| !id_after(&id, s)) {
-                    continue;
-                }
-                let pos = match &field {
-                    None => self.position.tenant.get_or_insert_with(StreamPos::default),
-                    Some(f) => self.position.shared.entry(f.clone()).or_default(),
-                };
-                match event::parse(&source, id.clone(), raw) {
-                    Ok(e) => {
-                        gap |= pos.version > 0 && e.version > pos.version + 1;
-                        *pos = StreamPos {
-                            entry: id,
-                            version: e.version,
-                        };
-                        batch.events.push(e);
-                    }
-                    Err(e) => {
-                        tracing::warn!(stream = %stream, error = %e, "change event rejected");
-                        batch.rejected += 1;
-                        *pos = StreamPos::after(id);
-                    }
-                }
-            }
-            if gap && !batch.gaps.contains(&source) {
-                batch.gaps.push(source);
+            // Revoked (or granted anew) since the read started: nothing is delivered.
+            if self.track.follows(f) {
+                let reads = verify(&f.source, items);
+                self.track.accept(f, &reads, &mut batch);
             }
         }
-        self.grants = now;
         Ok(batch)
     }
 }
@@ -341,35 +256,35 @@ impl FeedReader {
 pub(crate) type Fields = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// Entries of each stream read (stream key -> (entry id, fields)).
-type Entries = Vec<(String, Vec<(String, Fields)>)>;
+pub(crate) type Entries = Vec<(String, Vec<(String, Fields)>)>;
 
 /// Reads the tenant's streams on its backend and the shared ones on the shared backend (one
 /// `XREAD` when they are the same server), waiting up to `block` on dedicated connections.
 async fn read(
     own: &Backend,
-    own_reads: Vec<(String, String)>,
+    own_reads: &[(String, String)],
     shared: &Backend,
-    shared_reads: Vec<(String, String)>,
+    shared_reads: &[(String, String)],
     count: usize,
     block: Duration,
 ) -> Result<Entries> {
     if own.url() == shared.url() {
-        let all: Vec<_> = own_reads.into_iter().chain(shared_reads).collect();
+        let all: Vec<_> = own_reads.iter().chain(shared_reads).cloned().collect();
         return xread(own, &all, count, block).await;
     }
     // Two servers: take what is there on either, else wait on both and keep the first answer.
-    let mut out = xread(own, &own_reads, count, Duration::ZERO).await?;
+    let mut out = xread(own, own_reads, count, Duration::ZERO).await?;
     if !shared_reads.is_empty() {
-        out.extend(xread(shared, &shared_reads, count, Duration::ZERO).await?);
+        out.extend(xread(shared, shared_reads, count, Duration::ZERO).await?);
     }
     if !out.is_empty() || block.is_zero() {
         return Ok(out);
     }
     if shared_reads.is_empty() {
-        return xread(own, &own_reads, count, block).await;
+        return xread(own, own_reads, count, block).await;
     }
-    let a = Box::pin(xread(own, &own_reads, count, block));
-    let b = Box::pin(xread(shared, &shared_reads, count, block));
+    let a = Box::pin(xread(own, own_reads, count, block));
+    let b = Box::pin(xread(shared, shared_reads, count, block));
     match futures_util::future::select(a, b).await {
         futures_util::future::Either::Left((r, _))
         | futures_util::future::Either::Right((r, _)) => r,
@@ -377,7 +292,7 @@ async fn read(
 }
 
 /// One `XREAD` (blocking on a dedicated connection, never a shared one).
-async fn xread(
+pub(crate) async fn xread(
     backend: &Backend,
     reads: &[(String, String)],
     count: usize,
@@ -475,59 +390,4 @@ pub(crate) fn parse_entries(items: Value) -> Result<Vec<(String, Fields)>> {
         out.push((id, fields));
     }
     Ok(out)
-}
-
-/// The version of an entry's event (0 if it has none that parses).
-fn version_of(fields: &[(Vec<u8>, Vec<u8>)]) -> u64 {
-    fields
-        .iter()
-        .find(|(k, _)| k == b"version")
-        .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok())
-        .unwrap_or(0)
-}
-
-/// The position of a stream's last entry (`0-0` for none).
-async fn last_pos(backend: &Backend, stream: &str) -> Result<StreamPos> {
-    let reply: Value = backend
-        .query(
-            OP,
-            "-",
-            redis::cmd("XREVRANGE")
-                .arg(stream)
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(1),
-        )
-        .await?;
-    Ok(parse_entries(reply)?.into_iter().next().map_or_else(
-        || StreamPos::after("0-0"),
-        |(id, f)| StreamPos {
-            version: version_of(&f),
-            entry: id,
-        },
-    ))
-}
-
-/// Whether entries after `pos` were trimmed before being read: the first entry after it has a
-/// version beyond the next one (positions of unknown version are not checked).
-async fn trimmed_after(backend: &Backend, stream: &str, pos: &StreamPos) -> Result<bool> {
-    if pos.version == 0 {
-        return Ok(false);
-    }
-    let reply: Value = backend
-        .query(
-            OP,
-            "-",
-            redis::cmd("XRANGE")
-                .arg(stream)
-                .arg(format!("({}", pos.entry))
-                .arg("+")
-                .arg("COUNT")
-                .arg(1),
-        )
-        .await?;
-    Ok(parse_entries(reply)?
-        .first()
-        .is_some_and(|(_, f)| version_of(f) > pos.version + 1))
 }

@@ -7,15 +7,26 @@
 -- table built by the same constructor, so the map's key order is the same Lua table order
 -- and each number is encoded as cmsgpack encodes it (an integral value as an int, else a
 -- float32 when that is exact, else a float64).
+-- A model with a change feed (popoto-rs, after the feed prelude): ARGV[5] is the number N of
+-- change-event arguments that follow (absent or 0: no event), the event's fields ending with
+-- the confidence field's name `f:<field>`; KEYS[3] and KEYS[4] are the tenant's stream and its
+-- meta hash. The event, with the new confidence as a msgpack float64, is appended in this
+-- call. The partition triples start after the event's arguments.
 -- Reply: {'missing'}, {'changed'} (a partition value moved: the caller resolves the companion
--- again), {'corrupt', reason} (the stored entry is not a msgpack map: left as it is) or
+-- again), {'corrupt', reason} (the stored entry is not a msgpack map: left as it is),
+-- {'wrongtype', key, type} (the stream or its meta hash is not one: nothing written) or
 -- {'ok', confidence (%.17g), evidence_count, corroborations, contradictions}.
 if redis.call('EXISTS', KEYS[2]) == 0 then return {'missing'} end
 local member = ARGV[1]
 local signal = tonumber(ARGV[2])
 local initial = tonumber(ARGV[3])
 local cap = tonumber(ARGV[4])
-local i = 5
+local nfeed = tonumber(ARGV[5]) or 0
+if nfeed > 0 then
+  local bad = feed_types(KEYS[3], KEYS[4])
+  if bad then return bad end
+end
+local i = 6 + nfeed
 while i + 1 <= #ARGV do
   local f, mode = ARGV[i], ARGV[i + 1]
   if mode == 'G' then
@@ -56,4 +67,11 @@ local updated_entry = {
     contradictions = con
 }
 redis.call('HSET', KEYS[1], member, cmsgpack.pack(updated_entry))
+if nfeed > 0 then
+  local ev = {unpack(ARGV, 6, 5 + nfeed)}
+  ev[#ev + 1] = struct.pack('>Bd', 0xcb, updated)
+  ev[#ev + 1] = 'version'
+  ev[#ev + 1] = tostring(redis.call('HINCRBY', KEYS[4], 'seq', 1))
+  feed_append(KEYS[3], KEYS[4], ev)
+end
 return {'ok', string.format('%.17g', updated), tostring(n), tostring(pro), tostring(con)}

@@ -44,12 +44,13 @@ pub(crate) use lua;
 
 /// Every script popoto sends, by the name of its own file in `lua/`.
 #[cfg(any(test, feature = "testing"))]
-pub(crate) fn all() -> [(&'static str, &'static Script); 16] {
+pub(crate) fn all() -> [(&'static str, &'static Script); 17] {
     [
         ("apply.lua", &apply::APPLY),
         ("catalog.lua", &crate::catalog::CAS),
         ("confidence.lua", &crate::confidence::UPDATE),
         ("create.lua", &create::CREATE),
+        ("feed_grants.lua", &crate::shared::FEED_GRANTS),
         ("feed_group.lua", &crate::feed::GROUP),
         ("feed_trim.lua", &crate::feed::TRIM),
         ("insert_many.lua", &crate::bulk::INSERT_MANY),

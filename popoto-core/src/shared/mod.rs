@@ -17,7 +17,7 @@ mod clock;
 mod host;
 mod patch;
 mod wire;
-pub(crate) use wire::{GRANTS, READ, WRITE};
+pub(crate) use wire::{FEED_GRANTS, GRANTS, READ, WRITE};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -28,7 +28,7 @@ pub use clock::{wins, LwwMap, Replica, Tag, MAX_REPLICA_LEN};
 pub use host::SharedHost;
 pub use patch::{MergeStrategy, Overwrite, Patch};
 
-pub(crate) use wire::{purge_tenant, read_grants, Grant};
+pub(crate) use wire::{check_grants, purge_tenant, read_grants, Grant};
 
 use crate::error::{Error, Result};
 use crate::model::Model;

@@ -347,22 +347,7 @@ pub(crate) async fn read_grants(backend: &Backend, tenant: &TenantId) -> Result<
         .await?;
     let mut candidates = Vec::with_capacity(raw.len());
     for (field, v) in raw {
-        let parsed = keys::parse_shared_grant_field(&field).and_then(|(m, id)| {
-            let (a, start) = v.split_once(':')?;
-            let ok_start = start.split_once('-').is_some_and(|(a, b)| {
-                !a.is_empty()
-                    && !b.is_empty()
-                    && a.bytes().chain(b.bytes()).all(|c| c.is_ascii_digit())
-            });
-            ok_start.then_some(())?;
-            Some(Grant {
-                model: m,
-                id: SharedId::new(id).ok()?,
-                access: Access::parse(a)?,
-                start: start.to_owned(),
-            })
-        });
-        match parsed {
+        match parse_grant(&field, &v) {
             Some(g) => candidates.push(g),
             None => tracing::warn!(key = %gkey, field = %field, "malformed grant ignored"),
         }
@@ -389,6 +374,53 @@ pub(crate) async fn read_grants(backend: &Backend, tenant: &TenantId) -> Result<
             }
         })
         .collect())
+}
+
+/// A grants hash entry (`<Model>:<id>` -> `<access>:<feed start>`), or `None` if malformed.
+fn parse_grant(field: &str, value: &str) -> Option<Grant> {
+    let (m, id) = keys::parse_shared_grant_field(field)?;
+    let (a, start) = value.split_once(':')?;
+    let ok_start = start.split_once('-').is_some_and(|(a, b)| {
+        !a.is_empty() && !b.is_empty() && a.bytes().chain(b.bytes()).all(|c| c.is_ascii_digit())
+    });
+    ok_start.then_some(())?;
+    Some(Grant {
+        model: m,
+        id: SharedId::new(id).ok()?,
+        access: Access::parse(a)?,
+        start: start.to_owned(),
+    })
+}
+
+/// The fan-out's check of grants (`lua/feed_grants.lua`).
+pub(crate) static FEED_GRANTS: LazyLock<Script> =
+    LazyLock::new(|| Script::read_only(crate::script::lua!("feed_grants.lua")));
+
+/// One grant a change feed's reader follows: tenant, model, id and the grant's start.
+pub(crate) type Followed<'a> = (&'a TenantId, &'a str, &'a SharedId, &'a str);
+
+/// Whether each grant still holds, with the same start (a grant made anew is another
+/// subscription), both sides agreeing: the check of a change feed's fan-out, in one call.
+pub(crate) async fn check_grants(backend: &Backend, grants: &[Followed<'_>]) -> Result<Vec<bool>> {
+    if grants.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut keys = Vec::with_capacity(grants.len() * 2);
+    let mut args = Vec::with_capacity(grants.len() * 3);
+    for (tenant, model, id, start) in grants {
+        keys.push(keys::shared_grants_key(tenant.as_str()));
+        keys.push(keys::shared_subs_key(model, id.as_str()));
+        args.push(keys::shared_grant_field(model, id.as_str()).into_bytes());
+        args.push(tenant.as_str().as_bytes().to_vec());
+        args.push(start.as_bytes().to_vec());
+    }
+    let reply = backend.eval(OP, "-", &FEED_GRANTS, &keys, &args).await?;
+    match &reply {
+        Value::BulkString(b) if b.len() == grants.len() => {
+            Ok(b.iter().map(|c| *c == b'1').collect())
+        }
+        _ => Err(protocol("-", &reply)),
+    }
 }
 
 /// Removes every grant of `tenant` (a tenant being destroyed): its grants hash and its entry in
