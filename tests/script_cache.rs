@@ -54,19 +54,19 @@ struct Fact {
     belief: f64,
 }
 
-/// Every script the crate sends, for the adversary that reloads them.
-const SCRIPTS: [&str; 4] = [
-    include_str!("../popoto-core/src/lua/insert_many.lua"),
-    concat!(
-        include_str!("../popoto-core/src/lua/feed_common.lua"),
-        include_str!("../popoto-core/src/lua/apply.lua")
-    ),
-    include_str!("../popoto-core/src/lua/create.lua"),
-    concat!(
-        include_str!("../popoto-core/src/lua/feed_common.lua"),
-        include_str!("../popoto-core/src/lua/confidence.lua")
-    ),
-];
+/// The scripts this test's writes send, as the crate sends them, for the adversary that
+/// reloads them.
+fn scripts() -> Vec<&'static str> {
+    [
+        "insert_many.lua",
+        "apply.lua",
+        "create.lua",
+        "confidence.lua",
+    ]
+    .iter()
+    .map(|n| popoto_core::testing::script_source(n).unwrap_or_else(|| panic!("{n}")))
+    .collect()
+}
 
 const TENANT: &str = "acme";
 /// Values of the three versions of a row: the first write, then a save of a batch holding
@@ -135,7 +135,7 @@ fn storm(url: &str, kind: Storm, done: Arc<AtomicBool>) -> JoinHandle<u64> {
             }
             script_flush(&mut conn);
             if kind == Storm::FlushAndReload {
-                for s in SCRIPTS {
+                for s in scripts() {
                     run_cmd::<String>(&mut conn, redis::cmd("SCRIPT").arg("LOAD").arg(s));
                 }
             }

@@ -228,10 +228,9 @@ pub async fn raw_range(
 
 /// The capped Bayesian update as one script (the same Lua the ORM runs).
 pub static CONFIDENCE_LUA: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(concat!(
-        include_str!("../../popoto-core/src/lua/feed_common.lua"),
-        include_str!("../../popoto-core/src/lua/confidence.lua")
-    ))
+    redis::Script::new(
+        popoto_core::testing::script_source("confidence.lua").expect("the confidence script"),
+    )
 });
 
 pub async fn raw_confidence(

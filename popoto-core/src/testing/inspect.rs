@@ -7,6 +7,16 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 
 use super::{err, TestRedis, TestServerError};
 
+/// The source of script `name` (`apply.lua`, `confidence.lua`...) exactly as popoto sends it
+/// (the script library and preludes included), for tests and benchmarks that load or run the
+/// crate's own scripts.
+pub fn script_source(name: &str) -> Option<&'static str> {
+    crate::script::all()
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, s)| s.source())
+}
+
 /// Logical databases a snapshot covers.
 const DATABASES: u8 = 16;
 
