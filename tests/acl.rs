@@ -35,6 +35,20 @@ fn keys_of(server: &TestRedis, prefix: &str) -> Vec<String> {
     keys
 }
 
+/// Every key under `prefix` with its `DUMP`, as the default user sees them.
+fn dumps_of(server: &TestRedis, prefix: &str) -> Vec<(String, String)> {
+    keys_of(server, prefix)
+        .into_iter()
+        .map(|k| {
+            let dump: Vec<u8> = redis::cmd("DUMP")
+                .arg(&k)
+                .query(&mut server.raw())
+                .unwrap_or_else(|e| panic!("{e}"));
+            (k, format!("{dump:?}"))
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn a_tenant_user_reaches_its_own_keys_and_nothing_else() {
     let server = TestRedis::start().unwrap_or_else(|e| panic!("{e}"));
@@ -49,16 +63,7 @@ async fn a_tenant_user_reaches_its_own_keys_and_nothing_else() {
         })
         .await
         .unwrap();
-    let beta_before: Vec<(String, String)> = keys_of(&server, "{beta}")
-        .into_iter()
-        .map(|k| {
-            let dump: Vec<u8> = redis::cmd("DUMP")
-                .arg(&k)
-                .query(&mut server.raw())
-                .unwrap_or_else(|e| panic!("{e}"));
-            (k, format!("{dump:?}"))
-        })
-        .collect();
+    let beta_before = dumps_of(&server, "{beta}");
     assert!(beta_before.len() >= 3, "{beta_before:?}");
     let user = root
         .admin()
@@ -207,16 +212,7 @@ async fn a_tenant_user_reaches_its_own_keys_and_nothing_else() {
     assert_eq!(own, 5);
 
     // The other tenant's data is exactly as it was.
-    let beta_after: Vec<(String, String)> = keys_of(&server, "{beta}")
-        .into_iter()
-        .map(|k| {
-            let dump: Vec<u8> = redis::cmd("DUMP")
-                .arg(&k)
-                .query(&mut server.raw())
-                .unwrap_or_else(|e| panic!("{e}"));
-            (k, format!("{dump:?}"))
-        })
-        .collect();
+    let beta_after = dumps_of(&server, "{beta}");
     assert_eq!(beta_after, beta_before);
 
     // Deleted, the user can no longer connect.
