@@ -5,17 +5,7 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::model::FieldMeta;
-
-const fn field(name: &'static str, kind: FieldKind, partition_by: &'static [usize]) -> FieldMeta {
-    FieldMeta {
-        name,
-        kind,
-        partition_by,
-        hidden: false,
-        per_tenant: false,
-    }
-}
+use crate::model::field;
 
 /// A tenant key, a unique key, a sorted field and a confidence field partitioned by the
 /// tenant, an unpartitioned sorted field, a ttl.

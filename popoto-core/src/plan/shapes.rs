@@ -3,17 +3,7 @@
 
 use super::write::{self, Stored, Target};
 use super::*;
-use crate::model::{FieldKind, FieldMeta, Record};
-
-const fn field(name: &'static str, kind: FieldKind, partition_by: &'static [usize]) -> FieldMeta {
-    FieldMeta {
-        name,
-        kind,
-        partition_by,
-        hidden: false,
-        per_tenant: false,
-    }
-}
+use crate::model::{field, FieldKind, FieldMeta, Record};
 
 /// Every indexed shape: tenant key `org`, auto key `id`, unique key `email`, a sorted field
 /// partitioned by the tenant (`score`), one unpartitioned (`rank`), one partitioned by a
