@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use popoto::{Admin, Db, Error, Fleet, FleetOptions, TenantEntry, TenantId};
+use popoto::{Error, Fleet, FleetOptions};
 use serde::Serialize;
 
 use crate::dry::Dry;
-use crate::tenants::tenant_id;
+use crate::reach::{admin_of, tenant_id};
 use crate::{Ctx, Failure, Io, EXIT_OK, EXIT_PARTIAL};
 
 #[derive(Debug, Args)]
@@ -54,25 +54,6 @@ struct Transfer<'a> {
     operation: &'a str,
     tenant: &'a str,
     records: u64,
-}
-
-/// The admin handle where a catalog tenant lives, whatever its status (recording in a dry run).
-pub(crate) async fn admin_for(
-    ctx: &Ctx<'_>,
-    entry: &TenantEntry,
-    dry: &Dry,
-) -> Result<Admin, Failure> {
-    let placement = ctx.registry.placement_of(entry)?;
-    let backend = dry.backend(ctx.registry.backend_of(placement)?);
-    Ok(Db::from_backend(backend).admin())
-}
-
-/// The admin handle for `tenant`: where the catalog places it, else the shared server.
-async fn admin_of(ctx: &Ctx<'_>, tenant: &TenantId, dry: &Dry) -> Result<Admin, Failure> {
-    match ctx.catalog.get(tenant).await? {
-        Some(entry) => admin_for(ctx, &entry, dry).await,
-        None => Ok(Db::from_backend(dry.backend(ctx.registry.shared().clone())).admin()),
-    }
 }
 
 fn io_error(what: &str, e: std::io::Error) -> Failure {

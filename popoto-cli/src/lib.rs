@@ -30,6 +30,7 @@ mod check;
 mod data;
 mod dry;
 mod migrate;
+mod reach;
 mod stats;
 mod tenants;
 

@@ -11,7 +11,7 @@ use popoto::fleet::BackendRun;
 use popoto::{Admin, DryRun, Fleet, FleetOptions, FleetReport, MigrationReport};
 
 use crate::dry::Dry;
-use crate::tenants::tenant_id;
+use crate::reach::tenant_id;
 use crate::{Ctx, Failure, Io, EXIT_OK, EXIT_PARTIAL, EXIT_PENDING};
 
 type Run = Arc<

@@ -8,6 +8,7 @@ use popoto::{CatalogPlacement, DestroyReport, TenantEntry, TenantId, TenantStatu
 use serde::Serialize;
 
 use crate::dry::Dry;
+use crate::reach::{admin_for, tenant_id};
 use crate::{Ctx, Failure, Io, EXIT_OK, EXIT_PARTIAL};
 
 #[derive(Debug, Subcommand)]
@@ -74,10 +75,6 @@ pub(crate) enum TenantsCommand {
         #[arg(long)]
         dry_run: bool,
     },
-}
-
-pub(crate) fn tenant_id(raw: &str) -> Result<TenantId, Failure> {
-    TenantId::new(raw).map_err(|e| Failure::Usage(e.to_string()))
 }
 
 /// Parses a placement; the message never repeats the value (it may hold a password).
@@ -228,7 +225,7 @@ pub(crate) async fn run(
             let mut report = None;
             if !keep_data {
                 let located = before.as_ref().unwrap_or(&entry);
-                let admin = crate::data::admin_for(ctx, located, &dry).await?;
+                let admin = admin_for(ctx, located, &dry).await?;
                 let r = admin.destroy_tenant(&id, ctx.models).await?;
                 let removed: u64 = r.instances.values().sum();
                 io.note(&format!(
