@@ -15,7 +15,7 @@ use syn::meta::ParseNestedMeta;
 use syn::spanned::Spanned;
 use syn::{Expr, LitStr, Token};
 
-use crate::ast::Kind;
+use crate::kind::Kind;
 
 mod values;
 

@@ -9,6 +9,7 @@ mod ast;
 mod attr;
 mod check;
 mod expand;
+mod kind;
 
 #[cfg(test)]
 mod tests;

@@ -9,7 +9,7 @@ use super::{
     lit_str, unknown_key, Attr, Ctxt, CONFIDENCE_KEYS, DEFAULT_EVIDENCE_CAP, DEFAULT_INITIAL,
     EVIDENCE_CAP, INITIAL,
 };
-use crate::ast::Kind;
+use crate::kind::Kind;
 
 /// `partition_by = "a"` or `partition_by("a", "b")`.
 pub(super) fn parse_partition_by(cx: &Ctxt, meta: &ParseNestedMeta) -> syn::Result<Vec<LitStr>> {

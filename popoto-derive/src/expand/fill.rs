@@ -6,7 +6,7 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use super::Gen;
-use crate::ast::Kind;
+use crate::kind::Kind;
 
 impl<'a> Gen<'a> {
     /// Popoto stores an unset `ConfidenceField` as its `initial_confidence`; `Default` cannot

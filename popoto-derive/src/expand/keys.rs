@@ -5,8 +5,8 @@ use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote};
 
 use super::Gen;
-use crate::ast::Kind;
 use crate::check::HIDDEN_KEY;
+use crate::kind::Kind;
 
 impl Gen<'_> {
     pub(super) fn gen_handles(&self) -> TokenStream {

@@ -6,8 +6,9 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use super::Gen;
-use crate::ast::{Field, Kind};
+use crate::ast::Field;
 use crate::check::HIDDEN_KEY;
+use crate::kind::Kind;
 
 impl<'a> Gen<'a> {
     pub(super) fn gen_meta(&self) -> TokenStream {

@@ -6,8 +6,8 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use super::Gen;
-use crate::ast::Kind;
 use crate::check::HIDDEN_KEY;
+use crate::kind::Kind;
 
 impl<'a> Gen<'a> {
     pub(super) fn gen_to_record(&self) -> TokenStream {
