@@ -2,7 +2,7 @@
 //! `XREAD` on one dedicated connection, every stream any reader of the process needs (tenant
 //! streams and shared instances' streams), verifies each entry once, checks the grants of
 //! every tenant it is about to hand a shared stream's entries to (one round trip), and hands
-//! them to the readers ([`HubReader`]) through bounded channels.
+//! them to the readers ([`super::HubReader`]) through bounded channels.
 //!
 //! Each stream has a cursor: the last entry the pump read. A reader's subscription to a stream
 //! is *live* when its position is at or after the cursor: every read hands it the entries
@@ -24,12 +24,9 @@ use super::reader::{parse_xread, Entries};
 use super::track::{entry_id, verify, EntryId, Read};
 use super::{FeedSource, OP};
 use crate::backend::{Backend, Held};
-use crate::db::Session;
 use crate::error::Result;
 use crate::shared::{check_grants, SharedId};
 use crate::tenant::TenantId;
-
-pub use super::hub_reader::HubReader;
 
 /// How a [`FeedHub`] reads and hands out: chainable setters over the defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,7 +89,7 @@ pub struct FeedHub {
 pub(crate) struct HubInner {
     pub(crate) config: HubConfig,
     pumps: Mutex<Vec<Arc<Pump>>>,
-    readers: AtomicU64,
+    pub(super) readers: AtomicU64,
 }
 
 impl std::fmt::Debug for FeedHub {
@@ -123,13 +120,6 @@ impl FeedHub {
                 readers: AtomicU64::new(0),
             }),
         }
-    }
-
-    /// The change feed of `session`'s tenant fed by this hub: what [`Session::feed`] reads, with
-    /// the same guarantees, without a dedicated connection of its own.
-    pub fn reader(&self, session: &Session) -> Result<HubReader> {
-        let id = self.inner.readers.fetch_add(1, Ordering::Relaxed);
-        HubReader::new(self.clone(), session, id)
     }
 
     /// Streams followed by the pumps now (for tests and metrics).

@@ -73,6 +73,15 @@ fn is_empty(b: &FeedBatch) -> bool {
         && b.rejected == 0
 }
 
+impl FeedHub {
+    /// The change feed of `session`'s tenant fed by this hub: what [`Session::feed`] reads, with
+    /// the same guarantees, without a dedicated connection of its own.
+    pub fn reader(&self, session: &Session) -> Result<HubReader> {
+        let id = self.inner.readers.fetch_add(1, Ordering::Relaxed);
+        HubReader::new(self.clone(), session, id)
+    }
+}
+
 impl HubReader {
     pub(crate) fn new(hub: FeedHub, session: &Session, id: u64) -> Result<HubReader> {
         let tenant = feed_tenant(session)?.clone();

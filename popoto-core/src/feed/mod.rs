@@ -24,7 +24,8 @@ use std::time::Duration;
 
 pub use event::{ChangeEvent, ChangeOp};
 pub use group::{FeedGroup, GroupReport, GroupStart};
-pub use hub::{FeedHub, HubConfig, HubReader};
+pub use hub::{FeedHub, HubConfig};
+pub use hub_reader::HubReader;
 pub use reader::{FeedBatch, FeedPosition, FeedReader, StreamPos};
 pub use upkeep::{DeadLetter, GroupStats, TrimReport};
 

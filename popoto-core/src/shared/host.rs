@@ -3,18 +3,13 @@
 use redis::Value;
 
 use super::patch::{require_fields, MergeStrategy, Patch};
-use super::wire::{self, InstanceKeys, Mode, Who, WriteReply, GRANTS, OP};
+use super::wire::{self, InstanceKeys, Mode, Who, WriteReply, ATTEMPTS, GRANTS, OP};
 use super::{Access, Merge, Replica, Shareable, Shared, SharedId, Written};
 use crate::admin::Admin;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::keys::{self, FeedOf};
 use crate::tenant::TenantId;
-
-/// Attempts of a version-checked write (a custom merge) or of a call re-checked against what
-/// was read (unshare, purge) before [`Error::Contention`]: enough for 64 writers racing on one
-/// instance, each losing to every other one once.
-pub(crate) const ATTEMPTS: u32 = 256;
 
 /// The host of shared instances: shares them, writes them, grants them to tenants. Reached
 /// from the admin handle ([`Admin::shared`]), so code holding a tenant handle cannot grant

@@ -24,6 +24,11 @@ pub(crate) static READ: LazyLock<Script> =
 pub(crate) static GRANTS: LazyLock<Script> =
     LazyLock::new(|| Script::new(crate::script::lua!("shared_grants.lua")));
 
+/// Attempts of a version-checked write (a custom merge) or of a call re-checked against what
+/// was read (unshare, purge) before [`Error::Contention`]: enough for 64 writers racing on one
+/// instance, each losing to every other one once.
+pub(crate) const ATTEMPTS: u32 = 256;
+
 /// Label of errors and traces.
 pub(super) const OP: &str = "shared";
 
@@ -428,7 +433,7 @@ pub(crate) async fn check_grants(backend: &Backend, grants: &[Followed<'_>]) -> 
 /// subscriber entries removed.
 pub(crate) async fn purge_tenant(backend: &Backend, tenant: &TenantId) -> Result<u64> {
     let gkey = keys::shared_grants_key(tenant.as_str());
-    for _ in 0..crate::shared::host::ATTEMPTS {
+    for _ in 0..ATTEMPTS {
         let fields: Vec<String> = backend
             .query(OP, "-", redis::cmd("HKEYS").arg(&gkey))
             .await?;
@@ -468,7 +473,7 @@ pub(crate) async fn purge_tenant(backend: &Backend, tenant: &TenantId) -> Result
     Err(Error::Contention {
         model: "-",
         key: gkey,
-        attempts: crate::shared::host::ATTEMPTS,
+        attempts: ATTEMPTS,
     })
 }
 
