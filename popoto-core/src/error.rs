@@ -349,7 +349,7 @@ pub enum Error {
         /// The shared instance's id.
         id: String,
         /// The instance's strategy.
-        merge: crate::shared::Merge,
+        merge: crate::shared::merge::Merge,
     },
     /// Shared instances are reached through a tenant handle (or the admin's `SharedHost`).
     #[error("shared {model} instances are read and written through a tenant handle or the admin's SharedHost")]
@@ -402,7 +402,7 @@ pub enum Error {
         /// The operation.
         op: &'static str,
         /// The layout.
-        layout: crate::keys::Layout,
+        layout: crate::keys::layout_kind::Layout,
     },
 }
 

@@ -313,32 +313,11 @@ impl<M: Model> Key<M> {
         &self.segments
     }
 
-    /// The Redis key of the instance in popoto's layout (see [`Key::redis_key_in`]).
-    pub fn redis_key(&self) -> String {
-        self.redis_key_in(crate::keys::Layout::Popoto)
-    }
-
-    /// The Redis key of the instance in `layout`.
-    pub fn redis_key_in(&self, layout: crate::keys::Layout) -> String {
-        layout.instance_key(M::META, &self.segments)
-    }
-
     /// The segment of the tenant field, if the model has one.
     pub fn tenant(&self) -> Option<&str> {
         let t = M::META.tenant?;
         let pos = M::META.key_fields.iter().position(|&i| i == t)?;
         self.segments.get(pos).map(String::as_str)
-    }
-
-    /// Parses a Redis instance key of this model in popoto's layout.
-    pub fn parse(key: &str) -> Result<Self> {
-        Self::parse_in(crate::keys::Layout::Popoto, key)
-    }
-
-    /// Parses a Redis instance key of this model in `layout`.
-    pub fn parse_in(layout: crate::keys::Layout, key: &str) -> Result<Self> {
-        let segments = layout.parse_instance_key(M::META, key)?;
-        Ok(Key::from_segments(segments))
     }
 }
 

@@ -10,24 +10,11 @@
 
 use std::borrow::Cow;
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::{Error, Result};
 use crate::model::ModelMeta;
 
+use super::layout_kind::Layout;
 use super::{glob_escape, IndexKind};
-
-/// How a `Db` lays its keys out in Redis.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Layout {
-    /// Popoto 1.10's layout, byte for byte, so Python services share the data (the default).
-    #[default]
-    Popoto,
-    /// Popoto's keys, each prefixed with the hash tag of its keyspace (a tenant, or the model
-    /// for a model without a tenant field): for Redis Cluster.
-    Cluster,
-}
 
 /// Characters a tenant id may keep as they are in a hash tag.
 fn plain(c: char) -> bool {

@@ -8,16 +8,18 @@
 use std::borrow::Cow;
 
 use crate::error::{Error, Result};
-use crate::model::{FieldKind, ModelMeta};
+use crate::model::{FieldKind, Key, Model, ModelMeta};
 
 mod any_model;
 mod catalog;
 mod layout;
+pub(crate) mod layout_kind;
 mod shared;
 
 pub use any_model::{index_shape, instance_of, IndexShape, ANY_INDEX_PATTERNS};
 pub use catalog::*;
-pub use layout::{tag, Layout};
+pub use layout::tag;
+pub use layout_kind::Layout;
 pub use shared::*;
 
 /// Popoto's escape token for `:`.
@@ -459,6 +461,30 @@ pub fn parse_index_key(meta: &ModelMeta, key: &str) -> Option<IndexKind> {
         }
     }
     None
+}
+
+/// An instance key's Redis form, asked of a layout (the key itself holds only its segments).
+impl<M: Model> Key<M> {
+    /// The Redis key of the instance in popoto's layout (see [`Key::redis_key_in`]).
+    pub fn redis_key(&self) -> String {
+        self.redis_key_in(Layout::Popoto)
+    }
+
+    /// The Redis key of the instance in `layout`.
+    pub fn redis_key_in(&self, layout: Layout) -> String {
+        layout.instance_key(M::META, self.segments())
+    }
+
+    /// Parses a Redis instance key of this model in popoto's layout.
+    pub fn parse(key: &str) -> Result<Self> {
+        Self::parse_in(Layout::Popoto, key)
+    }
+
+    /// Parses a Redis instance key of this model in `layout`.
+    pub fn parse_in(layout: Layout, key: &str) -> Result<Self> {
+        let segments = layout.parse_instance_key(M::META, key)?;
+        Ok(Key::from_segments(segments))
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod access;
 pub(crate) mod audit;
 mod clock;
 mod host;
+pub(crate) mod merge;
 mod patch;
 mod wire;
 pub(crate) use wire::{FEED_GRANTS, GRANTS, READ, WRITE};
@@ -26,6 +27,7 @@ use std::sync::Arc;
 pub use access::{SharedAccess, Subscription};
 pub use clock::{wins, LwwMap, Replica, Tag, MAX_REPLICA_LEN};
 pub use host::SharedHost;
+pub use merge::Merge;
 pub use patch::{MergeStrategy, Overwrite, Patch};
 
 pub(crate) use wire::{check_grants, purge_tenant, read_grants, Grant};
@@ -134,40 +136,6 @@ impl Access {
         match code {
             "r" => Some(Access::Read),
             "w" => Some(Access::Write),
-            _ => None,
-        }
-    }
-}
-
-/// How writes to a shared instance are merged into the authoritative value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum Merge {
-    /// Each write's fields replace the stored ones, in the order writes reach the server
-    /// (inside the write script).
-    LastWriteWins,
-    /// Each top-level field keeps the write with the greatest [`Tag`] (hybrid logical clock,
-    /// then replica id): the result does not depend on arrival order, and an edit made after
-    /// seeing another wins over it. Merged in the write script.
-    LwwMapCrdt,
-    /// A [`MergeStrategy`] run by the writer under a version check (retried when another write
-    /// landed first); tenant writes must go through [`SharedAccess::update`].
-    Custom,
-}
-
-impl Merge {
-    pub(crate) fn code(self) -> &'static str {
-        match self {
-            Merge::LastWriteWins => "lww",
-            Merge::LwwMapCrdt => "crdt",
-            Merge::Custom => "custom",
-        }
-    }
-
-    pub(crate) fn parse(code: &str) -> Option<Merge> {
-        match code {
-            "lww" => Some(Merge::LastWriteWins),
-            "crdt" => Some(Merge::LwwMapCrdt),
-            "custom" => Some(Merge::Custom),
             _ => None,
         }
     }
