@@ -1,12 +1,12 @@
 //! The Lua scripts: every script's source is `lua/lib.lua` (the helpers and checks scripts
 //! share, written once) followed by its own files. The scripts of instance writes live here
 //! (`apply`, `create`); every other script lives in the module that encodes its arguments and
-//! decodes its replies. [`all`] lists every one, for tests and for loading a script cache.
+//! decodes its replies. `registry.rs` lists every one, for tests and for loading a script cache.
 
 pub(crate) mod apply;
 pub(crate) mod create;
-
-use crate::backend::Script;
+#[cfg(any(test, feature = "testing"))]
+pub(crate) mod registry;
 
 /// A score as a Redis argument: shortest round-trip decimal, `inf`/`-inf` for infinities.
 pub(crate) fn score_arg(score: f64) -> String {
@@ -42,30 +42,6 @@ macro_rules! lua {
 }
 pub(crate) use lua;
 
-/// Every script popoto sends, by the name of its own file in `lua/`.
-#[cfg(any(test, feature = "testing"))]
-pub(crate) fn all() -> [(&'static str, &'static Script); 17] {
-    [
-        ("apply.lua", &apply::APPLY),
-        ("catalog.lua", &crate::catalog::CAS),
-        ("confidence.lua", &crate::confidence::UPDATE),
-        ("create.lua", &create::CREATE),
-        ("feed_grants.lua", &crate::shared::FEED_GRANTS),
-        ("feed_group.lua", &crate::feed::GROUP),
-        ("feed_trim.lua", &crate::feed::TRIM),
-        ("insert_many.lua", &crate::bulk::INSERT_MANY),
-        ("migrate_page.lua", &crate::maintenance::MIGRATE_PAGE),
-        ("project.lua", &crate::query::PROJECT),
-        ("select.lua", &crate::query::SELECT),
-        ("shared_grants.lua", &crate::shared::GRANTS),
-        ("shared_read.lua", &crate::shared::READ),
-        ("shared_write.lua", &crate::shared::WRITE),
-        ("sweep.lua", &crate::expiry::SWEEP),
-        ("verify.lua", &crate::verify::VERIFY),
-        ("window.lua", &crate::query::WINDOW),
-    ]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,30 +53,5 @@ mod tests {
         }
         assert_eq!(score_arg(f64::INFINITY), "+inf");
         assert_eq!(score_arg(f64::NEG_INFINITY), "-inf");
-    }
-
-    /// Every script file is listed (the preludes excepted), and every source starts with the
-    /// library.
-    #[test]
-    fn every_script_is_listed_once_with_the_library() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/lua");
-        let mut files: Vec<String> = std::fs::read_dir(dir)
-            .expect("the lua folder")
-            .map(|e| {
-                e.expect("an entry")
-                    .file_name()
-                    .into_string()
-                    .expect("UTF-8")
-            })
-            .filter(|n| n.ends_with(".lua") && n != "lib.lua" && n != "feed_common.lua")
-            .collect();
-        files.sort();
-        let listed: Vec<&str> = all().iter().map(|(n, _)| *n).collect();
-        assert_eq!(listed, files);
-        let lib = include_str!("../lua/lib.lua");
-        for (name, script) in all() {
-            assert!(script.source().starts_with(lib), "{name}");
-            assert!(script.source().len() > lib.len(), "{name}");
-        }
     }
 }

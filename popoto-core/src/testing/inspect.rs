@@ -11,7 +11,7 @@ use super::{err, TestRedis, TestServerError};
 /// (the script library and preludes included), for tests and benchmarks that load or run the
 /// crate's own scripts.
 pub fn script_source(name: &str) -> Option<&'static str> {
-    crate::script::all()
+    crate::script::registry::all()
         .into_iter()
         .find(|(n, _)| *n == name)
         .map(|(_, s)| s.source())
@@ -102,7 +102,7 @@ impl TestRedis {
     pub fn load_scripts(&self) -> BTreeMap<&'static str, String> {
         let mut conn = self.raw();
         let mut out = BTreeMap::new();
-        for (name, script) in crate::script::all() {
+        for (name, script) in crate::script::registry::all() {
             let sha: String = redis::cmd("SCRIPT")
                 .arg("LOAD")
                 .arg(script.source())
