@@ -3,11 +3,9 @@
 //! [`Session`] cannot reach them: the boundary is a type, not a runtime flag.
 
 use crate::backend::Backend;
-use crate::confidence::{Confidence, ConfidenceScan};
 use crate::db::{Db, Session, Target};
 use crate::error::{BulkError, Result};
-use crate::model::{ConfidenceField, Key, Model};
-use crate::query::Query;
+use crate::model::{Key, Model};
 use crate::tenant::{Scope, TenantId};
 
 /// The admin handle: reads and writes across tenants, raw access to Redis, maintenance
@@ -21,6 +19,20 @@ pub struct Admin {
     session: Session,
 }
 
+/// The admin handles a root handle makes.
+impl Db {
+    /// The admin handle on the shared backend: reads and writes across tenants, raw access and
+    /// maintenance.
+    pub fn admin(&self) -> Admin {
+        Admin::new(self.clone(), self.root.clone())
+    }
+
+    /// The admin handle on the backend where `tenant` lives (maintenance of one tenant).
+    pub fn admin_on(&self, tenant: &TenantId) -> Admin {
+        Admin::new(self.clone(), self.target_for(tenant))
+    }
+}
+
 impl Admin {
     /// How this handle's keys are laid out.
     pub(crate) fn layout(&self) -> crate::keys::Layout {
@@ -32,6 +44,11 @@ impl Admin {
             db,
             session: Session::with_scope(target, Scope::Admin),
         }
+    }
+
+    /// The admin-scoped session behind this handle (the features' admin methods use it).
+    pub(crate) fn session(&self) -> &Session {
+        &self.session
     }
 
     /// The root handle this admin handle was made from.
@@ -130,55 +147,5 @@ impl Admin {
     /// [`Session::exists`] for any tenant's key.
     pub async fn exists<M: Model>(&self, key: &Key<M>) -> Result<bool> {
         self.session.exists(key).await
-    }
-
-    /// A query across tenants.
-    pub fn query<M: Model>(&self) -> Query<'_, M> {
-        self.session.query()
-    }
-
-    /// [`Session::confidence`] of any tenant's instance.
-    pub fn confidence<'s, M: Model>(
-        &'s self,
-        value: &M,
-        field: ConfidenceField<M, f64>,
-    ) -> Result<Confidence<'s, M>> {
-        self.session.confidence(value, field)
-    }
-
-    /// [`Session::confidence_at`] of any tenant's instance.
-    pub fn confidence_at<'s, M: Model>(
-        &'s self,
-        key: &Key<M>,
-        value: &M,
-        field: ConfidenceField<M, f64>,
-    ) -> Result<Confidence<'s, M>> {
-        self.session.confidence_at(key, value, field)
-    }
-
-    /// [`Session::confidence_by_key`] of any tenant's instance.
-    pub fn confidence_by_key<M: Model>(
-        &self,
-        key: &Key<M>,
-        field: ConfidenceField<M, f64>,
-    ) -> Result<Confidence<'_, M>> {
-        self.session.confidence_by_key(key, field)
-    }
-
-    /// [`Session::confidence_scan`] across tenants.
-    pub fn confidence_scan<M: Model>(
-        &self,
-        field: ConfidenceField<M, f64>,
-    ) -> ConfidenceScan<'_, M> {
-        self.session.confidence_scan(field)
-    }
-
-    /// A confidence scan whose member names match a raw, unescaped Redis glob.
-    pub fn confidence_scan_raw<M: Model>(
-        &self,
-        field: ConfidenceField<M, f64>,
-        pattern: impl Into<String>,
-    ) -> ConfidenceScan<'_, M> {
-        self.session.confidence_scan(field).raw(pattern.into())
     }
 }

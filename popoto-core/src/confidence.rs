@@ -10,6 +10,7 @@ use std::sync::LazyLock;
 use serde::Deserialize;
 use tracing::Instrument;
 
+use crate::admin::Admin;
 use crate::db::Session;
 use crate::error::{Error, Result};
 use crate::feed::ChangeOp;
@@ -456,5 +457,53 @@ impl<M: Model> Confidence<'_, M> {
     /// The confidence value alone.
     pub async fn get(&self) -> Result<f64> {
         Ok(self.state().await?.confidence)
+    }
+}
+
+/// The confidence fields of any tenant's instances, through the admin handle.
+impl Admin {
+    /// [`Session::confidence`] of any tenant's instance.
+    pub fn confidence<'s, M: Model>(
+        &'s self,
+        value: &M,
+        field: ConfidenceField<M, f64>,
+    ) -> Result<Confidence<'s, M>> {
+        self.session().confidence(value, field)
+    }
+
+    /// [`Session::confidence_at`] of any tenant's instance.
+    pub fn confidence_at<'s, M: Model>(
+        &'s self,
+        key: &Key<M>,
+        value: &M,
+        field: ConfidenceField<M, f64>,
+    ) -> Result<Confidence<'s, M>> {
+        self.session().confidence_at(key, value, field)
+    }
+
+    /// [`Session::confidence_by_key`] of any tenant's instance.
+    pub fn confidence_by_key<M: Model>(
+        &self,
+        key: &Key<M>,
+        field: ConfidenceField<M, f64>,
+    ) -> Result<Confidence<'_, M>> {
+        self.session().confidence_by_key(key, field)
+    }
+
+    /// [`Session::confidence_scan`] across tenants.
+    pub fn confidence_scan<M: Model>(
+        &self,
+        field: ConfidenceField<M, f64>,
+    ) -> ConfidenceScan<'_, M> {
+        self.session().confidence_scan(field)
+    }
+
+    /// A confidence scan whose member names match a raw, unescaped Redis glob.
+    pub fn confidence_scan_raw<M: Model>(
+        &self,
+        field: ConfidenceField<M, f64>,
+        pattern: impl Into<String>,
+    ) -> ConfidenceScan<'_, M> {
+        self.session().confidence_scan(field).raw(pattern.into())
     }
 }

@@ -8,7 +8,7 @@ use crate::model::{Key, Model, Record};
 use crate::plan::Plan;
 use crate::tenant::Scope;
 
-use super::Session;
+use super::{Mode, Session};
 
 /// A change event to append: its stream, the stream's meta hash, and its fields (without the
 /// version, which the script counts).
@@ -83,5 +83,15 @@ impl Session {
         };
         plan.feed(event.stream, event.meta, event.fields);
         Ok(())
+    }
+}
+
+impl Mode {
+    /// The change operation of a write in this mode.
+    pub(super) fn feed_op(self) -> ChangeOp {
+        match self {
+            Mode::Create => ChangeOp::Create,
+            Mode::Save => ChangeOp::Save,
+        }
     }
 }

@@ -3,11 +3,9 @@
 
 use tracing::Instrument;
 
-use crate::admin::Admin;
 use crate::backend::{Backend, BackendConfig};
 use crate::error::{Error, Result};
 use crate::model::{key_segments, FieldKind, Key, Model, Record};
-use crate::query::Query;
 use crate::registry::TenantRegistry;
 use crate::tenant::{Scope, TenantId};
 use crate::verify::{Guard, Skip};
@@ -26,7 +24,8 @@ const MAX_ATTEMPTS: u32 = 8;
 /// ([`Db::admin`]) are made. It does no reads or writes of its own.
 #[derive(Clone, Debug)]
 pub struct Db {
-    root: Target,
+    /// Where the admin handle and unrouted sessions go.
+    pub(crate) root: Target,
     unscoped: Session,
     registry: Option<TenantRegistry>,
 }
@@ -79,17 +78,6 @@ impl Db {
     /// The tenant registry, if this `Db` has one.
     pub fn registry(&self) -> Option<&TenantRegistry> {
         self.registry.as_ref()
-    }
-
-    /// The admin handle on the shared backend: reads and writes across tenants, raw access and
-    /// maintenance.
-    pub fn admin(&self) -> Admin {
-        Admin::new(self.clone(), self.root.clone())
-    }
-
-    /// The admin handle on the backend where `tenant` lives (maintenance of one tenant).
-    pub fn admin_on(&self, tenant: &TenantId) -> Admin {
-        Admin::new(self.clone(), self.target_for(tenant))
     }
 
     pub(crate) fn target_for(&self, tenant: &TenantId) -> Target {
@@ -398,11 +386,6 @@ impl Session {
         }
     }
 
-    /// A query on model `M` within this scope.
-    pub fn query<M: Model>(&self) -> Query<'_, M> {
-        Query::new(self)
-    }
-
     // ---------------------------------------------------------------- internals
 
     fn key_of_record<M: Model>(&self, record: &Record) -> Result<Key<M>> {
@@ -460,13 +443,6 @@ impl Mode {
         match self {
             Mode::Create => "create",
             Mode::Save => "save",
-        }
-    }
-
-    fn feed_op(self) -> crate::feed::ChangeOp {
-        match self {
-            Mode::Create => crate::feed::ChangeOp::Create,
-            Mode::Save => crate::feed::ChangeOp::Save,
         }
     }
 }

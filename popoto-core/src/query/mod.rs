@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use tracing::Instrument;
 
+use crate::admin::Admin;
 use crate::codec::KeySegment;
 use crate::db::Session;
 use crate::error::{Error, Result};
@@ -365,5 +366,20 @@ impl<'s, M: Model> Query<'s, M> {
         }
         .instrument(span)
         .await
+    }
+}
+
+/// The queries of the handles: within a session's scope, or across tenants.
+impl Session {
+    /// A query on model `M` within this scope.
+    pub fn query<M: Model>(&self) -> Query<'_, M> {
+        Query::new(self)
+    }
+}
+
+impl Admin {
+    /// A query across tenants.
+    pub fn query<M: Model>(&self) -> Query<'_, M> {
+        self.session().query()
     }
 }
