@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 use redis::Value;
 
 use super::event::{self, ChangeEvent};
-use super::reader::{parse_entries, parse_xread, Fields};
-use super::upkeep::{num, ok_items, protocol};
+use super::wire::{num, ok_items, parse_entries, parse_xread, protocol, Fields};
 use super::{check_group_name, FeedSource, OP};
 use crate::backend::{Backend, Script};
 use crate::db::Session;

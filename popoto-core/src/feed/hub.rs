@@ -20,8 +20,8 @@ use std::time::Duration;
 use redis::Value;
 use tokio::sync::{mpsc, Notify};
 
-use super::reader::{parse_xread, Entries};
 use super::track::{entry_id, verify, EntryId, Read};
+use super::wire::{parse_xread, Entries};
 use super::{FeedSource, OP};
 use crate::backend::{Backend, Held};
 use crate::error::Result;

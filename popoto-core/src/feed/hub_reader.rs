@@ -10,7 +10,8 @@ use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
 use super::hub::{Delivery, FeedHub, Pump, Slot, Sub};
-use super::reader::{feed_tenant, xread, FeedBatch, FeedPosition};
+use super::position::{FeedBatch, FeedPosition};
+use super::reader::{feed_tenant, xread};
 use super::track::{entry_id, verify, Followed, Tracker};
 use super::FeedSource;
 use crate::backend::Backend;

@@ -15,9 +15,11 @@ mod event;
 mod group;
 mod hub;
 mod hub_reader;
+mod position;
 mod reader;
 mod track;
 mod upkeep;
+mod wire;
 pub(crate) use {group::GROUP, upkeep::TRIM};
 
 use std::time::Duration;
@@ -26,7 +28,8 @@ pub use event::{ChangeEvent, ChangeOp};
 pub use group::{FeedGroup, GroupReport, GroupStart};
 pub use hub::{FeedHub, HubConfig};
 pub use hub_reader::HubReader;
-pub use reader::{FeedBatch, FeedPosition, FeedReader, StreamPos};
+pub use position::{FeedBatch, FeedPosition, StreamPos};
+pub use reader::FeedReader;
 pub use upkeep::{DeadLetter, GroupStats, TrimReport};
 
 pub(crate) use upkeep::group_names;

@@ -2,115 +2,19 @@
 //! read, resumable from a position, with grants re-checked at every batch.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use redis::Value;
 
-use super::event::ChangeEvent;
+use super::position::{FeedBatch, FeedPosition};
 use super::track::{verify, Followed, Tracker};
-use super::{FeedSource, OP};
+use super::wire::{parse_xread, Entries};
+use super::OP;
 use crate::backend::Backend;
 use crate::db::Session;
 use crate::error::{Error, Result};
-use crate::keys;
 use crate::shared::{read_grants, Subscription};
 use crate::tenant::{Scope, TenantId};
-
-/// Where a reader is: the last entry delivered of each stream (serializable, to resume).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct FeedPosition {
-    /// The tenant's own stream.
-    pub tenant: Option<StreamPos>,
-    /// Each shared instance's stream, by `<Model>:<id>` (escaped segments).
-    pub shared: BTreeMap<String, StreamPos>,
-}
-
-impl FeedPosition {
-    /// The streams whose position differs from `before` (what moved since): sent instead of
-    /// the whole position, and applied with [`FeedPosition::merge`].
-    pub fn moved_since(&self, before: &FeedPosition) -> FeedPosition {
-        FeedPosition {
-            tenant: self
-                .tenant
-                .clone()
-                .filter(|t| before.tenant.as_ref() != Some(t)),
-            shared: self
-                .shared
-                .iter()
-                .filter(|(f, p)| before.shared.get(*f) != Some(*p))
-                .map(|(f, p)| (f.clone(), p.clone()))
-                .collect(),
-        }
-    }
-
-    /// Applies what moved ([`FeedPosition::moved_since`]).
-    pub fn merge(&mut self, moved: FeedPosition) {
-        if moved.tenant.is_some() {
-            self.tenant = moved.tenant;
-        }
-        self.shared.extend(moved.shared);
-    }
-
-    /// Sets the position of one stream: the tenant's (`None`), or shared instance
-    /// `(model, id)`'s (a client following events one by one).
-    pub fn set(&mut self, stream: Option<(&str, &str)>, pos: StreamPos) {
-        match stream {
-            None => self.tenant = Some(pos),
-            Some((model, id)) => {
-                self.shared.insert(keys::shared_grant_field(model, id), pos);
-            }
-        }
-    }
-
-    /// Drops the stream of shared instance `id` of `model` (a subscription that ended).
-    pub fn forget(&mut self, model: &str, id: &crate::shared::SharedId) {
-        self.shared
-            .remove(&keys::shared_grant_field(model, id.as_str()));
-    }
-
-    /// Whether nothing is in it.
-    pub fn is_empty(&self) -> bool {
-        self.tenant.is_none() && self.shared.is_empty()
-    }
-}
-
-/// The last entry delivered of one stream, and its event's version (events of a stream have
-/// versions 1, 2, 3...: a jump means entries were trimmed before they were read).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct StreamPos {
-    /// The entry id (`0-0`: before the first).
-    pub entry: String,
-    /// Its event's version (0: unknown, no gap check).
-    pub version: u64,
-}
-
-impl StreamPos {
-    /// After entry `entry`, version unknown.
-    pub fn after(entry: impl Into<String>) -> StreamPos {
-        StreamPos {
-            entry: entry.into(),
-            version: 0,
-        }
-    }
-}
-
-/// What one [`FeedReader::next`] delivered.
-#[derive(Debug, Clone, Default)]
-pub struct FeedBatch {
-    /// Events, each stream's in order (shared with the other readers they were handed to).
-    pub events: Vec<Arc<ChangeEvent>>,
-    /// Subscriptions that appeared since the last batch: their events are delivered from the
-    /// moment of the subscription on.
-    pub granted: Vec<Subscription>,
-    /// Subscriptions that ended since the last batch: nothing read after the end is delivered.
-    pub revoked: Vec<Subscription>,
-    /// Streams whose entries after the reader's position were trimmed before it read them
-    /// (read the current values again).
-    pub gaps: Vec<FeedSource>,
-    /// Entries that failed verification (not popoto's, or another stream's): skipped.
-    pub rejected: usize,
-}
 
 /// A tenant's change feed ([`Session::feed`]).
 pub struct FeedReader {
@@ -153,12 +57,6 @@ pub(crate) fn feed_tenant(session: &Session) -> Result<&TenantId> {
         Scope::Tenant(tenant) => Ok(tenant),
         _ => Err(Error::SharedScope { model: "feed" }),
     }
-}
-
-/// (milliseconds, sequence) of an entry id.
-pub(crate) fn parse_id(id: &str) -> Option<(u64, u64)> {
-    let (a, b) = id.split_once('-')?;
-    Some((a.parse().ok()?, b.parse().ok()?))
 }
 
 impl FeedReader {
@@ -252,12 +150,6 @@ impl FeedReader {
     }
 }
 
-/// The fields of a stream entry, raw.
-pub(crate) type Fields = Vec<(Vec<u8>, Vec<u8>)>;
-
-/// Entries of each stream read (stream key -> (entry id, fields)).
-pub(crate) type Entries = Vec<(String, Vec<(String, Fields)>)>;
-
 /// Reads the tenant's streams on its backend and the shared ones on the shared backend (one
 /// `XREAD` when they are the same server), waiting up to `block` on dedicated connections.
 async fn read(
@@ -320,74 +212,4 @@ pub(crate) async fn xread(
         backend.query_blocking(OP, "-", &cmd).await?
     };
     parse_xread(reply)
-}
-
-/// Parses an `XREAD`/`XREADGROUP` reply (nil: nothing).
-pub(crate) fn parse_xread(reply: Value) -> Result<Entries> {
-    let bad = |v: &dyn std::fmt::Debug| {
-        let mut detail = format!("stream read replied {v:?}");
-        detail.truncate(200);
-        Error::Protocol {
-            op: OP,
-            model: "-",
-            detail,
-        }
-    };
-    let streams = match reply {
-        Value::Nil => return Ok(Vec::new()),
-        Value::Array(s) => s,
-        other => return Err(bad(&other)),
-    };
-    let mut out = Vec::with_capacity(streams.len());
-    for s in streams {
-        let Value::Array(pair) = s else {
-            return Err(bad(&s));
-        };
-        let mut it = pair.into_iter();
-        let (Some(Value::BulkString(name)), Some(items)) = (it.next(), it.next()) else {
-            return Err(bad(&"stream"));
-        };
-        let name = String::from_utf8(name).map_err(|_| bad(&"stream name"))?;
-        out.push((name, parse_entries(items)?));
-    }
-    Ok(out)
-}
-
-/// Entries of one stream: (id, fields); an entry whose data is gone (a pending entry trimmed
-/// away) has no fields.
-pub(crate) fn parse_entries(items: Value) -> Result<Vec<(String, Fields)>> {
-    let bad = |what: &str| Error::Protocol {
-        op: OP,
-        model: "-",
-        detail: format!("malformed stream entry: {what}"),
-    };
-    let Value::Array(items) = items else {
-        return Err(bad("not an array"));
-    };
-    let mut out = Vec::with_capacity(items.len());
-    for item in items {
-        let Value::Array(pair) = item else {
-            return Err(bad("entry"));
-        };
-        let mut it = pair.into_iter();
-        let id = match it.next() {
-            Some(Value::BulkString(b)) => String::from_utf8(b).map_err(|_| bad("id"))?,
-            _ => return Err(bad("id")),
-        };
-        let fields = match it.next() {
-            Some(Value::Array(kv)) => {
-                let mut f = Vec::with_capacity(kv.len() / 2);
-                let mut kv = kv.into_iter();
-                while let (Some(Value::BulkString(k)), Some(Value::BulkString(v))) =
-                    (kv.next(), kv.next())
-                {
-                    f.push((k, v));
-                }
-                f
-            }
-            _ => Vec::new(),
-        };
-        out.push((id, fields));
-    }
-    Ok(out)
 }

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use redis::Value;
 
 use super::event::{self, ChangeEvent};
-use super::reader::{parse_entries, parse_id, FeedBatch, FeedPosition, Fields, StreamPos};
+use super::position::{FeedBatch, FeedPosition, StreamPos};
+use super::wire::{parse_entries, parse_id, Fields};
 use super::{FeedSource, OP};
 use crate::backend::Backend;
 use crate::error::{Error, Result};

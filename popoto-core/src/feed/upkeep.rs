@@ -7,7 +7,7 @@ use redis::Value;
 
 use super::event::{self, ChangeEvent};
 use super::group::FeedGroup;
-use super::reader::{parse_entries, parse_id};
+use super::wire::{flat_get, num, ok_items, parse_entries, parse_id, protocol, text};
 use super::OP;
 use crate::backend::{Backend, Script};
 use crate::error::{Error, Result};
@@ -61,58 +61,6 @@ pub struct DeadLetter {
     pub deliveries: u64,
     /// The event, if the entry's data was still there and verifies.
     pub event: Option<ChangeEvent>,
-}
-
-/// The value of `key` in a flat RESP2 map.
-pub(super) fn flat_get<'v>(map: &'v Value, key: &str) -> Option<&'v Value> {
-    let Value::Array(items) = map else {
-        return None;
-    };
-    items
-        .chunks(2)
-        .find(|c| matches!(&c[0], Value::BulkString(k) if k == key.as_bytes()))
-        .and_then(|c| c.get(1))
-}
-
-pub(super) fn num(v: Option<&Value>) -> Option<u64> {
-    match v? {
-        Value::Int(n) => u64::try_from(*n).ok(),
-        Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
-        _ => None,
-    }
-}
-
-pub(super) fn text(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
-        _ => None,
-    }
-}
-
-pub(super) fn protocol(reply: &dyn std::fmt::Debug) -> Error {
-    let mut detail = format!("{reply:?}");
-    detail.truncate(200);
-    Error::Protocol {
-        op: OP,
-        model: "-",
-        detail,
-    }
-}
-
-/// The items of an `{'ok', ...}` reply, or the refusal as an error.
-pub(super) fn ok_items(reply: Value) -> Result<Vec<Value>> {
-    match reply {
-        Value::Array(items) if text(items.first()).as_deref() == Some("ok") => Ok(items),
-        Value::Array(items) if text(items.first()).as_deref() == Some("wrongtype") => {
-            Err(Error::WrongType {
-                model: "feed",
-                key: text(items.get(1)).unwrap_or_default(),
-                found: text(items.get(2)).unwrap_or_default(),
-            })
-        }
-        other => Err(protocol(&other)),
-    }
 }
 
 /// The consumer groups of a stream: those Redis has and those its meta hash registers.
