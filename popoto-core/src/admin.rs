@@ -140,7 +140,7 @@ impl Admin {
     pub async fn get_fields<M: Model>(
         &self,
         key: &Key<M>,
-    ) -> Result<Option<std::collections::BTreeMap<String, crate::Dynamic>>> {
+    ) -> Result<Option<std::collections::BTreeMap<String, crate::codec::Dynamic>>> {
         self.session.get_fields(key).await
     }
 

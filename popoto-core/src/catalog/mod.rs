@@ -19,6 +19,7 @@ use crate::tenant::TenantId;
 
 mod store;
 pub(crate) mod view;
+#[cfg(any(test, feature = "testing"))]
 pub(crate) use store::CAS;
 
 pub use store::{Catalog, CatalogPage, ListQuery, TenantUpdate};

@@ -5,12 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use super::{check_metadata, CatalogPlacement, TenantEntry, TenantStatus};
-use crate::admin::Admin;
 use crate::backend::{Backend, Script};
-use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::keys;
-use crate::lifecycle::{DestroyReport, ModelSet};
 use crate::tenant::TenantId;
 
 /// The compare-and-set script of one entry.
@@ -334,34 +331,6 @@ impl Catalog {
             }
         })
         .await
-    }
-
-    /// Destroys a tenant durably: resolves where its data lives (through `admin`, e.g.
-    /// `db.admin()` on a registry), marks it destroyed in the catalog (every process on the
-    /// catalog refuses it from then on), then removes its data (`Admin::destroy_tenant`).
-    pub async fn destroy_tenant(
-        &self,
-        admin: &Admin,
-        id: &TenantId,
-        models: &ModelSet,
-    ) -> Result<DestroyReport> {
-        let backend = match admin.db().registry() {
-            // Wherever it lives, whatever its status (a suspended tenant can be destroyed).
-            Some(registry) => registry.locate(id).await?.0,
-            None => admin.on(id).backend().await?,
-        };
-        self.destroy(id).await?;
-        if let Some(registry) = admin.db().registry() {
-            // A registry on a catalog obeys the tombstone (at once here); else its own.
-            match registry.catalog() {
-                Some(_) => registry.refresh_catalog(),
-                None => registry.tombstone(id),
-            }
-        }
-        Db::from_backend(backend)
-            .admin()
-            .destroy_tenant(id, models)
-            .await
     }
 
     async fn set_status(&self, id: &TenantId, status: TenantStatus) -> Result<TenantEntry> {

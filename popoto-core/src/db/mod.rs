@@ -298,7 +298,7 @@ impl Session {
         .await
     }
 
-    /// Every field of the hash stored at `key`, each decoded as a [`crate::Dynamic`] value,
+    /// Every field of the hash stored at `key`, each decoded as a [`crate::codec::Dynamic`] value,
     /// whether the struct declares it or not (fields popoto or an older struct wrote included):
     /// one `HGETALL`, `None` if there is no instance. Through a tenant handle, the stored
     /// tenant field must be the tenant's ([`Error::NotInScope`] otherwise). A value that is not
@@ -307,7 +307,7 @@ impl Session {
     pub async fn get_fields<M: Model>(
         &self,
         key: &Key<M>,
-    ) -> Result<Option<std::collections::BTreeMap<String, crate::Dynamic>>> {
+    ) -> Result<Option<std::collections::BTreeMap<String, crate::codec::Dynamic>>> {
         self.check_key(key)?;
         let redis_key = key.redis_key_in(self.layout());
         let span = self.span::<M>("get_fields");
@@ -340,7 +340,7 @@ impl Session {
                         String::from_utf8_lossy(e.as_bytes()).into_owned(),
                     )
                 })?;
-                let value = <crate::Dynamic as crate::codec::Value>::decode(&raw)
+                let value = <crate::codec::Dynamic as crate::codec::Value>::decode(&raw)
                     .map_err(|e| decode(e.0, name.clone()))?;
                 out.insert(name, value);
             }

@@ -20,6 +20,7 @@ mod reader;
 mod track;
 mod upkeep;
 mod wire;
+#[cfg(any(test, feature = "testing"))]
 pub(crate) use {group::GROUP, upkeep::TRIM};
 
 use std::time::Duration;

@@ -25,6 +25,7 @@ use serde_bytes::ByteBuf;
 
 use crate::admin::Admin;
 use crate::backend::Backend;
+use crate::catalog::Catalog;
 use crate::db::{Db, Session};
 use crate::error::Result;
 use crate::maintenance::IndexReport;
@@ -231,6 +232,37 @@ pub enum ExportRecord {
 
 /// The current stream format version.
 const VERSION: u32 = 2;
+
+/// The catalog's durable destroy: the tombstone first, then the data.
+impl Catalog {
+    /// Destroys a tenant durably: resolves where its data lives (through `admin`, e.g.
+    /// `db.admin()` on a registry), marks it destroyed in the catalog (every process on the
+    /// catalog refuses it from then on), then removes its data (`Admin::destroy_tenant`).
+    pub async fn destroy_tenant(
+        &self,
+        admin: &Admin,
+        id: &TenantId,
+        models: &ModelSet,
+    ) -> Result<DestroyReport> {
+        let backend = match admin.db().registry() {
+            // Wherever it lives, whatever its status (a suspended tenant can be destroyed).
+            Some(registry) => registry.locate(id).await?.0,
+            None => admin.on(id).backend().await?,
+        };
+        self.destroy(id).await?;
+        if let Some(registry) = admin.db().registry() {
+            // A registry on a catalog obeys the tombstone (at once here); else its own.
+            match registry.catalog() {
+                Some(_) => registry.refresh_catalog(),
+                None => registry.tombstone(id),
+            }
+        }
+        Db::from_backend(backend)
+            .admin()
+            .destroy_tenant(id, models)
+            .await
+    }
+}
 
 /// How [`Admin::export_tenant_with`] and [`Admin::destroy_tenant_with`] find a tenant's data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -15,6 +15,7 @@ mod keys_check;
 mod migrate;
 mod report;
 mod unique;
+#[cfg(any(test, feature = "testing"))]
 pub(crate) use migrate::MIGRATE_PAGE;
 
 pub use report::{Finding, FindingKind, IndexReport, MigrationError, MigrationReport, Progress};

@@ -24,6 +24,7 @@ mod filter;
 mod project;
 mod resolve;
 mod stream;
+#[cfg(any(test, feature = "testing"))]
 pub(crate) use {cursor::WINDOW, expr::SELECT, project::PROJECT};
 
 pub use cursor::{Cursor, Page};

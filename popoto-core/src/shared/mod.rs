@@ -18,6 +18,7 @@ mod host;
 pub(crate) mod merge;
 mod patch;
 mod wire;
+#[cfg(any(test, feature = "testing"))]
 pub(crate) use wire::{FEED_GRANTS, GRANTS, READ, WRITE};
 
 use std::collections::BTreeMap;

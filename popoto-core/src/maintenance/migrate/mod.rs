@@ -17,6 +17,7 @@ use crate::plan::Outcome;
 use crate::script::apply::{self, APPLY};
 
 mod page;
+#[cfg(any(test, feature = "testing"))]
 pub(crate) use page::MIGRATE_PAGE;
 
 use page::{send_page, PageCall};
