@@ -116,7 +116,8 @@ impl Db {
 }
 
 /// A handle with a [`Scope`]: one tenant ([`Db::tenant`]) or unscoped ([`Db::unscoped`]); the
-/// admin scope is only reachable through [`Admin`](crate::admin::Admin). It gives no raw access to Redis.
+/// admin scope is only reachable through [`Admin`](crate::admin::Admin). It gives no raw
+/// access to Redis.
 #[derive(Clone, Debug)]
 pub struct Session {
     target: Target,
