@@ -207,26 +207,39 @@ async fn the_cluster_layout_runs_a_tenants_writes_and_reads_in_its_slot() {
     }
 }
 
-/// Reads across tenants and model-wide maintenance have no single slot in the cluster layout:
-/// they are refused with a typed error naming the layout, before anything is read or written.
+/// What has no meaning or no single slot in the cluster layout is refused with a typed error
+/// naming the layout, before anything is read or written: popoto's legacy-partition migration
+/// (the cluster layout never had unpartitioned keys) and the model-free key check (popoto's
+/// patterns). Admin reads across tenants and index checks run per keyspace
+/// (`tests/cluster_admin.rs`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_cluster_layout_refuses_model_wide_reads_and_maintenance() {
+async fn the_cluster_layout_refuses_popotos_legacy_maintenance() {
     let cluster = cluster();
     let db = Db::with_config(BackendConfig::cluster(cluster.urls())).unwrap();
     db.tenant("acme")
         .unwrap()
-        .create(Episode::default())
+        .create(Memory {
+            key: "m".into(),
+            ..Default::default()
+        })
         .await
         .unwrap();
+    let before = keys_everywhere(&cluster);
     let admin = db.admin();
-    match admin.query::<Episode>().count().await {
+    match admin
+        .migrate_to_partitioned(Memory::certainty(), DryRun::No, |_| {})
+        .await
+    {
+        Err(Error::Layout { layout, model, .. }) => {
+            assert_eq!((layout, model), (Layout::Cluster, "Memory"))
+        }
+        other => panic!("expected a layout refusal, got {other:?}"),
+    }
+    match admin.check_keys().await {
         Err(Error::Layout { layout, .. }) => assert_eq!(layout, Layout::Cluster),
         other => panic!("expected a layout refusal, got {other:?}"),
     }
-    match admin.check_indexes::<Episode>().await {
-        Err(Error::Layout { model, .. }) => assert_eq!(model, "Episode"),
-        other => panic!("expected a layout refusal, got {other:?}"),
-    }
+    assert_eq!(keys_everywhere(&cluster), before);
 }
 
 /// A tenant's ACL user is created on every node: connected as it, the tenant writes and
