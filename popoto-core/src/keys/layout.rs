@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::model::ModelMeta;
 
-use super::{glob_escape, IndexKind};
+use super::{glob_escape, FeedOf, IndexKind};
 
 /// How a `Db` lays its keys out in Redis.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -153,6 +153,48 @@ impl Layout {
     /// the keyspace's hash tag.
     pub fn in_keyspace(self, meta: &ModelMeta, tenant: Option<&str>, key: &str) -> bool {
         key.starts_with(&*self.prefix(meta, tenant))
+    }
+
+    /// `key` below the prefix of `tenant`'s keyspace (its hash tag in the cluster layout;
+    /// nothing in popoto's), or `None` if `key` is not in that keyspace.
+    pub fn strip_tenant<'k>(self, tenant: &str, key: &'k str) -> Option<&'k str> {
+        match self {
+            Layout::Popoto => Some(key),
+            Layout::Cluster => key
+                .strip_prefix('{')?
+                .strip_prefix(tag("", Some(tenant)).as_str())?
+                .strip_prefix('}'),
+        }
+    }
+
+    /// `key`, a change-feed key of `of`, in this layout: in the cluster layout a tenant's feed
+    /// keys carry the tenant's hash tag (one slot with its data, so a write appends its event
+    /// in its own script call); a shared instance's are popoto-rs's own keys either way.
+    fn feed_tagged(self, of: FeedOf<'_>, key: String) -> String {
+        match (self, of) {
+            (Layout::Cluster, FeedOf::Tenant(t)) => format!("{{{}}}{key}", tag("", Some(t))),
+            _ => key,
+        }
+    }
+
+    /// The Redis Stream of change events of `of` (see [`super::feed_stream_key`]).
+    pub fn feed_stream_key(self, of: FeedOf<'_>) -> String {
+        self.feed_tagged(of, super::feed_stream_key(of))
+    }
+
+    /// The meta hash of `of`'s stream (see [`super::feed_meta_key`]).
+    pub fn feed_meta_key(self, of: FeedOf<'_>) -> String {
+        self.feed_tagged(of, super::feed_meta_key(of))
+    }
+
+    /// The entries consumer group `group` of `of` finished (see [`super::feed_done_key`]).
+    pub fn feed_done_key(self, of: FeedOf<'_>, group: &str) -> String {
+        self.feed_tagged(of, super::feed_done_key(of, group))
+    }
+
+    /// The dead letters of consumer group `group` of `of` (see [`super::feed_dead_key`]).
+    pub fn feed_dead_key(self, of: FeedOf<'_>, group: &str) -> String {
+        self.feed_tagged(of, super::feed_dead_key(of, group))
     }
 
     /// `key` below its hash tag, if the tag is one of `meta`'s keyspaces (in popoto's layout,

@@ -206,5 +206,13 @@ fn keyspaces_are_read_back_only_from_tags_written_as_tag_writes_them() {
     assert!(!l.in_keyspace(&TICKET, Some("acme"), "{beta}Ticket:x:acme"));
     assert!(!l.in_keyspace(&TICKET, Some("acme"), "Ticket:x:acme"));
     assert!(Layout::Popoto.in_keyspace(&TICKET, Some("acme"), "Ticket:x:beta"));
+    assert_eq!(l.strip_tenant("acme", "{acme}Ticket:x"), Some("Ticket:x"));
+    assert_eq!(l.strip_tenant("a}b", "{~617d62}Ticket:x"), Some("Ticket:x"));
+    assert_eq!(l.strip_tenant("acme", "{acmex}Ticket:x"), None);
+    assert_eq!(l.strip_tenant("acme", "Ticket:x"), None);
+    assert_eq!(
+        Layout::Popoto.strip_tenant("acme", "Ticket:x"),
+        Some("Ticket:x")
+    );
     assert_eq!(l.keyspace_of(&PLAIN, "{=Plain}$Class:Plain"), None);
 }
