@@ -211,28 +211,6 @@ async fn the_cluster_layout_runs_a_tenants_writes_and_reads_in_its_slot() {
     }
 }
 
-/// Reads across tenants and model-wide maintenance have no single slot in the cluster layout:
-/// they are refused with a typed error naming the layout, before anything is read or written.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_cluster_layout_refuses_model_wide_reads_and_maintenance() {
-    let cluster = cluster();
-    let db = Db::with_config(BackendConfig::cluster(cluster.urls())).unwrap();
-    db.tenant("basic-model-wide")
-        .unwrap()
-        .create(Episode::default())
-        .await
-        .unwrap();
-    let admin = db.admin();
-    match admin.query::<Episode>().count().await {
-        Err(Error::Layout { layout, .. }) => assert_eq!(layout, Layout::Cluster),
-        other => panic!("expected a layout refusal, got {other:?}"),
-    }
-    match admin.check_indexes::<Episode>().await {
-        Err(Error::Layout { model, .. }) => assert_eq!(model, "Episode"),
-        other => panic!("expected a layout refusal, got {other:?}"),
-    }
-}
-
 /// A tenant's ACL user is created on every node: connected as it, the tenant writes and
 /// queries across the cluster, and keyspace-wide commands are refused on every node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -280,3 +280,43 @@ async fn expiring_instances_vanish_and_their_entries_are_swept() {
         .unwrap()
         .is_some());
 }
+
+/// Concurrent read-modify-writes of one instance lose no increment: each write is one script
+/// that checks the instance is still what was read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_updates_of_one_instance_lose_nothing() {
+    let (cluster, db) = (TestCluster::shared(), shared_db());
+    let t = "crud-update";
+    let s = db.tenant(t).unwrap();
+    let (key, _) = s
+        .create_keyed(episode("", "counter", 0.0, 0))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (s, key) = (s.clone(), key.clone());
+            tokio::spawn(async move {
+                for _ in 0..5 {
+                    s.update(&key, |e| e.rank += 1)
+                        .await
+                        .unwrap()
+                        .expect("present");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let got = s.get(&key).await.unwrap().unwrap();
+    assert_eq!(got.rank, 40);
+    assert_eq!(
+        s.query::<Episode>()
+            .filter(Episode::rank().eq(40))
+            .count()
+            .await
+            .unwrap(),
+        1
+    );
+    assert_all_or_nothing(cluster, &db, t, "Episode", true).await;
+}
