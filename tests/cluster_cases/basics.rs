@@ -211,6 +211,42 @@ async fn the_cluster_layout_runs_a_tenants_writes_and_reads_in_its_slot() {
     }
 }
 
+/// What has no meaning or no single slot in the cluster layout is refused with a typed error
+/// naming the layout, before anything is read or written: popoto's legacy-partition migration
+/// (the cluster layout never had unpartitioned keys) and the model-free key check (popoto's
+/// patterns). Admin reads across tenants and index checks run per keyspace
+/// (`tests/cluster_admin.rs`, `tenancy`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_layout_refuses_popotos_legacy_maintenance() {
+    let cluster = cluster();
+    let db = Db::with_config(BackendConfig::cluster(cluster.urls())).unwrap();
+    let t = "basic-legacy";
+    db.tenant(t)
+        .unwrap()
+        .create(Memory {
+            key: "m".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let before = tenant_keys(cluster, t);
+    let admin = db.admin();
+    match admin
+        .migrate_to_partitioned(Memory::certainty(), DryRun::No, |_| {})
+        .await
+    {
+        Err(Error::Layout { layout, model, .. }) => {
+            assert_eq!((layout, model), (Layout::Cluster, "Memory"))
+        }
+        other => panic!("expected a layout refusal, got {other:?}"),
+    }
+    match admin.check_keys().await {
+        Err(Error::Layout { layout, .. }) => assert_eq!(layout, Layout::Cluster),
+        other => panic!("expected a layout refusal, got {other:?}"),
+    }
+    assert_eq!(tenant_keys(cluster, t), before);
+}
+
 /// A tenant's ACL user is created on every node: connected as it, the tenant writes and
 /// queries across the cluster, and keyspace-wide commands are refused on every node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

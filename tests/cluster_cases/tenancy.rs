@@ -1,8 +1,9 @@
 //! Tenancy on the cluster layout: bulk writes, confidence, two tenants that never see each
 //! other, concurrent writers of several tenants on one `Db`, destroying and exporting one
-//! tenant (found through its indexes: a `SCAN` reaches one node), and the isolation audit.
+//! tenant (found through its indexes and through a scan of every master), and the isolation
+//! audit run per tenant keyspace.
 
-use popoto::{Error, Layout, ModelSet, Sweep};
+use popoto::{Layout, ModelSet, Sweep};
 
 use crate::common::*;
 use crate::support::*;
@@ -137,6 +138,8 @@ async fn concurrent_creates_of_several_tenants_through_one_db_all_succeed() {
     }
 }
 
+/// Export through the tenant's indexes, destroy with the default sweep (a `SCAN` of every
+/// master), import back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_is_destroyed_or_exported_and_imported_without_touching_another() {
     let (cluster, db) = (popoto::testing::TestCluster::shared(), shared_db());
@@ -152,12 +155,31 @@ async fn a_tenant_is_destroyed_or_exported_and_imported_without_touching_another
         .await
         .unwrap();
     assert!(records > 35, "{records}");
-    let report = db
-        .admin()
-        .destroy_tenant_with(&tid(gone), &models(), Sweep::Indexes)
+    // One more instance that no index names: only a scan of the keyspace (every master)
+    // finds it, and the default sweep does.
+    let (_, stray) = db
+        .tenant(gone)
+        .unwrap()
+        .create_keyed(episode("", "stray", 9.0, 9))
         .await
         .unwrap();
-    assert_eq!(report.instances.get("Episode"), Some(&30), "{report:?}");
+    let fp = footprint(cluster, &db, gone, "Episode").await;
+    let hash = fp
+        .instances
+        .iter()
+        .find(|k| k.contains(&stray.episode_id))
+        .expect("the stray hash");
+    for (index, _) in &fp.indexes {
+        let ty: String = raw(&db, redis::cmd("TYPE").arg(index)).await;
+        let rem = if ty == "set" { "SREM" } else { "ZREM" };
+        let _: i64 = raw(&db, redis::cmd(rem).arg(index).arg(hash)).await;
+    }
+    let report = db
+        .admin()
+        .destroy_tenant(&tid(gone), &models())
+        .await
+        .unwrap();
+    assert_eq!(report.instances.get("Episode"), Some(&31), "{report:?}");
     assert_eq!(report.instances.get("Memory"), Some(&3), "{report:?}");
     assert_eq!(tenant_keys(cluster, gone), Vec::<String>::new());
     assert_eq!(tenant_keys(cluster, kept), kept_before);
@@ -199,31 +221,65 @@ async fn a_tenant_is_destroyed_or_exported_and_imported_without_touching_another
     assert_eq!(tenant_keys(cluster, kept), kept_before);
 }
 
-/// The isolation audit and the index check read a model across tenants: on the cluster layout
-/// both are refused before anything is read, through the admin handle and the tenant's
-/// (`admin_on`) alike, naming the model and the layout.
+/// The isolation audit, the index check and admin reads across tenants run once per tenant
+/// keyspace, each in its slot: on a model only this case writes (`Claim`), so that the shared
+/// cluster's other tenants are not in its reports.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_isolation_audit_is_refused_on_the_cluster_layout() {
-    let db = shared_db();
-    let t = "tenancy-audit";
-    seed_episodes(&db, t, 3).await;
-    for admin in [db.admin(), db.admin_on(&tid(t))] {
-        match admin.audit::<Episode>().await {
-            Err(Error::Layout { model, layout, .. }) => {
-                assert_eq!((model, layout), ("Episode", Layout::Cluster))
-            }
-            other => panic!("expected a layout refusal, got {other:?}"),
-        }
-        match admin.check_indexes::<Memory>().await {
-            Err(Error::Layout { model, .. }) => assert_eq!(model, "Memory"),
-            other => panic!("expected a layout refusal, got {other:?}"),
-        }
-        match admin.query::<Episode>().count().await {
-            Err(Error::Layout { layout, .. }) => assert_eq!(layout, Layout::Cluster),
-            other => panic!("expected a layout refusal, got {other:?}"),
+async fn the_isolation_audit_runs_per_tenant_keyspace() {
+    let (cluster, db) = (popoto::testing::TestCluster::shared(), shared_db());
+    let (a, b) = ("tenancy-audit-a", "tenancy-audit-b");
+    for t in [a, b] {
+        let s = db.tenant(t).unwrap();
+        for i in 0..3 {
+            let c = s
+                .create(Claim {
+                    id: format!("c{i}"),
+                    topic: "x".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            s.confidence(&c, Claim::belief())
+                .unwrap()
+                .update(0.7)
+                .await
+                .unwrap();
         }
     }
+    let admin = db.admin_on(&tid(a));
+    let clean = admin.audit::<Claim>().await.unwrap();
+    assert!(clean.is_clean(), "{clean}");
+    assert_eq!(db.admin().query::<Claim>().count().await.unwrap(), 6);
+    // One of b's instance keys planted in a's value set: a misplaced member, which a's reads
+    // skip and the audit reports as an isolation violation (naming the key's tenant, b).
+    let foreign = Claim::key_of(b, "c0").redis_key_in(Layout::Cluster);
+    let value_set = tenant_keys(cluster, a)
+        .into_iter()
+        .find(|k| k.contains("$KeyF:Claim:project:"))
+        .expect("a's value set");
+    let _: i64 = raw(&db, redis::cmd("SADD").arg(&value_set).arg(&foreign)).await;
+    assert_eq!(
+        db.tenant(a)
+            .unwrap()
+            .query::<Claim>()
+            .count()
+            .await
+            .unwrap(),
+        3
+    );
+    let found = admin.audit::<Claim>().await.unwrap();
+    assert_eq!(found.isolation_violations().count(), 1, "{found}");
+    assert_eq!(
+        found.tenants().into_iter().collect::<Vec<_>>(),
+        [b],
+        "{found}"
+    );
+    let rebuilt = admin.rebuild_indexes::<Claim>().await.unwrap();
+    assert!(rebuilt.findings.iter().all(|f| f.repaired), "{rebuilt}");
+    assert!(admin.audit::<Claim>().await.unwrap().is_clean());
+    assert_all_or_nothing(cluster, &db, a, "Claim", false).await;
     // A tenant's counts, through the admin handle, read its slot.
-    let counts = db.admin().tenant_counts(&tid(t), &models()).await.unwrap();
-    assert_eq!(counts.get("Episode"), Some(&3));
+    let claims = ModelSet::new().with::<Claim>();
+    let counts = db.admin().tenant_counts(&tid(a), &claims).await.unwrap();
+    assert_eq!(counts.get("Claim"), Some(&3));
 }

@@ -213,11 +213,6 @@ impl Lanes {
         })
     }
 
-    /// Whether the lanes connect to a Redis Cluster.
-    pub(crate) fn is_cluster(&self) -> bool {
-        matches!(self.dialer.target, Target::Cluster(_))
-    }
-
     /// A connection of its own, outside the lanes (a blocking call on a cluster).
     pub(crate) async fn dial(&self) -> RedisResult<Conn> {
         self.dialer.dial().await.map(|(conn, _)| conn)

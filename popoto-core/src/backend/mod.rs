@@ -10,6 +10,7 @@ mod exec;
 mod group;
 mod held;
 mod recording;
+mod scan;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -25,6 +26,7 @@ use exec::{batch_call, round_trip, script_call, PLANS_PER_CALL, PLANS_PER_ROUND_
 pub(crate) use exec::{evalsha, Form, Script, Tries};
 use group::{Group, Reply, Turn};
 pub(crate) use held::Held;
+pub(crate) use scan::KeyScan;
 
 use crate::error::{Error, Result};
 use crate::keys::Layout;
@@ -129,6 +131,8 @@ pub struct Backend {
     pub(crate) recorder: Option<CommandLog>,
     /// How this backend's keys are laid out.
     layout: Layout,
+    /// Whether this backend is a Redis Cluster.
+    cluster: bool,
 }
 
 impl std::fmt::Debug for Backend {
@@ -189,6 +193,7 @@ impl Backend {
             consecutive: Arc::new(AtomicU64::new(0)),
             recorder: None,
             layout: config.layout,
+            cluster: !config.cluster_nodes.is_empty(),
         })
     }
 
@@ -212,14 +217,14 @@ impl Backend {
         crate::redis_url::redacted(&self.url)
     }
 
-    /// Whether this backend talks to a Redis Cluster.
-    pub(crate) fn is_cluster(&self) -> bool {
-        self.lanes.is_cluster()
-    }
-
     /// How this backend's keys are laid out.
     pub fn layout(&self) -> Layout {
         self.layout
+    }
+
+    /// Whether this backend is a Redis Cluster (keyspace scans then read every master).
+    pub fn is_cluster(&self) -> bool {
+        self.cluster
     }
 
     /// Number of round trips (commands or pipelines sent) since the backend was built.

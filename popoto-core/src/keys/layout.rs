@@ -60,6 +60,23 @@ pub fn tag(model: &str, tenant: Option<&str>) -> String {
     }
 }
 
+/// The tenant whose hash tag `tag` is (the inverse of [`tag`]), if `tag` is a tenant's tag
+/// exactly as [`tag`] writes it.
+fn tenant_of_tag(tag: &str) -> Option<String> {
+    let tenant = match tag.strip_prefix('~') {
+        Some(hex) if hex.len() % 2 == 0 => {
+            let bytes = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+                .collect::<Option<Vec<u8>>>()?;
+            String::from_utf8(bytes).ok()?
+        }
+        Some(_) => return None,
+        None => tag.to_owned(),
+    };
+    (self::tag("", Some(&tenant)) == tag).then_some(tenant)
+}
+
 impl Layout {
     /// The layout an instance key is written in: a key starting with a hash tag is the cluster
     /// layout's (popoto's instance keys start with a class name, which holds no `{`). Parsing
@@ -118,6 +135,26 @@ impl Layout {
         }
     }
 
+    /// The tenant whose keyspace `key` is in, for a key of tenant model `meta` in the cluster
+    /// layout (its hash tag decoded and checked to be written as [`tag`] writes it); `None`
+    /// in popoto's layout, for another model's key or a malformed tag.
+    pub fn keyspace_of(self, meta: &ModelMeta, key: &str) -> Option<String> {
+        match (self, meta.tenant) {
+            (Layout::Cluster, Some(_)) => {
+                let (tag, _) = self.untagged(meta, key)?;
+                tenant_of_tag(tag)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether `key` is in `tenant`'s keyspace of `meta` (`None`: the model's own): always in
+    /// popoto's layout, where keyspaces share one; in the cluster layout, whether it carries
+    /// the keyspace's hash tag.
+    pub fn in_keyspace(self, meta: &ModelMeta, tenant: Option<&str>, key: &str) -> bool {
+        key.starts_with(&*self.prefix(meta, tenant))
+    }
+
     /// `key` below its hash tag, if the tag is one of `meta`'s keyspaces (in popoto's layout,
     /// `key` itself).
     pub fn strip_tag<'k>(self, meta: &ModelMeta, key: &'k str) -> Option<&'k str> {
@@ -171,6 +208,16 @@ impl Layout {
             return Err(malformed("the hash tag is not the tenant's of the key"));
         }
         Ok(segments)
+    }
+
+    /// MATCH pattern for the `$Class` set of a keyspace (`None` on a tenant model in the
+    /// cluster layout: every tenant's).
+    pub fn class_pattern(self, meta: &ModelMeta, tenant: Option<&str>) -> String {
+        format!(
+            "{}{}",
+            self.pattern_prefix(meta, tenant),
+            glob_escape(&super::class_key(meta))
+        )
     }
 
     /// `$Class:<Model>` of a keyspace: the set of its instance keys.
