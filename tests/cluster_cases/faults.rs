@@ -162,8 +162,10 @@ async fn a_master_killed_during_writes_fails_over_and_every_instance_stays_whole
         .await
         .unwrap_or_else(|e| panic!("a create after the failover: {e}"));
 
-    // Every instance on the promoted master is whole: its hash and every index entry, or none.
+    // Every instance on the promoted master is whole: its hash and every index entry, or none
+    // (the crate's index check agrees).
     let instances = assert_all_or_nothing(&cluster, &db, t, "Episode", true).await;
+    assert_clean(&db).await;
     let read = episodes_by_id(&db, t).await;
     assert_eq!(read.len(), instances.len(), "every whole instance is read");
     assert!(read.contains_key(&fresh.episode_id));
@@ -179,6 +181,16 @@ async fn a_master_killed_during_writes_fails_over_and_every_instance_stays_whole
     }
     assert!(cluster.keys(&tenant_pattern(t)).unwrap().len() > 4);
     assert_eq!(cluster.masters().unwrap().len(), 3, "{promoted}");
+}
+
+/// The crate's index check of `Episode` over every tenant keyspace finds nothing.
+async fn assert_clean(db: &Db) {
+    let report = db
+        .admin()
+        .check_indexes::<Episode>()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.is_clean(), "{report}");
 }
 
 /// `errorstat_<code>` counts of `node` (`INFO errorstats`): redirections and `TRYAGAIN` count.
@@ -272,6 +284,7 @@ async fn a_slot_moved_during_writes_loses_and_duplicates_nothing() {
     }
     let instances = assert_all_or_nothing(&cluster, &db, t, "Episode", true).await;
     assert_eq!(instances.len(), read.len());
+    assert_clean(&db).await;
     let on_target: Vec<String> = redis::cmd("KEYS")
         .arg(tenant_pattern(t))
         .query(&mut cluster.nodes()[to].raw())

@@ -1,5 +1,6 @@
 //! A tenant's queries on the cluster layout, each read in its tenant's slot: equality, ranges
-//! on sorted fields, key lookups, order and limit, count, cursor pages, streams and scans.
+//! on sorted fields, key lookups, order, offset and limit, count, projections, cursor pages,
+//! streams and scans.
 
 use popoto::Cursor;
 
@@ -85,6 +86,24 @@ async fn filters_ranges_order_limit_and_count_read_the_tenants_slot() {
             .unwrap(),
         20
     );
+    let window = q()
+        .order_by(Episode::score())
+        .filter(Episode::rank().eq(0))
+        .offset(1)
+        .limit(2)
+        .fetch()
+        .await
+        .unwrap();
+    assert_eq!(titles(&window), [format!("{t}-5"), format!("{t}-10")]);
+    let (key, one) = q()
+        .filter(Episode::rank().eq(4))
+        .fetch_keyed()
+        .await
+        .unwrap()[0]
+        .clone();
+    let fields = s.get_fields(&key).await.unwrap().expect("present");
+    assert_eq!(fields.len(), 5, "{fields:?}");
+    assert!(fields.contains_key("title"), "{fields:?} of {one:?}");
     assert!(q()
         .filter(Episode::score().gt(4.0))
         .fetch()
