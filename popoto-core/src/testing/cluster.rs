@@ -4,7 +4,8 @@
 //! replicas, every replica attached to its master.
 //!
 //! [`TestCluster::shared`] starts one cluster per test binary; the fault tests start their own
-//! and kill masters or move slots ([`TestCluster::move_slot`] and its steps).
+//! and kill masters or move slots ([`TestCluster::begin_slot_move`], then
+//! [`TestCluster::migrate_keys`] and [`TestCluster::end_slot_move`]).
 
 use std::process::Command;
 use std::sync::{mpsc, OnceLock};
@@ -285,14 +286,6 @@ impl TestCluster {
         }
         all.sort();
         Ok(all)
-    }
-
-    /// Moves `slot` from master `from` to master `to` (indexes in [`TestCluster::nodes`]):
-    /// [`TestCluster::begin_slot_move`], every key migrated, [`TestCluster::end_slot_move`].
-    pub fn move_slot(&self, slot: u16, from: usize, to: usize) -> redis::RedisResult<()> {
-        self.begin_slot_move(slot, from, to)?;
-        while self.migrate_keys(slot, from, to, 100)? > 0 {}
-        self.end_slot_move(slot, to)
     }
 
     /// Marks `slot` `IMPORTING` on `to` and `MIGRATING` on `from`: from now on the source
