@@ -483,6 +483,10 @@ impl Backend {
     /// which the server never refuses), and only the last, behind which nothing was sent, as
     /// `EVALSHA`; if that one is refused it is sent again as `EVAL` once its predecessors have
     /// all answered. Writes apply in the order given, and none twice.
+    ///
+    /// On a cluster each round trip carries one call: the cluster client sends a whole
+    /// pipeline again when one of its calls is redirected or refused with `TRYAGAIN` (a slot
+    /// being moved), which would apply the calls that did run a second time.
     pub(crate) async fn eval_many(
         &self,
         op: &'static str,
@@ -491,9 +495,14 @@ impl Backend {
         calls: &[(Vec<String>, Vec<Vec<u8>>)],
     ) -> Result<Vec<RedisResult<redis::Value>>> {
         self.guard_script(op, script)?;
+        let per_trip = if self.is_cluster() {
+            PLANS_PER_CALL
+        } else {
+            PLANS_PER_ROUND_TRIP
+        };
         erased(self.with_conn(op, model, async |c| {
             let mut out = Vec::with_capacity(calls.len());
-            for chunk in calls.chunks(PLANS_PER_ROUND_TRIP) {
+            for chunk in calls.chunks(per_trip) {
                 let batches: Vec<_> = chunk.chunks(PLANS_PER_CALL).collect();
                 let Some(last) = batches.len().checked_sub(1) else {
                     continue;
