@@ -30,8 +30,9 @@ pub use popoto_core::{Confidence, ConfidenceScan, ConfidenceState, Dynamic, Swee
 // Tenant lifecycle, fleet operations, maintenance and dry runs.
 pub use popoto_core::{
     CommandLog, DestroyReport, DryRun, ExportRecord, Finding, FindingKind, Fleet, FleetOptions,
-    FleetReport, IndexOptions, IndexReport, LayoutReport, MigrationError, MigrationOptions,
-    MigrationReport, ModelSet, Progress, RecordedCommand, Sweep, TenantUser,
+    FleetReport, IndexOptions, IndexReport, LayoutProgress, LayoutReport, LayoutRun,
+    MigrationError, MigrationOptions, MigrationReport, ModelSet, Progress, RecordedCommand, Sweep,
+    TenantUser,
 };
 
 // Modules whose every public item is API (each has its own documentation).

@@ -61,6 +61,19 @@ impl Admin {
         self.db.admin_on(tenant)
     }
 
+    /// The tenants holding data of tenant model `M` on this handle's backend, in id order
+    /// (empty for a model without a tenant field): found by a `SCAN` of every node, so a
+    /// tenant whose first instance is written meanwhile may be missed. In the cluster layout
+    /// any key of the model counts (an instance or an index key); in popoto's layout, whose
+    /// keys carry the tenant as a segment, the instance keys.
+    pub async fn tenants_of<M: Model>(&self) -> Result<Vec<TenantId>> {
+        if M::META.tenant.is_none() {
+            return Ok(Vec::new());
+        }
+        let backend = self.backend().await?;
+        crate::keyspaces::tenants(&backend, M::META, "tenants of").await
+    }
+
     /// The backend this handle talks to: raw commands, round-trip counts.
     pub async fn backend(&self) -> Result<Backend> {
         self.session.backend().await

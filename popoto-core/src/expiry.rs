@@ -17,7 +17,7 @@
 use std::sync::LazyLock;
 
 use crate::admin::Admin;
-use crate::backend::{Backend, Script};
+use crate::backend::{Backend, KeyScan, Script};
 use crate::db::Session;
 use crate::error::{Error, Result};
 use crate::keys::Layout;
@@ -281,26 +281,14 @@ impl Admin {
         }
         let backend = self.backend().await?;
         let pattern = backend.layout().expiry_pattern(meta, None);
-        let mut cursor = 0u64;
-        loop {
-            let cmd = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .clone();
-            let (next, found): (u64, Vec<Vec<u8>>) =
-                backend.query("sweep expired", meta.name, &cmd).await?;
-            for zset in found.into_iter().filter_map(|k| String::from_utf8(k).ok()) {
+        let mut scan = KeyScan::new(pattern, 1000);
+        while let Some(found) = scan.next(&backend, "sweep expired", meta.name).await? {
+            for zset in found {
                 if let Some(tenant) = backend.layout().expiry_tenant(meta, &zset) {
                     report.add(sweep_set::<M>(&backend, &zset, tenant.as_deref(), None).await?);
                 }
             }
-            if next == 0 {
-                return Ok(report);
-            }
-            cursor = next;
         }
+        Ok(report)
     }
 }

@@ -16,6 +16,7 @@ pub mod expiry;
 pub mod feed;
 pub mod fleet;
 pub mod keys;
+mod keyspaces;
 pub mod lifecycle;
 pub mod maintenance;
 pub mod model;
@@ -45,7 +46,9 @@ pub use db::{Db, Session};
 pub use error::{BulkError, Error, Result};
 pub use expiry::SweepReport;
 pub use fleet::{Fleet, FleetOptions, FleetReport};
-pub use lifecycle::{DestroyReport, ExportRecord, LayoutReport, ModelSet, Sweep};
+pub use lifecycle::{
+    DestroyReport, ExportRecord, LayoutProgress, LayoutReport, LayoutRun, ModelSet, Sweep,
+};
 pub use maintenance::{
     DryRun, Finding, FindingKind, IndexOptions, IndexReport, MigrationError, MigrationOptions,
     MigrationReport, Progress,

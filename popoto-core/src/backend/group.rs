@@ -14,6 +14,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use redis::cluster_routing::Slot;
 use redis::{Arg, ErrorKind, RedisError, RedisResult, Value};
 use tokio::sync::oneshot;
 
@@ -133,8 +134,52 @@ fn flush(backend: Backend, group: Arc<Group>) {
     });
 }
 
-/// One call for `batch` (as itself when alone); one reply per call, in order.
+/// The calls of `batch` as one call per slot on a cluster (a script's keys must share a slot:
+/// creates of several tenants go as one batch per tenant, sent together), else one call; one
+/// reply per call, in order.
 async fn send(backend: &Backend, script: &Script, batch: &[Waiting]) -> Vec<Reply> {
+    let all: Vec<&Waiting> = batch.iter().collect();
+    if !backend.is_cluster() {
+        return send_one(backend, script, &all).await;
+    }
+    // The batch's indexes by slot, in order of first appearance.
+    let mut by_slot: Vec<(Option<Slot>, Vec<usize>)> = Vec::new();
+    for (i, w) in batch.iter().enumerate() {
+        let slot = first_key(&w.cmd).map(Slot::for_key);
+        match by_slot.iter_mut().find(|(s, _)| *s == slot) {
+            Some((_, indexes)) => indexes.push(i),
+            None => by_slot.push((slot, vec![i])),
+        }
+    }
+    if by_slot.len() == 1 {
+        return send_one(backend, script, &all).await;
+    }
+    let parts: Vec<Vec<&Waiting>> = by_slot
+        .iter()
+        .map(|(_, indexes)| indexes.iter().map(|&i| &batch[i]).collect())
+        .collect();
+    let replies =
+        futures_util::future::join_all(parts.iter().map(|p| send_one(backend, script, p))).await;
+    let mut out: Vec<(usize, Reply)> = by_slot
+        .into_iter()
+        .zip(replies)
+        .flat_map(|((_, indexes), replies)| indexes.into_iter().zip(replies))
+        .collect();
+    out.sort_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, r)| r).collect()
+}
+
+/// The first key of a script call (`EVALSHA <sha> <numkeys> <key>…`), if it has one.
+fn first_key(cmd: &redis::Cmd) -> Option<&[u8]> {
+    let mut args = cmd.args_iter().skip(2);
+    match (args.next(), args.next()) {
+        (Some(Arg::Simple(n)), Some(Arg::Simple(key))) if n != b"0" => Some(key),
+        _ => None,
+    }
+}
+
+/// One call for `batch` (as itself when alone); one reply per call, in order.
+async fn send_one(backend: &Backend, script: &Script, batch: &[&Waiting]) -> Vec<Reply> {
     if let [one] = batch {
         return vec![backend.eval_raw(script, &one.cmd).await];
     }

@@ -10,6 +10,7 @@ mod exec;
 mod group;
 mod held;
 mod recording;
+mod scan;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -25,6 +26,7 @@ use exec::{batch_call, round_trip, script_call, PLANS_PER_CALL, PLANS_PER_ROUND_
 pub(crate) use exec::{evalsha, Form, Script, Tries};
 use group::{Group, Reply, Turn};
 pub(crate) use held::Held;
+pub(crate) use scan::KeyScan;
 
 use crate::error::{Error, Result};
 use crate::keys::Layout;
@@ -129,6 +131,8 @@ pub struct Backend {
     pub(crate) recorder: Option<CommandLog>,
     /// How this backend's keys are laid out.
     layout: Layout,
+    /// Whether this backend is a Redis Cluster.
+    cluster: bool,
 }
 
 impl std::fmt::Debug for Backend {
@@ -189,6 +193,7 @@ impl Backend {
             consecutive: Arc::new(AtomicU64::new(0)),
             recorder: None,
             layout: config.layout,
+            cluster: !config.cluster_nodes.is_empty(),
         })
     }
 
@@ -215,6 +220,11 @@ impl Backend {
     /// How this backend's keys are laid out.
     pub fn layout(&self) -> Layout {
         self.layout
+    }
+
+    /// Whether this backend is a Redis Cluster (keyspace scans then read every master).
+    pub fn is_cluster(&self) -> bool {
+        self.cluster
     }
 
     /// Number of round trips (commands or pipelines sent) since the backend was built.
@@ -473,6 +483,10 @@ impl Backend {
     /// which the server never refuses), and only the last, behind which nothing was sent, as
     /// `EVALSHA`; if that one is refused it is sent again as `EVAL` once its predecessors have
     /// all answered. Writes apply in the order given, and none twice.
+    ///
+    /// On a cluster each round trip carries one call: the cluster client sends a whole
+    /// pipeline again when one of its calls is redirected or refused with `TRYAGAIN` (a slot
+    /// being moved), which would apply the calls that did run a second time.
     pub(crate) async fn eval_many(
         &self,
         op: &'static str,
@@ -481,9 +495,14 @@ impl Backend {
         calls: &[(Vec<String>, Vec<Vec<u8>>)],
     ) -> Result<Vec<RedisResult<redis::Value>>> {
         self.guard_script(op, script)?;
+        let per_trip = if self.is_cluster() {
+            PLANS_PER_CALL
+        } else {
+            PLANS_PER_ROUND_TRIP
+        };
         erased(self.with_conn(op, model, async |c| {
             let mut out = Vec::with_capacity(calls.len());
-            for chunk in calls.chunks(PLANS_PER_ROUND_TRIP) {
+            for chunk in calls.chunks(per_trip) {
                 let batches: Vec<_> = chunk.chunks(PLANS_PER_CALL).collect();
                 let Some(last) = batches.len().checked_sub(1) else {
                     continue;

@@ -193,8 +193,38 @@ impl<'s, M: Model> ConfidenceScan<'s, M> {
         Ok((next, kept))
     }
 
-    /// Every matching entry, page by page.
+    /// Every matching entry, page by page. Through the admin handle on a layout that gives
+    /// each tenant its own keyspace (the cluster layout), a scan naming no tenant reads each
+    /// tenant's keyspace in turn (explicit, not atomic; [`ConfidenceScan::page`] stays
+    /// confined to one keyspace there).
     pub async fn fetch_all(&self) -> Result<Vec<(Key<M>, ConfidenceState)>> {
+        let meta = M::META;
+        let tenant_known = meta
+            .tenant
+            .is_some_and(|tf| self.known.iter().any(|(f, _)| *f == tf));
+        if matches!(self.session.scope(), Scope::Admin)
+            && !tenant_known
+            && crate::keyspaces::per_keyspace(self.session.layout(), meta)
+        {
+            let backend = self.session.backend().await?;
+            let mut out = Vec::new();
+            let tf = meta.tenant.expect("a tenant model");
+            for t in crate::keyspaces::tenants(&backend, meta, "confidence scan").await? {
+                let mut known = self.known.clone();
+                known.push((tf, t.as_str().to_owned()));
+                let one = ConfidenceScan::<M> {
+                    session: self.session,
+                    field: self.field,
+                    known,
+                    legacy: self.legacy,
+                    raw_pattern: self.raw_pattern.clone(),
+                    count: self.count,
+                    _m: Default::default(),
+                };
+                out.extend(Box::pin(one.fetch_all()).await?);
+            }
+            return Ok(out);
+        }
         let mut cursor = 0;
         let mut out = Vec::new();
         loop {

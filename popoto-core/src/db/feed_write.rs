@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::feed::ChangeOp;
-use crate::keys::{self, FeedOf};
+use crate::keys::FeedOf;
 use crate::model::{Key, Model, Record};
 use crate::plan::Plan;
 use crate::tenant::Scope;
@@ -62,8 +62,8 @@ impl Session {
             }
         }
         Ok(Some(FeedEvent {
-            stream: keys::feed_stream_key(of),
-            meta: keys::feed_meta_key(of),
+            stream: self.layout().feed_stream_key(of),
+            meta: self.layout().feed_meta_key(of),
             fields,
         }))
     }

@@ -228,8 +228,10 @@ pub(crate) fn parse(
     match (source, scope.as_str()) {
         (FeedSource::Shared(m, id), "shared") if *m == model && id.as_str() == key => {}
         (FeedSource::Tenant(t), "tenant") if seen.7.as_deref() == Some(t.as_str()) => {
+            // The key of an instance of the model in the tenant's keyspace, in either layout.
             let prefix = format!("{}:", keys::escape(&model));
-            if !key.starts_with(&prefix) {
+            let bare = Layout::of_instance_key(&key).strip_tenant(t.as_str(), &key);
+            if !bare.is_some_and(|k| k.starts_with(&prefix)) {
                 return Err(event.wrong("the key is not an instance key of the model".into()));
             }
         }

@@ -14,7 +14,6 @@ use super::{check_group_name, FeedSource, OP};
 use crate::backend::{Backend, Script};
 use crate::db::Session;
 use crate::error::{Error, Result};
-use crate::keys;
 use crate::shared::read_grants;
 use crate::tenant::{Scope, TenantId};
 
@@ -132,12 +131,12 @@ impl FeedGroup {
         reader: Option<TenantId>,
     ) -> Result<FeedGroup> {
         check_group_name(name)?;
-        let of = source.of();
+        let (of, layout) = (source.of(), backend.layout());
         let group = FeedGroup {
-            stream: keys::feed_stream_key(of),
-            meta: keys::feed_meta_key(of),
-            done: keys::feed_done_key(of, name),
-            dead: keys::feed_dead_key(of, name),
+            stream: layout.feed_stream_key(of),
+            meta: layout.feed_meta_key(of),
+            done: layout.feed_done_key(of, name),
+            dead: layout.feed_dead_key(of, name),
             backend,
             source,
             name: name.to_owned(),

@@ -153,7 +153,11 @@ impl HubReader {
     /// streams no longer followed.
     async fn reconcile(&mut self) -> Result<()> {
         let followed = self.track.followed();
-        let keep: Vec<String> = followed.iter().map(|f| f.source.stream_key()).collect();
+        let layout = self.session.layout();
+        let keep: Vec<String> = followed
+            .iter()
+            .map(|f| f.source.stream_key_in(layout))
+            .collect();
         let gone: Vec<Arc<str>> = self
             .subs
             .iter()

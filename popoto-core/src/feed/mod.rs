@@ -38,7 +38,7 @@ pub(crate) use upkeep::group_names;
 use crate::admin::Admin;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::keys::{self, FeedOf};
+use crate::keys::{self, FeedOf, Layout};
 use crate::shared::SharedId;
 use crate::tenant::TenantId;
 
@@ -67,9 +67,15 @@ impl FeedSource {
         }
     }
 
-    /// The stream's key (for raw inspection through the admin handle).
+    /// The stream's key in popoto's layout (for raw inspection through the admin handle).
     pub fn stream_key(&self) -> String {
         keys::feed_stream_key(self.of())
+    }
+
+    /// The stream's key in `layout` (a tenant's stream carries its hash tag in the cluster
+    /// layout).
+    pub fn stream_key_in(&self, layout: Layout) -> String {
+        layout.feed_stream_key(self.of())
     }
 }
 
@@ -112,7 +118,7 @@ impl Admin {
         retention: Retention,
     ) -> Result<()> {
         let backend = feed_backend(self, source).await?;
-        let meta = keys::feed_meta_key(source.of());
+        let meta = backend.layout().feed_meta_key(source.of());
         let mut cmd = redis::cmd("HSET");
         cmd.arg(&meta)
             .arg("maxlen")
@@ -155,10 +161,11 @@ async fn feed_backend(admin: &Admin, source: &FeedSource) -> Result<Backend> {
 /// meta hash, and each consumer group's done set and dead letters. Returns the keys deleted.
 pub(crate) async fn destroy_tenant_feed(backend: &Backend, tenant: &TenantId) -> Result<u64> {
     let of = FeedOf::Tenant(tenant.as_str());
-    let mut keys = vec![keys::feed_stream_key(of), keys::feed_meta_key(of)];
+    let layout = backend.layout();
+    let mut keys = vec![layout.feed_stream_key(of), layout.feed_meta_key(of)];
     for g in group_names(backend, of).await? {
-        keys.push(keys::feed_done_key(of, &g));
-        keys.push(keys::feed_dead_key(of, &g));
+        keys.push(layout.feed_done_key(of, &g));
+        keys.push(layout.feed_dead_key(of, &g));
     }
     let mut del = redis::cmd("DEL");
     del.arg(&keys);

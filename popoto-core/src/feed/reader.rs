@@ -119,7 +119,7 @@ impl FeedReader {
         let followed = self.track.followed();
         let reads: Vec<(String, String)> = followed
             .iter()
-            .map(|f| (f.source.stream_key(), self.track.after(f)))
+            .map(|f| (f.source.stream_key_in(own.layout()), self.track.after(f)))
             .collect();
         let (own_reads, shared_reads) = reads.split_at(1);
         let block = if batch.granted.is_empty() && batch.revoked.is_empty() && batch.gaps.is_empty()
@@ -134,7 +134,7 @@ impl FeedReader {
         self.track.regrant(now, &mut batch);
         let by_stream: BTreeMap<String, &Followed> = followed
             .iter()
-            .map(|f| (f.source.stream_key(), f))
+            .map(|f| (f.source.stream_key_in(own.layout()), f))
             .collect();
         for (stream, items) in entries {
             let Some(f) = by_stream.get(&stream) else {

@@ -119,11 +119,14 @@ impl Tracker {
         let tenant_source = FeedSource::Tenant(self.tenant.clone());
         match self.position.tenant.clone() {
             Some(pos) => {
-                if check_resumed(own, &tenant_source.stream_key(), &pos).await? {
+                if check_resumed(own, &tenant_source.stream_key_in(own.layout()), &pos).await? {
                     first.gaps.push(tenant_source);
                 }
             }
-            None => self.position.tenant = Some(last_pos(own, &tenant_source.stream_key()).await?),
+            None => {
+                let stream = tenant_source.stream_key_in(own.layout());
+                self.position.tenant = Some(last_pos(own, &stream).await?);
+            }
         }
         let mut known = BTreeMap::new();
         for g in read_grants(shared, &self.tenant).await? {

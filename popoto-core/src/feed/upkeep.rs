@@ -11,7 +11,7 @@ use super::wire::{flat_get, num, ok_items, parse_entries, parse_id, protocol, te
 use super::OP;
 use crate::backend::{Backend, Script};
 use crate::error::{Error, Result};
-use crate::keys::{self, FeedOf};
+use crate::keys::FeedOf;
 
 /// Trimming that keeps what live groups need (`lua/feed_trim.lua`, after the feed prelude).
 pub(crate) static TRIM: LazyLock<Script> =
@@ -65,8 +65,8 @@ pub struct DeadLetter {
 
 /// The consumer groups of a stream: those Redis has and those its meta hash registers.
 pub(crate) async fn group_names(backend: &Backend, of: FeedOf<'_>) -> Result<Vec<String>> {
-    let stream = keys::feed_stream_key(of);
-    let meta = keys::feed_meta_key(of);
+    let stream = backend.layout().feed_stream_key(of);
+    let meta = backend.layout().feed_meta_key(of);
     let fields: Vec<String> = backend
         .query(OP, "-", redis::cmd("HKEYS").arg(&meta))
         .await?;
@@ -104,8 +104,8 @@ impl FeedGroup {
             let mut keys = vec![self.stream.clone(), self.meta.clone()];
             let mut args: Vec<Vec<u8>> = vec![groups.len().to_string().into_bytes()];
             for g in &groups {
-                keys.push(keys::feed_done_key(of, g));
-                keys.push(keys::feed_dead_key(of, g));
+                keys.push(self.backend.layout().feed_done_key(of, g));
+                keys.push(self.backend.layout().feed_dead_key(of, g));
                 args.push(g.as_bytes().to_vec());
             }
             let reply = self.backend.eval(OP, "-", &TRIM, &keys, &args).await?;

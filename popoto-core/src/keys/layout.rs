@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::model::ModelMeta;
 
 use super::layout_kind::Layout;
-use super::{glob_escape, IndexKind};
+use super::{glob_escape, FeedOf, IndexKind};
 
 /// Characters a tenant id may keep as they are in a hash tag.
 fn plain(c: char) -> bool {
@@ -45,6 +45,23 @@ pub fn tag(model: &str, tenant: Option<&str>) -> String {
         }
         None => format!("={model}"),
     }
+}
+
+/// The tenant whose hash tag `tag` is (the inverse of [`tag`]), if `tag` is a tenant's tag
+/// exactly as [`tag`] writes it.
+fn tenant_of_tag(tag: &str) -> Option<String> {
+    let tenant = match tag.strip_prefix('~') {
+        Some(hex) if hex.len() % 2 == 0 => {
+            let bytes = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+                .collect::<Option<Vec<u8>>>()?;
+            String::from_utf8(bytes).ok()?
+        }
+        Some(_) => return None,
+        None => tag.to_owned(),
+    };
+    (self::tag("", Some(&tenant)) == tag).then_some(tenant)
 }
 
 impl Layout {
@@ -105,6 +122,68 @@ impl Layout {
         }
     }
 
+    /// The tenant whose keyspace `key` is in, for a key of tenant model `meta` in the cluster
+    /// layout (its hash tag decoded and checked to be written as [`tag`] writes it); `None`
+    /// in popoto's layout, for another model's key or a malformed tag.
+    pub fn keyspace_of(self, meta: &ModelMeta, key: &str) -> Option<String> {
+        match (self, meta.tenant) {
+            (Layout::Cluster, Some(_)) => {
+                let (tag, _) = self.untagged(meta, key)?;
+                tenant_of_tag(tag)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether `key` is in `tenant`'s keyspace of `meta` (`None`: the model's own): always in
+    /// popoto's layout, where keyspaces share one; in the cluster layout, whether it carries
+    /// the keyspace's hash tag.
+    pub fn in_keyspace(self, meta: &ModelMeta, tenant: Option<&str>, key: &str) -> bool {
+        key.starts_with(&*self.prefix(meta, tenant))
+    }
+
+    /// `key` below the prefix of `tenant`'s keyspace (its hash tag in the cluster layout;
+    /// nothing in popoto's), or `None` if `key` is not in that keyspace.
+    pub fn strip_tenant<'k>(self, tenant: &str, key: &'k str) -> Option<&'k str> {
+        match self {
+            Layout::Popoto => Some(key),
+            Layout::Cluster => key
+                .strip_prefix('{')?
+                .strip_prefix(tag("", Some(tenant)).as_str())?
+                .strip_prefix('}'),
+        }
+    }
+
+    /// `key`, a change-feed key of `of`, in this layout: in the cluster layout a tenant's feed
+    /// keys carry the tenant's hash tag (one slot with its data, so a write appends its event
+    /// in its own script call); a shared instance's are popoto-rs's own keys either way.
+    fn feed_tagged(self, of: FeedOf<'_>, key: String) -> String {
+        match (self, of) {
+            (Layout::Cluster, FeedOf::Tenant(t)) => format!("{{{}}}{key}", tag("", Some(t))),
+            _ => key,
+        }
+    }
+
+    /// The Redis Stream of change events of `of` (see [`super::feed_stream_key`]).
+    pub fn feed_stream_key(self, of: FeedOf<'_>) -> String {
+        self.feed_tagged(of, super::feed_stream_key(of))
+    }
+
+    /// The meta hash of `of`'s stream (see [`super::feed_meta_key`]).
+    pub fn feed_meta_key(self, of: FeedOf<'_>) -> String {
+        self.feed_tagged(of, super::feed_meta_key(of))
+    }
+
+    /// The entries consumer group `group` of `of` finished (see [`super::feed_done_key`]).
+    pub fn feed_done_key(self, of: FeedOf<'_>, group: &str) -> String {
+        self.feed_tagged(of, super::feed_done_key(of, group))
+    }
+
+    /// The dead letters of consumer group `group` of `of` (see [`super::feed_dead_key`]).
+    pub fn feed_dead_key(self, of: FeedOf<'_>, group: &str) -> String {
+        self.feed_tagged(of, super::feed_dead_key(of, group))
+    }
+
     /// `key` below its hash tag, if the tag is one of `meta`'s keyspaces (in popoto's layout,
     /// `key` itself).
     pub fn strip_tag<'k>(self, meta: &ModelMeta, key: &'k str) -> Option<&'k str> {
@@ -158,6 +237,16 @@ impl Layout {
             return Err(malformed("the hash tag is not the tenant's of the key"));
         }
         Ok(segments)
+    }
+
+    /// MATCH pattern for the `$Class` set of a keyspace (`None` on a tenant model in the
+    /// cluster layout: every tenant's).
+    pub fn class_pattern(self, meta: &ModelMeta, tenant: Option<&str>) -> String {
+        format!(
+            "{}{}",
+            self.pattern_prefix(meta, tenant),
+            glob_escape(&super::class_key(meta))
+        )
     }
 
     /// `$Class:<Model>` of a keyspace: the set of its instance keys.

@@ -135,6 +135,15 @@ fn cluster_keys_carry_the_tenants_tag_and_parse_back() {
     assert_eq!(l.class_key(&PLAIN, None), "{=Plain}$Class:Plain");
     assert_eq!(l.tenant_patterns("acme", true), ["{acme}*"]);
     assert_eq!(l.index_pattern(&TICKET, None), r"{*}$*:Ticket:*");
+    assert_eq!(l.class_pattern(&TICKET, None), r"{*}$Class:Ticket");
+    assert_eq!(
+        l.class_pattern(&TICKET, Some("a*")),
+        r"{~612a}$Class:Ticket"
+    );
+    assert_eq!(
+        Layout::Popoto.class_pattern(&TICKET, None),
+        r"$Class:Ticket"
+    );
 }
 
 proptest! {
@@ -162,5 +171,48 @@ proptest! {
         if u != t {
             prop_assert_ne!(tag("Ticket", Some(&u)), own);
         }
+        // Every key of the instance names its tenant's keyspace back.
+        for k in &keys {
+            prop_assert_eq!(l.keyspace_of(&TICKET, k), Some(t.clone()), "{}", k);
+        }
     }
+}
+
+#[test]
+fn keyspaces_are_read_back_only_from_tags_written_as_tag_writes_them() {
+    let l = Layout::Cluster;
+    assert_eq!(
+        l.keyspace_of(&TICKET, "{acme}$Class:Ticket"),
+        Some("acme".into())
+    );
+    assert_eq!(
+        l.keyspace_of(&TICKET, "{~617d62}Ticket:x:a}b"),
+        Some("a}b".into())
+    );
+    for bad in [
+        "{~617D62}$Class:Ticket", // uppercase hex: not how the tag is written
+        "{~61}$Class:Ticket",     // "a" is written plain
+        "{~6}$Class:Ticket",
+        "{~zz}$Class:Ticket",
+        "{~ff}$Class:Ticket", // not UTF-8
+        "{=Ticket}$Class:Ticket",
+        "{}$Class:Ticket",
+        "$Class:Ticket",
+    ] {
+        assert_eq!(l.keyspace_of(&TICKET, bad), None, "{bad}");
+    }
+    assert_eq!(Layout::Popoto.keyspace_of(&TICKET, "$Class:Ticket"), None);
+    assert!(l.in_keyspace(&TICKET, Some("acme"), "{acme}Ticket:x:acme"));
+    assert!(!l.in_keyspace(&TICKET, Some("acme"), "{beta}Ticket:x:acme"));
+    assert!(!l.in_keyspace(&TICKET, Some("acme"), "Ticket:x:acme"));
+    assert!(Layout::Popoto.in_keyspace(&TICKET, Some("acme"), "Ticket:x:beta"));
+    assert_eq!(l.strip_tenant("acme", "{acme}Ticket:x"), Some("Ticket:x"));
+    assert_eq!(l.strip_tenant("a}b", "{~617d62}Ticket:x"), Some("Ticket:x"));
+    assert_eq!(l.strip_tenant("acme", "{acmex}Ticket:x"), None);
+    assert_eq!(l.strip_tenant("acme", "Ticket:x"), None);
+    assert_eq!(
+        Layout::Popoto.strip_tenant("acme", "Ticket:x"),
+        Some("Ticket:x")
+    );
+    assert_eq!(l.keyspace_of(&PLAIN, "{=Plain}$Class:Plain"), None);
 }

@@ -15,7 +15,7 @@ use serde_bytes::ByteBuf;
 
 use super::layout;
 use super::{ExportRecord, Sweep};
-use crate::backend::Backend;
+use crate::backend::{Backend, KeyScan};
 use crate::error::{Error, Result};
 use crate::keys::{IndexKind, Layout};
 use crate::model::ModelMeta;
@@ -117,10 +117,21 @@ pub(super) async fn read(
     Ok(out)
 }
 
-/// Runs every pattern's `SCAN` as a parallel cursor, one pipeline per page; returns the
-/// distinct matches.
+/// Runs every pattern's `SCAN` as a parallel cursor, one pipeline per page (on a cluster, one
+/// pattern after the other over every master); returns the distinct matches.
 async fn scan_all(backend: &Backend, patterns: &[String]) -> Result<BTreeSet<String>> {
     let mut out = BTreeSet::new();
+    if backend.is_cluster() {
+        // A keyless pipeline reaches one node: each pattern scans every master instead.
+        for p in patterns {
+            out.extend(
+                KeyScan::new(p, SCAN_COUNT)
+                    .collect(backend, "scan", "-")
+                    .await?,
+            );
+        }
+        return Ok(out);
+    }
     let mut cursors: Vec<Option<u64>> = vec![Some(0); patterns.len()];
     loop {
         let active: Vec<(usize, u64)> = cursors

@@ -154,6 +154,11 @@ pub(super) fn tenant_key_kind(
     let tf = meta.tenant?;
     let t = tenant.as_str();
     let kind = layout.parse_index_key(meta, key)?;
+    if layout == Layout::Cluster {
+        // Every index key in the tenant's keyspace is the tenant's, whatever value it indexes.
+        return (kind != IndexKind::Class && layout.in_keyspace(meta, Some(t), key))
+            .then_some(kind);
+    }
     let ok = match kind {
         IndexKind::Class => false,
         IndexKind::Expiry => layout.expiry_key(meta, Some(t)) == key,

@@ -33,7 +33,7 @@ use crate::model::{Key, Model, ModelMeta};
 use crate::tenant::{Scope, TenantId};
 use crate::verify::{Guard, Skip};
 
-pub use relayout::LayoutReport;
+pub use relayout::{LayoutProgress, LayoutReport, LayoutRun};
 
 /// Decodes a shared instance's hash (key, fields): what the audit checks of its value.
 pub(crate) type SharedDecode = fn(&str, Vec<(Vec<u8>, Vec<u8>)>) -> Result<()>;

@@ -35,6 +35,30 @@ pub struct LayoutReport {
     pub dry_run: bool,
 }
 
+/// How an all-tenants layout migration runs ([`Admin::migrate_layout_all`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LayoutRun {
+    /// How each tenant's data is found in the source (as an export finds it).
+    pub sweep: Sweep,
+    /// `DryRun::Yes`: read, rewrite and count; write nothing.
+    pub dry_run: DryRun,
+    /// Resume after this tenant: tenants are moved in id order, so a run cut short resumes
+    /// after the last tenant its progress reported (running from the start again is also
+    /// safe: imports are idempotent).
+    pub after: Option<TenantId>,
+}
+
+/// Where an all-tenants layout migration is, after each tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LayoutProgress {
+    /// Tenants moved so far in this run.
+    pub done: usize,
+    /// Tenants this run moves.
+    pub total: usize,
+    /// The report of the tenant just moved.
+    pub report: LayoutReport,
+}
+
 /// A temporary file removed on drop.
 struct Spool(PathBuf);
 
@@ -70,6 +94,42 @@ fn convert(
 }
 
 impl Admin {
+    /// [`Admin::migrate_tenant_layout`] of every tenant holding data of a tenant model of
+    /// `models` on this handle's backend ([`Admin::tenants_of`]), one after the other in id
+    /// order, calling `progress` after each; returns each tenant's report. Stops at the first
+    /// tenant that fails (its error names it): fix the cause and resume with
+    /// [`LayoutRun::after`] set to the last tenant reported.
+    pub async fn migrate_layout_all(
+        &self,
+        models: &ModelSet,
+        target: &Admin,
+        run: &LayoutRun,
+        mut progress: impl FnMut(&LayoutProgress),
+    ) -> Result<Vec<LayoutReport>> {
+        let backend = self.backend().await?;
+        let mut tenants = std::collections::BTreeSet::new();
+        for e in models.tenant_models() {
+            tenants.extend(crate::keyspaces::tenants(&backend, e.meta, "migrate layout").await?);
+        }
+        let todo: Vec<TenantId> = tenants
+            .into_iter()
+            .filter(|t| run.after.as_ref().is_none_or(|a| t > a))
+            .collect();
+        let mut reports = Vec::with_capacity(todo.len());
+        for (i, tenant) in todo.iter().enumerate() {
+            let report = self
+                .migrate_tenant_layout(tenant, models, target, run.sweep, run.dry_run)
+                .await?;
+            progress(&LayoutProgress {
+                done: i + 1,
+                total: todo.len(),
+                report: report.clone(),
+            });
+            reports.push(report);
+        }
+        Ok(reports)
+    }
+
     /// Copies `tenant`'s data of `models` from this handle's keyspace into `target`'s (another
     /// `Db`, usually of the other layout: from one server to a cluster, or back), rewriting
     /// every key, member and companion field into the target's layout; the source is left as
@@ -77,9 +137,9 @@ impl Admin {
     /// instance lands with its index entries atomically, refused as an import refuses (a
     /// unique value held by another instance, an existing instance with other fields).
     ///
-    /// `sweep` finds the tenant's data in the source as an export does: on a cluster source,
-    /// [`Sweep::Indexes`] (a `SCAN` reaches one node). With `DryRun::Yes` the source is read
-    /// and rewritten and the report counts what would move; nothing is written.
+    /// `sweep` finds the tenant's data in the source as an export does (on a cluster, a
+    /// keyspace sweep scans every master). With `DryRun::Yes` the source is read and rewritten
+    /// and the report counts what would move; nothing is written.
     pub async fn migrate_tenant_layout(
         &self,
         tenant: &TenantId,

@@ -9,7 +9,9 @@ use tracing::Instrument;
 
 use super::*;
 use crate::admin::Admin;
-use crate::keys::{IndexKind, Layout};
+use crate::backend::KeyScan;
+use crate::keys::IndexKind;
+use crate::keyspaces;
 use crate::model::FieldKind;
 use crate::plan::entries::{self, remove_orphan};
 use crate::plan::Outcome;
@@ -48,6 +50,9 @@ pub(super) struct IndexScan<M> {
     /// Unique value sets holding more than one member, with the field: examined for owners
     /// sharing the value once every index key has been read.
     pub(super) shared_values: Vec<(Arc<str>, usize)>,
+    /// The tenant whose keyspace is being checked, on a layout that gives each its own (the
+    /// cluster layout); `None`: the model's whole keyspace.
+    pub(super) keyspace: Option<String>,
     _m: PhantomData<fn() -> M>,
 }
 
@@ -94,18 +99,30 @@ impl<M: Model> IndexScan<M> {
     }
 
     async fn run(mut self) -> Result<IndexReport> {
-        // Model-wide scans: the cluster layout keeps each tenant's keys in its own slot.
-        if self.backend.layout() != Layout::Popoto {
-            return Err(Error::Layout {
-                model: M::META.name,
-                op: Self::OP,
-                layout: self.backend.layout(),
-            });
+        // The cluster layout gives each tenant a keyspace (one slot): checked one by one.
+        let keyspaces = match keyspaces::per_keyspace(self.backend.layout(), M::META) {
+            true => keyspaces::tenants(&self.backend, M::META, Self::OP)
+                .await?
+                .into_iter()
+                .map(|t| Some(t.as_str().to_owned()))
+                .collect(),
+            false => vec![None],
+        };
+        for keyspace in keyspaces {
+            self.keyspace = keyspace;
+            self.index_phase().await?;
+            self.instance_phase().await?;
+            self.unique_phase().await?;
+            self.shared_values.clear();
         }
-        self.index_phase().await?;
-        self.instance_phase().await?;
-        self.unique_phase().await?;
         Ok(self.report)
+    }
+
+    /// Whether `member` is a key of the keyspace being checked (always, in popoto's layout).
+    fn in_keyspace(&self, member: &str) -> bool {
+        self.backend
+            .layout()
+            .in_keyspace(M::META, self.keyspace.as_deref(), member)
     }
 
     /// Applies the repairs of `pending` (one script call each, pipelined) and records the
@@ -166,7 +183,7 @@ impl<M: Model> IndexScan<M> {
     async fn index_phase(&mut self) -> Result<()> {
         let meta = M::META;
         let layout = self.backend.layout();
-        let class = layout.class_key(meta, None);
+        let class = layout.class_key(meta, self.keyspace.as_deref());
         let ty: String = self
             .backend
             .query(Self::OP, meta.name, redis::cmd("TYPE").arg(&class))
@@ -185,12 +202,10 @@ impl<M: Model> IndexScan<M> {
                 self.index_keys(vec![(expiry, IndexKind::Expiry)]).await?;
             }
         }
-        let pattern = layout.index_pattern(meta, None);
+        let pattern = layout.index_pattern(meta, self.keyspace.as_deref());
         let mut done: HashSet<String> = HashSet::new();
-        let mut cursor = 0u64;
-        loop {
-            let (next, keys) =
-                scan_keys(&self.backend, Self::OP, meta, &pattern, self.batch, cursor).await?;
+        let mut scan = KeyScan::new(pattern, self.batch);
+        while let Some(keys) = scan.next(&self.backend, Self::OP, meta.name).await? {
             let found: Vec<(String, IndexKind)> = keys
                 .into_iter()
                 .filter_map(|k| layout.parse_index_key(meta, &k).map(|kind| (k, kind)))
@@ -216,11 +231,8 @@ impl<M: Model> IndexScan<M> {
                 }
                 self.index_keys(typed).await?;
             }
-            if next == 0 {
-                return Ok(());
-            }
-            cursor = next;
         }
+        Ok(())
     }
 
     fn scan_command(kind: IndexKind) -> &'static str {
@@ -316,9 +328,38 @@ impl<M: Model> IndexScan<M> {
         Ok(())
     }
 
+    /// Members naming a key of another keyspace (cluster layout, where an index holds its own
+    /// keyspace's instances only): misplaced whatever they name, and not read (their keys are
+    /// in another slot); a rebuild removes them from this index, and the other keyspace's check
+    /// adds its instances' missing entries.
+    async fn foreign(&mut self, found: Vec<Entry>) -> Result<()> {
+        let pending = found
+            .into_iter()
+            .map(|e| Pending {
+                findings: vec![Self::finding(
+                    FindingKind::Misplaced,
+                    &e.index,
+                    &e.member,
+                    Self::field_of(e.kind),
+                    "names a key of another keyspace".into(),
+                )],
+                plan: self
+                    .repair
+                    .then(|| entries::remove_member(&e.index, &e.member, e.kind)),
+                token: e,
+            })
+            .collect();
+        // Unconditional removals: nothing to examine again.
+        self.settle(pending).await?;
+        Ok(())
+    }
+
     /// Checks (and in a rebuild repairs) one batch of index entries: (a) and (c).
-    async fn entries(&mut self, mut todo: Vec<Entry>) -> Result<()> {
+    async fn entries(&mut self, todo: Vec<Entry>) -> Result<()> {
         let meta = M::META;
+        let (mut todo, foreign): (Vec<Entry>, Vec<Entry>) =
+            todo.into_iter().partition(|e| self.in_keyspace(&e.member));
+        self.foreign(foreign).await?;
         let stored_of = |kind: IndexKind| match kind {
             IndexKind::Sorted(i) | IndexKind::Confidence(i) => stored_partition_fields(meta, i),
             IndexKind::Class | IndexKind::ValueSet(_) | IndexKind::Expiry => Vec::new(),
@@ -494,6 +535,7 @@ impl Admin {
             },
             seen: HashSet::new(),
             shared_values: Vec::new(),
+            keyspace: None,
             _m: PhantomData,
         };
         scan.run().await

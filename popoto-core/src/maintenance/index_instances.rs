@@ -4,6 +4,7 @@
 use super::index_check::{Expected, IndexScan, Pending};
 use super::*;
 
+use crate::backend::KeyScan;
 use crate::model::FieldKind;
 use crate::plan::entries;
 use crate::plan::{movable_partition_fields, Instance, Write};
@@ -13,21 +14,19 @@ impl<M: Model> IndexScan<M> {
 
     pub(super) async fn instance_phase(&mut self) -> Result<()> {
         let meta = M::META;
-        let pattern = self.backend.layout().instance_pattern(meta, None);
-        let mut cursor = 0u64;
-        loop {
-            let (next, keys) =
-                scan_keys(&self.backend, Self::OP, meta, &pattern, self.batch, cursor).await?;
+        let pattern = self
+            .backend
+            .layout()
+            .instance_pattern(meta, self.keyspace.as_deref());
+        let mut scan = KeyScan::new(pattern, self.batch);
+        while let Some(keys) = scan.next(&self.backend, Self::OP, meta.name).await? {
             let found: Vec<String> = keys
                 .into_iter()
                 .filter(|k| Key::<M>::parse_in(self.backend.layout(), k).is_ok())
                 .collect();
             self.instances(found).await?;
-            if next == 0 {
-                return Ok(());
-            }
-            cursor = next;
         }
+        Ok(())
     }
 
     /// Checks one batch of instance keys.

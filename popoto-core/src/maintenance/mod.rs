@@ -26,6 +26,7 @@ use redis::{RedisResult, Value as RValue};
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
+use crate::keys::Layout;
 use crate::model::{Key, Model, ModelMeta};
 use crate::plan::Plan;
 
@@ -149,31 +150,6 @@ async fn scan_page(
     backend.query(op, meta.name, cmd).await
 }
 
-/// One `SCAN … MATCH pattern COUNT count` page: the next cursor and the UTF-8 keys found (a
-/// key that is not UTF-8 is no key popoto writes).
-async fn scan_keys(
-    backend: &Backend,
-    op: &'static str,
-    meta: &ModelMeta,
-    pattern: &str,
-    count: usize,
-    cursor: u64,
-) -> Result<(u64, Vec<String>)> {
-    let cmd = redis::cmd("SCAN")
-        .arg(cursor)
-        .arg("MATCH")
-        .arg(pattern)
-        .arg("COUNT")
-        .arg(count)
-        .clone();
-    let (next, raw) = scan_page(backend, op, meta, &cmd).await?;
-    let keys = raw
-        .into_iter()
-        .filter_map(|k| String::from_utf8(k).ok())
-        .collect();
-    Ok((next, keys))
-}
-
 /// Takes the next result of a pipeline.
 fn next_reply(
     it: &mut impl Iterator<Item = RedisResult<RValue>>,
@@ -200,7 +176,7 @@ fn reply_optional_bytes_list(v: RedisResult<RValue>) -> Option<Vec<Option<Vec<u8
 
 /// The tenant named by an instance key of `M` in popoto's layout (maintenance runs there).
 fn tenant_of<M: Model>(member: &str) -> Option<String> {
-    Key::<M>::parse(member)
+    Key::<M>::parse_in(Layout::of_instance_key(member), member)
         .ok()
         .and_then(|k| k.tenant().map(str::to_owned))
 }

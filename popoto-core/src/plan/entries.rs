@@ -29,6 +29,17 @@ pub(crate) fn remove_orphan(index: &str, member: &str, kind: IndexKind) -> Plan 
     plan
 }
 
+/// The plan removing `member` from index key `index` (of kind `kind`) whatever it names: a
+/// member naming a key of another keyspace never belongs in this one's index (cluster layout),
+/// and its key is in another slot, so it is not read.
+pub(crate) fn remove_member(index: &str, member: &str, kind: IndexKind) -> Plan {
+    let mut plan = Plan::default();
+    let k = plan.key(index.to_owned());
+    plan.writes.push(removal(kind, k, member));
+    plan.add_type_checks();
+    plan
+}
+
 /// Checks that the stored values of fields `fields` of the instance at plan key `member` are
 /// still `raw` (as read earlier; `None`: absent).
 pub(crate) fn field_checks(

@@ -24,7 +24,8 @@ impl<M: Model> Query<'_, M> {
         members: Vec<Vec<u8>>,
         commands: &mut usize,
     ) -> Result<(Vec<Key<M>>, usize)> {
-        let guard = Guard::of::<M>(self.session.layout(), self.session.scope());
+        let scope = self.read_scope();
+        let guard = Guard::of::<M>(self.session.layout(), &scope);
         let mut skipped = Vec::new();
         let mut keys = Vec::with_capacity(members.len());
         let mut names = Vec::with_capacity(members.len());
@@ -223,7 +224,8 @@ impl<M: Model> Query<'_, M> {
         members: Vec<Vec<u8>>,
         commands: &mut usize,
     ) -> Result<(Vec<Result<(Key<M>, M)>>, usize)> {
-        let guard = Guard::of::<M>(self.session.layout(), self.session.scope());
+        let scope = self.read_scope();
+        let guard = Guard::of::<M>(self.session.layout(), &scope);
         let (keys, mut skipped) = guard.keys::<M>(members);
         let mut rows = Vec::with_capacity(keys.len());
         if !keys.is_empty() {

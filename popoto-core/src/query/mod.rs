@@ -16,7 +16,9 @@ use crate::codec::KeySegment;
 use crate::db::Session;
 use crate::error::{Error, Result};
 use crate::model::{render_segment, FieldHandle, Key, Model, SortedField};
+use crate::tenant::TenantId;
 
+mod across;
 mod cursor;
 mod exec;
 mod expr;
@@ -66,6 +68,8 @@ pub struct Query<'s, M: Model> {
     limit: Option<usize>,
     offset: usize,
     predicate: Option<Predicate<'s, M>>,
+    /// The one tenant keyspace this run of an admin query across keyspaces reads (`across.rs`).
+    keyspace: Option<TenantId>,
 }
 
 impl<M: Model> Clone for Query<'_, M> {
@@ -79,6 +83,7 @@ impl<M: Model> Clone for Query<'_, M> {
             limit: self.limit,
             offset: self.offset,
             predicate: self.predicate.clone(),
+            keyspace: self.keyspace.clone(),
         }
     }
 }
@@ -94,6 +99,7 @@ impl<'s, M: Model> Query<'s, M> {
             limit: None,
             offset: 0,
             predicate: None,
+            keyspace: None,
         }
     }
 
@@ -212,6 +218,9 @@ impl<'s, M: Model> Query<'s, M> {
     /// error in its place (naming model, key and field), the other rows are still returned.
     /// Errors of the query itself (connection, missing partition) fail the call.
     pub async fn fetch_each(self) -> Result<Vec<Result<(Key<M>, M)>>> {
+        if self.spans_keyspaces() {
+            return self.fetch_across().await;
+        }
         let span = self.span("fetch");
         async {
             let sources = self.resolve()?;
@@ -256,7 +265,7 @@ impl<'s, M: Model> Query<'s, M> {
     /// or a range's) and no offset, limit or client-side step, the order is flipped and one row
     /// read, like `first`; otherwise the verified keys are read and only the last row loaded.
     pub async fn last(self) -> Result<Option<M>> {
-        if self.needs_rows() {
+        if self.needs_rows() || self.spans_keyspaces() {
             return Ok(self.fetch().await?.pop());
         }
         if !self.is_paged() {
@@ -317,6 +326,9 @@ impl<'s, M: Model> Query<'s, M> {
     /// handle's scope (server-side, without loading the hashes unless a predicate or a client
     /// order needs them).
     pub async fn fetch_keys(self) -> Result<Vec<Key<M>>> {
+        if self.spans_keyspaces() {
+            return self.keys_across().await;
+        }
         if self.needs_rows() {
             return Ok(self
                 .fetch_keyed()
@@ -355,6 +367,9 @@ impl<'s, M: Model> Query<'s, M> {
                 ..self
             };
             return Ok(q.fetch_keyed().await?.len());
+        }
+        if self.spans_keyspaces() {
+            return self.count_across().await;
         }
         let span = self.span("count");
         async {

@@ -191,7 +191,8 @@ impl<M: Model> Query<'_, M> {
         names: &[&'static str],
         commands: &mut usize,
     ) -> Result<(Vec<(Key<M>, Vec<Option<Vec<u8>>>)>, usize)> {
-        let guard = Guard::of::<M>(self.session.layout(), self.session.scope());
+        let scope = self.read_scope();
+        let guard = Guard::of::<M>(self.session.layout(), &scope);
         let (keys, mut skipped) = guard.keys::<M>(members);
         let mut rows = Vec::with_capacity(keys.len());
         if !keys.is_empty() {

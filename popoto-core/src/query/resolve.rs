@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 use crate::keys::Layout;
 use crate::model::{FieldKind, Model, ModelMeta};
-use crate::tenant::Scope;
+use crate::tenant::{Scope, TenantId};
 
 use super::filter::{Bound, FilterKind, Match};
 use super::Query;
@@ -96,13 +96,16 @@ impl<M: Model> Query<'_, M> {
         let layout = self.session.layout();
         match self.tenant() {
             Some((tf, t)) => layout.value_set_key(M::META, Some(t), tf, t),
-            None => layout.class_key(M::META, None),
+            None => layout.class_key(M::META, self.keyspace.as_ref().map(TenantId::as_str)),
         }
     }
 
     /// The keyspace the query reads: its tenant's (`None`: the model's own, or every tenant's
     /// through the admin handle, which the cluster layout does not offer in one read).
     fn keyspace(&self) -> Result<Option<&str>> {
+        if let Some(t) = &self.keyspace {
+            return Ok(Some(t.as_str()));
+        }
         let tenant = self.tenant().map(|(_, t)| t);
         let layout = self.session.layout();
         if layout != Layout::Popoto && tenant.is_none() && M::META.tenant.is_some() {

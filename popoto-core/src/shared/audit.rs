@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Access, Merge, Tag};
 use crate::admin::Admin;
-use crate::backend::Backend;
+use crate::backend::{Backend, KeyScan};
 use crate::error::Result;
 use crate::keys::{self, FeedOf, SharedKey};
 use crate::lifecycle::ModelSet;
@@ -41,32 +41,9 @@ fn finding(
     }
 }
 
-/// Every key matching `pattern` (SCAN, 1,000 a call).
+/// Every key matching `pattern` (SCAN of every node, 1,000 a call).
 async fn scan(backend: &Backend, pattern: &str) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = backend
-            .query(
-                OP,
-                "-",
-                redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(pattern)
-                    .arg("COUNT")
-                    .arg(1000),
-            )
-            .await?;
-        out.extend(keys);
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
-    out.sort();
-    out.dedup();
-    Ok(out)
+    KeyScan::new(pattern, 1000).collect(backend, OP, "-").await
 }
 
 impl Admin {

@@ -41,6 +41,9 @@ pub struct TestRedis {
     log: Arc<Mutex<String>>,
     /// Arguments added to the server's command line (a cluster node's settings).
     extra: Vec<String>,
+    /// Whether the server is killed when the thread that started it exits (`setpriv
+    /// --pdeathsig`): for servers held in a static, which is never dropped.
+    tied: bool,
 }
 
 fn free_port() -> std::io::Result<u16> {
@@ -57,7 +60,7 @@ impl TestRedis {
     /// external one: its settings are not the test's to choose).
     pub fn start_with(extra: &[&str]) -> Result<TestRedis, TestServerError> {
         if !extra.is_empty() {
-            return Self::start_private(extra);
+            return Self::start_private(extra, false);
         }
         if let Some(url) = env_var("POPOTO_TEST_REDIS_URL")? {
             let client = redis::Client::open(url.as_str())
@@ -76,12 +79,14 @@ impl TestRedis {
                 external: true,
                 log: Arc::default(),
                 extra: Vec::new(),
+                tied: false,
             });
         }
-        Self::start_private(extra)
+        Self::start_private(extra, false)
     }
 
-    fn start_private(extra: &[&str]) -> Result<TestRedis, TestServerError> {
+    /// A private server; `tied`: killed when the calling thread exits (`setpriv --pdeathsig`).
+    pub(crate) fn start_private(extra: &[&str], tied: bool) -> Result<TestRedis, TestServerError> {
         let mut dir = Some(tempfile::tempdir().map_err(|e| err(format!("temp dir: {e}"), ""))?);
         let mut last = None;
         // A cluster node also listens on its port + 10000 (the cluster bus).
@@ -100,6 +105,7 @@ impl TestRedis {
                 external: false,
                 log: Arc::default(),
                 extra: extra.iter().map(|a| (*a).to_owned()).collect(),
+                tied,
             };
             match server.spawn() {
                 Ok(()) => return Ok(server),
@@ -121,7 +127,15 @@ impl TestRedis {
             Some(d) => d.path().to_path_buf(),
             None => return Err(err("a private server needs its temp dir".into(), "")),
         };
-        let mut child = Command::new(&bin)
+        // A tied server gets SIGKILL when this thread (its parent) exits, even by a crash.
+        let mut command = if self.tied {
+            let mut c = Command::new("setpriv");
+            c.args(["--pdeathsig", "KILL", "--"]).arg(&bin);
+            c
+        } else {
+            Command::new(&bin)
+        };
+        let mut child = command
             .args([
                 "--port",
                 &self.port.to_string(),
@@ -146,8 +160,9 @@ impl TestRedis {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| {
+                let via = if self.tied { " through setpriv" } else { "" };
                 err(
-                    format!("cannot run {bin:?}: {e} (is redis-server 6.2+ on PATH?)"),
+                    format!("cannot run {bin:?}{via}: {e} (is redis-server 6.2+ on PATH?)"),
                     "",
                 )
             })?;
@@ -196,6 +211,11 @@ impl TestRedis {
             message.push_str(&format!("; then {}", e.message));
         }
         Err(err(message, &self.log()))
+    }
+
+    /// Whether the server is running (not killed, not external).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// The server's port.

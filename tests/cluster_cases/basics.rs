@@ -1,10 +1,8 @@
-//! A real local Redis Cluster (3 masters started and joined by the harness): the backend
-//! routes each command to its slot's node, scripts run when their keys share a slot, a write
-//! whose keys span slots (popoto's own layout) fails closed, writing nothing anywhere, and the
-//! cluster layout (each tenant's keys under its hash tag) runs a tenant's writes, reads,
-//! queries and confidence updates there.
-
-mod support;
+//! The cluster backend itself and the cluster layout's tenants, on the shared cluster: the
+//! backend routes each command to its slot's node, scripts run when their keys share a slot, a
+//! write whose keys span slots (popoto's own layout) fails closed, a blocking read waits on a
+//! connection of its own, tenants write and read in their slots, per-tenant ACL users work on
+//! every node, and tenants move between layouts and back.
 
 use popoto::maintenance::DryRun;
 use popoto::testing::TestCluster;
@@ -12,24 +10,19 @@ use popoto::testing::TestRedis;
 use popoto::Layout;
 use popoto::{Backend, BackendConfig, Db, Error, ModelSet, Sweep, TenantId};
 use popoto_core::keys::tag;
-use support::{dump, spawn_blocking_read, Episode, Memory};
 
-fn cluster() -> TestCluster {
-    TestCluster::start(3).unwrap_or_else(|e| panic!("{e}"))
+use crate::common::*;
+use crate::support::{dump, spawn_blocking_read, Episode, Memory};
+
+fn cluster() -> &'static TestCluster {
+    TestCluster::shared()
 }
 
-/// Keys on every node whose name starts with `prefix`.
-fn keys_everywhere(cluster: &TestCluster) -> Vec<String> {
-    let mut all = Vec::new();
-    for node in cluster.nodes() {
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg("*")
-            .query(&mut node.raw())
-            .unwrap_or_else(|e| panic!("KEYS on {}: {e}", node.url()));
-        all.extend(keys);
-    }
-    all.sort();
-    all
+/// Keys of the cluster's masters matching `pattern`.
+fn keys_matching(cluster: &TestCluster, pattern: &str) -> Vec<String> {
+    cluster
+        .keys(pattern)
+        .unwrap_or_else(|e| panic!("KEYS {pattern}: {e}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,18 +32,24 @@ async fn a_cluster_backend_routes_by_slot_and_refuses_cross_slot_scripts() {
     // Keys in many slots land on their own nodes and read back.
     for i in 0..30 {
         let mut set = redis::cmd("SET");
-        set.arg(format!("k{i}")).arg(i);
+        set.arg(format!("route-k{i}")).arg(i);
         backend.query::<()>("set", "-", &set).await.unwrap();
     }
     for i in 0..30 {
         let mut get = redis::cmd("GET");
-        get.arg(format!("k{i}"));
+        get.arg(format!("route-k{i}"));
         assert_eq!(backend.query::<i64>("get", "-", &get).await.unwrap(), i);
     }
     let spread: Vec<usize> = cluster
         .nodes()
         .iter()
-        .map(|n| redis::cmd("DBSIZE").query::<usize>(&mut n.raw()).unwrap())
+        .map(|n| {
+            redis::cmd("KEYS")
+                .arg("route-k*")
+                .query::<Vec<String>>(&mut n.raw())
+                .unwrap()
+                .len()
+        })
         .collect();
     assert_eq!(spread.iter().sum::<usize>(), 30);
     assert!(spread.iter().all(|n| *n > 0), "{spread:?}");
@@ -59,16 +58,16 @@ async fn a_cluster_backend_routes_by_slot_and_refuses_cross_slot_scripts() {
     // refused before it runs.
     let script = "redis.call('SET', KEYS[1], 'a') redis.call('SET', KEYS[2], 'b') return 1";
     let mut same = redis::cmd("EVAL");
-    same.arg(script).arg(2).arg("{t}a").arg("{t}b");
+    same.arg(script).arg(2).arg("{route}a").arg("{route}b");
     assert_eq!(backend.query::<i64>("eval", "-", &same).await.unwrap(), 1);
     let mut cross = redis::cmd("EVAL");
-    cross.arg(script).arg(2).arg("x1").arg("x2");
+    cross.arg(script).arg(2).arg("route-x1").arg("route-x2");
     let err = backend.query::<i64>("eval", "-", &cross).await.unwrap_err();
     assert!(
         err.to_string().to_lowercase().contains("crossslot"),
         "{err}"
     );
-    assert!(!keys_everywhere(&cluster).iter().any(|k| k.starts_with('x')));
+    assert_eq!(keys_matching(cluster, "route-x*"), Vec::<String>::new());
 }
 
 /// popoto's layout puts an instance and its index keys in different slots: on a cluster its
@@ -78,7 +77,7 @@ async fn a_popoto_layout_write_on_a_cluster_fails_closed() {
     let cluster = cluster();
     let config = BackendConfig::cluster(cluster.urls()).with_layout(Layout::Popoto);
     let db = Db::with_config(config).unwrap();
-    let acme = db.tenant("acme").unwrap();
+    let acme = db.tenant("basic-refused").unwrap();
     for i in 0..5 {
         let ep = Episode {
             title: format!("t{i}"),
@@ -94,7 +93,10 @@ async fn a_popoto_layout_write_on_a_cluster_fails_closed() {
             other => panic!("expected a CROSSSLOT refusal, got {other:?}"),
         }
     }
-    assert_eq!(keys_everywhere(&cluster), Vec::<String>::new());
+    assert_eq!(
+        keys_matching(cluster, "*basic-refused*"),
+        Vec::<String>::new()
+    );
 }
 
 /// A blocking read on a cluster runs on a connection of its own and ends when the stream gets
@@ -132,7 +134,7 @@ async fn a_blocking_read_on_a_cluster_waits_on_its_own_connection() {
 async fn the_cluster_layout_runs_a_tenants_writes_and_reads_in_its_slot() {
     let cluster = cluster();
     let db = Db::with_config(BackendConfig::cluster(cluster.urls())).unwrap();
-    let tenants = ["acme", "a}b{c:d"];
+    let tenants = ["basic-acme", "basic-a}b{c:d"];
     for t in tenants {
         let s = db.tenant(t).unwrap();
         let mut keys = Vec::new();
@@ -191,13 +193,15 @@ async fn the_cluster_layout_runs_a_tenants_writes_and_reads_in_its_slot() {
             .unwrap();
         assert!(state.confidence > 0.5, "{state:?}");
     }
-    let all = keys_everywhere(&cluster);
-    assert!(!all.is_empty());
-    for k in &all {
-        let owner = tenants
-            .iter()
-            .find(|t| k.starts_with(&format!("{{{}}}", tag("", Some(t)))));
-        assert!(owner.is_some(), "{k} carries no tenant's tag");
+    // Each tenant's keys all carry its tag: none is left outside them.
+    for t in tenants {
+        assert!(!tenant_keys(cluster, t).is_empty());
+        let escaped = tag("", Some(t));
+        let loose = keys_matching(cluster, &format!("*{escaped}*"))
+            .into_iter()
+            .filter(|k| !k.starts_with(&format!("{{{escaped}}}")))
+            .collect::<Vec<_>>();
+        assert_eq!(loose, Vec::<String>::new(), "{t}");
     }
     // Each tenant counts only its own.
     for t in tenants {
@@ -207,26 +211,40 @@ async fn the_cluster_layout_runs_a_tenants_writes_and_reads_in_its_slot() {
     }
 }
 
-/// Reads across tenants and model-wide maintenance have no single slot in the cluster layout:
-/// they are refused with a typed error naming the layout, before anything is read or written.
+/// What has no meaning or no single slot in the cluster layout is refused with a typed error
+/// naming the layout, before anything is read or written: popoto's legacy-partition migration
+/// (the cluster layout never had unpartitioned keys) and the model-free key check (popoto's
+/// patterns). Admin reads across tenants and index checks run per keyspace
+/// (`tests/cluster_admin.rs`, `tenancy`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_cluster_layout_refuses_model_wide_reads_and_maintenance() {
+async fn the_cluster_layout_refuses_popotos_legacy_maintenance() {
     let cluster = cluster();
     let db = Db::with_config(BackendConfig::cluster(cluster.urls())).unwrap();
-    db.tenant("acme")
+    let t = "basic-legacy";
+    db.tenant(t)
         .unwrap()
-        .create(Episode::default())
+        .create(Memory {
+            key: "m".into(),
+            ..Default::default()
+        })
         .await
         .unwrap();
+    let before = tenant_keys(cluster, t);
     let admin = db.admin();
-    match admin.query::<Episode>().count().await {
+    match admin
+        .migrate_to_partitioned(Memory::certainty(), DryRun::No, |_| {})
+        .await
+    {
+        Err(Error::Layout { layout, model, .. }) => {
+            assert_eq!((layout, model), (Layout::Cluster, "Memory"))
+        }
+        other => panic!("expected a layout refusal, got {other:?}"),
+    }
+    match admin.check_keys().await {
         Err(Error::Layout { layout, .. }) => assert_eq!(layout, Layout::Cluster),
         other => panic!("expected a layout refusal, got {other:?}"),
     }
-    match admin.check_indexes::<Episode>().await {
-        Err(Error::Layout { model, .. }) => assert_eq!(model, "Episode"),
-        other => panic!("expected a layout refusal, got {other:?}"),
-    }
+    assert_eq!(tenant_keys(cluster, t), before);
 }
 
 /// A tenant's ACL user is created on every node: connected as it, the tenant writes and
@@ -235,13 +253,13 @@ async fn the_cluster_layout_refuses_model_wide_reads_and_maintenance() {
 async fn a_tenant_user_works_on_every_node_of_a_cluster() {
     let cluster = cluster();
     let db = Db::with_config(BackendConfig::cluster(cluster.urls())).unwrap();
-    let acme = popoto::TenantId::new("acme").unwrap();
+    let acme = popoto::TenantId::new("basic-acl").unwrap();
     let user = db.admin().create_tenant_user(&acme, "pw").await.unwrap();
     let as_user =
         |url: &str| url.replacen("redis://", &format!("redis://{}:pw@", user.username), 1);
     let urls: Vec<String> = cluster.urls().iter().map(|u| as_user(u)).collect();
     let tenant_db = Db::with_config(BackendConfig::cluster(urls.clone())).unwrap();
-    let s = tenant_db.tenant("acme").unwrap();
+    let s = tenant_db.tenant("basic-acl").unwrap();
     for i in 0..3 {
         s.create(Episode {
             score: f64::from(i),
@@ -296,7 +314,7 @@ async fn tenant_view(db: &Db, t: &str) -> (Vec<Episode>, Vec<(Memory, f64, u64)>
 async fn tenants_move_between_layouts_and_back_without_a_change() {
     let origin = TestRedis::start().unwrap();
     let source = Db::connect(origin.url()).await.unwrap();
-    let tenants = ["acme", "a}b{c:d"];
+    let tenants = ["move-acme", "move-a}b{c:d"];
     for t in tenants {
         let s = source.tenant(t).unwrap();
         for i in 0..6 {
@@ -337,7 +355,7 @@ async fn tenants_move_between_layouts_and_back_without_a_change() {
     let dry = source
         .admin()
         .migrate_tenant_layout(
-            &id("acme"),
+            &id("move-acme"),
             &models,
             &clustered.admin(),
             Sweep::Keyspace,
@@ -347,7 +365,9 @@ async fn tenants_move_between_layouts_and_back_without_a_change() {
         .unwrap();
     assert_eq!((dry.instances, dry.dry_run), (8, true));
     assert!(dry.entries > 8, "{dry:?}");
-    assert_eq!(keys_everywhere(&cluster), Vec::<String>::new());
+    for t in tenants {
+        assert_eq!(tenant_keys(cluster, t), Vec::<String>::new());
+    }
     for t in tenants {
         for _ in 0..2 {
             // The second run finds everything in place and changes nothing.
@@ -369,7 +389,12 @@ async fn tenants_move_between_layouts_and_back_without_a_change() {
         }
     }
     assert_eq!(views_of(&clustered, &tenants).await, before);
-    assert!(keys_everywhere(&cluster).iter().all(|k| k.starts_with('{')));
+    for t in tenants {
+        assert!(
+            !tenant_keys(cluster, t).is_empty(),
+            "{t} moved under its tag"
+        );
+    }
 
     // And back, from the cluster (its SCAN reaches one node: the indexes find the data).
     let back_server = TestRedis::start().unwrap();

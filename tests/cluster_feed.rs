@@ -1,0 +1,155 @@
+//! Change feeds of private models on a real local Redis Cluster in the cluster layout: a
+//! tenant's stream and its bookkeeping carry the tenant's hash tag, so a write appends its
+//! event in its own script call; readers, consumer groups, trims and destroy work there; shared
+//! models (whose keys span slots) are refused whole, writing nothing.
+
+mod shared_common;
+mod support;
+
+use std::time::Duration;
+
+use popoto::feed::{ChangeOp, FeedPosition, FeedSource, GroupStart, StreamPos};
+use popoto::shared::Merge;
+use popoto::testing::TestCluster;
+use popoto::{BackendConfig, Db, Error, Layout, ModelSet};
+use shared_common::{doc, Task};
+use support::tid;
+
+fn keys_everywhere(cluster: &TestCluster) -> Vec<String> {
+    let mut all = Vec::new();
+    for node in cluster.nodes() {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("*")
+            .query(&mut node.raw())
+            .unwrap_or_else(|e| panic!("KEYS on {}: {e}", node.url()));
+        all.extend(keys);
+    }
+    all.sort();
+    all
+}
+
+fn task(id: &str, rank: i64) -> Task {
+    Task {
+        id: id.into(),
+        title: format!("t{id}"),
+        rank,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_change_feed_lives_in_its_slot_on_a_cluster() {
+    let cluster = TestCluster::start(3).unwrap_or_else(|e| panic!("{e}"));
+    let db = Db::with_config(BackendConfig::cluster(cluster.urls())).unwrap();
+    let tenants = ["acme", "x{y}:z"];
+    for t in tenants {
+        let s = db.tenant(t).unwrap();
+        let a = s.create(task("1", 1)).await.unwrap();
+        s.save(&Task {
+            rank: 5,
+            ..a.clone()
+        })
+        .await
+        .unwrap();
+        s.create(task("2", 2)).await.unwrap();
+        assert!(s.delete(&a).await.unwrap());
+    }
+    // Every key, the streams included, is under its tenant's tag.
+    let all = keys_everywhere(&cluster);
+    let acme_stream = FeedSource::Tenant(tid("acme")).stream_key_in(Layout::Cluster);
+    assert_eq!(acme_stream, "{acme}$Feed:tenant:acme");
+    assert!(all.contains(&acme_stream), "{all:?}");
+    for k in &all {
+        assert!(
+            tenants
+                .iter()
+                .any(|t| k.starts_with(&format!("{{{}}}", popoto_core::keys::tag("", Some(t))))),
+            "{k} carries no tenant's tag"
+        );
+    }
+
+    // A reader gets its own tenant's events, in order, and nothing of the other's.
+    let acme = db.tenant("acme").unwrap();
+    let mut reader = acme
+        .feed()
+        .unwrap()
+        .from(FeedPosition {
+            tenant: Some(StreamPos::after("0-0")),
+            ..Default::default()
+        })
+        .block(Duration::ZERO)
+        .open()
+        .await
+        .unwrap();
+    let events = reader.next().await.unwrap().events;
+    let ops: Vec<ChangeOp> = events.iter().map(|e| e.op).collect();
+    assert_eq!(
+        ops,
+        [
+            ChangeOp::Create,
+            ChangeOp::Save,
+            ChangeOp::Create,
+            ChangeOp::Delete
+        ]
+    );
+    assert!(events
+        .iter()
+        .all(|e| e.source == FeedSource::Tenant(tid("acme"))));
+
+    // A consumer group hands each event out once; trimming keeps what it still needs.
+    let group = acme
+        .feed_group(
+            &FeedSource::Tenant(tid("acme")),
+            "mailer",
+            GroupStart::Beginning,
+        )
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let report = group
+        .poll("w1", |e| {
+            seen.push(e.version);
+            async { Ok::<(), String>(()) }
+        })
+        .await
+        .unwrap();
+    assert_eq!(report.done.len(), 4);
+    assert_eq!(seen, [1, 2, 3, 4]);
+    let again = group
+        .poll("w1", |_| async { Ok::<(), String>(()) })
+        .await
+        .unwrap();
+    assert!(again.done.is_empty());
+    group.trim().await.unwrap();
+
+    // Shared models' keys span slots: a share is refused whole, nothing written.
+    let before = keys_everywhere(&cluster);
+    match db
+        .admin()
+        .shared()
+        .share(&doc("d"), Merge::LastWriteWins)
+        .await
+    {
+        Err(Error::Redis { source, .. }) => {
+            assert!(
+                source.to_string().to_lowercase().contains("crossslot"),
+                "{source}"
+            )
+        }
+        other => panic!("expected a CROSSSLOT refusal, got {other:?}"),
+    }
+    assert_eq!(keys_everywhere(&cluster), before);
+
+    // Destroying a tenant removes its stream and the group's bookkeeping too.
+    let models = ModelSet::new().with::<Task>();
+    db.admin()
+        .destroy_tenant(&tid("acme"), &models)
+        .await
+        .unwrap();
+    let left = keys_everywhere(&cluster);
+    assert!(!left.iter().any(|k| k.starts_with("{acme}")), "{left:?}");
+    assert!(
+        left.iter().any(|k| k.contains("$Feed:tenant:x")),
+        "{left:?}"
+    );
+}
