@@ -15,17 +15,9 @@ use popoto::{BackendConfig, Db, Error, Layout, ModelSet};
 use shared_common::{doc, Task};
 use support::tid;
 
+/// Every key on every master, sorted.
 fn keys_everywhere(cluster: &TestCluster) -> Vec<String> {
-    let mut all = Vec::new();
-    for node in cluster.nodes() {
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg("*")
-            .query(&mut node.raw())
-            .unwrap_or_else(|e| panic!("KEYS on {}: {e}", node.url()));
-        all.extend(keys);
-    }
-    all.sort();
-    all
+    cluster.keys("*").unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn task(id: &str, rank: i64) -> Task {
