@@ -114,21 +114,22 @@ async fn a_tenants_change_feed_lives_in_its_slot_on_a_cluster() {
     assert!(again.done.is_empty());
     group.trim().await.unwrap();
 
-    // Shared models' keys span slots: a share is refused whole, nothing written.
+    // Shared models' keys span slots: refused, typed, nothing written.
     let before = keys_everywhere(&cluster);
-    match db
+    let share = db
         .admin()
         .shared()
         .share(&doc("d"), Merge::LastWriteWins)
-        .await
-    {
-        Err(Error::Redis { source, .. }) => {
-            assert!(
-                source.to_string().to_lowercase().contains("crossslot"),
-                "{source}"
-            )
+        .await;
+    match share {
+        Err(Error::Layout { layout, op, .. }) => {
+            assert_eq!((layout, op), (Layout::Cluster, "shared models"))
         }
-        other => panic!("expected a CROSSSLOT refusal, got {other:?}"),
+        other => panic!("expected a layout refusal, got {other:?}"),
+    }
+    match acme.shared::<shared_common::Doc>().list().await {
+        Err(Error::Layout { model, .. }) => assert_eq!(model, "Doc"),
+        other => panic!("expected a layout refusal, got {other:?}"),
     }
     assert_eq!(keys_everywhere(&cluster), before);
 
