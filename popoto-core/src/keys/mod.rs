@@ -17,7 +17,7 @@ mod shared;
 
 pub use any_model::{index_shape, instance_of, IndexShape, ANY_INDEX_PATTERNS};
 pub use catalog::*;
-pub use layout::{tag, Layout};
+pub use layout::{hash_tag, tag, Layout};
 pub use shared::*;
 
 /// Popoto's escape token for `:`.
