@@ -274,11 +274,7 @@ fn main() {
     } else {
         Config::full()
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = common::runtime();
     match rt.block_on(run(&cfg)) {
         Ok(report) => println!("{cfg:?}\n\n{}", report.markdown()),
         Err(e) => {

@@ -51,6 +51,15 @@ pub struct Memory {
 
 // ------------------------------------------------------------------------------- timing
 
+/// The benchmarks' runtime: two workers, like a service on the 2-core benchmark machine.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
 /// The median of per-round ORM / raw throughput ratios (raw time / ORM time).
 pub fn median_ratio(pairs: &[(Duration, Duration)]) -> f64 {
     let mut r: Vec<f64> = pairs
