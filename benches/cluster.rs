@@ -4,8 +4,9 @@
 //!
 //! `cargo bench --bench cluster [-- --quick]` starts every server first, then measures the
 //! targets in turn, round after round, and reports the median instances/s, the ratio to the
-//! single server (in all and per master) and the server CPU per instance summed over the
-//! nodes. `tests/bench_cluster_smoke.rs` compiles it and runs it with tiny sizes.
+//! single server (in all and per master), the CPU per instance of the client, of the servers
+//! summed and of the busiest master, and what the busiest master's CPU allows when each master
+//! has a core of its own (the server-bound capacity, which is what adding masters raises). `tests/bench_cluster_smoke.rs` compiles it and runs it with tiny sizes.
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use popoto::{BackendConfig, Db, Key};
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{per_sec, Episode, Res};
+use common::{client_cpu, per_sec, Episode, Res};
 
 /// Sizes of a run.
 #[derive(Debug, Clone)]
@@ -64,6 +65,17 @@ pub struct Row {
     pub per_sec: f64,
     /// Server CPU per instance in µs, summed over the nodes (median of rounds).
     pub server_us: f64,
+    /// CPU per instance in µs of the busiest master (median of rounds).
+    pub busiest_us: f64,
+    /// Client CPU per instance in µs (median of rounds).
+    pub client_us: f64,
+}
+
+impl Row {
+    /// Instances/s the busiest master's CPU allows with a core of its own.
+    pub fn server_bound(&self) -> f64 {
+        1e6 / self.busiest_us
+    }
 }
 
 /// Every row of a run.
@@ -87,19 +99,22 @@ impl Report {
     /// The report as a markdown table.
     pub fn markdown(&self) -> String {
         let mut out = String::from(
-            "| target | masters | op | instances/s | / single server | / single server, per master | server µs per instance (all nodes) |\n|---|---:|---|---:|---:|---:|---:|\n",
+            "| target | masters | op | instances/s | / single server | / single server, per master | µs per instance: client / servers / busiest master | server-bound instances/s (a core per master) |\n|---|---:|---|---:|---:|---:|---|---:|\n",
         );
         for r in &self.rows {
             let ratio = self.ratio(r.target, r.op).unwrap_or(f64::NAN);
             out.push_str(&format!(
-                "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.1} |\n",
+                "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.1} / {:.1} / {:.1} | {:.0} |\n",
                 r.target,
                 r.masters,
                 r.op,
                 r.per_sec,
                 ratio,
                 ratio / r.masters as f64,
-                r.server_us
+                r.client_us,
+                r.server_us,
+                r.busiest_us,
+                r.server_bound()
             ));
         }
         out
@@ -114,12 +129,13 @@ struct Target {
     nodes: Vec<String>,
 }
 
-/// CPU seconds (user + sys) of every node so far.
-fn server_cpu(nodes: &[String]) -> Res<f64> {
-    let mut total = 0.0;
+/// CPU seconds (user + sys) of each node so far, and of this process.
+fn cpu(nodes: &[String]) -> Res<(Vec<f64>, f64)> {
+    let mut out = Vec::with_capacity(nodes.len());
     for url in nodes {
         let mut conn = redis::Client::open(url.as_str())?.get_connection()?;
         let info: String = redis::cmd("INFO").arg("cpu").query(&mut conn)?;
+        let mut total = 0.0;
         for line in info.lines() {
             if let Some(v) = line
                 .strip_prefix("used_cpu_user:")
@@ -128,9 +144,25 @@ fn server_cpu(nodes: &[String]) -> Res<f64> {
                 total += v.trim().parse::<f64>()?;
             }
         }
+        out.push(total);
     }
-    Ok(total)
+    Ok((out, client_cpu().as_secs_f64()))
 }
+
+/// One operation's figures from CPU readings before and after: (servers summed, busiest node,
+/// client), in µs per instance.
+fn cpu_per_op(before: &(Vec<f64>, f64), after: &(Vec<f64>, f64), ops: usize) -> [f64; 3] {
+    let us = |secs: f64| secs * 1e6 / ops as f64;
+    let nodes: Vec<f64> = after.0.iter().zip(&before.0).map(|(a, b)| a - b).collect();
+    [
+        us(nodes.iter().sum()),
+        us(nodes.iter().copied().fold(0.0, f64::max)),
+        us(after.1 - before.1),
+    ]
+}
+
+/// One operation's sample of one round: rate and [`cpu_per_op`].
+type Sample = (&'static str, f64, [f64; 3]);
 
 /// Runs `work(i)` for `i` in `0..ops` on `tasks` concurrent tasks; returns the elapsed time
 /// and every result.
@@ -162,14 +194,14 @@ where
 }
 
 /// One round of one target: creates, then gets of what was created; (op, rate, server µs).
-async fn round(cfg: &Config, t: &Target, n: usize) -> Res<Vec<(&'static str, f64, f64)>> {
+async fn round(cfg: &Config, t: &Target, n: usize) -> Res<Vec<Sample>> {
     let tenants: Vec<String> = (0..cfg.tenants).map(|i| format!("r{n}-t{i}")).collect();
     let sessions: Vec<popoto::Session> = tenants
         .iter()
         .map(|id| t.db.tenant(id))
         .collect::<Result<_, _>>()?;
     let sessions = std::sync::Arc::new(sessions);
-    let cpu = server_cpu(&t.nodes)?;
+    let before = cpu(&t.nodes)?;
     let s = sessions.clone();
     let (took, keys) = drive(cfg.ops, cfg.tasks, move |i| {
         let s = s.clone();
@@ -184,9 +216,8 @@ async fn round(cfg: &Config, t: &Target, n: usize) -> Res<Vec<(&'static str, f64
         }
     })
     .await?;
-    let create_cpu = server_cpu(&t.nodes)? - cpu;
+    let created = cpu(&t.nodes)?;
     let keys: std::sync::Arc<Vec<Key<Episode>>> = std::sync::Arc::new(keys);
-    let cpu = server_cpu(&t.nodes)?;
     let (s, k) = (sessions.clone(), keys.clone());
     let (took_get, found) = drive(cfg.ops, cfg.tasks, move |i| {
         let (s, k) = (s.clone(), k.clone());
@@ -200,14 +231,21 @@ async fn round(cfg: &Config, t: &Target, n: usize) -> Res<Vec<(&'static str, f64
         }
     })
     .await?;
-    let get_cpu = server_cpu(&t.nodes)? - cpu;
+    let read = cpu(&t.nodes)?;
     if found.iter().any(|f| !f) {
         return Err(format!("{}: a created instance was not found", t.name).into());
     }
-    let us = |cpu: f64| cpu * 1e6 / cfg.ops as f64;
     Ok(vec![
-        ("create", per_sec(cfg.ops, took), us(create_cpu)),
-        ("get", per_sec(cfg.ops, took_get), us(get_cpu)),
+        (
+            "create",
+            per_sec(cfg.ops, took),
+            cpu_per_op(&before, &created, cfg.ops),
+        ),
+        (
+            "get",
+            per_sec(cfg.ops, took_get),
+            cpu_per_op(&created, &read, cfg.ops),
+        ),
     ])
 }
 
@@ -236,7 +274,7 @@ pub async fn run(cfg: &Config) -> Res<Report> {
             nodes: three.urls(),
         },
     ];
-    let mut samples: Vec<Vec<(&'static str, f64, f64)>> = vec![Vec::new(); targets.len()];
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); targets.len()];
     for n in 0..cfg.rounds {
         for (t, out) in targets.iter().zip(&mut samples) {
             out.extend(round(cfg, t, n).await?);
@@ -255,7 +293,9 @@ pub async fn run(cfg: &Config) -> Res<Report> {
                 masters: t.masters,
                 op,
                 per_sec: median(of_op.iter().map(|s| s.1).collect()),
-                server_us: median(of_op.iter().map(|s| s.2).collect()),
+                server_us: median(of_op.iter().map(|s| s.2[0]).collect()),
+                busiest_us: median(of_op.iter().map(|s| s.2[1]).collect()),
+                client_us: median(of_op.iter().map(|s| s.2[2]).collect()),
             });
         }
     }

@@ -18,7 +18,14 @@ async fn cluster_benchmark_reports_every_target() {
             let row = report
                 .row(target, op)
                 .unwrap_or_else(|| panic!("{target} {op}"));
-            assert!(row.per_sec > 0.0 && row.server_us > 0.0, "{row:?}");
+            assert!(
+                row.per_sec > 0.0 && row.server_us >= row.busiest_us,
+                "{row:?}"
+            );
+            assert!(
+                row.busiest_us > 0.0 && row.server_bound().is_finite(),
+                "{row:?}"
+            );
             assert!(report.ratio(target, op).is_some_and(f64::is_finite));
         }
     }
