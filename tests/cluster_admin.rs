@@ -20,18 +20,9 @@ fn cluster() -> TestCluster {
     TestCluster::start(3).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Every key on every node.
+/// Every key on every master, sorted.
 fn keys_everywhere(cluster: &TestCluster) -> Vec<String> {
-    let mut all = Vec::new();
-    for node in cluster.nodes() {
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg("*")
-            .query(&mut node.raw())
-            .unwrap_or_else(|e| panic!("KEYS on {}: {e}", node.url()));
-        all.extend(keys);
-    }
-    all.sort();
-    all
+    cluster.keys("*").unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A raw command through the cluster backend (routed by its key's slot).

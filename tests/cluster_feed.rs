@@ -1,31 +1,24 @@
 //! Change feeds of private models on a real local Redis Cluster in the cluster layout: a
 //! tenant's stream and its bookkeeping carry the tenant's hash tag, so a write appends its
 //! event in its own script call; readers, consumer groups, trims and destroy work there; shared
-//! models (whose keys span slots) are refused whole, writing nothing.
+//! models (whose keys span slots) are refused, writing nothing; one feed hub serves readers of
+//! many tenants with a pump per tenant tag.
 
 mod shared_common;
 mod support;
 
 use std::time::Duration;
 
-use popoto::feed::{ChangeOp, FeedPosition, FeedSource, GroupStart, StreamPos};
+use popoto::feed::{ChangeOp, FeedHub, FeedPosition, FeedSource, GroupStart, HubConfig, StreamPos};
 use popoto::shared::Merge;
 use popoto::testing::TestCluster;
 use popoto::{BackendConfig, Db, Error, Layout, ModelSet};
 use shared_common::{doc, Task};
 use support::tid;
 
+/// Every key on every master, sorted.
 fn keys_everywhere(cluster: &TestCluster) -> Vec<String> {
-    let mut all = Vec::new();
-    for node in cluster.nodes() {
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg("*")
-            .query(&mut node.raw())
-            .unwrap_or_else(|e| panic!("KEYS on {}: {e}", node.url()));
-        all.extend(keys);
-    }
-    all.sort();
-    all
+    cluster.keys("*").unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn task(id: &str, rank: i64) -> Task {
@@ -122,21 +115,22 @@ async fn a_tenants_change_feed_lives_in_its_slot_on_a_cluster() {
     assert!(again.done.is_empty());
     group.trim().await.unwrap();
 
-    // Shared models' keys span slots: a share is refused whole, nothing written.
+    // Shared models' keys span slots: refused, typed, nothing written.
     let before = keys_everywhere(&cluster);
-    match db
+    let share = db
         .admin()
         .shared()
         .share(&doc("d"), Merge::LastWriteWins)
-        .await
-    {
-        Err(Error::Redis { source, .. }) => {
-            assert!(
-                source.to_string().to_lowercase().contains("crossslot"),
-                "{source}"
-            )
+        .await;
+    match share {
+        Err(Error::Layout { layout, op, .. }) => {
+            assert_eq!((layout, op), (Layout::Cluster, "shared models"))
         }
-        other => panic!("expected a CROSSSLOT refusal, got {other:?}"),
+        other => panic!("expected a layout refusal, got {other:?}"),
+    }
+    match acme.shared::<shared_common::Doc>().list().await {
+        Err(Error::Layout { model, .. }) => assert_eq!(model, "Doc"),
+        other => panic!("expected a layout refusal, got {other:?}"),
     }
     assert_eq!(keys_everywhere(&cluster), before);
 
@@ -152,4 +146,41 @@ async fn a_tenants_change_feed_lives_in_its_slot_on_a_cluster() {
         left.iter().any(|k| k.contains("$Feed:tenant:x")),
         "{left:?}"
     );
+}
+
+/// One feed hub serving readers of several tenants on a cluster: a pump per tenant tag (one
+/// `XREAD` reaches one slot), each reader getting its own tenant's events only, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_hub_serves_several_tenants_on_a_cluster() {
+    let cluster = TestCluster::start(3).unwrap_or_else(|e| panic!("{e}"));
+    let db = Db::with_config(BackendConfig::cluster(cluster.urls())).unwrap();
+    let hub = FeedHub::new(HubConfig::default().block(Duration::from_millis(200)));
+    let tenants = ["acme", "globex", "x{y}:z"];
+    let mut readers = Vec::new();
+    for t in tenants {
+        let s = db.tenant(t).unwrap();
+        readers.push(hub.reader(&s).unwrap().open().await.unwrap());
+    }
+    for round in 0..3 {
+        for t in tenants {
+            let s = db.tenant(t).unwrap();
+            s.create(task(&format!("{round}"), round)).await.unwrap();
+        }
+    }
+    for (t, reader) in tenants.iter().zip(&mut readers) {
+        let mut ids = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while ids.len() < 3 {
+            let batch = tokio::time::timeout_at(deadline, reader.next())
+                .await
+                .unwrap_or_else(|_| panic!("{t}: saw only {ids:?}"))
+                .unwrap();
+            for e in &batch.events {
+                assert_eq!(e.source, FeedSource::Tenant(tid(t)), "{e:?} leaked");
+                ids.push(e.instance_key::<Task>().unwrap().segments()[0].clone());
+            }
+        }
+        assert_eq!(ids, ["0", "1", "2"], "{t}");
+    }
+    assert_eq!(hub.streams(), 3);
 }

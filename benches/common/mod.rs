@@ -51,6 +51,29 @@ pub struct Memory {
 
 // ------------------------------------------------------------------------------- timing
 
+/// CPU time of this process so far (user + system, all threads).
+pub fn client_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime is the 12th, stime the 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    Duration::from_millis(f.iter().sum::<u64>() * 10)
+}
+
+/// The benchmarks' runtime: two workers, like a service on the 2-core benchmark machine.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
 /// The median of per-round ORM / raw throughput ratios (raw time / ORM time).
 pub fn median_ratio(pairs: &[(Duration, Duration)]) -> f64 {
     let mut r: Vec<f64> = pairs

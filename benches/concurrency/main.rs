@@ -66,12 +66,7 @@ fn main() {
         cfg.tasks = tasks.split(',').filter_map(|t| t.parse().ok()).collect();
         cfg.plot = None;
     }
-    // Two workers, like a service on this 2-core machine.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = runtime();
     match rt.block_on(run(&cfg)) {
         Ok(report) => println!("{}", report.markdown()),
         Err(e) => {

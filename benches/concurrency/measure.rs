@@ -3,20 +3,6 @@
 
 use super::*;
 
-/// CPU time of this process so far (user + system, all threads).
-pub(crate) fn client_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces): utime is the 12th, stime the 13th.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    Duration::from_millis(f.iter().sum::<u64>() * 10)
-}
-
 /// The server's CPU seconds and commands processed so far.
 pub(crate) async fn server_counters(conn: &mut MultiplexedConnection) -> Res<(f64, u64)> {
     let info: String = redis::cmd("INFO").arg("all").query_async(conn).await?;

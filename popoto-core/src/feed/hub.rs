@@ -1,5 +1,6 @@
-//! One feed pump per backend for a whole process: a task that follows, with one blocking
-//! `XREAD` on one dedicated connection, every stream any reader of the process needs (tenant
+//! One feed pump per backend for a whole process (on a Redis Cluster, per hash tag: one
+//! `XREAD` reaches one slot): a task that follows, with one blocking `XREAD` on one dedicated
+//! connection, every stream any reader of the process needs (tenant
 //! streams and shared instances' streams), verifies each entry once, checks the grants of
 //! every tenant it is about to hand a shared stream's entries to (one round trip), and hands
 //! them to the readers ([`super::HubReader`]) through bounded channels.
@@ -25,6 +26,7 @@ use super::wire::{parse_xread, Entries};
 use super::{FeedSource, OP};
 use crate::backend::{Backend, Held};
 use crate::error::Result;
+use crate::keys;
 use crate::shared::{check_grants, SharedId};
 use crate::tenant::TenantId;
 
@@ -132,12 +134,20 @@ impl FeedHub {
 
     /// Adds a subscription to the pump of `backend` (started if needed); whether it is live.
     pub(crate) fn register(&self, backend: &Backend, sub: Sub) -> (Arc<Pump>, bool) {
+        let tag = backend
+            .is_cluster()
+            .then(|| keys::hash_tag(&sub.stream).map(Arc::from))
+            .flatten();
         let mut pumps = lock(&self.inner.pumps);
-        let pump = match pumps.iter().find(|p| p.backend.same_pool(backend)) {
+        let pump = match pumps
+            .iter()
+            .find(|p| p.backend.same_pool(backend) && p.tag == tag)
+        {
             Some(p) => p.clone(),
             None => {
                 let p = Arc::new(Pump {
                     backend: backend.clone(),
+                    tag,
                     hub: Arc::downgrade(&self.inner),
                     config: self.inner.config,
                     state: Mutex::new(State::default()),
@@ -213,6 +223,9 @@ struct State {
 /// The pump of one backend.
 pub(crate) struct Pump {
     backend: Backend,
+    /// On a cluster, the hash tag of the streams it reads: one `XREAD` reaches one slot, so
+    /// a cluster has a pump per tag (`None` on one server).
+    tag: Option<Arc<str>>,
     hub: Weak<HubInner>,
     config: HubConfig,
     state: Mutex<State>,

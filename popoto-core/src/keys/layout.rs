@@ -64,6 +64,20 @@ fn tenant_of_tag(tag: &str) -> Option<String> {
     (self::tag("", Some(&tenant)) == tag).then_some(tenant)
 }
 
+/// The hash tag Redis Cluster hashes `key` by: the text between its first `{` and the first
+/// `}` after it, if not empty.
+///
+/// ```
+/// use popoto_core::keys::hash_tag;
+/// assert_eq!(hash_tag("{acme}$Feed:tenant:acme"), Some("acme"));
+/// assert_eq!(hash_tag("$Feed:{}x"), None);
+/// ```
+pub fn hash_tag(key: &str) -> Option<&str> {
+    let (_, rest) = key.split_once('{')?;
+    let (tag, _) = rest.split_once('}')?;
+    (!tag.is_empty()).then_some(tag)
+}
+
 impl Layout {
     /// The layout an instance key is written in: a key starting with a hash tag is the cluster
     /// layout's (popoto's instance keys start with a class name, which holds no `{`). Parsing

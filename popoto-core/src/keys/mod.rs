@@ -18,7 +18,7 @@ mod shared;
 
 pub use any_model::{index_shape, instance_of, IndexShape, ANY_INDEX_PATTERNS};
 pub use catalog::*;
-pub use layout::tag;
+pub use layout::{hash_tag, tag};
 pub use layout_kind::Layout;
 pub use shared::*;
 

@@ -56,7 +56,7 @@ impl Session {
     /// each confirmed by the instance's subscribers (sorted by model, then id).
     pub async fn shared_subscriptions(&self) -> Result<Vec<Subscription>> {
         let tenant = shared_tenant(self, "-")?;
-        let backend = self.shared_backend().await?;
+        let backend = super::store(self.shared_backend().await?, "$Shared")?;
         let mut out: Vec<Subscription> = wire::read_grants(&backend, tenant)
             .await?
             .into_iter()
@@ -94,11 +94,13 @@ impl<M: Shareable> SharedAccess<'_, M> {
 
     async fn ctx(&self) -> Result<(&TenantId, Backend)> {
         let tenant = shared_tenant(self.session, M::META.name)?;
-        Ok((tenant, self.session.shared_backend().await?))
+        let backend = self.session.shared_backend().await?;
+        Ok((tenant, super::store(backend, M::META.name)?))
     }
 
     /// The instances of `M` this tenant is subscribed to.
     pub async fn list(&self) -> Result<Vec<Subscription>> {
+        self.ctx().await?;
         let mut all = self.session.shared_subscriptions().await?;
         all.retain(|s| s.model == M::META.name);
         Ok(all)

@@ -44,7 +44,7 @@ impl SharedHost {
     }
 
     async fn backend(&self) -> Result<Backend> {
-        self.admin.backend().await
+        super::store(self.admin.backend().await?, "$Shared")
     }
 
     /// Shares `value` under a new random id, merged with `merge`; returns the id.

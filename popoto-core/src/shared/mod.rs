@@ -171,3 +171,20 @@ pub struct Written {
     /// Fields written.
     pub applied: usize,
 }
+
+/// `backend` as the store of shared instances of `model`: refused with [`Error::Layout`] on
+/// the cluster layout, where a shared instance's keys, its model's id set and its subscribers'
+/// grants have no common slot (the one-script writes and grant changes need one server).
+pub(crate) fn store(
+    backend: crate::backend::Backend,
+    model: &'static str,
+) -> Result<crate::backend::Backend> {
+    match backend.layout() {
+        crate::keys::Layout::Popoto => Ok(backend),
+        layout => Err(Error::Layout {
+            model,
+            op: "shared models",
+            layout,
+        }),
+    }
+}

@@ -27,8 +27,8 @@ const READY_WITHIN: Duration = Duration::from_secs(30);
 static SHARED: OnceLock<Result<TestCluster, String>> = OnceLock::new();
 
 impl TestCluster {
-    /// Starts `masters` nodes (at least 3, as `redis-cli --cluster create` requires) and joins
-    /// them into one cluster covering every slot.
+    /// Starts `masters` nodes and joins them into one cluster covering every slot (with
+    /// `redis-cli --cluster create` from 3 masters; fewer are given their slots by hand).
     pub fn start(masters: usize) -> Result<TestCluster, TestServerError> {
         Self::launch(masters, 0, false)
     }
@@ -73,9 +73,11 @@ impl TestCluster {
     }
 
     fn launch(masters: usize, replicas: usize, tied: bool) -> Result<TestCluster, TestServerError> {
-        if masters < 3 {
+        if masters == 0 || (masters < 3 && replicas > 0) {
             return Err(err(
-                format!("a Redis Cluster needs at least 3 masters, not {masters}"),
+                format!(
+                    "cannot build a cluster of {masters} masters with {replicas} replicas each"
+                ),
                 "",
             ));
         }
@@ -95,6 +97,11 @@ impl TestCluster {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let cluster = TestCluster { nodes, replicas };
+        if masters < 3 {
+            cluster.join_by_hand()?;
+            cluster.wait_for("the cluster to agree on its slots", |c| c.agreed())?;
+            return Ok(cluster);
+        }
         let cli = std::env::var_os("POPOTO_REDIS_CLI").unwrap_or_else(|| "redis-cli".into());
         let out = Command::new(&cli)
             .arg("--cluster")
@@ -122,6 +129,31 @@ impl TestCluster {
             Ok(c.agreed()? && c.replicas_attached()?)
         })?;
         Ok(cluster)
+    }
+
+    /// Gives each node an even share of the slots and makes them meet (what `redis-cli
+    /// --cluster create` refuses to do for fewer than 3 masters).
+    fn join_by_hand(&self) -> Result<(), TestServerError> {
+        let n = self.nodes.len();
+        let failed = |e: redis::RedisError| err(format!("joining the cluster: {e}"), &self.log());
+        for (i, node) in self.nodes.iter().enumerate() {
+            let (lo, hi) = (16384 * i / n, 16384 * (i + 1) / n - 1);
+            redis::cmd("CLUSTER")
+                .arg("ADDSLOTSRANGE")
+                .arg(lo)
+                .arg(hi)
+                .query::<()>(&mut node.raw())
+                .map_err(failed)?;
+            if i > 0 {
+                redis::cmd("CLUSTER")
+                    .arg("MEET")
+                    .arg("127.0.0.1")
+                    .arg(self.nodes[0].port())
+                    .query::<()>(&mut node.raw())
+                    .map_err(failed)?;
+            }
+        }
+        Ok(())
     }
 
     /// Polls `ready` until it holds, for at most 30 s; an error or the deadline fails with
