@@ -7,7 +7,7 @@
 //!   (`tenants list|show|create|suspend|resume|destroy --keep-data`), `stats` per backend and
 //!   `check` from popoto's keys (orphan and foreign index entries), and refuses, with exit
 //!   code 2, the commands that read or write model data (`export`, `import`, `audit`,
-//!   `migrate`, destroying data);
+//!   `migrate`, `relayout`, destroying data);
 //! * an application adds `src/bin/popoto.rs` with
 //!   `fn main() -> std::process::ExitCode { popoto_cli::main_with(ModelSet::new().with::<A>()) }`
 //!   and every command works on its models; [`main_with_migrations`] adds its partition
@@ -31,6 +31,7 @@ mod data;
 mod dry;
 mod migrate;
 mod reach;
+mod relayout;
 mod stats;
 mod tenants;
 
@@ -81,6 +82,9 @@ enum Command {
     Stats,
     /// Runs the application's partition migrations on every backend holding catalog tenants.
     Migrate(migrate::MigrateArgs),
+    /// Moves every tenant of the shared server into a Redis Cluster's layout (needs the
+    /// application's models), with progress, a dry run and a resume point.
+    Relayout(relayout::RelayoutArgs),
 }
 
 /// What a command ends with: its exit code, or an error to report.
@@ -222,6 +226,7 @@ pub async fn run_with(
             Command::Check(args) => check::check(&ctx, args, &mut io).await,
             Command::Stats => stats::stats(&ctx, &mut io).await,
             Command::Migrate(args) => migrate::migrate(&ctx, migrations, args, &mut io).await,
+            Command::Relayout(args) => relayout::relayout(&ctx, args, &mut io).await,
         },
         Err(f) => Err(f),
     };
