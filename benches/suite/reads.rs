@@ -79,7 +79,10 @@ pub async fn range_query(
 /// of the tenant holding an instance whose tenant field is the tenant's (`SMEMBERS`, then one
 /// pipeline of `HGET`), as a service that must not count planted or stale members would.
 async fn raw_verified_count(conn: &mut MultiplexedConnection, t: &RawTenant) -> Res<usize> {
-    let members: Vec<String> = redis::cmd("SMEMBERS").arg(&t.keyf).query_async(conn).await?;
+    let members: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(&t.keyf)
+        .query_async(conn)
+        .await?;
     let suffix = format!(":{}", t.seg);
     let mine: Vec<&String> = members
         .iter()

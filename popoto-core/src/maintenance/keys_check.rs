@@ -23,7 +23,7 @@ impl Admin {
     /// ([`FindingKind::Orphan`]); one naming a key of another model, or a key that is not a
     /// hash, and an index key of another Redis type are [`FindingKind::Foreign`]. Findings
     /// name no tenant (which segment is the tenant is the model's to say). The report's model
-    /// is [`ANY_MODEL`]. Popoto's layout only: on another it is refused with
+    /// is `*`. Popoto's layout only: on another it is refused with
     /// [`Error::Layout`](crate::Error::Layout) (its patterns would find nothing there).
     pub async fn check_keys(&self) -> Result<IndexReport> {
         let backend = self.backend().await?;

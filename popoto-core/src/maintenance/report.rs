@@ -24,7 +24,8 @@ pub struct Progress {
 pub struct MigrationError {
     /// The instance key (the member of the hash or zset).
     pub member_key: String,
-    /// Why it was not moved; [`INSTANCE_NOT_FOUND`] when the instance hash is missing.
+    /// Why it was not moved; [`INSTANCE_NOT_FOUND`](super::INSTANCE_NOT_FOUND) when the instance
+    /// hash is missing.
     pub error: String,
 }
 
