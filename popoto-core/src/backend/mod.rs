@@ -11,6 +11,7 @@ mod group;
 mod held;
 mod recording;
 mod scan;
+mod slots;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::hub::{Delivery, FeedHub, Pump, Slot, Sub};
 use super::position::{FeedBatch, FeedPosition};
-use super::reader::{feed_tenant, xread};
+use super::reader::{feed_tenant, read_groups, xread};
 use super::track::{entry_id, verify, Followed, Tracker};
 use super::FeedSource;
 use crate::backend::Backend;
@@ -153,10 +153,16 @@ impl HubReader {
     /// streams no longer followed.
     async fn reconcile(&mut self) -> Result<()> {
         let followed = self.track.followed();
-        let layout = self.session.layout();
+        let (own, shared) = (
+            self.session.layout(),
+            self.session.shared_backend().await?.layout(),
+        );
         let keep: Vec<String> = followed
             .iter()
-            .map(|f| f.source.stream_key_in(layout))
+            .map(|f| match f.source {
+                FeedSource::Tenant(_) => f.source.stream_key_in(own),
+                FeedSource::Shared(..) => f.source.stream_key_in(shared),
+            })
             .collect();
         let gone: Vec<Arc<str>> = self
             .subs
@@ -327,8 +333,11 @@ impl HubReader {
         }
         let count = self.hub.inner.config.count;
         let mut entries = Vec::new();
-        for (backend, reads) in &by_backend {
-            entries.extend(xread(backend, reads, count, Duration::ZERO).await?);
+        // One `XREAD` per server, and on a cluster per slot.
+        let parts: Vec<(&Backend, &[(String, String)])> =
+            by_backend.iter().map(|(b, r)| (b, r.as_slice())).collect();
+        for (backend, reads) in read_groups(&parts) {
+            entries.extend(xread(backend, &reads, count, Duration::ZERO).await?);
         }
         // The grants of the shared streams read, checked after the read.
         let tenant = &self.track.tenant;

@@ -9,7 +9,7 @@ use redis::Value;
 use super::position::{FeedBatch, FeedPosition};
 use super::track::{verify, Followed, Tracker};
 use super::wire::{parse_xread, Entries};
-use super::OP;
+use super::{FeedSource, OP};
 use crate::backend::Backend;
 use crate::db::Session;
 use crate::error::{Error, Result};
@@ -119,7 +119,7 @@ impl FeedReader {
         let followed = self.track.followed();
         let reads: Vec<(String, String)> = followed
             .iter()
-            .map(|f| (f.source.stream_key_in(own.layout()), self.track.after(f)))
+            .map(|f| (stream_of(f, &own, &shared), self.track.after(f)))
             .collect();
         let (own_reads, shared_reads) = reads.split_at(1);
         let block = if batch.granted.is_empty() && batch.revoked.is_empty() && batch.gaps.is_empty()
@@ -134,7 +134,7 @@ impl FeedReader {
         self.track.regrant(now, &mut batch);
         let by_stream: BTreeMap<String, &Followed> = followed
             .iter()
-            .map(|f| (f.source.stream_key_in(own.layout()), f))
+            .map(|f| (stream_of(f, &own, &shared), f))
             .collect();
         for (stream, items) in entries {
             let Some(f) = by_stream.get(&stream) else {
@@ -150,8 +150,18 @@ impl FeedReader {
     }
 }
 
-/// Reads the tenant's streams on its backend and the shared ones on the shared backend (one
-/// `XREAD` when they are the same server), waiting up to `block` on dedicated connections.
+/// The stream key of `f` in the layout of the backend holding it.
+fn stream_of(f: &Followed, own: &Backend, shared: &Backend) -> String {
+    match f.source {
+        FeedSource::Tenant(_) => f.source.stream_key_in(own.layout()),
+        FeedSource::Shared(..) => f.source.stream_key_in(shared.layout()),
+    }
+}
+
+/// Reads the tenant's streams on its backend and the shared ones on the shared backend: one
+/// `XREAD` per server, and on a cluster per slot (one `XREAD` reaches one slot). With one read
+/// it waits up to `block` on it; with several it takes what is there on any, else waits on all
+/// (each on a dedicated connection) and keeps the first answer.
 async fn read(
     own: &Backend,
     own_reads: &[(String, String)],
@@ -160,27 +170,46 @@ async fn read(
     count: usize,
     block: Duration,
 ) -> Result<Entries> {
-    if own.url() == shared.url() {
-        let all: Vec<_> = own_reads.iter().chain(shared_reads).cloned().collect();
-        return xread(own, &all, count, block).await;
+    let groups = read_groups(&[(own, own_reads), (shared, shared_reads)]);
+    if let [(backend, reads)] = groups.as_slice() {
+        return xread(backend, reads, count, block).await;
     }
-    // Two servers: take what is there on either, else wait on both and keep the first answer.
-    let mut out = xread(own, own_reads, count, Duration::ZERO).await?;
-    if !shared_reads.is_empty() {
-        out.extend(xread(shared, shared_reads, count, Duration::ZERO).await?);
+    let mut out = Vec::new();
+    for (backend, reads) in &groups {
+        out.extend(xread(backend, reads, count, Duration::ZERO).await?);
     }
-    if !out.is_empty() || block.is_zero() {
+    if !out.is_empty() || block.is_zero() || groups.is_empty() {
         return Ok(out);
     }
-    if shared_reads.is_empty() {
-        return xread(own, own_reads, count, block).await;
+    let waits = groups
+        .iter()
+        .map(|(backend, reads)| Box::pin(xread(backend, reads, count, block)));
+    let (first, _, _) = futures_util::future::select_all(waits).await;
+    first
+}
+
+/// The reads of each backend grouped by what one `XREAD` reaches: a server (backends of one
+/// URL share their reads), on a cluster one slot.
+pub(crate) fn read_groups<'b>(
+    by_backend: &[(&'b Backend, &[(String, String)])],
+) -> Vec<(&'b Backend, Vec<(String, String)>)> {
+    let mut groups: Vec<((String, String), &'b Backend, Vec<(String, String)>)> = Vec::new();
+    for (backend, reads) in by_backend {
+        let url = backend.url();
+        for g in backend.slot_groups(reads.iter().map(|(s, _)| s.as_str())) {
+            let slot = match backend.is_cluster() {
+                true => crate::keys::slot_text(&reads[g[0]].0).to_owned(),
+                false => String::new(),
+            };
+            let key = (url.clone(), slot);
+            let part = g.iter().map(|&i| reads[i].clone());
+            match groups.iter_mut().find(|(k, _, _)| *k == key) {
+                Some((_, _, existing)) => existing.extend(part),
+                None => groups.push((key, *backend, part.collect())),
+            }
+        }
     }
-    let a = Box::pin(xread(own, own_reads, count, block));
-    let b = Box::pin(xread(shared, shared_reads, count, block));
-    match futures_util::future::select(a, b).await {
-        futures_util::future::Either::Left((r, _))
-        | futures_util::future::Either::Right((r, _)) => r,
-    }
+    groups.into_iter().map(|(_, b, r)| (b, r)).collect()
 }
 
 /// One `XREAD` (blocking on a dedicated connection, never a shared one).

@@ -134,7 +134,7 @@ impl Tracker {
             let source = FeedSource::Shared(g.model.clone(), g.id.clone());
             match self.position.shared.get(&field).cloned() {
                 Some(pos) => {
-                    if check_resumed(shared, &source.stream_key(), &pos).await? {
+                    if check_resumed(shared, &source.stream_key_in(shared.layout()), &pos).await? {
                         first.gaps.push(source);
                     }
                 }
@@ -145,7 +145,7 @@ impl Tracker {
                     first.granted.push(subscription(&g));
                 }
                 None => {
-                    let last = last_pos(shared, &source.stream_key()).await?;
+                    let last = last_pos(shared, &source.stream_key_in(shared.layout())).await?;
                     self.position.shared.insert(field.clone(), last);
                 }
             }

@@ -14,69 +14,8 @@ use crate::error::{Error, Result};
 use crate::model::ModelMeta;
 
 use super::layout_kind::Layout;
+use super::tags::{shared_tag, tag, tenant_of_tag};
 use super::{glob_escape, FeedOf, IndexKind};
-
-/// Characters a tenant id may keep as they are in a hash tag.
-fn plain(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')
-}
-
-/// The hash tag of a keyspace, without braces: a tenant id made only of `[A-Za-z0-9_.-]` as
-/// it is, any other tenant id as `~` and the hex of its bytes (so no tag holds `{`, `}` or
-/// `:`, and two tenants never share a tag); a model without a tenant (or a key built without
-/// one) as `=` and its class name.
-///
-/// ```
-/// use popoto_core::keys::tag;
-/// assert_eq!(tag("M", Some("acme")), "acme");
-/// assert_eq!(tag("M", Some("a}b")), "~617d62");
-/// assert_eq!(tag("M", None), "=M");
-/// ```
-pub fn tag(model: &str, tenant: Option<&str>) -> String {
-    match tenant {
-        Some(t) if !t.is_empty() && t.chars().all(plain) => t.to_owned(),
-        Some(t) => {
-            let mut out = String::with_capacity(1 + 2 * t.len());
-            out.push('~');
-            for b in t.bytes() {
-                out.push_str(&format!("{b:02x}"));
-            }
-            out
-        }
-        None => format!("={model}"),
-    }
-}
-
-/// The tenant whose hash tag `tag` is (the inverse of [`tag`]), if `tag` is a tenant's tag
-/// exactly as [`tag`] writes it.
-fn tenant_of_tag(tag: &str) -> Option<String> {
-    let tenant = match tag.strip_prefix('~') {
-        Some(hex) if hex.len() % 2 == 0 => {
-            let bytes = (0..hex.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-                .collect::<Option<Vec<u8>>>()?;
-            String::from_utf8(bytes).ok()?
-        }
-        Some(_) => return None,
-        None => tag.to_owned(),
-    };
-    (self::tag("", Some(&tenant)) == tag).then_some(tenant)
-}
-
-/// The hash tag Redis Cluster hashes `key` by: the text between its first `{` and the first
-/// `}` after it, if not empty.
-///
-/// ```
-/// use popoto_core::keys::hash_tag;
-/// assert_eq!(hash_tag("{acme}$Feed:tenant:acme"), Some("acme"));
-/// assert_eq!(hash_tag("$Feed:{}x"), None);
-/// ```
-pub fn hash_tag(key: &str) -> Option<&str> {
-    let (_, rest) = key.split_once('{')?;
-    let (tag, _) = rest.split_once('}')?;
-    (!tag.is_empty()).then_some(tag)
-}
 
 impl Layout {
     /// The layout an instance key is written in: a key starting with a hash tag is the cluster
@@ -169,12 +108,14 @@ impl Layout {
     }
 
     /// `key`, a change-feed key of `of`, in this layout: in the cluster layout a tenant's feed
-    /// keys carry the tenant's hash tag (one slot with its data, so a write appends its event
-    /// in its own script call); a shared instance's are popoto-rs's own keys either way.
+    /// keys carry the tenant's hash tag, a shared instance's the instance's (one slot with the
+    /// data it follows, so a write appends its event in its own script call); in popoto's
+    /// layout they are popoto-rs's own keys, untagged.
     fn feed_tagged(self, of: FeedOf<'_>, key: String) -> String {
         match (self, of) {
+            (Layout::Popoto, _) => key,
             (Layout::Cluster, FeedOf::Tenant(t)) => format!("{{{}}}{key}", tag("", Some(t))),
-            _ => key,
+            (Layout::Cluster, FeedOf::Shared(m, id)) => format!("{{{}}}{key}", shared_tag(m, id)),
         }
     }
 

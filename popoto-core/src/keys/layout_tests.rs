@@ -216,3 +216,66 @@ fn keyspaces_are_read_back_only_from_tags_written_as_tag_writes_them() {
     );
     assert_eq!(l.keyspace_of(&PLAIN, "{=Plain}$Class:Plain"), None);
 }
+
+/// Every key of shared instance `id` of `model` in `layout`: its value, meta, tags, subscribers
+/// and change feed (with a consumer group's keys).
+fn shared_keys(layout: Layout, model: &str, id: &str) -> Vec<String> {
+    let of = FeedOf::Shared(model, id);
+    vec![
+        layout.shared_value_key(model, id),
+        layout.shared_meta_key(model, id),
+        layout.shared_tags_key(model, id),
+        layout.shared_subs_key(model, id),
+        layout.feed_stream_key(of),
+        layout.feed_meta_key(of),
+        layout.feed_done_key(of, "g:{x}"),
+        layout.feed_dead_key(of, "g:{x}"),
+    ]
+}
+
+proptest! {
+    /// Whatever a shared id holds (braces, colons, dollars, globs, unicode), every key of the
+    /// instance hashes to one tag that is its own, no other instance's nor any tenant's, and
+    /// each key parses back to its instance; a tenant's grants hash hashes to the tenant's tag.
+    #[test]
+    fn every_key_of_a_shared_instance_hashes_to_the_instances_tag(
+        id in "[a-z{}:*?\\[\\]~=$. -]{1,12}|\\PC{1,8}",
+        other in "[a-z{}:*?\\[\\]~=$. -]{1,12}",
+        t in "[a-z{}:*?~=$. -]{1,12}",
+    ) {
+        let l = Layout::Cluster;
+        let own = shared_tag("Doc", &id);
+        prop_assert!(!own.contains(['{', '}', ':']), "tag {}", own);
+        let keys = shared_keys(l, "Doc", &id);
+        for k in &keys {
+            prop_assert_eq!(hashtag(k), own.as_str(), "{}", k);
+        }
+        for k in &keys[..4] {
+            let parsed = l.parse_shared_key(k);
+            let back = matches!(&parsed, Some(SharedKey::Instance(_, m, i)) if m == "Doc" && *i == id);
+            prop_assert!(back, "{} -> {:?}", k, parsed);
+        }
+        for k in &keys[4..] {
+            prop_assert_eq!(
+                l.shared_feed_instance(k),
+                Some(Some(("Doc".to_owned(), id.clone())))
+            );
+        }
+        if other != id {
+            prop_assert_ne!(shared_tag("Doc", &other), own.clone());
+            // Another instance's key under this instance's tag is no key of either.
+            let planted = format!("{{{own}}}{}", shared_meta_key("Doc", &other));
+            prop_assert_eq!(l.parse_shared_key(&planted), None);
+        }
+        prop_assert_ne!(tag("Doc", Some(&t)), own.clone());
+        let grants = l.shared_grants_key(&t);
+        let tenant_tag = tag("", Some(&t));
+        prop_assert_eq!(hashtag(&grants), tenant_tag.as_str());
+        prop_assert_eq!(l.parse_shared_key(&grants), Some(SharedKey::Grants(t.clone())));
+        // Popoto's layout keeps popoto-rs's own bytes.
+        prop_assert_eq!(
+            Layout::Popoto.shared_value_key("Doc", &id),
+            shared_value_key("Doc", &id)
+        );
+    }
+}

@@ -15,12 +15,14 @@ mod catalog;
 mod layout;
 pub(crate) mod layout_kind;
 mod shared;
+mod shared_layout;
+mod tags;
 
 pub use any_model::{index_shape, instance_of, IndexShape, ANY_INDEX_PATTERNS};
 pub use catalog::*;
-pub use layout::{hash_tag, tag};
 pub use layout_kind::Layout;
 pub use shared::*;
+pub use tags::{hash_tag, shared_tag, slot_text, tag};
 
 /// Popoto's escape token for `:`.
 const COLON: &str = "{&#58;}";

@@ -1,7 +1,8 @@
 -- popoto-rs: one write of a shared instance with its grant check, merge and change event,
 -- atomically (the feed prelude, feed_common.lua, is prepended).
--- KEYS: 1 value hash, 2 meta hash, 3 tags hash, 4 subscribers hash, 5 ids set, 6 feed stream,
---       7 feed meta hash.
+-- KEYS: 1 value hash, 2 meta hash, 3 tags hash, 4 subscribers hash, 5 feed stream, 6 feed meta
+--       hash, 7 the model's ids set where the layout keeps one (popoto's; absent on a cluster,
+--       where it would be in another slot).
 -- ARGV: 1 mode (share | set | patch | cas), 2 model, 3 id, 4 writing tenant ('' for the host),
 --       5 origin (replica id), 6 merge (share: lww | crdt | custom), 7 expected version (cas),
 --       8 n, then n times: field, bytes, tag ('' when not merged as an LWW map).
@@ -10,7 +11,7 @@
 --      | {'missing'} | {'exists'} | {'denied', 'r' | 'none'} | {'changed', version}
 --      | {'merge', merge} | {'wrongtype', key, type} | {'corrupt', reason} | {'badtag', field}
 local value, meta, tags, subs = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local ids, stream, fmeta = KEYS[5], KEYS[6], KEYS[7]
+local stream, fmeta, ids = KEYS[5], KEYS[6], KEYS[7]
 local mode, model, id, who, origin = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local n = tonumber(ARGV[8])
 
@@ -44,7 +45,8 @@ local function wins(t1, v1, t2, v2)
 end
 
 -- Checks: nothing is written before all pass, and every key's type is checked first.
-local kinds = {{value, 'hash'}, {meta, 'hash'}, {tags, 'hash'}, {subs, 'hash'}, {ids, 'set'}}
+local kinds = {{value, 'hash'}, {meta, 'hash'}, {tags, 'hash'}, {subs, 'hash'}}
+if ids then kinds[#kinds + 1] = {ids, 'set'} end
 for _, kt in ipairs(kinds) do
   local bad = typed(kt[1], kt[2])
   if bad then return bad end
@@ -106,7 +108,7 @@ if #applied == 0 and mode ~= 'share' then return {'stale', version} end
 version = version + 1
 if mode == 'share' then
   redis.call('HSET', meta, 'model', model, 'id', id, 'merge', merge, 'version', version)
-  redis.call('SADD', ids, id)
+  if ids then redis.call('SADD', ids, id) end
 else
   redis.call('HSET', meta, 'version', version)
 end

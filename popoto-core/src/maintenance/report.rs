@@ -77,8 +77,9 @@ pub enum FindingKind {
     /// Redis type than popoto writes there. Never repaired.
     Foreign,
     /// A grant of a shared instance the two sides disagree on: a subscriber entry without the
-    /// tenant's grant (or with another access), or the reverse. Reads and writes trust only
-    /// the subscriber entry, but which one is meant is a decision for a person.
+    /// tenant's grant (or with another access), or the reverse (planted, or a grant change cut
+    /// between its two calls on a cluster). Reads and writes trust only the subscriber entry;
+    /// [`crate::Admin::repair_shared_grants`] repairs it without granting more than that.
     GrantMismatch,
 }
 

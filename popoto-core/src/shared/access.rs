@@ -56,8 +56,8 @@ impl Session {
     /// each confirmed by the instance's subscribers (sorted by model, then id).
     pub async fn shared_subscriptions(&self) -> Result<Vec<Subscription>> {
         let tenant = shared_tenant(self, "-")?;
-        let backend = super::store(self.shared_backend().await?, "$Shared")?;
-        let mut out: Vec<Subscription> = wire::read_grants(&backend, tenant)
+        let backend = self.shared_backend().await?;
+        let mut out: Vec<Subscription> = super::read_grants(&backend, tenant)
             .await?
             .into_iter()
             .map(|g| Subscription {
@@ -95,7 +95,7 @@ impl<M: Shareable> SharedAccess<'_, M> {
     async fn ctx(&self) -> Result<(&TenantId, Backend)> {
         let tenant = shared_tenant(self.session, M::META.name)?;
         let backend = self.session.shared_backend().await?;
-        Ok((tenant, super::store(backend, M::META.name)?))
+        Ok((tenant, backend))
     }
 
     /// The instances of `M` this tenant is subscribed to.

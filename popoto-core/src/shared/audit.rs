@@ -7,7 +7,7 @@ use super::{Access, Merge, Tag};
 use crate::admin::Admin;
 use crate::backend::{Backend, KeyScan};
 use crate::error::Result;
-use crate::keys::{self, FeedOf, SharedKey};
+use crate::keys::{self, SharedKey};
 use crate::lifecycle::ModelSet;
 use crate::maintenance::{Finding, FindingKind, IndexReport};
 use crate::tenant::TenantId;
@@ -16,6 +16,20 @@ const OP: &str = "audit_shared";
 
 /// The access a subscriber entry and a tenant's grant record.
 type Sides = (Option<String>, Option<String>);
+
+/// A grant whose two sides disagree (or which names no instance), as the audit read it.
+#[derive(Debug, Clone)]
+pub(super) struct Cut {
+    pub(super) tenant: String,
+    pub(super) model: String,
+    pub(super) id: String,
+    /// The subscriber entry's access, if any.
+    pub(super) sub: Option<String>,
+    /// The tenant's grants entry as stored (`<access>:<start>`), if any.
+    pub(super) grant: Option<String>,
+    /// Its finding in the report.
+    pub(super) finding: usize,
+}
 
 /// Keys of one shared instance found by the scan.
 #[derive(Default)]
@@ -55,18 +69,36 @@ impl Admin {
     /// entries or values (of the shared models in `models`) that do not verify
     /// ([`FindingKind::Unreadable`]). Nothing is repaired.
     pub async fn audit_shared(&self, models: &ModelSet) -> Result<IndexReport> {
+        Ok(self.audit_shared_cuts(models).await?.0)
+    }
+
+    /// [`Admin::audit_shared`], with the grants whose two sides disagree (to repair).
+    pub(super) async fn audit_shared_cuts(
+        &self,
+        models: &ModelSet,
+    ) -> Result<(IndexReport, Vec<Cut>)> {
         let backend = self.backend().await?;
+        let mut cuts = Vec::new();
         let decoders: BTreeMap<&str, _> = models.shared_models().into_iter().collect();
         let mut report = IndexReport {
             model: "$Shared".to_owned(),
             ..Default::default()
         };
+        let layout = backend.layout();
         let mut instances: BTreeMap<(String, String), Found> = BTreeMap::new();
         let mut id_sets: Vec<String> = Vec::new();
         let mut grants: Vec<(String, String)> = Vec::new();
-        for key in scan(&backend, &keys::shared_pattern()).await? {
+        let mut found_keys = BTreeSet::new();
+        for pattern in layout.shared_patterns() {
+            found_keys.extend(scan(&backend, &pattern).await?);
+        }
+        for key in found_keys {
+            // A key the pattern matched that is not under `$Shared` is another keyspace's.
+            if !layout.is_shared_key(&key) {
+                continue;
+            }
             report.index_keys += 1;
-            match keys::parse_shared_key(&key) {
+            match layout.parse_shared_key(&key) {
                 Some(SharedKey::Instance(kind, m, id)) => {
                     instances.entry((m, id)).or_default().kinds.insert(kind);
                 }
@@ -84,13 +116,13 @@ impl Admin {
         // Instances: meta, id set, tags, value.
         let mut live: BTreeSet<(String, String)> = BTreeSet::new();
         for ((m, id), found) in &instances {
-            let meta_key = keys::shared_meta_key(m, id);
+            let meta_key = layout.shared_meta_key(m, id);
             if !found.kinds.contains("meta") {
                 for kind in &found.kinds {
                     let key = match *kind {
-                        "value" => keys::shared_value_key(m, id),
-                        "tags" => keys::shared_tags_key(m, id),
-                        _ => keys::shared_subs_key(m, id),
+                        "value" => layout.shared_value_key(m, id),
+                        "tags" => layout.shared_tags_key(m, id),
+                        _ => layout.shared_subs_key(m, id),
                     };
                     report.findings.push(finding(
                         FindingKind::Orphan,
@@ -124,23 +156,22 @@ impl Admin {
                         .into(),
                 ));
             }
-            let member: bool = backend
-                .query(
-                    OP,
-                    "-",
-                    redis::cmd("SISMEMBER").arg(keys::shared_ids_key(m)).arg(id),
-                )
-                .await?;
-            if !member {
-                report.findings.push(finding(
-                    FindingKind::Missing,
-                    &keys::shared_ids_key(m),
-                    id,
-                    None,
-                    "the instance is not in its model's id set".into(),
-                ));
+            // The model's id set, where the layout keeps one.
+            if let Some(ids_key) = layout.shared_ids_key(m) {
+                let member: bool = backend
+                    .query(OP, "-", redis::cmd("SISMEMBER").arg(&ids_key).arg(id))
+                    .await?;
+                if !member {
+                    report.findings.push(finding(
+                        FindingKind::Missing,
+                        &ids_key,
+                        id,
+                        None,
+                        "the instance is not in its model's id set".into(),
+                    ));
+                }
             }
-            let tags_key = keys::shared_tags_key(m, id);
+            let tags_key = layout.shared_tags_key(m, id);
             let tags: Vec<(String, String)> = backend
                 .query(OP, "-", redis::cmd("HGETALL").arg(&tags_key))
                 .await?;
@@ -157,7 +188,7 @@ impl Admin {
                 }
             }
             if let Some(decode) = decoders.get(m.as_str()) {
-                let value_key = keys::shared_value_key(m, id);
+                let value_key = layout.shared_value_key(m, id);
                 let fields: Vec<(Vec<u8>, Vec<u8>)> = backend
                     .query(OP, "-", redis::cmd("HGETALL").arg(&value_key))
                     .await?;
@@ -173,14 +204,17 @@ impl Admin {
             }
         }
         for m in &id_sets {
+            let Some(ids_key) = layout.shared_ids_key(m) else {
+                continue;
+            };
             let ids: Vec<String> = backend
-                .query(OP, "-", redis::cmd("SMEMBERS").arg(keys::shared_ids_key(m)))
+                .query(OP, "-", redis::cmd("SMEMBERS").arg(&ids_key))
                 .await?;
             for id in ids {
                 if !live.contains(&(m.clone(), id.clone())) {
                     report.findings.push(finding(
                         FindingKind::Orphan,
-                        &keys::shared_ids_key(m),
+                        &ids_key,
                         &id,
                         None,
                         "an id whose instance does not exist".into(),
@@ -195,7 +229,7 @@ impl Admin {
             if !found.kinds.contains("subs") {
                 continue;
             }
-            let subs_key = keys::shared_subs_key(m, id);
+            let subs_key = layout.shared_subs_key(m, id);
             let subs: Vec<(String, String)> = backend
                 .query(OP, "-", redis::cmd("HGETALL").arg(&subs_key))
                 .await?;
@@ -230,21 +264,35 @@ impl Admin {
                     ));
                     continue;
                 };
-                let access = v.split_once(':').map(|(a, _)| a.to_owned()).unwrap_or(v);
-                sides.entry((tenant.clone(), m, id)).or_default().1 = Some(access);
+                sides.entry((tenant.clone(), m, id)).or_default().1 = Some(v);
             }
         }
         for ((tenant, m, id), (sub, grant)) in sides {
-            let subs_key = keys::shared_subs_key(&m, &id);
+            let subs_key = layout.shared_subs_key(&m, &id);
+            let granted = grant
+                .as_deref()
+                .map(|v| v.split_once(':').map_or(v, |(a, _)| a));
+            let cut = Cut {
+                tenant: tenant.clone(),
+                model: m.clone(),
+                id: id.clone(),
+                sub: sub.clone(),
+                grant: grant.clone(),
+                finding: report.findings.len(),
+            };
             if !live.contains(&(m.clone(), id.clone())) {
+                if grant.is_some() {
+                    cuts.push(cut);
+                }
                 report.findings.push(finding(
                     FindingKind::Orphan,
-                    &keys::shared_grants_key(&tenant),
+                    &layout.shared_grants_key(&tenant),
                     &id,
                     Some(&tenant),
                     format!("a grant of shared {m} {id:?}, which does not exist"),
                 ));
-            } else if sub != grant {
+            } else if sub.as_deref() != granted {
+                cuts.push(cut);
                 report.findings.push(finding(
                     FindingKind::GrantMismatch,
                     &subs_key,
@@ -255,10 +303,12 @@ impl Admin {
             }
         }
         // Shared change feeds of instances that do not exist.
-        for key in scan(&backend, &keys::feed_pattern()).await? {
-            let of_shared =
-                key.starts_with("$Feed:shared:") || key.starts_with("$Feed:meta:shared:");
-            if of_shared && !live_feed(&live, &key) {
+        for key in scan(&backend, &layout.shared_feed_pattern()).await? {
+            let orphan = match layout.shared_feed_instance(&key) {
+                None => false,
+                Some(owner) => owner.is_none_or(|inst| !live.contains(&inst)),
+            };
+            if orphan {
                 report.findings.push(finding(
                     FindingKind::Orphan,
                     &key,
@@ -268,14 +318,6 @@ impl Admin {
                 ));
             }
         }
-        Ok(report)
+        Ok((report, cuts))
     }
-}
-
-/// Whether `key` is the stream or meta hash of a live instance.
-fn live_feed(live: &BTreeSet<(String, String)>, key: &str) -> bool {
-    live.iter().any(|(m, id)| {
-        let of = FeedOf::Shared(m, id);
-        key == keys::feed_stream_key(of) || key == keys::feed_meta_key(of)
-    })
 }

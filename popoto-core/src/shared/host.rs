@@ -1,14 +1,12 @@
 //! The host's side: share, write, unshare, and grant shared instances to tenants.
 
-use redis::Value;
-
+use super::grants;
 use super::patch::{require_fields, MergeStrategy, Patch};
-use super::wire::{self, InstanceKeys, Mode, Who, WriteReply, ATTEMPTS, GRANTS, OP};
+use super::wire::{self, Mode, Who, WriteReply, ATTEMPTS, OP};
 use super::{Access, Merge, Replica, Shareable, Shared, SharedId, Written};
 use crate::admin::Admin;
-use crate::backend::Backend;
+use crate::backend::{Backend, KeyScan};
 use crate::error::{Error, Result};
-use crate::keys::{self, FeedOf};
 use crate::tenant::TenantId;
 
 /// The host of shared instances: shares them, writes them, grants them to tenants. Reached
@@ -44,7 +42,7 @@ impl SharedHost {
     }
 
     async fn backend(&self) -> Result<Backend> {
-        super::store(self.admin.backend().await?, "$Shared")
+        self.admin.backend().await
     }
 
     /// Shares `value` under a new random id, merged with `merge`; returns the id.
@@ -119,82 +117,86 @@ impl SharedHost {
         Ok(shared)
     }
 
-    /// The ids of model `M`'s shared instances, sorted.
+    /// The ids of model `M`'s shared instances, sorted: the model's id set where the layout
+    /// keeps one (popoto's); on a cluster, a scan of every master for the model's meta hashes,
+    /// each key parsed as the layout writes it and its hash checked to name its instance (a
+    /// scan is no snapshot: an instance shared or unshared meanwhile may be missed or listed).
     pub async fn ids<M: Shareable>(&self) -> Result<Vec<SharedId>> {
-        let raw: Vec<String> = self
-            .backend()
-            .await?
-            .query(
-                OP,
-                M::META.name,
-                redis::cmd("SMEMBERS").arg(keys::shared_ids_key(M::META.name)),
-            )
-            .await?;
-        let mut ids: Vec<SharedId> = raw
-            .into_iter()
-            .filter_map(|s| SharedId::new(s).ok())
-            .collect();
+        let model = M::META.name;
+        let backend = self.backend().await?;
+        let layout = backend.layout();
+        let mut ids: Vec<SharedId> = match layout.shared_ids_key(model) {
+            Some(key) => {
+                let raw: Vec<String> = backend
+                    .query(OP, model, redis::cmd("SMEMBERS").arg(key))
+                    .await?;
+                raw.into_iter()
+                    .filter_map(|s| SharedId::new(s).ok())
+                    .collect()
+            }
+            None => {
+                let found = KeyScan::new(layout.shared_meta_pattern(model), 1000)
+                    .collect(&backend, OP, model)
+                    .await?;
+                let candidates: Vec<(String, SharedId)> = found
+                    .into_iter()
+                    .filter_map(|key| match layout.parse_shared_key(&key) {
+                        Some(crate::keys::SharedKey::Instance("meta", m, id)) if m == model => {
+                            Some((key, SharedId::new(id).ok()?))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                let cmds: Vec<(String, redis::Cmd)> = candidates
+                    .iter()
+                    .map(|(key, _)| {
+                        let mut cmd = redis::cmd("HMGET");
+                        cmd.arg(key).arg("model").arg("id");
+                        (key.clone(), cmd)
+                    })
+                    .collect();
+                let metas: Vec<(Option<String>, Option<String>)> =
+                    backend.pipeline_per_slot(OP, model, &cmds).await?;
+                candidates
+                    .into_iter()
+                    .zip(metas)
+                    .filter_map(|((key, id), (m, i))| {
+                        let own = m.as_deref() == Some(model) && i.as_deref() == Some(id.as_str());
+                        if !own {
+                            tracing::warn!(key = %key, "a meta hash that does not name its instance skipped");
+                        }
+                        own.then_some(id)
+                    })
+                    .collect()
+            }
+        };
         ids.sort();
         Ok(ids)
     }
 
     /// Grants `tenant` `access` to the instance (a new grant's change feed starts after the
-    /// instance's last event; changing the access keeps the position).
+    /// instance's last event; changing the access keeps the position). On a cluster the
+    /// instance's side is written first, then the tenant's (see [`crate::keys::Layout::splits_grants`]).
     pub async fn subscribe<M: Shareable>(
         &self,
         tenant: &TenantId,
         id: &SharedId,
         access: Access,
     ) -> Result<()> {
-        let model = M::META.name;
-        let k = InstanceKeys::of(model, id.as_str());
-        let keys = vec![
-            k.meta,
-            k.subs,
-            keys::shared_grants_key(tenant.as_str()),
-            k.stream,
-        ];
-        let args = grant_args(
-            "subscribe",
-            model,
-            id,
-            tenant,
-            &keys::shared_grant_field(model, id.as_str()),
-            access.code(),
-        );
-        let reply = self
-            .backend()
-            .await?
-            .eval(OP, model, &GRANTS, &keys, &args)
-            .await?;
-        expect_ok(model, id, reply).map(|_| ())
+        let backend = self.backend().await?;
+        grants::subscribe(&backend, M::META.name, id, tenant, access).await
     }
 
     /// Removes `tenant`'s grant; whether it had one. Every read and write of the tenant that
-    /// starts after this returns is refused.
+    /// starts after this returns is refused (on a cluster the instance's side, which every call
+    /// checks, is removed first).
     pub async fn unsubscribe<M: Shareable>(
         &self,
         tenant: &TenantId,
         id: &SharedId,
     ) -> Result<bool> {
-        let model = M::META.name;
-        let k = InstanceKeys::of(model, id.as_str());
-        let keys = vec![k.subs, keys::shared_grants_key(tenant.as_str())];
-        let args = grant_args(
-            "unsubscribe",
-            model,
-            id,
-            tenant,
-            &keys::shared_grant_field(model, id.as_str()),
-            "",
-        );
-        let reply = self
-            .backend()
-            .await?
-            .eval(OP, model, &GRANTS, &keys, &args)
-            .await?;
-        let items = expect_ok(model, id, reply)?;
-        Ok(wire::reply_int(items.get(1)).unwrap_or(0) > 0)
+        let backend = self.backend().await?;
+        grants::unsubscribe(&backend, M::META.name, id, tenant).await
     }
 
     /// The subscribers of an instance and their access, by tenant id (entries that are not a
@@ -204,10 +206,9 @@ impl SharedHost {
         id: &SharedId,
     ) -> Result<Vec<(TenantId, Access)>> {
         let model = M::META.name;
-        let key = keys::shared_subs_key(model, id.as_str());
-        let raw: Vec<(String, String)> = self
-            .backend()
-            .await?
+        let backend = self.backend().await?;
+        let key = backend.layout().shared_subs_key(model, id.as_str());
+        let raw: Vec<(String, String)> = backend
             .query(OP, model, redis::cmd("HGETALL").arg(&key))
             .await?;
         let mut out: Vec<(TenantId, Access)> = raw
@@ -225,82 +226,11 @@ impl SharedHost {
     }
 
     /// Destroys the instance: its value, tags, change feed (with its consumer groups' keys)
-    /// and every subscription, on both sides, in one call; whether it existed.
+    /// and every subscription, on both sides: in one call on one server; on a cluster the
+    /// instance first, then each subscriber's grant. Whether it existed.
     pub async fn unshare<M: Shareable>(&self, id: &SharedId) -> Result<bool> {
-        let model = M::META.name;
         let backend = self.backend().await?;
-        let k = InstanceKeys::of(model, id.as_str());
-        let of = FeedOf::Shared(model, id.as_str());
-        for _ in 0..ATTEMPTS {
-            let subs: Vec<String> = backend
-                .query(OP, model, redis::cmd("HKEYS").arg(&k.subs))
-                .await?;
-            let groups = crate::feed::group_names(&backend, of).await?;
-            let mut keys = vec![
-                k.value.clone(),
-                k.meta.clone(),
-                k.tags.clone(),
-                k.subs.clone(),
-                k.ids.clone(),
-                k.stream.clone(),
-                k.feed_meta.clone(),
-            ];
-            keys.extend(subs.iter().map(|t| keys::shared_grants_key(t)));
-            for g in &groups {
-                keys.push(keys::feed_done_key(of, g));
-                keys.push(keys::feed_dead_key(of, g));
-            }
-            let field = keys::shared_grant_field(model, id.as_str());
-            let mut args: Vec<Vec<u8>> = ["unshare", model, id.as_str(), "", &field]
-                .iter()
-                .map(|a| a.as_bytes().to_vec())
-                .collect();
-            args.push(subs.len().to_string().into_bytes());
-            args.extend(subs.iter().map(|t| t.as_bytes().to_vec()));
-            args.push(groups.len().to_string().into_bytes());
-            args.extend(groups.iter().map(|g| g.as_bytes().to_vec()));
-            let reply = backend.eval(OP, model, &GRANTS, &keys, &args).await?;
-            match &reply {
-                Value::Array(items) => match wire::reply_text(items.first()).as_deref() {
-                    Some("ok") => return Ok(true),
-                    Some("missing") => return Ok(false),
-                    Some("changed") => continue,
-                    _ => return Err(wire::refused(model, id, items)),
-                },
-                _ => return Err(wire::unexpected(model, &reply)),
-            }
-        }
-        Err(Error::Contention {
-            model,
-            key: k.subs,
-            attempts: ATTEMPTS,
-        })
-    }
-}
-
-/// The arguments of a grants call: operation, model, id, tenant, grant field, access.
-fn grant_args(
-    op: &str,
-    model: &str,
-    id: &SharedId,
-    tenant: &TenantId,
-    field: &str,
-    access: &str,
-) -> Vec<Vec<u8>> {
-    [op, model, id.as_str(), tenant.as_str(), field, access]
-        .iter()
-        .map(|a| a.as_bytes().to_vec())
-        .collect()
-}
-
-/// The items of an `{'ok', ...}` reply, or the refusal as an error.
-fn expect_ok(model: &'static str, id: &SharedId, reply: Value) -> Result<Vec<Value>> {
-    match reply {
-        Value::Array(items) if wire::reply_text(items.first()).as_deref() == Some("ok") => {
-            Ok(items)
-        }
-        Value::Array(items) => Err(wire::refused(model, id, &items)),
-        other => Err(wire::unexpected(model, &other)),
+        grants::unshare(&backend, M::META.name, id).await
     }
 }
 
@@ -337,7 +267,7 @@ pub(super) async fn update<M: Shareable>(
     }
     Err(Error::Contention {
         model: M::META.name,
-        key: keys::shared_value_key(M::META.name, id.as_str()),
+        key: backend.layout().shared_value_key(M::META.name, id.as_str()),
         attempts: ATTEMPTS,
     })
 }

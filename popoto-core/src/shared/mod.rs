@@ -12,14 +12,18 @@
 //! Guide: `docs/shared-models.md`.
 
 mod access;
-pub(crate) mod audit;
+mod audit;
 mod clock;
+mod grants;
 mod host;
 pub(crate) mod merge;
 mod patch;
+mod repair;
 mod wire;
 #[cfg(any(test, feature = "testing"))]
-pub(crate) use wire::{FEED_GRANTS, GRANTS, READ, WRITE};
+pub(crate) use grants::{FEED_GRANTS, GRANTS};
+#[cfg(any(test, feature = "testing"))]
+pub(crate) use wire::{READ, WRITE};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -31,7 +35,7 @@ pub use host::SharedHost;
 pub use merge::Merge;
 pub use patch::{MergeStrategy, Overwrite, Patch};
 
-pub(crate) use wire::{check_grants, purge_tenant, read_grants, Grant};
+pub(crate) use grants::{check_grants, purge_tenant, read_grants, Grant};
 
 use crate::error::{Error, Result};
 use crate::model::Model;
@@ -170,21 +174,4 @@ pub struct Written {
     pub entry: Option<String>,
     /// Fields written.
     pub applied: usize,
-}
-
-/// `backend` as the store of shared instances of `model`: refused with [`Error::Layout`] on
-/// the cluster layout, where a shared instance's keys, its model's id set and its subscribers'
-/// grants have no common slot (the one-script writes and grant changes need one server).
-pub(crate) fn store(
-    backend: crate::backend::Backend,
-    model: &'static str,
-) -> Result<crate::backend::Backend> {
-    match backend.layout() {
-        crate::keys::Layout::Popoto => Ok(backend),
-        layout => Err(Error::Layout {
-            model,
-            op: "shared models",
-            layout,
-        }),
-    }
 }

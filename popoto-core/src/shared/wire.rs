@@ -8,7 +8,7 @@ use redis::Value;
 use super::{Access, Merge, Shared, SharedId, Tag, Written};
 use crate::backend::{Backend, Script};
 use crate::error::{Error, Result};
-use crate::keys::{self, FeedOf};
+use crate::keys::{FeedOf, Layout};
 use crate::model::Model;
 use crate::tenant::TenantId;
 
@@ -20,10 +20,6 @@ pub(crate) static WRITE: LazyLock<Script> =
 pub(crate) static READ: LazyLock<Script> =
     LazyLock::new(|| Script::new(crate::script::lua!("shared_read.lua")));
 
-/// Grants on both sides, unshare, purge of a tenant (`lua/shared_grants.lua`).
-pub(crate) static GRANTS: LazyLock<Script> =
-    LazyLock::new(|| Script::new(crate::script::lua!("shared_grants.lua")));
-
 /// Attempts of a version-checked write (a custom merge) or of a call re-checked against what
 /// was read (unshare, purge) before [`Error::Contention`]: enough for 64 writers racing on one
 /// instance, each losing to every other one once.
@@ -32,27 +28,28 @@ pub(crate) const ATTEMPTS: u32 = 256;
 /// Label of errors and traces.
 pub(super) const OP: &str = "shared";
 
-/// Every key of one shared instance.
+/// Every key of one shared instance, in a layout.
 pub(super) struct InstanceKeys {
     pub(super) value: String,
     pub(super) meta: String,
     pub(super) tags: String,
     pub(super) subs: String,
-    pub(super) ids: String,
+    /// The model's id set, where the layout keeps one (popoto's).
+    pub(super) ids: Option<String>,
     pub(super) stream: String,
     pub(super) feed_meta: String,
 }
 
 impl InstanceKeys {
-    pub(super) fn of(model: &str, id: &str) -> InstanceKeys {
+    pub(super) fn of(layout: Layout, model: &str, id: &str) -> InstanceKeys {
         InstanceKeys {
-            value: keys::shared_value_key(model, id),
-            meta: keys::shared_meta_key(model, id),
-            tags: keys::shared_tags_key(model, id),
-            subs: keys::shared_subs_key(model, id),
-            ids: keys::shared_ids_key(model),
-            stream: keys::feed_stream_key(FeedOf::Shared(model, id)),
-            feed_meta: keys::feed_meta_key(FeedOf::Shared(model, id)),
+            value: layout.shared_value_key(model, id),
+            meta: layout.shared_meta_key(model, id),
+            tags: layout.shared_tags_key(model, id),
+            subs: layout.shared_subs_key(model, id),
+            ids: layout.shared_ids_key(model),
+            stream: layout.feed_stream_key(FeedOf::Shared(model, id)),
+            feed_meta: layout.feed_meta_key(FeedOf::Shared(model, id)),
         }
     }
 }
@@ -83,7 +80,7 @@ pub(super) enum Mode {
 }
 
 /// A refusal or outcome of a script call other than success.
-fn refusal(model: &'static str, id: &SharedId, reply: &[Value]) -> Error {
+fn refusal(layout: Layout, model: &'static str, id: &SharedId, reply: &[Value]) -> Error {
     let text = |i: usize| match reply.get(i) {
         Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
         Some(Value::SimpleString(s)) => s.clone(),
@@ -107,7 +104,7 @@ fn refusal(model: &'static str, id: &SharedId, reply: &[Value]) -> Error {
             found: text(2),
         },
         "corrupt" => Error::CorruptShared {
-            key: keys::shared_meta_key(model, id.as_str()),
+            key: layout.shared_meta_key(model, id.as_str()),
             reason: text(1),
         },
         "badtag" => Error::InvalidValue {
@@ -117,14 +114,14 @@ fn refusal(model: &'static str, id: &SharedId, reply: &[Value]) -> Error {
         },
         "changed" => Error::Contention {
             model,
-            key: keys::shared_value_key(model, id.as_str()),
+            key: layout.shared_value_key(model, id.as_str()),
             attempts: 1,
         },
         _ => protocol(model, &reply),
     }
 }
 
-fn protocol(model: &'static str, reply: &dyn std::fmt::Debug) -> Error {
+pub(super) fn protocol(model: &'static str, reply: &dyn std::fmt::Debug) -> Error {
     let mut detail = format!("{reply:?}");
     detail.truncate(200);
     Error::Protocol {
@@ -134,7 +131,7 @@ fn protocol(model: &'static str, reply: &dyn std::fmt::Debug) -> Error {
     }
 }
 
-fn int(v: Option<&Value>) -> Option<u64> {
+pub(super) fn int(v: Option<&Value>) -> Option<u64> {
     match v? {
         Value::Int(n) => u64::try_from(*n).ok(),
         Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
@@ -142,7 +139,7 @@ fn int(v: Option<&Value>) -> Option<u64> {
     }
 }
 
-fn text(v: Option<&Value>) -> Option<String> {
+pub(super) fn text(v: Option<&Value>) -> Option<String> {
     match v? {
         Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
         Value::SimpleString(s) => Some(s.clone()),
@@ -168,16 +165,9 @@ pub(super) async fn write<M: Model>(
     fields: &[(&str, &[u8], Option<Tag>)],
 ) -> Result<WriteReply> {
     let model = M::META.name;
-    let k = InstanceKeys::of(model, id.as_str());
-    let keys = vec![
-        k.value,
-        k.meta,
-        k.tags,
-        k.subs,
-        k.ids,
-        k.stream,
-        k.feed_meta,
-    ];
+    let k = InstanceKeys::of(backend.layout(), model, id.as_str());
+    let mut keys = vec![k.value, k.meta, k.tags, k.subs, k.stream, k.feed_meta];
+    keys.extend(k.ids);
     let (mode_s, merge, expected) = match mode {
         Mode::Share(m) => ("share", m.code(), 0),
         Mode::Set => ("set", "", 0),
@@ -233,7 +223,7 @@ pub(super) async fn write<M: Model>(
             None => Err(protocol(model, &items)),
         },
         Some("changed") => Ok(WriteReply::Changed),
-        _ => Err(refusal(model, id, &items)),
+        _ => Err(refusal(backend.layout(), model, id, &items)),
     }
 }
 
@@ -261,7 +251,7 @@ pub(super) async fn read<M: Model>(
     who: Who<'_>,
 ) -> Result<Shared<M>> {
     let model = M::META.name;
-    let k = InstanceKeys::of(model, id.as_str());
+    let k = InstanceKeys::of(backend.layout(), model, id.as_str());
     let keys = vec![k.value.clone(), k.meta.clone(), k.tags.clone(), k.subs];
     let args: Vec<Vec<u8>> = [model, id.as_str(), who.arg()]
         .iter()
@@ -272,7 +262,7 @@ pub(super) async fn read<M: Model>(
         return Err(protocol(model, &reply));
     };
     if text(items.first()).as_deref() != Some("ok") {
-        return Err(refusal(model, id, &items));
+        return Err(refusal(backend.layout(), model, id, &items));
     }
     let corrupt = |key: &str, reason: String| Error::CorruptShared {
         key: key.to_owned(),
@@ -332,164 +322,14 @@ pub(super) async fn read<M: Model>(
     })
 }
 
-/// One grant as a tenant's grants hash records it (verified against the subscribers hash).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Grant {
-    pub(crate) model: String,
-    pub(crate) id: SharedId,
-    pub(crate) access: Access,
-    /// The feed entry id the subscription starts after.
-    pub(crate) start: String,
-}
-
-/// The tenant's grants: its grants hash, each entry confirmed by the instance's subscribers
-/// hash in the same round trip (an entry either side lacks, or whose access differs, is no
-/// grant, and is reported).
-pub(crate) async fn read_grants(backend: &Backend, tenant: &TenantId) -> Result<Vec<Grant>> {
-    let gkey = keys::shared_grants_key(tenant.as_str());
-    let raw: Vec<(String, String)> = backend
-        .query(OP, "-", redis::cmd("HGETALL").arg(&gkey))
-        .await?;
-    let mut candidates = Vec::with_capacity(raw.len());
-    for (field, v) in raw {
-        match parse_grant(&field, &v) {
-            Some(g) => candidates.push(g),
-            None => tracing::warn!(key = %gkey, field = %field, "malformed grant ignored"),
-        }
-    }
-    if candidates.is_empty() {
-        return Ok(candidates);
-    }
-    let mut pipe = redis::pipe();
-    for g in &candidates {
-        pipe.cmd("HGET")
-            .arg(keys::shared_subs_key(&g.model, g.id.as_str()))
-            .arg(tenant.as_str());
-    }
-    let confirmed: Vec<Option<String>> = backend.pipeline(OP, "-", &pipe).await?;
-    Ok(candidates
-        .into_iter()
-        .zip(confirmed)
-        .filter_map(|(g, c)| {
-            if c.as_deref() == Some(g.access.code()) {
-                Some(g)
-            } else {
-                tracing::warn!(key = %gkey, model = %g.model, id = %g.id, "grant not confirmed by the subscribers hash ignored");
-                None
-            }
-        })
-        .collect())
-}
-
-/// A grants hash entry (`<Model>:<id>` -> `<access>:<feed start>`), or `None` if malformed.
-fn parse_grant(field: &str, value: &str) -> Option<Grant> {
-    let (m, id) = keys::parse_shared_grant_field(field)?;
-    let (a, start) = value.split_once(':')?;
-    let ok_start = start.split_once('-').is_some_and(|(a, b)| {
-        !a.is_empty() && !b.is_empty() && a.bytes().chain(b.bytes()).all(|c| c.is_ascii_digit())
-    });
-    ok_start.then_some(())?;
-    Some(Grant {
-        model: m,
-        id: SharedId::new(id).ok()?,
-        access: Access::parse(a)?,
-        start: start.to_owned(),
-    })
-}
-
-/// The fan-out's check of grants (`lua/feed_grants.lua`).
-pub(crate) static FEED_GRANTS: LazyLock<Script> =
-    LazyLock::new(|| Script::read_only(crate::script::lua!("feed_grants.lua")));
-
-/// One grant a change feed's reader follows: tenant, model, id and the grant's start.
-pub(crate) type Followed<'a> = (&'a TenantId, &'a str, &'a SharedId, &'a str);
-
-/// Whether each grant still holds, with the same start (a grant made anew is another
-/// subscription), both sides agreeing: the check of a change feed's fan-out, in one call.
-pub(crate) async fn check_grants(backend: &Backend, grants: &[Followed<'_>]) -> Result<Vec<bool>> {
-    if grants.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut keys = Vec::with_capacity(grants.len() * 2);
-    let mut args = Vec::with_capacity(grants.len() * 3);
-    for (tenant, model, id, start) in grants {
-        keys.push(keys::shared_grants_key(tenant.as_str()));
-        keys.push(keys::shared_subs_key(model, id.as_str()));
-        args.push(keys::shared_grant_field(model, id.as_str()).into_bytes());
-        args.push(tenant.as_str().as_bytes().to_vec());
-        args.push(start.as_bytes().to_vec());
-    }
-    let reply = backend.eval(OP, "-", &FEED_GRANTS, &keys, &args).await?;
-    match &reply {
-        Value::BulkString(b) if b.len() == grants.len() => {
-            Ok(b.iter().map(|c| *c == b'1').collect())
-        }
-        _ => Err(protocol("-", &reply)),
-    }
-}
-
-/// Removes every grant of `tenant` (a tenant being destroyed): its grants hash and its entry in
-/// each subscribers hash it names, in one call re-checked against what was read. Returns the
-/// subscriber entries removed.
-pub(crate) async fn purge_tenant(backend: &Backend, tenant: &TenantId) -> Result<u64> {
-    let gkey = keys::shared_grants_key(tenant.as_str());
-    for _ in 0..ATTEMPTS {
-        let fields: Vec<String> = backend
-            .query(OP, "-", redis::cmd("HKEYS").arg(&gkey))
-            .await?;
-        if fields.is_empty() {
-            return Ok(0);
-        }
-        let mut keys = vec![gkey.clone()];
-        let mut args: Vec<Vec<u8>> = vec![
-            b"purge".to_vec(),
-            Vec::new(),
-            Vec::new(),
-            tenant.as_str().as_bytes().to_vec(),
-            fields.len().to_string().into_bytes(),
-        ];
-        for f in &fields {
-            // A field that names no instance has no subscribers entry: its "subscribers key"
-            // is the grants hash itself, deleted by the call anyway.
-            keys.push(match keys::parse_shared_grant_field(f) {
-                Some((m, id)) => keys::shared_subs_key(&m, &id),
-                None => gkey.clone(),
-            });
-            args.push(f.as_bytes().to_vec());
-        }
-        let reply = backend.eval(OP, "-", &GRANTS, &keys, &args).await?;
-        match &reply {
-            Value::Array(items) if text(items.first()).as_deref() == Some("ok") => {
-                return int(items.get(1)).ok_or_else(|| protocol("-", &reply));
-            }
-            Value::Array(items) if text(items.first()).as_deref() == Some("changed") => continue,
-            Value::Array(items) => {
-                let what = SharedId::new(format!("grants of tenant {tenant}"))?;
-                return Err(refusal("-", &what, items));
-            }
-            _ => return Err(protocol("-", &reply)),
-        }
-    }
-    Err(Error::Contention {
-        model: "-",
-        key: gkey,
-        attempts: ATTEMPTS,
-    })
-}
-
-/// Reply helpers shared with the host module.
-pub(super) fn reply_text(v: Option<&Value>) -> Option<String> {
-    text(v)
-}
-
-/// Reply helpers shared with the host module.
-pub(super) fn reply_int(v: Option<&Value>) -> Option<u64> {
-    int(v)
-}
-
 /// A refusal as an error (host module).
-pub(super) fn refused(model: &'static str, id: &SharedId, reply: &[Value]) -> Error {
-    refusal(model, id, reply)
+pub(super) fn refused(
+    layout: Layout,
+    model: &'static str,
+    id: &SharedId,
+    reply: &[Value],
+) -> Error {
+    refusal(layout, model, id, reply)
 }
 
 /// An unexpected reply as an error (host module).
