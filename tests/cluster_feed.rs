@@ -1,8 +1,8 @@
 //! Change feeds of private models on a real local Redis Cluster in the cluster layout: a
 //! tenant's stream and its bookkeeping carry the tenant's hash tag, so a write appends its
-//! event in its own script call; readers, consumer groups, trims and destroy work there; shared
-//! models (whose keys span slots) are refused, writing nothing; one feed hub serves readers of
-//! many tenants with a pump per tenant tag.
+//! event in its own script call; readers, consumer groups, trims and destroy work there; a
+//! shared instance's keys and feed are under its own tag; one feed hub serves readers of many
+//! tenants with a pump per tenant tag.
 
 mod shared_common;
 mod support;
@@ -12,7 +12,7 @@ use std::time::Duration;
 use popoto::feed::{ChangeOp, FeedHub, FeedPosition, FeedSource, GroupStart, HubConfig, StreamPos};
 use popoto::shared::Merge;
 use popoto::testing::TestCluster;
-use popoto::{BackendConfig, Db, Error, Layout, ModelSet};
+use popoto::{BackendConfig, Db, Layout, ModelSet};
 use shared_common::{doc, Task};
 use support::tid;
 
@@ -115,23 +115,29 @@ async fn a_tenants_change_feed_lives_in_its_slot_on_a_cluster() {
     assert!(again.done.is_empty());
     group.trim().await.unwrap();
 
-    // Shared models' keys span slots: refused, typed, nothing written.
+    // A shared instance's keys, its change feed included, are under its own tag.
     let before = keys_everywhere(&cluster);
-    let share = db
+    let id = db
         .admin()
         .shared()
         .share(&doc("d"), Merge::LastWriteWins)
-        .await;
-    match share {
-        Err(Error::Layout { layout, op, .. }) => {
-            assert_eq!((layout, op), (Layout::Cluster, "shared models"))
-        }
-        other => panic!("expected a layout refusal, got {other:?}"),
-    }
-    match acme.shared::<shared_common::Doc>().list().await {
-        Err(Error::Layout { model, .. }) => assert_eq!(model, "Doc"),
-        other => panic!("expected a layout refusal, got {other:?}"),
-    }
+        .await
+        .unwrap();
+    let tag = format!("{{{}}}", popoto_core::keys::shared_tag("Doc", id.as_str()));
+    let added: Vec<String> = keys_everywhere(&cluster)
+        .into_iter()
+        .filter(|k| !before.contains(k))
+        .collect();
+    assert_eq!(added.len(), 3, "{added:?}");
+    assert!(added.iter().all(|k| k.starts_with(&tag)), "{added:?}");
+    assert!(added
+        .contains(&FeedSource::shared::<shared_common::Doc>(&id).stream_key_in(Layout::Cluster)));
+    assert!(db
+        .admin()
+        .shared()
+        .unshare::<shared_common::Doc>(&id)
+        .await
+        .unwrap());
     assert_eq!(keys_everywhere(&cluster), before);
 
     // Destroying a tenant removes its stream and the group's bookkeeping too.

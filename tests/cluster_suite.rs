@@ -15,5 +15,9 @@ mod crud;
 mod faults;
 #[path = "cluster_cases/queries.rs"]
 mod queries;
+#[path = "cluster_cases/shared.rs"]
+mod shared;
+#[path = "cluster_cases/shared_feed.rs"]
+mod shared_feed;
 #[path = "cluster_cases/tenancy.rs"]
 mod tenancy;
