@@ -51,6 +51,7 @@ impl MergeStrategy<Tally> for Additive {
     }
 }
 
+/// A sheet titled `title`.
 pub fn sheet(title: &str) -> Sheet {
     Sheet {
         title: title.into(),

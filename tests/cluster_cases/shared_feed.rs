@@ -231,7 +231,7 @@ async fn the_audit_reports_and_repairs_a_grant_change_cut_between_its_two_calls(
     ));
     assert!(acme.shared_subscriptions().await.unwrap().is_empty());
     let grants: Vec<String> = raw(&db, redis::cmd("HKEYS").arg(l.shared_grants_key("acme"))).await;
-    assert_eq!(grants, [field.clone()]);
+    assert_eq!(grants, std::slice::from_ref(&field));
     let report = db.admin().audit_shared(&models).await.unwrap();
     assert_eq!(report.count(FindingKind::GrantMismatch), 1, "{report}");
     let repaired = db.admin().repair_shared_grants(&models).await.unwrap();

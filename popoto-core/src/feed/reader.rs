@@ -188,12 +188,17 @@ async fn read(
     first
 }
 
+/// One stream to read and the entry id to read after.
+pub(crate) type Read = (String, String);
+
 /// The reads of each backend grouped by what one `XREAD` reaches: a server (backends of one
 /// URL share their reads), on a cluster one slot.
 pub(crate) fn read_groups<'b>(
-    by_backend: &[(&'b Backend, &[(String, String)])],
-) -> Vec<(&'b Backend, Vec<(String, String)>)> {
-    let mut groups: Vec<((String, String), &'b Backend, Vec<(String, String)>)> = Vec::new();
+    by_backend: &[(&'b Backend, &[Read])],
+) -> Vec<(&'b Backend, Vec<Read>)> {
+    // (server URL, slot): what one `XREAD` reaches.
+    type Reach = (String, String);
+    let mut groups: Vec<(Reach, &'b Backend, Vec<Read>)> = Vec::new();
     for (backend, reads) in by_backend {
         let url = backend.url();
         for g in backend.slot_groups(reads.iter().map(|(s, _)| s.as_str())) {
