@@ -394,7 +394,7 @@ pub enum Error {
         field: &'static str,
     },
     /// An operation the `Db`'s key layout does not offer (model-wide maintenance on the
-    /// cluster layout, whose keys live in per-tenant slots; shared models there).
+    /// cluster layout, whose keys live in per-tenant slots).
     #[error("{op} of {model} is not available on the {layout:?} layout")]
     Layout {
         /// Model concerned.
