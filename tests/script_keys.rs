@@ -324,7 +324,7 @@ async fn every_script_declares_every_key_it_touches() {
     let mut monitor = Monitor::start(&server);
     let acme = db.tenant("acme").unwrap_or_else(|e| panic!("{e}"));
     // create.lua (generated and given keys), apply.lua (save, move, delete), insert_many.lua
-    // (bulk creates and saves), confidence.lua, verify.lua (count, exists, fetch_keys).
+    // (bulk creates and saves), confidence.lua.
     let mut e = acme
         .create(episode("", "a", 1.0, 1))
         .await

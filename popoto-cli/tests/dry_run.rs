@@ -277,7 +277,7 @@ async fn pair() -> (TestRedis, TestRedis, Vec<String>) {
     seed(&real).await;
     let shas = real.load_scripts();
     dry.load_scripts();
-    let read_only = ["verify.lua", "select.lua", "project.lua", "window.lua"]
+    let read_only = ["select.lua", "project.lua", "window.lua"]
         .iter()
         .map(|n| shas[n].clone())
         .collect();

@@ -194,6 +194,45 @@ impl Layout {
         Ok(segments)
     }
 
+    /// Whether `key` is an instance key of `meta` here (the checks of
+    /// [`Layout::parse_instance_key`]) whose tenant segment is `tenant` (`None`: any key of
+    /// the model); `Ok(false)` for a key of another tenant. Allocates nothing for a key whose
+    /// segments need no unescaping: reads check every index member with it.
+    pub(crate) fn instance_key_of(
+        self,
+        meta: &'static ModelMeta,
+        key: &str,
+        tenant: Option<&str>,
+    ) -> Result<bool> {
+        let malformed = |reason: &str| Error::MalformedKey {
+            model: meta.name,
+            key: key.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let Some((tag, rest)) = self.untagged(meta, key) else {
+            return Err(malformed(
+                "the key does not start with a hash tag of the model",
+            ));
+        };
+        let pos = meta
+            .tenant
+            .and_then(|t| meta.key_fields.iter().position(|&k| k == t));
+        let mut own = None;
+        super::visit_instance_key(meta, rest, |i, seg| {
+            if Some(i) == pos {
+                own = Some(seg);
+            }
+        })
+        .map_err(|e| match e {
+            Error::MalformedKey { reason, .. } => malformed(&reason),
+            other => other,
+        })?;
+        if self == Layout::Cluster && tag != super::tag(meta.name, own.as_deref()) {
+            return Err(malformed("the hash tag is not the tenant's of the key"));
+        }
+        Ok(tenant.is_none_or(|t| own.as_deref() == Some(t)))
+    }
+
     /// MATCH pattern for the `$Class` set of a keyspace (`None` on a tenant model in the
     /// cluster layout: every tenant's).
     pub fn class_pattern(self, meta: &ModelMeta, tenant: Option<&str>) -> String {

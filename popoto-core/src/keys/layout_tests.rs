@@ -178,6 +178,40 @@ proptest! {
     }
 }
 
+proptest! {
+    /// The check reads use on every index member agrees with the full parse in both layouts:
+    /// a key is the tenant's exactly when it parses and its tenant segment is the tenant, and
+    /// is refused exactly when the parse refuses it (mangled keys included).
+    #[test]
+    fn the_members_check_agrees_with_the_parse(
+        t in "[a-z{}:*?\\[\\]~=/. -]{1,10}|\\PC{1,6}",
+        u in "[a-z{}:/ -]{1,6}",
+        id in "\\PC{0,8}",
+        cut in 0usize..40,
+        junk in "[a-z:{}/]{0,4}",
+    ) {
+        for l in [Layout::Popoto, Layout::Cluster] {
+            let good = l.instance_key(&TICKET, &[id.clone(), t.clone()]);
+            let mangled = format!("{}{}", good.get(..cut.min(good.len())).unwrap_or(&good), junk);
+            for key in [good.as_str(), mangled.as_str()] {
+                let parsed = l.parse_instance_key(&TICKET, key);
+                for who in [Some(t.as_str()), Some(u.as_str()), None] {
+                    let checked = l.instance_key_of(&TICKET, key, who);
+                    match &parsed {
+                        Ok(segments) => prop_assert_eq!(
+                            checked.ok(),
+                            Some(who.is_none_or(|w| segments[1] == w)),
+                            "{}", key
+                        ),
+                        Err(_) => prop_assert!(checked.is_err(), "{}", key),
+                    }
+                }
+            }
+            prop_assert_eq!(l.instance_key_of(&TICKET, &good, Some(&t)).ok(), Some(true));
+        }
+    }
+}
+
 #[test]
 fn keyspaces_are_read_back_only_from_tags_written_as_tag_writes_them() {
     let l = Layout::Cluster;

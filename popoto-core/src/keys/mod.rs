@@ -28,6 +28,8 @@ pub use tags::{hash_tag, shared_tag, slot_text, tag};
 const COLON: &str = "{&#58;}";
 /// Characters escaped with a `/` prefix (besides `/` itself).
 const SLASHED: &[char] = &['\'', '?', '*', '^', '[', ']', '-'];
+/// [`SLASHED`] as bytes (all ASCII).
+const SLASHED_BYTES: &[u8] = b"'?*^[]-";
 
 /// Escapes one key segment exactly as Popoto's `DB_key.clean`.
 ///
@@ -37,7 +39,12 @@ const SLASHED: &[char] = &['\'', '?', '*', '^', '[', ']', '-'];
 /// assert_eq!(escape("acme"), "acme");
 /// ```
 pub fn escape(raw: &str) -> Cow<'_, str> {
-    if !raw.contains(|c| c == '/' || c == ':' || SLASHED.contains(&c)) && !raw.contains(COLON) {
+    // Every character escape changes is ASCII, and COLON starts with `{`: one byte scan.
+    if !raw
+        .bytes()
+        .any(|b| b == b'/' || b == b':' || b == b'{' || SLASHED_BYTES.contains(&b))
+        || (!raw.contains(|c| c == '/' || c == ':' || SLASHED.contains(&c)) && !raw.contains(COLON))
+    {
         return Cow::Borrowed(raw);
     }
     let mut out = String::with_capacity(raw.len() + 8);
@@ -71,7 +78,9 @@ pub fn escape(raw: &str) -> Cow<'_, str> {
 /// assert_eq!(unescape(&escape("x/{&#58;}:y")), "x/{&#58;}:y");
 /// ```
 pub fn unescape(seg: &str) -> Cow<'_, str> {
-    if !seg.contains('/') && !seg.contains(COLON) {
+    // COLON starts with `{`: one byte scan finds the segments with nothing to undo.
+    if !seg.bytes().any(|b| b == b'/' || b == b'{') || (!seg.contains('/') && !seg.contains(COLON))
+    {
         return Cow::Borrowed(seg);
     }
     let mut out = String::with_capacity(seg.len());
@@ -135,6 +144,19 @@ pub fn instance_key(meta: &ModelMeta, segments: &[String]) -> String {
 
 /// Splits an instance key into its unescaped segments, checking model name and arity.
 pub fn parse_instance_key(meta: &'static ModelMeta, key: &str) -> Result<Vec<String>> {
+    let mut segments = Vec::with_capacity(meta.key_fields.len());
+    visit_instance_key(meta, key, |_, s| segments.push(s.into_owned()))?;
+    Ok(segments)
+}
+
+/// Checks that `key` is an instance key of `meta` (model name and arity) and hands each
+/// unescaped segment, with its position, to `visit` (borrowed where nothing was escaped): what
+/// [`parse_instance_key`] does, without allocating for a key that needs no unescaping.
+pub(crate) fn visit_instance_key<'k>(
+    meta: &'static ModelMeta,
+    key: &'k str,
+    mut visit: impl FnMut(usize, Cow<'k, str>),
+) -> Result<()> {
     let malformed = |reason: &str| Error::MalformedKey {
         model: meta.name,
         key: key.to_owned(),
@@ -147,15 +169,20 @@ pub fn parse_instance_key(meta: &'static ModelMeta, key: &str) -> Result<Vec<Str
             "the key does not start with the model's class name",
         ));
     }
-    let segments: Vec<String> = parts.map(|p| unescape(p).into_owned()).collect();
     let expected = meta.key_fields.len();
-    if segments.len() != expected {
+    let mut found = 0;
+    for p in parts {
+        if found < expected {
+            visit(found, unescape(p));
+        }
+        found += 1;
+    }
+    if found != expected {
         return Err(malformed(&format!(
-            "expected {expected} key segments, found {}",
-            segments.len()
+            "expected {expected} key segments, found {found}"
         )));
     }
-    Ok(segments)
+    Ok(())
 }
 
 /// `$Class:<Model>`: the set of every instance key.

@@ -28,30 +28,29 @@ local function unique(key, op, set, arg)
   return unique_refusal(set, arg, key, nil, 0)
 end
 
--- The instance whose keys follow KEYS[k0] (nk of them) and arguments follow ARGV[a0].
-local function create(k0, nk, a0)
-  local key = KEYS[k0 + 1]
-  if ARGV[a0 + 1] ~= 'F' and redis.call('EXISTS', key) == 1 then return {'exists', key} end
-  local last = a0 + 2 + 2 * tonumber(ARGV[a0 + 2])
-  -- The (op, arg) pair of KEYS[k0 + i] is ARGV[base + 2 * i], ARGV[base + 2 * i + 1].
+-- One instance. Written inline (no function to create per call) and without tables unless a
+-- failure needs them: what this call adds is KEYS[2..done] while every entry is new; after the
+-- first entry that was already there, `added` lists the later ones it adds.
+if ARGV[1] ~= '*' then
+  local key, nk = KEYS[1], #KEYS
+  if ARGV[1] ~= 'F' and redis.call('EXISTS', key) == 1 then return {'exists', key} end
+  local last = 2 + 2 * tonumber(ARGV[2])
+  -- The (op, arg) pair of KEYS[i] is ARGV[base + 2 * i], ARGV[base + 2 * i + 1].
   local base = last - 3
   for i = 2, nk do
     local op = ARGV[base + 2 * i]
     if op == 'U' or op == 'V' then
-      local refused = unique(key, op, KEYS[k0 + i], ARGV[base + 2 * i + 1])
+      local refused = unique(key, op, KEYS[i], ARGV[base + 2 * i + 1])
       if refused then return refused end
     end
   end
-  local written = redis.pcall('HSET', key, unpack(ARGV, a0 + 3, last))
+  local written = redis.pcall('HSET', key, unpack(ARGV, 3, last))
   if type(written) == 'table' and written.err then return written end
-  -- Indices of the entries this call added: only those are undone on a failure, an index
-  -- entry left by an earlier writer stays.
-  -- A zset member left by an earlier writer keeps its score unless this call completes: its old
-  -- score is read (only then) before it is overwritten, and restored by the undo.
-  local added, rescored = {}, {}
-  local expire = nil
+  -- Only entries this call added are undone on a failure (an entry left by an earlier writer
+  -- stays), and a zset member it rescored gets its old score back (read only then).
+  local done, added, rescored, expire = 1, nil, nil, nil
   for i = 2, nk do
-    local op, k, arg = ARGV[base + 2 * i], KEYS[k0 + i], ARGV[base + 2 * i + 1]
+    local op, k, arg = ARGV[base + 2 * i], KEYS[i], ARGV[base + 2 * i + 1]
     local r
     if op == 'X' then
       expire = expiry_at(arg)
@@ -60,6 +59,7 @@ local function create(k0, nk, a0)
     if op == 'Z' then
       r = redis.pcall('ZADD', k, 'NX', arg, key)
       if r == 0 then
+        rescored = rescored or {}
         rescored[#rescored + 1] = {k, redis.call('ZSCORE', k, key)}
         r = redis.pcall('ZADD', k, arg, key)
       end
@@ -67,26 +67,33 @@ local function create(k0, nk, a0)
     else r = redis.pcall('SADD', k, key) end
     if type(r) == 'table' and r.err then
       redis.call('DEL', key)
-      for j = #added, 1, -1 do
-        local u = added[j]
+      local undo = {}
+      for u = 2, done do undo[#undo + 1] = u end
+      for _, u in ipairs(added or {}) do undo[#undo + 1] = u end
+      for j = #undo, 1, -1 do
+        local u = undo[j]
         local uop = ARGV[base + 2 * u]
-        if uop == 'Z' or uop == 'X' then redis.call('ZREM', KEYS[k0 + u], key)
-        elseif uop == 'H' then redis.call('HDEL', KEYS[k0 + u], key)
-        else redis.call('SREM', KEYS[k0 + u], key) end
+        if uop == 'Z' or uop == 'X' then redis.call('ZREM', KEYS[u], key)
+        elseif uop == 'H' then redis.call('HDEL', KEYS[u], key)
+        else redis.call('SREM', KEYS[u], key) end
       end
-      for j = #rescored, 1, -1 do
+      for j = #(rescored or {}), 1, -1 do
         redis.call('ZADD', rescored[j][1], rescored[j][2], key)
       end
       local kind = (op == 'Z' and 'zset') or (op == 'H' and 'hash') or 'set'
       return typed(k, kind) or r
     end
-    if r == 1 then added[#added + 1] = i end
+    if added then
+      if r == 1 then added[#added + 1] = i end
+    elseif r == 1 then
+      done = i
+    else
+      added = {}
+    end
   end
   if expire then redis.call('PEXPIREAT', key, expire) end
   return {'ok', written}
 end
-
-if ARGV[1] ~= '*' then return create(0, #KEYS, 0) end
 
 -- Several instances. Each index key's type is read once; an instance naming a key of the wrong
 -- type is refused before it writes anything. Nothing after an instance's HSET can then fail

@@ -1,6 +1,6 @@
 //! Cursor pages: a stable, opaque position (score, key) in a query ordered by a sorted field,
-//! found again on every page by `lua/window.lua`, so rows inserted or deleted between pages
-//! neither repeat nor hide the others.
+//! found again on every page (by score, and among members sharing it by `lua/window.lua`), so
+//! rows inserted or deleted between pages neither repeat nor hide the others.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -192,40 +192,10 @@ impl<'s, M: Model> Query<'s, M> {
             // One member more than the page: a full page then knows whether anything follows.
             let mut window = (size + 1).min(MAX_WINDOW);
             loop {
-                let mut args: Vec<Vec<u8>> = vec![
-                    min.arg(true).into_bytes(),
-                    max.arg(false).into_bytes(),
-                    if order == Order::Asc {
-                        b"a".to_vec()
-                    } else {
-                        b"d".to_vec()
-                    },
-                ];
-                match &pos {
-                    Some((s, m)) => {
-                        args.push(b"1".to_vec());
-                        args.push(crate::script::score_arg(*s).into_bytes());
-                        args.push(m.as_bytes().to_vec());
-                    }
-                    None => args.extend([b"0".to_vec(), Vec::new(), Vec::new()]),
-                }
-                args.push(window.to_string().into_bytes());
                 commands += 1;
-                let reply = backend
-                    .eval(
-                        "page",
-                        M::META.name,
-                        &WINDOW,
-                        std::slice::from_ref(&zset),
-                        &args,
-                    )
-                    .await?;
-                let flat: Vec<(Vec<u8>, f64)> =
-                    redis::from_redis_value(reply).map_err(|e| Error::Protocol {
-                        op: "page",
-                        model: M::META.name,
-                        detail: e.to_string(),
-                    })?;
+                let flat =
+                    read_window::<M>(&backend, &zset, (min, max), order, pos.as_ref(), window)
+                        .await?;
                 let Some((last, last_score)) = flat.last() else {
                     break;
                 };
@@ -282,6 +252,96 @@ impl<'s, M: Model> Query<'s, M> {
         }
         .instrument(span)
         .await
+    }
+}
+
+/// The next `n` members (with scores) of `zset` within `range` after position `pos`, in the
+/// page's order. Without a cursor, or after one whose score no other member shares (its own
+/// member aside, or none left), that is one native range read, taken in one `MULTI` with the
+/// check of the ties; otherwise `lua/window.lua` finds the position among the ties.
+async fn read_window<M: Model>(
+    backend: &crate::backend::Backend,
+    zset: &str,
+    (min, max): (Bound, Bound),
+    order: Order,
+    pos: Option<&(f64, String)>,
+    n: usize,
+) -> Result<Vec<(Vec<u8>, f64)>> {
+    let desc = order == Order::Desc;
+    let range = |lo: Bound, hi: Bound| {
+        let mut c = if desc {
+            redis::cmd("ZREVRANGEBYSCORE")
+                .arg(zset)
+                .arg(hi.arg(false))
+                .arg(lo.arg(true))
+                .clone()
+        } else {
+            redis::cmd("ZRANGEBYSCORE")
+                .arg(zset)
+                .arg(lo.arg(true))
+                .arg(hi.arg(false))
+                .clone()
+        };
+        c.arg("WITHSCORES").arg("LIMIT").arg(0).arg(n);
+        c
+    };
+    let Some((s, m)) = pos else {
+        return backend.query("page", M::META.name, &range(min, max)).await;
+    };
+    let s = *s;
+    // Strictly past the cursor's score in the page's direction, within the range.
+    let (lo, hi) = if desc {
+        (min, past(max, s, |b, x| x <= b))
+    } else {
+        (past(min, s, |b, x| x >= b), max)
+    };
+    let at = crate::script::score_arg(s);
+    let mut pipe = redis::pipe();
+    pipe.atomic()
+        .cmd("ZCOUNT")
+        .arg(zset)
+        .arg(&at)
+        .arg(&at)
+        .cmd("ZSCORE")
+        .arg(zset)
+        .arg(m)
+        .add_command(range(lo, hi));
+    let (ties, own, window): (usize, Option<f64>, Vec<(Vec<u8>, f64)>) =
+        backend.pipeline("page", M::META.name, &pipe).await?;
+    if ties == 0 || (ties == 1 && own == Some(s)) {
+        return Ok(window);
+    }
+    let args: Vec<Vec<u8>> = vec![
+        min.arg(true).into_bytes(),
+        max.arg(false).into_bytes(),
+        if desc { b"d".to_vec() } else { b"a".to_vec() },
+        b"1".to_vec(),
+        at.into_bytes(),
+        m.as_bytes().to_vec(),
+        n.to_string().into_bytes(),
+    ];
+    let reply = backend
+        .eval(
+            "page",
+            M::META.name,
+            &WINDOW,
+            std::slice::from_ref(&zset.to_owned()),
+            &args,
+        )
+        .await?;
+    redis::from_redis_value(reply).map_err(|e| Error::Protocol {
+        op: "page",
+        model: M::META.name,
+        detail: e.to_string(),
+    })
+}
+
+/// The tighter of range bound `b` and "strictly past score `s`" (`within(x, s)`: bound value
+/// `x` lets `s` through).
+fn past(b: Bound, s: f64, within: impl Fn(f64, f64) -> bool) -> Bound {
+    match b {
+        Bound::Incl(x) | Bound::Excl(x) if !within(x, s) => b,
+        _ => Bound::Excl(s),
     }
 }
 

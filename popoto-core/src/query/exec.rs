@@ -6,7 +6,7 @@ use redis::RedisResult;
 
 use crate::error::Result;
 use crate::model::{Key, Model};
-use crate::verify::{self, Guard, Skip};
+use crate::verify::{self, Guard, Skip, Skipped};
 
 use super::expr::{self, Program, Resolved};
 use super::resolve::{index_keys, Source};
@@ -35,24 +35,70 @@ impl<M: Model> Query<'_, M> {
                     keys.push(k);
                     names.push(name);
                 }
-                Err((name, why)) => skipped.push((name, why)),
+                Err(skip) => skipped.push(skip),
             }
         }
+        let flags = self.stored(&guard, &names, commands).await?;
         let mut found = Vec::with_capacity(keys.len());
-        if !names.is_empty() {
-            let backend = self.session.backend().await?;
-            *commands += names.len();
-            let flags = guard.verify::<M>(&backend, &names).await?;
-            for ((k, name), flag) in keys.into_iter().zip(names).zip(flags) {
-                match flag {
-                    None => found.push(k),
-                    Some(why) => skipped.push((name, why)),
-                }
+        for ((k, name), flag) in keys.into_iter().zip(names).zip(flags) {
+            match flag {
+                None => found.push(k),
+                Some(why) => skipped.push((name, why)),
             }
         }
-        verify::report(M::META.name, &index_keys(sources), &skipped);
-        self.sweep_stale(&skipped).await?;
+        self.skipped(sources, &skipped).await?;
         Ok((found, skipped.len()))
+    }
+
+    /// How many of `members` hold an instance of the scope: [`Query::verified`] without
+    /// building their keys.
+    pub(super) async fn verified_count(
+        &self,
+        sources: &[Source],
+        members: Vec<Vec<u8>>,
+        commands: &mut usize,
+    ) -> Result<usize> {
+        let scope = self.read_scope();
+        let guard = Guard::of::<M>(self.session.layout(), &scope);
+        let mut skipped = Vec::new();
+        let mut names = Vec::with_capacity(members.len());
+        for m in members {
+            match guard.name::<M>(m) {
+                Ok(name) => names.push(name),
+                Err(skip) => skipped.push(skip),
+            }
+        }
+        let flags = self.stored(&guard, &names, commands).await?;
+        let mut found = 0;
+        for (name, flag) in names.into_iter().zip(flags) {
+            match flag {
+                None => found += 1,
+                Some(why) => skipped.push((name, why)),
+            }
+        }
+        self.skipped(sources, &skipped).await?;
+        Ok(found)
+    }
+
+    /// The stored-tenant check of `names` (keys of the scope by their shape).
+    async fn stored(
+        &self,
+        guard: &Guard<'_>,
+        names: &[String],
+        commands: &mut usize,
+    ) -> Result<Vec<Option<Skip>>> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        *commands += names.len();
+        let backend = self.session.backend().await?;
+        guard.verify::<M>(&backend, names).await
+    }
+
+    /// Reports the members a read skipped and sweeps the stale ones of an expiring model.
+    async fn skipped(&self, sources: &[Source], skipped: &[Skipped]) -> Result<()> {
+        verify::report(M::META.name, &index_keys(sources), skipped);
+        self.sweep_stale(skipped).await
     }
 
     /// Candidate keys in the query's order; with `paged`, offset and limit applied.
@@ -210,7 +256,9 @@ impl<M: Model> Query<'_, M> {
                 }
                 keys = scored.into_iter().map(|(_, k)| k).collect();
             }
-            (None, None) => keys.sort_unstable(),
+            // A stable order for pages; a count needs none.
+            (None, None) if ordered => keys.sort_unstable(),
+            (None, None) => {}
         }
         Ok(page(keys, offset, limit))
     }
@@ -264,8 +312,7 @@ impl<M: Model> Query<'_, M> {
                 }
             }
         }
-        verify::report(M::META.name, &index_keys(sources), &skipped);
-        self.sweep_stale(&skipped).await?;
+        self.skipped(sources, &skipped).await?;
         Ok((rows, skipped.len()))
     }
 
@@ -286,24 +333,25 @@ impl<M: Model> Query<'_, M> {
 
 /// The members of `lists[driver]` (else of the shortest list) present in every other list, in
 /// that list's order.
-pub(super) fn intersect(lists: Vec<Vec<Vec<u8>>>, driver: Option<usize>) -> Vec<Vec<u8>> {
+pub(super) fn intersect(mut lists: Vec<Vec<Vec<u8>>>, driver: Option<usize>) -> Vec<Vec<u8>> {
     let driver_index = driver.unwrap_or_else(|| {
         (0..lists.len())
             .min_by_key(|&i| lists[i].len())
             .unwrap_or_default()
     });
+    if driver_index >= lists.len() {
+        return Vec::new();
+    }
+    // The driver's members are moved, not copied: a single list is returned as it is.
+    let mut keys = lists.swap_remove(driver_index);
+    if lists.is_empty() {
+        return keys;
+    }
     let others: Vec<HashSet<&[u8]>> = lists
         .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != driver_index)
-        .map(|(_, l)| l.iter().map(Vec::as_slice).collect())
+        .map(|l| l.iter().map(Vec::as_slice).collect())
         .collect();
-    let mut keys: Vec<Vec<u8>> = Vec::new();
-    for k in lists.get(driver_index).into_iter().flatten() {
-        if others.iter().all(|o| o.contains(k.as_slice())) {
-            keys.push(k.clone());
-        }
-    }
+    keys.retain(|k| others.iter().all(|o| o.contains(k.as_slice())));
     keys
 }
 

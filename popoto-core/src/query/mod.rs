@@ -376,9 +376,9 @@ impl<'s, M: Model> Query<'s, M> {
             let sources = self.resolve()?;
             let mut commands = 0;
             let keys = self.candidates(&sources, &mut commands).await?;
-            let (found, _) = self.verified(&sources, keys, &mut commands).await?;
+            let found = self.verified_count(&sources, keys, &mut commands).await?;
             tracing::Span::current().record("commands", commands);
-            Ok(found.len())
+            Ok(found)
         }
         .instrument(span)
         .await

@@ -4,7 +4,7 @@
 use crate::backend::Script;
 
 /// Every script popoto sends, by the name of its own file in `lua/`.
-pub(crate) fn all() -> [(&'static str, &'static Script); 17] {
+pub(crate) fn all() -> [(&'static str, &'static Script); 16] {
     [
         ("apply.lua", &super::apply::APPLY),
         ("catalog.lua", &crate::catalog::CAS),
@@ -21,7 +21,6 @@ pub(crate) fn all() -> [(&'static str, &'static Script); 17] {
         ("shared_read.lua", &crate::shared::READ),
         ("shared_write.lua", &crate::shared::WRITE),
         ("sweep.lua", &crate::expiry::SWEEP),
-        ("verify.lua", &crate::verify::VERIFY),
         ("window.lua", &crate::query::WINDOW),
     ]
 }

@@ -98,7 +98,7 @@ impl TestRedis {
 
     /// Loads every popoto script into the server's script cache (`SCRIPT LOAD`; the data is
     /// untouched), so that calls go as `EVALSHA` only, as on a server that already ran them.
-    /// Returns each script's SHA1 by file name (`apply.lua`, `verify.lua`...).
+    /// Returns each script's SHA1 by file name (`apply.lua`, `select.lua`...).
     pub fn load_scripts(&self) -> BTreeMap<&'static str, String> {
         let mut conn = self.raw();
         let mut out = BTreeMap::new();
