@@ -306,8 +306,9 @@ async fn read_window<M: Model>(
         .arg(zset)
         .arg(m)
         .add_command(range(lo, hi));
-    let (ties, own, window): (usize, Option<f64>, Vec<(Vec<u8>, f64)>) =
-        backend.pipeline("page", M::META.name, &pipe).await?;
+    // Rows at the cursor's score, the cursor member's own score, the window (member, score).
+    type Reply = (usize, Option<f64>, Vec<(Vec<u8>, f64)>);
+    let (ties, own, window): Reply = backend.pipeline("page", M::META.name, &pipe).await?;
     if ties == 0 || (ties == 1 && own == Some(s)) {
         return Ok(window);
     }
