@@ -361,6 +361,14 @@ async fn every_script_declares_every_key_it_touches() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(page.rows.len(), 4);
+    // The next page starts among rows of one score (two at 2.0): window.lua finds its place.
+    let rest = acme
+        .query::<Episode>()
+        .order_by_desc(Episode::score())
+        .page(page.next.as_ref(), 4)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rest.rows.len(), 2);
     let items: Vec<Item> = (0..3)
         .map(|i| Item {
             sku: format!("s{i}"),
