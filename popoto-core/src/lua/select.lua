@@ -1,6 +1,6 @@
 -- popoto-rs: candidate keys of a query whose filters combine index reads with AND / OR / NOT,
 -- computed on the server (one call, read-only). The reply is the intersection of the top-level
--- nodes; the caller still verifies every member against its scope (lua/verify.lua).
+-- nodes; the caller still verifies every member against its scope (verify.rs).
 -- KEYS: the index keys read (sets and sorted sets).
 -- ARGV[1]: the top-level node to iterate, in its order (1-based), or 0 for the smallest.
 -- ARGV[2]: number of top-level nodes.

@@ -179,7 +179,27 @@ impl<M: Model> Query<'_, M> {
         }
         let driver = sources.iter().position(|s| self.orders(s));
         let resolved = expr::run_lookups::<M>(&backend, sources, commands).await?;
-        let (mut keys, driver) = if resolved.iter().any(Resolved::is_expr) {
+        let (mut keys, driver) = if let Some(reads) = or_of_reads(&resolved) {
+            // An OR of plain index reads: the reads in one pipeline and their union here, as
+            // hand-written code does it (the script costs the server more per member).
+            let mut pipe = redis::pipe();
+            for s in &reads {
+                read_cmd(&mut pipe, s);
+            }
+            *commands += reads.len();
+            let lists: Vec<Vec<Vec<u8>>> = if reads.is_empty() {
+                Vec::new()
+            } else {
+                backend.pipeline("query", name, &pipe).await?
+            };
+            let mut seen = HashSet::new();
+            let keys = lists
+                .into_iter()
+                .flatten()
+                .filter(|k| seen.insert(k.clone()))
+                .collect();
+            (keys, None)
+        } else if resolved.iter().any(Resolved::is_expr) {
             // OR / NOT: the whole intersection on the server, walking its smallest operand;
             // the order (a sorted field's, or a range's) is then read with ZMSCORE.
             *commands += 1;
@@ -190,14 +210,10 @@ impl<M: Model> Query<'_, M> {
             let mut fetched = 0;
             for s in &resolved {
                 match s {
-                    Resolved::Index(Source::Set(k)) => pipe.cmd("SMEMBERS").arg(k),
                     Resolved::Index(Source::Union(ks)) if ks.is_empty() => return Ok(Vec::new()),
-                    Resolved::Index(Source::Union(ks)) => pipe.cmd("SUNION").arg(ks),
-                    Resolved::Index(Source::Range { zset, min, max, .. }) => pipe
-                        .cmd("ZRANGEBYSCORE")
-                        .arg(zset)
-                        .arg(min.arg(true))
-                        .arg(max.arg(false)),
+                    Resolved::Index(
+                        s @ (Source::Set(_) | Source::Union(_) | Source::Range { .. }),
+                    ) => read_cmd(&mut pipe, s),
                     _ => continue,
                 };
                 fetched += 1;
@@ -333,6 +349,43 @@ impl<M: Model> Query<'_, M> {
 
 /// The members of `lists[driver]` (else of the shortest list) present in every other list, in
 /// that list's order.
+/// The read of index source `s` (an empty union, and the sources lookups resolve before any
+/// read, read nothing).
+fn read_cmd(pipe: &mut redis::Pipeline, s: &Source) {
+    match s {
+        Source::Set(k) => pipe.cmd("SMEMBERS").arg(k),
+        Source::Union(ks) if ks.is_empty() => return,
+        Source::Scan { .. } | Source::Expr { .. } => return,
+        Source::Union(ks) => pipe.cmd("SUNION").arg(ks),
+        Source::Range { zset, min, max, .. } => pipe
+            .cmd("ZRANGEBYSCORE")
+            .arg(zset)
+            .arg(min.arg(true))
+            .arg(max.arg(false)),
+    };
+}
+
+/// The index reads of a query that is one OR of plain index reads (no AND, NOT or lookup
+/// list below it, nothing to intersect it with), empty unions left out; else `None`.
+fn or_of_reads(resolved: &[Resolved]) -> Option<Vec<&Source>> {
+    let [Resolved::Expr { node, .. }] = resolved else {
+        return None;
+    };
+    let expr::RNode::Or(children) = node.as_ref() else {
+        return None;
+    };
+    children
+        .iter()
+        .filter(|c| !matches!(c, expr::RNode::Leaf(Resolved::Index(Source::Union(ks))) if ks.is_empty()))
+        .map(|c| match c {
+            expr::RNode::Leaf(Resolved::Index(
+                s @ (Source::Set(_) | Source::Union(_) | Source::Range { .. }),
+            )) => Some(s),
+            _ => None,
+        })
+        .collect()
+}
+
 pub(super) fn intersect(mut lists: Vec<Vec<Vec<u8>>>, driver: Option<usize>) -> Vec<Vec<u8>> {
     let driver_index = driver.unwrap_or_else(|| {
         (0..lists.len())
