@@ -172,25 +172,8 @@ impl Layout {
     /// Splits an instance key into its unescaped segments, checking model name, arity and (in
     /// the cluster layout) that its hash tag is its tenant's.
     pub fn parse_instance_key(self, meta: &'static ModelMeta, key: &str) -> Result<Vec<String>> {
-        let malformed = |reason: &str| Error::MalformedKey {
-            model: meta.name,
-            key: key.to_owned(),
-            reason: reason.to_owned(),
-        };
-        let Some((tag, rest)) = self.untagged(meta, key) else {
-            return Err(malformed(
-                "the key does not start with a hash tag of the model",
-            ));
-        };
-        let segments = super::parse_instance_key(meta, rest).map_err(|e| match e {
-            Error::MalformedKey { reason, .. } => malformed(&reason),
-            other => other,
-        })?;
-        if self == Layout::Cluster
-            && tag != super::tag(meta.name, meta.tenant.and(Self::tenant_of(meta, &segments)))
-        {
-            return Err(malformed("the hash tag is not the tenant's of the key"));
-        }
+        let mut segments = Vec::with_capacity(meta.key_fields.len());
+        self.visit_instance_key(meta, key, |_, s| segments.push(s.into_owned()))?;
         Ok(segments)
     }
 
@@ -204,6 +187,18 @@ impl Layout {
         key: &str,
         tenant: Option<&str>,
     ) -> Result<bool> {
+        let own = self.visit_instance_key(meta, key, |_, _| {})?;
+        Ok(tenant.is_none_or(|t| own.as_deref() == Some(t)))
+    }
+
+    /// The checks of [`Layout::parse_instance_key`], handing each unescaped segment to
+    /// `visit`; returns the tenant segment (a tenant model's).
+    fn visit_instance_key<'k>(
+        self,
+        meta: &'static ModelMeta,
+        key: &'k str,
+        mut visit: impl FnMut(usize, Cow<'k, str>),
+    ) -> Result<Option<Cow<'k, str>>> {
         let malformed = |reason: &str| Error::MalformedKey {
             model: meta.name,
             key: key.to_owned(),
@@ -220,8 +215,9 @@ impl Layout {
         let mut own = None;
         super::visit_instance_key(meta, rest, |i, seg| {
             if Some(i) == pos {
-                own = Some(seg);
+                own = Some(seg.clone());
             }
+            visit(i, seg);
         })
         .map_err(|e| match e {
             Error::MalformedKey { reason, .. } => malformed(&reason),
@@ -230,7 +226,7 @@ impl Layout {
         if self == Layout::Cluster && tag != super::tag(meta.name, own.as_deref()) {
             return Err(malformed("the hash tag is not the tenant's of the key"));
         }
-        Ok(tenant.is_none_or(|t| own.as_deref() == Some(t)))
+        Ok(own)
     }
 
     /// MATCH pattern for the `$Class` set of a keyspace (`None` on a tenant model in the
