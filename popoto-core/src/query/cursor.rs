@@ -269,19 +269,7 @@ async fn read_window<M: Model>(
 ) -> Result<Vec<(Vec<u8>, f64)>> {
     let desc = order == Order::Desc;
     let range = |lo: Bound, hi: Bound| {
-        let mut c = if desc {
-            redis::cmd("ZREVRANGEBYSCORE")
-                .arg(zset)
-                .arg(hi.arg(false))
-                .arg(lo.arg(true))
-                .clone()
-        } else {
-            redis::cmd("ZRANGEBYSCORE")
-                .arg(zset)
-                .arg(lo.arg(true))
-                .arg(hi.arg(false))
-                .clone()
-        };
+        let mut c = super::exec::range_cmd(zset, lo, hi, desc);
         c.arg("WITHSCORES").arg("LIMIT").arg(0).arg(n);
         c
     };

@@ -9,6 +9,7 @@ use crate::model::{Key, Model};
 use crate::verify::{self, Guard, Skip, Skipped};
 
 use super::expr::{self, Program, Resolved};
+use super::filter::Bound;
 use super::resolve::{index_keys, Source};
 use super::{Order, Query};
 
@@ -155,19 +156,7 @@ impl<M: Model> Query<'_, M> {
         {
             if self.order.is_none_or(|(f, _)| f == *field) {
                 let desc = matches!(self.order, Some((_, Order::Desc)));
-                let mut cmd = if desc {
-                    redis::cmd("ZREVRANGEBYSCORE")
-                        .arg(zset)
-                        .arg(max.arg(false))
-                        .arg(min.arg(true))
-                        .clone()
-                } else {
-                    redis::cmd("ZRANGEBYSCORE")
-                        .arg(zset)
-                        .arg(min.arg(true))
-                        .arg(max.arg(false))
-                        .clone()
-                };
+                let mut cmd = range_cmd(zset, *min, *max, desc);
                 if offset > 0 || limit.is_some() {
                     cmd.arg("LIMIT")
                         .arg(offset)
@@ -349,6 +338,18 @@ impl<M: Model> Query<'_, M> {
 
 /// The members of `lists[driver]` (else of the shortest list) present in every other list, in
 /// that list's order.
+/// `ZRANGEBYSCORE zset min max` (`ZREVRANGEBYSCORE zset max min` with `desc`).
+pub(super) fn range_cmd(zset: &str, min: Bound, max: Bound, desc: bool) -> redis::Cmd {
+    let (name, first, second) = if desc {
+        ("ZREVRANGEBYSCORE", max.arg(false), min.arg(true))
+    } else {
+        ("ZRANGEBYSCORE", min.arg(true), max.arg(false))
+    };
+    let mut cmd = redis::cmd(name);
+    cmd.arg(zset).arg(first).arg(second);
+    cmd
+}
+
 /// The read of index source `s` (an empty union, and the sources lookups resolve before any
 /// read, read nothing).
 fn read_cmd(pipe: &mut redis::Pipeline, s: &Source) {
