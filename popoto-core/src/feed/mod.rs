@@ -19,7 +19,7 @@ mod position;
 mod reader;
 mod track;
 mod upkeep;
-mod wire;
+pub(crate) mod wire;
 #[cfg(any(test, feature = "testing"))]
 pub(crate) use {group::GROUP, upkeep::TRIM};
 

@@ -131,21 +131,8 @@ pub(super) fn protocol(model: &'static str, reply: &dyn std::fmt::Debug) -> Erro
     }
 }
 
-pub(super) fn int(v: Option<&Value>) -> Option<u64> {
-    match v? {
-        Value::Int(n) => u64::try_from(*n).ok(),
-        Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
-        _ => None,
-    }
-}
-
-pub(super) fn text(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
-        _ => None,
-    }
-}
+/// Reply fields as numbers and text, read as the feed reads them.
+pub(super) use crate::feed::wire::{num as int, text};
 
 /// The outcome of a write call: done (possibly stale: no entry), or refused by the version
 /// check of a custom merge (another write landed first).
