@@ -19,5 +19,7 @@ mod queries;
 mod shared;
 #[path = "cluster_cases/shared_feed.rs"]
 mod shared_feed;
+#[path = "cluster_cases/shared_relayout.rs"]
+mod shared_relayout;
 #[path = "cluster_cases/tenancy.rs"]
 mod tenancy;

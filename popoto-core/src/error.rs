@@ -365,6 +365,18 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// A layout migration of shared instances found the target already holding the instance
+    /// (or a tenant's grant of it) with other content. Nothing of it was written: the target is
+    /// never overwritten.
+    #[error("shared {model} {id:?}: the target layout already holds it with another {what}; nothing was overwritten")]
+    SharedLayoutConflict {
+        /// Model concerned.
+        model: &'static str,
+        /// The shared instance's id.
+        id: String,
+        /// What differs (`value`, `meta`, `feed entries`, `grant of tenant acme`, ...).
+        what: String,
+    },
     /// A change-feed entry read from Redis is not what popoto writes (or not this reader's).
     #[error("corrupt change event {entry} in {stream}: {reason}")]
     CorruptFeed {

@@ -109,11 +109,15 @@ pub fn json(s: &str) -> serde_json::Value {
 
 /// The application's own binary: the library entry point with its models.
 pub async fn app(args: &[&str]) -> (u8, Vec<u8>, String) {
-    let models = ModelSet::new().with::<Note>();
+    app_with(&ModelSet::new().with::<Note>(), args).await
+}
+
+/// An application's binary whose models are `models`.
+pub async fn app_with(models: &ModelSet, args: &[&str]) -> (u8, Vec<u8>, String) {
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let mut argv = vec!["popoto"];
     argv.extend_from_slice(args);
-    let code = popoto_cli::run(argv, &models, &mut out, &mut err).await;
+    let code = popoto_cli::run(argv, models, &mut out, &mut err).await;
     (code, out, text(&err))
 }
 

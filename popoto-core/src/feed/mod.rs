@@ -33,6 +33,7 @@ pub use position::{FeedBatch, FeedPosition, StreamPos};
 pub use reader::FeedReader;
 pub use upkeep::{DeadLetter, GroupStats, TrimReport};
 
+pub(crate) use event::parse as parse_event;
 pub(crate) use upkeep::group_names;
 
 use crate::admin::Admin;

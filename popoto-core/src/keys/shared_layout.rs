@@ -21,6 +21,9 @@ use super::{
 /// The popoto-layout prefix of every key of the shared keyspace.
 const SHARED_PREFIX: &str = "$Shared:";
 
+/// The prefix of a layout migration's staging keys (below the instance's tag on a cluster).
+const STAGE_PREFIX: &str = "$Relayout:";
+
 impl Layout {
     /// `key`, a key of shared instance `id` of `model`, under the instance's tag (cluster).
     fn shared_tagged(self, model: &str, id: &str, key: String) -> String {
@@ -70,6 +73,18 @@ impl Layout {
             Layout::Popoto => key,
             Layout::Cluster => format!("{{{}}}{key}", tag("", Some(tenant))),
         }
+    }
+
+    /// The staging key of `key`, a key of shared instance `id` of `model` in this layout,
+    /// where a layout migration gathers it page by page before it lands: `$Relayout:` and the
+    /// key as popoto's layout writes it, under the instance's tag on a cluster (the same slot;
+    /// outside every pattern of the shared keyspace and of the change feeds).
+    pub fn shared_stage_key(self, model: &str, id: &str, key: &str) -> String {
+        let base = match self {
+            Layout::Popoto => key,
+            Layout::Cluster => Self::split_tag(key).map_or(key, |(_, rest)| rest),
+        };
+        self.shared_tagged(model, id, format!("{STAGE_PREFIX}{base}"))
     }
 
     /// Whether an instance's subscribers hash and a tenant's grants hash may be in different
@@ -220,6 +235,15 @@ mod tests {
             "{$Doc$e1}$Feed:shared:Doc:e1"
         );
         assert_eq!(c.shared_meta_pattern("Doc"), "{$Doc$*}$Shared:meta:Doc:*");
+        let stream = c.feed_stream_key(FeedOf::Shared("Doc", "e1"));
+        assert_eq!(
+            c.shared_stage_key("Doc", "e1", &stream),
+            "{$Doc$e1}$Relayout:$Feed:shared:Doc:e1"
+        );
+        assert_eq!(
+            p.shared_stage_key("Doc", "e1", "$Feed:shared:Doc:e1"),
+            "$Relayout:$Feed:shared:Doc:e1"
+        );
         assert_eq!(
             c.shared_patterns(),
             ["{$*}$Shared:*", "{*}$Shared:grants:*"]

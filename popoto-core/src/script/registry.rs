@@ -4,7 +4,7 @@
 use crate::backend::Script;
 
 /// Every script popoto sends, by the name of its own file in `lua/`.
-pub(crate) fn all() -> [(&'static str, &'static Script); 16] {
+pub(crate) fn all() -> [(&'static str, &'static Script); 17] {
     [
         ("apply.lua", &super::apply::APPLY),
         ("catalog.lua", &crate::catalog::CAS),
@@ -19,6 +19,7 @@ pub(crate) fn all() -> [(&'static str, &'static Script); 16] {
         ("select.lua", &crate::query::SELECT),
         ("shared_grants.lua", &crate::shared::GRANTS),
         ("shared_read.lua", &crate::shared::READ),
+        ("shared_relayout.lua", &crate::shared::RELAYOUT),
         ("shared_write.lua", &crate::shared::WRITE),
         ("sweep.lua", &crate::expiry::SWEEP),
         ("window.lua", &crate::query::WINDOW),

@@ -18,10 +18,13 @@ mod grants;
 mod host;
 pub(crate) mod merge;
 mod patch;
+mod relayout;
 mod repair;
 mod wire;
 #[cfg(any(test, feature = "testing"))]
 pub(crate) use grants::{FEED_GRANTS, GRANTS};
+#[cfg(any(test, feature = "testing"))]
+pub(crate) use relayout::RELAYOUT;
 #[cfg(any(test, feature = "testing"))]
 pub(crate) use wire::{READ, WRITE};
 
@@ -34,6 +37,7 @@ pub use clock::{wins, LwwMap, Replica, Tag, MAX_REPLICA_LEN};
 pub use host::SharedHost;
 pub use merge::Merge;
 pub use patch::{MergeStrategy, Overwrite, Patch};
+pub use relayout::{SharedLayoutProgress, SharedLayoutReport, SharedLayoutRun, SharedLayoutStep};
 
 pub(crate) use grants::{check_grants, purge_tenant, read_grants, Grant};
 
