@@ -115,7 +115,8 @@ pub(crate) async fn relayout(
         .await;
     bar.finish_and_clear();
     let shared = shared?;
-    io.note(&format!(
+    if ctx.models.has_shared() {
+        io.note(&format!(
         "{verb} shared instances: {} instances ({} already there), {} change events, {} dead \
          letters, {} grants ({} unconfirmed grants left out)",
         shared.instances,
@@ -124,7 +125,8 @@ pub(crate) async fn relayout(
         shared.dead_letters,
         shared.grants,
         shared.grants_unconfirmed,
-    ));
+        ));
+    }
     if io.json {
         io.json(&Reports {
             tenants: reports,

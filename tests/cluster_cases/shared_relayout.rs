@@ -321,10 +321,11 @@ async fn shared_instances_move_to_the_cluster_and_back_without_a_change() {
     // A run cut after its first instance (dropped at its next wait for Redis).
     let (cut, mut cut_rx) = tokio::sync::oneshot::channel::<()>();
     let mut cut = Some(cut);
-    let cut_run = source.admin().migrate_shared_layout(
+    let (from, to, real) = (source.admin(), clustered.admin(), run(DryRun::No));
+    let cut_run = from.migrate_shared_layout(
         &models,
-        &clustered.admin(),
-        &run(DryRun::No),
+        &to,
+        &real,
         |p| {
             if matches!(p.step, SharedLayoutStep::Instance { .. }) {
                 if let Some(c) = cut.take() {

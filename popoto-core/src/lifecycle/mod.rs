@@ -148,6 +148,11 @@ impl ModelSet {
             .collect()
     }
 
+    /// Whether the set has a shared model (`#[popoto(shared)]`).
+    pub fn has_shared(&self) -> bool {
+        self.entries.iter().any(|e| e.shared_decode.is_some())
+    }
+
     /// Metadata of every model.
     pub fn metas(&self) -> impl Iterator<Item = &'static ModelMeta> + '_ {
         self.entries.iter().map(|e| e.meta)

@@ -89,7 +89,7 @@ async fn stage_parts(
         // Dead letters keep their last id (and exist even when empty).
         if let (Some(dst), Kind::Entries, false) = (dst, kind, key == stream) {
             let last = last.unwrap_or_else(|| "0-0".to_owned());
-            let a = ["xsetid", &last, "", ""].map(|s| s.as_bytes().to_vec());
+            let a = ["xsetid", last.as_str(), "", ""].map(|s| s.as_bytes().to_vec());
             staged(model, dst.eval(OP, model, &RELAYOUT, &[stage.clone()], &a).await?)?;
         }
     }
@@ -146,7 +146,7 @@ pub(super) async fn stage(
     if let Some(info) = &snap.stream {
         let a = [
             "xsetid",
-            &info.last_id,
+            info.last_id.as_str(),
             info.entries_added.as_deref().unwrap_or_default(),
             info.max_deleted.as_deref().unwrap_or_default(),
         ]
@@ -156,7 +156,7 @@ pub(super) async fn stage(
             let Some((last, read, consumers)) = &g.state else {
                 continue;
             };
-            let mut a = vec!["group", &g.name, last, read.as_deref().unwrap_or_default()]
+            let mut a = vec!["group", g.name.as_str(), last.as_str(), read.as_deref().unwrap_or_default()]
                 .into_iter()
                 .map(|s| s.as_bytes().to_vec())
                 .collect::<Vec<_>>();

@@ -7,9 +7,10 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 use redis::Value;
 
+use super::snapshot::bad;
 use super::OP;
 use crate::backend::Backend;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::feed::wire::{num, parse_entries, parse_id, text, Fields};
 
 /// Items read (and staged) per call.
@@ -94,16 +95,6 @@ impl Page {
     }
 }
 
-fn bad(reply: &dyn std::fmt::Debug) -> Error {
-    let mut detail = format!("{reply:?}");
-    detail.truncate(200);
-    Error::Protocol {
-        op: OP,
-        model: "-",
-        detail,
-    }
-}
-
 /// A part of one key read page by page.
 pub(super) struct Pager {
     key: String,
@@ -166,17 +157,17 @@ impl Pager {
             }
             Kind::Pending(group, first) => {
                 let Value::Array(items) = reply else {
-                    return Err(bad(&reply));
+                    return Err(bad(OP, &reply));
                 };
                 let mut out = Vec::with_capacity(items.len());
                 for item in &items {
                     let Value::Array(f) = item else {
-                        return Err(bad(item));
+                        return Err(bad(OP, item));
                     };
-                    let id = text(f.first()).ok_or_else(|| bad(item))?;
-                    let consumer = text(f.get(1)).ok_or_else(|| bad(item))?;
-                    let idle = num(f.get(2)).ok_or_else(|| bad(item))?;
-                    let n = num(f.get(3)).ok_or_else(|| bad(item))?;
+                    let id = text(f.first()).ok_or_else(|| bad(OP, item))?;
+                    let consumer = text(f.get(1)).ok_or_else(|| bad(OP, item))?;
+                    let idle = num(f.get(2)).ok_or_else(|| bad(OP, item))?;
+                    let n = num(f.get(3)).ok_or_else(|| bad(OP, item))?;
                     out.push((id, consumer, idle, n));
                 }
                 self.after = out.last().map(|p| p.0.clone());
@@ -188,7 +179,7 @@ impl Pager {
             }
             Kind::Members => {
                 let members: Vec<(Vec<u8>, Vec<u8>)> =
-                    redis::from_redis_value(reply).map_err(|e| bad(&e.to_string()))?;
+                    redis::from_redis_value(reply).map_err(|e| bad(OP, &e.to_string()))?;
                 self.offset += members.len();
                 Page::Members(members)
             }
