@@ -117,14 +117,14 @@ pub(crate) async fn relayout(
     let shared = shared?;
     if ctx.models.has_shared() {
         io.note(&format!(
-        "{verb} shared instances: {} instances ({} already there), {} change events, {} dead \
+            "{verb} shared instances: {} instances ({} already there), {} change events, {} dead \
          letters, {} grants ({} unconfirmed grants left out)",
-        shared.instances,
-        shared.unchanged,
-        shared.events,
-        shared.dead_letters,
-        shared.grants,
-        shared.grants_unconfirmed,
+            shared.instances,
+            shared.unchanged,
+            shared.events,
+            shared.dead_letters,
+            shared.grants,
+            shared.grants_unconfirmed,
         ));
     }
     if io.json {

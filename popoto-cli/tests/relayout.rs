@@ -14,8 +14,8 @@ use popoto::{BackendConfig, Db, Model, ModelSet};
 /// An application's shared model: a board every tenant may be granted.
 #[derive(Model, Debug, Clone, PartialEq, Default)]
 #[popoto(shared)]
-pub struct Board {
-    pub title: String,
+struct Board {
+    title: String,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,18 +48,18 @@ async fn relayout_moves_every_tenant_and_the_shared_instances_into_the_cluster_l
         .unwrap();
     let patch = Patch::all(&title("final")).unwrap();
     let session = source.tenant("acme").unwrap();
-    session.shared::<Board>().patch(&board, &patch).await.unwrap();
+    session
+        .shared::<Board>()
+        .patch(&board, &patch)
+        .await
+        .unwrap();
 
     let models = ModelSet::new().with::<Note>().with::<Board>();
-    let run = |args: Vec<&str>| {
-        let models = &models;
-        async move { app_with(models, &args).await }
-    };
     let cluster = TestCluster::start(3).unwrap_or_else(|e| panic!("{e}"));
     let seeds = cluster.urls().join(",");
     let base = ["--url", url, "relayout", "--to-cluster", seeds.as_str()];
 
-    let (code, _, err) = run([&base[..], &["--dry-run"]].concat()).await;
+    let (code, _, err) = app_with(&models, &[&base[..], &["--dry-run"]].concat()).await;
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("would move 2 tenants: 6 instances"), "{err}");
     assert!(
@@ -68,7 +68,7 @@ async fn relayout_moves_every_tenant_and_the_shared_instances_into_the_cluster_l
     );
     assert!(cluster.keys("*").unwrap().is_empty());
 
-    let (code, out, err) = run([&base[..], &["--json"]].concat()).await;
+    let (code, out, err) = app_with(&models, &[&base[..], &["--json"]].concat()).await;
     assert_eq!(code, 0, "{err}");
     let reports = json(&text(&out));
     let tenants: Vec<&str> = reports["tenants"]
@@ -105,7 +105,7 @@ async fn relayout_moves_every_tenant_and_the_shared_instances_into_the_cluster_l
     let listed = moved.shared::<Board>().list().await.unwrap();
     assert_eq!(listed.len(), 1);
 
-    let (code, _, err) = run([&base[..], &["--after", "acme"]].concat()).await;
+    let (code, _, err) = app_with(&models, &[&base[..], &["--after", "acme"]].concat()).await;
     assert_eq!(code, 0, "{err}");
     assert!(
         err.contains("moved 1 tenants") && err.contains("(last: globex)"),

@@ -12,8 +12,7 @@ use std::collections::BTreeMap;
 use popoto::feed::{FeedSource, GroupStart};
 use popoto::maintenance::DryRun;
 use popoto::shared::{
-    Access, Merge, Patch, Replica, SharedId, SharedLayoutReport, SharedLayoutRun,
-    SharedLayoutStep,
+    Access, Merge, Patch, Replica, SharedId, SharedLayoutReport, SharedLayoutRun, SharedLayoutStep,
 };
 use popoto::testing::TestRedis;
 use popoto::{Db, Error, Layout, Model, ModelSet};
@@ -70,9 +69,14 @@ async fn feed_dump(db: &Db, layout: Layout, model: &str, id: &str) -> String {
     let info: Vec<redis::Value> = raw(db, redis::cmd("XINFO").arg("STREAM").arg(&stream)).await;
     for pair in info.chunks(2) {
         let name = format!("{:?}", pair[0]);
-        if ["last-generated-id", "entries-added", "max-deleted-entry-id", "length"]
-            .iter()
-            .any(|k| name.contains(k))
+        if [
+            "last-generated-id",
+            "entries-added",
+            "max-deleted-entry-id",
+            "length",
+        ]
+        .iter()
+        .any(|k| name.contains(k))
         {
             out.push_str(&format!("\n{name} {:?}", pair[1]));
         }
@@ -98,7 +102,15 @@ async fn feed_dump(db: &Db, layout: Layout, model: &str, id: &str) -> String {
         let dead = layout.feed_dead_key(of, &name);
         out.push_str(&format!(
             "\ndone {}\ndead {}",
-            shown(db, redis::cmd("ZRANGE").arg(&done).arg(0).arg(-1).arg("WITHSCORES")).await,
+            shown(
+                db,
+                redis::cmd("ZRANGE")
+                    .arg(&done)
+                    .arg(0)
+                    .arg(-1)
+                    .arg("WITHSCORES")
+            )
+            .await,
             shown(db, redis::cmd("XRANGE").arg(&dead).arg("-").arg("+")).await,
         ));
     }
@@ -149,11 +161,8 @@ async fn shared_dump(db: &Db, ids: &[(&str, SharedId)]) -> BTreeMap<String, Stri
             };
             seen.push_str(&format!("\n{model} {id}: {read:?}"));
         }
-        let mut grants: Vec<(String, String)> = raw(
-            db,
-            redis::cmd("HGETALL").arg(layout.shared_grants_key(t)),
-        )
-        .await;
+        let mut grants: Vec<(String, String)> =
+            raw(db, redis::cmd("HGETALL").arg(layout.shared_grants_key(t))).await;
         grants.sort();
         out.insert(format!("tenant {t}"), format!("{seen}\n{grants:?}"));
     }
@@ -208,12 +217,21 @@ async fn seed(db: &Db, server: &TestRedis) -> Vec<(&'static str, SharedId)> {
             a: a.into(),
             b: "keep".into(),
         };
-        editor.patch(&c1, &Patch::all(&value).unwrap()).await.unwrap();
+        editor
+            .patch(&c1, &Patch::all(&value).unwrap())
+            .await
+            .unwrap();
     }
-    host.set_shared(&braces, &ledger("braces!", 5)).await.unwrap();
+    host.set_shared(&braces, &ledger("braces!", 5))
+        .await
+        .unwrap();
     // A consumer group: versions 1-3 and 5 done, 4 left pending; one dead letter.
     let group = session
-        .feed_group(&FeedSource::shared::<Ledger>(&l1), "indexer", GroupStart::Beginning)
+        .feed_group(
+            &FeedSource::shared::<Ledger>(&l1),
+            "indexer",
+            GroupStart::Beginning,
+        )
         .await
         .unwrap();
     let report = group
@@ -236,8 +254,16 @@ async fn seed(db: &Db, server: &TestRedis) -> Vec<(&'static str, SharedId)> {
         l.feed_done_key(of, "indexer"),
         l.feed_dead_key(of, "indexer"),
     );
-    let first: Vec<(String, BTreeMap<String, String>)> =
-        raw(db, redis::cmd("XRANGE").arg(&stream).arg("-").arg("+").arg("COUNT").arg(1)).await;
+    let first: Vec<(String, BTreeMap<String, String>)> = raw(
+        db,
+        redis::cmd("XRANGE")
+            .arg(&stream)
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(1),
+    )
+    .await;
     let src = popoto::testing::script_source("feed_group.lua").unwrap();
     let mut conn = server.raw();
     let _: redis::Value = redis::cmd("EVAL")
@@ -253,7 +279,12 @@ async fn seed(db: &Db, server: &TestRedis) -> Vec<(&'static str, SharedId)> {
         .arg(5)
         .query(&mut conn)
         .unwrap();
-    vec![("Ledger", l1), ("Ledger", braces), ("Ledger", quiet), ("Canvas", c1)]
+    vec![
+        ("Ledger", l1),
+        ("Ledger", braces),
+        ("Ledger", quiet),
+        ("Canvas", c1),
+    ]
 }
 
 /// Every key of the instances `ids` and of the test's tenants on the cluster, with its
@@ -261,7 +292,11 @@ async fn seed(db: &Db, server: &TestRedis) -> Vec<(&'static str, SharedId)> {
 async fn cluster_state(cluster: &TestCluster, db: &Db, ids: &[(&str, SharedId)]) -> String {
     let mut keys = Vec::new();
     for (model, id) in ids {
-        keys.extend(cluster.keys(&format!("{{{}}}*", shared_tag(model, id.as_str()))).unwrap());
+        keys.extend(
+            cluster
+                .keys(&format!("{{{}}}*", shared_tag(model, id.as_str())))
+                .unwrap(),
+        );
     }
     for t in [ACME, BRACES] {
         keys.extend(cluster.keys(&tenant_pattern(t)).unwrap());
@@ -315,25 +350,23 @@ async fn shared_instances_move_to_the_cluster_and_back_without_a_change() {
         assert_eq!(keys.unwrap(), Vec::<String>::new(), "{model} {id}");
     }
     for t in [ACME, BRACES] {
-        assert_eq!(cluster.keys(&tenant_pattern(t)).unwrap(), Vec::<String>::new());
+        assert_eq!(
+            cluster.keys(&tenant_pattern(t)).unwrap(),
+            Vec::<String>::new()
+        );
     }
 
     // A run cut after its first instance (dropped at its next wait for Redis).
     let (cut, mut cut_rx) = tokio::sync::oneshot::channel::<()>();
     let mut cut = Some(cut);
     let (from, to, real) = (source.admin(), clustered.admin(), run(DryRun::No));
-    let cut_run = from.migrate_shared_layout(
-        &models,
-        &to,
-        &real,
-        |p| {
-            if matches!(p.step, SharedLayoutStep::Instance { .. }) {
-                if let Some(c) = cut.take() {
-                    let _ = c.send(());
-                }
+    let cut_run = from.migrate_shared_layout(&models, &to, &real, |p| {
+        if matches!(p.step, SharedLayoutStep::Instance { .. }) {
+            if let Some(c) = cut.take() {
+                let _ = c.send(());
             }
-        },
-    );
+        }
+    });
     tokio::select! {
         r = cut_run => panic!("the run was not cut: {r:?}"),
         _ = &mut cut_rx => {}
@@ -371,7 +404,11 @@ async fn shared_instances_move_to_the_cluster_and_back_without_a_change() {
     let ours: Vec<_> = audit
         .findings
         .iter()
-        .filter(|f| ["Ledger", "Canvas", "shmove"].iter().any(|m| format!("{f:?}").contains(m)))
+        .filter(|f| {
+            ["Ledger", "Canvas", "shmove"]
+                .iter()
+                .any(|m| format!("{f:?}").contains(m))
+        })
         .collect();
     assert!(ours.is_empty(), "{ours:?}");
     // The tenants' feed reads on the cluster: the group's pending entry is still pending.
@@ -395,7 +432,10 @@ async fn shared_instances_move_to_the_cluster_and_back_without_a_change() {
         .migrate_shared_layout(&models, &back.admin(), &run(DryRun::No), |_| {})
         .await
         .unwrap();
-    assert_eq!((r.from, r.to, r.instances, r.grants), (Layout::Cluster, Layout::Popoto, 4, 4));
+    assert_eq!(
+        (r.from, r.to, r.instances, r.grants),
+        (Layout::Cluster, Layout::Popoto, 4, 4)
+    );
     assert_eq!(shared_dump(&back, &ids).await, before);
     assert_eq!(dump(&back_server), original);
     let host = back.admin().shared();

@@ -51,6 +51,19 @@ fn staged(model: &'static str, reply: Value) -> Result<Vec<Value>> {
     }
 }
 
+/// One staging call on `stage` (`lua/shared_relayout.lua`): its reply's items.
+async fn stage_call(
+    dst: &Backend,
+    model: &'static str,
+    stage: &str,
+    args: &[Vec<u8>],
+) -> Result<Vec<Value>> {
+    let reply = dst
+        .eval(OP, model, &RELAYOUT, &[stage.to_owned()], args)
+        .await?;
+    staged(model, reply)
+}
+
 /// The paged parts of the instance: each of `parts` (source key, kind, staging key in the
 /// target) read page by page from `src`, its feed entries verified as the instance's events,
 /// and staged into `dst` (`None`: a dry run, nothing written).
@@ -80,17 +93,14 @@ async fn stage_parts(
                 last = entries.last().map(|(e, _)| e.clone()).or(last);
             }
             if let (Some(dst), true) = (dst, page.len() > 0) {
-                let reply = dst
-                    .eval(OP, model, &RELAYOUT, &[stage.clone()], &page.stage_args())
-                    .await?;
-                staged(model, reply)?;
+                stage_call(dst, model, stage, &page.stage_args()).await?;
             }
         }
         // Dead letters keep their last id (and exist even when empty).
         if let (Some(dst), Kind::Entries, false) = (dst, kind, key == stream) {
             let last = last.unwrap_or_else(|| "0-0".to_owned());
             let a = ["xsetid", last.as_str(), "", ""].map(|s| s.as_bytes().to_vec());
-            staged(model, dst.eval(OP, model, &RELAYOUT, &[stage.clone()], &a).await?)?;
+            stage_call(dst, model, stage, &a).await?;
         }
     }
     Ok(moved)
@@ -151,26 +161,28 @@ pub(super) async fn stage(
             info.max_deleted.as_deref().unwrap_or_default(),
         ]
         .map(|s| s.as_bytes().to_vec());
-        staged(model, dst.eval(OP, model, &RELAYOUT, &[stage_stream.clone()], &a).await?)?;
+        stage_call(dst, model, &stage_stream, &a).await?;
         for g in &snap.groups {
             let Some((last, read, consumers)) = &g.state else {
                 continue;
             };
-            let mut a = vec!["group", g.name.as_str(), last.as_str(), read.as_deref().unwrap_or_default()]
-                .into_iter()
-                .map(|s| s.as_bytes().to_vec())
-                .collect::<Vec<_>>();
+            let mut a = vec![
+                "group",
+                g.name.as_str(),
+                last.as_str(),
+                read.as_deref().unwrap_or_default(),
+            ]
+            .into_iter()
+            .map(|s| s.as_bytes().to_vec())
+            .collect::<Vec<_>>();
             a.push(consumers.len().to_string().into_bytes());
             a.extend(consumers.iter().map(|c| c.as_bytes().to_vec()));
-            staged(model, dst.eval(OP, model, &RELAYOUT, &[stage_stream.clone()], &a).await?)?;
+            stage_call(dst, model, &stage_stream, &a).await?;
             let kind = Kind::Pending(g.name.clone(), first_entry(src, model, &s.stream).await?);
             let mut pager = Pager::new(&s.stream, kind);
             while let Some(page) = pager.next(src, model).await? {
                 if page.len() > 0 {
-                    let reply = dst
-                        .eval(OP, model, &RELAYOUT, &[stage_stream.clone()], &page.stage_args())
-                        .await?;
-                    staged(model, reply)?;
+                    stage_call(dst, model, &stage_stream, &page.stage_args()).await?;
                 }
             }
         }
@@ -272,7 +284,11 @@ pub(super) async fn differs(
 
 /// The id of the first entry of `stream`, if it has one: a pending entry below it lost its
 /// data to trimming, and Redis cannot make such an entry pending again.
-async fn first_entry(backend: &Backend, model: &'static str, stream: &str) -> Result<Option<String>> {
+async fn first_entry(
+    backend: &Backend,
+    model: &'static str,
+    stream: &str,
+) -> Result<Option<String>> {
     let mut cmd = redis::cmd("XRANGE");
     cmd.arg(stream).arg("-").arg("+").arg("COUNT").arg(1);
     let reply: Value = backend.query(OP, model, &cmd).await?;

@@ -134,7 +134,11 @@ impl Pager {
         match &self.kind {
             Kind::Entries => {
                 cmd = redis::cmd("XRANGE");
-                cmd.arg(&self.key).arg(&from).arg("+").arg("COUNT").arg(PAGE);
+                cmd.arg(&self.key)
+                    .arg(&from)
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(PAGE);
             }
             Kind::Pending(group, _) => {
                 cmd = redis::cmd("XPENDING");

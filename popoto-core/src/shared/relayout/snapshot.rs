@@ -290,7 +290,10 @@ impl Snapshot {
             let ok = std::str::from_utf8(t).is_ok_and(|t| TenantId::new(t).is_ok())
                 && std::str::from_utf8(a).is_ok_and(|a| Access::parse(a).is_some());
             if !ok {
-                return Err(corrupt(3, "a subscriber entry is not a tenant id and an access"));
+                return Err(corrupt(
+                    3,
+                    "a subscriber entry is not a tenant id and an access",
+                ));
             }
         }
         decode(&keys.hashes[0], self.hashes[0].clone())?;
