@@ -254,7 +254,7 @@ async fn seed(db: &Db, server: &TestRedis) -> Vec<(&'static str, SharedId)> {
         l.feed_done_key(of, "indexer"),
         l.feed_dead_key(of, "indexer"),
     );
-    let first: Vec<(String, BTreeMap<String, String>)> = raw(
+    let first: Vec<(String, Vec<Vec<u8>>)> = raw(
         db,
         redis::cmd("XRANGE")
             .arg(&stream)
