@@ -40,6 +40,16 @@ struct Reports {
     shared: popoto::shared::SharedLayoutReport,
 }
 
+/// A progress bar on stderr drawn with `template`.
+fn progress_bar(template: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
 pub(crate) async fn relayout(
     ctx: &Ctx<'_>,
     args: RelayoutArgs,
@@ -63,11 +73,7 @@ pub(crate) async fn relayout(
         dry_run,
         after: args.after.as_deref().map(tenant_id).transpose()?,
     };
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{pos}/{len} tenants {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let bar = progress_bar("{pos}/{len} tenants {msg}");
     let reports = source
         .admin()
         .migrate_layout_all(ctx.models, &target.admin(), &run, |p| {
@@ -93,11 +99,7 @@ pub(crate) async fn relayout(
         dry_run,
         after: args.shared_after.clone(),
     };
-    let bar = indicatif::ProgressBar::new_spinner();
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{pos} shared instances {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-    );
+    let bar = progress_bar("{pos} shared instances {msg}");
     let shared = source
         .admin()
         .migrate_shared_layout(ctx.models, &target.admin(), &shared_run, |p| {

@@ -13,10 +13,11 @@ use std::collections::BTreeMap;
 use popoto::feed::{FeedSource, GroupStart};
 use popoto::maintenance::DryRun;
 use popoto::shared::{
-    Access, Merge, Patch, Replica, SharedId, SharedLayoutReport, SharedLayoutRun, SharedLayoutStep,
+    Access, Merge, Patch, Replica, Shareable, SharedId, SharedLayoutReport, SharedLayoutRun,
+    SharedLayoutStep,
 };
 use popoto::testing::TestRedis;
-use popoto::{Db, Error, Layout, Model, ModelSet};
+use popoto::{Db, Error, Layout, Model, ModelSet, Session};
 use popoto_core::keys::{shared_tag, FeedOf};
 
 use crate::common::{raw, shared_db, tenant_pattern};
@@ -118,29 +119,38 @@ async fn feed_dump(db: &Db, layout: Layout, model: &str, id: &str) -> String {
     out
 }
 
+/// The host's read of instance `id` of `M` (value, version, strategy, tags) and its
+/// subscribers.
+async fn host_view<M: Shareable + std::fmt::Debug>(db: &Db, id: &SharedId) -> (String, String) {
+    let host = db.admin().shared();
+    let s = host.get::<M>(id).await.unwrap();
+    let v = format!("{:?} v{} {:?} {:?}", s.value, s.version, s.merge, s.tags);
+    (v, format!("{:?}", host.subscribers::<M>(id).await.unwrap()))
+}
+
+/// A tenant's read of instance `id` of `M` (or its refusal).
+async fn tenant_view<M: Shareable + std::fmt::Debug>(s: &Session, id: &SharedId) -> String {
+    let read = s.shared::<M>().get(id).await;
+    format!(
+        "{:?}",
+        read.map(|v| format!("{:?} v{}", v.value, v.version))
+    )
+}
+
 /// The decoded dump of the shared instances `ids` and the tenants' grants, through the
 /// host's and the tenants' API (their reads on the target must return the same), and each
 /// instance's change feed.
 async fn shared_dump(db: &Db, ids: &[(&str, SharedId)]) -> BTreeMap<String, String> {
     let layout = db.admin().backend().await.unwrap().layout();
-    let host = db.admin().shared();
     let mut out = BTreeMap::new();
     for (model, id) in ids {
         let (value, subscribers) = match *model {
-            "Ledger" => {
-                let s = host.get::<Ledger>(id).await.unwrap();
-                let v = format!("{:?} v{} {:?} {:?}", s.value, s.version, s.merge, s.tags);
-                (v, host.subscribers::<Ledger>(id).await.unwrap())
-            }
-            _ => {
-                let s = host.get::<Canvas>(id).await.unwrap();
-                let v = format!("{:?} v{} {:?} {:?}", s.value, s.version, s.merge, s.tags);
-                (v, host.subscribers::<Canvas>(id).await.unwrap())
-            }
+            "Ledger" => host_view::<Ledger>(db, id).await,
+            _ => host_view::<Canvas>(db, id).await,
         };
         let key = format!("{model} {id}");
         out.insert(format!("{key} value"), value);
-        out.insert(format!("{key} subscribers"), format!("{subscribers:?}"));
+        out.insert(format!("{key} subscribers"), subscribers);
         let feed = feed_dump(db, layout, model, id.as_str()).await;
         out.insert(format!("{key} feed"), feed);
     }
@@ -149,16 +159,8 @@ async fn shared_dump(db: &Db, ids: &[(&str, SharedId)]) -> BTreeMap<String, Stri
         let mut seen = format!("{:?}", s.shared::<Ledger>().list().await.unwrap());
         for (model, id) in ids {
             let read = match *model {
-                "Ledger" => s
-                    .shared::<Ledger>()
-                    .get(id)
-                    .await
-                    .map(|v| format!("{:?} v{}", v.value, v.version)),
-                _ => s
-                    .shared::<Canvas>()
-                    .get(id)
-                    .await
-                    .map(|v| format!("{:?} v{}", v.value, v.version)),
+                "Ledger" => tenant_view::<Ledger>(&s, id).await,
+                _ => tenant_view::<Canvas>(&s, id).await,
             };
             seen.push_str(&format!("\n{model} {id}: {read:?}"));
         }
@@ -193,15 +195,13 @@ async fn seed(db: &Db, server: &TestRedis) -> Vec<(&'static str, SharedId)> {
         .await
         .unwrap();
     let (acme, b) = (tid(ACME), tid(BRACES));
-    host.subscribe::<Ledger>(&acme, &l1, Access::Write)
-        .await
-        .unwrap();
-    host.subscribe::<Ledger>(&b, &l1, Access::Read)
-        .await
-        .unwrap();
-    host.subscribe::<Ledger>(&b, &braces, Access::Read)
-        .await
-        .unwrap();
+    for (t, id, access) in [
+        (&acme, &l1, Access::Write),
+        (&b, &l1, Access::Read),
+        (&b, &braces, Access::Read),
+    ] {
+        host.subscribe::<Ledger>(t, id, access).await.unwrap();
+    }
     host.subscribe::<Canvas>(&acme, &c1, Access::Write)
         .await
         .unwrap();
@@ -449,6 +449,19 @@ async fn shared_instances_move_to_the_cluster_and_back_without_a_change() {
     assert_eq!(audit.instances, 4, "{audit}");
 }
 
+/// The error of a migration of `models` from `source` to `target` that must fail.
+async fn refusal(source: &Db, target: &Db, models: &ModelSet, run: &SharedLayoutRun) -> Error {
+    let (from, to) = (source.admin(), target.admin());
+    let result = from.migrate_shared_layout(models, &to, run, |_| {}).await;
+    result.unwrap_err()
+}
+
+/// Whether `err` refuses poster `p1` for `want`.
+fn conflict_of_p1(err: &Error, want: &str) -> bool {
+    matches!(err, Error::SharedLayoutConflict { model: "Poster", id, what }
+        if id == "p1" && what == want)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_holding_other_content_is_refused_and_nothing_is_overwritten() {
     let origin = TestRedis::start().unwrap();
@@ -479,16 +492,8 @@ async fn a_target_holding_other_content_is_refused_and_nothing_is_overwritten() 
             dry_run,
             after: None,
         };
-        let err = source
-            .admin()
-            .migrate_shared_layout(&models, &clustered.admin(), &run, |_| {})
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(&err, Error::SharedLayoutConflict { model: "Poster", id, what }
-                if id == "p1" && what == "value"),
-            "{err}"
-        );
+        let err = refusal(&source, &clustered, &models, &run).await;
+        assert!(conflict_of_p1(&err, "value"), "{err}");
         assert_eq!(state(cluster), held);
         let now = crate::shared::instance_state(cluster, &clustered, "Poster", "p1").await;
         assert_eq!(now, value_before);
@@ -519,16 +524,7 @@ async fn a_target_holding_other_content_is_refused_and_nothing_is_overwritten() 
         .ignore()
         .query(&mut conn)
         .unwrap();
-    let err = source
-        .admin()
-        .migrate_shared_layout(
-            &models,
-            &clustered.admin(),
-            &SharedLayoutRun::default(),
-            |_| {},
-        )
-        .await
-        .unwrap_err();
+    let err = refusal(&source, &clustered, &models, &SharedLayoutRun::default()).await;
     assert!(
         matches!(&err, Error::CorruptShared { key, .. } if *key == planted),
         "{err}"
@@ -562,16 +558,8 @@ async fn a_target_holding_other_content_is_refused_and_nothing_is_overwritten() 
         redis::cmd("HSET").arg(&gkey).arg(&field).arg("w:0-1"),
     )
     .await;
-    let err = source
-        .admin()
-        .migrate_shared_layout(&models, &clustered.admin(), &run, |_| {})
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&err, Error::SharedLayoutConflict { model: "Poster", id, what }
-            if id == "p1" && what == "grant of tenant shconf-acme"),
-        "{err}"
-    );
+    let err = refusal(&source, &clustered, &models, &run).await;
+    assert!(conflict_of_p1(&err, "grant of tenant shconf-acme"), "{err}");
     let kept: String = raw(&clustered, redis::cmd("HGET").arg(&gkey).arg(&field)).await;
     assert_eq!(kept, "w:0-1");
 }
