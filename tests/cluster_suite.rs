@@ -21,5 +21,7 @@ mod shared;
 mod shared_feed;
 #[path = "cluster_cases/shared_relayout.rs"]
 mod shared_relayout;
+#[path = "cluster_cases/shared_relayout_pages.rs"]
+mod shared_relayout_pages;
 #[path = "cluster_cases/tenancy.rs"]
 mod tenancy;
