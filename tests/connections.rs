@@ -56,6 +56,32 @@ async fn concurrent_calls_share_two_sockets() {
     );
 }
 
+/// A caller that waits for each reply keeps to one socket (the lane with nothing outstanding),
+/// as with a connection of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sequential_caller_keeps_to_one_socket() {
+    let (server, _) = setup().await;
+    let dialed = stat(&server, "total_connections_received");
+    // Two lanes (the default), neither dialed yet.
+    let db = popoto::Db::with_config(BackendConfig::new(server.url())).unwrap();
+    let acme = db.tenant("acme").unwrap();
+    for i in 0..32 {
+        let ep = Episode {
+            title: format!("s{i}"),
+            ..Default::default()
+        };
+        acme.create(ep).await.unwrap();
+        acme.query::<Episode>().count().await.unwrap();
+    }
+    assert_eq!(acme.query::<Episode>().count().await.unwrap(), 32);
+    // One shared lane, and the raw connection of the `stat` call below.
+    let dialed = stat(&server, "total_connections_received") - dialed;
+    assert_eq!(
+        dialed, 2,
+        "{dialed} connections dialed by one sequential caller"
+    );
+}
+
 /// A blocking read waits on a dedicated connection while shared calls go on; writing to the
 /// stream ends it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -138,6 +138,8 @@ struct Lane {
     slot: Mutex<Option<(Conn, u64, u64)>>,
     /// Held while dialing, so that concurrent calls on an empty lane dial once.
     dialing: tokio::sync::Mutex<()>,
+    /// Calls checked out on the lane and not yet answered.
+    busy: AtomicUsize,
 }
 
 impl Lane {
@@ -156,19 +158,35 @@ impl Lane {
 }
 
 /// A lane's connection checked out for one call: report a connection-level failure with
-/// [`Lanes::failed`].
-pub(crate) struct Shared {
+/// [`Lanes::failed`]; dropping it ends the call's turn on the lane.
+pub(crate) struct Shared<'a> {
     /// A clone of the lane's connection (clones share its socket).
     pub(crate) conn: Conn,
     lane: usize,
     id: u64,
+    _turn: Turn<'a>,
+}
+
+/// A call's turn on a lane: counted from checkout until dropped.
+struct Turn<'a>(&'a AtomicUsize);
+
+impl<'a> Turn<'a> {
+    fn take(busy: &'a AtomicUsize) -> Turn<'a> {
+        busy.fetch_add(1, Ordering::Relaxed);
+        Turn(busy)
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The shared connections of a backend.
 pub(crate) struct Lanes {
     dialer: Dialer,
     lanes: Box<[Lane]>,
-    next: AtomicUsize,
     ids: AtomicU64,
 }
 
@@ -178,39 +196,40 @@ impl Lanes {
         Lanes {
             dialer,
             lanes: (0..count.max(1)).map(|_| Lane::default()).collect(),
-            next: AtomicUsize::new(0),
             ids: AtomicU64::new(0),
         }
     }
 
-    /// A connection of the next lane (round robin), dialed if the lane has none.
-    pub(crate) async fn get(&self) -> RedisResult<Shared> {
-        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.lanes.len();
-        let lane = &self.lanes[index];
+    /// A connection of the lane with the fewest calls outstanding (the first among equals),
+    /// dialed if the lane has none: a caller that waits for each reply keeps to one socket, as
+    /// with a connection of its own, while concurrent calls spread over the lanes.
+    pub(crate) async fn get(&self) -> RedisResult<Shared<'_>> {
+        let (index, lane) = self
+            .lanes
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, lane)| lane.busy.load(Ordering::Relaxed))
+            .unwrap_or((0, &self.lanes[0]));
+        // Taken before dialing, so that calls arriving meanwhile see the lane busy.
+        let turn = Turn::take(&lane.busy);
+        let shared = |(conn, id)| Shared {
+            conn,
+            lane: index,
+            id,
+            _turn: turn,
+        };
         let failures = &self.dialer.failures;
-        if let Some((conn, id)) = lane.current(failures) {
-            return Ok(Shared {
-                conn,
-                lane: index,
-                id,
-            });
+        if let Some(found) = lane.current(failures) {
+            return Ok(shared(found));
         }
         let _dialing = lane.dialing.lock().await;
-        if let Some((conn, id)) = lane.current(failures) {
-            return Ok(Shared {
-                conn,
-                lane: index,
-                id,
-            });
+        if let Some(found) = lane.current(failures) {
+            return Ok(shared(found));
         }
         let (conn, generation) = self.dialer.dial().await?;
         let id = self.ids.fetch_add(1, Ordering::Relaxed);
         *lane.slot.lock().unwrap_or_else(|p| p.into_inner()) = Some((conn.clone(), generation, id));
-        Ok(Shared {
-            conn,
-            lane: index,
-            id,
-        })
+        Ok(shared((conn, id)))
     }
 
     /// A connection of its own, outside the lanes (a blocking call on a cluster).
