@@ -1,7 +1,8 @@
 -- popoto-rs: create instances, each all or nothing, with the fewest server commands.
 -- One instance: KEYS[1] is the instance key, KEYS[2..] its index keys, one per index entry.
--- ARGV[1]: 'F' (the key holds a uuid4 generated for this create: it cannot exist, so no EXISTS)
--- or 'C'; ARGV[2]: nf; then nf (field, value) pairs; then one (op, arg) pair per index key:
+-- ARGV[1]: 'F' (the key holds a uuid4 generated for this create: it cannot exist, so no EXISTS),
+-- 'P' (the same, with only 'S', 'Z' and 'H' entries: create_fresh.lua, before the library, ran
+-- it) or 'C'; ARGV[2]: nf; then nf (field, value) pairs; then one (op, arg) pair per index key:
 -- 'S' SADD the instance key, 'U' the same into a unique value set (arg: the field tag), 'V' the
 -- same into a unique value set shared by tenants (arg: '<tag> <p>': only members whose key has
 -- the instance key's segment at position p conflict), 'Z' ZADD it with score arg, 'H' HSETNX it
@@ -33,7 +34,7 @@ end
 -- first entry that was already there, `added` lists the later ones it adds.
 if ARGV[1] ~= '*' then
   local key, nk = KEYS[1], #KEYS
-  if ARGV[1] ~= 'F' and redis.call('EXISTS', key) == 1 then return {'exists', key} end
+  if ARGV[1] == 'C' and redis.call('EXISTS', key) == 1 then return {'exists', key} end
   local last = 2 + 2 * tonumber(ARGV[2])
   -- The (op, arg) pair of KEYS[i] is ARGV[base + 2 * i], ARGV[base + 2 * i + 1].
   local base = last - 3
@@ -123,7 +124,7 @@ while a <= #ARGV do
       break
     end
   end
-  if not reply and ARGV[a0 + 1] ~= 'F' and redis.call('EXISTS', key) == 1 then
+  if not reply and ARGV[a0 + 1] == 'C' and redis.call('EXISTS', key) == 1 then
     reply = {'exists', key}
   end
   if not reply then

@@ -11,12 +11,17 @@ use crate::error::Result;
 use crate::plan::{initial_confidence, Expiry, IndexEntry, Instance};
 
 /// The script.
-pub(crate) static CREATE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(super::lua!("create.lua")));
+pub(crate) static CREATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("../lua/create_fresh.lua"),
+        super::lua!("create.lua")
+    ))
+});
 
 /// The `EVALSHA` of the script for this instance: the create path's own script,
 /// which undoes its writes on a failed command instead of type-checking every key first.
-/// `fresh`: the key holds a uuid4 generated for this create, so the script skips `EXISTS`.
+/// `fresh`: the key holds a uuid4 generated for this create, so the script skips `EXISTS`
+/// (and, when every entry is a plain set, zset or companion entry, runs its fast path).
 /// Also returns the number of commands the script runs when nothing fails.
 pub(crate) fn command(inst: &Instance<'_>, fresh: bool) -> Result<(redis::Cmd, usize)> {
     let mut entries = inst.index_entries()?;
@@ -36,7 +41,19 @@ pub(crate) fn command(inst: &Instance<'_>, fresh: bool) -> Result<(redis::Cmd, u
     for e in &entries {
         cmd.arg(e.key());
     }
-    cmd.arg(if fresh { "F" } else { "C" }).arg(nf);
+    // 'P': fresh, and every entry plain (create_fresh.lua's fast path).
+    let plain = entries.iter().all(|e| {
+        matches!(
+            e,
+            IndexEntry::Set(_, None) | IndexEntry::ZSet(..) | IndexEntry::Companion(..)
+        )
+    });
+    cmd.arg(match (fresh, plain) {
+        (true, true) => "P",
+        (true, false) => "F",
+        (false, _) => "C",
+    })
+    .arg(nf);
     inst.push_hash_fields(&mut cmd);
     for e in &entries {
         match e {
