@@ -24,6 +24,7 @@ async fn concurrency_benchmark_reports_every_row() {
         ),
         ("get", &[Side::Orm, Side::Raw][..]),
         ("range_query", &[Side::Orm, Side::Raw][..]),
+        ("count", &[Side::Orm, Side::Raw][..]),
         ("confidence_update", &[Side::Orm, Side::RawLua][..]),
     ];
     let expected: usize = sides.iter().map(|(_, s)| s.len() * cfg.tasks.len()).sum();

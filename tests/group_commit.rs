@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use popoto::Error;
 use support::faults::{all_or_nothing, item_probes, killer};
-use support::{all_keys, calls, hgetall, raw_cmd, setup, smembers, zrange, Item};
+use support::{all_keys, calls, episode, hgetall, raw_cmd, setup, smembers, zrange, Episode, Item};
 
 /// 512 concurrent creates of items of 4 tenants: every 8th repeats another task's unique sku,
 /// and tenant `bad` has an index key of the wrong type. Each create gets its own outcome
@@ -105,6 +105,57 @@ async fn concurrent_creates_are_batched_and_each_is_all_or_nothing() {
     let written = outcomes.iter().filter(|o| o.2.is_ok()).count();
     assert_eq!(smembers(&server, "$Class:Item").len(), written);
     assert!(written > 300, "only {written} creates written");
+}
+
+/// Creates of one shape sent together go compact in their batch (only their own key, fields
+/// and scores): 64 tasks creating 16 episodes each in one tenant. Every instance lands whole
+/// (its hash, its class and key-field set members, its score in both zsets), and the server
+/// ran fewer script calls than creates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_shape_creates_batch_compactly_and_land_whole() {
+    let (server, db) = setup().await;
+    let acme = db.tenant("acme").unwrap();
+    // The first call loads the script (`EVALSHA` refused, then `EVAL`).
+    acme.create(episode("", "first", 0.0, 0)).await.unwrap();
+    let before = calls(&server, "evalsha") + calls(&server, "eval");
+    let tasks: Vec<_> = (0..64)
+        .map(|t| {
+            let acme = acme.clone();
+            tokio::spawn(async move {
+                let mut made = Vec::new();
+                for j in 0..16 {
+                    let n = t * 16 + j;
+                    let ep = episode("", &format!("t{n}"), f64::from(n) / 1024.0, i64::from(n));
+                    made.push(acme.create(ep).await.unwrap());
+                }
+                made
+            })
+        })
+        .collect();
+    let mut made = Vec::new();
+    for t in tasks {
+        made.extend(t.await.unwrap());
+    }
+    let scripts = calls(&server, "evalsha") + calls(&server, "eval") - before;
+    assert!(scripts < 1024, "{scripts} script calls for 1,024 creates");
+    let class = smembers(&server, "$Class:Episode");
+    let keyf = smembers(&server, "$KeyF:Episode:project_id:acme");
+    let scores: BTreeMap<String, f64> = zrange(&server, "$SortF:Episode:score:acme")
+        .into_iter()
+        .collect();
+    let ranks: BTreeMap<String, f64> = zrange(&server, "$SortF:Episode:rank").into_iter().collect();
+    assert_eq!(
+        (class.len(), keyf.len(), scores.len(), ranks.len()),
+        (1025, 1025, 1025, 1025)
+    );
+    for e in &made {
+        let key = Episode::key_of("acme", e.episode_id.as_str());
+        assert_eq!(acme.get(&key).await.unwrap().as_ref(), Some(e));
+        let key = key.redis_key();
+        assert!(class.contains(&key) && keyf.contains(&key), "{key}");
+        assert_eq!(scores.get(&key), Some(&e.score), "{key}");
+        assert_eq!(ranks.get(&key), Some(&(e.rank as f64)), "{key}");
+    }
 }
 
 /// A lone task's creates are not held back: each goes out as its own call at once.

@@ -278,6 +278,30 @@ pub async fn raw_confidence(
     Ok(reply[1].parse()?)
 }
 
+/// A count with the ORM's guarantee, by hand: the tenant's members, each checked to be a key
+/// of the tenant holding an instance whose tenant field is the tenant's (`SMEMBERS`, then one
+/// pipeline of `HGET`), as a service that must not count planted or stale members would.
+pub async fn raw_verified_count(conn: &mut MultiplexedConnection, t: &RawTenant) -> Res<usize> {
+    let members: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(&t.keyf)
+        .query_async(conn)
+        .await?;
+    let suffix = format!(":{}", t.seg);
+    let mine: Vec<&String> = members
+        .iter()
+        .filter(|m| m.starts_with("Episode:") && m.ends_with(&suffix))
+        .collect();
+    let mut pipe = redis::pipe();
+    for m in &mine {
+        pipe.cmd("HGET").arg(m.as_str()).arg("project_id");
+    }
+    let stored: Vec<Option<Vec<u8>>> = pipe.query_async(conn).await?;
+    Ok(stored
+        .iter()
+        .filter(|v| v.as_deref() == Some(t.packed.as_slice()))
+        .count())
+}
+
 /// The legacy (unpartitioned) companion hash of `Memory::certainty`.
 pub const LEGACY: &str = "$ConfidencF:Memory:certainty:data";
 

@@ -9,9 +9,9 @@ pub struct Config {
     pub tasks: Vec<usize>,
     /// Operations per round for create, get and confidence update.
     pub ops: usize,
-    /// Range queries per round.
+    /// Range queries (and counts) per round.
     pub ranges: usize,
-    /// Rows a range query returns.
+    /// Rows a range query returns (and a count counts).
     pub range_rows: usize,
     /// Rounds per side; the median round is reported.
     pub rounds: usize,

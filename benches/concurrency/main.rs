@@ -1,7 +1,7 @@
 //! Throughput under concurrency: the ORM against raw redis-rs sharing one multiplexed connection.
 //!
 //! `cargo bench --bench concurrency` starts a private `redis-server` and, at 1, 8, 64 and 256
-//! concurrent tasks, runs create, get, a range query and a confidence update through the ORM
+//! concurrent tasks, runs create, get, a range query, a verified count and a confidence update through the ORM
 //! and through hand-written redis-rs code issuing the same commands (writes both as
 //! `MULTI`/`EXEC` and as one Lua call), alternating the sides over rounds. It reports the
 //! median instances/s, ORM / raw ratios, p50/p99 latency, client and server CPU per instance

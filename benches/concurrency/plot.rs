@@ -6,14 +6,15 @@ use super::*;
 pub(crate) fn plot(report: &Report, path: &Path) -> Res<()> {
     use plotters::prelude::*;
     register_fonts()?;
-    let root = BitMapBackend::new(path, (1200, 900)).into_drawing_area();
+    let root = BitMapBackend::new(path, (1200, 1350)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_err)?;
-    let panels = root.split_evenly((2, 2));
+    let panels = root.split_evenly((3, 2));
     let tasks = report.tasks();
     let xs: Vec<f64> = tasks.iter().map(|t| (*t as f64).log2()).collect();
-    for (area, op) in panels
-        .iter()
-        .zip(["create", "get", "range_query", "confidence_update"])
+    for (area, op) in
+        panels
+            .iter()
+            .zip(["create", "get", "range_query", "count", "confidence_update"])
     {
         let rows: Vec<&Row> = report.rows.iter().filter(|r| r.op == op).collect();
         let top = rows.iter().map(|r| r.per_sec).fold(1.0, f64::max) * 1.1;

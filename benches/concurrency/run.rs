@@ -218,6 +218,36 @@ pub async fn run(cfg: &Config) -> Res<Report> {
     ];
     bench.op("range_query", cfg.ranges, &sides).await?;
 
+    // count of a tenant's rows, each member verified (the raw side verifies by hand too)
+    let counted = db.tenant("count")?;
+    counted
+        .create_many((0..rows).map(episode).collect())
+        .await?;
+    let count_t = Arc::new(RawTenant::new("count"));
+    let sides: Vec<(Side, OpFn)> = vec![
+        (Side::Orm, {
+            let t = counted.clone();
+            op_fn(move |_| {
+                let t = t.clone();
+                async move {
+                    let got = t.query::<Episode>().count().await?;
+                    check(got == rows, "ORM count")
+                }
+            })
+        }),
+        (Side::Raw, {
+            let (c, t) = (raw_conn.clone(), count_t.clone());
+            op_fn(move |_| {
+                let (mut c, t) = (c.clone(), t.clone());
+                async move {
+                    let got = raw_verified_count(&mut c, &t).await?;
+                    check(got == rows, "raw count")
+                }
+            })
+        }),
+    ];
+    bench.op("count", cfg.ranges, &sides).await?;
+
     // confidence update (the raw side calls the same Lua)
     let conf = db.tenant("conf")?;
     let memories = Arc::new(

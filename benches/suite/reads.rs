@@ -75,30 +75,6 @@ pub async fn range_query(
     Ok(op("range_query", &format!("query of {rows} rows"), n, d))
 }
 
-/// A count with the ORM's guarantee, by hand: the tenant's members, each checked to be a key
-/// of the tenant holding an instance whose tenant field is the tenant's (`SMEMBERS`, then one
-/// pipeline of `HGET`), as a service that must not count planted or stale members would.
-async fn raw_verified_count(conn: &mut MultiplexedConnection, t: &RawTenant) -> Res<usize> {
-    let members: Vec<String> = redis::cmd("SMEMBERS")
-        .arg(&t.keyf)
-        .query_async(conn)
-        .await?;
-    let suffix = format!(":{}", t.seg);
-    let mine: Vec<&String> = members
-        .iter()
-        .filter(|m| m.starts_with("Episode:") && m.ends_with(&suffix))
-        .collect();
-    let mut pipe = redis::pipe();
-    for m in &mine {
-        pipe.cmd("HGET").arg(m.as_str()).arg("project_id");
-    }
-    let stored: Vec<Option<Vec<u8>>> = pipe.query_async(conn).await?;
-    Ok(stored
-        .iter()
-        .filter(|v| v.as_deref() == Some(t.packed.as_slice()))
-        .count())
-}
-
 pub async fn count(
     cfg: &Config,
     db: &Db,

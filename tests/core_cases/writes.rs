@@ -426,3 +426,53 @@ async fn a_failed_create_restores_the_score_it_overwrote() {
     assert!(matches!(err, Error::WrongType { .. }), "{err:?}");
     assert_eq!(dump(&server), before, "the stale member keeps its score 5");
 }
+
+/// An auto-keyed model with a confidence companion and a sorted field: its creates take the
+/// create script's fast path (fresh key, only set, zset and companion entries) too.
+#[derive(popoto::Model, Debug, Clone, PartialEq, Default)]
+struct Note {
+    #[popoto(key, tenant)]
+    org: String,
+    #[popoto(auto_key)]
+    id: String,
+    #[popoto(confidence)]
+    trust: f64,
+    #[popoto(sorted, partition_by = "org")]
+    at: i64,
+}
+
+/// A wrong type on each index key in turn of a fresh create: refused, typed, naming the key,
+/// and every entry written before it undone (the database as it was).
+async fn fresh_create_fails_whole<M: popoto::Model + Clone + std::fmt::Debug>(value: M) {
+    let (server, db) = setup().await;
+    let acme = db.tenant("acme").unwrap();
+    acme.create(value.clone()).await.unwrap();
+    let written = all_keys(&server);
+    raw_cmd::<()>(&server, &redis::cmd("FLUSHDB"));
+    let index_keys: Vec<&String> = written.iter().filter(|k| k.starts_with('$')).collect();
+    assert!(index_keys.len() >= 3, "{written:?}");
+    for key in index_keys {
+        raw_cmd::<()>(&server, redis::cmd("SET").arg(key).arg("x"));
+        let before = dump(&server);
+        let err = acme.create(value.clone()).await.unwrap_err();
+        assert!(
+            matches!(err, Error::WrongType { key: ref k, .. } if k == key),
+            "{key}: {err:?}"
+        );
+        assert_eq!(dump(&server), before, "{key}: the entries before it undone");
+        raw_cmd::<i64>(&server, redis::cmd("DEL").arg(key));
+    }
+    acme.create(value).await.unwrap();
+    assert_eq!(all_keys(&server).len(), written.len());
+}
+
+#[tokio::test]
+async fn a_failed_fresh_create_undoes_every_entry_it_added() {
+    fresh_create_fails_whole(episode("", "t", 0.25, 1)).await;
+    fresh_create_fails_whole(Note {
+        trust: 0.5,
+        at: 7,
+        ..Default::default()
+    })
+    .await;
+}

@@ -15,10 +15,10 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use redis::cluster_routing::Slot;
-use redis::{Arg, ErrorKind, RedisError, RedisResult, Value};
+use redis::{Arg, RedisResult, Value};
 use tokio::sync::oneshot;
 
-use super::exec::{split_batch_replies, Form, Script};
+use super::exec::{split_batch_replies, Script};
 use super::Backend;
 
 /// A call's reply, or why no connection could be had for it.
@@ -29,6 +29,9 @@ pub(crate) const IN_FLIGHT: usize = 8;
 
 /// Calls per batch at most (well under a millisecond of server time).
 pub(crate) const MAX_BATCH: usize = 128;
+
+/// How calls of a script become one call of its batch form (owned by the script's module).
+pub(crate) type Batcher = fn(&Script, &[&redis::Cmd]) -> RedisResult<redis::Cmd>;
 
 /// A queued call and where its reply goes.
 struct Waiting {
@@ -46,6 +49,7 @@ struct State {
 /// The group-commit state of one script on one backend.
 pub(crate) struct Group {
     script: &'static Script,
+    batch: Batcher,
     state: Mutex<State>,
 }
 
@@ -77,11 +81,11 @@ impl Drop for Sending {
 }
 
 impl Group {
-    /// The group of `script`, whose batch form is `ARGV[1]` `*` then, per call, its key count,
-    /// argument count and arguments (its keys all first, in `KEYS`).
-    pub(crate) fn new(script: &'static Script) -> Group {
+    /// The group of `script`, whose calls `batch` turns into one call of its batch form.
+    pub(crate) fn new(script: &'static Script, batch: Batcher) -> Group {
         Group {
             script,
+            batch,
             state: Mutex::default(),
         }
     }
@@ -125,7 +129,7 @@ fn flush(backend: Backend, group: Arc<Group>) {
                 let n = state.queue.len().min(MAX_BATCH);
                 state.queue.drain(..n).collect()
             };
-            let replies = send(&backend, group.script, &batch).await;
+            let replies = send(&backend, &group, &batch).await;
             for (waiting, reply) in batch.into_iter().zip(replies) {
                 // A caller that stopped waiting is not told (its write may have applied).
                 let _ = waiting.reply.send(reply);
@@ -137,10 +141,10 @@ fn flush(backend: Backend, group: Arc<Group>) {
 /// The calls of `batch` as one call per slot on a cluster (a script's keys must share a slot:
 /// creates of several tenants go as one batch per tenant, sent together), else one call; one
 /// reply per call, in order.
-async fn send(backend: &Backend, script: &Script, batch: &[Waiting]) -> Vec<Reply> {
+async fn send(backend: &Backend, group: &Group, batch: &[Waiting]) -> Vec<Reply> {
     let all: Vec<&Waiting> = batch.iter().collect();
     if !backend.is_cluster() {
-        return send_one(backend, script, &all).await;
+        return send_one(backend, group, &all).await;
     }
     // The batch's indexes by slot, in order of first appearance.
     let mut by_slot: Vec<(Option<Slot>, Vec<usize>)> = Vec::new();
@@ -152,14 +156,14 @@ async fn send(backend: &Backend, script: &Script, batch: &[Waiting]) -> Vec<Repl
         }
     }
     if by_slot.len() == 1 {
-        return send_one(backend, script, &all).await;
+        return send_one(backend, group, &all).await;
     }
     let parts: Vec<Vec<&Waiting>> = by_slot
         .iter()
         .map(|(_, indexes)| indexes.iter().map(|&i| &batch[i]).collect())
         .collect();
     let replies =
-        futures_util::future::join_all(parts.iter().map(|p| send_one(backend, script, p))).await;
+        futures_util::future::join_all(parts.iter().map(|p| send_one(backend, group, p))).await;
     let mut out: Vec<(usize, Reply)> = by_slot
         .into_iter()
         .zip(replies)
@@ -179,11 +183,13 @@ fn first_key(cmd: &redis::Cmd) -> Option<&[u8]> {
 }
 
 /// One call for `batch` (as itself when alone); one reply per call, in order.
-async fn send_one(backend: &Backend, script: &Script, batch: &[&Waiting]) -> Vec<Reply> {
+async fn send_one(backend: &Backend, group: &Group, batch: &[&Waiting]) -> Vec<Reply> {
+    let script = group.script;
     if let [one] = batch {
         return vec![backend.eval_raw(script, &one.cmd).await];
     }
-    let reply = match batch_of(script, batch.iter().map(|w| &w.cmd)) {
+    let calls: Vec<&redis::Cmd> = batch.iter().map(|w| &w.cmd).collect();
+    let reply = match (group.batch)(script, &calls) {
         Ok(cmd) => backend.eval_raw(script, &cmd).await,
         Err(e) => Ok(Err(e)),
     };
@@ -193,48 +199,4 @@ async fn send_one(backend: &Backend, script: &Script, batch: &[&Waiting]) -> Vec
             .collect(),
         Err(reason) => batch.iter().map(|_| Err(reason.clone())).collect(),
     }
-}
-
-/// The batch call of several `EVALSHA <sha> <numkeys> <keys…> <args…>` calls of `script`.
-pub(crate) fn batch_of<'a>(
-    script: &Script,
-    calls: impl Iterator<Item = &'a redis::Cmd>,
-) -> RedisResult<redis::Cmd> {
-    let bad = || RedisError::from((ErrorKind::Client, "not a script call"));
-    let mut parts: Vec<(Vec<&[u8]>, usize)> = Vec::new();
-    let (mut nkeys, mut nargs, mut bytes) = (0, 0, 0);
-    for cmd in calls {
-        let args: Vec<&[u8]> = cmd
-            .args_iter()
-            .map(|a| match a {
-                Arg::Simple(b) => Ok(b),
-                _ => Err(bad()),
-            })
-            .collect::<RedisResult<_>>()?;
-        let n: usize = args
-            .get(2)
-            .and_then(|n| std::str::from_utf8(n).ok()?.parse().ok())
-            .filter(|n| args.len() >= 3 + n)
-            .ok_or_else(bad)?;
-        nkeys += n;
-        nargs += args.len() - 3 - n + 2;
-        bytes += args[3..].iter().map(|a| a.len()).sum::<usize>();
-        parts.push((args, n));
-    }
-    let mut out = script.command(Form::Sha, 2 + nkeys + nargs, bytes + 16 * parts.len());
-    out.arg(nkeys);
-    for (args, n) in &parts {
-        for key in &args[3..3 + n] {
-            out.arg(*key);
-        }
-    }
-    out.arg("*");
-    for (args, n) in &parts {
-        let rest = &args[3 + n..];
-        out.arg(*n).arg(rest.len());
-        for a in rest {
-            out.arg(*a);
-        }
-    }
-    Ok(out)
 }

@@ -25,6 +25,7 @@ use conn::{Dedicated, Dialer, Failures, Lanes, Target};
 pub(crate) use exec::split_batch_replies;
 use exec::{batch_call, round_trip, script_call, PLANS_PER_CALL, PLANS_PER_ROUND_TRIP};
 pub(crate) use exec::{evalsha, Form, Script, Tries};
+pub(crate) use group::Batcher;
 use group::{Group, Reply, Turn};
 pub(crate) use held::Held;
 pub(crate) use scan::KeyScan;
@@ -375,19 +376,20 @@ impl Backend {
 
     /// Runs a create (`cmd`, an `EVALSHA` of `script`, the create script: one script per
     /// backend) through group commit: sent at once when the connection is idle, otherwise
-    /// together with the creates issued meanwhile.
+    /// together with the creates issued meanwhile, as `batch` encodes them.
     pub(crate) async fn create_grouped(
         &self,
         op: &'static str,
         model: &'static str,
         script: &'static Script,
+        batch: Batcher,
         cmd: redis::Cmd,
     ) -> Result<redis::Value> {
         self.guard_script(op, script)?;
         let Some(group) = &self.creates else {
             return self.eval_cmd(op, model, script, &cmd).await;
         };
-        let group = group.get_or_init(|| Arc::new(Group::new(script)));
+        let group = group.get_or_init(|| Arc::new(Group::new(script, batch)));
         let reply = match group.enter(self, cmd) {
             Turn::Now(sending, cmd) => {
                 let reply = self.eval_raw(script, &cmd).await;

@@ -254,7 +254,7 @@ impl Session {
                 let reply = self
                     .backend()
                     .await?
-                    .create_grouped("create", M::META.name, &CREATE, cmd)
+                    .create_grouped("create", M::META.name, &CREATE, create::batch, cmd)
                     .await?;
                 return match apply::outcome(M::META, "create", reply)? {
                     Outcome::Applied(n) => Ok(n),

@@ -1,7 +1,8 @@
 -- popoto-rs: create instances, each all or nothing, with the fewest server commands.
 -- One instance: KEYS[1] is the instance key, KEYS[2..] its index keys, one per index entry.
--- ARGV[1]: 'F' (the key holds a uuid4 generated for this create: it cannot exist, so no EXISTS)
--- or 'C'; ARGV[2]: nf; then nf (field, value) pairs; then one (op, arg) pair per index key:
+-- ARGV[1]: 'F' (the key holds a uuid4 generated for this create: it cannot exist, so no EXISTS),
+-- 'P' (the same, with only 'S', 'Z' and 'H' entries: create_fresh.lua, before the library, ran
+-- it) or 'C'; ARGV[2]: nf; then nf (field, value) pairs; then one (op, arg) pair per index key:
 -- 'S' SADD the instance key, 'U' the same into a unique value set (arg: the field tag), 'V' the
 -- same into a unique value set shared by tenants (arg: '<tag> <p>': only members whose key has
 -- the instance key's segment at position p conflict), 'Z' ZADD it with score arg, 'H' HSETNX it
@@ -9,8 +10,9 @@
 -- (arg: 'A<ms>' absolute, 'R<ms>' after the server's TIME) and, once everything is written,
 -- PEXPIREAT the hash at that time.
 -- Several instances (concurrent creates sent together): ARGV[1] is '*', then per instance its
--- key count, its argument count and its arguments as above; KEYS holds every instance's keys in
--- the same order. The reply is one reply per instance, in order; each instance is checked and
+-- key count, its argument count and its arguments as above, or '=' and the compact form below;
+-- KEYS holds every instance's keys in the same order. The reply is one reply per instance, in
+-- order (an instance written: its HSET reply alone); each instance is checked and
 -- written (or refused) before the next, so a later one sees an earlier one's key and values.
 -- Checks first: the key is absent, no unique value set holds another instance. Then the hash and
 -- the index writes; if one fails (another program left a wrong type on an index key, or the
@@ -33,7 +35,7 @@ end
 -- first entry that was already there, `added` lists the later ones it adds.
 if ARGV[1] ~= '*' then
   local key, nk = KEYS[1], #KEYS
-  if ARGV[1] ~= 'F' and redis.call('EXISTS', key) == 1 then return {'exists', key} end
+  if ARGV[1] == 'C' and redis.call('EXISTS', key) == 1 then return {'exists', key} end
   local last = 2 + 2 * tonumber(ARGV[2])
   -- The (op, arg) pair of KEYS[i] is ARGV[base + 2 * i], ARGV[base + 2 * i + 1].
   local base = last - 3
@@ -101,52 +103,92 @@ end
 -- zset entries of every instance are added at the end, one SADD or ZADD per index key, and
 -- nothing needs undoing. Unique value sets and confidence entries are written at once, so a
 -- later instance sees an earlier one's values; so is an expiry, with the hash's PEXPIREAT.
+-- A compact instance ('=') has the flag, field count, index keys and ops of the last full one:
+-- it sends only its own key (in KEYS), its hash fields and the args of its 'Z' and 'X' entries.
 local kinds = {S = 'set', U = 'set', V = 'set', Z = 'zset', X = 'zset', H = 'hash'}
 local types, sets, zsets, order = {}, {}, {}, {}
-local out, k0, a = {}, 0, 2
-while a <= #ARGV do
-  local nk, na = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
-  local a0 = a + 1
-  local key = KEYS[k0 + 1]
-  local last = a0 + 2 + 2 * tonumber(ARGV[a0 + 2])
-  local base = last - 3
-  local reply
-  for i = 2, nk do
-    local k, kind = KEYS[k0 + i], kinds[ARGV[base + 2 * i]]
-    local t = types[k]
-    if t == nil then
-      t = redis.call('TYPE', k).ok
-      types[k] = t
+local out, k0, a, n = {}, 0, 2, #ARGV
+-- The last full instance: its KEYS offset, key count, the ARGV base of its (op, arg) pairs,
+-- the position among its varying ('Z', 'X') args of each entry that has one, and whether its
+-- keys' types were right (then they stay right: only this call writes them meanwhile).
+local pk0, pnk, pbase, pvary, ptyped, puniq, pflag, pnf
+-- The instance at hand (assigned per instance, so that `arg` is built once per call).
+local key, nk, kbase, base, flag, f0, last, vary
+-- Entry i's arg: its own when compact and varying, else the full instance's.
+local function arg(i)
+  local v = vary and pvary[i]
+  if v then return ARGV[vary + v] end
+  return ARGV[base + 2 * i + 1]
+end
+while a <= n do
+  key = KEYS[k0 + 1]
+  if ARGV[a] == '=' then
+    nk, kbase, base, flag = pnk, pk0, pbase, pflag
+    f0, last = a + 1, a + 2 * pnf
+    vary = last
+    k0 = k0 + 1
+    a = last + 1 + pvary.n
+  else
+    nk = tonumber(ARGV[a])
+    local a0 = a + 1
+    flag, f0, kbase, vary = ARGV[a0 + 1], a0 + 3, k0, nil
+    pflag, pnf = flag, tonumber(ARGV[a0 + 2])
+    last = a0 + 2 + 2 * pnf
+    base = last - 3
+    pvary, puniq = {n = 0}, false
+    for i = 2, nk do
+      local op = ARGV[base + 2 * i]
+      if op == 'Z' or op == 'X' then
+        pvary.n = pvary.n + 1
+        pvary[i] = pvary.n
+      elseif op == 'U' or op == 'V' then
+        puniq = true
+      end
     end
-    if t ~= 'none' and t ~= kind then
-      reply = {'wrongtype', k, t}
-      break
-    end
+    pk0, pnk, pbase = k0, nk, base
+    k0 = k0 + nk
+    a = a + 2 + tonumber(ARGV[a + 1])
   end
-  if not reply and ARGV[a0 + 1] ~= 'F' and redis.call('EXISTS', key) == 1 then
+  local reply
+  if not (vary and ptyped) then
+    for i = 2, nk do
+      local k, kind = KEYS[kbase + i], kinds[ARGV[base + 2 * i]]
+      local t = types[k]
+      if t == nil then
+        t = redis.call('TYPE', k).ok
+        types[k] = t
+      end
+      if t ~= 'none' and t ~= kind then
+        reply = {'wrongtype', k, t}
+        break
+      end
+    end
+    if not vary then ptyped = not reply end
+  end
+  if not reply and flag == 'C' and redis.call('EXISTS', key) == 1 then
     reply = {'exists', key}
   end
-  if not reply then
+  if not reply and puniq then
     for i = 2, nk do
       local op = ARGV[base + 2 * i]
       if op == 'U' or op == 'V' then
-        reply = unique(key, op, KEYS[k0 + i], ARGV[base + 2 * i + 1])
+        reply = unique(key, op, KEYS[kbase + i], arg(i))
         if reply then break end
       end
     end
   end
   if not reply then
-    local written = redis.pcall('HSET', key, unpack(ARGV, a0 + 3, last))
+    local written = redis.pcall('HSET', key, unpack(ARGV, f0, last))
     if type(written) == 'table' and written.err then
       reply = written
     else
       for i = 2, nk do
-        local op, k, arg = ARGV[base + 2 * i], KEYS[k0 + i], ARGV[base + 2 * i + 1]
-        types[k] = kinds[op]
+        local op, k = ARGV[base + 2 * i], KEYS[kbase + i]
+        if not vary then types[k] = kinds[op] end
         if op == 'U' or op == 'V' then redis.call('SADD', k, key)
-        elseif op == 'H' then redis.call('HSETNX', k, key, arg)
+        elseif op == 'H' then redis.call('HSETNX', k, key, arg(i))
         elseif op == 'X' then
-          local at = expiry_at(arg)
+          local at = expiry_at(arg(i))
           redis.call('ZADD', k, at, key)
           redis.call('PEXPIREAT', key, at)
         else
@@ -157,16 +199,15 @@ while a <= #ARGV do
             into[k] = list
             order[#order + 1] = k
           end
-          if op == 'Z' then list[#list + 1] = arg end
+          if op == 'Z' then list[#list + 1] = arg(i) end
           list[#list + 1] = key
         end
       end
-      reply = {'ok', written}
+      -- An instance written: its HSET's reply alone (a table per instance costs the server).
+      reply = written
     end
   end
   out[#out + 1] = reply
-  k0 = k0 + nk
-  a = a + 2 + na
 end
 for _, k in ipairs(order) do
   if sets[k] then redis.call('SADD', k, unpack(sets[k])) end
