@@ -1,5 +1,7 @@
--- popoto-rs: the library every script starts with (src/scripts.rs prepends it to each source):
--- the helpers and checks several scripts share, written once.
+-- popoto-rs: the library: the helpers and checks several scripts share, written once. A
+-- script's source holds the functions of it that the script calls (`compose` in
+-- src/script/mod.rs), so each block below is one function with its comment, blocks separated by
+-- one blank line and no blank line inside a block.
 
 -- The p-th ':'-separated segment of an instance key after its class name (escaped segments
 -- never hold ':'), or nil.

@@ -14,9 +14,9 @@ use crate::plan::{initial_confidence, Expiry, IndexEntry, Instance};
 
 /// The script.
 pub(crate) static CREATE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
+    Script::new(super::compose(
         include_str!("../lua/create_fresh.lua"),
-        super::lua!("create.lua")
+        &[include_str!("../lua/create.lua")],
     ))
 });
 

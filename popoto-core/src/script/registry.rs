@@ -30,10 +30,9 @@ pub(crate) fn all() -> [(&'static str, &'static Script); 17] {
 mod tests {
     use super::*;
 
-    /// Every script file is listed (the preludes excepted), and every source starts with the
-    /// library (create's after its fast path, which uses none of it).
+    /// Every script file is listed (the preludes excepted).
     #[test]
-    fn every_script_is_listed_once_with_the_library() {
+    fn every_script_is_listed_once() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/lua");
         let mut files: Vec<String> = std::fs::read_dir(dir)
             .expect("the lua folder")
@@ -51,19 +50,50 @@ mod tests {
         files.sort();
         let listed: Vec<&str> = all().iter().map(|(n, _)| *n).collect();
         assert_eq!(listed, files);
+    }
+
+    /// Each source holds the library functions its script calls, directly or through one
+    /// another, each once and before its first use, and no other; create's fast path comes
+    /// before them all.
+    #[test]
+    fn every_source_holds_the_library_functions_it_calls() {
         let lib = include_str!("../lua/lib.lua");
-        let fresh = include_str!("../lua/create_fresh.lua");
-        for (name, script) in all() {
-            let source = script.source();
-            let body = if name == "create.lua" {
-                source
-                    .strip_prefix(fresh)
-                    .expect("create.lua's fast path first")
-            } else {
-                source
-            };
-            assert!(body.starts_with(lib), "{name}");
-            assert!(script.source().len() > lib.len(), "{name}");
+        let defined =
+            |source: &str, name: &str| source.matches(&format!("local function {name}(")).count();
+        let names = [
+            "seg",
+            "now_ms",
+            "expiry_at",
+            "typed",
+            "unique_refusal",
+            "in_scope",
+        ];
+        for name in names {
+            assert_eq!(defined(lib, name), 1, "{name} in lib.lua");
         }
+        for (script, source) in all().iter().map(|(n, s)| (*n, s.source())) {
+            for name in names {
+                let calls = source.matches(&format!("{name}(")).count() > defined(source, name);
+                assert_eq!(
+                    defined(source, name),
+                    usize::from(calls),
+                    "{script}: {name}"
+                );
+                if calls {
+                    let at = source.find(&format!("local function {name}(")).unwrap_or(0);
+                    assert!(
+                        !source[..at].contains(&format!(" {name}(")),
+                        "{script}: {name}"
+                    );
+                }
+            }
+        }
+        let create = super::super::create::CREATE.source();
+        assert!(create.starts_with(include_str!("../lua/create_fresh.lua")));
+        assert!(defined(create, "unique_refusal") == 1 && defined(create, "in_scope") == 0);
+        assert_eq!(defined(crate::query::PROJECT.source(), "in_scope"), 1);
+        assert!(names
+            .iter()
+            .all(|n| defined(crate::query::WINDOW.source(), n) == 0));
     }
 }
