@@ -476,3 +476,65 @@ async fn a_failed_fresh_create_undoes_every_entry_it_added() {
     })
     .await;
 }
+
+/// The type of `key` on `server`.
+fn key_type(server: &popoto::testing::TestRedis, key: &str) -> String {
+    let t: redis::Value = raw_cmd(server, redis::cmd("TYPE").arg(key));
+    match t {
+        redis::Value::SimpleString(s) => s,
+        other => panic!("TYPE {key}: {other:?}"),
+    }
+}
+
+/// The generated fresh-create script's rare paths, run with a known key: an entry already
+/// there is kept (a zset member takes the new score); a failed write after such an entry
+/// leaves the database as it was, the old score included.
+#[tokio::test]
+async fn a_fresh_create_script_keeps_entries_already_there_and_undoes_only_its_own() {
+    let (server, _db) = setup().await;
+    let value = Note {
+        org: "acme".into(),
+        id: "n1".into(),
+        trust: 0.5,
+        at: 7,
+    };
+    let eval = popoto::testing::fresh_create_eval(&value).unwrap();
+    let written: i64 = raw_cmd(&server, &eval);
+    assert!(written > 0);
+    let keys = all_keys(&server);
+    let instance = keys.iter().find(|k| !k.starts_with('$')).unwrap().clone();
+    let of = |t: &str| -> Vec<String> {
+        keys.iter()
+            .filter(|k| k.starts_with('$') && key_type(&server, k) == t)
+            .cloned()
+            .collect()
+    };
+    let (sets, zsets, hashes) = (of("set"), of("zset"), of("hash"));
+    assert!(
+        !sets.is_empty() && zsets.len() == 1 && hashes.len() == 1,
+        "{keys:?}"
+    );
+    let zset = &zsets[0];
+    let full = dump(&server);
+
+    // Entries already there: kept, the zset member rescored; the end state is a full create's.
+    raw_cmd::<()>(&server, &redis::cmd("FLUSHDB"));
+    raw_cmd::<i64>(&server, redis::cmd("ZADD").arg(zset).arg(99).arg(&instance));
+    raw_cmd::<i64>(&server, redis::cmd("SADD").arg(&sets[0]).arg(&instance));
+    let _: i64 = raw_cmd(&server, &eval);
+    assert_eq!(dump(&server), full);
+
+    // A failed write after a kept entry: everything as it was, the old score back.
+    for wrong in sets.iter().chain(&hashes) {
+        raw_cmd::<()>(&server, &redis::cmd("FLUSHDB"));
+        raw_cmd::<i64>(&server, redis::cmd("ZADD").arg(zset).arg(99).arg(&instance));
+        raw_cmd::<()>(&server, redis::cmd("SET").arg(wrong).arg("x"));
+        let before = dump(&server);
+        let reply: redis::Value = raw_cmd(&server, &eval);
+        assert!(
+            format!("{reply:?}").contains("wrongtype"),
+            "{wrong}: {reply:?}"
+        );
+        assert_eq!(dump(&server), before, "{wrong}");
+    }
+}

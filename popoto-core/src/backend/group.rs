@@ -35,6 +35,8 @@ pub(crate) type Batcher = fn(&Script, &[&redis::Cmd]) -> RedisResult<redis::Cmd>
 
 /// A queued call and where its reply goes.
 struct Waiting {
+    /// The script it calls (the group's, or one its batch form takes calls of).
+    script: &'static Script,
     cmd: redis::Cmd,
     reply: oneshot::Sender<Reply>,
 }
@@ -94,8 +96,14 @@ impl Group {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The turn of `cmd`, an `EVALSHA` of the group's script.
-    pub(crate) fn enter(self: &Arc<Self>, backend: &Backend, cmd: redis::Cmd) -> Turn {
+    /// The turn of `cmd`, an `EVALSHA` of `script` (the group's script, or one whose calls
+    /// its batch form takes).
+    pub(crate) fn enter(
+        self: &Arc<Self>,
+        backend: &Backend,
+        script: &'static Script,
+        cmd: redis::Cmd,
+    ) -> Turn {
         let mut state = self.lock();
         if state.queue.is_empty() && state.sending < IN_FLIGHT {
             state.sending += 1;
@@ -106,7 +114,11 @@ impl Group {
             return Turn::Now(sending, cmd);
         }
         let (tx, rx) = oneshot::channel();
-        state.queue.push(Waiting { cmd, reply: tx });
+        state.queue.push(Waiting {
+            script,
+            cmd,
+            reply: tx,
+        });
         if state.sending < IN_FLIGHT {
             state.sending += 1;
             drop(state);
@@ -184,10 +196,10 @@ fn first_key(cmd: &redis::Cmd) -> Option<&[u8]> {
 
 /// One call for `batch` (as itself when alone); one reply per call, in order.
 async fn send_one(backend: &Backend, group: &Group, batch: &[&Waiting]) -> Vec<Reply> {
-    let script = group.script;
     if let [one] = batch {
-        return vec![backend.eval_raw(script, &one.cmd).await];
+        return vec![backend.eval_raw(one.script, &one.cmd).await];
     }
+    let script = group.script;
     let calls: Vec<&redis::Cmd> = batch.iter().map(|w| &w.cmd).collect();
     let reply = match (group.batch)(script, &calls) {
         Ok(cmd) => backend.eval_raw(script, &cmd).await,

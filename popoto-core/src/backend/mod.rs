@@ -374,23 +374,23 @@ impl Backend {
         Ok(result)
     }
 
-    /// Runs a create (`cmd`, an `EVALSHA` of `script`, the create script: one script per
-    /// backend) through group commit: sent at once when the connection is idle, otherwise
-    /// together with the creates issued meanwhile, as `batch` encodes them.
+    /// Runs a create (`cmd`, an `EVALSHA` of `script`) through the group commit of `group`
+    /// (the create script and its batch encoding, which takes calls of `script` too): sent at
+    /// once when the connection is idle, otherwise together with the creates issued meanwhile.
     pub(crate) async fn create_grouped(
         &self,
         op: &'static str,
         model: &'static str,
+        (group_script, batch): (&'static Script, Batcher),
         script: &'static Script,
-        batch: Batcher,
         cmd: redis::Cmd,
     ) -> Result<redis::Value> {
         self.guard_script(op, script)?;
         let Some(group) = &self.creates else {
             return self.eval_cmd(op, model, script, &cmd).await;
         };
-        let group = group.get_or_init(|| Arc::new(Group::new(script, batch)));
-        let reply = match group.enter(self, cmd) {
+        let group = group.get_or_init(|| Arc::new(Group::new(group_script, batch)));
+        let reply = match group.enter(self, script, cmd) {
             Turn::Now(sending, cmd) => {
                 let reply = self.eval_raw(script, &cmd).await;
                 drop(sending);

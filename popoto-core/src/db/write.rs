@@ -249,12 +249,18 @@ impl Session {
                     record,
                     hidden_key: hidden,
                 };
-                let (cmd, commands) = create::command(&inst, fresh)?;
+                let (script, cmd, commands) = create::command(&inst, fresh)?;
                 tracing::Span::current().record("commands", commands);
                 let reply = self
                     .backend()
                     .await?
-                    .create_grouped("create", M::META.name, &CREATE, create::batch, cmd)
+                    .create_grouped(
+                        "create",
+                        M::META.name,
+                        (&CREATE, create::batch),
+                        script,
+                        cmd,
+                    )
                     .await?;
                 return match apply::outcome(M::META, "create", reply)? {
                     Outcome::Applied(n) => Ok(n),

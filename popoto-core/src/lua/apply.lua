@@ -3,7 +3,8 @@
 -- KEYS: every key the write touches. ARGV[1]: number of check ops; then the ops.
 -- Checks run first and write nothing; a failed check returns {code, ...} before any write, so an
 -- instance and its index entries are written all or nothing. Key operands are indices into KEYS.
--- Reply: {'ok', <reply of the first write>} or {'<failed check>', ...}.
+-- Reply: the first write's reply when it is an integer, else 0 (a bare integer: a table reply
+-- costs the server more than most writes), or {'<failed check>', ...}.
 -- A batch of plans in one call is described at the end of the file.
 
 -- Keys whose type check passed in this call, with the type: later plans of a batch skip the
@@ -150,7 +151,7 @@ while i <= n do
     return redis.error_reply('popoto: unknown op ' .. tostring(op))
   end
 end
-return {'ok', first or 0}
+return type(first) == 'number' and first or 0
 end
 
 -- One plan: KEYS and ARGV as above. A batch of plans: ARGV[1] is '*', then for every plan the

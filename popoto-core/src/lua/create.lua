@@ -18,8 +18,9 @@
 -- the index writes; if one fails (another program left a wrong type on an index key, or the
 -- server is out of memory), everything this instance wrote is undone before replying, so the
 -- instance and its index entries are all there or all gone.
--- Reply: {'ok', HSET reply}, {'exists', key}, {'unique', tag, member}, {'wrongtype', key, type}
--- or the failing command's error.
+-- Reply: the HSET reply (an integer: a table reply costs the server more than the HSET itself),
+-- {'exists', key}, {'unique', tag, member}, {'wrongtype', key, type} or the failing command's
+-- error.
 
 -- The unique check of a 'U' or 'V' entry of `key` into `set` (lib.lua): nil, or the refusal.
 local function unique(key, op, set, arg)
@@ -94,7 +95,7 @@ if ARGV[1] ~= '*' then
     end
   end
   if expire then redis.call('PEXPIREAT', key, expire) end
-  return {'ok', written}
+  return written
 end
 
 -- Several instances. Each index key's type is read once; an instance naming a key of the wrong

@@ -47,5 +47,5 @@ if ARGV[1] == 'P' then
       return r
     end
   end
-  return {'ok', written}
+  return written
 end

@@ -163,6 +163,17 @@ impl<'r> Instance<'r> {
         }
     }
 
+    /// Appends every hash value, in [`Instance::push_hash_fields`]'s order, without the names
+    /// (a shape's script holds them).
+    pub fn push_hash_values(&self, cmd: &mut redis::Cmd) {
+        for v in self.record.values.iter().take(self.meta.fields.len()) {
+            cmd.arg(&v[..]);
+        }
+        if let Some(h) = self.hidden_key {
+            cmd.arg(hidden_value(h));
+        }
+    }
+
     /// Every index entry of this instance: `$Class`, key value sets, sorted sets (with the
     /// score) and confidence companion hashes (with the initial confidence).
     pub fn index_entries(&self) -> Result<Vec<IndexEntry>> {

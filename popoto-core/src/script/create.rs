@@ -8,6 +8,7 @@ use std::sync::LazyLock;
 use redis::{Arg, ErrorKind, RedisError, RedisResult};
 
 use super::push_score;
+use super::shape;
 use crate::backend::{Form, Script};
 use crate::error::Result;
 use crate::plan::{initial_confidence, Expiry, IndexEntry, Instance};
@@ -20,36 +21,66 @@ pub(crate) static CREATE: LazyLock<Script> = LazyLock::new(|| {
     ))
 });
 
-/// The `EVALSHA` of the script for this instance: the create path's own script,
-/// which undoes its writes on a failed command instead of type-checking every key first.
-/// `fresh`: the key holds a uuid4 generated for this create, so the script skips `EXISTS`
-/// (and, when every entry is a plain set, zset or companion entry, runs its fast path).
+/// The `EVALSHA` of the script for this instance, and that script: the create path's own
+/// script, which undoes its writes on a failed command instead of type-checking every key first.
+/// `fresh`: the key holds a uuid4 generated for this create, so the script skips `EXISTS`; when
+/// every entry is also a plain set, zset or companion entry, the call goes to the script
+/// generated for the model's shape ([`shape`]), which takes only the values.
 /// Also returns the number of commands the script runs when nothing fails.
-pub(crate) fn command(inst: &Instance<'_>, fresh: bool) -> Result<(redis::Cmd, usize)> {
+pub(crate) fn command(
+    inst: &Instance<'_>,
+    fresh: bool,
+) -> Result<(&'static Script, redis::Cmd, usize)> {
     let mut entries = inst.index_entries()?;
     // A create without an expiry writes no expiry entry.
     entries.retain(|e| !matches!(e, IndexEntry::Expiry(_, None)));
     let nf = inst.hash_field_count();
     let values: usize = inst.record.values.iter().map(Vec::len).sum();
     let keys: usize = entries.iter().map(|e| e.key().len()).sum();
-    let mut cmd = redis::Cmd::with_capacity(
-        6 + 2 * nf + 3 * entries.len(),
-        96 + values + keys + 2 * inst.key.len() + 32 * nf + 24 * entries.len(),
-    );
-    cmd.arg("EVALSHA")
-        .arg(CREATE.get_hash())
-        .arg(1 + entries.len())
-        .arg(&inst.key);
+    let uniques = entries
+        .iter()
+        .filter(|e| matches!(e, IndexEntry::Set(_, Some(_))))
+        .count();
+    let expiring = entries
+        .iter()
+        .filter(|e| matches!(e, IndexEntry::Expiry(..)))
+        .count();
+    let commands = usize::from(!fresh) + uniques + 1 + entries.len() + 2 * expiring;
+    let bytes = 96 + values + keys + 2 * inst.key.len() + 24 * entries.len();
+    // 'P': fresh, and every entry plain (create_fresh.lua's fast path, or the shape's script).
+    let ops: Option<Vec<u8>> = entries
+        .iter()
+        .map(|e| match e {
+            IndexEntry::Set(_, None) => Some(b'S'),
+            IndexEntry::ZSet(..) => Some(b'Z'),
+            IndexEntry::Companion(..) => Some(b'H'),
+            _ => None,
+        })
+        .collect();
+    let plain = ops.is_some();
+    let fields = nf - usize::from(inst.hidden_key.is_some());
+    if let Some(shape) = ops
+        .filter(|_| fresh)
+        .and_then(|ops| shape::fresh(inst.meta, fields, inst.hidden_key.is_some(), &ops))
+    {
+        let mut cmd = shape
+            .script
+            .command(Form::Sha, 2 + entries.len() + nf * 2, bytes);
+        cmd.arg(1 + entries.len()).arg(&inst.key);
+        for e in &entries {
+            cmd.arg(e.key());
+        }
+        inst.push_hash_values(&mut cmd);
+        for e in &entries {
+            push_entry_arg(&mut cmd, e);
+        }
+        return Ok((&shape.script, cmd, commands));
+    }
+    let mut cmd = CREATE.command(Form::Sha, 4 + 2 * nf + 3 * entries.len(), bytes + 32 * nf);
+    cmd.arg(1 + entries.len()).arg(&inst.key);
     for e in &entries {
         cmd.arg(e.key());
     }
-    // 'P': fresh, and every entry plain (create_fresh.lua's fast path).
-    let plain = entries.iter().all(|e| {
-        matches!(
-            e,
-            IndexEntry::Set(_, None) | IndexEntry::ZSet(..) | IndexEntry::Companion(..)
-        )
-    });
     cmd.arg(match (fresh, plain) {
         (true, true) => "P",
         (true, false) => "F",
@@ -64,34 +95,38 @@ pub(crate) fn command(inst: &Instance<'_>, fresh: bool) -> Result<(redis::Cmd, u
                 0 => cmd.arg("U").arg(field),
                 within => cmd.arg("V").arg(format!("{field} {within}")),
             },
-            IndexEntry::ZSet(_, score) => {
-                push_score(cmd.arg("Z"), *score);
-                &mut cmd
-            }
-            IndexEntry::Companion(_, initial) => cmd.arg("H").arg(initial_confidence(*initial)),
+            IndexEntry::ZSet(..) => cmd.arg("Z"),
+            IndexEntry::Companion(..) => cmd.arg("H"),
             IndexEntry::Expiry(_, expiry) => cmd
                 .arg("X")
                 .arg(expiry.map(Expiry::arg).unwrap_or_default()),
         };
+        push_entry_arg(&mut cmd, e);
     }
-    let uniques = entries
-        .iter()
-        .filter(|e| matches!(e, IndexEntry::Set(_, Some(_))))
-        .count();
-    let expiring = entries
-        .iter()
-        .filter(|e| matches!(e, IndexEntry::Expiry(..)))
-        .count();
-    let commands = usize::from(!fresh) + uniques + 1 + entries.len() + 2 * expiring;
-    Ok((cmd, commands))
+    Ok((&CREATE, cmd, commands))
 }
 
-/// One call of [`command`], split: its keys and its arguments after the keys.
+/// The arg of a zset entry (its score) or a companion entry (its initial value).
+fn push_entry_arg(cmd: &mut redis::Cmd, e: &IndexEntry) {
+    match e {
+        IndexEntry::ZSet(_, score) => push_score(cmd, *score),
+        IndexEntry::Companion(_, initial) => {
+            cmd.arg(initial_confidence(*initial));
+        }
+        _ => {}
+    }
+}
+
+/// One call of [`command`], split: its keys and its arguments after the keys, as
+/// `create.lua` takes them (a call of a shape's script is read back into that form).
 struct Call<'a> {
     keys: Vec<&'a [u8]>,
-    rest: Vec<&'a [u8]>,
-    /// Where its (op, arg) pairs start in `rest`.
-    pairs: usize,
+    flag: &'a [u8],
+    nf: usize,
+    /// (field, value) pairs, flat.
+    fields: Vec<&'a [u8]>,
+    /// One (op, arg) pair per index key.
+    pairs: Vec<(&'a [u8], &'a [u8])>,
 }
 
 impl<'a> Call<'a> {
@@ -109,34 +144,67 @@ impl<'a> Call<'a> {
         let n = number(args.get(2))
             .filter(|n| *n >= 1 && args.len() >= 3 + n)
             .ok_or_else(bad)?;
-        let rest = args[3 + n..].to_vec();
+        let keys = args[3..3 + n].to_vec();
+        let rest = &args[3 + n..];
+        if let Some(shape) = args.get(1).and_then(|sha| shape::by_sha(sha)) {
+            let nf = shape.names.len();
+            let zh = shape.ops.iter().filter(|op| **op != b'S').count();
+            if shape.ops.len() != n - 1 || rest.len() != nf + zh {
+                return Err(bad());
+            }
+            let fields = shape
+                .names
+                .iter()
+                .zip(&rest[..nf])
+                .flat_map(|(name, value)| [name.as_bytes(), value])
+                .collect();
+            let mut extra = rest[nf..].iter();
+            let mut pairs = Vec::with_capacity(n - 1);
+            for op in &shape.ops {
+                let (op, arg): (&'static [u8], &[u8]) = match op {
+                    b'Z' => (b"Z", extra.next().ok_or_else(bad)?),
+                    b'H' => (b"H", extra.next().ok_or_else(bad)?),
+                    _ => (b"S", b""),
+                };
+                pairs.push((op, arg));
+            }
+            return Ok(Call {
+                keys,
+                flag: b"P",
+                nf,
+                fields,
+                pairs,
+            });
+        }
         let nf = number(rest.get(1)).ok_or_else(bad)?;
-        let pairs = 2 + 2 * nf;
-        if rest.len() != pairs + 2 * (n - 1) {
+        let at = 2 + 2 * nf;
+        if rest.len() != at + 2 * (n - 1) {
             return Err(bad());
         }
         Ok(Call {
-            keys: args[3..3 + n].to_vec(),
-            rest,
-            pairs,
+            keys,
+            flag: rest[0],
+            nf,
+            fields: rest[2..at].to_vec(),
+            pairs: rest[at..].chunks_exact(2).map(|p| (p[0], p[1])).collect(),
         })
     }
 
-    /// Its (op, arg) pairs.
-    fn entries(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + '_ {
-        self.rest[self.pairs..]
-            .chunks_exact(2)
-            .map(|p| (p[0], p[1]))
+    /// Its arguments after the keys, as `create.lua` takes them.
+    fn args(&self) -> usize {
+        2 + self.fields.len() + 2 * self.pairs.len()
     }
 
     /// Whether a compact form of it can follow `full`: the same flag, field count, index keys
     /// and ops, and the same args but for `Z` and `X` entries (its own scores and expiry times).
     fn fits(&self, full: &Call<'_>) -> bool {
-        self.rest[..2] == full.rest[..2]
+        self.flag == full.flag
+            && self.nf == full.nf
             && self.keys[1..] == full.keys[1..]
             && self
-                .entries()
-                .zip(full.entries())
+                .pairs
+                .iter()
+                .zip(&full.pairs)
                 .all(|((op, a), (fop, fa))| op == fop && (varies(op) || a == fa))
     }
 }
@@ -172,8 +240,12 @@ pub(crate) fn batch(script: &Script, cmds: &[&redis::Cmd]) -> RedisResult<redis:
     for (c, &small) in calls.iter().zip(&compact) {
         let keys = if small { &c.keys[..1] } else { &c.keys[..] };
         nkeys += keys.len();
-        nargs += 2 + c.rest.len();
-        bytes += keys.iter().chain(&c.rest).map(|a| a.len()).sum::<usize>();
+        nargs += 2 + c.args();
+        bytes += keys.iter().chain(&c.fields).map(|a| a.len()).sum::<usize>()
+            + c.pairs
+                .iter()
+                .map(|(o, a)| o.len() + a.len())
+                .sum::<usize>();
     }
     let mut out = script.command(Form::Sha, 2 + nkeys + nargs, bytes + 16 * calls.len());
     out.arg(nkeys);
@@ -183,14 +255,21 @@ pub(crate) fn batch(script: &Script, cmds: &[&redis::Cmd]) -> RedisResult<redis:
     out.arg("*");
     for (c, &small) in calls.iter().zip(&compact) {
         if small {
-            out.arg("=").arg(&c.rest[2..c.pairs]);
-            for (op, a) in c.entries() {
+            out.arg("=").arg(&c.fields[..]);
+            for (op, a) in &c.pairs {
                 if varies(op) {
                     out.arg(a);
                 }
             }
         } else {
-            out.arg(c.keys.len()).arg(c.rest.len()).arg(&c.rest[..]);
+            out.arg(c.keys.len())
+                .arg(c.args())
+                .arg(c.flag)
+                .arg(c.nf)
+                .arg(&c.fields[..]);
+            for (op, a) in &c.pairs {
+                out.arg(op).arg(a);
+            }
         }
     }
     Ok(out)
@@ -253,6 +332,43 @@ mod tests {
         .chain(["3", "8", "C", "1", "f", "k6", "S", "x", "Z", "0.4"])
         .collect();
         assert_eq!(out[2..], expected[..]);
+    }
+
+    /// A call of a shape's script joins a batch as the equal `P` call of the create script
+    /// would (compact after a full one), and a call of it with the wrong count is refused.
+    #[test]
+    fn shape_calls_batch_as_their_create_calls() {
+        static META: crate::model::ModelMeta = crate::model::ModelMeta {
+            name: "BatchShape",
+            fields: &[crate::model::field(
+                "f",
+                crate::model::FieldKind::Plain,
+                &[],
+            )],
+            key_fields: &[],
+            tenant: None,
+            version: None,
+            ttl: None,
+            expire_at: false,
+        };
+        let shape = shape::fresh(&META, 1, false, b"SZ").unwrap();
+        let shaped = |key: &str, score: &str| {
+            let mut cmd = shape.script.command(Form::Sha, 0, 0);
+            cmd.arg(3).arg(key).arg("c").arg("z").arg(key).arg(score);
+            cmd
+        };
+        let general = [
+            call("k1", &[("c", "S", ""), ("z", "Z", "0.5")]),
+            call("k2", &[("c", "S", ""), ("z", "Z", "0.7")]),
+        ];
+        let shaped = [shaped("k1", "0.5"), shaped("k2", "0.7")];
+        let refs: Vec<&redis::Cmd> = general.iter().collect();
+        let expected = args(&batch(&CREATE, &refs).unwrap());
+        let refs: Vec<&redis::Cmd> = shaped.iter().collect();
+        assert_eq!(args(&batch(&CREATE, &refs).unwrap()), expected);
+        let mut long = shaped[0].clone();
+        long.arg("extra");
+        assert!(batch(&CREATE, &[&long, &shaped[1]]).is_err());
     }
 
     /// What is not a create call is refused, not encoded.

@@ -7,6 +7,7 @@ pub(crate) mod apply;
 pub(crate) mod create;
 #[cfg(any(test, feature = "testing"))]
 pub(crate) mod registry;
+pub(crate) mod shape;
 
 /// The library: helpers and checks several scripts share, written once (`lua/lib.lua`).
 const LIBRARY: &str = include_str!("../lua/lib.lua");

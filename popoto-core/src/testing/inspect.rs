@@ -17,6 +17,26 @@ pub fn script_source(name: &str) -> Option<&'static str> {
         .map(|(_, s)| s.source())
 }
 
+/// The `EVAL` (source in full) a fresh create of `value` sends in popoto's layout, its auto
+/// key already filled: for tests of what a create script does when an entry is already there.
+pub fn fresh_create_eval<M: crate::Model>(value: &M) -> crate::Result<redis::Cmd> {
+    let record = value.to_record()?;
+    let key = crate::model::Key::<M>::from_segments(crate::model::key_segments::<M>(&record, None));
+    let inst = crate::plan::Instance {
+        layout: crate::keys::Layout::Popoto,
+        meta: M::META,
+        key: key.redis_key(),
+        record: &record,
+        hidden_key: None,
+    };
+    let (script, cmd, _) = crate::script::create::command(&inst, true)?;
+    script.to_eval(&cmd).map_err(|source| crate::Error::Redis {
+        op: "create",
+        model: M::META.name,
+        source,
+    })
+}
+
 /// Logical databases a snapshot covers.
 const DATABASES: u8 = 16;
 

@@ -19,7 +19,7 @@ mod cluster;
 mod inspect;
 
 pub use cluster::TestCluster;
-pub use inspect::{script_source, Monitor, Monitored};
+pub use inspect::{fresh_create_eval, script_source, Monitor, Monitored};
 
 /// Why a test server could not be provided.
 #[derive(Debug, thiserror::Error)]
