@@ -67,7 +67,7 @@ impl<M: Model, P: FnMut(Progress)> Migration<M, P> {
         let mut keys = vec![self.source.clone()];
         let mut labels: Vec<String> = Vec::new();
         let mut dests: HashMap<Vec<String>, usize> = HashMap::new();
-        let mut args: Vec<Vec<u8>> = Vec::with_capacity(1 + 2 * members.len());
+        let mut args: Vec<Vec<u8>> = Vec::with_capacity(1 + members.len());
         args.push(match self.target {
             Target::Confidence => b"H".to_vec(),
             Target::Sorted => b"Z".to_vec(),
@@ -94,15 +94,14 @@ impl<M: Model, P: FnMut(Progress)> Migration<M, P> {
             };
             match dest {
                 Ok(k) => {
-                    args.push(member.as_bytes().to_vec());
                     args.push((k + 1).to_string().into_bytes());
                     sent.push((member, k - 1));
                 }
                 Err(e) => self.fail(member, e),
             }
         }
-        // The instance keys the script checks with EXISTS are declared too, after the
-        // destinations (the destination indices in ARGV stay valid).
+        // The instance keys follow the destinations (the destination indices in ARGV stay
+        // valid): the members the script moves and the keys it checks with EXISTS.
         keys.extend(sent.iter().map(|(member, _)| member.clone()));
         (!sent.is_empty()).then(|| PageCall {
             cmd: crate::backend::evalsha(&MIGRATE_PAGE, &keys, &args),
@@ -115,38 +114,50 @@ impl<M: Model, P: FnMut(Progress)> Migration<M, P> {
     pub(super) fn finish_page(&mut self, sent: Vec<(PageCall, RValue)>) -> Result<()> {
         let meta = M::META;
         for (call, reply) in sent {
-            let RValue::Array(statuses) = reply else {
-                return Err(protocol(Self::OP, meta, "one status per entry expected"));
+            let bad = || protocol(Self::OP, meta, "one code per entry expected");
+            let RValue::Array(reply) = reply else {
+                return Err(bad());
             };
-            if statuses.len() != call.sent.len() {
-                return Err(protocol(Self::OP, meta, "one status per entry expected"));
+            let mut reply = reply.into_iter();
+            let codes = match reply.next() {
+                Some(RValue::BulkString(b)) => b,
+                Some(RValue::SimpleString(s)) => s.into_bytes(),
+                _ => return Err(bad()),
+            };
+            if codes.len() != call.sent.len() {
+                return Err(bad());
             }
             // Entries moved or kept, per destination.
             let mut moved = vec![0u64; call.labels.len()];
-            for ((member, dest), status) in call.sent.into_iter().zip(statuses) {
-                let status = match status {
-                    RValue::BulkString(b) => b,
-                    RValue::SimpleString(s) => s.into_bytes(),
-                    other => return Err(protocol(Self::OP, meta, format!("{other:?}"))),
-                };
-                match status.as_slice() {
-                    b"moved" => moved[dest] += 1,
-                    b"kept" => {
+            for ((member, dest), code) in call.sent.into_iter().zip(codes) {
+                match code {
+                    b'm' => moved[dest] += 1,
+                    b'k' => {
                         moved[dest] += 1;
                         self.report.kept_existing += 1;
                     }
                     // Already gone: moved by a concurrent run, or returned twice by the scan.
-                    b"gone" => {}
-                    b"missing" => self.fail(member, INSTANCE_NOT_FOUND.into()),
-                    other => {
-                        let other = String::from_utf8_lossy(other);
-                        let found = other.strip_prefix("wrongtype:").unwrap_or(&other);
+                    b'g' => {}
+                    b'x' => self.fail(member, INSTANCE_NOT_FOUND.into()),
+                    b'w' => {
+                        let found = match reply.next() {
+                            Some(RValue::BulkString(b)) => String::from_utf8_lossy(&b).into_owned(),
+                            Some(RValue::SimpleString(s)) => s,
+                            _ => return Err(bad()),
+                        };
                         self.fail(
                             member,
                             format!(
                                 "the partition key holds a {found}, not what popoto stores there"
                             ),
                         );
+                    }
+                    other => {
+                        return Err(protocol(
+                            Self::OP,
+                            meta,
+                            format!("unknown code {:?}", char::from(other)),
+                        ))
                     }
                 }
             }
