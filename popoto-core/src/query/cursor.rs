@@ -26,6 +26,10 @@ pub(crate) static WINDOW: LazyLock<Script> =
 /// Largest window read per script call.
 const MAX_WINDOW: usize = 1000;
 
+/// Members sharing the cursor's score that a page's native read takes along; past it, the
+/// window script finds the cursor's position among them.
+const MAX_TIES: usize = 64;
+
 /// Cursor format version.
 const VERSION: &str = "c1";
 
@@ -256,9 +260,11 @@ impl<'s, M: Model> Query<'s, M> {
 }
 
 /// The next `n` members (with scores) of `zset` within `range` after position `pos`, in the
-/// page's order. Without a cursor, or after one whose score no other member shares (its own
-/// member aside, or none left), that is one native range read, taken in one `MULTI` with the
-/// check of the ties; otherwise `lua/window.lua` finds the position among the ties.
+/// page's order. Without a cursor, that is one native range read. After one, a single `MULTI`
+/// reads the range strictly past the cursor's score, the count of members at that score, the
+/// cursor member's own score and up to [`MAX_TIES`] of those members within the range: when it
+/// holds them all, the members after the cursor among them (ties are ordered bytewise by
+/// member) come first; otherwise `lua/window.lua` finds the position among the ties.
 async fn read_window<M: Model>(
     backend: &crate::backend::Backend,
     zset: &str,
@@ -268,13 +274,15 @@ async fn read_window<M: Model>(
     n: usize,
 ) -> Result<Vec<(Vec<u8>, f64)>> {
     let desc = order == Order::Desc;
-    let range = |lo: Bound, hi: Bound| {
+    let range = |lo: Bound, hi: Bound, desc: bool, n: usize| {
         let mut c = super::exec::range_cmd(zset, lo, hi, desc);
         c.arg("WITHSCORES").arg("LIMIT").arg(0).arg(n);
         c
     };
     let Some((s, m)) = pos else {
-        return backend.query("page", M::META.name, &range(min, max)).await;
+        return backend
+            .query("page", M::META.name, &range(min, max, desc, n))
+            .await;
     };
     let s = *s;
     // Strictly past the cursor's score in the page's direction, within the range.
@@ -293,12 +301,31 @@ async fn read_window<M: Model>(
         .cmd("ZSCORE")
         .arg(zset)
         .arg(m)
-        .add_command(range(lo, hi));
-    // Rows at the cursor's score, the cursor member's own score, the window (member, score).
-    type Reply = (usize, Option<f64>, Vec<(Vec<u8>, f64)>);
-    let (ties, own, window): Reply = backend.pipeline("page", M::META.name, &pipe).await?;
+        .add_command(range(lo, hi, desc, n))
+        .add_command(range(
+            min.tighter(Bound::Incl(s), true),
+            max.tighter(Bound::Incl(s), false),
+            false,
+            MAX_TIES,
+        ));
+    // Rows at the cursor's score, the cursor member's own score, the window (member, score),
+    // the rows at the cursor's score within the range (ascending by member).
+    type Reply = (usize, Option<f64>, Vec<(Vec<u8>, f64)>, Vec<(Vec<u8>, f64)>);
+    let (ties, own, window, tied): Reply = backend.pipeline("page", M::META.name, &pipe).await?;
     if ties == 0 || (ties == 1 && own == Some(s)) {
         return Ok(window);
+    }
+    if ties <= MAX_TIES {
+        let m = m.as_bytes();
+        let after: Vec<(Vec<u8>, f64)> = if desc {
+            tied.into_iter()
+                .rev()
+                .filter(|(k, _)| k.as_slice() < m)
+                .collect()
+        } else {
+            tied.into_iter().filter(|(k, _)| k.as_slice() > m).collect()
+        };
+        return Ok(after.into_iter().chain(window).take(n).collect());
     }
     let args: Vec<Vec<u8>> = vec![
         min.arg(true).into_bytes(),
