@@ -2,7 +2,6 @@
 //! found again on every page (by score, and among members sharing it by `lua/window.lua`), so
 //! rows inserted or deleted between pages neither repeat nor hide the others.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::LazyLock;
 
@@ -192,7 +191,8 @@ impl<'s, M: Model> Query<'s, M> {
             let mut commands = 0;
             let others = expr::run_lookups::<M>(&backend, &others, &mut commands).await?;
             let mut rows = Vec::with_capacity(size);
-            let mut scores: HashMap<Vec<u8>, f64> = HashMap::new();
+            // The window's (member, score) pairs: the page's last row finds its own here.
+            let mut scores: Vec<(Vec<u8>, f64)> = Vec::new();
             // One member more than the page: a full page then knows whether anything follows.
             let mut window = (size + 1).min(MAX_WINDOW);
             loop {
@@ -208,7 +208,7 @@ impl<'s, M: Model> Query<'s, M> {
                 scores.clear();
                 let mut members = Vec::with_capacity(read);
                 for (m, s) in flat {
-                    scores.insert(m.clone(), s);
+                    scores.push((m.clone(), s));
                     members.push(m);
                 }
                 let candidates = if others.is_empty() {
@@ -365,14 +365,15 @@ fn past(b: Bound, s: f64, within: impl Fn(f64, f64) -> bool) -> Bound {
 /// key, else (a member spelled otherwise that parses to the same key) found by parsing.
 fn window_member<M: Model>(
     layout: Layout,
-    scores: &HashMap<Vec<u8>, f64>,
+    scores: &[(Vec<u8>, f64)],
     key: &Key<M>,
 ) -> Option<(String, f64)> {
     let canonical = key.redis_key_in(layout);
-    if let Some(s) = scores.get(canonical.as_bytes()) {
+    // The page's last row is most often near the window's end.
+    if let Some((_, s)) = scores.iter().rev().find(|(m, _)| m == canonical.as_bytes()) {
         return Some((canonical, *s));
     }
-    scores.iter().find_map(|(m, s)| {
+    scores.iter().rev().find_map(|(m, s)| {
         let text = std::str::from_utf8(m).ok()?;
         (Key::<M>::parse_in(layout, text).ok()? == *key).then(|| (text.to_owned(), *s))
     })
