@@ -13,6 +13,16 @@ use support::*;
 use tokio::sync::Barrier;
 
 /// Reads every page of acme's episodes by score (`desc` or not), `size` rows a page.
+/// `acme`'s Episodes ordered by score, ascending or descending.
+fn by_score(acme: &popoto::Session, desc: bool) -> popoto::Query<'_, Episode> {
+    let q = acme.query::<Episode>();
+    if desc {
+        q.order_by_desc(Episode::score())
+    } else {
+        q.order_by(Episode::score())
+    }
+}
+
 async fn all_pages(
     acme: &popoto::Session,
     size: usize,
@@ -21,12 +31,7 @@ async fn all_pages(
     let mut out = Vec::new();
     let mut cursor: Option<Cursor> = None;
     for _ in 0..1000 {
-        let q = acme.query::<Episode>();
-        let q = if desc {
-            q.order_by_desc(Episode::score())
-        } else {
-            q.order_by(Episode::score())
-        };
+        let q = by_score(acme, desc);
         let page = q
             .page(cursor.as_ref(), size)
             .await
@@ -48,12 +53,7 @@ async fn pages_follow_the_order_with_ties_and_end() {
     seed_episodes(&db, "globex", 9).await;
     let acme = db.tenant("acme").unwrap();
     for desc in [false, true] {
-        let q = acme.query::<Episode>();
-        let q = if desc {
-            q.order_by_desc(Episode::score())
-        } else {
-            q.order_by(Episode::score())
-        };
+        let q = by_score(&acme, desc);
         let want = q.fetch_keyed().await.unwrap();
         assert_eq!(want.len(), 23);
         for size in [1, 3, 4, 5, 23, 50] {
@@ -498,12 +498,7 @@ async fn pages_through_many_ties_return_every_row_once() {
         .collect();
     acme.create_many(rows).await.unwrap();
     for desc in [false, true] {
-        let q = acme.query::<Episode>();
-        let q = if desc {
-            q.order_by_desc(Episode::score())
-        } else {
-            q.order_by(Episode::score())
-        };
+        let q = by_score(&acme, desc);
         let want: Vec<String> = q
             .fetch_keyed()
             .await

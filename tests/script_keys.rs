@@ -213,7 +213,8 @@ async fn every_script_declares_every_key_it_touches() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(page.rows.len(), 4);
-    // The next page starts among rows of one score (two at 2.0): window.lua finds its place.
+    // The next page starts among rows of one score (two at 2.0), which the window read takes
+    // along.
     let rest = acme
         .query::<Episode>()
         .order_by_desc(Episode::score())
@@ -221,6 +222,25 @@ async fn every_script_declares_every_key_it_touches() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(rest.rows.len(), 2);
+    // Among more rows of one score than that read takes along, window.lua finds the place.
+    let ties = db.tenant("ties").unwrap_or_else(|e| panic!("{e}"));
+    let tied: Vec<Episode> = (0..70).map(|i| episode("", "t", 5.0, i)).collect();
+    ties.create_many(tied)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let first = ties
+        .query::<Episode>()
+        .order_by(Episode::score())
+        .page(None, 10)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let second = ties
+        .query::<Episode>()
+        .order_by(Episode::score())
+        .page(first.next.as_ref(), 10)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(second.rows.len(), 10);
     let items: Vec<Item> = (0..3)
         .map(|i| Item {
             sku: format!("s{i}"),
