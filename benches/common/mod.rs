@@ -262,7 +262,7 @@ pub async fn raw_confidence(
     member: &str,
     signal: f64,
 ) -> Res<f64> {
-    let reply: Vec<String> = CONFIDENCE_LUA
+    let reply: String = CONFIDENCE_LUA
         .key(companion)
         .key(member)
         .arg(member)
@@ -271,6 +271,7 @@ pub async fn raw_confidence(
         .arg(20)
         .invoke_async(conn)
         .await?;
+    let reply: Vec<&str> = reply.split(' ').collect();
     check(
         reply.len() == 5 && reply[0] == "ok",
         "raw confidence update",

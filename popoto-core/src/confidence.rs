@@ -370,8 +370,15 @@ impl<M: Model> Confidence<'_, M> {
                 .eval("confidence update", meta.name, &UPDATE, &keys, &args)
                 .instrument(self.span("confidence_update"))
                 .await?;
-            let items: Vec<String> =
-                redis::from_redis_value(reply).map_err(|e| protocol(e.to_string()))?;
+            // Applied: one string of the four values; refused: a table.
+            let items: Vec<String> = match reply {
+                redis::Value::BulkString(b) => String::from_utf8(b)
+                    .map_err(|e| protocol(e.to_string()))?
+                    .split(' ')
+                    .map(str::to_owned)
+                    .collect(),
+                other => redis::from_redis_value(other).map_err(|e| protocol(e.to_string()))?,
+            };
             match items.first().map(String::as_str) {
                 // A concurrent save moved the instance to another partition: locate it again.
                 Some("changed") => continue,

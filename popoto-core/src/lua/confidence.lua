@@ -15,7 +15,8 @@
 -- Reply: {'missing'}, {'changed'} (a partition value moved: the caller resolves the companion
 -- again), {'corrupt', reason} (the stored entry is not a msgpack map: left as it is),
 -- {'wrongtype', key, type} (the stream or its meta hash is not one: nothing written) or
--- {'ok', confidence (%.17g), evidence_count, corroborations, contradictions}.
+-- 'ok <confidence (%.17g)> <evidence_count> <corroborations> <contradictions>' (one string: a
+-- table reply costs the server more than the string).
 if redis.call('EXISTS', KEYS[2]) == 0 then return {'missing'} end
 local member = ARGV[1]
 local signal = tonumber(ARGV[2])
@@ -74,4 +75,4 @@ if nfeed > 0 then
   ev[#ev + 1] = tostring(redis.call('HINCRBY', KEYS[4], 'seq', 1))
   feed_append(KEYS[3], KEYS[4], ev)
 end
-return {'ok', string.format('%.17g', updated), tostring(n), tostring(pro), tostring(con)}
+return string.format('ok %.17g %d %d %d', updated, n, pro, con)
