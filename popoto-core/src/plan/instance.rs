@@ -166,7 +166,7 @@ impl<'r> Instance<'r> {
     /// Appends every hash value, in [`Instance::push_hash_fields`]'s order, without the names
     /// (a shape's script holds them).
     pub fn push_hash_values(&self, cmd: &mut redis::Cmd) {
-        for v in self.record.values.iter().take(self.meta.fields.len()) {
+        for (_, v) in self.meta.fields.iter().zip(&self.record.values) {
             cmd.arg(&v[..]);
         }
         if let Some(h) = self.hidden_key {

@@ -58,7 +58,8 @@ pub(crate) fn command(
         })
         .collect();
     let plain = ops.is_some();
-    let fields = nf - usize::from(inst.hidden_key.is_some());
+    // The (field, value) pairs `push_hash_fields` writes before the hidden key.
+    let fields = inst.meta.fields.len().min(inst.record.values.len());
     if let Some(shape) = ops
         .filter(|_| fresh)
         .and_then(|ops| shape::fresh(inst.meta, fields, inst.hidden_key.is_some(), &ops))
