@@ -62,7 +62,7 @@ pub(crate) fn command(
     let fields = inst.meta.fields.len().min(inst.record.values.len());
     if let Some(shape) = ops
         .filter(|_| fresh)
-        .and_then(|ops| shape::fresh(inst.meta, fields, inst.hidden_key.is_some(), &ops))
+        .and_then(|ops| shape::fresh(inst.meta, fields, inst.hidden_key.is_some(), ops))
     {
         let mut cmd = shape
             .script
@@ -352,7 +352,7 @@ mod tests {
             ttl: None,
             expire_at: false,
         };
-        let shape = shape::fresh(&META, 1, false, b"SZ").unwrap();
+        let shape = shape::fresh(&META, 1, false, b"SZ".to_vec()).unwrap();
         let shaped = |key: &str, score: &str| {
             let mut cmd = shape.script.command(Form::Sha, 0, 0);
             cmd.arg(3).arg(key).arg("c").arg("z").arg(key).arg(score);

@@ -44,17 +44,13 @@ pub(crate) fn fresh(
     meta: &'static ModelMeta,
     fields: usize,
     hidden: bool,
-    ops: &[u8],
+    ops: Vec<u8>,
 ) -> Option<&'static Shape> {
     if ops.len() > MAX_ENTRIES || !ops.iter().all(|op| b"SZH".contains(op)) {
         return None;
     }
-    let id = (
-        std::ptr::from_ref(meta) as usize,
-        fields,
-        hidden,
-        ops.to_vec(),
-    );
+    // Owns the caller's ops: a create that finds its shape allocates nothing here.
+    let id = (std::ptr::from_ref(meta) as usize, fields, hidden, ops);
     let mut shapes = SHAPES.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(shape) = shapes.by_model.get(&id) {
         return Some(shape);
@@ -63,11 +59,11 @@ pub(crate) fn fresh(
     if hidden {
         names.push("_auto_key");
     }
-    let code: &'static str = Box::leak(source(meta.name, &names, ops).into_boxed_str());
+    let code: &'static str = Box::leak(source(meta.name, &names, &id.3).into_boxed_str());
     let shape: &'static Shape = Box::leak(Box::new(Shape {
         script: Script::new(code),
         names,
-        ops: ops.to_vec(),
+        ops: id.3.clone(),
     }));
     shapes
         .by_sha
@@ -221,16 +217,19 @@ mod tests {
             ttl: None,
             expire_at: false,
         };
-        assert!(fresh(&META, 0, false, b"SU").is_none());
-        assert!(fresh(&META, 0, false, &[b'S'; MAX_ENTRIES + 1]).is_none());
-        let a = fresh(&META, 0, true, b"SZ").unwrap();
-        let b = fresh(&META, 0, true, b"SZ").unwrap();
+        assert!(fresh(&META, 0, false, b"SU".to_vec()).is_none());
+        assert!(fresh(&META, 0, false, vec![b'S'; MAX_ENTRIES + 1]).is_none());
+        let a = fresh(&META, 0, true, b"SZ".to_vec()).unwrap();
+        let b = fresh(&META, 0, true, b"SZ".to_vec()).unwrap();
         assert!(std::ptr::eq(a, b));
         assert_eq!(a.names, ["_auto_key"]);
         assert!(std::ptr::eq(
             by_sha(a.script.get_hash().as_bytes()).unwrap(),
             a
         ));
-        assert!(!std::ptr::eq(fresh(&META, 0, false, b"SZ").unwrap(), a));
+        assert!(!std::ptr::eq(
+            fresh(&META, 0, false, b"SZ".to_vec()).unwrap(),
+            a
+        ));
     }
 }
