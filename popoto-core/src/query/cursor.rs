@@ -25,9 +25,9 @@ pub(crate) static WINDOW: LazyLock<Script> =
 /// Largest window read per script call.
 const MAX_WINDOW: usize = 1000;
 
-/// Members sharing the cursor's score that a page's native read takes along; past it, the
-/// window script finds the cursor's position among them.
-const MAX_TIES: usize = 64;
+/// Members a page's native read takes beyond its window, so that rows sharing the cursor's
+/// score (the cursor's own among them) can be skipped without a second read.
+const TIE_SLACK: usize = 16;
 
 /// Cursor format version.
 const VERSION: &str = "c1";
@@ -219,15 +219,23 @@ impl<'s, M: Model> Query<'s, M> {
                     commands += 1;
                     expr::run(&backend, M::META.name, &Program::of(&srcs, Some(0))).await?
                 };
-                let (loaded, _) = self.hydrate(&sources, candidates, &mut commands).await?;
-                let loaded_len = loaded.len();
-                for (i, row) in loaded.into_iter().enumerate() {
-                    let (key, value) = row?;
-                    if self.predicate.as_ref().is_some_and(|p| !p(&value)) {
-                        continue;
-                    }
-                    rows.push((key, value));
-                    if rows.len() == size {
+                // Rows are loaded as the page still needs them: the member read past the page
+                // only tells that more follow, and is loaded only to replace a skipped row.
+                let mut rest = candidates;
+                while !rest.is_empty() {
+                    let tail = rest.split_off((size - rows.len()).min(rest.len()));
+                    let batch = std::mem::replace(&mut rest, tail);
+                    let (loaded, _) = self.hydrate(&sources, batch, &mut commands).await?;
+                    let loaded_len = loaded.len();
+                    for (i, row) in loaded.into_iter().enumerate() {
+                        let (key, value) = row?;
+                        if self.predicate.as_ref().is_some_and(|p| !p(&value)) {
+                            continue;
+                        }
+                        rows.push((key, value));
+                        if rows.len() < size {
+                            continue;
+                        }
                         let (k, _) = &rows[size - 1];
                         let (member, score) = window_member(self.session.layout(), &scores, k)
                             .ok_or_else(|| Error::Protocol {
@@ -240,7 +248,7 @@ impl<'s, M: Model> Query<'s, M> {
                             })?;
                         // The end is known when this window was the last and nothing of it is
                         // left; otherwise the next page may still come back empty.
-                        let more = read == window || i + 1 < loaded_len;
+                        let more = read == window || i + 1 < loaded_len || !rest.is_empty();
                         let next = more.then(|| self.cursor_for(field, order, score, &member));
                         tracing::Span::current().record("commands", commands);
                         return Ok(Page { next, rows });
@@ -260,11 +268,12 @@ impl<'s, M: Model> Query<'s, M> {
 }
 
 /// The next `n` members (with scores) of `zset` within `range` after position `pos`, in the
-/// page's order. Without a cursor, that is one native range read. After one, a single `MULTI`
-/// reads the range strictly past the cursor's score, the count of members at that score, the
-/// cursor member's own score and up to [`MAX_TIES`] of those members within the range: when it
-/// holds them all, the members after the cursor among them (ties are ordered bytewise by
-/// member) come first; otherwise `lua/window.lua` finds the position among the ties.
+/// page's order. Without a cursor, that is one native range read. After one, it is one native
+/// read from the cursor's score inclusive, [`TIE_SLACK`] members longer than the window: when
+/// the members at that score end inside it, those after the cursor (ties are ordered bytewise
+/// by member) lead the window. When more than the slack of them precede the cursor, the window
+/// strictly past the score is read again; when the read holds nothing but ties,
+/// `lua/window.lua` finds the position among them.
 async fn read_window<M: Model>(
     backend: &crate::backend::Backend,
     zset: &str,
@@ -274,66 +283,64 @@ async fn read_window<M: Model>(
     n: usize,
 ) -> Result<Vec<(Vec<u8>, f64)>> {
     let desc = order == Order::Desc;
-    let range = |lo: Bound, hi: Bound, desc: bool, n: usize| {
+    let read = async |lo: Bound, hi: Bound, n: usize| -> Result<Vec<(Vec<u8>, f64)>> {
         let mut c = super::exec::range_cmd(zset, lo, hi, desc);
         c.arg("WITHSCORES").arg("LIMIT").arg(0).arg(n);
-        c
+        backend.query("page", M::META.name, &c).await
     };
     let Some((s, m)) = pos else {
-        return backend
-            .query("page", M::META.name, &range(min, max, desc, n))
-            .await;
+        return read(min, max, n).await;
     };
     let s = *s;
-    // Strictly past the cursor's score in the page's direction, within the range.
+    // From the cursor's score (inclusive) on, in the page's direction, within the range.
     let (lo, hi) = if desc {
-        (min, past(max, s, |b, x| x <= b))
+        (min, max.tighter(Bound::Incl(s), false))
     } else {
-        (past(min, s, |b, x| x >= b), max)
+        (min.tighter(Bound::Incl(s), true), max)
     };
-    let at = crate::script::score_arg(s);
-    let mut pipe = redis::pipe();
-    pipe.atomic()
-        .cmd("ZCOUNT")
-        .arg(zset)
-        .arg(&at)
-        .arg(&at)
-        .cmd("ZSCORE")
-        .arg(zset)
-        .arg(m)
-        .add_command(range(lo, hi, desc, n))
-        .add_command(range(
-            min.tighter(Bound::Incl(s), true),
-            max.tighter(Bound::Incl(s), false),
-            false,
-            MAX_TIES,
-        ));
-    // Rows at the cursor's score, the cursor member's own score, the window (member, score),
-    // the rows at the cursor's score within the range (ascending by member).
-    type Reply = (usize, Option<f64>, Vec<(Vec<u8>, f64)>, Vec<(Vec<u8>, f64)>);
-    let (ties, own, window, tied): Reply = backend.pipeline("page", M::META.name, &pipe).await?;
-    if ties == 0 || (ties == 1 && own == Some(s)) {
-        return Ok(window);
+    let limit = n + TIE_SLACK;
+    let mut from = read(lo, hi, limit).await?;
+    // The members at the cursor's score lead the read; those up to the cursor are skipped.
+    let ties = from.iter().take_while(|(_, x)| *x == s).count();
+    let m = m.as_bytes();
+    let seen = from[..ties]
+        .iter()
+        .take_while(|(k, _)| {
+            if desc {
+                k.as_slice() >= m
+            } else {
+                k.as_slice() <= m
+            }
+        })
+        .count();
+    let ended = from.len() < limit;
+    if ended || (ties < from.len() && seen <= TIE_SLACK) {
+        // Whole: the range ended, or the ties ended and at least `n` members follow the cursor.
+        from.drain(..seen);
+        from.truncate(n);
+        return Ok(from);
     }
-    if ties <= MAX_TIES {
-        let m = m.as_bytes();
-        let after: Vec<(Vec<u8>, f64)> = if desc {
-            tied.into_iter()
-                .rev()
-                .filter(|(k, _)| k.as_slice() < m)
-                .collect()
+    if ties < from.len() {
+        // Every tie is known, but too many precede the cursor: the rest is read past them.
+        let (lo, hi) = if desc {
+            (min, past(max, s, |b, x| x <= b))
         } else {
-            tied.into_iter().filter(|(k, _)| k.as_slice() > m).collect()
+            (past(min, s, |b, x| x >= b), max)
         };
-        return Ok(after.into_iter().chain(window).take(n).collect());
+        from.truncate(ties);
+        from.drain(..seen);
+        from.extend(read(lo, hi, n).await?);
+        from.truncate(n);
+        return Ok(from);
     }
+    let at = crate::script::score_arg(s);
     let args: Vec<Vec<u8>> = vec![
         min.arg(true).into_bytes(),
         max.arg(false).into_bytes(),
         if desc { b"d".to_vec() } else { b"a".to_vec() },
         b"1".to_vec(),
         at.into_bytes(),
-        m.as_bytes().to_vec(),
+        m.to_vec(),
         n.to_string().into_bytes(),
     ];
     let reply = backend
