@@ -80,7 +80,7 @@ pub fn plot(report: &Report, path: &Path) -> Res<()> {
         chart
             .draw_series(ops.iter().enumerate().map(|(i, o)| {
                 let i = i as u32;
-                let color = if o.ratio() >= 0.85 { BLUE } else { RED };
+                let color = if o.ratio() >= RAW_FLOOR { BLUE } else { RED };
                 let mut bar = Rectangle::new(
                     [
                         (SegmentValue::Exact(i), 0.0),
@@ -104,13 +104,13 @@ pub fn plot(report: &Report, path: &Path) -> Res<()> {
         chart
             .draw_series(LineSeries::new(
                 [
-                    (SegmentValue::Exact(0), 0.85),
-                    (SegmentValue::Exact(n), 0.85),
+                    (SegmentValue::Exact(0), RAW_FLOOR),
+                    (SegmentValue::Exact(n), RAW_FLOOR),
                 ],
                 BLACK.stroke_width(1),
             ))
             .map_err(plot_err)?
-            .label("floor 0.85")
+            .label(format!("floor {RAW_FLOOR}"))
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
         draw_legend(&mut chart, SeriesLabelPosition::LowerRight, label)?;
     }
