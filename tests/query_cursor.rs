@@ -530,3 +530,30 @@ async fn pages_through_many_ties_return_every_row_once() {
         }
     }
 }
+
+/// A page larger than the largest window read (1,000 members) is filled from several windows,
+/// and its last row still carries its score into the cursor.
+#[tokio::test]
+async fn a_page_larger_than_a_window_is_read_in_several() {
+    let (_server, db) = setup().await;
+    let acme = db.tenant("acme").unwrap();
+    let rows: Vec<Episode> = (0..1_100)
+        .map(|i| episode("", &format!("e{i}"), f64::from(i % 700), 0))
+        .collect();
+    acme.create_many(rows).await.unwrap();
+    for desc in [false, true] {
+        let want: Vec<String> = by_score(&acme, desc)
+            .fetch_keyed()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k.redis_key())
+            .collect();
+        let got: Vec<String> = all_pages(&acme, 1_050, desc)
+            .await
+            .into_iter()
+            .map(|(k, _)| k.redis_key())
+            .collect();
+        assert_eq!((got.len(), got == want), (1_100, true), "desc {desc}");
+    }
+}

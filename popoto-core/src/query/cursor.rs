@@ -3,31 +3,21 @@
 //! rows inserted or deleted between pages neither repeat nor hide the others.
 
 use std::fmt;
-use std::sync::LazyLock;
 
 use tracing::Instrument;
 
-use crate::backend::Script;
 use crate::error::{Error, Result};
-use crate::keys::Layout;
 use crate::model::{Key, Model};
 use crate::tenant::Scope;
 
 use super::expr::{self, Program, Resolved};
 use super::filter::{Bound, FilterKind};
 use super::resolve::{merge_ranges, Source};
+use super::window::{member_of, Span, Window};
 use super::{Order, Query};
-
-/// The window script (`lua/window.lua`).
-pub(crate) static WINDOW: LazyLock<Script> =
-    LazyLock::new(|| Script::read_only(crate::script::lua!("window.lua")));
 
 /// Largest window read per script call.
 const MAX_WINDOW: usize = 1000;
-
-/// Members a page's native read takes beyond its window, so that rows sharing the cursor's
-/// score (the cursor's own among them) can be skipped without a second read.
-const TIE_SLACK: usize = 16;
 
 /// Cursor format version.
 const VERSION: &str = "c1";
@@ -191,26 +181,23 @@ impl<'s, M: Model> Query<'s, M> {
             let mut commands = 0;
             let others = expr::run_lookups::<M>(&backend, &others, &mut commands).await?;
             let mut rows = Vec::with_capacity(size);
-            // The window's (member, score) pairs: the page's last row finds its own here.
-            let mut scores: Vec<(Vec<u8>, f64)> = Vec::new();
+            let span = Span {
+                backend: &backend,
+                model: M::META.name,
+                zset: &zset,
+                range: (min, max),
+                order,
+            };
             // One member more than the page: a full page then knows whether anything follows.
             let mut window = (size + 1).min(MAX_WINDOW);
             loop {
                 commands += 1;
-                let flat =
-                    read_window::<M>(&backend, &zset, (min, max), order, pos.as_ref(), window)
-                        .await?;
-                let Some((last, last_score)) = flat.last() else {
+                let Window { members, tail } =
+                    span.next(pos.as_ref(), window, size - rows.len()).await?;
+                let read = members.len();
+                let Some(last) = members.last().cloned() else {
                     break;
                 };
-                pos = Some((*last_score, String::from_utf8_lossy(last).into_owned()));
-                let read = flat.len();
-                scores.clear();
-                let mut members = Vec::with_capacity(read);
-                for (m, s) in flat {
-                    scores.push((m.clone(), s));
-                    members.push(m);
-                }
                 let candidates = if others.is_empty() {
                     members
                 } else {
@@ -223,8 +210,8 @@ impl<'s, M: Model> Query<'s, M> {
                 // only tells that more follow, and is loaded only to replace a skipped row.
                 let mut rest = candidates;
                 while !rest.is_empty() {
-                    let tail = rest.split_off((size - rows.len()).min(rest.len()));
-                    let batch = std::mem::replace(&mut rest, tail);
+                    let after = rest.split_off((size - rows.len()).min(rest.len()));
+                    let batch = std::mem::replace(&mut rest, after);
                     let (loaded, _) = self.hydrate(&sources, batch, &mut commands).await?;
                     let loaded_len = loaded.len();
                     for (i, row) in loaded.into_iter().enumerate() {
@@ -237,7 +224,7 @@ impl<'s, M: Model> Query<'s, M> {
                             continue;
                         }
                         let (k, _) = &rows[size - 1];
-                        let (member, score) = window_member(self.session.layout(), &scores, k)
+                        let (member, score) = member_of(self.session.layout(), &tail, k)
                             .ok_or_else(|| Error::Protocol {
                                 op: "page",
                                 model: M::META.name,
@@ -257,6 +244,18 @@ impl<'s, M: Model> Query<'s, M> {
                 if read < window {
                     break;
                 }
+                // The window's last member (a full window's is in its tail) is where the next
+                // one starts.
+                let score = tail
+                    .iter()
+                    .rev()
+                    .find_map(|(m, s)| (*m == last).then_some(*s))
+                    .ok_or_else(|| Error::Protocol {
+                        op: "page",
+                        model: M::META.name,
+                        detail: "the window's last member came without its score".into(),
+                    })?;
+                pos = Some((score, String::from_utf8_lossy(&last).into_owned()));
                 window = (window * 2).min(MAX_WINDOW);
             }
             tracing::Span::current().record("commands", commands);
@@ -265,123 +264,4 @@ impl<'s, M: Model> Query<'s, M> {
         .instrument(span)
         .await
     }
-}
-
-/// The next `n` members (with scores) of `zset` within `range` after position `pos`, in the
-/// page's order. Without a cursor, that is one native range read. After one, it is one native
-/// read from the cursor's score inclusive, [`TIE_SLACK`] members longer than the window: when
-/// the members at that score end inside it, those after the cursor (ties are ordered bytewise
-/// by member) lead the window. When more than the slack of them precede the cursor, the window
-/// strictly past the score is read again; when the read holds nothing but ties,
-/// `lua/window.lua` finds the position among them.
-async fn read_window<M: Model>(
-    backend: &crate::backend::Backend,
-    zset: &str,
-    (min, max): (Bound, Bound),
-    order: Order,
-    pos: Option<&(f64, String)>,
-    n: usize,
-) -> Result<Vec<(Vec<u8>, f64)>> {
-    let desc = order == Order::Desc;
-    let read = async |lo: Bound, hi: Bound, n: usize| -> Result<Vec<(Vec<u8>, f64)>> {
-        let mut c = super::exec::range_cmd(zset, lo, hi, desc);
-        c.arg("WITHSCORES").arg("LIMIT").arg(0).arg(n);
-        backend.query("page", M::META.name, &c).await
-    };
-    let Some((s, m)) = pos else {
-        return read(min, max, n).await;
-    };
-    let s = *s;
-    // From the cursor's score (inclusive) on, in the page's direction, within the range.
-    let (lo, hi) = if desc {
-        (min, max.tighter(Bound::Incl(s), false))
-    } else {
-        (min.tighter(Bound::Incl(s), true), max)
-    };
-    let limit = n + TIE_SLACK;
-    let mut from = read(lo, hi, limit).await?;
-    // The members at the cursor's score lead the read; those up to the cursor are skipped.
-    let ties = from.iter().take_while(|(_, x)| *x == s).count();
-    let m = m.as_bytes();
-    let seen = from[..ties]
-        .iter()
-        .take_while(|(k, _)| {
-            if desc {
-                k.as_slice() >= m
-            } else {
-                k.as_slice() <= m
-            }
-        })
-        .count();
-    let ended = from.len() < limit;
-    if ended || (ties < from.len() && seen <= TIE_SLACK) {
-        // Whole: the range ended, or the ties ended and at least `n` members follow the cursor.
-        from.drain(..seen);
-        from.truncate(n);
-        return Ok(from);
-    }
-    if ties < from.len() {
-        // Every tie is known, but too many precede the cursor: the rest is read past them.
-        let (lo, hi) = if desc {
-            (min, past(max, s, |b, x| x <= b))
-        } else {
-            (past(min, s, |b, x| x >= b), max)
-        };
-        from.truncate(ties);
-        from.drain(..seen);
-        from.extend(read(lo, hi, n).await?);
-        from.truncate(n);
-        return Ok(from);
-    }
-    let at = crate::script::score_arg(s);
-    let args: Vec<Vec<u8>> = vec![
-        min.arg(true).into_bytes(),
-        max.arg(false).into_bytes(),
-        if desc { b"d".to_vec() } else { b"a".to_vec() },
-        b"1".to_vec(),
-        at.into_bytes(),
-        m.to_vec(),
-        n.to_string().into_bytes(),
-    ];
-    let reply = backend
-        .eval(
-            "page",
-            M::META.name,
-            &WINDOW,
-            std::slice::from_ref(&zset.to_owned()),
-            &args,
-        )
-        .await?;
-    redis::from_redis_value(reply).map_err(|e| Error::Protocol {
-        op: "page",
-        model: M::META.name,
-        detail: e.to_string(),
-    })
-}
-
-/// The tighter of range bound `b` and "strictly past score `s`" (`within(x, s)`: bound value
-/// `x` lets `s` through).
-fn past(b: Bound, s: f64, within: impl Fn(f64, f64) -> bool) -> Bound {
-    match b {
-        Bound::Incl(x) | Bound::Excl(x) if !within(x, s) => b,
-        _ => Bound::Excl(s),
-    }
-}
-
-/// The member (as stored in the sorted set) and score of row `key` in a window: its canonical
-/// key, else (a member spelled otherwise that parses to the same key) found by parsing.
-fn window_member<M: Model>(
-    layout: Layout,
-    scores: &[(Vec<u8>, f64)],
-    key: &Key<M>,
-) -> Option<(String, f64)> {
-    let canonical = key.redis_key_in(layout);
-    // The page's last row is most often near the window's end.
-    if let Some((_, s)) = scores.iter().rev().find(|(m, _)| m == canonical.as_bytes()) {
-        return Some((canonical, *s));
-    }
-    scores.iter().rev().find_map(|(m, s)| {
-        let text = std::str::from_utf8(m).ok()?;
-        (Key::<M>::parse_in(layout, text).ok()? == *key).then(|| (text.to_owned(), *s))
-    })
 }

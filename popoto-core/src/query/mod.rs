@@ -26,8 +26,9 @@ mod filter;
 mod project;
 mod resolve;
 mod stream;
+mod window;
 #[cfg(any(test, feature = "testing"))]
-pub(crate) use {cursor::WINDOW, expr::SELECT, project::PROJECT};
+pub(crate) use {expr::SELECT, project::PROJECT, window::WINDOW};
 
 pub use cursor::{Cursor, Page};
 use exec::page;
