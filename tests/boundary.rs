@@ -175,6 +175,33 @@ async fn members_planted_in_a_tenants_indexes_are_never_returned() {
     );
 }
 
+/// The converse of a forged hash: a key naming globex whose hash claims acme (acme's bytes
+/// copied), planted in acme's indexes. Its stored tenant field passes; its key does not, on
+/// every read path, including those that load values without building keys.
+#[tokio::test]
+async fn a_hash_claiming_a_tenant_under_another_tenants_key_is_never_returned() {
+    let (server, db) = setup().await;
+    let (acme_rows, _) = seed(&db).await;
+    let acme = db.tenant("acme").unwrap();
+    let claimed = Episode::key_of("globex", "c".repeat(32));
+    let source = Episode::key_of("acme", acme_rows[1].episode_id.clone()).redis_key();
+    for (field, value) in hgetall(&server, &source) {
+        hset(&server, &claimed.redis_key(), field.as_bytes(), &value);
+    }
+    for (cmd, index) in [
+        ("SADD", "$KeyF:Episode:project_id:acme"),
+        ("ZADD", "$SortF:Episode:score:acme"),
+    ] {
+        let mut c = redis::cmd(cmd);
+        c.arg(index);
+        if cmd == "ZADD" {
+            c.arg(1.5);
+        }
+        raw_cmd::<i64>(&server, c.arg(claimed.redis_key()));
+    }
+    acme_sees_only_its_own(&acme, &claimed).await;
+}
+
 #[tokio::test]
 async fn a_forged_hash_under_a_tenants_key_is_verified_by_its_tenant_field() {
     let (server, db) = setup().await;

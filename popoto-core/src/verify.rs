@@ -15,11 +15,27 @@ use crate::tenant::Scope;
 /// Candidate keys per pipeline.
 const KEYS_PER_CALL: usize = 10_000;
 
-/// A member naming a key of the scope: the member and its key.
-pub(crate) type Named<M> = (String, Key<M>);
-
 /// A member skipped: the member (lossily decoded) and why.
 pub(crate) type Skipped = (String, Skip);
+
+/// What a read hands back with each row it checks: the row's [`Key`], or nothing when the
+/// caller wants values only (the same checks, without allocating the key's segments).
+pub(crate) trait RowKey<M: Model>: Sized {
+    /// Member `member` as a string and this, if it names a key of `M` in `guard`'s scope.
+    fn check(guard: &Guard<'_>, member: Vec<u8>) -> std::result::Result<(String, Self), Skipped>;
+}
+
+impl<M: Model> RowKey<M> for Key<M> {
+    fn check(guard: &Guard<'_>, member: Vec<u8>) -> std::result::Result<(String, Self), Skipped> {
+        guard.key::<M>(member)
+    }
+}
+
+impl<M: Model> RowKey<M> for () {
+    fn check(guard: &Guard<'_>, member: Vec<u8>) -> std::result::Result<(String, Self), Skipped> {
+        guard.name::<M>(member).map(|name| (name, ()))
+    }
+}
 
 /// What a read of model `M` through a scope must check of each candidate instance.
 pub(crate) struct Guard<'a> {
@@ -115,12 +131,16 @@ impl<'a> Guard<'a> {
         }
     }
 
-    /// The members that name keys of `M` in this scope, and the others with why not.
-    pub(crate) fn keys<M: Model>(&self, members: Vec<Vec<u8>>) -> (Vec<Named<M>>, Vec<Skipped>) {
+    /// The members that name keys of `M` in this scope (with their keys, or `()`), and the
+    /// others with why not.
+    pub(crate) fn keys<M: Model, K: RowKey<M>>(
+        &self,
+        members: Vec<Vec<u8>>,
+    ) -> (Vec<(String, K)>, Vec<Skipped>) {
         let mut skipped = Vec::new();
         let mut keys = Vec::with_capacity(members.len());
         for m in members {
-            match self.key::<M>(m) {
+            match K::check(self, m) {
                 Ok(named) => keys.push(named),
                 Err(skip) => skipped.push(skip),
             }

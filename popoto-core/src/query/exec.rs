@@ -6,7 +6,7 @@ use redis::RedisResult;
 
 use crate::error::Result;
 use crate::model::{Key, Model};
-use crate::verify::{self, Guard, Skip, Skipped};
+use crate::verify::{self, Guard, RowKey, Skip, Skipped};
 
 use super::expr::{self, Program, Resolved};
 use super::filter::Bound;
@@ -271,15 +271,15 @@ impl<M: Model> Query<'_, M> {
     /// Loads the hashes of `members` in one pipeline, keeping only instances of the scope (the
     /// others are reported); returns the rows (a row that cannot be decoded is an error in its
     /// place) and how many members were skipped.
-    pub(super) async fn hydrate(
+    pub(super) async fn hydrate<K: RowKey<M>>(
         &self,
         sources: &[Source],
         members: Vec<Vec<u8>>,
         commands: &mut usize,
-    ) -> Result<(Vec<Result<(Key<M>, M)>>, usize)> {
+    ) -> Result<(Vec<Result<(K, M)>>, usize)> {
         let scope = self.read_scope();
         let guard = Guard::of::<M>(self.session.layout(), &scope);
-        let (keys, mut skipped) = guard.keys::<M>(members);
+        let (keys, mut skipped) = guard.keys::<M, K>(members);
         let mut rows = Vec::with_capacity(keys.len());
         if !keys.is_empty() {
             let mut pipe = redis::pipe();

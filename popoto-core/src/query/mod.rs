@@ -17,6 +17,7 @@ use crate::db::Session;
 use crate::error::{Error, Result};
 use crate::model::{render_segment, FieldHandle, Key, Model, SortedField};
 use crate::tenant::TenantId;
+use crate::verify::RowKey;
 
 mod across;
 mod cursor;
@@ -202,12 +203,20 @@ impl<'s, M: Model> Query<'s, M> {
     /// is skipped and reported as a `tracing` warning naming the index keys read. One row that
     /// cannot be decoded fails the whole call; [`Query::fetch_each`] returns the others.
     pub async fn fetch(self) -> Result<Vec<M>> {
-        Ok(self
-            .fetch_keyed()
+        if self.spans_keyspaces() {
+            return Ok(self
+                .fetch_keyed()
+                .await?
+                .into_iter()
+                .map(|(_, m)| m)
+                .collect());
+        }
+        // The same checks without building each row's key.
+        self.rows::<()>()
             .await?
             .into_iter()
-            .map(|(_, m)| m)
-            .collect())
+            .map(|r| r.map(|(_, m)| m))
+            .collect()
     }
 
     /// Runs the query and returns each instance with its key.
@@ -222,6 +231,11 @@ impl<'s, M: Model> Query<'s, M> {
         if self.spans_keyspaces() {
             return self.fetch_across().await;
         }
+        self.rows().await
+    }
+
+    /// The rows of `fetch_each` within one keyspace, each with its key or `()`.
+    async fn rows<K: RowKey<M>>(self) -> Result<Vec<Result<(K, M)>>> {
         let span = self.span("fetch");
         async {
             let sources = self.resolve()?;
@@ -286,7 +300,7 @@ impl<'s, M: Model> Query<'s, M> {
             // Verified already; a row deleted since moves to the one before.
             while let Some(k) = keys.pop() {
                 let member = vec![k.redis_key_in(self.session.layout()).into_bytes()];
-                let (rows, _) = self.hydrate(&sources, member, &mut commands).await?;
+                let (rows, _) = self.hydrate::<()>(&sources, member, &mut commands).await?;
                 if let Some(row) = rows.into_iter().next() {
                     tracing::Span::current().record("commands", commands);
                     return Ok(Some(row?.1));

@@ -193,7 +193,7 @@ impl<M: Model> Query<'_, M> {
     ) -> Result<(Vec<(Key<M>, Vec<Option<Vec<u8>>>)>, usize)> {
         let scope = self.read_scope();
         let guard = Guard::of::<M>(self.session.layout(), &scope);
-        let (keys, mut skipped) = guard.keys::<M>(members);
+        let (keys, mut skipped) = guard.keys::<M, Key<M>>(members);
         let mut rows = Vec::with_capacity(keys.len());
         if !keys.is_empty() {
             let backend = self.session.backend().await?;
