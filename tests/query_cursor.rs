@@ -23,6 +23,16 @@ fn by_score(acme: &popoto::Session, desc: bool) -> popoto::Query<'_, Episode> {
     }
 }
 
+/// The keys of every acme row in score order, as one fetch returns them.
+async fn keys_by_score(acme: &popoto::Session, desc: bool) -> Vec<String> {
+    names(by_score(acme, desc).fetch_keyed().await.unwrap())
+}
+
+/// The Redis keys of `rows`, in order.
+fn names(rows: Vec<(Key<Episode>, Episode)>) -> Vec<String> {
+    rows.into_iter().map(|(k, _)| k.redis_key()).collect()
+}
+
 async fn all_pages(
     acme: &popoto::Session,
     size: usize,
@@ -502,22 +512,11 @@ async fn pages_through_many_ties_return_every_row_once() {
         .collect();
     acme.create_many(rows).await.unwrap();
     for desc in [false, true] {
-        let q = by_score(&acme, desc);
-        let want: Vec<String> = q
-            .fetch_keyed()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|(k, _)| k.redis_key())
-            .collect();
+        let want = keys_by_score(&acme, desc).await;
         assert_eq!(want.len(), 105);
         for size in [7, 40] {
             let before = db.admin().backend().await.unwrap().round_trips();
-            let got: Vec<String> = all_pages(&acme, size, desc)
-                .await
-                .into_iter()
-                .map(|(k, _)| k.redis_key())
-                .collect();
+            let got = names(all_pages(&acme, size, desc).await);
             let trips = db.admin().backend().await.unwrap().round_trips() - before;
             assert_eq!(got, want, "size {size}, desc {desc}");
             let pages = 105u64.div_ceil(size as u64);
@@ -542,18 +541,8 @@ async fn a_page_larger_than_a_window_is_read_in_several() {
         .collect();
     acme.create_many(rows).await.unwrap();
     for desc in [false, true] {
-        let want: Vec<String> = by_score(&acme, desc)
-            .fetch_keyed()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|(k, _)| k.redis_key())
-            .collect();
-        let got: Vec<String> = all_pages(&acme, 1_050, desc)
-            .await
-            .into_iter()
-            .map(|(k, _)| k.redis_key())
-            .collect();
+        let want = keys_by_score(&acme, desc).await;
+        let got = names(all_pages(&acme, 1_050, desc).await);
         assert_eq!((got.len(), got == want), (1_100, true), "desc {desc}");
     }
 }
