@@ -13,7 +13,7 @@ use crate::tenant::Scope;
 use super::expr::{self, Program, Resolved};
 use super::filter::{Bound, FilterKind};
 use super::resolve::{merge_ranges, Source};
-use super::window::{member_of, Span, Window};
+use super::window::{member_of, Reader, Window};
 use super::{Order, Query};
 
 /// Largest window read per script call.
@@ -181,7 +181,7 @@ impl<'s, M: Model> Query<'s, M> {
             let mut commands = 0;
             let others = expr::run_lookups::<M>(&backend, &others, &mut commands).await?;
             let mut rows = Vec::with_capacity(size);
-            let span = Span {
+            let reader = Reader {
                 backend: &backend,
                 model: M::META.name,
                 zset: &zset,
@@ -193,7 +193,7 @@ impl<'s, M: Model> Query<'s, M> {
             loop {
                 commands += 1;
                 let Window { members, tail } =
-                    span.next(pos.as_ref(), window, size - rows.len()).await?;
+                    reader.next(pos.as_ref(), window, size - rows.len()).await?;
                 let read = members.len();
                 let Some(last) = members.last().cloned() else {
                     break;

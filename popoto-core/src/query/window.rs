@@ -33,8 +33,8 @@ pub(super) struct Window {
     pub tail: Scored,
 }
 
-/// Where a read of one sorted set goes.
-pub(super) struct Span<'a> {
+/// Reads windows of one sorted set for a cursor page.
+pub(super) struct Reader<'a> {
     /// The backend of the query's scope.
     pub backend: &'a Backend,
     /// The model, for errors.
@@ -53,7 +53,7 @@ type Scored = Vec<(Vec<u8>, f64)>;
 /// A read's count of ties, members and (member, score) pairs from its tail on.
 type Reply = (usize, Vec<Vec<u8>>, Scored);
 
-impl Span<'_> {
+impl Reader<'_> {
     fn desc(&self) -> bool {
         self.order == Order::Desc
     }
