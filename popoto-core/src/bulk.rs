@@ -19,7 +19,7 @@ use redis::aio::ConnectionLike;
 use redis::{ErrorKind, RedisError, RedisResult, Value};
 
 use crate::backend::{
-    is_connection_error, split_batch_replies, Backend, Conn, Form, Script, Tries,
+    is_connection_error, split_batch_replies, Backend, Form, Link, Route, Script, Tries,
 };
 use crate::error::{Error, Result};
 use crate::keys::Layout;
@@ -339,7 +339,7 @@ fn may_refuse(meta: &ModelMeta) -> bool {
 
 /// Sends one call; the reply keeps the rows' own errors (a plain query would turn the first
 /// one into the call's).
-async fn send(conn: &mut Conn, cmd: redis::Cmd) -> RedisResult<Value> {
+async fn send(conn: &mut Link, cmd: redis::Cmd) -> RedisResult<Value> {
     match conn.req_packed_command(&cmd).await? {
         Value::ServerError(e) => Err(e.into()),
         v => Ok(v),
@@ -400,7 +400,8 @@ pub(crate) async fn insert_many(
     };
     backend.guard_script(op, &INSERT_MANY)?;
     let replies: Vec<RedisResult<Value>> = backend
-        .with_conn(op, meta.name, async |c| {
+        // On a lane: its calls are queued on the connection together.
+        .with_route(Route::Lane, op, meta.name, async |c| {
             let mut replies = Vec::with_capacity(n);
             // The first call alone: on a server that lacks the script, it is loaded here.
             let mut tries = Tries::new(Form::Sha);
@@ -456,8 +457,13 @@ type Reply = Pin<Box<dyn Future<Output = RedisResult<Value>> + Send>>;
 /// Sends `cmd` now and returns its reply to await later. The multiplexed connection queues a
 /// request when its future is first polled, so polling each once here, in turn, sends the calls
 /// in the order they were started; their replies arrive through the connection's own task.
-async fn start(conn: &Conn, cmd: redis::Cmd) -> Reply {
-    let mut conn = conn.clone();
+async fn start(link: &mut Link, cmd: redis::Cmd) -> Reply {
+    let Link::Shared(conn) = link else {
+        // The solo connection carries one call at a time: the reply is awaited here.
+        let done = send(link, cmd).await;
+        return Box::pin(std::future::ready(done));
+    };
+    let mut conn = Link::Shared(conn.clone());
     let mut reply: Reply = Box::pin(async move { send(&mut conn, cmd).await });
     match std::future::poll_fn(|cx| Poll::Ready(reply.as_mut().poll(cx))).await {
         Poll::Ready(done) => Box::pin(std::future::ready(done)),

@@ -90,6 +90,15 @@ pub async fn setup() -> (TestRedis, Db) {
     (server, db)
 }
 
+/// A `Db` on `server` whose calls all go on the shared lanes: a `CLIENT KILL` between two calls
+/// then fails the next one, as tests that cut a run that way need (the solo connection is
+/// replaced before it is used again, `connections.rs`).
+pub fn lanes_only(server: &TestRedis) -> Db {
+    let mut config = popoto::BackendConfig::new(server.url());
+    config.solo_connection = false;
+    Db::with_config(config).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// A configuration of `url` with 300 ms timeouts, so that calls to a server that is down fail
 /// fast.
 pub fn fast_failing(url: &str) -> popoto::BackendConfig {

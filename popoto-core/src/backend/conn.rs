@@ -7,6 +7,10 @@
 //! holding a connection of its own until its reply arrives. A blocking read (`XREADGROUP
 //! BLOCK`) would stall everyone behind it on a lane, so it runs on a dedicated connection.
 //!
+//! A call issued while no other is in flight takes the solo connection instead (`solo.rs`),
+//! which it writes and reads in its own task: a caller that waits for each reply pays no
+//! hand-off to a driver task.
+//!
 //! Faults: once a call failed at the connection level (cut, refused, timed out), its lane is
 //! emptied and every connection dialed before the failure is presumed dead (a restart or
 //! `CLIENT KILL` closes them all; a dial cut in its handshake counts too), so the next calls
@@ -20,6 +24,8 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
+
+use super::solo::{Solo, SoloLease, SoloSlot, SoloTarget};
 
 /// Whether an error means the connection itself is unusable.
 pub(crate) fn is_connection_error(e: &RedisError) -> bool {
@@ -82,6 +88,42 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// The connection a call runs on: a shared one, or the solo connection of a lone call.
+pub(crate) enum Link {
+    /// A lane's shared connection (clones pipeline on its socket).
+    Shared(Conn),
+    /// The solo connection, the call's alone until it answered.
+    Solo(SoloLease),
+}
+
+impl ConnectionLike for Link {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Link::Shared(c) => c.req_packed_command(cmd),
+            Link::Solo(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Link::Shared(c) => c.req_packed_commands(pipeline, offset, count),
+            Link::Solo(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Link::Shared(c) => c.get_db(),
+            Link::Solo(c) => c.get_db(),
         }
     }
 }
@@ -157,13 +199,13 @@ impl Lane {
     }
 }
 
-/// A lane's connection checked out for one call: report a connection-level failure with
-/// [`Lanes::failed`]; dropping it ends the call's turn on the lane.
+/// A connection checked out for one call: report a connection-level failure with
+/// [`Lanes::failed`]; dropping it ends the call's turn.
 pub(crate) struct Shared<'a> {
-    /// A clone of the lane's connection (clones share its socket).
-    pub(crate) conn: Conn,
-    lane: usize,
-    id: u64,
+    /// The lane's connection (a clone: clones share its socket), or the solo connection.
+    pub(crate) conn: Link,
+    /// The lane and connection id (`None`: the solo connection).
+    lane: Option<(usize, u64)>,
     _turn: Turn<'a>,
 }
 
@@ -183,27 +225,51 @@ impl Drop for Turn<'_> {
     }
 }
 
+/// The solo connection of a backend and whether a call holds it.
+struct SoloSeat {
+    target: SoloTarget,
+    slot: SoloSlot,
+    /// Calls holding (or dialing) the solo connection: 0 or 1.
+    busy: AtomicUsize,
+}
+
 /// The shared connections of a backend.
 pub(crate) struct Lanes {
     dialer: Dialer,
     lanes: Box<[Lane]>,
     ids: AtomicU64,
+    /// The solo connection (`None`: every call goes on the lanes).
+    solo: Option<SoloSeat>,
 }
 
 impl Lanes {
-    /// `count` lanes (at least one), dialed on first use.
-    pub(crate) fn new(dialer: Dialer, count: usize) -> Lanes {
+    /// `count` lanes (at least one), dialed on first use, and the solo connection if `solo`
+    /// targets one.
+    pub(crate) fn new(dialer: Dialer, count: usize, solo: Option<SoloTarget>) -> Lanes {
         Lanes {
             dialer,
             lanes: (0..count.max(1)).map(|_| Lane::default()).collect(),
             ids: AtomicU64::new(0),
+            solo: solo.map(|target| SoloSeat {
+                target,
+                slot: SoloSlot::default(),
+                busy: AtomicUsize::new(0),
+            }),
         }
     }
 
-    /// A connection of the lane with the fewest calls outstanding (the first among equals),
-    /// dialed if the lane has none: a caller that waits for each reply keeps to one socket, as
-    /// with a connection of its own, while concurrent calls spread over the lanes.
+    /// The solo connection when no other call is in flight, else a connection of the lane with
+    /// the fewest calls outstanding (the first among equals), dialed if the lane has none:
+    /// concurrent calls spread over the lanes and pipeline there.
     pub(crate) async fn get(&self) -> RedisResult<Shared<'_>> {
+        if let Some(solo) = self.solo().await? {
+            return Ok(solo);
+        }
+        self.lane().await
+    }
+
+    /// A lane's connection, never the solo one: for a caller that pipelines several calls.
+    pub(crate) async fn lane(&self) -> RedisResult<Shared<'_>> {
         let (index, lane) = self
             .lanes
             .iter()
@@ -213,9 +279,8 @@ impl Lanes {
         // Taken before dialing, so that calls arriving meanwhile see the lane busy.
         let turn = Turn::take(&lane.busy);
         let shared = |(conn, id)| Shared {
-            conn,
-            lane: index,
-            id,
+            conn: Link::Shared(conn),
+            lane: Some((index, id)),
             _turn: turn,
         };
         let failures = &self.dialer.failures;
@@ -232,19 +297,87 @@ impl Lanes {
         Ok(shared((conn, id)))
     }
 
+    /// The solo connection (dialed if there is none, or only a presumed dead one), if this
+    /// backend has one and no call is in flight.
+    async fn solo(&self) -> RedisResult<Option<Shared<'_>>> {
+        let Some(seat) = &self.solo else {
+            return Ok(None);
+        };
+        let idle = |busy: &AtomicUsize| busy.load(Ordering::Relaxed) == 0;
+        if !idle(&seat.busy) || !self.lanes.iter().all(|l| idle(&l.busy)) {
+            return Ok(None);
+        }
+        if (seat
+            .busy
+            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed))
+        .is_err()
+        {
+            // Another call took it meanwhile.
+            return Ok(None);
+        }
+        let turn = Turn(&seat.busy);
+        let failures = &self.dialer.failures;
+        let parked = seat.slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if parked.as_ref().is_some_and(Solo::closed) {
+            // The server closed it (a restart closes the lanes' connections too).
+            failures.record();
+        }
+        let solo = match parked.filter(|s| !failures.stale(s.generation)) {
+            Some(solo) => solo,
+            None => {
+                let generation = failures.now();
+                seat.target.dial(generation).await.inspect_err(|e| {
+                    if is_connection_error(e) {
+                        failures.record();
+                    }
+                })?
+            }
+        };
+        Ok(Some(Shared {
+            conn: Link::Solo(SoloLease::new(solo, seat.slot.clone())),
+            lane: None,
+            _turn: turn,
+        }))
+    }
+
+    /// Whether the solo connection is parked in its slot, and how many lanes hold a
+    /// connection.
+    #[cfg(test)]
+    pub(crate) fn seats(&self) -> (bool, usize) {
+        let parked = self.solo.as_ref().is_some_and(|seat| {
+            seat.slot
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some()
+        });
+        let lanes = self.lanes.iter();
+        let dialed = lanes
+            .filter(|l| l.slot.lock().unwrap_or_else(|p| p.into_inner()).is_some())
+            .count();
+        (parked, dialed)
+    }
+
     /// A connection of its own, outside the lanes (a blocking call on a cluster).
     pub(crate) async fn dial(&self) -> RedisResult<Conn> {
         self.dialer.dial().await.map(|(conn, _)| conn)
     }
 
-    /// A call on `shared` failed at the connection level: its lane is emptied and the failure
-    /// counted, once per connection (the other calls in flight on it fail too).
-    pub(crate) fn failed(&self, shared: &Shared) {
-        let mut slot = self.lanes[shared.lane]
+    /// A call on `shared` failed at the connection level: its lane is emptied (the solo
+    /// connection dropped) and the failure counted, once per connection (the other calls in
+    /// flight on it fail too).
+    pub(crate) fn failed(&self, shared: &mut Shared) {
+        let Some((lane, id)) = shared.lane else {
+            if let Link::Solo(solo) = &mut shared.conn {
+                solo.discard();
+            }
+            self.dialer.failures.record();
+            return;
+        };
+        let mut slot = self.lanes[lane]
             .slot
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if matches!(&*slot, Some((_, _, id)) if *id == shared.id) {
+        if matches!(&*slot, Some((_, _, current)) if *current == id) {
             *slot = None;
             self.dialer.failures.record();
         }

@@ -12,6 +12,7 @@ mod held;
 mod recording;
 mod scan;
 mod slots;
+mod solo;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -20,7 +21,7 @@ use std::time::Duration;
 use redis::{AsyncConnectionConfig, ErrorKind, RedisError, RedisResult};
 
 pub(crate) use conn::is_connection_error;
-pub(crate) use conn::Conn;
+pub(crate) use conn::{Conn, Link};
 use conn::{Dedicated, Dialer, Failures, Lanes, Target};
 pub(crate) use exec::split_batch_replies;
 use exec::{batch_call, round_trip, script_call, PLANS_PER_CALL, PLANS_PER_ROUND_TRIP};
@@ -29,6 +30,7 @@ pub(crate) use group::Batcher;
 use group::{Group, Reply, Turn};
 pub(crate) use held::Held;
 pub(crate) use scan::KeyScan;
+use solo::SoloTarget;
 
 use crate::error::{Error, Result};
 use crate::keys::Layout;
@@ -48,6 +50,10 @@ pub struct BackendConfig {
     /// Maximum number of dedicated connections, for commands that hold one to themselves
     /// (blocking stream reads).
     pub max_dedicated_connections: usize,
+    /// Whether a call issued while no other is in flight goes on a connection of its own,
+    /// written and read in the caller's task (`solo.rs`): lower latency for callers that wait
+    /// for each reply; concurrent calls pipeline on the shared connections either way.
+    pub solo_connection: bool,
     /// Whether creates issued while others are on the wire go out together, as one script
     /// call (group commit, `group.rs`); off, each create is a call of its own.
     pub group_commit: bool,
@@ -68,6 +74,7 @@ impl BackendConfig {
             url: url.into(),
             cluster_nodes: Vec::new(),
             shared_connections: 2,
+            solo_connection: true,
             max_dedicated_connections: 16,
             group_commit: true,
             response_timeout: Duration::from_secs(30),
@@ -107,6 +114,7 @@ impl std::fmt::Debug for BackendConfig {
                     .collect::<Vec<_>>(),
             )
             .field("shared_connections", &self.shared_connections)
+            .field("solo_connection", &self.solo_connection)
             .field("max_dedicated_connections", &self.max_dedicated_connections)
             .field("group_commit", &self.group_commit)
             .field("response_timeout", &self.response_timeout)
@@ -148,8 +156,11 @@ impl std::fmt::Debug for Backend {
 /// Where a call runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Route {
-    /// On a shared connection, pipelined with other tasks' calls.
+    /// On the solo connection when no other call is in flight, else on a shared one,
+    /// pipelined with other tasks' calls.
     Shared,
+    /// On a shared connection always: for a caller that keeps several calls in flight.
+    Lane,
     /// On a dedicated connection (a blocking command would stall a shared one).
     Dedicated,
 }
@@ -161,9 +172,16 @@ impl Backend {
             .set_response_timeout(Some(config.response_timeout))
             .set_connection_timeout(Some(config.connect_timeout));
         let failures = Arc::new(Failures::default());
+        let mut solo = None;
         let (target, dedicated) = if config.cluster_nodes.is_empty() {
             let client = redis::Client::open(config.url.as_str())
                 .map_err(|e| Error::Config(e.to_string()))?;
+            solo = SoloTarget::new(
+                client.get_connection_info(),
+                config.connect_timeout,
+                config.response_timeout,
+            )
+            .filter(|_| config.solo_connection);
             let manager =
                 deadpool_redis::Manager::new_with_config(config.url.as_str(), conn_config.clone())
                     .map_err(|e| Error::Config(e.to_string()))?;
@@ -186,7 +204,7 @@ impl Backend {
         };
         let dialer = Dialer::new(target, failures.clone());
         Ok(Backend {
-            lanes: Arc::new(Lanes::new(dialer, config.shared_connections)),
+            lanes: Arc::new(Lanes::new(dialer, config.shared_connections, solo)),
             creates: config.group_commit.then(|| Arc::new(OnceLock::new())),
             dedicated,
             url: config.url.into(),
@@ -249,7 +267,7 @@ impl Backend {
         f: F,
     ) -> Result<T>
     where
-        F: AsyncFnOnce(&mut Conn) -> RedisResult<T>,
+        F: AsyncFnOnce(&mut Link) -> RedisResult<T>,
     {
         self.with_route(Route::Shared, op, model, f).await
     }
@@ -264,7 +282,7 @@ impl Backend {
         f: F,
     ) -> Result<T>
     where
-        F: AsyncFnOnce(&mut Conn) -> RedisResult<T>,
+        F: AsyncFnOnce(&mut Link) -> RedisResult<T>,
     {
         let refused = |reason: String| {
             self.consecutive.fetch_add(1, Ordering::Relaxed);
@@ -273,14 +291,16 @@ impl Backend {
         // Boxed: the client's futures are deeply nested, and callers' futures (a query spawned
         // on a runtime) would otherwise exceed rustc's layout depth limit.
         let result = match route {
-            Route::Shared => {
-                let mut shared = Box::pin(self.lanes.get())
-                    .await
-                    .map_err(|e| refused(e.to_string()))?;
+            Route::Shared | Route::Lane => {
+                let shared = match route {
+                    Route::Lane => Box::pin(self.lanes.lane()).await,
+                    _ => Box::pin(self.lanes.get()).await,
+                };
+                let mut shared = shared.map_err(|e| refused(e.to_string()))?;
                 self.round_trips.fetch_add(1, Ordering::Relaxed);
                 let result = Box::pin(f(&mut shared.conn)).await;
                 if matches!(&result, Err(e) if is_connection_error(e)) {
-                    self.lanes.failed(&shared);
+                    self.lanes.failed(&mut shared);
                 }
                 result
             }
@@ -290,7 +310,7 @@ impl Backend {
                         .await
                         .map_err(|e| refused(e.to_string()))?;
                     self.round_trips.fetch_add(1, Ordering::Relaxed);
-                    let mut conn = Conn::Single((*obj).clone());
+                    let mut conn = Link::Shared(Conn::Single((*obj).clone()));
                     let result = Box::pin(f(&mut conn)).await;
                     if matches!(&result, Err(e) if is_connection_error(e)) {
                         // Not returned to the pool; the lanes' connections are presumed dead too.
@@ -300,9 +320,11 @@ impl Backend {
                     result
                 }
                 None => {
-                    let mut conn = Box::pin(self.lanes.dial())
-                        .await
-                        .map_err(|e| refused(e.to_string()))?;
+                    let mut conn = Link::Shared(
+                        Box::pin(self.lanes.dial())
+                            .await
+                            .map_err(|e| refused(e.to_string()))?,
+                    );
                     self.round_trips.fetch_add(1, Ordering::Relaxed);
                     Box::pin(f(&mut conn)).await
                 }
@@ -366,7 +388,7 @@ impl Backend {
         self.round_trips.fetch_add(1, Ordering::Relaxed);
         let result = Box::pin(send_script(&mut shared.conn, script, cmd)).await;
         if matches!(&result, Err(e) if is_connection_error(e)) {
-            self.lanes.failed(&shared);
+            self.lanes.failed(&mut shared);
             self.consecutive.fetch_add(1, Ordering::Relaxed);
         } else {
             self.consecutive.store(0, Ordering::Relaxed);
@@ -546,7 +568,7 @@ impl Backend {
 
 /// Sends `cmd`, an `EVALSHA` of `script`; on `NOSCRIPT` (nothing ran) it is sent again as
 /// `EVAL`, which runs whatever the script cache holds.
-async fn send_script(c: &mut Conn, script: &Script, cmd: &redis::Cmd) -> RedisResult<redis::Value> {
+async fn send_script(c: &mut Link, script: &Script, cmd: &redis::Cmd) -> RedisResult<redis::Value> {
     let mut tries = Tries::new(Form::Sha);
     loop {
         let reply = match tries.form() {

@@ -9,7 +9,7 @@
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{FromRedisValue, Value};
 
-use super::{erased, Backend, Conn};
+use super::{erased, Backend, Conn, Link};
 use crate::error::{Error, Result};
 
 /// A node to scan: the one server, or a cluster master by address.
@@ -127,7 +127,7 @@ impl Backend {
         cmd: redis::Cmd,
     ) -> Result<T> {
         erased(self.with_conn(op, model, async |c| match (c, node) {
-            (Conn::Cluster(cluster), Node::Master(host, port)) => {
+            (Link::Shared(Conn::Cluster(cluster)), Node::Master(host, port)) => {
                 let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
                     host: host.clone(),
                     port: *port,
