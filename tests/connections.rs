@@ -100,28 +100,6 @@ fn await_blocked(server: &popoto::testing::TestRedis, n: usize) {
     panic!("never {want}");
 }
 
-/// A sequential caller's connection closed by the server while no call was on it (`CLIENT
-/// KILL`, a restart, the server's idle `timeout`) is replaced before the next call is sent:
-/// no call fails, and the backend's health never saw a failure.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_connection_killed_between_calls_is_replaced_and_fails_no_call() {
-    let (server, _) = setup().await;
-    let backend = Backend::new(BackendConfig::new(server.url())).unwrap();
-    let db = popoto::Db::from_backend(backend.clone());
-    let acme = db.tenant("acme").unwrap();
-    for round in 0..3usize {
-        acme.create(Episode::default()).await.unwrap();
-        let killed = support::faults::kill_clients(server.url());
-        assert_eq!(
-            killed, 1,
-            "round {round}: one connection (the solo one) to kill"
-        );
-        let n = acme.query::<Episode>().count().await.unwrap();
-        assert_eq!(n, round + 1);
-        assert_eq!(backend.consecutive_failures(), 0);
-    }
-}
-
 /// A call on the wire when its connection is cut fails with a connection error (its outcome
 /// is unknown), and the next call dials anew.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -357,6 +357,15 @@ impl Lanes {
         (parked, dialed)
     }
 
+    /// Whether the parked solo connection is one the server closed.
+    #[cfg(test)]
+    pub(crate) fn parked_closed(&self) -> bool {
+        self.solo.as_ref().is_some_and(|seat| {
+            let slot = seat.slot.lock().unwrap_or_else(|p| p.into_inner());
+            slot.as_ref().is_some_and(Solo::closed)
+        })
+    }
+
     /// A connection of its own, outside the lanes (a blocking call on a cluster).
     pub(crate) async fn dial(&self) -> RedisResult<Conn> {
         self.dialer.dial().await.map(|(conn, _)| conn)

@@ -27,14 +27,14 @@ impl Backend {
     /// server for its client id.
     pub(crate) async fn hold(&self, op: &'static str) -> Result<Held> {
         let refused = |reason: String| {
-            self.consecutive.fetch_add(1, Ordering::Relaxed);
+            self.inner.consecutive.fetch_add(1, Ordering::Relaxed);
             Error::Pool {
                 op,
                 model: "-",
                 reason,
             }
         };
-        let mut held = match &self.dedicated {
+        let mut held = match &self.inner.dedicated {
             Some(pool) => {
                 let obj = erased(pool.get())
                     .await
@@ -46,14 +46,14 @@ impl Backend {
                 }
             }
             None => Held {
-                conn: erased(self.lanes.dial())
+                conn: erased(self.inner.lanes.dial())
                     .await
                     .map_err(|e| refused(e.to_string()))?,
                 pooled: None,
                 id: None,
             },
         };
-        if self.dedicated.is_some() {
+        if self.inner.dedicated.is_some() {
             held.id = Some(
                 self.query_held(&mut held, op, redis::cmd("CLIENT").arg("ID"))
                     .await?,
@@ -70,10 +70,10 @@ impl Backend {
         cmd: &redis::Cmd,
     ) -> Result<T> {
         self.guard(op, cmd)?;
-        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
         let result = erased(cmd.query_async(&mut held.conn)).await;
         if matches!(&result, Err(e) if is_connection_error(e)) {
-            self.failures.record();
+            self.inner.failures.record();
             // Never back to the pool.
             if let Some(obj) = held.pooled.take() {
                 drop(deadpool_redis::Connection::take(obj));

@@ -127,18 +127,24 @@ impl std::fmt::Debug for BackendConfig {
 /// One Redis server (or logical database) and its connections.
 #[derive(Clone)]
 pub struct Backend {
-    lanes: Arc<Lanes>,
-    /// Group commit of concurrent creates (`None`: off), made by the first create.
-    creates: Option<Arc<OnceLock<Arc<Group>>>>,
-    /// Dedicated connections (`None` on a cluster: each blocking call dials its own).
-    dedicated: Option<Dedicated>,
-    url: Arc<str>,
-    round_trips: Arc<AtomicU64>,
-    failures: Arc<Failures>,
-    /// Calls in a row that failed at the connection level (0 after any reply).
-    consecutive: Arc<AtomicU64>,
+    /// What every clone shares: one reference count to bump per handle taken.
+    inner: Arc<Inner>,
     /// Where a dry run records the writes it would send (`None`: writes are sent).
     pub(crate) recorder: Option<CommandLog>,
+}
+
+/// The state of a backend shared by its clones.
+struct Inner {
+    lanes: Lanes,
+    /// Group commit of concurrent creates (`None`: off), made by the first create.
+    creates: Option<OnceLock<Arc<Group>>>,
+    /// Dedicated connections (`None` on a cluster: each blocking call dials its own).
+    dedicated: Option<Dedicated>,
+    url: String,
+    round_trips: AtomicU64,
+    failures: Arc<Failures>,
+    /// Calls in a row that failed at the connection level (0 after any reply).
+    consecutive: AtomicU64,
     /// How this backend's keys are laid out.
     layout: Layout,
     /// Whether this backend is a Redis Cluster.
@@ -204,59 +210,61 @@ impl Backend {
         };
         let dialer = Dialer::new(target, failures.clone());
         Ok(Backend {
-            lanes: Arc::new(Lanes::new(dialer, config.shared_connections, solo)),
-            creates: config.group_commit.then(|| Arc::new(OnceLock::new())),
-            dedicated,
-            url: config.url.into(),
-            round_trips: Arc::new(AtomicU64::new(0)),
-            failures,
-            consecutive: Arc::new(AtomicU64::new(0)),
+            inner: Arc::new(Inner {
+                lanes: Lanes::new(dialer, config.shared_connections, solo),
+                creates: config.group_commit.then(OnceLock::new),
+                dedicated,
+                url: config.url,
+                round_trips: AtomicU64::new(0),
+                failures,
+                consecutive: AtomicU64::new(0),
+                layout: config.layout,
+                cluster: !config.cluster_nodes.is_empty(),
+            }),
             recorder: None,
-            layout: config.layout,
-            cluster: !config.cluster_nodes.is_empty(),
         })
     }
 
     /// Whether both handles share one set of connections (one open backend).
     pub fn same_pool(&self, other: &Backend) -> bool {
-        Arc::ptr_eq(&self.round_trips, &other.round_trips)
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     /// Number of handles (clones) of this backend alive: more than its owner's means in use.
     pub(crate) fn handles(&self) -> usize {
-        Arc::strong_count(&self.round_trips)
+        Arc::strong_count(&self.inner)
     }
 
     /// The URL with its credentials: to connect, never to print.
     pub(crate) fn connection_url(&self) -> &str {
-        &self.url
+        &self.inner.url
     }
 
     /// The URL this backend connects to, user and password shown as `***`.
     pub fn url(&self) -> String {
-        crate::redis_url::redacted(&self.url)
+        crate::redis_url::redacted(&self.inner.url)
     }
 
     /// How this backend's keys are laid out.
     pub fn layout(&self) -> Layout {
-        self.layout
+        self.inner.layout
     }
 
     /// Whether this backend is a Redis Cluster (keyspace scans then read every master).
     pub fn is_cluster(&self) -> bool {
-        self.cluster
+        self.inner.cluster
     }
 
     /// Number of round trips (commands or pipelines sent) since the backend was built.
     pub fn round_trips(&self) -> u64 {
-        self.round_trips.load(Ordering::Relaxed)
+        self.inner.round_trips.load(Ordering::Relaxed)
     }
 
     /// Calls in a row that failed at the connection level (no connection could be checked out
     /// or dialed, the connection was refused, cut or timed out); 0 once a call got a reply.
     /// The tenant registry's health reacts to it.
     pub fn consecutive_failures(&self) -> u64 {
-        self.consecutive.load(Ordering::Relaxed)
+        self.inner.consecutive.load(Ordering::Relaxed)
     }
 
     /// Runs `f` on a shared connection, reporting a connection-level failure.
@@ -285,48 +293,46 @@ impl Backend {
         F: AsyncFnOnce(&mut Link) -> RedisResult<T>,
     {
         let refused = |reason: String| {
-            self.consecutive.fetch_add(1, Ordering::Relaxed);
+            self.inner.consecutive.fetch_add(1, Ordering::Relaxed);
             Error::Pool { op, model, reason }
         };
-        // Boxed: the client's futures are deeply nested, and callers' futures (a query spawned
-        // on a runtime) would otherwise exceed rustc's layout depth limit.
         let result = match route {
             Route::Shared | Route::Lane => {
                 let shared = match route {
-                    Route::Lane => Box::pin(self.lanes.lane()).await,
-                    _ => Box::pin(self.lanes.get()).await,
+                    Route::Lane => self.inner.lanes.lane().await,
+                    _ => self.inner.lanes.get().await,
                 };
                 let mut shared = shared.map_err(|e| refused(e.to_string()))?;
-                self.round_trips.fetch_add(1, Ordering::Relaxed);
-                let result = Box::pin(f(&mut shared.conn)).await;
+                self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
+                let result = f(&mut shared.conn).await;
                 if matches!(&result, Err(e) if is_connection_error(e)) {
-                    self.lanes.failed(&mut shared);
+                    self.inner.lanes.failed(&mut shared);
                 }
                 result
             }
-            Route::Dedicated => match &self.dedicated {
+            Route::Dedicated => match &self.inner.dedicated {
                 Some(pool) => {
-                    let obj = Box::pin(pool.get())
-                        .await
-                        .map_err(|e| refused(e.to_string()))?;
-                    self.round_trips.fetch_add(1, Ordering::Relaxed);
+                    let obj = pool.get().await.map_err(|e| refused(e.to_string()))?;
+                    self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
                     let mut conn = Link::Shared(Conn::Single((*obj).clone()));
-                    let result = Box::pin(f(&mut conn)).await;
+                    let result = f(&mut conn).await;
                     if matches!(&result, Err(e) if is_connection_error(e)) {
                         // Not returned to the pool; the lanes' connections are presumed dead too.
                         drop(deadpool_redis::Connection::take(obj));
-                        self.failures.record();
+                        self.inner.failures.record();
                     }
                     result
                 }
                 None => {
                     let mut conn = Link::Shared(
-                        Box::pin(self.lanes.dial())
+                        self.inner
+                            .lanes
+                            .dial()
                             .await
                             .map_err(|e| refused(e.to_string()))?,
                     );
-                    self.round_trips.fetch_add(1, Ordering::Relaxed);
-                    Box::pin(f(&mut conn)).await
+                    self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
+                    f(&mut conn).await
                 }
             },
         };
@@ -343,15 +349,15 @@ impl Backend {
     ) -> Result<T> {
         match result {
             Ok(v) => {
-                self.consecutive.store(0, Ordering::Relaxed);
+                self.inner.consecutive.store(0, Ordering::Relaxed);
                 Ok(v)
             }
             Err(source) => {
                 if is_connection_error(&source) {
-                    self.consecutive.fetch_add(1, Ordering::Relaxed);
+                    self.inner.consecutive.fetch_add(1, Ordering::Relaxed);
                 } else {
                     // The server answered: it is up.
-                    self.consecutive.store(0, Ordering::Relaxed);
+                    self.inner.consecutive.store(0, Ordering::Relaxed);
                 }
                 Err(Error::Redis { op, model, source })
             }
@@ -378,20 +384,20 @@ impl Backend {
     /// (`Err`: no connection could be had, and why): the replies of a group-committed batch
     /// are handed to callers of several models, each labelling its own error.
     pub(crate) async fn eval_raw(&self, script: &Script, cmd: &redis::Cmd) -> Reply {
-        let mut shared = match Box::pin(self.lanes.get()).await {
+        let mut shared = match self.inner.lanes.get().await {
             Ok(shared) => shared,
             Err(e) => {
-                self.consecutive.fetch_add(1, Ordering::Relaxed);
+                self.inner.consecutive.fetch_add(1, Ordering::Relaxed);
                 return Err(e.to_string());
             }
         };
-        self.round_trips.fetch_add(1, Ordering::Relaxed);
-        let result = Box::pin(send_script(&mut shared.conn, script, cmd)).await;
+        self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
+        let result = send_script(&mut shared.conn, script, cmd).await;
         if matches!(&result, Err(e) if is_connection_error(e)) {
-            self.lanes.failed(&mut shared);
-            self.consecutive.fetch_add(1, Ordering::Relaxed);
+            self.inner.lanes.failed(&mut shared);
+            self.inner.consecutive.fetch_add(1, Ordering::Relaxed);
         } else {
-            self.consecutive.store(0, Ordering::Relaxed);
+            self.inner.consecutive.store(0, Ordering::Relaxed);
         }
         Ok(result)
     }
@@ -408,7 +414,7 @@ impl Backend {
         cmd: redis::Cmd,
     ) -> Result<redis::Value> {
         self.guard_script(op, script)?;
-        let Some(group) = &self.creates else {
+        let Some(group) = &self.inner.creates else {
             return self.eval_cmd(op, model, script, &cmd).await;
         };
         let group = group.get_or_init(|| Arc::new(Group::new(group_script, batch)));

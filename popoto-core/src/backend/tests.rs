@@ -18,21 +18,21 @@ async fn a_dial_cut_in_its_handshake_counts_as_a_connection_failure() {
         }
     });
     let backend = Backend::new(BackendConfig::new(format!("redis://127.0.0.1:{port}/0"))).unwrap();
-    assert_eq!(backend.failures.now(), 0);
+    assert_eq!(backend.inner.failures.now(), 0);
     for attempt in 1..=2u64 {
         let err = backend
             .query::<String>("ping", "-", &redis::cmd("PING"))
             .await
             .unwrap_err();
         assert!(err.is_connection_error(), "{err}");
-        assert_eq!(backend.failures.now(), attempt);
+        assert_eq!(backend.inner.failures.now(), attempt);
     }
     closer.abort();
 }
 
 /// Whether `backend`'s solo connection is parked, and how many lanes hold a connection.
 fn seats(backend: &Backend) -> (bool, usize) {
-    backend.lanes.seats()
+    backend.inner.lanes.seats()
 }
 
 /// A caller that waits for each reply runs every call on the solo connection: no lane is
@@ -75,9 +75,9 @@ async fn a_lone_caller_runs_on_the_solo_connection_and_dials_no_lane() {
 async fn a_call_issued_while_another_is_in_flight_goes_on_a_lane() {
     let server = crate::testing::TestRedis::start().unwrap();
     let backend = Backend::new(BackendConfig::new(server.url())).unwrap();
-    let first = backend.lanes.get().await.unwrap();
+    let first = backend.inner.lanes.get().await.unwrap();
     assert!(matches!(first.conn, Link::Solo(_)));
-    let mut second = backend.lanes.get().await.unwrap();
+    let mut second = backend.inner.lanes.get().await.unwrap();
     assert!(matches!(second.conn, Link::Shared(_)));
     let pong: String = redis::cmd("PING")
         .query_async(&mut second.conn)
@@ -90,7 +90,7 @@ async fn a_call_issued_while_another_is_in_flight_goes_on_a_lane() {
     let mut config = BackendConfig::new(server.url());
     config.solo_connection = false;
     let backend = Backend::new(config).unwrap();
-    let only = backend.lanes.get().await.unwrap();
+    let only = backend.inner.lanes.get().await.unwrap();
     assert!(matches!(only.conn, Link::Shared(_)));
 }
 
@@ -148,7 +148,7 @@ async fn a_solo_connection_out_of_step_is_dropped() {
         .await
         .unwrap_err();
     assert!(err.is_connection_error(), "{err}");
-    assert_eq!(backend.failures.now(), 1);
+    assert_eq!(backend.inner.failures.now(), 1);
     assert_eq!(seats(&backend), (false, 0));
     accepted.recv().await.unwrap();
     // A caller that stops waiting: its call is dropped once the request is on the wire.
@@ -156,7 +156,7 @@ async fn a_solo_connection_out_of_step_is_dropped() {
     let call = {
         let backend = backend.clone();
         tokio::spawn(async move {
-            let mut shared = backend.lanes.get().await.unwrap();
+            let mut shared = backend.inner.lanes.get().await.unwrap();
             assert!(matches!(shared.conn, Link::Solo(_)));
             let ping = redis::cmd("PING");
             let mut reply = Box::pin(ping.query_async::<String>(&mut shared.conn));
@@ -173,4 +173,47 @@ async fn a_solo_connection_out_of_step_is_dropped() {
     assert!(call.await.unwrap_err().is_cancelled());
     assert_eq!(seats(&backend), (false, 0));
     silent.abort();
+}
+
+/// A solo connection the server closed while it was parked (`CLIENT KILL`, a restart, the idle
+/// `timeout`) is replaced before the next call is written: that call does not fail, and the
+/// backend's health never sees a failure.
+#[cfg(feature = "testing")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_solo_connection_closed_while_parked_is_replaced_before_the_next_call() {
+    let server = crate::testing::TestRedis::start().unwrap();
+    let backend = Backend::new(BackendConfig::new(server.url())).unwrap();
+    let mut raw = server.raw();
+    for round in 1..=3u64 {
+        let pong: String = backend
+            .query("ping", "-", &redis::cmd("PING"))
+            .await
+            .unwrap();
+        assert_eq!(pong, "PONG");
+        let killed: u64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("normal")
+            .arg("SKIPME")
+            .arg("yes")
+            .query(&mut raw)
+            .unwrap();
+        assert_eq!(killed, 1, "round {round}: the solo connection alone");
+        // The server's close reaches this process when the kernel delivers it (late under
+        // load); the check covers a close already delivered.
+        let mut polls = 0;
+        while !backend.inner.lanes.parked_closed() {
+            polls += 1;
+            assert!(polls < 1_000_000, "round {round}: the close never arrived");
+            tokio::task::yield_now().await;
+        }
+        let pong: String = backend
+            .query("ping", "-", &redis::cmd("PING"))
+            .await
+            .unwrap();
+        assert_eq!(pong, "PONG");
+        assert_eq!(backend.consecutive_failures(), 0);
+        assert_eq!(backend.inner.failures.now(), round);
+        assert_eq!(seats(&backend), (true, 0));
+    }
 }
