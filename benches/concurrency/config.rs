@@ -42,7 +42,7 @@ impl Config {
             ops: 20_000,
             ranges: 4_000,
             range_rows: 20,
-            rounds: 3,
+            rounds: 5,
             ceiling_requests: 1_000_000,
             plot: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/concurrency.png")),
             only: None,
