@@ -100,11 +100,21 @@ pub(crate) enum Link {
     Solo(SoloLease),
 }
 
+impl Link {
+    /// The connection to send on (an error for a solo connection already discarded).
+    fn target(&mut self) -> RedisResult<&mut dyn ConnectionLike> {
+        match self {
+            Link::Shared(c) => Ok(c),
+            Link::Solo(c) => Ok(c.get()?),
+        }
+    }
+}
+
 impl ConnectionLike for Link {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Link::Shared(c) => c.req_packed_command(cmd),
-            Link::Solo(c) => c.req_packed_command(cmd),
+        match self.target() {
+            Ok(c) => c.req_packed_command(cmd),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
         }
     }
 
@@ -114,16 +124,16 @@ impl ConnectionLike for Link {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Link::Shared(c) => c.req_packed_commands(pipeline, offset, count),
-            Link::Solo(c) => c.req_packed_commands(pipeline, offset, count),
+        match self.target() {
+            Ok(c) => c.req_packed_commands(pipeline, offset, count),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
             Link::Shared(c) => c.get_db(),
-            Link::Solo(c) => c.get_db(),
+            Link::Solo(c) => c.db(),
         }
     }
 }

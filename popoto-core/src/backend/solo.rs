@@ -235,10 +235,16 @@ impl SoloLease {
         self.solo = None;
     }
 
-    fn get(&mut self) -> RedisResult<&mut Solo> {
+    /// The connection, until discarded.
+    pub(crate) fn get(&mut self) -> RedisResult<&mut Solo> {
         self.solo
             .as_mut()
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected).into())
+    }
+
+    /// The database the connection selected (0 once discarded).
+    pub(crate) fn db(&self) -> i64 {
+        self.solo.as_ref().map_or(0, |s| s.db)
     }
 }
 
@@ -248,30 +254,5 @@ impl Drop for SoloLease {
             let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
             slot.get_or_insert(solo);
         }
-    }
-}
-
-impl ConnectionLike for SoloLease {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self.get() {
-            Ok(solo) => solo.req_packed_command(cmd),
-            Err(e) => Box::pin(std::future::ready(Err(e))),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self.get() {
-            Ok(solo) => solo.req_packed_commands(pipeline, offset, count),
-            Err(e) => Box::pin(std::future::ready(Err(e))),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        self.solo.as_ref().map_or(0, |s| s.db)
     }
 }
