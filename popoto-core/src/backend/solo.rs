@@ -137,7 +137,9 @@ impl Solo {
     /// it since its last reply, so a fresh connection can take the call instead.
     pub(crate) fn closed(&self) -> bool {
         let mut byte = [0u8; 1];
-        !matches!(self.io.try_read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        let quiet =
+            matches!(self.io.try_read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+        !quiet || !self.buf.is_empty()
     }
 
     /// Sends `request` and reads `skip + count` replies, returning the last `count`. In a
