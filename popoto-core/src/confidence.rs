@@ -11,6 +11,7 @@ use serde::Deserialize;
 use tracing::Instrument;
 
 use crate::admin::Admin;
+use crate::backend::Form;
 use crate::db::Session;
 use crate::error::{Error, Result};
 use crate::feed::ChangeOp;
@@ -351,42 +352,54 @@ impl<M: Model> Confidence<'_, M> {
                 .chain([format!("f:{fname}").into_bytes()])
                 .collect()
         });
+        let (signal, initial, cap) = (
+            format!("{signal:?}"),
+            format!("{initial:?}"),
+            cap.to_string(),
+        );
         for _ in 0..MAX_ATTEMPTS {
             let (companion, checks) = self.locate(&backend).await?;
-            let mut args = vec![
-                self.member.clone().into_bytes(),
-                format!("{signal:?}").into_bytes(),
-                format!("{initial:?}").into_bytes(),
-                cap.to_string().into_bytes(),
-                feed_args.len().to_string().into_bytes(),
-            ];
-            args.extend(feed_args.iter().cloned());
-            args.extend(checks);
-            let mut keys = vec![companion.clone(), self.member.clone()];
+            // The call built in place: keys, then the member, the signal, the field's initial
+            // value and cap, the feed's fields and the partition checks.
+            let keys = if event.is_some() { 4 } else { 2 };
+            let args = 5 + feed_args.len() + checks.len();
+            let mut cmd = UPDATE.command(Form::Sha, 1 + keys + args, 0);
+            cmd.arg(keys).arg(&companion).arg(&self.member);
             if let Some(e) = &event {
-                keys.extend([e.stream.clone(), e.meta.clone()]);
+                cmd.arg(&e.stream).arg(&e.meta);
             }
+            cmd.arg(&self.member)
+                .arg(&signal)
+                .arg(&initial)
+                .arg(&cap)
+                .arg(feed_args.len())
+                .arg(&feed_args)
+                .arg(&checks);
             let reply = backend
-                .eval("confidence update", meta.name, &UPDATE, &keys, &args)
+                .eval_cmd("confidence update", meta.name, &UPDATE, &cmd)
                 .instrument(self.span("confidence_update"))
                 .await?;
             // Applied: one string of the four values; refused: a table.
-            let items: Vec<String> = match reply {
-                redis::Value::BulkString(b) => String::from_utf8(b)
-                    .map_err(|e| protocol(e.to_string()))?
-                    .split(' ')
-                    .map(str::to_owned)
-                    .collect(),
-                other => redis::from_redis_value(other).map_err(|e| protocol(e.to_string()))?,
+            let (text, table): (String, Vec<String>);
+            let items: Vec<&str> = match reply {
+                redis::Value::BulkString(b) => {
+                    text = String::from_utf8(b).map_err(|e| protocol(e.to_string()))?;
+                    text.split(' ').collect()
+                }
+                other => {
+                    table = redis::from_redis_value(other).map_err(|e| protocol(e.to_string()))?;
+                    table.iter().map(String::as_str).collect()
+                }
             };
-            match items.first().map(String::as_str) {
+            let item = |i: usize| items.get(i).map_or_else(String::new, |s| (*s).to_owned());
+            match items.first().copied() {
                 // A concurrent save moved the instance to another partition: locate it again.
                 Some("changed") => continue,
                 Some("wrongtype") => {
                     return Err(Error::WrongType {
                         model: meta.name,
-                        key: items.get(1).cloned().unwrap_or_default(),
-                        found: items.get(2).cloned().unwrap_or_default(),
+                        key: item(1),
+                        found: item(2),
                     })
                 }
                 Some("corrupt") => {
@@ -394,10 +407,10 @@ impl<M: Model> Confidence<'_, M> {
                         model: meta.name,
                         key: companion,
                         field: self.member.clone(),
-                        reason: items.get(1).cloned().unwrap_or_default(),
+                        reason: item(1),
                     })
                 }
-                _ => return self.parse_update(items),
+                _ => return self.parse_update(&items),
             }
         }
         Err(Error::Contention {
@@ -407,14 +420,14 @@ impl<M: Model> Confidence<'_, M> {
         })
     }
 
-    fn parse_update(&self, items: Vec<String>) -> Result<ConfidenceState> {
+    fn parse_update(&self, items: &[&str]) -> Result<ConfidenceState> {
         let meta = M::META;
         let protocol = |detail: String| Error::Protocol {
             op: "confidence update",
             model: meta.name,
             detail,
         };
-        match items.first().map(String::as_str) {
+        match items.first().copied() {
             Some("missing") => Err(Error::NotFound {
                 model: meta.name,
                 key: self.member.clone(),
