@@ -3,6 +3,8 @@
 
 use redis::{Arg, ErrorKind, RedisError, RedisResult, ServerErrorKind, Value};
 
+use super::conn::Link;
+
 /// A Lua script with its source, so that a call can go as `EVAL` as well as `EVALSHA`.
 ///
 /// Derefs to the `redis::Script` (its SHA1), which builds the usual `EVALSHA`.
@@ -236,6 +238,30 @@ pub(crate) fn split_batch_replies(
             v => Ok(v),
         })
         .chain(failed.into_iter().flatten())
+}
+
+/// Sends `cmd`, an `EVALSHA` of `script`; on `NOSCRIPT` (nothing ran) it is sent again as
+/// `EVAL`, which runs whatever the script cache holds.
+pub(super) async fn send_script(
+    c: &mut Link,
+    script: &Script,
+    cmd: &redis::Cmd,
+) -> RedisResult<redis::Value> {
+    let mut tries = Tries::new(Form::Sha);
+    loop {
+        let reply = match tries.form() {
+            Form::Sha => cmd.query_async(c).await,
+            Form::Eval => script.to_eval(cmd)?.query_async(c).await,
+        };
+        if !tries.again(&reply) {
+            return reply;
+        }
+    }
+}
+
+/// The error for a pipeline that answered nothing.
+pub(super) fn no_reply() -> RedisError {
+    RedisError::from((ErrorKind::Parse, "no reply to a script call"))
 }
 
 #[cfg(test)]

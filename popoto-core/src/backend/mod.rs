@@ -24,7 +24,10 @@ pub(crate) use conn::is_connection_error;
 pub(crate) use conn::{Conn, Link};
 use conn::{Dedicated, Dialer, Failures, Lanes, Target};
 pub(crate) use exec::split_batch_replies;
-use exec::{batch_call, round_trip, script_call, PLANS_PER_CALL, PLANS_PER_ROUND_TRIP};
+use exec::{
+    batch_call, no_reply, round_trip, script_call, send_script, PLANS_PER_CALL,
+    PLANS_PER_ROUND_TRIP,
+};
 pub(crate) use exec::{evalsha, Form, Script, Tries};
 pub(crate) use group::Batcher;
 use group::{Group, Reply, Turn};
@@ -570,26 +573,6 @@ impl Backend {
         }))
         .await
     }
-}
-
-/// Sends `cmd`, an `EVALSHA` of `script`; on `NOSCRIPT` (nothing ran) it is sent again as
-/// `EVAL`, which runs whatever the script cache holds.
-async fn send_script(c: &mut Link, script: &Script, cmd: &redis::Cmd) -> RedisResult<redis::Value> {
-    let mut tries = Tries::new(Form::Sha);
-    loop {
-        let reply = match tries.form() {
-            Form::Sha => cmd.query_async(c).await,
-            Form::Eval => script.to_eval(cmd)?.query_async(c).await,
-        };
-        if !tries.again(&reply) {
-            return reply;
-        }
-    }
-}
-
-/// The error for a pipeline that answered nothing.
-fn no_reply() -> RedisError {
-    RedisError::from((ErrorKind::Parse, "no reply to a script call"))
 }
 
 /// `fut` behind a `dyn Future + Send`: the client's futures are deeply nested, and a caller's
