@@ -31,7 +31,16 @@ pub(crate) const IN_FLIGHT: usize = 8;
 pub(crate) const MAX_BATCH: usize = 128;
 
 /// How calls of a script become one call of its batch form (owned by the script's module).
-pub(crate) type Batcher = fn(&Script, &[&redis::Cmd]) -> RedisResult<redis::Cmd>;
+pub(crate) type Batcher = fn(&'static Script, &[&redis::Cmd]) -> RedisResult<Batched>;
+
+/// One call carrying several calls: the script it calls and the order of its replies.
+pub(crate) struct Batched {
+    /// The script the call is an `EVALSHA` of (the group's, or a batch form it chose).
+    pub(crate) script: &'static Script,
+    pub(crate) cmd: redis::Cmd,
+    /// Reply `j` answers call `order[j]`; empty: the calls' own order.
+    pub(crate) order: Vec<usize>,
+}
 
 /// A queued call and where its reply goes.
 struct Waiting {
@@ -132,6 +141,9 @@ impl Group {
 fn flush(backend: Backend, group: Arc<Group>) {
     tokio::spawn(async move {
         loop {
+            // The callers the last replies woke queue their next creates before the queue is
+            // taken: a batch fills up instead of leaving with the first one or two.
+            tokio::task::yield_now().await;
             let batch: Vec<Waiting> = {
                 let mut state = group.lock();
                 if state.queue.is_empty() {
@@ -199,16 +211,27 @@ async fn send_one(backend: &Backend, group: &Group, batch: &[&Waiting]) -> Vec<R
     if let [one] = batch {
         return vec![backend.eval_raw(one.script, &one.cmd).await];
     }
-    let script = group.script;
     let calls: Vec<&redis::Cmd> = batch.iter().map(|w| &w.cmd).collect();
-    let reply = match (group.batch)(script, &calls) {
-        Ok(cmd) => backend.eval_raw(script, &cmd).await,
-        Err(e) => Ok(Err(e)),
+    let (reply, order) = match (group.batch)(group.script, &calls) {
+        Ok(b) => (backend.eval_raw(b.script, &b.cmd).await, b.order),
+        Err(e) => (Ok(Err(e)), Vec::new()),
     };
-    match reply {
+    let replies: Vec<Reply> = match reply {
         Ok(reply) => split_batch_replies(reply, batch.len(), "group-committed creates")
             .map(Ok)
             .collect(),
-        Err(reason) => batch.iter().map(|_| Err(reason.clone())).collect(),
+        Err(reason) => return batch.iter().map(|_| Err(reason.clone())).collect(),
+    };
+    if order.is_empty() {
+        return replies;
     }
+    let mut out: Vec<Option<Reply>> = batch.iter().map(|_| None).collect();
+    for (reply, i) in replies.into_iter().zip(order) {
+        if let Some(slot) = out.get_mut(i) {
+            *slot = Some(reply);
+        }
+    }
+    out.into_iter()
+        .map(|r| r.unwrap_or_else(|| Err("a batch call lost this create's reply".to_owned())))
+        .collect()
 }

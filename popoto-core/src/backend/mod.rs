@@ -29,7 +29,7 @@ use exec::{
     PLANS_PER_ROUND_TRIP,
 };
 pub(crate) use exec::{evalsha, Form, Script, Tries};
-pub(crate) use group::Batcher;
+pub(crate) use group::{Batched, Batcher};
 use group::{Group, Reply, Turn};
 pub(crate) use held::Held;
 pub(crate) use scan::KeyScan;

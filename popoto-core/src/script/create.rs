@@ -9,7 +9,7 @@ use redis::{Arg, ErrorKind, RedisError, RedisResult};
 
 use super::push_score;
 use super::shape;
-use crate::backend::{Form, Script};
+use crate::backend::{Batched, Form, Script};
 use crate::error::Result;
 use crate::plan::{initial_confidence, Expiry, IndexEntry, Instance};
 
@@ -220,7 +220,12 @@ fn varies(op: &[u8]) -> bool {
 /// flag, field count, index keys, ops and fixed args of the last full one goes compact: `=`, its
 /// fields and the args of its `Z` and `X` entries, and only its own key in `KEYS` (most of a
 /// batch: the server parses half the arguments).
-pub(crate) fn batch(script: &Script, cmds: &[&redis::Cmd]) -> RedisResult<redis::Cmd> {
+/// Calls all of one generated shape go as a call of that shape's batch form instead
+/// ([`super::shape_batch`]): the field names are in its source, not in the call.
+pub(crate) fn batch(script: &'static Script, cmds: &[&redis::Cmd]) -> RedisResult<Batched> {
+    if let Some((shape, form)) = one_shape(cmds) {
+        return super::shape_batch::call(shape, form, cmds);
+    }
     let calls: Vec<Call<'_>> = cmds
         .iter()
         .map(|c| Call::parse(c))
@@ -273,7 +278,27 @@ pub(crate) fn batch(script: &Script, cmds: &[&redis::Cmd]) -> RedisResult<redis:
             }
         }
     }
-    Ok(out)
+    Ok(Batched {
+        script,
+        cmd: out,
+        order: Vec::new(),
+    })
+}
+
+/// The shape whose script every call of `cmds` calls, and its batch form, if it has one.
+fn one_shape(cmds: &[&redis::Cmd]) -> Option<(&'static shape::Shape, &'static Script)> {
+    fn sha(c: &redis::Cmd) -> Option<&[u8]> {
+        match c.args_iter().nth(1) {
+            Some(Arg::Simple(sha)) => Some(sha),
+            _ => None,
+        }
+    }
+    let first = sha(cmds.first()?)?;
+    if !cmds[1..].iter().all(|c| sha(c) == Some(first)) {
+        return None;
+    }
+    let shape = shape::by_sha(first)?;
+    Some((shape, shape.batch.as_ref()?))
 }
 
 #[cfg(test)]
@@ -320,7 +345,7 @@ mod tests {
             call_as("C", "k6", &[("d", "S", "x"), ("z", "Z", "0.4")]),
         ];
         let refs: Vec<&redis::Cmd> = calls.iter().collect();
-        let out = args(&batch(&CREATE, &refs).unwrap());
+        let out = args(&batch(&CREATE, &refs).unwrap().cmd);
         let expected: Vec<&str> = [
             "14", "k1", "c", "z", "k2", "k3", "c", "z", "k4", "d", "z", "k5", "k6", "d", "z", "*",
         ]
@@ -335,10 +360,11 @@ mod tests {
         assert_eq!(out[2..], expected[..]);
     }
 
-    /// A call of a shape's script joins a batch as the equal `P` call of the create script
-    /// would (compact after a full one), and a call of it with the wrong count is refused.
+    /// Calls all of one shape go as a call of the shape's batch form; a shape call batched
+    /// with another script's calls goes as the equal `P` call of the create script would
+    /// (compact after a full one); a call of it with the wrong count is refused.
     #[test]
-    fn shape_calls_batch_as_their_create_calls() {
+    fn shape_calls_batch_in_their_shapes_form_or_as_their_create_calls() {
         static META: crate::model::ModelMeta = crate::model::ModelMeta {
             name: "BatchShape",
             fields: &[crate::model::field(
@@ -358,18 +384,41 @@ mod tests {
             cmd.arg(3).arg(key).arg("c").arg("z").arg(key).arg(score);
             cmd
         };
-        let general = [
-            call("k1", &[("c", "S", ""), ("z", "Z", "0.5")]),
-            call("k2", &[("c", "S", ""), ("z", "Z", "0.7")]),
-        ];
-        let shaped = [shaped("k1", "0.5"), shaped("k2", "0.7")];
-        let refs: Vec<&redis::Cmd> = general.iter().collect();
-        let expected = args(&batch(&CREATE, &refs).unwrap());
-        let refs: Vec<&redis::Cmd> = shaped.iter().collect();
-        assert_eq!(args(&batch(&CREATE, &refs).unwrap()), expected);
-        let mut long = shaped[0].clone();
+        let form = shape.batch.as_ref().unwrap();
+        let both = [shaped("k1", "0.5"), shaped("k2", "0.7")];
+        let out = batch(&CREATE, &[&both[0], &both[1]]).unwrap();
+        assert!(std::ptr::eq(out.script, form));
+        assert_eq!(
+            args(&out.cmd)[1..],
+            [
+                form.get_hash(),
+                "4",
+                "c",
+                "z",
+                "k1",
+                "k2",
+                "2",
+                "k1",
+                "0.5",
+                "k2",
+                "0.7"
+            ]
+        );
+        // Mixed with a create script call: the create script's batch form.
+        let general = call("k0", &[("c", "S", ""), ("z", "Z", "0.1")]);
+        let out = batch(&CREATE, &[&general, &both[0], &both[1]]).unwrap();
+        assert!(std::ptr::eq(out.script, &*CREATE) && out.order.is_empty());
+        assert_eq!(
+            args(&out.cmd)[3..],
+            [
+                "k0", "c", "z", "k1", "k2", "*", "3", "8", "P", "1", "f", "k0", "S", "", "Z",
+                "0.1", "=", "f", "k1", "0.5", "=", "f", "k2", "0.7"
+            ]
+        );
+        let mut long = both[0].clone();
         long.arg("extra");
-        assert!(batch(&CREATE, &[&long, &shaped[1]]).is_err());
+        assert!(batch(&CREATE, &[&long, &both[1]]).is_err());
+        assert!(batch(&CREATE, &[&general, &long]).is_err());
     }
 
     /// What is not a create call is refused, not encoded.

@@ -8,6 +8,7 @@ pub(crate) mod create;
 #[cfg(any(test, feature = "testing"))]
 pub(crate) mod registry;
 pub(crate) mod shape;
+mod shape_batch;
 
 /// The library: helpers and checks several scripts share, written once (`lua/lib.lua`).
 const LIBRARY: &str = include_str!("../lua/lib.lua");

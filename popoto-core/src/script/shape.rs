@@ -17,6 +17,9 @@ use crate::model::ModelMeta;
 /// Index entries a generated script takes at most (each keeps one Lua local; Lua allows 200).
 const MAX_ENTRIES: usize = 120;
 
+/// Field names and values a generated `HSET` takes at most (the rest go through `create.lua`).
+const MAX_HSET_ARGS: usize = 200;
+
 /// One generated script and what a call of it carries.
 pub(crate) struct Shape {
     /// The script.
@@ -25,6 +28,8 @@ pub(crate) struct Shape {
     pub(crate) names: Vec<&'static str>,
     /// One op per index key (`S` set, `Z` zset with a score, `H` companion entry with a value).
     pub(crate) ops: Vec<u8>,
+    /// Its batch form for group commit ([`super::shape_batch`]), if the shape fits one.
+    pub(crate) batch: Option<Script>,
 }
 
 /// The shapes generated so far, by (model, field count, hidden key, ops) and by sha1.
@@ -46,7 +51,11 @@ pub(crate) fn fresh(
     hidden: bool,
     ops: Vec<u8>,
 ) -> Option<&'static Shape> {
-    if ops.len() > MAX_ENTRIES || !ops.iter().all(|op| b"SZH".contains(op)) {
+    // The HSET call takes a Lua register per argument (250 per function).
+    if ops.len() > MAX_ENTRIES
+        || 2 * (fields + 1) > MAX_HSET_ARGS
+        || !ops.iter().all(|op| b"SZH".contains(op))
+    {
         return None;
     }
     // Owns the caller's ops: a create that finds its shape allocates nothing here.
@@ -60,10 +69,13 @@ pub(crate) fn fresh(
         names.push("_auto_key");
     }
     let code: &'static str = Box::leak(source(meta.name, &names, &id.3).into_boxed_str());
+    let batch = super::shape_batch::source(meta.name, &names, &id.3)
+        .map(|code| Script::new(Box::leak(code.into_boxed_str())));
     let shape: &'static Shape = Box::leak(Box::new(Shape {
         script: Script::new(code),
         names,
         ops: id.3.clone(),
+        batch,
     }));
     shapes
         .by_sha
@@ -80,7 +92,7 @@ pub(crate) fn by_sha(sha: &[u8]) -> Option<&'static Shape> {
 }
 
 /// A Lua string literal of `s`.
-fn quoted(s: &str) -> String {
+pub(super) fn quoted(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('\'');
     for b in s.bytes() {
@@ -219,6 +231,15 @@ mod tests {
         };
         assert!(fresh(&META, 0, false, b"SU".to_vec()).is_none());
         assert!(fresh(&META, 0, false, vec![b'S'; MAX_ENTRIES + 1]).is_none());
+        const FIELD: crate::model::FieldMeta =
+            crate::model::field("x", crate::model::FieldKind::Plain, &[]);
+        static WIDE: ModelMeta = ModelMeta {
+            name: "ShapeWide",
+            fields: &[FIELD; 100],
+            ..META
+        };
+        assert!(fresh(&WIDE, 100, false, b"S".to_vec()).is_none());
+        assert!(fresh(&WIDE, 99, false, b"S".to_vec()).is_some());
         let a = fresh(&META, 0, true, b"SZ".to_vec()).unwrap();
         let b = fresh(&META, 0, true, b"SZ".to_vec()).unwrap();
         assert!(std::ptr::eq(a, b));
