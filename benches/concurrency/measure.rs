@@ -73,6 +73,7 @@ pub(crate) fn summarize(
     side: Side,
     mut samples: Vec<Sample>,
 ) -> Row {
+    let walls = samples.iter().map(|s| s.wall).collect();
     samples.sort_by_key(|s| s.wall);
     let s = &samples[samples.len() / 2];
     let n = s.latencies.len().max(1) as f64;
@@ -81,6 +82,7 @@ pub(crate) fn summarize(
         s.latencies.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e6)
     };
     Row {
+        walls,
         op,
         tasks,
         side,

@@ -29,6 +29,8 @@ impl Side {
 /// One side at one concurrency: medians over its rounds.
 #[derive(Debug, Clone)]
 pub struct Row {
+    /// Each round's wall time, in the order the rounds ran (sides alternate within a round).
+    pub walls: Vec<Duration>,
     /// Operation name.
     pub op: &'static str,
     /// Concurrent tasks.
@@ -69,9 +71,18 @@ impl Report {
             .find(|r| r.op == op && r.tasks == tasks && r.side == side)
     }
 
-    /// ORM / `side` throughput of `op` at `tasks`.
+    /// ORM / `side` throughput of `op` at `tasks`: the median of the rounds' ratios, each
+    /// round's ORM run against the same round's run of `side` (the machine's speed drifts
+    /// from round to round; runs of one round are the closest in time).
     pub fn ratio(&self, op: &str, tasks: usize, side: Side) -> Option<f64> {
-        Some(self.row(op, tasks, Side::Orm)?.per_sec / self.row(op, tasks, side)?.per_sec)
+        let (orm, other) = (self.row(op, tasks, Side::Orm)?, self.row(op, tasks, side)?);
+        let pairs: Vec<(Duration, Duration)> = orm
+            .walls
+            .iter()
+            .copied()
+            .zip(other.walls.iter().copied())
+            .collect();
+        (!pairs.is_empty()).then(|| median_ratio(&pairs))
     }
 
     /// The report as a markdown table.
