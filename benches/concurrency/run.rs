@@ -161,7 +161,7 @@ pub async fn run(cfg: &Config) -> Res<Report> {
             .map(|e| Episode::key_of("orm", e.episode_id.as_str()))
             .collect(),
     );
-    check(!keys.is_empty(), "no rows to read")?;
+    check(!keys.is_empty() || !cfg.runs("get"), "no rows to read")?;
     let raw_keys: Arc<Vec<String>> = Arc::new(keys.iter().map(Key::redis_key).collect());
     let orm_t = Arc::new(RawTenant::new("orm"));
     let sides: Vec<(Side, OpFn)> = vec![
@@ -262,20 +262,22 @@ pub async fn run(cfg: &Config) -> Res<Report> {
         )
         .await?,
     );
-    let members: Arc<Vec<String>> = Arc::new(
+    // Both sides hold the instances' keys, as for get.
+    let keys: Arc<Vec<Key<Memory>>> = Arc::new(
         memories
             .iter()
-            .map(|m| Memory::key_of(m.project.as_str(), m.key.as_str()).redis_key())
+            .map(|m| Memory::key_of(m.project.as_str(), m.key.as_str()))
             .collect(),
     );
+    let members: Arc<Vec<String>> = Arc::new(keys.iter().map(Key::redis_key).collect());
     let companion: Arc<str> = format!("{LEGACY}:conf").into();
     let sides: Vec<(Side, OpFn)> = vec![
         (Side::Orm, {
-            let (t, ms) = (conf.clone(), memories.clone());
+            let (t, ks) = (conf.clone(), keys.clone());
             op_fn(move |i| {
-                let (t, ms) = (t.clone(), ms.clone());
+                let (t, ks) = (t.clone(), ks.clone());
                 async move {
-                    t.confidence(&ms[i % ms.len()], Memory::certainty())?
+                    t.confidence_by_key(&ks[i % ks.len()], Memory::certainty())?
                         .update((i % 10) as f64 / 10.0)
                         .await?;
                     Ok(())

@@ -352,26 +352,26 @@ impl<M: Model> Confidence<'_, M> {
                 .chain([format!("f:{fname}").into_bytes()])
                 .collect()
         });
-        let (signal, initial, cap) = (
-            format!("{signal:?}"),
-            format!("{initial:?}"),
-            cap.to_string(),
-        );
         for _ in 0..MAX_ATTEMPTS {
             let (companion, checks) = self.locate(&backend).await?;
             // The call built in place: keys, then the member, the signal, the field's initial
             // value and cap, the feed's fields and the partition checks.
             let keys = if event.is_some() { 4 } else { 2 };
             let args = 5 + feed_args.len() + checks.len();
-            let mut cmd = UPDATE.command(Form::Sha, 1 + keys + args, 0);
+            let bytes = companion.len()
+                + 2 * self.member.len()
+                + feed_args.iter().chain(&checks).map(Vec::len).sum::<usize>()
+                + 96;
+            let mut cmd = UPDATE.command(Form::Sha, 1 + keys + args, bytes);
             cmd.arg(keys).arg(&companion).arg(&self.member);
             if let Some(e) = &event {
                 cmd.arg(&e.stream).arg(&e.meta);
             }
+            // Numbers as their shortest round-trip text (the script reads them with tonumber).
             cmd.arg(&self.member)
-                .arg(&signal)
-                .arg(&initial)
-                .arg(&cap)
+                .arg(signal)
+                .arg(initial)
+                .arg(cap)
                 .arg(feed_args.len())
                 .arg(&feed_args)
                 .arg(&checks);
