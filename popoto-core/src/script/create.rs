@@ -133,13 +133,7 @@ struct Call<'a> {
 impl<'a> Call<'a> {
     fn parse(cmd: &'a redis::Cmd) -> RedisResult<Call<'a>> {
         let bad = || RedisError::from((ErrorKind::Client, "not a call of the create script"));
-        let args: Vec<&[u8]> = cmd
-            .args_iter()
-            .map(|a| match a {
-                Arg::Simple(b) => Ok(b),
-                _ => Err(bad()),
-            })
-            .collect::<RedisResult<_>>()?;
+        let args = super::plain_args(cmd).ok_or_else(bad)?;
         let number =
             |b: Option<&&[u8]>| -> Option<usize> { std::str::from_utf8(b?).ok()?.parse().ok() };
         let n = number(args.get(2))

@@ -93,6 +93,16 @@ macro_rules! lua {
 }
 pub(crate) use lua;
 
+/// Every argument of `cmd` as bytes; `None` if one is not a plain argument (a cursor).
+pub(crate) fn plain_args(cmd: &redis::Cmd) -> Option<Vec<&[u8]>> {
+    cmd.args_iter()
+        .map(|a| match a {
+            redis::Arg::Simple(b) => Some(b),
+            _ => None,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 
-use redis::{Arg, ErrorKind, RedisError, RedisResult};
+use redis::{ErrorKind, RedisError, RedisResult};
 
 use super::shape::{quoted, Shape};
 use crate::backend::{Batched, Form, Script};
@@ -169,13 +169,7 @@ pub(crate) fn call(
     let calls: Vec<Vec<&[u8]>> = cmds
         .iter()
         .map(|c| {
-            let args: Vec<&[u8]> = c
-                .args_iter()
-                .map(|a| match a {
-                    Arg::Simple(b) => Ok(b),
-                    _ => Err(bad()),
-                })
-                .collect::<RedisResult<_>>()?;
+            let args = super::plain_args(c).ok_or_else(bad)?;
             let count = (m + 1).to_string();
             if args.len() != 4 + m + per || args[2] != count.as_bytes() {
                 return Err(bad());
@@ -220,6 +214,8 @@ pub(crate) fn call(
 
 #[cfg(test)]
 mod tests {
+    use redis::Arg;
+
     use super::*;
     use crate::model::{field, FieldKind, ModelMeta};
     use crate::script::shape;
