@@ -5,6 +5,7 @@
 //! Lua script implementing popoto 1.10.1's capped formula and storing its script's bytes; reads
 //! never load a whole hash.
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use serde::Deserialize;
@@ -118,16 +119,13 @@ fn companion_of(
     field: usize,
     record: &Record,
 ) -> Result<String> {
-    let segs = partition_of(meta, field, record);
-    let tenant = meta
-        .tenant
-        .and_then(|t| record.segments.get(t).cloned().flatten());
-    layout.confidence_key(
-        meta,
-        tenant.as_deref(),
-        field,
-        &segs.iter().map(String::as_str).collect::<Vec<_>>(),
-    )
+    let segment = |p: usize| record.segments.get(p).and_then(|s| s.as_deref());
+    let parts: Vec<&str> = meta.fields[field]
+        .partition_by
+        .iter()
+        .map(|&p| segment(p).unwrap_or_default())
+        .collect();
+    layout.confidence_key(meta, meta.tenant.and_then(segment), field, &parts)
 }
 
 /// The companion hash key for explicit partition values (in `partition_by` order), in popoto's
@@ -158,8 +156,6 @@ pub struct Confidence<'s, M: Model> {
     field: usize,
     key: Key<M>,
     member: String,
-    /// The instance's tenant segment (its keyspace), for a tenant model.
-    tenant: Option<String>,
     companion: String,
     /// The value's partition segments, in `partition_by` order.
     partition: Vec<String>,
@@ -248,7 +244,6 @@ impl Session {
             field: field.index(),
             key: key.clone(),
             member: key.redis_key_in(self.layout()),
-            tenant: key.tenant().map(str::to_owned),
             companion: companion_of(self.layout(), M::META, field.index(), record)?,
             partition: partition_of(M::META, field.index(), record),
             _m: Default::default(),
@@ -274,7 +269,10 @@ impl<M: Model> Confidence<'_, M> {
     /// The companion hash of the instance as stored, and the script's checks of the stored
     /// non-key partition values it was computed from (none, and no command, when every
     /// partition field is a key field).
-    async fn locate(&self, backend: &crate::backend::Backend) -> Result<(String, Vec<Vec<u8>>)> {
+    async fn locate(
+        &self,
+        backend: &crate::backend::Backend,
+    ) -> Result<(Cow<'_, str>, Vec<Vec<u8>>)> {
         let meta = M::META;
         let f = meta.field(self.field);
         let movable: Vec<(usize, usize)> = f
@@ -285,7 +283,7 @@ impl<M: Model> Confidence<'_, M> {
             .map(|(pos, &p)| (pos, p))
             .collect();
         if movable.is_empty() {
-            return Ok((self.companion.clone(), Vec::new()));
+            return Ok((Cow::Borrowed(&self.companion), Vec::new()));
         }
         let mut cmd = redis::cmd("HMGET");
         cmd.arg(&self.member);
@@ -310,12 +308,12 @@ impl<M: Model> Confidence<'_, M> {
             }
         }
         let parts: Vec<&str> = partition.iter().map(String::as_str).collect();
-        let companion = self.session.layout().confidence_key(
+        let companion = Cow::Owned(self.session.layout().confidence_key(
             meta,
-            self.tenant.as_deref(),
+            self.key.tenant(),
             self.field,
             &parts,
-        )?;
+        )?);
         Ok((companion, checks))
     }
 
@@ -405,7 +403,7 @@ impl<M: Model> Confidence<'_, M> {
                 Some("corrupt") => {
                     return Err(Error::Decode {
                         model: meta.name,
-                        key: companion,
+                        key: companion.into_owned(),
                         field: self.member.clone(),
                         reason: item(1),
                     })
@@ -466,7 +464,7 @@ impl<M: Model> Confidence<'_, M> {
             Some(bytes) => {
                 ConfidenceState::decode(&bytes, initial).map_err(|reason| Error::Decode {
                     model: meta.name,
-                    key: companion,
+                    key: companion.into_owned(),
                     field: self.member.clone(),
                     reason,
                 })
